@@ -1,0 +1,56 @@
+//! The Kafka APIs and versions vigil serves.
+//!
+//! The ranges are the intersection of what the broker implements and what the
+//! `kafka-protocol` crate can decode. Upper bounds stop short of versions that
+//! change semantics vigil does not implement yet: Fetch 13+ addresses topics by
+//! id only, Produce 12+ and OffsetCommit 9+ belong to KIP-848/KIP-890 flows.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api, min_version, max_version)` for every API the broker answers.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 8),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The version range vigil serves for `api`, or `None` if it does not serve it.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_range_is_decodable_by_the_codec() {
+        for &(api, min, max) in SUPPORTED_APIS {
+            let codec = api.valid_versions();
+            assert!(
+                min >= codec.min && max <= codec.max && min <= max,
+                "{api:?} {min}..={max} outside codec range {codec}"
+            );
+        }
+    }
+}

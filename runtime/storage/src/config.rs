@@ -1,0 +1,55 @@
+//! Settings of the log (plain data; the object store is injected separately).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the log behaves. Validated by [`LogConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Where the WAL lives.
+    pub data_dir: PathBuf,
+    /// Name written into manifests so operators can tell who holds the epoch.
+    pub broker_id: String,
+    /// Longest time durable data waits in the WAL before it is uploaded.
+    pub upload_interval: Duration,
+    /// Bytes of already-uploaded batches kept in memory per partition for tail
+    /// reads (batches not yet uploaded are always kept).
+    pub cache_bytes_per_partition: usize,
+    /// Bytes of segment objects kept in memory for reads below the log cache.
+    pub segment_cache_bytes: usize,
+    /// Most bytes one WAL group commit writes before it fsyncs.
+    pub wal_group_bytes: usize,
+    /// WAL segment size after which the writer rolls to a new file.
+    pub wal_segment_bytes: u64,
+}
+
+impl LogConfig {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            broker_id: "vigil-0".to_string(),
+            upload_interval: Duration::from_secs(2),
+            cache_bytes_per_partition: 32 << 20,
+            segment_cache_bytes: 256 << 20,
+            wal_group_bytes: 8 << 20,
+            wal_segment_bytes: 256 << 20,
+        }
+    }
+
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upload_interval.is_zero() {
+            return Err("upload interval must be greater than zero".into());
+        }
+        if self.wal_group_bytes == 0 || self.wal_segment_bytes == 0 {
+            return Err("WAL group and segment sizes must be greater than zero".into());
+        }
+        Ok(())
+    }
+
+    /// Directory of WAL segment files.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.data_dir.join("wal")
+    }
+}

@@ -1,0 +1,94 @@
+//! Storage errors. Each says what failed, for which topic/partition/key, and
+//! whether the caller may retry.
+
+use std::path::PathBuf;
+
+/// Errors of the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Local WAL I/O failed.
+    #[error("WAL I/O error at {path}: {source} (retriable once the disk recovers)")]
+    WalIo {
+        /// File involved.
+        path: PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The WAL writer is gone (shutdown or a fatal error).
+    #[error("the WAL writer has stopped; the broker is shutting down (not retriable on this broker)")]
+    WalClosed,
+    /// An object store request failed.
+    #[error("object store {op} of {key} failed: {source} (retriable)")]
+    ObjectStore {
+        /// What was attempted: get, put, list, delete.
+        op: &'static str,
+        /// Object key.
+        key: String,
+        /// Underlying error.
+        source: object_store::Error,
+    },
+    /// Another broker committed a newer manifest with a higher writer epoch.
+    #[error("fenced: broker epoch {ours} was superseded by epoch {theirs} (written by {by}); this broker must stop writing")]
+    Fenced {
+        /// Our writer epoch.
+        ours: u64,
+        /// The epoch that replaced us.
+        theirs: u64,
+        /// The broker that holds it.
+        by: String,
+    },
+    /// A stored object or manifest could not be parsed.
+    #[error("corrupt {what} at {key}: {reason} (not retriable)")]
+    Corrupt {
+        /// Kind of object.
+        what: &'static str,
+        /// Key or path.
+        key: String,
+        /// Details.
+        reason: String,
+    },
+    /// The topic does not exist.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// The partition does not exist.
+    #[error("unknown partition {partition} of topic {topic:?}")]
+    UnknownPartition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+    },
+    /// A topic with this name already exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// Bad topic name, partition count or config.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The requested offset is outside the log.
+    #[error("offset {offset} is out of range for {topic}-{partition} (log spans {start}..{end})")]
+    OffsetOutOfRange {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: i32,
+        /// Requested offset.
+        offset: i64,
+        /// Log start offset.
+        start: i64,
+        /// High watermark.
+        end: i64,
+    },
+}
+
+impl StorageError {
+    /// Whether retrying the same operation later can succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::WalIo { .. } | StorageError::ObjectStore { .. }
+        )
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

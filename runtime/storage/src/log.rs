@@ -1,0 +1,473 @@
+//! The log of a broker: topics, partitions, the WAL and the manifest, tied
+//! together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::ObjectStore;
+use parking_lot::RwLock;
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
+use uuid::Uuid;
+
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::kv::{self, KvMap};
+use crate::manifest::{Manifest, ManifestStore, PartitionManifest, TopicManifest};
+use crate::partition::{AppendError, AppendOutcome, Begun, Partition};
+use crate::read::{self, FetchedBatches, SegmentCache, TimestampLookup};
+use crate::wal::{Wal, WalEntry};
+
+/// Producer ids reserved per manifest write.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+/// Longest topic name Kafka allows.
+const MAX_TOPIC_NAME: usize = 249;
+/// Upper bound on partitions per topic (a typo guard, not a design limit).
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+/// What a new topic looks like.
+#[derive(Debug, Clone, Default)]
+pub struct TopicConfig {
+    /// Number of partitions.
+    pub partitions: i32,
+    /// Topic-level configs.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// A topic and its partitions (replaced as a whole when partitions are added).
+#[derive(Debug)]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Stable id.
+    pub id: Uuid,
+    /// Partitions by index.
+    pub partitions: Vec<Arc<Partition>>,
+    /// Topic configs.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Counters of storage activity, read by the broker's /metrics.
+#[derive(Debug, Default)]
+pub struct StorageStats {
+    /// Bytes of record batches appended.
+    pub appended_bytes: AtomicU64,
+    /// Completed upload cycles that wrote something.
+    pub uploads: AtomicU64,
+    /// Failed upload cycles.
+    pub upload_failures: AtomicU64,
+    /// Bytes written to segment objects.
+    pub uploaded_bytes: AtomicU64,
+    /// Reads served from the in-memory log cache.
+    pub cache_reads: AtomicU64,
+    /// Reads that went to segment objects.
+    pub object_reads: AtomicU64,
+}
+
+/// The log.
+pub struct Log {
+    pub(crate) config: LogConfig,
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) manifests: ManifestStore,
+    /// Latest committed manifest. An async mutex because it is held across
+    /// the object store write that commits the next version: that is what
+    /// serializes manifest updates within the broker.
+    pub(crate) manifest: AsyncMutex<Manifest>,
+    pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    pub(crate) wal: Wal,
+    pub(crate) segments: SegmentCache,
+    kv_at_open: KvMap,
+    producer_ids: AsyncMutex<(i64, i64)>,
+    pub(crate) epoch: u64,
+    fenced: AtomicBool,
+    /// Activity counters.
+    pub stats: StorageStats,
+}
+
+impl Log {
+    /// Opens the log: takes ownership of the manifest (bumping the writer
+    /// epoch), replays the local WAL and starts the WAL writer.
+    pub async fn open(config: LogConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Log>> {
+        config.validate().map_err(StorageError::Invalid)?;
+        let manifests = ManifestStore::new(store.clone());
+        let manifest = manifests.acquire(&config.broker_id).await?;
+        let epoch = manifest.writer_epoch;
+        let (replay, start_wal) = Wal::open(
+            &config.wal_dir(),
+            config.wal_segment_bytes,
+            config.wal_group_bytes,
+        )?;
+
+        let mut topics = BTreeMap::new();
+        let mut by_id: HashMap<(Uuid, i32), Arc<Partition>> = HashMap::new();
+        for (name, t) in &manifest.topics {
+            let partitions: Vec<_> = t
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, pm)| Arc::new(Partition::new(name, t.id, i as i32, pm)))
+                .collect();
+            for p in &partitions {
+                by_id.insert((t.id, p.index), p.clone());
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic {
+                    name: name.clone(),
+                    id: t.id,
+                    partitions,
+                    configs: t.configs.clone(),
+                }),
+            );
+        }
+
+        let mut kv = manifest.kv.clone();
+        let (mut replayed, mut skipped) = (0usize, 0usize);
+        for entry in replay.entries {
+            match entry {
+                WalEntry::Batch {
+                    topic_id,
+                    partition,
+                    batch,
+                } => match by_id.get(&(topic_id, partition)) {
+                    Some(p) => match p.replay(batch) {
+                        Ok(()) => replayed += 1,
+                        Err(e) => tracing::error!(topic = %p.topic, partition, error = %e, "skipping a corrupt batch in the WAL"),
+                    },
+                    // The topic was deleted after the entry was written.
+                    None => skipped += 1,
+                },
+                WalEntry::Kv { key, value } => kv::apply(&mut kv, &key, value.as_deref()),
+            }
+        }
+        tracing::info!(
+            epoch,
+            manifest_version = manifest.version,
+            topics = topics.len(),
+            replayed_batches = replayed,
+            skipped_batches = skipped,
+            "log opened"
+        );
+        let wal = start_wal(kv.clone())?;
+        let segments = SegmentCache::new(store.clone(), config.segment_cache_bytes);
+        Ok(Arc::new(Log {
+            config,
+            store,
+            manifests,
+            manifest: AsyncMutex::new(manifest),
+            topics: RwLock::new(topics),
+            wal,
+            segments,
+            kv_at_open: kv,
+            producer_ids: AsyncMutex::new((0, 0)),
+            epoch,
+            fenced: AtomicBool::new(false),
+            stats: StorageStats::default(),
+        }))
+    }
+
+    /// This broker's writer epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The key/value state found at open (manifest snapshot + WAL replay).
+    pub fn kv_at_open(&self) -> &KvMap {
+        &self.kv_at_open
+    }
+
+    /// All topics, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// One topic.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// One partition.
+    pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
+        let t = self
+            .topic(topic)
+            .ok_or_else(|| StorageError::UnknownTopic(topic.to_string()))?;
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| t.partitions.get(i).cloned())
+            .ok_or_else(|| StorageError::UnknownPartition {
+                topic: topic.to_string(),
+                partition: index,
+            })
+    }
+
+    /// Applies `f` to a copy of the manifest and commits it as the next
+    /// version; the in-memory copy changes only if the commit succeeds.
+    pub(crate) async fn update_manifest<T>(
+        &self,
+        f: impl FnOnce(&mut Manifest) -> Result<T>,
+    ) -> Result<T> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(self.fenced_error().await);
+        }
+        let mut current = self.manifest.lock().await;
+        let mut next = current.clone();
+        let out = f(&mut next)?;
+        next.version = current.version + 1;
+        match self.manifests.commit(&next).await {
+            Ok(()) => {
+                *current = next;
+                Ok(out)
+            }
+            Err(e @ StorageError::Fenced { .. }) => {
+                tracing::error!(error = %e, "this broker has been fenced; it will stop writing");
+                self.fenced.store(true, Ordering::SeqCst);
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn fenced_error(&self) -> StorageError {
+        match self.manifests.load_latest().await {
+            Ok(Some(m)) => StorageError::Fenced {
+                ours: self.epoch,
+                theirs: m.writer_epoch,
+                by: m.writer,
+            },
+            _ => StorageError::Fenced {
+                ours: self.epoch,
+                theirs: self.epoch + 1,
+                by: "unknown".into(),
+            },
+        }
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        if config.partitions < 1 || config.partitions > MAX_PARTITIONS {
+            return Err(StorageError::Invalid(format!(
+                "topic {name:?}: partition count {} must be between 1 and {MAX_PARTITIONS}",
+                config.partitions
+            )));
+        }
+        let id = Uuid::new_v4();
+        self.update_manifest(|m| {
+            if m.topics.contains_key(name) {
+                return Err(StorageError::TopicExists(name.to_string()));
+            }
+            m.topics.insert(
+                name.to_string(),
+                TopicManifest {
+                    id,
+                    configs: config.configs.clone(),
+                    partitions: vec![PartitionManifest::default(); config.partitions as usize],
+                },
+            );
+            Ok(())
+        })
+        .await?;
+        let empty = PartitionManifest::default();
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: (0..config.partitions)
+                .map(|i| Arc::new(Partition::new(name, id, i, &empty)))
+                .collect(),
+            configs: config.configs,
+        });
+        self.topics.write().insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions = config.partitions, %id, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and (in the background) its objects.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let id = self
+            .update_manifest(|m| {
+                m.topics
+                    .remove(name)
+                    .map(|t| t.id)
+                    .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))
+            })
+            .await?;
+        self.topics.write().remove(name);
+        tracing::info!(topic = name, %id, "topic deleted");
+        crate::upload::delete_topic_objects(self.store.clone(), id);
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        let have = topic.partitions.len() as i32;
+        if total <= have || total > MAX_PARTITIONS {
+            return Err(StorageError::Invalid(format!(
+                "topic {name:?} has {have} partitions; the new count {total} must be larger and at most {MAX_PARTITIONS}"
+            )));
+        }
+        self.update_manifest(|m| {
+            let t = m
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+            t.partitions
+                .resize(total as usize, PartitionManifest::default());
+            Ok(())
+        })
+        .await?;
+        let empty = PartitionManifest::default();
+        let mut partitions = topic.partitions.clone();
+        partitions.extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
+        self.topics.write().insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: name.to_string(),
+                id: topic.id,
+                partitions,
+                configs: topic.configs.clone(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Appends one record batch to a partition and waits until it is durable
+    /// (fsync'd in the WAL). A retried idempotent batch is answered with its
+    /// original offset.
+    pub async fn append(
+        &self,
+        p: &Arc<Partition>,
+        records: Bytes,
+    ) -> std::result::Result<AppendOutcome, AppendError> {
+        if self.fenced.load(Ordering::SeqCst) {
+            return Err(self.fenced_error().await.into());
+        }
+        let header = p.validate(&records)?;
+        let permit = self.wal.reserve(records.len()).await?;
+        let (tx, rx) = oneshot::channel();
+        let len = records.len() as u64;
+        let begun = p.begin_append(header, &records, |bytes, last| {
+            let p2 = p.clone();
+            self.wal.append(
+                WalEntry::Batch {
+                    topic_id: p.topic_id,
+                    partition: p.index,
+                    batch: bytes,
+                },
+                Box::new(move |res| {
+                    if res.is_ok() {
+                        p2.advance_high_watermark(last + 1);
+                    }
+                    drop(permit);
+                    let _ = tx.send(res);
+                }),
+            );
+        })?;
+        match begun {
+            Begun::Queued { base_offset } => {
+                rx.await.map_err(|_| StorageError::WalClosed)??;
+                self.stats.appended_bytes.fetch_add(len, Ordering::Relaxed);
+                Ok(AppendOutcome::Appended { base_offset })
+            }
+            Begun::Duplicate(e) => {
+                // The original may still be on its way to disk.
+                let mut hw = p.watch_high_watermark();
+                hw.wait_for(|h| *h > e.last_offset)
+                    .await
+                    .map_err(|_| StorageError::WalClosed)?;
+                Ok(AppendOutcome::Duplicate {
+                    base_offset: e.base_offset,
+                })
+            }
+        }
+    }
+
+    /// Reads whole batches from `offset`, at most about `max_bytes` (at least
+    /// one batch).
+    pub async fn read(&self, p: &Partition, offset: i64, max_bytes: usize) -> Result<FetchedBatches> {
+        let r = read::read(p, &self.segments, offset, max_bytes).await?;
+        let counter = if r.from_object_store {
+            &self.stats.object_reads
+        } else {
+            &self.stats.cache_reads
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(r)
+    }
+
+    /// First record with timestamp ≥ `ts`, if any.
+    pub async fn offset_for_timestamp(&self, p: &Partition, ts: i64) -> Result<Option<TimestampLookup>> {
+        read::offset_for_timestamp(p, &self.segments, ts).await
+    }
+
+    /// Durably sets (or, with `None`, deletes) keys of the key/value state, in
+    /// order.
+    pub async fn kv_put(&self, entries: Vec<(String, Option<String>)>) -> Result<()> {
+        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
+        let permit = Arc::new(self.wal.reserve(bytes).await?);
+        let mut waits = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let (tx, rx) = oneshot::channel();
+            let permit = permit.clone();
+            self.wal.append(
+                WalEntry::Kv { key, value },
+                Box::new(move |res| {
+                    drop(permit);
+                    let _ = tx.send(res);
+                }),
+            );
+            waits.push(rx);
+        }
+        for rx in waits {
+            rx.await.map_err(|_| StorageError::WalClosed)??;
+        }
+        Ok(())
+    }
+
+    /// A producer id never handed out before, by any broker on this store.
+    pub async fn allocate_producer_id(&self) -> Result<i64> {
+        let mut ids = self.producer_ids.lock().await;
+        if ids.0 >= ids.1 {
+            let start = self
+                .update_manifest(|m| {
+                    let start = m.next_producer_id;
+                    m.next_producer_id += PRODUCER_ID_BLOCK;
+                    Ok(start)
+                })
+                .await?;
+            *ids = (start, start + PRODUCER_ID_BLOCK);
+        }
+        let id = ids.0;
+        ids.0 += 1;
+        Ok(id)
+    }
+
+    /// Uploads what is pending and stops the WAL writer. Data the upload
+    /// could not take stays in the WAL and is replayed at the next start.
+    pub async fn close(&self) {
+        if let Err(e) = self.upload_once().await {
+            tracing::warn!(error = %e, "final upload failed; the data stays in the WAL");
+        }
+        self.wal.close();
+    }
+}
+
+fn validate_topic_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOPIC_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
+        )))
+    }
+}

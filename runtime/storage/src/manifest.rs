@@ -1,0 +1,255 @@
+//! The manifest: the one object that says what the log contains.
+//!
+//! Each version is a separate object, `manifest/<version>.json`, written with
+//! `PutMode::Create`: two brokers racing for the same version cannot both
+//! win, which works on LocalFileSystem, InMemory and real S3 alike. A broker
+//! takes ownership by writing a version with a higher `writer_epoch`; a broker
+//! whose create fails re-reads, and if the winner carries a different epoch it
+//! has been fenced and must stop writing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Result, StorageError};
+use crate::kv::KvMap;
+use crate::paths;
+use crate::producer::ProducerSnapshot;
+
+/// How many old manifest versions are kept for debugging before deletion.
+const KEEP_OLD_VERSIONS: u64 = 5;
+
+/// The durable state of the whole log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Version of this manifest (its key).
+    pub version: u64,
+    /// Epoch of the broker that owns writes.
+    pub writer_epoch: u64,
+    /// Name of that broker.
+    pub writer: String,
+    /// Producer ids below this have been handed out.
+    pub next_producer_id: i64,
+    /// Topics by name.
+    pub topics: BTreeMap<String, TopicManifest>,
+    /// Key/value state as of the last upload.
+    #[serde(default)]
+    pub kv: KvMap,
+}
+
+/// One topic.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopicManifest {
+    /// Stable id; object keys use it, so a re-created topic starts empty.
+    pub id: Uuid,
+    /// Topic configs (retention.ms, …) as given at creation.
+    #[serde(default)]
+    pub configs: BTreeMap<String, String>,
+    /// Partitions by index.
+    pub partitions: Vec<PartitionManifest>,
+}
+
+/// One partition's uploaded log.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartitionManifest {
+    /// First offset still readable.
+    pub log_start_offset: i64,
+    /// Every offset below this is in a segment object.
+    pub uploaded_next: i64,
+    /// Segment objects, ascending and contiguous.
+    pub segments: Vec<SegmentMeta>,
+    /// Idempotent producer state as of `uploaded_next`.
+    #[serde(default)]
+    pub producers: Vec<ProducerSnapshot>,
+}
+
+/// A segment object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SegmentMeta {
+    /// Object key.
+    pub key: String,
+    /// First offset.
+    pub base_offset: i64,
+    /// One past the last offset.
+    pub next_offset: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+}
+
+/// Reads and writes manifests with compare-and-swap.
+#[derive(Clone)]
+pub struct ManifestStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl ManifestStore {
+    /// Manifests in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    /// The newest manifest, or `None` for an empty store.
+    pub async fn load_latest(&self) -> Result<Option<Manifest>> {
+        let prefix = paths::manifest_prefix();
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| StorageError::ObjectStore {
+                op: "list",
+                key: prefix.to_string(),
+                source,
+            })?;
+        let Some(latest) = metas.iter().filter_map(|m| paths::parse_manifest(&m.location)).max()
+        else {
+            return Ok(None);
+        };
+        self.load(latest).await.map(Some)
+    }
+
+    async fn load(&self, version: u64) -> Result<Manifest> {
+        let key = paths::manifest(version);
+        let get_err = |source| StorageError::ObjectStore {
+            op: "get",
+            key: key.to_string(),
+            source,
+        };
+        let bytes = self
+            .store
+            .get(&key)
+            .await
+            .map_err(get_err)?
+            .bytes()
+            .await
+            .map_err(get_err)?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+            what: "manifest",
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        if m.version != version {
+            return Err(StorageError::Corrupt {
+                what: "manifest",
+                key: key.to_string(),
+                reason: format!("says version {} but is stored as {version}", m.version),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Writes `next` as version `next.version`, which must be one above the
+    /// version it was derived from. Fails with [`StorageError::Fenced`] when
+    /// another broker got there first.
+    pub async fn commit(&self, next: &Manifest) -> Result<()> {
+        let key = paths::manifest(next.version);
+        let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {
+            what: "manifest",
+            key: key.to_string(),
+            reason: format!("cannot serialize: {e}"),
+        })?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self.store.put_opts(&key, PutPayload::from(body), opts).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let theirs = self.load(next.version).await?;
+                return Err(StorageError::Fenced {
+                    ours: next.writer_epoch,
+                    theirs: theirs.writer_epoch,
+                    by: theirs.writer,
+                });
+            }
+            Err(source) => {
+                return Err(StorageError::ObjectStore {
+                    op: "put",
+                    key: key.to_string(),
+                    source,
+                })
+            }
+        }
+        if next.version > KEEP_OLD_VERSIONS {
+            // Old versions are only history; failing to delete one is harmless
+            // (a later commit deletes it again).
+            let old = paths::manifest(next.version - KEEP_OLD_VERSIONS - 1);
+            if let Err(e) = self.store.delete(&old).await {
+                if !matches!(e, object_store::Error::NotFound { .. }) {
+                    tracing::debug!(key = %old, error = %e, "could not delete an old manifest");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes ownership: writes a new version of the latest manifest (or a
+    /// fresh one) with a writer epoch above every previous one. Retries when
+    /// another broker commits concurrently, so that exactly one wins each
+    /// version.
+    pub async fn acquire(&self, writer: &str) -> Result<Manifest> {
+        loop {
+            let base = self.load_latest().await?;
+            let mut next = base.clone().unwrap_or_default();
+            next.version = base.as_ref().map_or(1, |b| b.version + 1);
+            next.writer_epoch = base.as_ref().map_or(1, |b| b.writer_epoch + 1);
+            next.writer = writer.to_string();
+            match self.commit(&next).await {
+                Ok(()) => return Ok(next),
+                Err(StorageError::Fenced { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn a_second_owner_fences_the_first() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let ms = ManifestStore::new(store);
+        let a = ms.acquire("a").await.expect("a acquires");
+        assert_eq!((a.version, a.writer_epoch), (1, 1));
+        let b = ms.acquire("b").await.expect("b acquires");
+        assert_eq!((b.version, b.writer_epoch), (2, 2));
+
+        let mut a_next = a.clone();
+        a_next.version = 2;
+        match ms.commit(&a_next).await {
+            Err(StorageError::Fenced { ours, theirs, by }) => {
+                assert_eq!((ours, theirs, by.as_str()), (1, 2, "b"));
+            }
+            other => panic!("expected fencing, got {other:?}"),
+        }
+        let latest = ms.load_latest().await.expect("load").expect("present");
+        assert_eq!(latest, b);
+    }
+
+    #[tokio::test]
+    async fn works_on_the_local_filesystem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local fs"),
+        );
+        let ms = ManifestStore::new(store);
+        let a = ms.acquire("a").await.expect("acquire");
+        let mut dup = a.clone();
+        dup.writer = "impostor".into();
+        assert!(matches!(ms.commit(&dup).await, Err(StorageError::Fenced { .. })));
+        for _ in 0..8 {
+            ms.acquire("a").await.expect("re-acquire");
+        }
+        let latest = ms.load_latest().await.expect("load").expect("present");
+        assert_eq!(latest.version, 9);
+    }
+}

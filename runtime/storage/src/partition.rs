@@ -1,0 +1,328 @@
+//! One partition: the single place that assigns its offsets.
+//!
+//! A partition's state sits behind a synchronous mutex (parking_lot, not
+//! tokio's) because nothing awaits while it is held: the append path checks
+//! producer sequences, assigns offsets, caches the batch and queues it on the
+//! WAL, all without yielding. Holding the lock while queuing is what keeps a
+//! partition's WAL entries in offset order. The high watermark is published
+//! through a `watch` channel so that long-polling fetches wake on new data.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use uuid::Uuid;
+use vigil_protocol::batch::{self, BatchError, BatchHeader};
+
+use crate::manifest::{PartitionManifest, SegmentMeta};
+use crate::producer::{ProducerStates, SeqCheck, SeqEntry};
+
+/// A batch held in memory, with its final offsets.
+#[derive(Debug, Clone)]
+pub struct CachedBatch {
+    /// Header with the assigned base offset.
+    pub header: BatchHeader,
+    /// Wire bytes, base offset rewritten.
+    pub bytes: Bytes,
+}
+
+/// Mutable state of a partition.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Log end offset: the next offset to assign.
+    pub next_offset: i64,
+    /// First readable offset.
+    pub log_start_offset: i64,
+    /// Everything below is in segment objects.
+    pub uploaded_next: i64,
+    /// Contiguous batches ending at `next_offset`; always holds every batch
+    /// at or above `uploaded_next`.
+    pub cache: VecDeque<CachedBatch>,
+    /// Bytes in `cache`.
+    pub cache_bytes: usize,
+    /// Uploaded segments, ascending.
+    pub segments: Vec<SegmentMeta>,
+    /// Producer state including batches not yet durable.
+    pub producers: ProducerStates,
+}
+
+/// A partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Topic id.
+    pub topic_id: Uuid,
+    /// Partition index.
+    pub index: i32,
+    pub(crate) state: Mutex<State>,
+    hw: watch::Sender<i64>,
+}
+
+/// Why an append was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The records are not one valid magic-v2 batch.
+    #[error("{topic}-{partition}: corrupt record batch: {source}")]
+    Corrupt {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What is wrong.
+        source: BatchError,
+    },
+    /// More or fewer than one batch, or a control batch from a client.
+    #[error("{topic}-{partition}: invalid records: {reason}")]
+    InvalidRecord {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The producer epoch is older than the partition has seen.
+    #[error("{topic}-{partition}: producer {producer_id} epoch {got} is older than current epoch {current}")]
+    StaleEpoch {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Producer id.
+        producer_id: i64,
+        /// Batch epoch.
+        got: i16,
+        /// Current epoch.
+        current: i16,
+    },
+    /// A sequence gap.
+    #[error("{topic}-{partition}: producer {producer_id} sent sequence {got}, expected {expected}")]
+    OutOfOrder {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Producer id.
+        producer_id: i64,
+        /// Expected first sequence.
+        expected: i32,
+        /// Batch first sequence.
+        got: i32,
+    },
+    /// The WAL could not take it.
+    #[error(transparent)]
+    Storage(#[from] crate::error::StorageError),
+}
+
+/// What happened to an accepted batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Newly written at this base offset.
+    Appended {
+        /// First offset of the batch.
+        base_offset: i64,
+    },
+    /// A retry of a batch already written at this base offset.
+    Duplicate {
+        /// First offset of the original batch.
+        base_offset: i64,
+    },
+}
+
+/// What [`Partition::begin_append`] decided, under the lock.
+pub(crate) enum Begun {
+    /// Queued at this base offset: wait for its completion.
+    Queued { base_offset: i64 },
+    /// Already written (maybe not yet durable).
+    Duplicate(SeqEntry),
+}
+
+impl Partition {
+    /// A partition restored from its manifest entry.
+    pub(crate) fn new(topic: &str, topic_id: Uuid, index: i32, m: &PartitionManifest) -> Self {
+        let (hw, _) = watch::channel(m.uploaded_next);
+        Self {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            state: Mutex::new(State {
+                next_offset: m.uploaded_next,
+                log_start_offset: m.log_start_offset,
+                uploaded_next: m.uploaded_next,
+                cache: VecDeque::new(),
+                cache_bytes: 0,
+                segments: m.segments.clone(),
+                producers: ProducerStates::from_snapshot(&m.producers),
+            }),
+            hw,
+        }
+    }
+
+    /// High watermark: offsets below it are durable and readable.
+    pub fn high_watermark(&self) -> i64 {
+        *self.hw.borrow()
+    }
+
+    /// First readable offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.lock().log_start_offset
+    }
+
+    /// A receiver that changes whenever the high watermark advances.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw.subscribe()
+    }
+
+    /// Raises the high watermark (never lowers it).
+    pub(crate) fn advance_high_watermark(&self, to: i64) {
+        self.hw.send_if_modified(|h| {
+            if to > *h {
+                *h = to;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Validates `records` (exactly one batch, CRC) without the lock.
+    pub(crate) fn validate(&self, records: &Bytes) -> Result<BatchHeader, AppendError> {
+        let corrupt = |source| AppendError::Corrupt {
+            topic: self.topic.clone(),
+            partition: self.index,
+            source,
+        };
+        let header = BatchHeader::parse(records).map_err(corrupt)?;
+        if header.total_len() != records.len() {
+            return Err(AppendError::InvalidRecord {
+                topic: self.topic.clone(),
+                partition: self.index,
+                reason: format!(
+                    "a produce request must carry exactly one record batch per partition ({} bytes after the first batch)",
+                    records.len().saturating_sub(header.total_len())
+                ),
+            });
+        }
+        batch::validate(records).map_err(corrupt)?;
+        if header.is_control() || header.is_transactional() {
+            return Err(AppendError::InvalidRecord {
+                topic: self.topic.clone(),
+                partition: self.index,
+                reason: "transactional and control batches are not supported".into(),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Checks sequences, assigns offsets, caches the batch and hands it to
+    /// `queue` with its last offset (which must queue it on the WAL) — all
+    /// under the lock.
+    pub(crate) fn begin_append(
+        &self,
+        header: BatchHeader,
+        records: &Bytes,
+        queue: impl FnOnce(Bytes, i64),
+    ) -> Result<Begun, AppendError> {
+        let mut st = self.state.lock();
+        match st.producers.check(&header) {
+            SeqCheck::Append => {}
+            SeqCheck::Duplicate(e) => return Ok(Begun::Duplicate(e)),
+            SeqCheck::StaleEpoch { got, current } => {
+                return Err(AppendError::StaleEpoch {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    producer_id: header.producer_id,
+                    got,
+                    current,
+                })
+            }
+            SeqCheck::OutOfOrder { expected, got } => {
+                return Err(AppendError::OutOfOrder {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    producer_id: header.producer_id,
+                    expected,
+                    got,
+                })
+            }
+        }
+        let base_offset = st.next_offset;
+        let mut owned = BytesMut::from(&records[..]);
+        batch::set_base_offset(&mut owned, base_offset);
+        let bytes = owned.freeze();
+        let header = BatchHeader {
+            base_offset,
+            ..header
+        };
+        st.next_offset = header.last_offset() + 1;
+        st.producers.record(&header);
+        st.cache_bytes += bytes.len();
+        st.cache.push_back(CachedBatch {
+            header,
+            bytes: bytes.clone(),
+        });
+        queue(bytes, header.last_offset());
+        Ok(Begun::Queued { base_offset })
+    }
+
+    /// Adds a batch found in the WAL at startup. Batches below the uploaded
+    /// end are already in objects and skipped.
+    pub(crate) fn replay(&self, bytes: Bytes) -> Result<(), BatchError> {
+        let header = batch::validate(&bytes)?;
+        let mut st = self.state.lock();
+        if header.base_offset < st.next_offset {
+            return Ok(());
+        }
+        if header.base_offset > st.next_offset {
+            tracing::error!(
+                topic = %self.topic,
+                partition = self.index,
+                expected = st.next_offset,
+                found = header.base_offset,
+                "gap in the WAL: offsets jump; keeping the later data"
+            );
+        }
+        st.next_offset = header.last_offset() + 1;
+        st.producers.record(&header);
+        st.cache_bytes += bytes.len();
+        st.cache.push_back(CachedBatch { header, bytes });
+        let end = st.next_offset;
+        drop(st);
+        self.advance_high_watermark(end);
+        Ok(())
+    }
+
+    /// Durable batches not yet uploaded, and the offset they end at.
+    pub(crate) fn pending_upload(&self) -> Option<(Vec<CachedBatch>, i64)> {
+        let cut = self.high_watermark();
+        let st = self.state.lock();
+        if cut <= st.uploaded_next {
+            return None;
+        }
+        let batches: Vec<_> = st
+            .cache
+            .iter()
+            .filter(|b| b.header.base_offset >= st.uploaded_next && b.header.last_offset() < cut)
+            .cloned()
+            .collect();
+        (!batches.is_empty()).then_some((batches, cut))
+    }
+
+    /// Records a committed upload and trims the cache to its budget.
+    pub(crate) fn uploaded(&self, segment: SegmentMeta, cache_budget: usize) {
+        let mut st = self.state.lock();
+        st.uploaded_next = st.uploaded_next.max(segment.next_offset);
+        st.segments.push(segment);
+        while st.cache_bytes > cache_budget {
+            match st.cache.front() {
+                Some(b) if b.header.last_offset() < st.uploaded_next => {
+                    st.cache_bytes -= b.bytes.len();
+                    st.cache.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+}

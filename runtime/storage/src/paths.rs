@@ -1,0 +1,66 @@
+//! Every object key vigil writes is built here, so the layout is visible in
+//! one place. Numbers are zero-padded so that lexicographic listings sort
+//! numerically.
+//!
+//! ```text
+//! manifest/00000000000000000042.json          manifest version 42
+//! data/<topic-id>/00002/00000000000000001000-0000000007.seg
+//!                                              partition 2, base offset 1000, writer epoch 7
+//! ```
+
+use object_store::path::Path;
+use uuid::Uuid;
+
+const MANIFEST_DIR: &str = "manifest";
+const DATA_DIR: &str = "data";
+
+/// Prefix under which manifests are listed.
+pub fn manifest_prefix() -> Path {
+    Path::from(MANIFEST_DIR)
+}
+
+/// Key of manifest `version`.
+pub fn manifest(version: u64) -> Path {
+    Path::from(format!("{MANIFEST_DIR}/{version:020}.json"))
+}
+
+/// Parses a manifest key back into its version.
+pub fn parse_manifest(key: &Path) -> Option<u64> {
+    let name = key.filename()?;
+    name.strip_suffix(".json")?.parse().ok()
+}
+
+/// Key of a segment object. The writer epoch is part of the name so that a
+/// fenced broker's late upload can never overwrite an object the new owner
+/// committed.
+pub fn segment(topic_id: Uuid, partition: i32, base_offset: i64, epoch: u64) -> Path {
+    Path::from(format!(
+        "{DATA_DIR}/{topic_id}/{partition:05}/{base_offset:020}-{epoch:010}.seg"
+    ))
+}
+
+/// Prefix of all data of a topic (for deletion).
+pub fn topic_data_prefix(topic_id: Uuid) -> Path {
+    Path::from(format!("{DATA_DIR}/{topic_id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_keys_round_trip_and_sort() {
+        assert_eq!(parse_manifest(&manifest(42)), Some(42));
+        assert!(manifest(9).as_ref() < manifest(10).as_ref());
+        assert_eq!(parse_manifest(&Path::from("manifest/x.json")), None);
+    }
+
+    #[test]
+    fn segment_keys_sort_by_offset() {
+        let id = Uuid::nil();
+        assert!(segment(id, 1, 999, 3).as_ref() < segment(id, 1, 1000, 1).as_ref());
+        assert!(segment(id, 1, 5, 1)
+            .as_ref()
+            .starts_with(topic_data_prefix(id).as_ref()));
+    }
+}

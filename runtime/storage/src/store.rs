@@ -1,0 +1,54 @@
+//! Building an object store from a URL.
+
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use object_store::ObjectStore;
+
+use crate::error::StorageError;
+
+/// Opens the object store named by `url`:
+/// - `file:///abs/path` — a directory on local disk (created if missing);
+/// - `s3://bucket[/prefix]` — S3 or an S3-compatible server, configured by the
+///   usual `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`,
+///   `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`);
+/// - `memory://` — in-process, for tests.
+pub fn object_store_from_url(url: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let invalid = |why: String| StorageError::Invalid(format!("object store URL {url:?}: {why}"));
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    match parsed.scheme() {
+        "file" => {
+            let path = parsed
+                .to_file_path()
+                .map_err(|_| invalid("not an absolute file path".into()))?;
+            std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create: {e}")))?;
+            let fs = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|e| invalid(e.to_string()))?
+                .with_automatic_cleanup(true);
+            Ok(Arc::new(fs))
+        }
+        "s3" => {
+            let bucket = parsed
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| invalid("missing bucket name".into()))?;
+            let s3 = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| invalid(e.to_string()))?;
+            let prefix = parsed.path().trim_matches('/');
+            if prefix.is_empty() {
+                Ok(Arc::new(s3))
+            } else {
+                Ok(Arc::new(PrefixStore::new(s3, prefix)))
+            }
+        }
+        "memory" => Ok(Arc::new(InMemory::new())),
+        other => Err(invalid(format!(
+            "unsupported scheme {other:?} (use file://, s3:// or memory://)"
+        ))),
+    }
+}

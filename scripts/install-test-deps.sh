@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs everything the real-client integration suite (tests/clients) needs,
+# idempotently: a second run with everything in place takes about a second.
+#
+#   apt:    kcat (Debian's 1.7.1; it is pointed at the newer librdkafka below)
+#   venv:   target/test-venv from tests/clients/requirements.txt
+#           (confluent-kafka, kafka-python, aiokafka, pytest, codecs)
+#   npm:    kafkajs 2.2.4 in tests/clients/js (npm ci from package-lock.json)
+#   shim:   target/test-kcat-lib/librdkafka.so.1 -> the librdkafka bundled in
+#           the confluent-kafka wheel (2.16), used via LD_LIBRARY_PATH for kcat
+#
+# Expects: Debian 12 with python3 (+venv, pip), Node 20 + npm. Runs as root, or
+# uses sudo for apt-get when not root.
+#
+# Usage: scripts/install-test-deps.sh        (from anywhere; paths are repo-relative)
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+VENV="$REPO_ROOT/target/test-venv"
+REQS="$REPO_ROOT/tests/clients/requirements.txt"
+JS_DIR="$REPO_ROOT/tests/clients/js"
+KCAT_LIB_DIR="$REPO_ROOT/target/test-kcat-lib"
+PYTHON="${PYTHON:-python3}"
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- apt ------
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+APT_UPDATED=0
+apt_install() {
+    # Installs the given Debian packages that are not installed yet; runs
+    # `apt-get update` at most once per invocation and only when needed.
+    local missing=()
+    local pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "apt-get install ${missing[*]}"
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install kcat
+
+# python3 -m venv needs ensurepip, which Debian ships separately.
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    pyver="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    apt_install "python${pyver}-venv"
+fi
+
+for tool in node npm "$PYTHON"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        log "ERROR: '$tool' not found on PATH (expected on the base machine)"
+        exit 1
+    fi
+done
+
+# ---------------------------------------------------------------- venv -----
+req_hash="$( (cat "$REQS"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
+stamp="$VENV/.vigil-requirements.sha256"
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_hash" ] \
+    && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest' >/dev/null 2>&1; then
+    log "venv up to date ($VENV)"
+else
+    log "creating venv $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$(dirname "$VENV")"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQS"
+    echo "$req_hash" >"$stamp"
+    log "venv ready"
+fi
+
+# ---------------------------------------------------------------- npm ------
+lock_hash="$( (cat "$JS_DIR/package.json" "$JS_DIR/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"
+js_stamp="$JS_DIR/node_modules/.vigil-lock.sha256"
+if [ -f "$js_stamp" ] && [ "$(cat "$js_stamp")" = "$lock_hash" ] && [ -f "$JS_DIR/node_modules/kafkajs/package.json" ]; then
+    log "node_modules up to date ($JS_DIR)"
+else
+    log "npm ci in $JS_DIR"
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$lock_hash" >"$js_stamp"
+fi
+
+# ---------------------------------------------------------------- kcat shim
+# kcat 1.7.1 from Debian links librdkafka 2.0.2; point it at the wheel's 2.16.
+site_packages="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+shopt -s nullglob
+libs=("$site_packages"/confluent_kafka.libs/librdkafka-*.so.1)
+shopt -u nullglob
+if [ "${#libs[@]}" -ne 1 ]; then
+    log "ERROR: expected exactly one librdkafka-*.so.1 in $site_packages/confluent_kafka.libs, found ${#libs[@]}"
+    exit 1
+fi
+mkdir -p "$KCAT_LIB_DIR"
+ln -sfn "${libs[0]}" "$KCAT_LIB_DIR/librdkafka.so.1"
+kcat_version="$(LD_LIBRARY_PATH="$KCAT_LIB_DIR" kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' || true)"
+log "kcat uses ${kcat_version:-UNKNOWN librdkafka} via LD_LIBRARY_PATH=$KCAT_LIB_DIR"
