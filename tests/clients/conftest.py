@@ -357,7 +357,7 @@ def node_driver() -> "NodeDriver":
 
 
 class NodeDriver:
-    """Runs tests/clients/js/kafkajs_driver.js: one JSON command in (file), one JSON result out (stdout)."""
+    """Runs tests/clients/js/kafkajs_driver.js: one JSON command in, one JSON result out (files)."""
 
     def __init__(self, node: str, script: Path):
         self.node = node
@@ -366,11 +366,13 @@ class NodeDriver:
     def run(self, command: dict, workdir: Path, timeout: float = 90) -> dict:
         import json
 
-        cmd_file = workdir / f"kafkajs-cmd-{uuid.uuid4().hex[:8]}.json"
+        tag = uuid.uuid4().hex[:8]
+        cmd_file = workdir / f"kafkajs-cmd-{tag}.json"
+        out_file = workdir / f"kafkajs-out-{tag}.json"
         cmd_file.write_text(json.dumps(command))
         try:
             proc = subprocess.run(
-                [self.node, str(self.script), str(cmd_file)],
+                [self.node, str(self.script), str(cmd_file), str(out_file)],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=timeout,
@@ -387,8 +389,11 @@ class NodeDriver:
                 f"stdout: {proc.stdout[-2000:]!r}\nstderr(tail):\n{stderr[-6000:]}"
             )
         try:
-            return json.loads(proc.stdout)
-        except ValueError:
+            return json.loads(out_file.read_text())
+        except (OSError, ValueError) as e:
             raise AssertionError(
-                f"kafkajs driver printed non-JSON stdout: {proc.stdout[-2000:]!r}\nstderr(tail):\n{stderr[-4000:]}"
+                f"kafkajs driver wrote no valid result ({e})\nstderr(tail):\n{stderr[-4000:]}"
             ) from None
+        finally:
+            cmd_file.unlink(missing_ok=True)
+            out_file.unlink(missing_ok=True)

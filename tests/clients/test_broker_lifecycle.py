@@ -27,7 +27,7 @@ def test_auto_create_on(broker_factory):
 
     got = {}
     p = Producer({"bootstrap.servers": broker.bootstrap, "message.timeout.ms": 20000})
-    p.produce(topic, value=b"hello", key=b"k",
+    p.produce(topic, value=b"hello", key=b"k", headers=[("vigil-id", b"auto:0")],
               on_delivery=lambda err, msg: got.update(err=err, partition=msg.partition(), offset=msg.offset()))
     assert p.flush(30) == 0
     assert got["err"] is None, f"produce to a new topic with auto-create on failed: {got['err']}"

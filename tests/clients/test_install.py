@@ -15,7 +15,7 @@ def test_python_clients_pinned():
     import confluent_kafka
     import kafka
 
-    assert confluent_kafka.version()[0].startswith("2.16."), confluent_kafka.version()
+    assert confluent_kafka.__version__.startswith("2.16."), confluent_kafka.__version__
     assert confluent_kafka.libversion()[0].startswith("2.16."), confluent_kafka.libversion()
     assert kafka.__version__.startswith("3.0."), kafka.__version__
     assert aiokafka.__version__.startswith("0.14."), aiokafka.__version__

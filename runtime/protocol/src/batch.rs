@@ -33,7 +33,9 @@ pub enum BatchError {
     #[error("record batch declares length {0}, smaller than its own header")]
     BadLength(i32),
     /// CRC-32C mismatch.
-    #[error("record batch CRC mismatch: header says {expected:#010x}, bytes hash to {actual:#010x}")]
+    #[error(
+        "record batch CRC mismatch: header says {expected:#010x}, bytes hash to {actual:#010x}"
+    )]
     CrcMismatch {
         /// CRC stored in the batch.
         expected: u32,
@@ -207,8 +209,7 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
             actual,
         });
     }
-    if h.records_count < 0 || h.last_offset_delta < 0 || h.records_count > h.last_offset_delta + 1
-    {
+    if h.records_count < 0 || h.last_offset_delta < 0 || h.records_count > h.last_offset_delta + 1 {
         return Err(BatchError::Inconsistent(format!(
             "{} records with last_offset_delta {}",
             h.records_count, h.last_offset_delta

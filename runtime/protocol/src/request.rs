@@ -53,7 +53,9 @@ pub enum DecodeError {
         correlation_id: i32,
     },
     /// Header or body bytes do not match the schema of the API version.
-    #[error("malformed {api_key:?} v{version} request (correlation id {correlation_id}): {reason}")]
+    #[error(
+        "malformed {api_key:?} v{version} request (correlation id {correlation_id}): {reason}"
+    )]
     Malformed {
         /// The API.
         api_key: ApiKey,

@@ -92,4 +92,3 @@ fn patch_size(buf: &mut BytesMut) {
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
 }
-

@@ -15,7 +15,9 @@ pub enum StorageError {
         source: std::io::Error,
     },
     /// The WAL writer is gone (shutdown or a fatal error).
-    #[error("the WAL writer has stopped; the broker is shutting down (not retriable on this broker)")]
+    #[error(
+        "the WAL writer has stopped; the broker is shutting down (not retriable on this broker)"
+    )]
     WalClosed,
     /// An object store request failed.
     #[error("object store {op} of {key} failed: {source} (retriable)")]

@@ -133,7 +133,9 @@ impl Log {
                 } => match by_id.get(&(topic_id, partition)) {
                     Some(p) => match p.replay(batch) {
                         Ok(()) => replayed += 1,
-                        Err(e) => tracing::error!(topic = %p.topic, partition, error = %e, "skipping a corrupt batch in the WAL"),
+                        Err(e) => {
+                            tracing::error!(topic = %p.topic, partition, error = %e, "skipping a corrupt batch in the WAL")
+                        }
                     },
                     // The topic was deleted after the entry was written.
                     None => skipped += 1,
@@ -321,7 +323,8 @@ impl Log {
         .await?;
         let empty = PartitionManifest::default();
         let mut partitions = topic.partitions.clone();
-        partitions.extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
+        partitions
+            .extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
         self.topics.write().insert(
             name.to_string(),
             Arc::new(Topic {
@@ -342,13 +345,23 @@ impl Log {
         p: &Arc<Partition>,
         records: Bytes,
     ) -> std::result::Result<AppendOutcome, AppendError> {
+        self.start_append(p, records).await?.wait().await
+    }
+
+    /// The ordered half of an append: validates the batch, assigns its offsets
+    /// and queues it on the WAL. Call it in request order; await the returned
+    /// [`PendingAppend`] concurrently.
+    pub async fn start_append(
+        &self,
+        p: &Arc<Partition>,
+        records: Bytes,
+    ) -> std::result::Result<PendingAppend, AppendError> {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(self.fenced_error().await.into());
         }
         let header = p.validate(&records)?;
         let permit = self.wal.reserve(records.len()).await?;
         let (tx, rx) = oneshot::channel();
-        let len = records.len() as u64;
         let begun = p.begin_append(header, &records, |bytes, last| {
             let p2 = p.clone();
             self.wal.append(
@@ -366,28 +379,26 @@ impl Log {
                 }),
             );
         })?;
-        match begun {
-            Begun::Queued { base_offset } => {
-                rx.await.map_err(|_| StorageError::WalClosed)??;
-                self.stats.appended_bytes.fetch_add(len, Ordering::Relaxed);
-                Ok(AppendOutcome::Appended { base_offset })
-            }
-            Begun::Duplicate(e) => {
-                // The original may still be on its way to disk.
-                let mut hw = p.watch_high_watermark();
-                hw.wait_for(|h| *h > e.last_offset)
-                    .await
-                    .map_err(|_| StorageError::WalClosed)?;
-                Ok(AppendOutcome::Duplicate {
-                    base_offset: e.base_offset,
-                })
-            }
-        }
+        self.stats
+            .appended_bytes
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(match begun {
+            Begun::Queued { base_offset } => PendingAppend::Queued { base_offset, rx },
+            Begun::Duplicate(e) => PendingAppend::Duplicate {
+                entry: e,
+                hw: p.watch_high_watermark(),
+            },
+        })
     }
 
     /// Reads whole batches from `offset`, at most about `max_bytes` (at least
     /// one batch).
-    pub async fn read(&self, p: &Partition, offset: i64, max_bytes: usize) -> Result<FetchedBatches> {
+    pub async fn read(
+        &self,
+        p: &Partition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchedBatches> {
         let r = read::read(p, &self.segments, offset, max_bytes).await?;
         let counter = if r.from_object_store {
             &self.stats.object_reads
@@ -399,32 +410,39 @@ impl Log {
     }
 
     /// First record with timestamp ≥ `ts`, if any.
-    pub async fn offset_for_timestamp(&self, p: &Partition, ts: i64) -> Result<Option<TimestampLookup>> {
+    pub async fn offset_for_timestamp(
+        &self,
+        p: &Partition,
+        ts: i64,
+    ) -> Result<Option<TimestampLookup>> {
         read::offset_for_timestamp(p, &self.segments, ts).await
     }
 
-    /// Durably sets (or, with `None`, deletes) keys of the key/value state, in
-    /// order.
-    pub async fn kv_put(&self, entries: Vec<(String, Option<String>)>) -> Result<()> {
-        let bytes: usize = entries.iter().map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len())).sum();
-        let permit = Arc::new(self.wal.reserve(bytes).await?);
+    /// Durably sets (or, with `None`, deletes) keys of the key/value state.
+    /// The entries are queued on the WAL before this returns, so their order
+    /// relative to other calls is fixed at call time; the returned future
+    /// resolves once they are fsync'd.
+    pub fn kv_put(
+        &self,
+        entries: Vec<(String, Option<String>)>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let mut waits = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let (tx, rx) = oneshot::channel();
-            let permit = permit.clone();
             self.wal.append(
                 WalEntry::Kv { key, value },
                 Box::new(move |res| {
-                    drop(permit);
                     let _ = tx.send(res);
                 }),
             );
             waits.push(rx);
         }
-        for rx in waits {
-            rx.await.map_err(|_| StorageError::WalClosed)??;
+        async move {
+            for rx in waits {
+                rx.await.map_err(|_| StorageError::WalClosed)??;
+            }
+            Ok(())
         }
-        Ok(())
     }
 
     /// A producer id never handed out before, by any broker on this store.
@@ -469,5 +487,45 @@ fn validate_topic_name(name: &str) -> Result<()> {
         Err(StorageError::Invalid(format!(
             "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
         )))
+    }
+}
+
+/// An append whose offsets are assigned; await [`PendingAppend::wait`] for
+/// durability.
+pub enum PendingAppend {
+    /// Newly queued on the WAL.
+    Queued {
+        /// Assigned base offset.
+        base_offset: i64,
+        /// Completes when the WAL has fsync'd the batch.
+        rx: oneshot::Receiver<Result<()>>,
+    },
+    /// A retry of an earlier batch.
+    Duplicate {
+        /// The earlier batch.
+        entry: crate::producer::SeqEntry,
+        /// High watermark, to wait for the earlier batch's durability.
+        hw: tokio::sync::watch::Receiver<i64>,
+    },
+}
+
+impl PendingAppend {
+    /// Waits until the batch is durable.
+    pub async fn wait(self) -> std::result::Result<AppendOutcome, AppendError> {
+        match self {
+            PendingAppend::Queued { base_offset, rx } => {
+                rx.await.map_err(|_| StorageError::WalClosed)??;
+                Ok(AppendOutcome::Appended { base_offset })
+            }
+            PendingAppend::Duplicate { entry, mut hw } => {
+                // The original may still be on its way to disk.
+                hw.wait_for(|h| *h > entry.last_offset)
+                    .await
+                    .map_err(|_| StorageError::WalClosed)?;
+                Ok(AppendOutcome::Duplicate {
+                    base_offset: entry.base_offset,
+                })
+            }
+        }
     }
 }

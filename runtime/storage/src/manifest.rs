@@ -97,17 +97,20 @@ impl ManifestStore {
     /// The newest manifest, or `None` for an empty store.
     pub async fn load_latest(&self) -> Result<Option<Manifest>> {
         let prefix = paths::manifest_prefix();
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| StorageError::ObjectStore {
-                op: "list",
-                key: prefix.to_string(),
-                source,
-            })?;
-        let Some(latest) = metas.iter().filter_map(|m| paths::parse_manifest(&m.location)).max()
+        let metas: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    op: "list",
+                    key: prefix.to_string(),
+                    source,
+                })?;
+        let Some(latest) = metas
+            .iter()
+            .filter_map(|m| paths::parse_manifest(&m.location))
+            .max()
         else {
             return Ok(None);
         };
@@ -158,7 +161,11 @@ impl ManifestStore {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self.store.put_opts(&key, PutPayload::from(body), opts).await {
+        match self
+            .store
+            .put_opts(&key, PutPayload::from(body), opts)
+            .await
+        {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let theirs = self.load(next.version).await?;
@@ -245,7 +252,10 @@ mod tests {
         let a = ms.acquire("a").await.expect("acquire");
         let mut dup = a.clone();
         dup.writer = "impostor".into();
-        assert!(matches!(ms.commit(&dup).await, Err(StorageError::Fenced { .. })));
+        assert!(matches!(
+            ms.commit(&dup).await,
+            Err(StorageError::Fenced { .. })
+        ));
         for _ in 0..8 {
             ms.acquire("a").await.expect("re-acquire");
         }

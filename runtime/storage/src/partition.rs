@@ -98,7 +98,9 @@ pub enum AppendError {
         current: i16,
     },
     /// A sequence gap.
-    #[error("{topic}-{partition}: producer {producer_id} sent sequence {got}, expected {expected}")]
+    #[error(
+        "{topic}-{partition}: producer {producer_id} sent sequence {got}, expected {expected}"
+    )]
     OutOfOrder {
         /// Topic.
         topic: String,

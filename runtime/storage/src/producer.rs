@@ -165,7 +165,12 @@ impl ProducerStates {
             p.batches.remove(0);
         }
         if self.map.len() > MAX_PRODUCERS {
-            if let Some(oldest) = self.map.values().min_by_key(|p| p.last_used).map(|p| p.producer_id) {
+            if let Some(oldest) = self
+                .map
+                .values()
+                .min_by_key(|p| p.last_used)
+                .map(|p| p.producer_id)
+            {
                 self.map.remove(&oldest);
             }
         }
@@ -231,7 +236,10 @@ mod tests {
             SeqCheck::StaleEpoch { got: 2, current: 3 }
         );
         assert_eq!(s.check(&header(7, 4, 0, 1, -1)), SeqCheck::Append);
-        assert!(matches!(s.check(&header(7, 4, 3, 1, -1)), SeqCheck::OutOfOrder { .. }));
+        assert!(matches!(
+            s.check(&header(7, 4, 3, 1, -1)),
+            SeqCheck::OutOfOrder { .. }
+        ));
     }
 
     #[test]
@@ -244,7 +252,13 @@ mod tests {
         assert_eq!(snap[0].batches.len(), REMEMBERED_BATCHES);
         let r = ProducerStates::from_snapshot(&snap);
         assert_eq!(r.check(&header(1, 0, 8, 1, -1)), SeqCheck::Append);
-        assert!(matches!(r.check(&header(1, 0, 7, 1, -1)), SeqCheck::Duplicate(_)));
-        assert!(matches!(r.check(&header(1, 0, 0, 1, -1)), SeqCheck::OutOfOrder { .. }));
+        assert!(matches!(
+            r.check(&header(1, 0, 7, 1, -1)),
+            SeqCheck::Duplicate(_)
+        ));
+        assert!(matches!(
+            r.check(&header(1, 0, 0, 1, -1)),
+            SeqCheck::OutOfOrder { .. }
+        ));
     }
 }

@@ -85,7 +85,9 @@ impl SegmentCache {
             c.order.push_back(key.to_string());
             c.bytes += bytes.len();
             while c.bytes > self.capacity {
-                let Some(old) = c.order.pop_front() else { break };
+                let Some(old) = c.order.pop_front() else {
+                    break;
+                };
                 if let Some(b) = c.map.remove(&old) {
                     c.bytes -= b.len();
                 }
@@ -149,7 +151,10 @@ pub(crate) async fn read(
                 end: hw,
             });
         }
-        let cached_from = st.cache.front().map_or(st.next_offset, |b| b.header.base_offset);
+        let cached_from = st
+            .cache
+            .front()
+            .map_or(st.next_offset, |b| b.header.base_offset);
         if offset >= cached_from || offset == hw {
             take_batches(
                 st.cache
@@ -209,7 +214,10 @@ pub(crate) async fn offset_for_timestamp(
     let hw = p.high_watermark();
     let (segments, cached): (Vec<SegmentMeta>, Vec<Bytes>) = {
         let st = p.state.lock();
-        let cached_from = st.cache.front().map_or(st.next_offset, |b| b.header.base_offset);
+        let cached_from = st
+            .cache
+            .front()
+            .map_or(st.next_offset, |b| b.header.base_offset);
         (
             st.segments
                 .iter()

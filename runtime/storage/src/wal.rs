@@ -273,7 +273,9 @@ impl Writer {
                             kv: self.kv.clone(),
                         });
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot roll the WAL; will retry on the next upload"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot roll the WAL; will retry on the next upload")
+                    }
                 }
             } else if self.len >= self.segment_bytes {
                 if let Err(e) = self.roll() {
@@ -361,7 +363,9 @@ fn entry_len(e: &WalEntry) -> usize {
     ENTRY_HEADER
         + match e {
             WalEntry::Batch { batch, .. } => 1 + 16 + 4 + batch.len(),
-            WalEntry::Kv { key, value } => 1 + 2 + key.len() + 1 + value.as_ref().map_or(0, |v| v.len()),
+            WalEntry::Kv { key, value } => {
+                1 + 2 + key.len() + 1 + value.as_ref().map_or(0, |v| v.len())
+            }
         }
 }
 
@@ -411,10 +415,13 @@ fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
         .map_err(|e| io_err(path, e))?;
     let mut pos = 0usize;
     while pos + ENTRY_HEADER <= data.len() {
-        let len = u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let len =
+            u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let crc = u32::from_be_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
         let body_start = pos + ENTRY_HEADER;
-        let Some(body) = data.get(body_start..body_start + len) else { break };
+        let Some(body) = data.get(body_start..body_start + len) else {
+            break;
+        };
         if crc32c::crc32c(body) != crc {
             break;
         }
@@ -431,7 +438,10 @@ fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
             dropped_bytes = data.len() - pos,
             "WAL segment has a torn tail (crash during a write); truncating it"
         );
-        let f = OpenOptions::new().write(true).open(path).map_err(|e| io_err(path, e))?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
         f.set_len(pos as u64).map_err(|e| io_err(path, e))?;
         f.sync_all().map_err(|e| io_err(path, e))?;
     }

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // kafkajs driver for the vigil pytest suite (tests/clients/test_kafkajs.py).
 //
-// Usage: node kafkajs_driver.js COMMAND.json
-// Reads one JSON command from the file, prints one JSON result on stdout.
-// kafkajs' own logs go to stderr. Binary data is base64 in both directions.
+// Usage: node kafkajs_driver.js COMMAND.json RESULT.json
+// Reads one JSON command from COMMAND.json, writes one JSON result to
+// RESULT.json (a file, not stdout: process.exit() would cut a large piped
+// stdout short). kafkajs' own logs go to stderr. Binary data is base64 in
+// both directions.
 //
 // Commands (all have "brokers": ["host:port"]):
 //   {action: "create-topic", topic, partitions}
@@ -220,7 +222,7 @@ async function main() {
   const fn = actions[cmd.action]
   if (!fn) throw new Error(`unknown action ${cmd.action}`)
   const result = await fn(cmd)
-  process.stdout.write(JSON.stringify(result) + '\n')
+  fs.writeFileSync(process.argv[3], JSON.stringify(result))
 }
 
 main().then(

@@ -19,6 +19,8 @@ mod offsets;
 mod state;
 mod timers;
 
+pub use membership::ClientInfo;
+
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]

@@ -68,13 +68,19 @@ fn detects_corruption_truncation_and_old_magic() {
     let mut bad = b.to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    assert!(matches!(validate(&bad), Err(BatchError::CrcMismatch { .. })));
+    assert!(matches!(
+        validate(&bad),
+        Err(BatchError::CrcMismatch { .. })
+    ));
 
     assert!(matches!(
         validate(&b[..b.len() - 1]),
         Err(BatchError::Truncated { .. })
     ));
-    assert!(matches!(validate(&b[..30]), Err(BatchError::Truncated { .. })));
+    assert!(matches!(
+        validate(&b[..30]),
+        Err(BatchError::Truncated { .. })
+    ));
 
     let mut v1 = b.to_vec();
     v1[16] = 1;

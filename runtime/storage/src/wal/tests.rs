@@ -37,7 +37,10 @@ async fn entries_survive_reopen_in_order_and_rolls_snapshot_kv() {
     wal.close();
 
     let (replay, _start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
-    assert_eq!(replay.entries, vec![kv("a", Some("1")), batch, kv("a", None)]);
+    assert_eq!(
+        replay.entries,
+        vec![kv("a", Some("1")), batch, kv("a", None)]
+    );
 }
 
 #[tokio::test]
@@ -50,7 +53,10 @@ async fn a_torn_tail_is_truncated_and_earlier_entries_kept() {
     // Simulate a crash in the middle of the next write.
     let seg = segment_path(dir.path(), 0);
     let before = std::fs::metadata(&seg).expect("segment").len();
-    let mut f = OpenOptions::new().append(true).open(&seg).expect("open segment");
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .expect("open segment");
     f.write_all(&[0, 0, 0, 50, 1, 2, 3]).expect("write garbage");
     drop(f);
 
@@ -67,7 +73,10 @@ async fn deleting_sealed_segments_keeps_the_active_one() {
     append_and_wait(&wal, kv("x", Some("1"))).await;
     let sealed = wal.roll().await.expect("roll");
     append_and_wait(&wal, kv("y", Some("2"))).await;
-    assert_eq!(wal.delete_through(sealed.sealed_through).expect("delete"), 1);
+    assert_eq!(
+        wal.delete_through(sealed.sealed_through).expect("delete"),
+        1
+    );
     wal.close();
     let (replay, _) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
     assert_eq!(replay.entries, vec![kv("y", Some("2"))]);

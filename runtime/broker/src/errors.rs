@@ -1,0 +1,33 @@
+//! How storage failures become Kafka error codes.
+
+use kafka_protocol::ResponseError;
+use vigil_storage::{AppendError, StorageError};
+
+/// The error code a client should see for a storage error.
+pub fn storage_code(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::UnknownTopic(_) | StorageError::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        StorageError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        StorageError::Invalid(_) => ResponseError::InvalidRequest,
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        // Another broker owns the log now: clients refresh metadata and retry.
+        StorageError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        StorageError::WalIo { .. } | StorageError::WalClosed => ResponseError::KafkaStorageError,
+        // Retriable: a later fetch may find the object store back.
+        StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,
+        StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
+    }
+}
+
+/// The error code for a refused append.
+pub fn append_code(e: &AppendError) -> ResponseError {
+    match e {
+        AppendError::Corrupt { .. } => ResponseError::CorruptMessage,
+        AppendError::InvalidRecord { .. } => ResponseError::InvalidRecord,
+        AppendError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
+        AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::Storage(s) => storage_code(s),
+    }
+}

@@ -1,0 +1,122 @@
+//! Metadata: brokers, topics and partition leaders (always this broker).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use vigil_storage::{StorageError, Topic};
+
+use crate::broker::Broker;
+use crate::errors::storage_code;
+
+pub(super) async fn handle(b: &Arc<Broker>, r: MetadataRequest, v: i16) -> MetadataResponse {
+    let (host, port) = b.advertised();
+    let node = BrokerId(b.config.node_id);
+    // v0 sends an empty list to mean all topics; v1+ sends null.
+    let requested: Option<Vec<String>> = match r.topics {
+        None => None,
+        Some(t) if t.is_empty() && v == 0 => None,
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag and auto-creation is the broker's choice.
+    let auto_create = b.config.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
+    let topics = match requested {
+        None => b
+            .log
+            .topics()
+            .iter()
+            .map(|t| topic_entry(t, node, v))
+            .collect(),
+        Some(names) => {
+            let mut out = Vec::with_capacity(names.len());
+            for name in names {
+                let entry = match b.log.topic(&name) {
+                    Some(t) => topic_entry(&t, node, v),
+                    None if auto_create => match auto_create_topic(b, &name).await {
+                        Ok(t) => topic_entry(&t, node, v),
+                        Err(e) => error_entry(&name, create_error_code(&e)),
+                    },
+                    None => error_entry(&name, ResponseError::UnknownTopicOrPartition),
+                };
+                out.push(entry);
+            }
+            out
+        }
+    };
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(host.to_string()))
+            .with_port(port)])
+        .with_controller_id(node)
+        .with_topics(topics);
+    if v >= 2 {
+        resp = resp.with_cluster_id(Some(StrBytes::from_string(b.cluster_id.clone())));
+    }
+    resp
+}
+
+/// Creates a topic on first use. A concurrent creation by another request is
+/// fine: the topic then exists either way.
+pub(super) async fn auto_create_topic(
+    b: &Arc<Broker>,
+    name: &str,
+) -> Result<Arc<Topic>, StorageError> {
+    let cfg = vigil_storage::TopicConfig {
+        partitions: b.config.default_partitions,
+        configs: Default::default(),
+    };
+    match b.log.create_topic(name, cfg).await {
+        Ok(t) => Ok(t),
+        Err(StorageError::TopicExists(_)) => b
+            .log
+            .topic(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string())),
+        Err(e) => Err(e),
+    }
+}
+
+fn create_error_code(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::Invalid(_) => ResponseError::InvalidTopicException,
+        // Retriable: the client asks again.
+        e if e.is_retriable() => ResponseError::LeaderNotAvailable,
+        e => storage_code(e),
+    }
+}
+
+fn topic_entry(t: &Topic, node: BrokerId, v: i16) -> MetadataResponseTopic {
+    let mut e = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_partitions(
+            t.partitions
+                .iter()
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p.index)
+                        .with_leader_id(node)
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![node])
+                        .with_isr_nodes(vec![node])
+                })
+                .collect(),
+        );
+    if v >= 10 {
+        e = e.with_topic_id(t.id);
+    }
+    e
+}
+
+fn error_entry(name: &str, code: ResponseError) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_error_code(code.code())
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+}

@@ -1,0 +1,91 @@
+//! One file per Kafka API (or small family of APIs). `dispatch` runs the
+//! order-sensitive part of a request inline and returns the rest as a future.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use vigil_protocol::Request;
+
+use crate::broker::Broker;
+use crate::connection::ConnInfo;
+
+mod cluster;
+mod configs;
+mod fetch;
+mod groups;
+mod list_offsets;
+mod metadata;
+mod produce;
+mod topics;
+
+/// The rest of a request: resolves to the response body, or `None` when the
+/// protocol wants no response (acks=0 produce).
+pub type Pending = BoxFuture<'static, Option<ResponseKind>>;
+
+fn ready(r: ResponseKind) -> Pending {
+    futures::future::ready(Some(r)).boxed()
+}
+
+/// Routes a decoded request to its handler.
+pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pending {
+    let v = req.version;
+    let b = broker.clone();
+    let client_id = req
+        .header
+        .client_id
+        .as_ref()
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    match req.body {
+        RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(cluster::api_versions())),
+        RequestKind::Metadata(r) => {
+            async move { Some(ResponseKind::Metadata(metadata::handle(&b, r, v).await)) }.boxed()
+        }
+        RequestKind::Produce(r) => produce::handle(broker, r, v).await,
+        RequestKind::Fetch(r) => {
+            async move { Some(ResponseKind::Fetch(fetch::handle(&b, r, v).await)) }.boxed()
+        }
+        RequestKind::ListOffsets(r) => async move {
+            Some(ResponseKind::ListOffsets(
+                list_offsets::handle(&b, r, v).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::CreateTopics(r) => {
+            async move { Some(ResponseKind::CreateTopics(topics::create(&b, r, v).await)) }.boxed()
+        }
+        RequestKind::DeleteTopics(r) => {
+            async move { Some(ResponseKind::DeleteTopics(topics::delete(&b, r, v).await)) }.boxed()
+        }
+        RequestKind::CreatePartitions(r) => async move {
+            Some(ResponseKind::CreatePartitions(
+                topics::create_partitions(&b, r).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(configs::describe(
+            broker, r, v,
+        ))),
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(
+            cluster::find_coordinator(broker, r, v),
+        )),
+        RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
+            cluster::describe_cluster(broker),
+        )),
+        RequestKind::InitProducerId(r) => async move {
+            Some(ResponseKind::InitProducerId(
+                cluster::init_producer_id(&b, r).await,
+            ))
+        }
+        .boxed(),
+        other => groups::dispatch(broker, other, v, client_id, conn),
+    }
+}
+
+/// `Some(message)` as the protocol's nullable string.
+pub(crate) fn msg(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}

@@ -1,0 +1,212 @@
+//! CreateTopics, DeleteTopics, CreatePartitions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
+};
+use kafka_protocol::ResponseError;
+use vigil_storage::{StorageError, TopicConfig};
+
+use super::configs::validate_topic_config;
+use super::msg;
+use crate::broker::Broker;
+use crate::errors::storage_code;
+
+fn topic_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::Invalid(_) => ResponseError::InvalidRequest,
+        e => storage_code(e),
+    }
+}
+
+pub(super) async fn create(
+    b: &Arc<Broker>,
+    r: CreateTopicsRequest,
+    v: i16,
+) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let partitions = if t.num_partitions == -1 {
+            b.config.default_partitions
+        } else {
+            t.num_partitions
+        };
+        let mut configs = BTreeMap::new();
+        let mut bad_config = None;
+        for c in &t.configs {
+            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            if let Err(why) = validate_topic_config(&c.name, &value) {
+                bad_config = Some(why);
+            }
+            configs.insert(c.name.to_string(), value);
+        }
+        let base = CreatableTopicResult::default().with_name(t.name.clone());
+        let outcome: Result<Option<uuid::Uuid>, (ResponseError, String)> = if let Some(why) =
+            bad_config
+        {
+            Err((ResponseError::InvalidConfig, why))
+        } else if !t.assignments.is_empty() {
+            Err((ResponseError::InvalidRequest, "manual replica assignments are not supported: vigil's durability comes from the object store".into()))
+        } else if partitions < 1 {
+            Err((
+                ResponseError::InvalidPartitions,
+                format!("partition count {partitions} must be at least 1"),
+            ))
+        } else if r.validate_only {
+            if b.log.topic(&name).is_some() {
+                Err((
+                    ResponseError::TopicAlreadyExists,
+                    format!("topic {name:?} already exists"),
+                ))
+            } else {
+                Ok(None)
+            }
+        } else {
+            match b
+                .log
+                .create_topic(
+                    &name,
+                    TopicConfig {
+                        partitions,
+                        configs,
+                    },
+                )
+                .await
+            {
+                Ok(topic) => Ok(Some(topic.id)),
+                Err(StorageError::Invalid(m)) if m.contains("topic name") => {
+                    Err((ResponseError::InvalidTopicException, m))
+                }
+                Err(StorageError::Invalid(m)) => Err((ResponseError::InvalidPartitions, m)),
+                Err(e) => Err((topic_error(&e), e.to_string())),
+            }
+        };
+        let res = match outcome {
+            Ok(id) => {
+                let mut ok = base;
+                if v >= 5 {
+                    ok = ok
+                        .with_num_partitions(partitions)
+                        .with_replication_factor(1);
+                }
+                if v >= 7 {
+                    if let Some(id) = id {
+                        ok = ok.with_topic_id(id);
+                    }
+                }
+                ok
+            }
+            Err((code, message)) => {
+                let e = base.with_error_code(code.code());
+                if v >= 1 {
+                    e.with_error_message(msg(message))
+                } else {
+                    e
+                }
+            }
+        };
+        results.push(res);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+pub(super) async fn delete(
+    b: &Arc<Broker>,
+    r: DeleteTopicsRequest,
+    v: i16,
+) -> DeleteTopicsResponse {
+    let names: Vec<Option<TopicName>> = if v >= 6 {
+        r.topics.into_iter().map(|t| t.name).collect()
+    } else {
+        r.topic_names.into_iter().map(Some).collect()
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(name) = name else {
+            out.push(
+                DeletableTopicResult::default()
+                    .with_error_code(ResponseError::UnsupportedVersion.code())
+                    .with_error_message(msg(
+                        "deleting topics by id is not supported; name the topic",
+                    )),
+            );
+            continue;
+        };
+        let topic = name.0.to_string();
+        let id = b.log.topic(&topic).map(|t| t.id);
+        let res = match b.log.delete_topic(&topic).await {
+            Ok(()) => {
+                let keys = b.groups.forget_topic(&topic);
+                if !keys.is_empty() {
+                    if let Err(e) = b.group_store.delete(&keys).await {
+                        tracing::warn!(%topic, error = %e, "could not delete committed offsets of a deleted topic");
+                    }
+                }
+                let r = DeletableTopicResult::default().with_name(Some(name));
+                match (v >= 6, id) {
+                    (true, Some(id)) => r.with_topic_id(id),
+                    _ => r,
+                }
+            }
+            Err(e) => {
+                let r = DeletableTopicResult::default()
+                    .with_name(Some(name))
+                    .with_error_code(topic_error(&e).code());
+                if v >= 5 {
+                    r.with_error_message(msg(e.to_string()))
+                } else {
+                    r
+                }
+            }
+        };
+        out.push(res);
+    }
+    DeleteTopicsResponse::default().with_responses(out)
+}
+
+pub(super) async fn create_partitions(
+    b: &Arc<Broker>,
+    r: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = t.name.0.to_string();
+        let res = if r.validate_only {
+            match b.log.topic(&name) {
+                None => Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("unknown topic {name:?}"),
+                )),
+                Some(topic) if t.count <= topic.partitions.len() as i32 => Err((
+                    ResponseError::InvalidPartitions,
+                    format!(
+                        "topic {name:?} already has {} partitions",
+                        topic.partitions.len()
+                    ),
+                )),
+                Some(_) => Ok(()),
+            }
+        } else {
+            b.log.create_partitions(&name, t.count).await.map_err(|e| {
+                let code = match &e {
+                    StorageError::Invalid(_) => ResponseError::InvalidPartitions,
+                    e => storage_code(e),
+                };
+                (code, e.to_string())
+            })
+        };
+        let base = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match res {
+            Ok(()) => base,
+            Err((code, m)) => base.with_error_code(code.code()).with_error_message(msg(m)),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,136 @@
+//! The `vigil` command.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use vigil_broker::config::FileConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "A Kafka-compatible broker on object storage, with wasm anomaly detectors next to the log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file (keys as the long flags, e.g. `data-dir = "..."`).
+    #[arg(long, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Kafka listener address.
+    #[arg(long, env = "VIGIL_LISTEN")]
+    listen: Option<String>,
+    /// Admin HTTP listener (/metrics, /healthz).
+    #[arg(long, env = "VIGIL_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Directory for the WAL and caches.
+    #[arg(long, env = "VIGIL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Object store URL: file:///path (default <data-dir>/objects), s3://bucket/prefix, memory://.
+    #[arg(long, env = "VIGIL_OBJECT_STORE")]
+    object_store: Option<String>,
+    /// host:port clients should connect to (default: the listen address).
+    #[arg(long, env = "VIGIL_ADVERTISED_LISTENER")]
+    advertised_listener: Option<String>,
+    /// Create topics on first use.
+    #[arg(long, env = "VIGIL_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+    /// Partitions of auto-created topics.
+    #[arg(long, env = "VIGIL_DEFAULT_PARTITIONS")]
+    default_partitions: Option<i32>,
+    /// Broker node id.
+    #[arg(long, env = "VIGIL_NODE_ID")]
+    node_id: Option<i32>,
+    /// Longest time (ms) durable data waits in the WAL before upload.
+    #[arg(long, env = "VIGIL_UPLOAD_INTERVAL_MS")]
+    upload_interval_ms: Option<u64>,
+    /// Delay (ms) before the first rebalance of a new consumer group completes.
+    #[arg(long, env = "VIGIL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    fn into_file_config(self) -> anyhow::Result<FileConfig> {
+        let base = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        Ok(base.overlay(FileConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            data_dir: self.data_dir,
+            object_store: self.object_store,
+            advertised_listener: self.advertised_listener,
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            node_id: self.node_id,
+            upload_interval_ms: self.upload_interval_ms,
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+        }))
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.into_file_config()?.resolve()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: vigil_broker::ServeConfig) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let object_store = config.object_store.clone();
+    let running = vigil_broker::server::start(config).await?;
+    tracing::info!(
+        kafka = %running.kafka_addr,
+        admin = %running.admin_addr,
+        data_dir = %data_dir.display(),
+        object_store = %object_store,
+        epoch = running.broker.log.epoch(),
+        "vigil is serving Kafka on {} (admin http://{}), WAL in {}, objects in {}",
+        running.kafka_addr,
+        running.admin_addr,
+        data_dir.display(),
+        object_store
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down: finishing requests, uploading the WAL");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics of the broker.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use vigil_storage::log::StorageStats;
+
+/// Label set naming a Kafka API.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// API name, e.g. "Produce".
+    pub api: String,
+}
+
+/// Label set naming a Kafka API and the error code returned.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabel {
+    /// API name.
+    pub api: String,
+    /// Error name, e.g. "UnknownTopicOrPartition".
+    pub error: String,
+}
+
+/// All broker metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests handled, by API.
+    pub requests: Family<ApiLabel, Counter>,
+    /// Error codes returned, by API and error.
+    pub errors: Family<ApiErrorLabel, Counter>,
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Frames that could not be decoded (connection closed or error answered).
+    pub bad_frames: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vigil");
+        let requests = Family::<ApiLabel, Counter>::default();
+        let errors = Family::<ApiErrorLabel, Counter>::default();
+        let connections = Gauge::default();
+        let bad_frames = Counter::default();
+        registry.register("requests", "Kafka requests handled", requests.clone());
+        registry.register(
+            "request_errors",
+            "Error codes returned to clients",
+            errors.clone(),
+        );
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "bad_frames",
+            "Request frames that could not be decoded",
+            bad_frames.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            errors,
+            connections,
+            bad_frames,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub fn request(&self, api: &str) {
+        self.requests
+            .get_or_create(&ApiLabel {
+                api: api.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one error code sent.
+    pub fn error(&self, api: &str, error: &str) {
+        self.errors
+            .get_or_create(&ApiErrorLabel {
+                api: api.to_string(),
+                error: error.to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, storage counters included.
+    pub fn render(&self, storage: &StorageStats) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        // `encode` ends with "# EOF"; storage counters go before it.
+        if let Some(stripped) = out.strip_suffix("# EOF\n") {
+            out = stripped.to_string();
+        }
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "vigil_storage_appended_bytes_total",
+                "Record batch bytes appended",
+                storage.appended_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_uploads_total",
+                "Upload cycles that committed data",
+                storage.uploads.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_upload_failures_total",
+                "Upload cycles that failed",
+                storage.upload_failures.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_uploaded_bytes_total",
+                "Bytes written to segment objects",
+                storage.uploaded_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_cache_reads_total",
+                "Reads served by the in-memory log cache",
+                storage.cache_reads.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_object_reads_total",
+                "Reads served from segment objects",
+                storage.object_reads.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
