@@ -7,6 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vigil_broker::config::FileConfig;
 
+// Keeps hostile array lengths in requests from aborting the broker; see
+// vigil_protocol::alloc.
+#[global_allocator]
+static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
+
 #[derive(Parser)]
 #[command(
     name = "vigil",

@@ -10,6 +10,7 @@
 //! API versions vigil serves, error responses for requests it cannot decode,
 //! and record batch validation (CRC-32C) without re-encoding.
 
+pub mod alloc;
 pub mod batch;
 pub mod frame;
 pub mod request;
