@@ -463,6 +463,12 @@ impl Log {
         Ok(id)
     }
 
+    /// Stops the WAL writer without uploading: the state a crash leaves
+    /// behind, for recovery tests and drills.
+    pub fn abandon(&self) {
+        self.wal.close();
+    }
+
     /// Uploads what is pending and stops the WAL writer. Data the upload
     /// could not take stays in the WAL and is replayed at the next start.
     pub async fn close(&self) {

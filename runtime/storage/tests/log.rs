@@ -1,0 +1,314 @@
+//! The log end to end on a real local-filesystem object store: appends,
+//! uploads, restarts, a wiped data dir, idempotence, key/value state and
+//! fencing.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use vigil_protocol::kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use vigil_storage::{AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
+
+/// One batch of `n` records as a producer would send it (offsets from 0).
+fn batch(n: i32, ts0: i64, producer: Option<(i64, i32)>) -> Bytes {
+    let (pid, seq) = producer.unwrap_or((-1, -1));
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            sequence: seq.wrapping_add(i),
+            timestamp: ts0 + i64::from(i),
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(format!("value-{ts0}-{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Snappy,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+/// Decodes all record values in fetched bytes, with their offsets.
+fn values(mut bytes: Bytes) -> Vec<(i64, String)> {
+    let sets = RecordBatchDecoder::decode_all(&mut bytes).expect("decode");
+    sets.into_iter()
+        .flat_map(|s| s.records)
+        .map(|r| {
+            let v = r
+                .value
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default();
+            (r.offset, v)
+        })
+        .collect()
+}
+
+struct Env {
+    objects: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            objects: tempfile::tempdir().expect("tempdir"),
+            data: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::new(LocalFileSystem::new_with_prefix(self.objects.path()).expect("store"))
+    }
+    async fn open(&self) -> Arc<Log> {
+        self.open_in(self.data.path()).await
+    }
+    async fn open_in(&self, dir: &std::path::Path) -> Arc<Log> {
+        let mut c = LogConfig::new(dir);
+        c.cache_bytes_per_partition = 0;
+        Log::open(c, self.store()).await.expect("open log")
+    }
+}
+
+async fn read_all(log: &Log, topic: &str, partition: i32) -> Vec<(i64, String)> {
+    let p = log.partition(topic, partition).expect("partition");
+    let mut out = Vec::new();
+    let mut offset = p.log_start_offset();
+    while offset < p.high_watermark() {
+        let f = log.read(&p, offset, 1 << 20).await.expect("read");
+        let got = values(f.records);
+        let last = got.last().map(|(o, _)| *o).expect("progress");
+        out.extend(got.into_iter().filter(|(o, _)| *o >= offset));
+        offset = last + 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn data_survives_restart_before_and_after_upload_and_a_wiped_data_dir() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "t",
+        TopicConfig {
+            partitions: 2,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let p0 = log.partition("t", 0).expect("p0");
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let out = log
+            .append(&p0, batch(4, 1000 * i, None))
+            .await
+            .expect("append");
+        assert_eq!(out, AppendOutcome::Appended { base_offset: 4 * i });
+        expected.extend((0..4).map(|j| (4 * i + j, format!("value-{}-{j}", 1000 * i))));
+    }
+    assert_eq!(read_all(&log, "t", 0).await, expected);
+
+    // Restart without an upload: everything comes back from the WAL.
+    log.abandon();
+    drop(log);
+    let log = env.open().await;
+    assert_eq!(read_all(&log, "t", 0).await, expected);
+
+    // Upload, add more, upload again; then lose the local disk entirely.
+    let stats = log.upload_once().await.expect("upload");
+    assert_eq!(stats.segments, 1);
+    assert!(stats.wal_segments_deleted >= 1);
+    let p0 = log.partition("t", 0).expect("p0");
+    log.append(&p0, batch(2, 5000, None)).await.expect("append");
+    expected.extend((0..2).map(|j| (12 + j, format!("value-5000-{j}"))));
+    log.upload_once().await.expect("upload");
+    // With no cache budget, reads below the tail come from segment objects.
+    let before = log.stats.object_reads.load(Ordering::Relaxed);
+    assert_eq!(read_all(&log, "t", 0).await, expected);
+    assert!(log.stats.object_reads.load(Ordering::Relaxed) > before);
+    log.abandon();
+    drop(log);
+
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let log = env.open_in(fresh.path()).await;
+    assert_eq!(read_all(&log, "t", 0).await, expected);
+    assert_eq!(log.partition("t", 1).expect("p1").high_watermark(), 0);
+    // Offsets continue where they left off.
+    let p0 = log.partition("t", 0).expect("p0");
+    assert_eq!(
+        log.append(&p0, batch(1, 9000, None)).await.expect("append"),
+        AppendOutcome::Appended { base_offset: 14 }
+    );
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_not_written_twice_even_across_restarts() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "idem",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("idem", 0).expect("p");
+    let first = batch(3, 0, Some((pid, 0)));
+    assert_eq!(
+        log.append(&p, first.clone()).await.expect("append"),
+        AppendOutcome::Appended { base_offset: 0 }
+    );
+    assert_eq!(
+        log.append(&p, first.clone()).await.expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 0 }
+    );
+    let gap = batch(1, 0, Some((pid, 7)));
+    assert!(
+        log.append(&p, gap).await.is_err(),
+        "a sequence gap is refused"
+    );
+
+    log.upload_once().await.expect("upload");
+    let second = batch(2, 10, Some((pid, 3)));
+    log.append(&p, second.clone()).await.expect("append");
+    log.abandon();
+    drop(log);
+
+    // After restart the state comes from the manifest (first batch) and the
+    // WAL (second batch).
+    let log = env.open().await;
+    let p = log.partition("idem", 0).expect("p");
+    assert_eq!(
+        log.append(&p, first).await.expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 0 }
+    );
+    assert_eq!(
+        log.append(&p, second).await.expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 3 }
+    );
+    assert_eq!(p.high_watermark(), 5);
+    // A new producer id is never one handed out before the restart.
+    assert!(log.allocate_producer_id().await.expect("pid") > pid);
+}
+
+#[tokio::test]
+async fn key_value_state_survives_restarts_and_wal_reclamation() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.kv_put(vec![
+        ("a".into(), Some("1".into())),
+        ("b".into(), Some("2".into())),
+    ])
+    .await
+    .expect("put");
+    log.upload_once().await.expect("upload");
+    log.kv_put(vec![("a".into(), Some("3".into())), ("b".into(), None)])
+        .await
+        .expect("put");
+    log.abandon();
+    drop(log);
+    let log = env.open().await;
+    assert_eq!(log.kv_at_open().get("a").map(String::as_str), Some("3"));
+    assert_eq!(log.kv_at_open().get("b"), None);
+    log.upload_once().await.expect("upload");
+    log.abandon();
+    drop(log);
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let log = env.open_in(fresh.path()).await;
+    assert_eq!(log.kv_at_open().get("a").map(String::as_str), Some("3"));
+}
+
+#[tokio::test]
+async fn a_second_broker_on_the_same_store_fences_the_first() {
+    let env = Env::new();
+    let a = env.open().await;
+    a.create_topic(
+        "f",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let other = tempfile::tempdir().expect("tempdir");
+    let b = env.open_in(other.path()).await;
+    assert!(b.epoch() > a.epoch());
+    match a
+        .create_topic(
+            "g",
+            TopicConfig {
+                partitions: 1,
+                configs: Default::default(),
+            },
+        )
+        .await
+    {
+        Err(StorageError::Fenced { ours, theirs, .. }) => {
+            assert_eq!((ours, theirs), (a.epoch(), b.epoch()))
+        }
+        other => panic!("expected fencing, got {other:?}"),
+    }
+    let p = a.partition("f", 0).expect("p");
+    assert!(
+        a.append(&p, batch(1, 0, None)).await.is_err(),
+        "a fenced broker refuses writes"
+    );
+    // The new owner sees the topic and can write.
+    let p = b.partition("f", 0).expect("p");
+    b.append(&p, batch(1, 0, None)).await.expect("append");
+}
+
+#[tokio::test]
+async fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "ts",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let p = log.partition("ts", 0).expect("p");
+    log.append(&p, batch(5, 100, None)).await.expect("append"); // offsets 0..5, ts 100..105
+    log.upload_once().await.expect("upload");
+    log.append(&p, batch(5, 200, None)).await.expect("append"); // offsets 5..10, ts 200..205
+    let hit = |ts| {
+        let log = log.clone();
+        let p = p.clone();
+        async move {
+            log.offset_for_timestamp(&p, ts)
+                .await
+                .expect("lookup")
+                .map(|h| (h.offset, h.timestamp))
+        }
+    };
+    assert_eq!(hit(0).await, Some((0, 100)));
+    assert_eq!(hit(103).await, Some((3, 103)));
+    assert_eq!(hit(150).await, Some((5, 200)));
+    assert_eq!(hit(204).await, Some((9, 204)));
+    assert_eq!(hit(999).await, None);
+}
