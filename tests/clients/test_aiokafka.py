@@ -21,7 +21,6 @@ from helpers import (
     new_seed,
     rid_of,
     unique_name,
-    wait_topic_ready,
 )
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -39,6 +38,8 @@ async def ak_produce(bootstrap: str, topic: str, recs: list[Rec], codec: str | N
     )
     await asyncio.wait_for(producer.start(), 30)
     try:
+        parts = await asyncio.wait_for(producer.partitions_for(topic), 30)
+        assert parts == {0, 1, 2}, f"aiokafka sees partitions {parts} for {topic}"
         futs = []
         for i, r in enumerate(recs):
             r.timestamp = base_ts + i
@@ -99,9 +100,10 @@ async def _roundtrip(broker) -> None:
     await asyncio.wait_for(admin.start(), 30)
     try:
         await asyncio.wait_for(admin.create_topics([NewTopic(topic, 3, 1)]), 30)
+        described = await asyncio.wait_for(admin.describe_topics([topic]), 30)
+        assert len(described) == 1 and len(described[0]["partitions"]) == 3, described
     finally:
         await admin.close()
-    wait_topic_ready(broker.bootstrap, topic, 3)
 
     batches = {c: make_records(rng, PER_CODEC, str(c)) for c in CODECS}
     expected: list[Rec] = []

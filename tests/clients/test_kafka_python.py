@@ -8,7 +8,6 @@ import random
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
 from kafka.codec import has_gzip, has_lz4, has_snappy, has_zstd
 
 from helpers import (
@@ -21,7 +20,6 @@ from helpers import (
     new_seed,
     rid_of,
     unique_name,
-    wait_topic_ready,
 )
 
 CODECS = [None, "gzip", "snappy", "lz4", "zstd"]
@@ -32,6 +30,18 @@ def test_kafka_python_codecs_available():
     assert has_gzip() and has_snappy() and has_lz4() and has_zstd(), (
         "kafka-python codec libraries missing (python-snappy, lz4, zstandard in tests/clients/requirements.txt)"
     )
+
+
+def kp_create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        res = admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
+                                  timeout_ms=15000, wait_for_metadata=True)
+        print(f"kafka-python create_topics: {res}")
+        described = admin.describe_topics([topic])
+        assert len(described) == 1 and len(described[0]["partitions"]) == partitions, described
+    finally:
+        admin.close()
 
 
 def kp_produce(bootstrap: str, topic: str, recs: list[Rec], codec: str | None, base_ts: int) -> None:
@@ -93,10 +103,7 @@ def test_kafka_python_roundtrip_all_codecs_with_kill9(broker):
     rng = random.Random(new_seed())
     topic = unique_name("kp-roundtrip")
     group = unique_name("kp-group")
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
-    admin.create_topics([NewTopic(name=topic, num_partitions=3, replication_factor=1)])
-    admin.close()
-    wait_topic_ready(broker.bootstrap, topic, 3)
+    kp_create_topic(broker.bootstrap, topic, 3)
 
     batches = {c: make_records(rng, PER_CODEC, str(c), null_keys=False) for c in CODECS}
     expected: list[Rec] = []
@@ -151,10 +158,7 @@ def kp_consume_for(consumer: KafkaConsumer, seconds: float) -> list[Rec]:
 def test_kafka_python_offsets_and_seek(broker):
     """end_offsets/beginning_offsets/offsets_for_times via kafka-python."""
     topic = unique_name("kp-offsets")
-    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=15000)
-    admin.create_topics([NewTopic(name=topic, num_partitions=3, replication_factor=1)])
-    admin.close()
-    wait_topic_ready(broker.bootstrap, topic, 3)
+    kp_create_topic(broker.bootstrap, topic, 3)
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", compression_type="gzip")
     t0 = int(time.time() * 1000) - 100_000
     for i in range(20):
