@@ -2,8 +2,9 @@
 //!
 //! The ranges are the intersection of what the broker implements and what the
 //! `kafka-protocol` crate can decode. Upper bounds stop short of versions that
-//! change semantics vigil does not implement yet: Fetch 13+ addresses topics by
-//! id only, Produce 12+ and OffsetCommit 9+ belong to KIP-848/KIP-890 flows.
+//! change semantics vigil does not implement yet: ListOffsets 7+ adds
+//! max-timestamp lookups, Fetch 13+ addresses topics by id only, Produce 12+
+//! and OffsetCommit 9+ belong to KIP-848/KIP-890 flows.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -11,7 +12,7 @@ use kafka_protocol::messages::ApiKey;
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 8),
