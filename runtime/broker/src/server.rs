@@ -49,7 +49,7 @@ pub struct Running {
 }
 
 /// Binds the listeners, opens the log and starts serving.
-pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+pub async fn start(mut config: ServeConfig) -> Result<Running, ServeError> {
     let kafka = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -74,6 +74,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         addr: config.admin_listen,
         source,
     })?;
+    // Listening on port 0 picks a free port; advertise the one we got.
+    if config.advertised_listener.1 == 0 {
+        config.advertised_listener.1 = kafka_addr.port();
+    }
     let broker = Broker::open(config).await?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
