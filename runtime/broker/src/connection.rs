@@ -120,10 +120,15 @@ async fn handle_frame(
     let api_key = req.api_key;
     let version = req.version;
     let correlation_id = req.header.correlation_id;
-    broker.metrics.request(api_name(api_key));
+    let name = api_name(api_key);
+    broker.metrics.request(name);
+    let started = std::time::Instant::now();
     let pending = handlers::dispatch(broker, req, conn).await;
+    let b = broker.clone();
     Ok(async move {
-        let body = pending.await?;
+        let body = pending.await;
+        b.metrics.observe(name, started.elapsed().as_secs_f64());
+        let body = body?;
         match encode_response(correlation_id, api_key, version, &body) {
             Ok(bytes) => Some(bytes),
             Err(e) => {

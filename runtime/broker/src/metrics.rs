@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use vigil_storage::log::StorageStats;
 
@@ -32,6 +33,8 @@ pub struct Metrics {
     registry: Registry,
     /// Requests handled, by API.
     pub requests: Family<ApiLabel, Counter>,
+    /// Time from a request's arrival to its response being ready, by API.
+    pub latency: Family<ApiLabel, Histogram>,
     /// Error codes returned, by API and error.
     pub errors: Family<ApiErrorLabel, Counter>,
     /// Open client connections.
@@ -45,6 +48,11 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("vigil");
         let requests = Family::<ApiLabel, Counter>::default();
         let errors = Family::<ApiErrorLabel, Counter>::default();
+        // 50 µs .. ~26 s: an fsync'd produce sits near the bottom, a long
+        // poll or a rebalance near the top.
+        let latency = Family::<ApiLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+        });
         let connections = Gauge::default();
         let bad_frames = Counter::default();
         registry.register("requests", "Kafka requests handled", requests.clone());
@@ -66,6 +74,7 @@ impl Default for Metrics {
         Self {
             registry,
             requests,
+            latency,
             errors,
             connections,
             bad_frames,
@@ -81,6 +90,15 @@ impl Metrics {
                 api: api.to_string(),
             })
             .inc();
+    }
+
+    /// Records how long a request took.
+    pub fn observe(&self, api: &str, seconds: f64) {
+        self.latency
+            .get_or_create(&ApiLabel {
+                api: api.to_string(),
+            })
+            .observe(seconds);
     }
 
     /// Counts one error code sent.

@@ -87,6 +87,17 @@ impl Client {
     }
 }
 
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect admin");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
 fn batch(n: i64) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
