@@ -57,6 +57,11 @@ impl Default for Metrics {
         let bad_frames = Counter::default();
         registry.register("requests", "Kafka requests handled", requests.clone());
         registry.register(
+            "request_duration_seconds",
+            "Time from request arrival to response ready",
+            latency.clone(),
+        );
+        registry.register(
             "request_errors",
             "Error codes returned to clients",
             errors.clone(),

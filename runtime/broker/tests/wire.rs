@@ -13,14 +13,13 @@ use kafka_protocol::messages::{
     RequestKind, ResponseHeader, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vigil_broker::config::FileConfig;
 use vigil_broker::server::{self, Running};
+use vigil_protocol::BatchBuilder;
 
 #[global_allocator]
 static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
@@ -99,34 +98,12 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 fn batch(n: i64) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: -1 + i as i32,
-            timestamp: 1_000 + i,
-            key: None,
-            value: Some(Bytes::from(format!("record-{i}"))),
-            headers: Default::default(),
+    (0..n)
+        .fold(BatchBuilder::new(Compression::Gzip), |b, i| {
+            b.record(1_000 + i, None, Some(Bytes::from(format!("record-{i}"))))
         })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Gzip,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+        .build()
+        .expect("encode")
 }
 
 fn produce(topic: &str, records: Bytes) -> RequestKind {
@@ -224,6 +201,18 @@ async fn corrupt_batches_get_corrupt_message_and_valid_ones_round_trip() {
         }
         other => panic!("unexpected {other:?}"),
     }
+
+    let metrics = http_get(broker.admin_addr, "/metrics").await;
+    for line in [
+        r#"vigil_requests_total{api="Produce"} 3"#,
+        r#"vigil_request_errors_total{api="Produce",error="CorruptMessage"} 1"#,
+        r#"vigil_request_duration_seconds_count{api="Fetch"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
+    }
+    assert!(http_get(broker.admin_addr, "/healthz")
+        .await
+        .ends_with("ok\n"));
     broker.shutdown().await;
 }
 

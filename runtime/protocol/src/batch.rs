@@ -280,5 +280,76 @@ impl Iterator for RecordBatches {
     }
 }
 
+/// Builds a magic-v2 batch the way a producer would (offsets from 0, the
+/// broker assigns real ones on append). Used for records the broker writes
+/// itself and by tests.
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    codec: kafka_protocol::records::Compression,
+    producer: (i64, i16, i32),
+    records: Vec<kafka_protocol::records::Record>,
+}
+
+impl BatchBuilder {
+    /// An empty batch compressed with `codec`.
+    pub fn new(codec: kafka_protocol::records::Compression) -> Self {
+        Self {
+            codec,
+            producer: (-1, -1, -1),
+            records: Vec::new(),
+        }
+    }
+
+    /// Marks the batch as written by an idempotent producer.
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        self.producer = (id, epoch, base_sequence);
+        self
+    }
+
+    /// Appends a record.
+    pub fn record(mut self, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
+        self.records.push(kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            // Producer fields and sequences are filled in by `build`.
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: self.records.len() as i64,
+            sequence: -1,
+            timestamp,
+            key,
+            value,
+            headers: Default::default(),
+        });
+        self
+    }
+
+    /// Encodes the batch.
+    pub fn build(mut self) -> Result<Bytes, BatchError> {
+        let (producer_id, producer_epoch, base_sequence) = self.producer;
+        for (i, r) in self.records.iter_mut().enumerate() {
+            // The encoder starts a new batch whenever offset - sequence
+            // changes, so an unsequenced batch counts up from -1 as well.
+            r.producer_id = producer_id;
+            r.producer_epoch = producer_epoch;
+            r.sequence = base_sequence.wrapping_add(i as i32);
+        }
+        let mut buf = bytes::BytesMut::new();
+        kafka_protocol::records::RecordBatchEncoder::encode(
+            &mut buf,
+            &self.records,
+            &kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: self.codec,
+            },
+        )
+        .map_err(|e| BatchError::Inconsistent(format!("cannot encode: {e:#}")))?;
+        Ok(buf.freeze())
+    }
+}
+
 #[cfg(test)]
 mod tests;

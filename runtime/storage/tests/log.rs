@@ -5,45 +5,27 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
-use vigil_protocol::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use vigil_protocol::kafka_protocol::records::{Compression, RecordBatchDecoder};
+use vigil_protocol::BatchBuilder;
 use vigil_storage::{AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
 
 /// One batch of `n` records as a producer would send it (offsets from 0).
 fn batch(n: i32, ts0: i64, producer: Option<(i64, i32)>) -> Bytes {
-    let (pid, seq) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: if pid >= 0 { 0 } else { -1 },
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            sequence: seq.wrapping_add(i),
-            timestamp: ts0 + i64::from(i),
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(format!("value-{ts0}-{i}"))),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Snappy,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    let mut b = BatchBuilder::new(Compression::Snappy);
+    if let Some((pid, seq)) = producer {
+        b = b.producer(pid, 0, seq);
+    }
+    for i in 0..n {
+        b = b.record(
+            ts0 + i64::from(i),
+            Some(Bytes::from(format!("k{i}"))),
+            Some(Bytes::from(format!("value-{ts0}-{i}"))),
+        );
+    }
+    b.build().expect("encode")
 }
 
 /// Decodes all record values in fetched bytes, with their offsets.

@@ -1,42 +1,21 @@
 use super::*;
 use bytes::BytesMut;
-use kafka_protocol::records::{
-    Compression as Codec, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression as Codec;
 
-/// Encodes `n` records with the given codec through kafka-protocol's encoder,
-/// i.e. the same bytes a real producer would send.
+/// `n` records encoded as a real producer would send them.
 pub(crate) fn encoded_batch(n: i64, codec: Codec, producer_id: i64, base_sequence: i32) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: if producer_id >= 0 { 0 } else { -1 },
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            // kafka-protocol starts a new batch when offset - sequence changes,
-            // so an unsequenced batch counts up from -1 too.
-            sequence: base_sequence.wrapping_add(i as i32),
-            timestamp: 1_700_000_000_000 + i,
-            key: Some(Bytes::from(format!("key-{i}"))),
-            value: Some(Bytes::from(vec![i as u8; 100])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: codec,
-        },
-    )
-    .expect("encoding a well-formed batch");
-    buf.freeze()
+    let mut b = BatchBuilder::new(codec);
+    if producer_id >= 0 {
+        b = b.producer(producer_id, 0, base_sequence);
+    }
+    for i in 0..n {
+        b = b.record(
+            1_700_000_000_000 + i,
+            Some(Bytes::from(format!("key-{i}"))),
+            Some(Bytes::from(vec![i as u8; 100])),
+        );
+    }
+    b.build().expect("encoding a well-formed batch")
 }
 
 #[test]
