@@ -1,6 +1,6 @@
 //! Request decoding: header, API/version check, body.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::Decodable;
 
@@ -120,12 +120,9 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, DecodeError> {
         .map_err(|e| malformed(format!("header: {e:#}")))?;
     let body = RequestKind::decode(api_key, &mut frame, version)
         .map_err(|e| malformed(format!("{e:#}")))?;
-    if frame.has_remaining() {
-        return Err(malformed(format!(
-            "{} trailing bytes after the body",
-            frame.remaining()
-        )));
-    }
+    // Trailing bytes are tolerated, as Kafka's own parser does: librdkafka
+    // 2.16, for one, sends three extra bytes after a Metadata v12 body that
+    // asks for all topics.
     Ok(Request {
         header,
         api_key,

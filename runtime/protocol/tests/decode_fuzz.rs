@@ -150,3 +150,18 @@ proptest! {
         }
     }
 }
+
+/// librdkafka 2.16's "all topics" Metadata v12 request, byte for byte as it
+/// sends it (three bytes follow the body); Kafka accepts it, so must we.
+#[test]
+fn librdkafka_metadata_v12_with_trailing_bytes_decodes() {
+    let frame = [
+        0x00, 0x03, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x03, 0x00, 0x07, b'r', b'd', b'k', b'a', b'f',
+        b'k', b'a', 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00,
+    ];
+    let req = decode_request(Bytes::copy_from_slice(&frame)).expect("decodes");
+    match req.body {
+        RequestKind::Metadata(m) => assert!(m.topics.is_none(), "null topics = all topics"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
