@@ -1,24 +1,28 @@
 //! End-to-end broker benchmark: a real Kafka client (librdkafka, through the
 //! `rdkafka` crate) against an in-process vigil broker whose object store is a
-//! local `file://` directory.
+//! local `file://` directory. Run it with
+//! `cargo bench -p vigil-benches --bench broker`.
 //!
 //! What it measures, in one run:
 //!
 //! 1. **Produce**: throughput and per-record ack latency (from handing the
 //!    record to librdkafka to its delivery report) with `acks=all` and
-//!    1 KiB records, at maximum throughput and at fixed rates (by default 10 %
-//!    and 50 % of the measured maximum), so latency can be compared at a given
-//!    throughput. For each load point it also reads, from the broker and from
-//!    the WAL writer thread's `/proc` I/O counters, how many Produce requests
-//!    and WAL group commits (one `write` + one `fdatasync` each) it took.
+//!    1 KiB records, at maximum throughput and at fixed rates (by default
+//!    5 000 and 50 000 records/s), so latency can be compared at a given
+//!    throughput. For each load point it also reads, from the broker, how many
+//!    Produce requests it handled and its own Produce latency histogram, and,
+//!    from the WAL writer thread's `/proc` I/O counters, how many WAL group
+//!    commits (one `write` + one `fdatasync` each) it took and how big they
+//!    were. Slow 100 ms windows are listed next to the times the broker
+//!    committed an upload, which is where the tail latency comes from.
 //! 2. **The physical floor**: a bare loop that appends a buffer to a file in
 //!    the same directory tree (so on the same disk and filesystem) as the
-//!    broker's data dir and calls `fdatasync` after each append — exactly the
-//!    syscalls vigil's WAL makes per group commit, with nothing else. An
-//!    `acks=all` ack cannot be faster than the fsync that makes the record
+//!    broker's data dir and calls `fdatasync` after each append: exactly the
+//!    syscalls vigil's WAL makes per group commit, and nothing else. An
+//!    `acks=all` ack cannot come before the fsync that makes the record
 //!    durable, so this is the floor for ack latency. It runs once per load
 //!    point with that point's observed average group size and group rate
-//!    ("the same throughput"), and as a sweep of fixed sizes back to back.
+//!    ("the same throughput"), and as a back-to-back sweep of fixed sizes.
 //!    The ratio vigil p99 / floor p99 is printed (target ≤ 3×: a record may
 //!    wait for the fsync in progress before its own, plus the network and the
 //!    client).
@@ -27,7 +31,7 @@
 //!    after producing (hot: the broker's in-memory log cache) and again from a
 //!    second broker with a new, empty data dir on the same object store (cold:
 //!    every read goes to segment objects). The first broker is shut down
-//!    cleanly before, which uploads everything. Target: cold/hot ≥ 0.5.
+//!    cleanly before that, which uploads everything. Target: cold/hot ≥ 0.5.
 //!
 //! Timings are printed, never asserted: the machine is shared and noisy.
 //! Settings come from `VIGIL_BENCH_*` environment variables (see
@@ -38,7 +42,7 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -133,6 +137,8 @@ struct Params {
     floor_secs: f64,
     linger_ms: u64,
     max_queue: u64,
+    /// Broker's upload interval; `None` keeps the broker's default.
+    upload_interval_ms: Option<u64>,
     /// Parent of the benchmark's temp dir (broker data, objects, floor file).
     dir: PathBuf,
 }
@@ -142,17 +148,17 @@ where
     T::Err: std::fmt::Display,
 {
     match std::env::var(name) {
-        Ok(v) => v
+        Ok(v) if !v.trim().is_empty() => v
             .trim()
             .parse()
             .map_err(|e| anyhow!("environment variable {name}={v:?} is not valid: {e}")),
-        Err(_) => Ok(default),
+        _ => Ok(default),
     }
 }
 
 impl Params {
     fn from_env() -> Result<Self> {
-        let rates: String = env_or("VIGIL_BENCH_RATES", "10%,50%".to_string())?;
+        let rates: String = env_or("VIGIL_BENCH_RATES", "5000,50000".to_string())?;
         let rates = rates
             .split(',')
             .filter(|s| !s.trim().is_empty())
@@ -170,6 +176,8 @@ impl Params {
             floor_secs: env_or("VIGIL_BENCH_FLOOR_SECS", 2.0)?,
             linger_ms: env_or("VIGIL_BENCH_LINGER_MS", 0)?,
             max_queue: env_or("VIGIL_BENCH_MAX_QUEUE", 10_000)?,
+            upload_interval_ms: env_or("VIGIL_BENCH_UPLOAD_INTERVAL_MS", 0)
+                .map(|ms: u64| (ms > 0).then_some(ms))?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
         };
         if p.records == 0 || p.record_bytes == 0 || p.partitions < 1 || p.max_queue == 0 {
@@ -183,8 +191,11 @@ impl Params {
 
     fn command(&self) -> String {
         let rates: Vec<String> = self.rates.iter().map(ToString::to_string).collect();
+        let upload = self.upload_interval_ms.map_or_else(String::new, |ms| {
+            format!("VIGIL_BENCH_UPLOAD_INTERVAL_MS={ms} ")
+        });
         format!(
-            "VIGIL_BENCH_RECORDS={} VIGIL_BENCH_RECORD_BYTES={} VIGIL_BENCH_PARTITIONS={} \
+            "{upload}VIGIL_BENCH_RECORDS={} VIGIL_BENCH_RECORD_BYTES={} VIGIL_BENCH_PARTITIONS={} \
              VIGIL_BENCH_RATES={} VIGIL_BENCH_RATE_SECS={} VIGIL_BENCH_FLOOR_SECS={} \
              VIGIL_BENCH_LINGER_MS={} VIGIL_BENCH_MAX_QUEUE={} VIGIL_BENCH_DIR={} \
              cargo bench -p vigil-benches --bench broker",
@@ -218,7 +229,7 @@ fn run(rt: &Runtime, p: &Params) -> Result<()> {
     print_header(p, &root);
 
     // Broker 1: produce, hot consume.
-    let first = start_broker(rt, &root.join("data-1"), &objects_url)?;
+    let first = start_broker(rt, &root.join("data-1"), &objects_url, p)?;
     let addr = first.kafka_addr.to_string();
     println!(
         "broker 1 on {addr}, data dir {}, objects {objects_url}\n",
@@ -290,7 +301,7 @@ fn run(rt: &Runtime, p: &Params) -> Result<()> {
     }
 
     // Broker 2: empty data dir, same objects: every read is a segment read.
-    let second = start_broker(rt, &root.join("data-2"), &objects_url)?;
+    let second = start_broker(rt, &root.join("data-2"), &objects_url, p)?;
     let addr2 = second.kafka_addr.to_string();
     let cold = consume(&addr2, max_topic, &second).context("cold consume")?;
     rt.block_on(async {
@@ -321,9 +332,12 @@ fn print_header(p: &Params, root: &Path) {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .map(|l| l.trim_start_matches("MemTotal:").trim().to_string())
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
-        .unwrap_or_else(|| "unknown".into());
+        .map_or_else(
+            || "unknown".into(),
+            |kb| format!("{:.1} GiB", kb / 1048576.0),
+        );
     println!("== vigil broker benchmark ==");
     println!("machine:  {cores} cores ({cpu}), {mem} RAM");
     println!("disk:     {} on {}", root.display(), mount_of(root));
@@ -358,28 +372,35 @@ fn mount_of(path: &Path) -> String {
 
 // ---------------------------------------------------------------- broker
 
-fn start_broker(rt: &Runtime, data_dir: &Path, objects_url: &str) -> Result<Running> {
-    // The advertised listener defaults to the listen address, so port 0 would
-    // be advertised as 0: pick a free port first and listen on it explicitly.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("cannot find a free port")?
-        .port();
+fn start_broker(rt: &Runtime, data_dir: &Path, objects_url: &str, p: &Params) -> Result<Running> {
+    // Port 0: the broker advertises the port it actually bound.
     let cfg = FileConfig {
-        listen: Some(format!("127.0.0.1:{port}")),
+        listen: Some("127.0.0.1:0".into()),
         admin_listen: Some("127.0.0.1:0".into()),
         data_dir: Some(data_dir.to_path_buf()),
         object_store: Some(objects_url.to_string()),
+        upload_interval_ms: p.upload_interval_ms,
         ..Default::default()
     }
     .resolve()
     .context("broker settings")?;
-    rt.block_on(vigil_broker::server::start(cfg))
-        .with_context(|| format!("cannot start a broker on 127.0.0.1:{port}"))
+    let running = rt
+        .block_on(vigil_broker::server::start(cfg))
+        .context("cannot start the broker")?;
+    let advertised = running.broker.advertised();
+    if advertised.1 != i32::from(running.kafka_addr.port()) {
+        bail!(
+            "the broker listens on {} but advertises {}:{}",
+            running.kafka_addr,
+            advertised.0,
+            advertised.1
+        );
+    }
+    Ok(running)
 }
 
 /// Counters of a broker at one moment.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Snapshot {
     produce_requests: u64,
     appended_bytes: u64,
@@ -387,6 +408,10 @@ struct Snapshot {
     wal: Option<(u64, u64)>,
     cache_reads: u64,
     object_reads: u64,
+    /// CPU seconds of the whole process and of its client threads.
+    cpu: Option<(f64, f64)>,
+    /// The broker's Produce latency histogram: (upper bound s, cumulative).
+    produce_hist: Vec<(f64, u64)>,
 }
 
 impl Snapshot {
@@ -405,10 +430,12 @@ impl Snapshot {
             wal: wal_thread_io(),
             cache_reads: b.log.stats.cache_reads.load(Ordering::Relaxed),
             object_reads: b.log.stats.object_reads.load(Ordering::Relaxed),
+            cpu: cpu_seconds(),
+            produce_hist: produce_histogram(r),
         }
     }
 
-    fn since(self, before: Snapshot) -> Snapshot {
+    fn since(self, before: &Snapshot) -> Snapshot {
         Snapshot {
             produce_requests: self.produce_requests - before.produce_requests,
             appended_bytes: self.appended_bytes - before.appended_bytes,
@@ -418,8 +445,89 @@ impl Snapshot {
             },
             cache_reads: self.cache_reads - before.cache_reads,
             object_reads: self.object_reads - before.object_reads,
+            cpu: match (self.cpu, before.cpu) {
+                (Some(a), Some(b)) => Some((a.0 - b.0, a.1 - b.1)),
+                _ => None,
+            },
+            produce_hist: if self.produce_hist.len() == before.produce_hist.len() {
+                self.produce_hist
+                    .iter()
+                    .zip(&before.produce_hist)
+                    .map(|(&(le, a), &(_, b))| (le, a.saturating_sub(b)))
+                    .collect()
+            } else {
+                self.produce_hist
+            },
         }
     }
+}
+
+/// CPU seconds (user + system) used so far by the whole process (exited
+/// threads included) and by its client threads: librdkafka's (`rdk:*`), the
+/// producer's polling thread and the main thread that hands records over.
+/// Everything else is the broker: tokio workers, blocking-pool threads, the
+/// WAL writer.
+fn cpu_seconds() -> Option<(f64, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let ticks = |stat: &str| -> Option<u64> {
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After the command: state is field 3, utime 14, stime 15.
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    };
+    let total = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let pid = std::process::id().to_string();
+    let mut client = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let comm = comm.trim();
+        if comm.starts_with("rdk:") || comm.starts_with("producer") || task.file_name() == *pid {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            client += ticks(&stat).unwrap_or(0);
+        }
+    }
+    Some((total as f64 / hz as f64, client as f64 / hz as f64))
+}
+
+/// The Produce buckets of the broker's request latency histogram (time from
+/// a request's arrival to its response being ready), from its /metrics text.
+fn produce_histogram(r: &Running) -> Vec<(f64, u64)> {
+    let text = r.broker.metrics.render(&r.broker.log.stats);
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("vigil_request_duration_seconds_bucket{") && l.contains("api=\"Produce\"")
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit_once(' ')?.1.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// Upper bound (ms) of the histogram bucket holding the `q`-quantile.
+fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil() as u64;
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= rank)
+        .map(|(le, _)| le * 1e3)
 }
 
 /// `syscw` and `wchar` of this process's `vigil-wal` thread: the WAL writer
@@ -480,7 +588,8 @@ enum Load {
 /// nanoseconds since `base`.
 struct Reports {
     base: Instant,
-    latencies_ns: Mutex<Vec<u64>>,
+    /// (send time, ack latency) of each delivered record, in ns.
+    samples: Mutex<Vec<(u64, u64)>>,
     delivered: AtomicU64,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
@@ -494,7 +603,7 @@ impl Reports {
 
     /// Clears what the warm-up left.
     fn reset(&self) {
-        lock(&self.latencies_ns).clear();
+        lock(&self.samples).clear();
         self.delivered.store(0, Ordering::SeqCst);
         self.errors.store(0, Ordering::SeqCst);
         *lock(&self.first_error) = None;
@@ -514,7 +623,7 @@ impl ProducerContext for Reports {
         let now = self.now_ns();
         match result {
             Ok(_) => {
-                lock(&self.latencies_ns).push(now.saturating_sub(sent_ns) as u64);
+                lock(&self.samples).push((sent_ns as u64, now.saturating_sub(sent_ns) as u64));
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, _)) => {
@@ -535,6 +644,11 @@ struct ProducePoint {
     /// Sorted.
     latencies_ns: Vec<u64>,
     broker: Snapshot,
+    /// Seconds into the point at which the broker committed an upload.
+    uploads_at: Vec<f64>,
+    /// 100 ms windows (by send time, seconds into the point) whose slowest
+    /// ack took over 10× the median, with that slowest ack in ms.
+    slow_windows: Vec<(f64, f64)>,
 }
 
 impl ProducePoint {
@@ -593,7 +707,7 @@ fn produce(
 ) -> Result<ProducePoint> {
     let reports = Reports {
         base: Instant::now(),
-        latencies_ns: Mutex::new(Vec::new()),
+        samples: Mutex::new(Vec::new()),
         delivered: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
@@ -615,32 +729,104 @@ fn produce(
     // Warm-up: connections, metadata, the broker's first writes.
     send_all(&producer, topic, &body, WARMUP_RECORDS, None)?;
     flush(&producer, ctx, WARMUP_RECORDS, "warm-up")?;
+    // Start from a quiet broker: let it upload what earlier points left.
+    settle(running);
     ctx.reset();
 
     let before = Snapshot::of(running);
     let (n, rate, label) = match load {
         Load::Max(n) => (n, None, "max".to_string()),
-        Load::Rate { rate, n, spec } => (n, Some(rate), format!("{rate:.0}/s ({spec})")),
+        Load::Rate { rate, n, spec } => (
+            n,
+            Some(rate),
+            match spec {
+                RateSpec::Fixed(_) => format!("{rate:.0}/s"),
+                RateSpec::OfMax(_) => format!("{rate:.0}/s ({spec})"),
+            },
+        ),
     };
     let start_ns = ctx.now_ns() as u64;
     let start = Instant::now();
-    send_all(&producer, topic, &body, n, rate)?;
-    flush(&producer, ctx, n, &label)?;
+    let stop = AtomicBool::new(false);
+    let (sent, uploads_ns) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch_uploads(running, ctx, &stop));
+        let sent = send_all(&producer, topic, &body, n, rate)
+            .and_then(|()| flush(&producer, ctx, n, &label));
+        stop.store(true, Ordering::SeqCst);
+        (sent, watcher.join())
+    });
+    sent?;
+    let uploads_ns = uploads_ns.map_err(|_| anyhow!("the upload watcher thread panicked"))?;
     let after = Snapshot::of(running);
     let end_ns = ctx.last_delivery_ns.load(Ordering::SeqCst);
     let elapsed = Duration::from_nanos(end_ns.saturating_sub(start_ns))
         .max(Duration::from_nanos(1))
         .min(start.elapsed());
-    let mut latencies_ns = std::mem::take(&mut *lock(&ctx.latencies_ns));
+    let samples = std::mem::take(&mut *lock(&ctx.samples));
+    let mut latencies_ns: Vec<u64> = samples.iter().map(|&(_, l)| l).collect();
     latencies_ns.sort_unstable();
+    let slow_windows = slow_windows(&samples, start_ns, percentile(&latencies_ns, 0.5));
+    let secs = |ns: u64| ns.saturating_sub(start_ns) as f64 / 1e9;
     Ok(ProducePoint {
         label,
         records: n,
         record_bytes: p.record_bytes,
         elapsed,
         latencies_ns,
-        broker: after.since(before),
+        broker: after.since(&before),
+        uploads_at: uploads_ns.into_iter().map(secs).collect(),
+        slow_windows,
     })
+}
+
+/// Waits for the broker's next upload cycle that commits something (it
+/// uploads everything written before it started), or for two upload
+/// intervals if there was nothing to upload.
+fn settle(running: &Running) {
+    let stats = &running.broker.log.stats;
+    let before = stats.uploads.load(Ordering::SeqCst);
+    let deadline = Instant::now() + running.broker.config.upload_interval * 2;
+    while stats.uploads.load(Ordering::SeqCst) == before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The counter goes up at the commit; the cycle then deletes WAL files.
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// Times (ns since the reports' base) at which the broker's upload counter
+/// went up, sampled every millisecond until `stop`.
+fn watch_uploads(running: &Running, ctx: &Reports, stop: &AtomicBool) -> Vec<u64> {
+    let stats = &running.broker.log.stats;
+    let mut seen = stats.uploads.load(Ordering::Relaxed);
+    let mut at = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+        let now = stats.uploads.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            at.push(ctx.now_ns() as u64);
+        }
+    }
+    at
+}
+
+/// Groups acks into 100 ms windows by send time and returns the windows whose
+/// slowest ack exceeded 10× the median (and 1 ms): (start s, slowest ms).
+fn slow_windows(samples: &[(u64, u64)], start_ns: u64, p50_ms: f64) -> Vec<(f64, f64)> {
+    const WINDOW_NS: u64 = 100_000_000;
+    let threshold_ns = (p50_ms * 10.0 * 1e6).max(1e6) as u64;
+    let mut worst: std::collections::BTreeMap<u64, u64> = Default::default();
+    for &(sent, lat) in samples {
+        if lat > threshold_ns {
+            let w = sent.saturating_sub(start_ns) / WINDOW_NS;
+            let e = worst.entry(w).or_default();
+            *e = (*e).max(lat);
+        }
+    }
+    worst
+        .into_iter()
+        .map(|(w, lat)| ((w * WINDOW_NS) as f64 / 1e9, lat as f64 / 1e6))
+        .collect()
 }
 
 /// Hands `n` records to librdkafka, paced at `rate` records/s if given;
@@ -784,7 +970,7 @@ fn consume(addr: &str, topic: &str, running: &Running) -> Result<ConsumeResult> 
         }
     }
     let elapsed = start.elapsed();
-    let broker = Snapshot::of(running).since(before);
+    let broker = Snapshot::of(running).since(&before);
     Ok(ConsumeResult {
         records,
         bytes,
@@ -865,24 +1051,41 @@ fn kib(bytes: f64) -> String {
 
 fn print_produce(p: &Params, points: &[ProducePoint]) {
     println!(
-        "== produce: acks=all, {} B records, {} partitions, ack latency = send → delivery report ==",
+        "== produce: acks=all, {} B records, {} partitions; ack latency = send → delivery report ==",
         p.record_bytes, p.partitions
     );
     println!(
-        "{:<18} {:>9} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>9} {:>9} {:>10} {:>9}",
+        "{:<18} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "load point", "records", "secs", "records/s", "MB/s", "p50", "p99", "p99.9", "max"
+    );
+    for pt in points {
+        println!(
+            "{:<18} {:>9} {:>7.2} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            pt.label,
+            pt.records,
+            pt.elapsed.as_secs_f64(),
+            pt.achieved_rate(),
+            pt.mb_per_sec(),
+            pt.p(0.50),
+            pt.p(0.99),
+            pt.p(0.999),
+            pt.p(1.0),
+        );
+    }
+    println!();
+    println!("== produce, broker side (same load points) ==");
+    println!(
+        "{:<18} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10}",
         "load point",
-        "records",
-        "records/s",
-        "MB/s",
-        "p50",
-        "p99",
-        "p99.9",
-        "max",
         "requests",
         "req KiB",
         "WAL grps",
         "grp KiB",
-        "grps/s"
+        "grps/s",
+        "req p50 ≤",
+        "req p99 ≤",
+        "client cpu",
+        "broker cpu"
     );
     for pt in points {
         let b = &pt.broker;
@@ -895,28 +1098,65 @@ fn print_produce(p: &Params, points: &[ProducePoint]) {
             (Some((w, _)), Some((size, rate))) => (w.to_string(), kib(size), format!("{rate:.0}")),
             _ => ("n/a".into(), "n/a".into(), "n/a".into()),
         };
+        let secs = pt.elapsed.as_secs_f64();
+        let (client, broker) = b.cpu.map_or_else(
+            || ("n/a".to_string(), "n/a".to_string()),
+            |(total, client)| {
+                (
+                    format!("{:.0}%", 100.0 * client / secs),
+                    format!("{:.0}%", 100.0 * (total - client) / secs),
+                )
+            },
+        );
+        let q = |q| {
+            histogram_quantile(&b.produce_hist, q)
+                .map_or_else(|| "n/a".into(), |ms| format!("{ms:.2}"))
+        };
         println!(
-            "{:<18} {:>9} {:>10.0} {:>8.1} {:>8.2} {:>8.2} {:>9.2} {:>8.2} {:>9} {:>9} {:>9} {:>10} {:>9}",
+            "{:<18} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10}",
             pt.label,
-            pt.records,
-            pt.achieved_rate(),
-            pt.mb_per_sec(),
-            pt.p(0.50),
-            pt.p(0.99),
-            pt.p(0.999),
-            pt.p(1.0),
             b.produce_requests,
             req_kib,
             groups,
             grp_kib,
-            grps
+            grps,
+            q(0.5),
+            q(0.99),
+            client,
+            broker
         );
     }
     println!(
-        "(requests = Produce requests the broker handled; req KiB = appended batch bytes per \
-         request; WAL grps = group commits, one write + one fdatasync each, counted from the \
-         vigil-wal thread's /proc I/O counters)\n"
+        "(requests = Produce requests handled; req KiB = record batch bytes per request; WAL grps = \
+         group commits, one write + one fdatasync each, from the vigil-wal thread's /proc I/O \
+         counters; req p50/p99 ≤ = the broker's own Produce latency, arrival to response ready, as \
+         the upper bound of its histogram bucket (buckets double from 0.05 ms); cpu = % of one \
+         core over the point, {} cores in all)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    for pt in points {
+        let list = |v: Vec<String>| {
+            if v.is_empty() {
+                "none".to_string()
+            } else if v.len() > 12 {
+                format!("{} … ({} in all)", v[..12].join(", "), v.len())
+            } else {
+                v.join(", ")
+            }
+        };
+        println!(
+            "{}: upload commits at [{}] s; 100-ms send windows with an ack over 10× p50: [{}]",
+            pt.label,
+            list(pt.uploads_at.iter().map(|t| format!("{t:.2}")).collect()),
+            list(
+                pt.slow_windows
+                    .iter()
+                    .map(|(t, ms)| format!("{t:.1} s: {ms:.0} ms"))
+                    .collect()
+            )
+        );
+    }
+    println!();
 }
 
 fn print_floor(

@@ -237,9 +237,33 @@ def test_confluent_list_topics_and_describe(broker):
 
     from helpers import ck_admin
 
-    fut = ck_admin(broker.bootstrap).create_topics([NewTopic(topic, 3, 1)])[topic]
+    admin = ck_admin(broker.bootstrap)  # keep a reference until the future resolves
+    fut = admin.create_topics([NewTopic(topic, 3, 1)])[topic]
     try:
         fut.result(timeout=15)
         raise AssertionError("creating an existing topic succeeded")
     except KafkaException as e:
         assert e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, e
+
+
+def test_confluent_large_records_with_tiny_fetch_limits(broker):
+    """Records far larger than the consumer's fetch limits still arrive (a
+    broker returns at least one whole batch), byte for byte."""
+    rng = random.Random(new_seed())
+    topic = unique_name("ck-large")
+    ck_create_topic(broker.bootstrap, topic, 3)
+    sizes = [0, 1, 100_000, 500_000, 900_000, 64 * 1024, 300_000, 10]
+    recs = []
+    for i, n in enumerate(sizes):
+        value = bytes(rng.getrandbits(8) for _ in range(min(n, 4096))) * (n // 4096 + 1)
+        recs.append(Rec(rid=f"large:{i}", key=f"k{i}".encode(), value=value[:n],
+                        headers=[("vigil-id", f"large:{i}".encode())]))
+    p = ck_producer(broker.bootstrap, "none", **{"linger.ms": 0})
+    produce_all(p, topic, recs, int(time.time() * 1000))
+    c = ck_consumer(broker.bootstrap, unique_name("g"), **{
+        "fetch.max.bytes": 1024, "message.max.bytes": 1000, "max.partition.fetch.bytes": 1024,
+        "fetch.min.bytes": 1, "receive.message.max.bytes": 2_000_000})
+    c.subscribe([topic])
+    got = ck_consume(c, want=len(recs), timeout=60)
+    c.close()
+    assert_exactly_once(recs, got, check_timestamps=True)

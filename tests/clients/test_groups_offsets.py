@@ -115,7 +115,8 @@ def test_commit_metadata_roundtrip_and_survives_kill9(broker):
     # AdminClient view of the same group.
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    fut = ck_admin(broker.bootstrap).list_consumer_group_offsets(
+    admin = ck_admin(broker.bootstrap)  # keep a reference until the future resolves
+    fut = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, part) for part in range(3)])])[group]
     listed = fut.result(timeout=15)
     assert {tp.partition: (tp.offset, tp.metadata) for tp in listed.topic_partitions} == {
