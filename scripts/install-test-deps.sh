@@ -91,7 +91,7 @@ if [ -f "$js_stamp" ] && [ "$(cat "$js_stamp")" = "$lock_hash" ] && [ -f "$JS_DI
     log "node_modules up to date ($JS_DIR)"
 else
     log "npm ci in $JS_DIR"
-    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$lock_hash" >"$js_stamp"
 fi
 

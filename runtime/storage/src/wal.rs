@@ -64,9 +64,9 @@ pub type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// durable, and `kv` is the key/value state exactly as of that point.
 #[derive(Debug)]
 pub struct Sealed {
-    /// Highest sealed segment id; files with ids ≤ this can be deleted once
-    /// their contents are uploaded.
-    pub sealed_through: u64,
+    /// Highest sealed segment id (none if nothing was ever sealed); files
+    /// with ids ≤ this can be deleted once their contents are uploaded.
+    pub sealed_through: Option<u64>,
     /// Key/value snapshot consistent with the sealed segments.
     pub kv: KvMap,
 }
@@ -175,7 +175,10 @@ impl Wal {
     }
 
     /// Deletes sealed segment files with ids ≤ `through`.
-    pub fn delete_through(&self, through: u64) -> Result<usize> {
+    pub fn delete_through(&self, through: Option<u64>) -> Result<usize> {
+        let Some(through) = through else {
+            return Ok(0);
+        };
         let mut n = 0;
         for id in segment_ids(&self.dir)? {
             if id <= through {
@@ -349,13 +352,19 @@ impl Writer {
         Ok(())
     }
 
-    fn roll(&mut self) -> Result<u64> {
+    /// Seals the active segment and returns the highest sealed id. An empty
+    /// active segment is kept (an idle broker would otherwise create and
+    /// delete a file every upload interval); then only older ids are sealed.
+    fn roll(&mut self) -> Result<Option<u64>> {
+        if self.len == 0 {
+            return Ok(self.id.checked_sub(1));
+        }
         let sealed = self.id;
         let file = create_segment(&self.dir, sealed + 1)?;
         self.file = file;
         self.id = sealed + 1;
         self.len = 0;
-        Ok(sealed)
+        Ok(Some(sealed))
     }
 }
 

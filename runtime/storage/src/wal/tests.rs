@@ -81,3 +81,18 @@ async fn deleting_sealed_segments_keeps_the_active_one() {
     let (replay, _) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
     assert_eq!(replay.entries, vec![kv("y", Some("2"))]);
 }
+
+#[tokio::test]
+async fn rolling_an_idle_wal_creates_no_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("open");
+    let wal = start(KvMap::new()).expect("start");
+    assert_eq!(wal.roll().await.expect("roll").sealed_through, None);
+    append_and_wait(&wal, kv("x", Some("1"))).await;
+    assert_eq!(wal.roll().await.expect("roll").sealed_through, Some(0));
+    for _ in 0..3 {
+        assert_eq!(wal.roll().await.expect("roll").sealed_through, Some(0));
+    }
+    assert_eq!(segment_ids(dir.path()).expect("list").len(), 2);
+    wal.close();
+}
