@@ -105,6 +105,20 @@ summary() {
     fi
     printf '  total time: %ss\n' "$SECONDS"
     echo "steps: $passed passed, $failed failed"
+    # Test totals over nextest + pytest (only the runs that happened).
+    local tp=0 tf=0 line n
+    if [ -f "$LOG_DIR/nextest.log" ] && step_ran "cargo nextest"; then
+        line="$(grep -E '^ *Summary ' "$LOG_DIR/nextest.log" | tail -n1 || true)"
+        n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)"; tp=$((tp + ${n:-0}))
+        n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || true)"; tf=$((tf + ${n:-0}))
+    fi
+    if [ -f "$LOG_DIR/pytest.log" ] && step_ran "pytest tests/clients"; then
+        line="$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOG_DIR/pytest.log" | tail -n1 || true)"
+        n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)"; tp=$((tp + ${n:-0}))
+        n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || true)"; tf=$((tf + ${n:-0}))
+        n="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || true)"; tf=$((tf + ${n:-0}))
+    fi
+    echo "tests: $tp passed, $tf failed"
 }
 
 step_ran() {
@@ -145,10 +159,11 @@ run_nextest() {
 }
 
 run_pytest() {
+    rm -rf "$LOG_DIR/clients"  # per-test broker logs of the previous run
     VIGIL_BIN="$REPO_ROOT/target/release/vigil" \
     VIGIL_KCAT_LIB_DIR="$REPO_ROOT/target/test-kcat-lib" \
     VIGIL_TEST_LOG_DIR="$LOG_DIR/clients" \
-        "$REPO_ROOT/target/test-venv/bin/python" -m pytest tests/clients -v -ra \
+        "$REPO_ROOT/target/test-venv/bin/python" -m pytest tests/clients -v -ra --durations=10 \
         ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"} 2>&1 | tee "$LOG_DIR/pytest.log"
 }
 
