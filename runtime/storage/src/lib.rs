@@ -13,6 +13,7 @@
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
 pub mod config;
+pub mod dataobj;
 pub mod error;
 pub mod kv;
 pub mod log;

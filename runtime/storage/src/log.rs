@@ -80,6 +80,8 @@ pub struct Log {
     kv_at_open: KvMap,
     producer_ids: AsyncMutex<(i64, i64)>,
     pub(crate) epoch: u64,
+    /// Sequence of the next data object this epoch writes.
+    pub(crate) next_object_seq: AtomicU64,
     fenced: AtomicBool,
     /// Activity counters.
     pub stats: StorageStats,
@@ -164,6 +166,7 @@ impl Log {
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
             epoch,
+            next_object_seq: AtomicU64::new(0),
             fenced: AtomicBool::new(false),
             stats: StorageStats::default(),
         }))

@@ -67,16 +67,23 @@ pub struct PartitionManifest {
     pub producers: Vec<ProducerSnapshot>,
 }
 
-/// A segment object.
+/// A stretch of one partition's log stored in an object: a run inside a
+/// multi-partition data object, or a whole compacted segment object.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SegmentMeta {
     /// Object key.
     pub key: String,
+    /// Byte position of the partition's batches in the object.
+    #[serde(default)]
+    pub start: u64,
+    /// Size of the whole object (reads need it to clamp ranges; 0 = `size`).
+    #[serde(default)]
+    pub object_size: u64,
     /// First offset.
     pub base_offset: i64,
     /// One past the last offset.
     pub next_offset: i64,
-    /// Size in bytes.
+    /// Size in bytes of the partition's batches.
     pub size: u64,
     /// Largest record timestamp.
     pub max_timestamp: i64,

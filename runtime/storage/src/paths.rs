@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! manifest/00000000000000000042.json          manifest version 42
+//! objects/0000000007/00000000000000000012.dat  data object 12 of writer epoch 7
+//!                                              (runs of many partitions)
 //! data/<topic-id>/00002/00000000000000001000-0000000007.seg
 //!                                              partition 2, base offset 1000, writer epoch 7
 //! ```
@@ -13,6 +15,7 @@ use uuid::Uuid;
 
 const MANIFEST_DIR: &str = "manifest";
 const DATA_DIR: &str = "data";
+const OBJECTS_DIR: &str = "objects";
 
 /// Prefix under which manifests are listed.
 pub fn manifest_prefix() -> Path {
@@ -28,6 +31,14 @@ pub fn manifest(version: u64) -> Path {
 pub fn parse_manifest(key: &Path) -> Option<u64> {
     let name = key.filename()?;
     name.strip_suffix(".json")?.parse().ok()
+}
+
+/// Key of a multi-partition data object. Epoch and sequence make it unique
+/// per writer, so a fenced broker can never overwrite the new owner's
+/// objects, and a re-upload after a crash within one epoch never happens (the
+/// restart bumps the epoch).
+pub fn data_object(epoch: u64, seq: u64) -> Path {
+    Path::from(format!("{OBJECTS_DIR}/{epoch:010}/{seq:020}.dat"))
 }
 
 /// Key of a segment object. The writer epoch is part of the name so that a
@@ -53,6 +64,12 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(42)), Some(42));
         assert!(manifest(9).as_ref() < manifest(10).as_ref());
         assert_eq!(parse_manifest(&Path::from("manifest/x.json")), None);
+    }
+
+    #[test]
+    fn data_object_keys_sort_by_epoch_then_sequence() {
+        assert!(data_object(7, 99).as_ref() < data_object(7, 100).as_ref());
+        assert!(data_object(7, 100).as_ref() < data_object(8, 0).as_ref());
     }
 
     #[test]

@@ -60,25 +60,24 @@ impl SegmentCache {
         }
     }
 
-    /// The whole segment object, from memory or the store.
-    pub async fn get(&self, key: &str) -> Result<Bytes> {
+    /// A segment's batches (a byte range of its object), from memory or
+    /// the store.
+    pub async fn get(&self, seg: &SegmentMeta) -> Result<Bytes> {
+        let cache_key = format!("{}@{}", seg.key, seg.start);
+        let key = cache_key.as_str();
         if let Some(b) = self.inner.lock().map.get(key) {
             return Ok(b.clone());
         }
-        let path = Path::from(key);
-        let err = |source| StorageError::ObjectStore {
-            op: "get",
-            key: key.to_string(),
-            source,
-        };
+        let path = Path::from(seg.key.as_str());
         let bytes = self
             .store
-            .get(&path)
+            .get_range(&path, seg.start..seg.start + seg.size)
             .await
-            .map_err(err)?
-            .bytes()
-            .await
-            .map_err(err)?;
+            .map_err(|source| StorageError::ObjectStore {
+                op: "get",
+                key: seg.key.clone(),
+                source,
+            })?;
         let mut c = self.inner.lock();
         if !c.map.contains_key(key) && bytes.len() <= self.capacity {
             c.map.insert(key.to_string(), bytes.clone());
@@ -172,7 +171,7 @@ pub(crate) async fn read(
     };
     let from_object_store = segment.is_some();
     if let Some(seg) = segment {
-        let data = cache.get(&seg.key).await?;
+        let data = cache.get(&seg).await?;
         let batches: Vec<_> = RecordBatches::new(data)
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| StorageError::Corrupt {
@@ -232,7 +231,7 @@ pub(crate) async fn offset_for_timestamp(
         )
     };
     for seg in &segments {
-        let data = cache.get(&seg.key).await?;
+        let data = cache.get(seg).await?;
         for item in RecordBatches::new(data) {
             let (h, bytes) = item.map_err(|e| StorageError::Corrupt {
                 what: "segment",

@@ -1,23 +1,26 @@
-//! The uploader: moves durable WAL data into segment objects, commits them to
-//! the manifest, then reclaims the WAL.
+//! The uploader: moves durable WAL data into data objects (one object holds
+//! runs of many partitions, so a cycle costs one PUT however many partitions
+//! had data), commits them to the manifest, then reclaims the WAL.
 //!
 //! Order matters for crash safety: (1) roll the WAL, so the sealed segments
-//! hold only data that is already durable and visible; (2) PUT segment
-//! objects; (3) commit the manifest; (4) delete sealed WAL segments. A crash
-//! before (3) leaves the WAL intact, and the re-upload after restart writes
-//! the same keys (epoch + base offset) again; a crash before (4) leaves WAL
-//! entries that replay skips because their offsets are below the manifest's.
+//! hold only data that is already durable and visible; (2) PUT data objects;
+//! (3) commit the manifest; (4) delete sealed WAL segments. A crash before (3)
+//! leaves the WAL intact and an object no manifest references (the restart
+//! bumps the epoch, so the re-upload uses new keys; unreferenced objects are
+//! garbage for the collector); a crash before (4) leaves WAL entries that
+//! replay skips because their offsets are below the manifest's.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::dataobj::{DataObjectBuilder, Run};
 use crate::error::{Result, StorageError};
 use crate::log::Log;
 use crate::manifest::SegmentMeta;
@@ -25,51 +28,117 @@ use crate::partition::{CachedBatch, Partition};
 use crate::paths;
 use crate::producer::ProducerStates;
 
-/// Segment objects are cut at about this size.
-const SEGMENT_TARGET_BYTES: usize = 16 << 20;
+/// Data objects are cut at about this size.
+const OBJECT_TARGET_BYTES: usize = 64 << 20;
 /// Concurrent PUTs per upload cycle.
 const UPLOAD_CONCURRENCY: usize = 8;
 
 /// What one upload cycle did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct UploadStats {
-    /// Segment objects written.
-    pub segments: usize,
+    /// Data objects written.
+    pub objects: usize,
+    /// Partition runs written (across all objects).
+    pub runs: usize,
     /// Bytes written.
     pub bytes: u64,
     /// WAL segment files deleted.
     pub wal_segments_deleted: usize,
 }
 
-struct Planned {
+/// One partition's run in a planned object.
+struct Member {
     partition: Arc<Partition>,
     batches: Vec<CachedBatch>,
     meta: SegmentMeta,
 }
 
+/// A data object about to be written.
+struct PlannedObject {
+    key: object_store::path::Path,
+    body: Bytes,
+}
+
+/// Packs pending runs into data objects of about [`OBJECT_TARGET_BYTES`].
+struct Packer {
+    epoch: u64,
+    builder: DataObjectBuilder,
+    pending: Vec<(Arc<Partition>, Vec<CachedBatch>, Run)>,
+    objects: Vec<PlannedObject>,
+    members: Vec<Member>,
+}
+
+impl Packer {
+    fn add(&mut self, log: &Log, p: &Arc<Partition>, batches: Vec<CachedBatch>) {
+        let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
+        if !self.builder.is_empty() && self.builder.len() + size > OBJECT_TARGET_BYTES {
+            self.flush(log);
+        }
+        if let Some(run) = self.builder.add_run(p.topic_id, p.index, &batches) {
+            self.pending.push((p.clone(), batches, run));
+        }
+    }
+
+    fn flush(&mut self, log: &Log) {
+        if self.builder.is_empty() {
+            return;
+        }
+        let seq = log.next_object_seq.fetch_add(1, Ordering::SeqCst);
+        let key = paths::data_object(self.epoch, seq);
+        let (body, _) = std::mem::take(&mut self.builder).finish();
+        for (partition, batches, run) in self.pending.drain(..) {
+            self.members.push(Member {
+                partition,
+                batches,
+                meta: SegmentMeta {
+                    key: key.to_string(),
+                    start: run.start,
+                    object_size: body.len() as u64,
+                    base_offset: run.base_offset,
+                    next_offset: run.next_offset,
+                    size: run.len,
+                    max_timestamp: run.max_timestamp,
+                },
+            });
+        }
+        self.objects.push(PlannedObject { key, body });
+    }
+}
+
 impl Log {
-    /// Runs one upload cycle.
+    /// Runs one upload cycle: everything durable goes into as few data
+    /// objects as its size allows, one PUT each, then one manifest commit.
     pub async fn upload_once(&self) -> Result<UploadStats> {
         let sealed = self.wal.roll().await?;
-        let mut planned = Vec::new();
+        let mut packer = Packer {
+            epoch: self.epoch,
+            builder: DataObjectBuilder::new(),
+            pending: Vec::new(),
+            objects: Vec::new(),
+            members: Vec::new(),
+        };
         for topic in self.topics() {
             for p in &topic.partitions {
                 if let Some((batches, _cut)) = p.pending_upload() {
                     for chunk in chunk_batches(batches) {
-                        planned.push(plan(p.clone(), chunk, self.epoch));
+                        packer.add(self, p, chunk);
                     }
                 }
             }
         }
+        packer.flush(self);
+        let Packer {
+            objects, members, ..
+        } = packer;
         let kv_changed = self.manifest.lock().await.kv != sealed.kv;
         let mut stats = UploadStats::default();
-        if !planned.is_empty() || kv_changed {
-            // Futures collected in a loop rather than through `map(|pl| ..)`:
+        if !members.is_empty() || kv_changed {
+            // Futures collected in a loop rather than through `map(|o| ..)`:
             // a borrowing closure there trips rustc's higher-ranked Send check
             // when this future is spawned.
-            let mut puts = Vec::with_capacity(planned.len());
-            for pl in &planned {
-                puts.push(self.put_segment(pl));
+            let mut puts = Vec::with_capacity(objects.len());
+            for o in &objects {
+                puts.push(self.put_object(o));
             }
             stream::iter(puts)
                 .buffer_unordered(UPLOAD_CONCURRENCY)
@@ -77,8 +146,8 @@ impl Log {
                 .await?;
             let kv = sealed.kv;
             self.update_manifest(|m| {
-                for pl in &planned {
-                    let p = &pl.partition;
+                for mem in &members {
+                    let p = &mem.partition;
                     let Some(pm) = m
                         .topics
                         .get_mut(&p.topic)
@@ -88,47 +157,43 @@ impl Log {
                         continue; // deleted while uploading
                     };
                     let mut producers = ProducerStates::from_snapshot(&pm.producers);
-                    for b in &pl.batches {
+                    for b in &mem.batches {
                         producers.record(&b.header);
                     }
                     pm.producers = producers.snapshot();
-                    pm.uploaded_next = pl.meta.next_offset;
-                    pm.segments.push(pl.meta.clone());
+                    pm.uploaded_next = mem.meta.next_offset;
+                    pm.segments.push(mem.meta.clone());
                 }
                 m.kv = kv;
                 Ok(())
             })
             .await?;
-            for pl in &planned {
-                pl.partition
-                    .uploaded(pl.meta.clone(), self.config.cache_bytes_per_partition);
-                stats.segments += 1;
-                stats.bytes += pl.meta.size;
+            for mem in &members {
+                mem.partition
+                    .uploaded(mem.meta.clone(), self.config.cache_bytes_per_partition);
+                stats.bytes += mem.meta.size;
             }
+            stats.objects = objects.len();
+            stats.runs = members.len();
             self.stats.uploads.fetch_add(1, Ordering::Relaxed);
             self.stats
                 .uploaded_bytes
                 .fetch_add(stats.bytes, Ordering::Relaxed);
         }
         stats.wal_segments_deleted = self.wal.delete_through(sealed.sealed_through)?;
-        if stats.segments > 0 {
+        if stats.runs > 0 {
             tracing::debug!(?stats, "upload committed");
         }
         Ok(stats)
     }
 
-    async fn put_segment(&self, pl: &Planned) -> Result<()> {
-        let mut body = BytesMut::with_capacity(pl.meta.size as usize);
-        for b in &pl.batches {
-            body.extend_from_slice(&b.bytes);
-        }
-        let key = object_store::path::Path::from(pl.meta.key.as_str());
+    async fn put_object(&self, o: &PlannedObject) -> Result<()> {
         self.store
-            .put(&key, PutPayload::from(body.freeze()))
+            .put(&o.key, PutPayload::from(o.body.clone()))
             .await
             .map_err(|source| StorageError::ObjectStore {
                 op: "put",
-                key: pl.meta.key.clone(),
+                key: o.key.to_string(),
                 source,
             })?;
         Ok(())
@@ -158,7 +223,7 @@ fn chunk_batches(batches: Vec<CachedBatch>) -> Vec<Vec<CachedBatch>> {
     let mut out = vec![Vec::new()];
     let mut size = 0;
     for b in batches {
-        if size >= SEGMENT_TARGET_BYTES {
+        if size >= OBJECT_TARGET_BYTES {
             out.push(Vec::new());
             size = 0;
         }
@@ -169,27 +234,6 @@ fn chunk_batches(batches: Vec<CachedBatch>) -> Vec<Vec<CachedBatch>> {
     }
     out.retain(|c| !c.is_empty());
     out
-}
-
-fn plan(partition: Arc<Partition>, batches: Vec<CachedBatch>, epoch: u64) -> Planned {
-    let base = batches.first().map_or(0, |b| b.header.base_offset);
-    let next = batches.last().map_or(base, |b| b.header.last_offset() + 1);
-    let meta = SegmentMeta {
-        key: paths::segment(partition.topic_id, partition.index, base, epoch).to_string(),
-        base_offset: base,
-        next_offset: next,
-        size: batches.iter().map(|b| b.bytes.len() as u64).sum(),
-        max_timestamp: batches
-            .iter()
-            .map(|b| b.header.max_timestamp)
-            .max()
-            .unwrap_or(-1),
-    };
-    Planned {
-        partition,
-        batches,
-        meta,
-    }
 }
 
 /// Deletes a deleted topic's objects in the background. Failures are logged;

@@ -115,7 +115,7 @@ async fn data_survives_restart_before_and_after_upload_and_a_wiped_data_dir() {
 
     // Upload, add more, upload again; then lose the local disk entirely.
     let stats = log.upload_once().await.expect("upload");
-    assert_eq!(stats.segments, 1);
+    assert_eq!((stats.objects, stats.runs), (1, 1));
     assert!(stats.wal_segments_deleted >= 1);
     let p0 = log.partition("t", 0).expect("p0");
     log.append(&p0, batch(2, 5000, None)).await.expect("append");
@@ -293,4 +293,40 @@ async fn lookup_by_timestamp_finds_the_first_record_at_or_after() {
     assert_eq!(hit(150).await, Some((5, 200)));
     assert_eq!(hit(204).await, Some((9, 204)));
     assert_eq!(hit(999).await, None);
+}
+
+#[tokio::test]
+async fn one_upload_writes_one_object_for_many_partitions() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "wide",
+        TopicConfig {
+            partitions: 10,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    for i in 0..10 {
+        let p = log.partition("wide", i).expect("p");
+        log.append(&p, batch(2, 1000 * i64::from(i), None))
+            .await
+            .expect("append");
+    }
+    let stats = log.upload_once().await.expect("upload");
+    assert_eq!((stats.objects, stats.runs), (1, 10));
+    let store = env.store();
+    let prefix = object_store::path::Path::from("objects");
+    let listed: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&prefix)))
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // Each partition reads its own run back from the shared object.
+    for i in 0..10 {
+        let expected: Vec<_> = (0..2)
+            .map(|j| (j, format!("value-{}-{j}", 1000 * i)))
+            .collect();
+        assert_eq!(read_all(&log, "wide", i).await, expected);
+    }
 }

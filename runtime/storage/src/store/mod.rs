@@ -1,4 +1,18 @@
-//! Building an object store from a URL.
+//! The object store: building one from a URL, and wrappers around it.
+//!
+//! - [`object_store_from_url`] opens the store the broker is configured with.
+//! - [`InstrumentedStore`] counts requests, bytes and latency for the metrics
+//!   endpoint.
+//! - [`FaultyStore`] injects failures, latency and hangs; it exists for tests
+//!   and recovery drills only.
+
+pub mod faulty;
+pub mod instrumented;
+
+#[cfg(test)]
+mod faulty_tests;
+#[cfg(test)]
+mod instrumented_tests;
 
 use std::sync::Arc;
 
@@ -9,6 +23,11 @@ use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 
 use crate::error::StorageError;
+
+pub use faulty::{FaultControl, FaultCounts, FaultKind, FaultyStore, InjectedFault};
+pub use instrumented::{
+    InstrumentedStore, ObjectStoreMetrics, ObjectStoreStats, Outcome, StoreOp,
+};
 
 /// Opens the object store named by `url`:
 /// - `file:///abs/path` — a directory on local disk (created if missing);
