@@ -33,6 +33,7 @@ impl Broker {
         let store = object_store_from_url(&config.object_store)?;
         let mut log_config = LogConfig::new(&config.data_dir);
         log_config.upload_interval = config.upload_interval;
+        log_config.wal_mode = config.wal.clone();
         log_config.broker_id = format!("vigil-{}@{}", config.node_id, config.listen);
         let log = Log::open(log_config, store).await?;
         let group_store = Arc::new(LogGroupStore::new(log.clone()));

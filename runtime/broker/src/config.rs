@@ -30,6 +30,8 @@ pub struct ServeConfig {
     pub upload_interval: Duration,
     /// Delay before the first rebalance of a new group completes.
     pub group_initial_rebalance_delay: Duration,
+    /// Where the write-ahead log lives.
+    pub wal: vigil_storage::config::WalMode,
 }
 
 /// The TOML file's shape; every field optional.
@@ -56,6 +58,10 @@ pub struct FileConfig {
     pub upload_interval_ms: Option<u64>,
     /// Milliseconds; see [`ServeConfig::group_initial_rebalance_delay`].
     pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// `local` or `object`; see [`ServeConfig::wal`].
+    pub wal: Option<String>,
+    /// Batching window of the object WAL, in milliseconds.
+    pub wal_object_window_ms: Option<u64>,
 }
 
 /// A setting that cannot work, naming the setting.
@@ -98,6 +104,8 @@ impl FileConfig {
             group_initial_rebalance_delay_ms: other
                 .group_initial_rebalance_delay_ms
                 .or(self.group_initial_rebalance_delay_ms),
+            wal: other.wal.or(self.wal),
+            wal_object_window_ms: other.wal_object_window_ms.or(self.wal_object_window_ms),
         }
     }
 
@@ -148,7 +156,19 @@ impl FileConfig {
         if upload_ms == 0 {
             return Err(bad("upload-interval-ms", "must be greater than zero"));
         }
+        let window = Duration::from_millis(self.wal_object_window_ms.unwrap_or(5));
+        let wal = match self.wal.as_deref().unwrap_or("local") {
+            "local" => vigil_storage::config::WalMode::Local,
+            "object" => vigil_storage::config::WalMode::Object { window },
+            other => {
+                return Err(bad(
+                    "wal",
+                    format!("{other:?} is not a WAL mode (use local or object)"),
+                ))
+            }
+        };
         Ok(ServeConfig {
+            wal,
             listen,
             admin_listen,
             data_dir: abs,

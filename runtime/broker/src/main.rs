@@ -64,6 +64,13 @@ struct ServeArgs {
     /// Delay (ms) before the first rebalance of a new consumer group completes.
     #[arg(long, env = "VIGIL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     group_initial_rebalance_delay_ms: Option<u64>,
+    /// Write-ahead log: `local` (fsync'd file, uploaded every interval) or
+    /// `object` (acks=all only once the data is in the object store).
+    #[arg(long, env = "VIGIL_WAL")]
+    wal: Option<String>,
+    /// Batching window (ms) of the object WAL: one PUT per window.
+    #[arg(long, env = "VIGIL_WAL_OBJECT_WINDOW_MS")]
+    wal_object_window_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -83,6 +90,8 @@ impl ServeArgs {
             node_id: self.node_id,
             upload_interval_ms: self.upload_interval_ms,
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            wal: self.wal,
+            wal_object_window_ms: self.wal_object_window_ms,
         }))
     }
 }
@@ -111,6 +120,14 @@ fn main() -> anyhow::Result<()> {
 async fn serve(config: vigil_broker::ServeConfig) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let object_store = config.object_store.clone();
+    let wal = match &config.wal {
+        vigil_storage::config::WalMode::Local => {
+            format!("WAL in {}", data_dir.join("wal").display())
+        }
+        vigil_storage::config::WalMode::Object { window } => {
+            format!("WAL in the object store ({} ms window)", window.as_millis())
+        }
+    };
     let running = vigil_broker::server::start(config).await?;
     tracing::info!(
         kafka = %running.kafka_addr,
@@ -118,10 +135,9 @@ async fn serve(config: vigil_broker::ServeConfig) -> anyhow::Result<()> {
         data_dir = %data_dir.display(),
         object_store = %object_store,
         epoch = running.broker.log.epoch(),
-        "vigil is serving Kafka on {} (admin http://{}), WAL in {}, objects in {}",
+        "vigil is serving Kafka on {} (admin http://{}), {wal}, objects in {}",
         running.kafka_addr,
         running.admin_addr,
-        data_dir.display(),
         object_store
     );
     wait_for_signal().await?;

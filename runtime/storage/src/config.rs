@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::wal::WalMode;
+
 /// How the log behaves. Validated by [`LogConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -21,6 +23,8 @@ pub struct LogConfig {
     pub wal_group_bytes: usize,
     /// WAL segment size after which the writer rolls to a new file.
     pub wal_segment_bytes: u64,
+    /// Local file WAL or object WAL.
+    pub wal_mode: WalMode,
 }
 
 impl LogConfig {
@@ -34,6 +38,7 @@ impl LogConfig {
             segment_cache_bytes: 256 << 20,
             wal_group_bytes: 8 << 20,
             wal_segment_bytes: 256 << 20,
+            wal_mode: WalMode::Local,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::kv::{self, KvMap};
 use crate::manifest::{Manifest, ManifestStore, PartitionManifest, TopicManifest};
 use crate::partition::{AppendError, AppendOutcome, Begun, Partition};
 use crate::read::{self, FetchedBatches, SegmentCache, TimestampLookup};
-use crate::wal::{Wal, WalEntry};
+use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
 
 /// Producer ids reserved per manifest write.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -74,6 +74,9 @@ pub struct Log {
     /// the object store write that commits the next version: that is what
     /// serializes manifest updates within the broker.
     pub(crate) manifest: AsyncMutex<Manifest>,
+    /// Version of `manifest`, readable without the lock (the object WAL's
+    /// ownership check).
+    committed_version: Arc<AtomicU64>,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     pub(crate) wal: Wal,
     pub(crate) segments: SegmentCache,
@@ -95,11 +98,23 @@ impl Log {
         let manifests = ManifestStore::new(store.clone());
         let manifest = manifests.acquire(&config.broker_id).await?;
         let epoch = manifest.writer_epoch;
+        let committed_version = Arc::new(AtomicU64::new(manifest.version));
         let (replay, start_wal) = Wal::open(
-            &config.wal_dir(),
-            config.wal_segment_bytes,
-            config.wal_group_bytes,
-        )?;
+            WalOptions {
+                mode: config.wal_mode.clone(),
+                dir: config.wal_dir(),
+                segment_bytes: config.wal_segment_bytes,
+                group_bytes: config.wal_group_bytes,
+            },
+            store.clone(),
+            Ownership {
+                manifests: manifests.clone(),
+                committed_version: committed_version.clone(),
+                epoch,
+            },
+            manifest.wal_objects_through,
+        )
+        .await?;
 
         let mut topics = BTreeMap::new();
         let mut by_id: HashMap<(Uuid, i32), Arc<Partition>> = HashMap::new();
@@ -160,6 +175,7 @@ impl Log {
             store,
             manifests,
             manifest: AsyncMutex::new(manifest),
+            committed_version,
             topics: RwLock::new(topics),
             wal,
             segments,
@@ -221,6 +237,7 @@ impl Log {
         next.version = current.version + 1;
         match self.manifests.commit(&next).await {
             Ok(()) => {
+                self.committed_version.store(next.version, Ordering::SeqCst);
                 *current = next;
                 Ok(out)
             }
@@ -468,8 +485,8 @@ impl Log {
 
     /// Stops the WAL writer without uploading: the state a crash leaves
     /// behind, for recovery tests and drills.
-    pub fn abandon(&self) {
-        self.wal.close();
+    pub async fn abandon(&self) {
+        self.wal.close().await;
     }
 
     /// Uploads what is pending and stops the WAL writer. Data the upload
@@ -478,7 +495,7 @@ impl Log {
         if let Err(e) = self.upload_once().await {
             tracing::warn!(error = %e, "final upload failed; the data stays in the WAL");
         }
-        self.wal.close();
+        self.wal.close().await;
     }
 }
 

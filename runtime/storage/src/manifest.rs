@@ -39,6 +39,11 @@ pub struct Manifest {
     /// Key/value state as of the last upload.
     #[serde(default)]
     pub kv: KvMap,
+    /// Highest WAL object `(epoch, seq)` whose contents this manifest
+    /// reflects (object WAL mode); later ones are replayed at open, earlier
+    /// ones are leftovers to delete and must never be replayed.
+    #[serde(default)]
+    pub wal_objects_through: Option<(u64, u64)>,
 }
 
 /// One topic.
@@ -122,6 +127,18 @@ impl ManifestStore {
             return Ok(None);
         };
         self.load(latest).await.map(Some)
+    }
+
+    /// Manifest `version`, or `None` if it was not written (yet).
+    pub async fn load_version(&self, version: u64) -> Result<Option<Manifest>> {
+        match self.load(version).await {
+            Ok(m) => Ok(Some(m)),
+            Err(StorageError::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn load(&self, version: u64) -> Result<Manifest> {

@@ -16,6 +16,7 @@ use uuid::Uuid;
 const MANIFEST_DIR: &str = "manifest";
 const DATA_DIR: &str = "data";
 const OBJECTS_DIR: &str = "objects";
+const WAL_DIR: &str = "wal";
 
 /// Prefix under which manifests are listed.
 pub fn manifest_prefix() -> Path {
@@ -41,6 +42,27 @@ pub fn data_object(epoch: u64, seq: u64) -> Path {
     Path::from(format!("{OBJECTS_DIR}/{epoch:010}/{seq:020}.dat"))
 }
 
+/// Prefix of WAL objects (object WAL mode).
+pub fn wal_prefix() -> Path {
+    Path::from(WAL_DIR)
+}
+
+/// Key of WAL object `seq` of writer `epoch`.
+pub fn wal_object(epoch: u64, seq: u64) -> Path {
+    Path::from(format!("{WAL_DIR}/{epoch:010}/{seq:020}.wal"))
+}
+
+/// Parses a WAL object key back into `(epoch, seq)`.
+pub fn parse_wal_object(key: &Path) -> Option<(u64, u64)> {
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != WAL_DIR {
+        return None;
+    }
+    let epoch = parts.next()?.as_ref().parse().ok()?;
+    let seq = parts.next()?.as_ref().strip_suffix(".wal")?.parse().ok()?;
+    parts.next().is_none().then_some((epoch, seq))
+}
+
 /// Key of a segment object. The writer epoch is part of the name so that a
 /// fenced broker's late upload can never overwrite an object the new owner
 /// committed.
@@ -64,6 +86,13 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(42)), Some(42));
         assert!(manifest(9).as_ref() < manifest(10).as_ref());
         assert_eq!(parse_manifest(&Path::from("manifest/x.json")), None);
+    }
+
+    #[test]
+    fn wal_object_keys_round_trip_and_sort() {
+        assert_eq!(parse_wal_object(&wal_object(3, 17)), Some((3, 17)));
+        assert!(wal_object(3, 99).as_ref() < wal_object(4, 0).as_ref());
+        assert_eq!(parse_wal_object(&data_object(3, 17)), None);
     }
 
     #[test]

@@ -145,6 +145,10 @@ impl Log {
                 .try_collect::<Vec<()>>()
                 .await?;
             let kv = sealed.kv;
+            let wal_through = match (&self.config.wal_mode, sealed.sealed_through) {
+                (crate::config::WalMode::Object { .. }, Some(t)) => Some((self.epoch, t)),
+                _ => None,
+            };
             self.update_manifest(|m| {
                 for mem in &members {
                     let p = &mem.partition;
@@ -165,6 +169,9 @@ impl Log {
                     pm.segments.push(mem.meta.clone());
                 }
                 m.kv = kv;
+                if wal_through.is_some() {
+                    m.wal_objects_through = wal_through;
+                }
                 Ok(())
             })
             .await?;
@@ -180,7 +187,7 @@ impl Log {
                 .uploaded_bytes
                 .fetch_add(stats.bytes, Ordering::Relaxed);
         }
-        stats.wal_segments_deleted = self.wal.delete_through(sealed.sealed_through)?;
+        stats.wal_segments_deleted = self.wal.delete_through(sealed.sealed_through).await?;
         if stats.runs > 0 {
             tracing::debug!(?stats, "upload committed");
         }

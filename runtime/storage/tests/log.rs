@@ -10,6 +10,7 @@ use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
 use vigil_protocol::kafka_protocol::records::{Compression, RecordBatchDecoder};
 use vigil_protocol::BatchBuilder;
+use vigil_storage::config::WalMode;
 use vigil_storage::{AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
 
 /// One batch of `n` records as a producer would send it (offsets from 0).
@@ -62,8 +63,12 @@ impl Env {
         self.open_in(self.data.path()).await
     }
     async fn open_in(&self, dir: &std::path::Path) -> Arc<Log> {
+        self.open_with(dir, WalMode::Local).await
+    }
+    async fn open_with(&self, dir: &std::path::Path, mode: WalMode) -> Arc<Log> {
         let mut c = LogConfig::new(dir);
         c.cache_bytes_per_partition = 0;
+        c.wal_mode = mode;
         Log::open(c, self.store()).await.expect("open log")
     }
 }
@@ -108,7 +113,7 @@ async fn data_survives_restart_before_and_after_upload_and_a_wiped_data_dir() {
     assert_eq!(read_all(&log, "t", 0).await, expected);
 
     // Restart without an upload: everything comes back from the WAL.
-    log.abandon();
+    log.abandon().await;
     drop(log);
     let log = env.open().await;
     assert_eq!(read_all(&log, "t", 0).await, expected);
@@ -125,7 +130,7 @@ async fn data_survives_restart_before_and_after_upload_and_a_wiped_data_dir() {
     let before = log.stats.object_reads.load(Ordering::Relaxed);
     assert_eq!(read_all(&log, "t", 0).await, expected);
     assert!(log.stats.object_reads.load(Ordering::Relaxed) > before);
-    log.abandon();
+    log.abandon().await;
     drop(log);
 
     let fresh = tempfile::tempdir().expect("tempdir");
@@ -173,7 +178,7 @@ async fn idempotent_retries_are_not_written_twice_even_across_restarts() {
     log.upload_once().await.expect("upload");
     let second = batch(2, 10, Some((pid, 3)));
     log.append(&p, second.clone()).await.expect("append");
-    log.abandon();
+    log.abandon().await;
     drop(log);
 
     // After restart the state comes from the manifest (first batch) and the
@@ -207,13 +212,13 @@ async fn key_value_state_survives_restarts_and_wal_reclamation() {
     log.kv_put(vec![("a".into(), Some("3".into())), ("b".into(), None)])
         .await
         .expect("put");
-    log.abandon();
+    log.abandon().await;
     drop(log);
     let log = env.open().await;
     assert_eq!(log.kv_at_open().get("a").map(String::as_str), Some("3"));
     assert_eq!(log.kv_at_open().get("b"), None);
     log.upload_once().await.expect("upload");
-    log.abandon();
+    log.abandon().await;
     drop(log);
     let fresh = tempfile::tempdir().expect("tempdir");
     let log = env.open_in(fresh.path()).await;
@@ -329,4 +334,58 @@ async fn one_upload_writes_one_object_for_many_partitions() {
             .collect();
         assert_eq!(read_all(&log, "wide", i).await, expected);
     }
+}
+
+#[tokio::test]
+async fn object_wal_acks_survive_losing_the_data_dir_before_any_upload() {
+    let env = Env::new();
+    let mode = WalMode::Object {
+        window: std::time::Duration::from_millis(2),
+    };
+    let first = tempfile::tempdir().expect("tempdir");
+    let log = env.open_with(first.path(), mode.clone()).await;
+    log.create_topic(
+        "ow",
+        TopicConfig {
+            partitions: 2,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let mut expected = Vec::new();
+    for i in 0..4 {
+        let p = log.partition("ow", 0).expect("p");
+        log.append(&p, batch(2, 100 * i, None))
+            .await
+            .expect("append");
+        expected.extend((0..2).map(|j| (2 * i + j, format!("value-{}-{j}", 100 * i))));
+    }
+    log.kv_put(vec![("g".into(), Some("7".into()))])
+        .await
+        .expect("kv");
+    // kill -9 before any upload, and the local disk is gone.
+    log.abandon().await;
+    drop(log);
+    drop(first);
+
+    let second = tempfile::tempdir().expect("tempdir");
+    let log = env.open_with(second.path(), mode.clone()).await;
+    assert_eq!(read_all(&log, "ow", 0).await, expected);
+    assert_eq!(log.kv_at_open().get("g").map(String::as_str), Some("7"));
+    // After an upload the WAL objects are gone and a third broker still sees
+    // everything, from data objects this time.
+    log.upload_once().await.expect("upload");
+    log.abandon().await;
+    drop(log);
+    let third = tempfile::tempdir().expect("tempdir");
+    let log = env.open_with(third.path(), mode).await;
+    assert_eq!(read_all(&log, "ow", 0).await, expected);
+    assert_eq!(log.kv_at_open().get("g").map(String::as_str), Some("7"));
+    let store = env.store();
+    let wal = object_store::path::Path::from("wal");
+    let left: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&wal)))
+        .await
+        .expect("list");
+    assert!(left.is_empty(), "WAL objects left after upload: {left:?}");
 }

@@ -1,4 +1,11 @@
 use super::*;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+
+use crate::manifest::ManifestStore;
 
 fn kv(key: &str, value: Option<&str>) -> WalEntry {
     WalEntry::Kv {
@@ -7,7 +14,65 @@ fn kv(key: &str, value: Option<&str>) -> WalEntry {
     }
 }
 
-async fn append_and_wait(wal: &Wal, entry: WalEntry) {
+struct Env {
+    dir: tempfile::TempDir,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            store: Arc::new(InMemory::new()),
+        }
+    }
+
+    async fn open(
+        &self,
+        mode: WalMode,
+        epoch: u64,
+        through: Option<(u64, u64)>,
+    ) -> (Vec<WalEntry>, Wal) {
+        let manifests = ManifestStore::new(self.store.clone());
+        let (replay, start) = Wal::open(
+            WalOptions {
+                mode,
+                dir: self.dir.path().to_path_buf(),
+                segment_bytes: 1 << 20,
+                group_bytes: 1 << 20,
+            },
+            self.store.clone(),
+            Ownership {
+                manifests,
+                committed_version: Arc::new(AtomicU64::new(0)),
+                epoch,
+            },
+            through,
+        )
+        .await
+        .expect("open");
+        (replay.entries, start(KvMap::new()).expect("start"))
+    }
+
+    async fn wal_objects(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&crate::paths::wal_prefix()))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .expect("list");
+        keys.sort();
+        keys
+    }
+}
+
+const OBJECT: WalMode = WalMode::Object {
+    window: Duration::from_millis(5),
+};
+
+async fn append_and_wait(wal: &Wal, entry: WalEntry) -> Result<()> {
     let (tx, rx) = oneshot::channel();
     wal.append(
         entry,
@@ -15,43 +80,52 @@ async fn append_and_wait(wal: &Wal, entry: WalEntry) {
             let _ = tx.send(r);
         }),
     );
-    rx.await.expect("completion runs").expect("durable");
+    rx.await.expect("completion runs")
 }
 
 #[tokio::test]
 async fn entries_survive_reopen_in_order_and_rolls_snapshot_kv() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (replay, start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("open");
-    assert!(replay.entries.is_empty());
-    let wal = start(KvMap::new()).expect("start");
-    let batch = WalEntry::Batch {
-        topic_id: Uuid::from_u128(7),
-        partition: 3,
-        batch: Bytes::from_static(b"batch-bytes"),
-    };
-    append_and_wait(&wal, kv("a", Some("1"))).await;
-    append_and_wait(&wal, batch.clone()).await;
-    let sealed = wal.roll().await.expect("roll");
-    assert_eq!(sealed.kv.get("a").map(String::as_str), Some("1"));
-    append_and_wait(&wal, kv("a", None)).await;
-    wal.close();
+    for mode in [WalMode::Local, OBJECT] {
+        let env = Env::new();
+        let (replayed, wal) = env.open(mode.clone(), 1, None).await;
+        assert!(replayed.is_empty());
+        let batch = WalEntry::Batch {
+            topic_id: Uuid::from_u128(7),
+            partition: 3,
+            batch: Bytes::from_static(b"batch-bytes"),
+        };
+        append_and_wait(&wal, kv("a", Some("1")))
+            .await
+            .expect("durable");
+        append_and_wait(&wal, batch.clone()).await.expect("durable");
+        let sealed = wal.roll().await.expect("roll");
+        assert_eq!(
+            sealed.kv.get("a").map(String::as_str),
+            Some("1"),
+            "{mode:?}"
+        );
+        append_and_wait(&wal, kv("a", None)).await.expect("durable");
+        wal.close().await;
 
-    let (replay, _start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
-    assert_eq!(
-        replay.entries,
-        vec![kv("a", Some("1")), batch, kv("a", None)]
-    );
+        let (replayed, _wal) = env.open(mode.clone(), 2, None).await;
+        assert_eq!(
+            replayed,
+            vec![kv("a", Some("1")), batch, kv("a", None)],
+            "{mode:?}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn a_torn_tail_is_truncated_and_earlier_entries_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_, start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("open");
-    let wal = start(KvMap::new()).expect("start");
-    append_and_wait(&wal, kv("k", Some("v"))).await;
-    wal.close();
+async fn a_torn_local_tail_is_truncated_and_earlier_entries_kept() {
+    let env = Env::new();
+    let (_, wal) = env.open(WalMode::Local, 1, None).await;
+    append_and_wait(&wal, kv("k", Some("v")))
+        .await
+        .expect("durable");
+    wal.close().await;
     // Simulate a crash in the middle of the next write.
-    let seg = segment_path(dir.path(), 0);
+    let seg = local::segment_path(env.dir.path(), 0);
     let before = std::fs::metadata(&seg).expect("segment").len();
     let mut f = OpenOptions::new()
         .append(true)
@@ -60,39 +134,150 @@ async fn a_torn_tail_is_truncated_and_earlier_entries_kept() {
     f.write_all(&[0, 0, 0, 50, 1, 2, 3]).expect("write garbage");
     drop(f);
 
-    let (replay, _) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
-    assert_eq!(replay.entries, vec![kv("k", Some("v"))]);
+    let (replayed, _wal) = env.open(WalMode::Local, 2, None).await;
+    assert_eq!(replayed, vec![kv("k", Some("v"))]);
     assert_eq!(std::fs::metadata(&seg).expect("segment").len(), before);
 }
 
 #[tokio::test]
 async fn deleting_sealed_segments_keeps_the_active_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_, start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("open");
-    let wal = start(KvMap::new()).expect("start");
-    append_and_wait(&wal, kv("x", Some("1"))).await;
+    let env = Env::new();
+    let (_, wal) = env.open(WalMode::Local, 1, None).await;
+    append_and_wait(&wal, kv("x", Some("1")))
+        .await
+        .expect("durable");
     let sealed = wal.roll().await.expect("roll");
-    append_and_wait(&wal, kv("y", Some("2"))).await;
+    append_and_wait(&wal, kv("y", Some("2")))
+        .await
+        .expect("durable");
     assert_eq!(
-        wal.delete_through(sealed.sealed_through).expect("delete"),
+        wal.delete_through(sealed.sealed_through)
+            .await
+            .expect("delete"),
         1
     );
-    wal.close();
-    let (replay, _) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("reopen");
-    assert_eq!(replay.entries, vec![kv("y", Some("2"))]);
+    wal.close().await;
+    let (replayed, _wal) = env.open(WalMode::Local, 2, None).await;
+    assert_eq!(replayed, vec![kv("y", Some("2"))]);
 }
 
 #[tokio::test]
 async fn rolling_an_idle_wal_creates_no_files() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (_, start) = Wal::open(dir.path(), 1 << 20, 1 << 20).expect("open");
-    let wal = start(KvMap::new()).expect("start");
+    let env = Env::new();
+    let (_, wal) = env.open(WalMode::Local, 1, None).await;
     assert_eq!(wal.roll().await.expect("roll").sealed_through, None);
-    append_and_wait(&wal, kv("x", Some("1"))).await;
+    append_and_wait(&wal, kv("x", Some("1")))
+        .await
+        .expect("durable");
     assert_eq!(wal.roll().await.expect("roll").sealed_through, Some(0));
     for _ in 0..3 {
         assert_eq!(wal.roll().await.expect("roll").sealed_through, Some(0));
     }
-    assert_eq!(segment_ids(dir.path()).expect("list").len(), 2);
-    wal.close();
+    assert_eq!(local::segment_ids(env.dir.path()).expect("list").len(), 2);
+    wal.close().await;
+}
+
+#[tokio::test]
+async fn object_mode_groups_appends_into_one_object_per_window() {
+    let env = Env::new();
+    let (_, wal) = env.open(OBJECT, 4, None).await;
+    let waits: Vec<_> = (0..20)
+        .map(|i| {
+            let (tx, rx) = oneshot::channel();
+            wal.append(
+                kv(&format!("k{i}"), Some("v")),
+                Box::new(move |r| {
+                    let _ = tx.send(r);
+                }),
+            );
+            rx
+        })
+        .collect();
+    for rx in waits {
+        rx.await.expect("completion").expect("durable");
+    }
+    let objects = env.wal_objects().await;
+    assert!(!objects.is_empty() && objects.len() < 20, "{objects:?}");
+    assert!(objects.iter().all(|k| k.starts_with("wal/0000000004/")));
+    let sealed = wal.roll().await.expect("roll");
+    assert_eq!(sealed.sealed_through, Some(objects.len() as u64 - 1));
+    assert_eq!(sealed.kv.len(), 20);
+    assert_eq!(
+        wal.delete_through(sealed.sealed_through)
+            .await
+            .expect("delete"),
+        objects.len()
+    );
+    assert!(env.wal_objects().await.is_empty());
+    wal.close().await;
+}
+
+#[tokio::test]
+async fn object_mode_replays_only_objects_after_the_manifest_watermark() {
+    let env = Env::new();
+    let (_, wal) = env.open(OBJECT, 4, None).await;
+    append_and_wait(&wal, kv("old", Some("1")))
+        .await
+        .expect("durable");
+    wal.roll().await.expect("roll"); // object 4/0 sealed
+    append_and_wait(&wal, kv("new", Some("2")))
+        .await
+        .expect("durable");
+    wal.close().await; // crash: 4/1 never uploaded
+
+    // The manifest says 4/0 is already reflected: only 4/1 is replayed, and
+    // both are deleted after the first upload.
+    let (replayed, wal) = env.open(OBJECT, 5, Some((4, 0))).await;
+    assert_eq!(replayed, vec![kv("new", Some("2"))]);
+    assert_eq!(wal.delete_through(None).await.expect("delete"), 2);
+    assert!(env.wal_objects().await.is_empty());
+    wal.close().await;
+}
+
+#[tokio::test]
+async fn a_fenced_object_wal_refuses_to_acknowledge() {
+    let env = Env::new();
+    let manifests = ManifestStore::new(env.store.clone());
+    let ours = manifests.acquire("a").await.expect("acquire");
+    let (replay, start) = Wal::open(
+        WalOptions {
+            mode: OBJECT,
+            dir: env.dir.path().to_path_buf(),
+            segment_bytes: 1 << 20,
+            group_bytes: 1 << 20,
+        },
+        env.store.clone(),
+        Ownership {
+            manifests: manifests.clone(),
+            committed_version: Arc::new(AtomicU64::new(ours.version)),
+            epoch: ours.writer_epoch,
+        },
+        None,
+    )
+    .await
+    .expect("open");
+    assert!(replay.entries.is_empty());
+    let wal = start(KvMap::new()).expect("start");
+    append_and_wait(&wal, kv("a", Some("1")))
+        .await
+        .expect("owner writes");
+    manifests.acquire("b").await.expect("b takes over");
+    match append_and_wait(&wal, kv("a", Some("2"))).await {
+        Err(StorageError::Fenced {
+            ours: o,
+            theirs,
+            by,
+        }) => {
+            assert_eq!(
+                (o, theirs, by.as_str()),
+                (ours.writer_epoch, ours.writer_epoch + 1, "b")
+            );
+        }
+        other => panic!("expected fencing, got {other:?}"),
+    }
+    assert!(matches!(
+        append_and_wait(&wal, kv("a", Some("3"))).await,
+        Err(StorageError::WalClosed)
+    ));
+    wal.close().await;
 }

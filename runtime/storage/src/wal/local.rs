@@ -1,0 +1,321 @@
+//! The file backend: numbered segment files in the data dir.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::mpsc;
+
+use super::codec::{decode_entries, encode_entry, entry_len};
+use super::{complete_group, next_backoff, refuse_queued, Command, Completion, Sealed, WalEntry};
+use crate::error::{Result, StorageError};
+use crate::kv::KvMap;
+
+/// The WAL directory.
+pub(super) struct Dir {
+    dir: PathBuf,
+    next_id: u64,
+    /// Whether a writer runs here (local mode) or the directory only holds
+    /// leftovers to delete (object mode).
+    active: AtomicBool,
+}
+
+impl Dir {
+    /// Reads every existing segment (truncating a torn tail).
+    pub(super) fn open(dir: &Path) -> Result<(Vec<WalEntry>, Dir)> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let mut ids = segment_ids(dir)?;
+        ids.sort_unstable();
+        let mut entries = Vec::new();
+        for id in &ids {
+            read_segment(&segment_path(dir, *id), &mut entries)?;
+        }
+        let next_id = ids.last().map_or(0, |l| l + 1);
+        Ok((
+            entries,
+            Dir {
+                dir: dir.to_path_buf(),
+                next_id,
+                active: AtomicBool::new(false),
+            },
+        ))
+    }
+
+    /// Starts the writer thread on a fresh segment.
+    pub(super) fn start(
+        &self,
+        rx: mpsc::UnboundedReceiver<Command>,
+        kv: KvMap,
+        closing: Arc<AtomicBool>,
+        segment_bytes: u64,
+        group_bytes: usize,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        self.active.store(true, Ordering::SeqCst);
+        let file = create_segment(&self.dir, self.next_id)?;
+        let mut writer = Writer {
+            dir: self.dir.clone(),
+            id: self.next_id,
+            file,
+            len: 0,
+            segment_bytes,
+            group_bytes,
+            kv,
+            closing,
+        };
+        std::thread::Builder::new()
+            .name("vigil-wal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| io_err(&self.dir, e))
+    }
+
+    /// Whether the local writer runs here.
+    pub(super) fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Whether segments from an earlier run exist.
+    pub(super) fn has_leftovers(&self) -> bool {
+        self.next_id > 0
+    }
+
+    /// Deletes every segment (object mode: they were replayed and uploaded).
+    pub(super) fn delete_leftovers(&self) -> Result<usize> {
+        self.delete_through(self.next_id.checked_sub(1))
+    }
+
+    /// Deletes sealed segment files with ids ≤ `through`.
+    pub(super) fn delete_through(&self, through: Option<u64>) -> Result<usize> {
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for id in segment_ids(&self.dir)? {
+            if id <= through {
+                let p = segment_path(&self.dir, id);
+                std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    id: u64,
+    file: File,
+    len: u64,
+    segment_bytes: u64,
+    group_bytes: usize,
+    kv: KvMap,
+    closing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            let mut close = false;
+            let mut group: Vec<(WalEntry, Completion)> = Vec::new();
+            let mut roll = None;
+            let mut bytes = 0usize;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(e, done) => {
+                        bytes += entry_len(&e);
+                        group.push((e, done));
+                    }
+                    Command::Roll(reply) => {
+                        roll = Some(reply);
+                        break;
+                    }
+                    Command::Close => {
+                        close = true;
+                        break;
+                    }
+                }
+                if bytes >= self.group_bytes {
+                    break;
+                }
+                next = rx.try_recv().ok();
+            }
+            if !group.is_empty() {
+                let outcome = self.write_group(&group);
+                let failed = outcome.is_err();
+                complete_group(&mut self.kv, group, &outcome);
+                if failed {
+                    // Closing while the disk kept failing: refuse whatever is
+                    // still queued rather than leave producers waiting.
+                    refuse_queued(&mut rx);
+                    return;
+                }
+            }
+            if let Some(reply) = roll {
+                match self.roll() {
+                    Ok(sealed_through) => {
+                        let _ = reply.send(Sealed {
+                            sealed_through,
+                            kv: self.kv.clone(),
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot roll the WAL; will retry on the next upload")
+                    }
+                }
+            } else if self.len >= self.segment_bytes {
+                if let Err(e) = self.roll() {
+                    tracing::error!(error = %e, "cannot roll the WAL");
+                }
+            }
+            if close {
+                // Everything queued before Close has been written; anything
+                // queued after it was raced by shutdown and is refused.
+                refuse_queued(&mut rx);
+                return;
+            }
+        }
+    }
+
+    /// Writes and fsyncs the group, retrying with backoff on failure. Fails
+    /// only when the broker is closing and the disk still fails.
+    fn write_group(&mut self, group: &[(WalEntry, Completion)]) -> Result<()> {
+        let mut buf = BytesMut::with_capacity(group.iter().map(|(e, _)| entry_len(e)).sum());
+        for (e, _) in group {
+            encode_entry(e, &mut buf);
+        }
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let res = self
+                .file
+                .write_all(&buf)
+                .and_then(|()| self.file.sync_data());
+            match res {
+                Ok(()) => {
+                    self.len += buf.len() as u64;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let path = segment_path(&self.dir, self.id);
+                    tracing::error!(
+                        segment = %path.display(),
+                        error = %e,
+                        "WAL write failed; truncating to the last good entry and retrying"
+                    );
+                    let _ = self.file.set_len(self.len);
+                    if self.closing.load(Ordering::SeqCst) {
+                        return Err(io_err(&path, e));
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = next_backoff(backoff);
+                    if let Err(e) = self.reopen() {
+                        tracing::error!(error = %e, "cannot reopen the WAL segment");
+                    }
+                }
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> Result<()> {
+        let path = segment_path(&self.dir, self.id);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        f.set_len(self.len).map_err(|e| io_err(&path, e))?;
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(self.len))
+            .map_err(|e| io_err(&path, e))?;
+        self.file = f;
+        Ok(())
+    }
+
+    /// Seals the active segment and returns the highest sealed id. An empty
+    /// active segment is kept (an idle broker would otherwise create and
+    /// delete a file every upload interval); then only older ids are sealed.
+    fn roll(&mut self) -> Result<Option<u64>> {
+        if self.len == 0 {
+            return Ok(self.id.checked_sub(1));
+        }
+        let sealed = self.id;
+        let file = create_segment(&self.dir, sealed + 1)?;
+        self.file = file;
+        self.id = sealed + 1;
+        self.len = 0;
+        Ok(Some(sealed))
+    }
+}
+
+/// Decodes the entries of one segment; stops at (and truncates) a torn or
+/// corrupt tail, which is what a crash in the middle of a write leaves.
+fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
+    let mut data = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut data))
+        .map_err(|e| io_err(path, e))?;
+    let (entries, valid) = decode_entries(&data);
+    out.extend(entries);
+    if valid < data.len() {
+        tracing::warn!(
+            segment = %path.display(),
+            valid_bytes = valid,
+            dropped_bytes = data.len() - valid,
+            "WAL segment has a torn tail (crash during a write); truncating it"
+        );
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| io_err(path, e))?;
+        f.set_len(valid as u64).map_err(|e| io_err(path, e))?;
+        f.sync_all().map_err(|e| io_err(path, e))?;
+    }
+    Ok(())
+}
+
+pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal"))
+}
+
+pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+    let mut ids = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| io_err(dir, e))?;
+        let name = ent.file_name();
+        if let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+fn create_segment(dir: &Path, id: u64) -> Result<File> {
+    let path = segment_path(dir, id);
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| io_err(&path, e))?;
+    // The new file's directory entry must be durable before entries written
+    // to it are acknowledged.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))?;
+    Ok(f)
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> StorageError {
+    StorageError::WalIo {
+        path: path.to_path_buf(),
+        source,
+    }
+}

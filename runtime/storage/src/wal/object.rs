@@ -1,0 +1,281 @@
+//! The object backend: each group commit is one object,
+//! `wal/<epoch>/<seq>.wal`, holding entries in the same format as a local
+//! segment.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::sync::mpsc;
+
+use super::codec::{decode_entries, encode_entry, entry_len};
+use super::{
+    complete_group, next_backoff, refuse_queued, Command, Completion, Ownership, Sealed, WalEntry,
+};
+use crate::error::{Result, StorageError};
+use crate::kv::KvMap;
+use crate::paths;
+
+/// Prefix of WAL objects, for operators and tests.
+pub const OBJECT_WAL_PREFIX: &str = "wal/";
+
+/// WAL objects of this store.
+pub(super) struct Objects {
+    store: Arc<dyn ObjectStore>,
+    ownership: Ownership,
+    /// Objects found at open (replayed, or leftovers already covered by the
+    /// manifest); deleted at the first `delete_through`.
+    leftovers: parking_lot::Mutex<Vec<Path>>,
+}
+
+fn store_err(op: &'static str, key: &Path, source: object_store::Error) -> StorageError {
+    StorageError::ObjectStore {
+        op,
+        key: key.to_string(),
+        source,
+    }
+}
+
+impl Objects {
+    /// Lists WAL objects and replays, in order, those after `through` (the
+    /// manifest's watermark).
+    pub(super) async fn open(
+        store: Arc<dyn ObjectStore>,
+        ownership: Ownership,
+        through: Option<(u64, u64)>,
+    ) -> Result<(Vec<WalEntry>, Objects)> {
+        let prefix = paths::wal_prefix();
+        let metas: Vec<_> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| store_err("list", &prefix, e))?;
+        let mut keys: Vec<((u64, u64), Path)> = metas
+            .into_iter()
+            .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
+            .collect();
+        keys.sort();
+        let mut entries = Vec::new();
+        for (pos, key) in &keys {
+            if through.is_some_and(|t| *pos <= t) {
+                continue;
+            }
+            let data = store
+                .get(key)
+                .await
+                .map_err(|e| store_err("get", key, e))?
+                .bytes()
+                .await
+                .map_err(|e| store_err("get", key, e))?;
+            let (found, valid) = decode_entries(&data);
+            if valid != data.len() {
+                // PUTs are atomic, so this is corruption, not a torn write.
+                return Err(StorageError::Corrupt {
+                    what: "WAL object",
+                    key: key.to_string(),
+                    reason: format!("only {valid} of {} bytes decode", data.len()),
+                });
+            }
+            entries.extend(found);
+        }
+        if !keys.is_empty() {
+            tracing::info!(
+                objects = keys.len(),
+                entries = entries.len(),
+                "read WAL objects"
+            );
+        }
+        Ok((
+            entries,
+            Objects {
+                store,
+                ownership,
+                leftovers: parking_lot::Mutex::new(keys.into_iter().map(|(_, k)| k).collect()),
+            },
+        ))
+    }
+
+    /// Starts the writer task.
+    pub(super) fn start(
+        &self,
+        rx: mpsc::UnboundedReceiver<Command>,
+        kv: KvMap,
+        closing: Arc<AtomicBool>,
+        window: Duration,
+        group_bytes: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        let writer = Writer {
+            store: self.store.clone(),
+            ownership: self.ownership.clone(),
+            seq: 0,
+            window,
+            group_bytes,
+            kv,
+            closing,
+        };
+        tokio::spawn(writer.run(rx))
+    }
+
+    /// Deletes leftovers from open and this epoch's objects up to `through`.
+    pub(super) async fn delete_through(&self, through: Option<u64>) -> Result<usize> {
+        let mut keys: Vec<Path> = std::mem::take(&mut *self.leftovers.lock());
+        if let Some(t) = through {
+            let prefix = Path::from(format!("wal/{:010}", self.ownership.epoch));
+            let mine: Vec<_> = self
+                .store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| store_err("list", &prefix, e))?;
+            keys.extend(
+                mine.into_iter()
+                    .filter(|m| paths::parse_wal_object(&m.location).is_some_and(|(_, s)| s <= t))
+                    .map(|m| m.location),
+            );
+        }
+        let mut n = 0;
+        for key in keys {
+            match self.store.delete(&key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(e) => {
+                    // Covered by the manifest either way; the next cycle's
+                    // listing finds it again only if it is ours, so keep the
+                    // leftover for another try.
+                    self.leftovers.lock().push(key.clone());
+                    return Err(store_err("delete", &key, e));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct Writer {
+    store: Arc<dyn ObjectStore>,
+    ownership: Ownership,
+    seq: u64,
+    window: Duration,
+    group_bytes: usize,
+    kv: KvMap,
+    closing: Arc<AtomicBool>,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut close = false;
+            let mut roll = None;
+            let mut group: Vec<(WalEntry, Completion)> = Vec::new();
+            let mut bytes = 0usize;
+            let deadline = tokio::time::Instant::now() + self.window;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(e, done) => {
+                        bytes += entry_len(&e);
+                        group.push((e, done));
+                    }
+                    Command::Roll(reply) => {
+                        roll = Some(reply);
+                        break;
+                    }
+                    Command::Close => {
+                        close = true;
+                        break;
+                    }
+                }
+                if bytes >= self.group_bytes {
+                    break;
+                }
+                // The batching window: keep collecting until it closes, so
+                // many producers share one PUT.
+                next = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(cmd) => cmd,
+                    Err(_) => None,
+                };
+            }
+            if !group.is_empty() {
+                // Encoded before the await: completions are not Sync, so the
+                // group itself must not be borrowed across it.
+                let mut buf = BytesMut::with_capacity(bytes);
+                for (e, _) in &group {
+                    encode_entry(e, &mut buf);
+                }
+                let outcome = self.write_group(buf.freeze()).await;
+                let failed = outcome.is_err();
+                complete_group(&mut self.kv, group, &outcome);
+                if failed {
+                    self.closing.store(true, Ordering::SeqCst);
+                    refuse_queued(&mut rx);
+                    return;
+                }
+            }
+            if let Some(reply) = roll {
+                let _ = reply.send(Sealed {
+                    sealed_through: self.seq.checked_sub(1),
+                    kv: self.kv.clone(),
+                });
+            }
+            if close {
+                refuse_queued(&mut rx);
+                return;
+            }
+        }
+    }
+
+    /// PUTs the group as one object, retrying with backoff while the store
+    /// fails, then confirms this broker still owns the log.
+    async fn write_group(&mut self, body: bytes::Bytes) -> Result<()> {
+        let key = paths::wal_object(self.ownership.epoch, self.seq);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let put = self.store.put(&key, PutPayload::from(body.clone())).await;
+            let res = match put {
+                Ok(_) => self.check_ownership().await,
+                Err(e) => Err(store_err("put", &key, e)),
+            };
+            match res {
+                Ok(()) => {
+                    self.seq += 1;
+                    return Ok(());
+                }
+                Err(e @ StorageError::Fenced { .. }) => {
+                    tracing::error!(error = %e, "WAL write refused: this broker no longer owns the log");
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "WAL object write failed; retrying");
+                    if self.closing.load(Ordering::SeqCst) {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = next_backoff(backoff);
+                }
+            }
+        }
+    }
+
+    /// Fails with `Fenced` if a manifest newer than our last commit was
+    /// written by another epoch.
+    async fn check_ownership(&self) -> Result<()> {
+        let o = &self.ownership;
+        let next = o.committed_version.load(Ordering::SeqCst) + 1;
+        match o.manifests.load_version(next).await {
+            Ok(None) => Ok(()),
+            Ok(Some(m)) if m.writer_epoch == o.epoch => Ok(()),
+            Ok(Some(m)) => Err(StorageError::Fenced {
+                ours: o.epoch,
+                theirs: m.writer_epoch,
+                by: m.writer,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
