@@ -8,6 +8,7 @@
 
 pub mod faulty;
 pub mod instrumented;
+mod metrics;
 
 #[cfg(test)]
 mod faulty_tests;
@@ -25,9 +26,7 @@ use object_store::ObjectStore;
 use crate::error::StorageError;
 
 pub use faulty::{FaultControl, FaultCounts, FaultKind, FaultyStore, InjectedFault};
-pub use instrumented::{
-    InstrumentedStore, ObjectStoreMetrics, ObjectStoreStats, Outcome, StoreOp,
-};
+pub use instrumented::{InstrumentedStore, ObjectStoreMetrics, ObjectStoreStats, Outcome, StoreOp};
 
 /// Opens the object store named by `url`:
 /// - `file:///abs/path` — a directory on local disk (created if missing);
