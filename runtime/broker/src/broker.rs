@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use vigil_storage::store::{InstrumentedStore, ObjectStoreMetrics};
 use vigil_storage::{object_store_from_url, Log, LogConfig, StorageError};
 
 use crate::config::ServeConfig;
@@ -23,6 +24,8 @@ pub struct Broker {
     pub group_store: Arc<LogGroupStore>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Object store request counters.
+    pub store_metrics: ObjectStoreMetrics,
     /// Cluster id, stable across restarts (kept in the log's state).
     pub cluster_id: String,
 }
@@ -30,7 +33,12 @@ pub struct Broker {
 impl Broker {
     /// Opens the log and restores group offsets.
     pub async fn open(config: ServeConfig) -> Result<Arc<Broker>, StorageError> {
-        let store = object_store_from_url(&config.object_store)?;
+        // Every request to the store is counted for /metrics.
+        let instrumented = Arc::new(InstrumentedStore::new(object_store_from_url(
+            &config.object_store,
+        )?));
+        let store_metrics = instrumented.metrics();
+        let store: Arc<dyn object_store::ObjectStore> = instrumented;
         let mut log_config = LogConfig::new(&config.data_dir);
         log_config.upload_interval = config.upload_interval;
         log_config.wal_mode = config.wal.clone();
@@ -61,6 +69,7 @@ impl Broker {
             groups,
             group_store,
             metrics: Metrics::default(),
+            store_metrics,
             cluster_id,
         }))
     }

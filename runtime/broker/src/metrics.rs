@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use vigil_storage::log::StorageStats;
+use vigil_storage::store::ObjectStoreMetrics;
 
 /// Label set naming a Kafka API.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -117,7 +118,7 @@ impl Metrics {
     }
 
     /// The text exposition, storage counters included.
-    pub fn render(&self, storage: &StorageStats) -> String {
+    pub fn render(&self, storage: &StorageStats, store: &ObjectStoreMetrics) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -164,6 +165,7 @@ impl Metrics {
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
             );
         }
+        store.render_prometheus(&mut out);
         out.push_str("# EOF\n");
         out
     }

@@ -19,7 +19,10 @@
 //! them.
 //!
 //! Streams (`list`, `delete_stream`) apply the faults when first polled (list)
-//! or per location (delete). A multipart part checks `fail_next`/`fail_all`
+//! or per location (delete). A delete failed before the request reaches the
+//! inner store as an error item in its input; `InMemory` and `LocalFileSystem`
+//! report it in that location's place, while S3's bulk delete drops the rest of
+//! that batch. A multipart part checks `fail_next`/`fail_all`
 //! when `put_part` is called (it is synchronous) and hangs/delays when its
 //! future is polled. Aborts are never faulted: they are cleanup.
 

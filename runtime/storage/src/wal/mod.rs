@@ -243,18 +243,13 @@ impl Wal {
         self.closing.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Command::Close);
         let worker = self.worker.lock().take();
-        match worker {
-            Some(Worker::Thread(t)) => {
-                if t.join().is_err() {
-                    tracing::error!("the WAL writer thread panicked");
-                }
-            }
-            Some(Worker::Task(t)) => {
-                if let Err(e) = t.await {
-                    tracing::error!(error = %e, "the WAL writer task failed");
-                }
-            }
-            None => {}
+        let failed = match worker {
+            Some(Worker::Thread(t)) => t.join().is_err(),
+            Some(Worker::Task(t)) => t.await.is_err(),
+            None => false,
+        };
+        if failed {
+            tracing::error!("the WAL writer panicked");
         }
     }
 }

@@ -196,10 +196,9 @@ impl Writer {
                 }
                 // The batching window: keep collecting until it closes, so
                 // many producers share one PUT.
-                next = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(cmd) => cmd,
-                    Err(_) => None,
-                };
+                next = tokio::time::timeout_at(deadline, rx.recv())
+                    .await
+                    .unwrap_or_default();
             }
             if !group.is_empty() {
                 // Encoded before the await: completions are not Sync, so the
