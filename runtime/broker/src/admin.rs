@@ -22,9 +22,7 @@ async fn route(
         ("GET", "/metrics") => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            broker
-                .metrics
-                .render(&broker.log.stats, &broker.store_metrics),
+            broker.metrics.render(&broker.log, &broker.store_metrics),
         ),
         (_, path) => (
             StatusCode::NOT_FOUND,

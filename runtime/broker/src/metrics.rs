@@ -10,8 +10,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use vigil_storage::log::StorageStats;
 use vigil_storage::store::ObjectStoreMetrics;
+use vigil_storage::Log;
 
 /// Label set naming a Kafka API.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,7 +118,10 @@ impl Metrics {
     }
 
     /// The text exposition, storage counters included.
-    pub fn render(&self, storage: &StorageStats, store: &ObjectStoreMetrics) -> String {
+    pub fn render(&self, log: &Log, store: &ObjectStoreMetrics) -> String {
+        let storage = &log.stats;
+        let upload_lag = log.upload_lag();
+        let cache = log.block_cache_stats();
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -165,6 +168,50 @@ impl Metrics {
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
             );
         }
+        let cache_counters: [(&str, &str, u64); 5] = [
+            (
+                "vigil_block_cache_hits_total",
+                "Block cache hits (blocks)",
+                cache.hits,
+            ),
+            (
+                "vigil_block_cache_misses_total",
+                "Block cache misses (blocks)",
+                cache.misses,
+            ),
+            (
+                "vigil_block_cache_readahead_blocks_total",
+                "Blocks prefetched by readahead",
+                cache.readahead_blocks,
+            ),
+            (
+                "vigil_block_cache_fetched_bytes_total",
+                "Bytes fetched from the object store by the block cache",
+                cache.bytes_fetched,
+            ),
+            (
+                "vigil_block_cache_evictions_total",
+                "Blocks evicted",
+                cache.evictions,
+            ),
+        ];
+        for (name, help, v) in cache_counters {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP vigil_block_cache_hit_ratio Block cache hits / (hits + misses).\n# TYPE vigil_block_cache_hit_ratio gauge\nvigil_block_cache_hit_ratio {:.4}\n# HELP vigil_block_cache_bytes Bytes held by the block cache.\n# TYPE vigil_block_cache_bytes gauge\nvigil_block_cache_bytes {}\n",
+            cache.hit_ratio(),
+            cache.current_bytes
+        );
+        let _ = write!(
+            out,
+            "# HELP vigil_storage_upload_lag_seconds Age of the oldest acknowledged byte not yet in the object store.\n# TYPE vigil_storage_upload_lag_seconds gauge\nvigil_storage_upload_lag_seconds {:.3}\n",
+            upload_lag.as_secs_f64()
+        );
         store.render_prometheus(&mut out);
         out.push_str("# EOF\n");
         out

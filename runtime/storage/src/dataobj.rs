@@ -180,6 +180,7 @@ mod tests {
         CachedBatch {
             header,
             bytes: Bytes::from(b),
+            appended: std::time::Instant::now(),
         }
     }
 

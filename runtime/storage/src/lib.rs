@@ -12,6 +12,7 @@
 //! idempotent producer state and the key/value state the broker keeps (group
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
+pub mod cache;
 pub mod config;
 pub mod dataobj;
 pub mod error;

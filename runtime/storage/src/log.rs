@@ -11,12 +11,13 @@ use parking_lot::RwLock;
 use tokio::sync::{oneshot, Mutex as AsyncMutex};
 use uuid::Uuid;
 
+use crate::cache::{BlockCache, BlockCacheConfig};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::kv::{self, KvMap};
 use crate::manifest::{Manifest, ManifestStore, PartitionManifest, TopicManifest};
 use crate::partition::{AppendError, AppendOutcome, Begun, Partition};
-use crate::read::{self, FetchedBatches, SegmentCache, TimestampLookup};
+use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
 
 /// Producer ids reserved per manifest write.
@@ -79,7 +80,8 @@ pub struct Log {
     committed_version: Arc<AtomicU64>,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     pub(crate) wal: Wal,
-    pub(crate) segments: SegmentCache,
+    /// Reads of uploaded runs, through the block cache.
+    pub(crate) runs: RunReader,
     kv_at_open: KvMap,
     producer_ids: AsyncMutex<(i64, i64)>,
     pub(crate) epoch: u64,
@@ -169,7 +171,13 @@ impl Log {
             "log opened"
         );
         let wal = start_wal(kv.clone())?;
-        let segments = SegmentCache::new(store.clone(), config.segment_cache_bytes);
+        let runs = RunReader::new(BlockCache::new(
+            store.clone(),
+            BlockCacheConfig {
+                capacity_bytes: config.segment_cache_bytes,
+                ..BlockCacheConfig::default()
+            },
+        ));
         Ok(Arc::new(Log {
             config,
             store,
@@ -178,7 +186,7 @@ impl Log {
             committed_version,
             topics: RwLock::new(topics),
             wal,
-            segments,
+            runs,
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
             epoch,
@@ -419,7 +427,7 @@ impl Log {
         offset: i64,
         max_bytes: usize,
     ) -> Result<FetchedBatches> {
-        let r = read::read(p, &self.segments, offset, max_bytes).await?;
+        let r = read::read(p, &self.runs, offset, max_bytes).await?;
         let counter = if r.from_object_store {
             &self.stats.object_reads
         } else {
@@ -435,7 +443,7 @@ impl Log {
         p: &Partition,
         ts: i64,
     ) -> Result<Option<TimestampLookup>> {
-        read::offset_for_timestamp(p, &self.segments, ts).await
+        read::offset_for_timestamp(p, &self.runs, ts).await
     }
 
     /// Durably sets (or, with `None`, deletes) keys of the key/value state.
@@ -481,6 +489,21 @@ impl Log {
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    /// Age of the oldest appended byte not yet in the object store (zero
+    /// when everything is uploaded).
+    pub fn upload_lag(&self) -> std::time::Duration {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter_map(|p| p.oldest_not_uploaded()))
+            .min()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// Block cache statistics (hits, misses, readahead).
+    pub fn block_cache_stats(&self) -> crate::cache::CacheStats {
+        self.runs.cache().stats()
     }
 
     /// Stops the WAL writer without uploading: the state a crash leaves

@@ -25,6 +25,8 @@ pub struct CachedBatch {
     pub header: BatchHeader,
     /// Wire bytes, base offset rewritten.
     pub bytes: Bytes,
+    /// When it was appended (or replayed), for the upload lag metric.
+    pub appended: std::time::Instant,
 }
 
 /// Mutable state of a partition.
@@ -264,6 +266,7 @@ impl Partition {
         st.cache.push_back(CachedBatch {
             header,
             bytes: bytes.clone(),
+            appended: std::time::Instant::now(),
         });
         queue(bytes, header.last_offset());
         Ok(Begun::Queued { base_offset })
@@ -289,7 +292,11 @@ impl Partition {
         st.next_offset = header.last_offset() + 1;
         st.producers.record(&header);
         st.cache_bytes += bytes.len();
-        st.cache.push_back(CachedBatch { header, bytes });
+        st.cache.push_back(CachedBatch {
+            header,
+            bytes,
+            appended: std::time::Instant::now(),
+        });
         let end = st.next_offset;
         drop(st);
         self.advance_high_watermark(end);
@@ -310,6 +317,15 @@ impl Partition {
             .cloned()
             .collect();
         (!batches.is_empty()).then_some((batches, cut))
+    }
+
+    /// When the oldest batch not yet in the object store was appended.
+    pub(crate) fn oldest_not_uploaded(&self) -> Option<std::time::Instant> {
+        let st = self.state.lock();
+        st.cache
+            .iter()
+            .find(|b| b.header.base_offset >= st.uploaded_next)
+            .map(|b| b.appended)
     }
 
     /// Records a committed upload and trims the cache to its budget.

@@ -1,17 +1,30 @@
-//! The read path: the log cache for the tail, segment objects below it.
+//! The read path: the log cache for the tail, objects below it.
+//!
+//! Below the cache, a partition's batches live in runs (a byte range of a
+//! data object). A read walks the run's batch headers in chunks through the
+//! block cache, which turns sequential catch-up reads into readahead. A small
+//! map of position hints remembers where the previous read of a run stopped,
+//! so a consumer's next fetch resumes there instead of walking from the run's
+//! start.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
-use vigil_protocol::batch::RecordBatches;
+use vigil_protocol::batch::BatchHeader;
 use vigil_protocol::kafka_protocol::records::RecordBatchDecoder;
 
+use crate::cache::BlockCache;
 use crate::error::{Result, StorageError};
 use crate::manifest::SegmentMeta;
 use crate::partition::Partition;
+
+/// Bytes fetched per step when walking a run.
+const WALK_CHUNK: u64 = 1 << 20;
+/// Position hints kept (cleared wholesale when full: they are only hints).
+const MAX_HINTS: usize = 16_384;
 
 /// Batches returned by a read.
 #[derive(Debug, Clone)]
@@ -35,104 +48,134 @@ pub struct TimestampLookup {
     pub timestamp: i64,
 }
 
-/// A bounded in-memory cache of segment objects (least recently inserted
-/// evicted first).
-pub struct SegmentCache {
-    store: Arc<dyn ObjectStore>,
-    capacity: usize,
-    inner: Mutex<CacheInner>,
+/// Reads runs through the block cache.
+pub struct RunReader {
+    cache: Arc<BlockCache>,
+    /// (object key, run start, next offset) → byte position of the batch
+    /// holding that offset.
+    hints: Mutex<HashMap<(String, u64, i64), u64>>,
 }
 
-#[derive(Default)]
-struct CacheInner {
-    map: HashMap<String, Bytes>,
-    order: VecDeque<String>,
-    bytes: usize,
-}
-
-impl SegmentCache {
-    /// A cache over `store` holding at most `capacity` bytes.
-    pub fn new(store: Arc<dyn ObjectStore>, capacity: usize) -> Self {
+impl RunReader {
+    /// A reader over `cache`.
+    pub fn new(cache: Arc<BlockCache>) -> Self {
         Self {
-            store,
-            capacity,
-            inner: Mutex::new(CacheInner::default()),
+            cache,
+            hints: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A segment's batches (a byte range of its object), from memory or
-    /// the store.
-    pub async fn get(&self, seg: &SegmentMeta) -> Result<Bytes> {
-        let cache_key = format!("{}@{}", seg.key, seg.start);
-        let key = cache_key.as_str();
-        if let Some(b) = self.inner.lock().map.get(key) {
-            return Ok(b.clone());
-        }
-        let path = Path::from(seg.key.as_str());
-        let bytes = self
-            .store
-            .get_range(&path, seg.start..seg.start + seg.size)
-            .await
-            .map_err(|source| StorageError::ObjectStore {
-                op: "get",
-                key: seg.key.clone(),
-                source,
-            })?;
-        let mut c = self.inner.lock();
-        if !c.map.contains_key(key) && bytes.len() <= self.capacity {
-            c.map.insert(key.to_string(), bytes.clone());
-            c.order.push_back(key.to_string());
-            c.bytes += bytes.len();
-            while c.bytes > self.capacity {
-                let Some(old) = c.order.pop_front() else {
-                    break;
+    /// The block cache (for stats and eviction).
+    pub fn cache(&self) -> &Arc<BlockCache> {
+        &self.cache
+    }
+
+    /// Calls `f` with each whole batch of `seg` in order, starting at the
+    /// batch holding `from` (or the nearest hint before it), until `f`
+    /// breaks or the run ends.
+    async fn walk(
+        &self,
+        seg: &SegmentMeta,
+        from: i64,
+        mut f: impl FnMut(&BatchHeader, &Bytes) -> ControlFlow<()>,
+    ) -> Result<()> {
+        let object_size = if seg.object_size == 0 {
+            seg.start + seg.size
+        } else {
+            seg.object_size
+        };
+        let end = seg.start + seg.size;
+        let mut pos = self
+            .hints
+            .lock()
+            .get(&(seg.key.clone(), seg.start, from))
+            .copied()
+            .filter(|p| (seg.start..end).contains(p))
+            .unwrap_or(seg.start);
+        let mut chunk = WALK_CHUNK;
+        // Where the next read is likely to start; remembered once, on exit.
+        let mut resume = None;
+        'chunks: while pos < end {
+            let data = self
+                .cache
+                .get_range(&seg.key, object_size, pos..end.min(pos + chunk))
+                .await?;
+            let mut at = 0usize;
+            while at < data.len() {
+                let h = match BatchHeader::parse(&data[at..]) {
+                    Ok(h) => h,
+                    // A header cut by the chunk boundary: fetch from it.
+                    Err(vigil_protocol::BatchError::Truncated { .. }) => break,
+                    Err(e) => return Err(corrupt(seg, e.to_string())),
                 };
-                if let Some(b) = c.map.remove(&old) {
-                    c.bytes -= b.len();
+                if at + h.total_len() > data.len() {
+                    break;
                 }
+                let batch_pos = pos + at as u64;
+                let bytes = data.slice(at..at + h.total_len());
+                at += h.total_len();
+                if h.last_offset() < from {
+                    continue;
+                }
+                if f(&h, &bytes).is_break() {
+                    resume = Some((h.base_offset, batch_pos));
+                    break 'chunks;
+                }
+                resume = Some((h.last_offset() + 1, pos + at as u64));
             }
+            if at == 0 {
+                // A single batch larger than the chunk: widen the window.
+                if chunk >= seg.size {
+                    return Err(corrupt(seg, format!("truncated batch at byte {pos}")));
+                }
+                chunk = (chunk * 2).min(seg.size);
+            }
+            pos += at as u64;
         }
-        Ok(bytes)
+        if let Some((next_offset, at)) = resume {
+            self.remember(seg, next_offset, at);
+        }
+        Ok(())
     }
 
-    /// Forgets a key (its object was deleted).
-    pub fn evict(&self, key: &str) {
-        let mut c = self.inner.lock();
-        if let Some(b) = c.map.remove(key) {
-            c.bytes -= b.len();
-            c.order.retain(|k| k != key);
+    fn remember(&self, seg: &SegmentMeta, next_offset: i64, pos: u64) {
+        let mut h = self.hints.lock();
+        if h.len() >= MAX_HINTS {
+            h.clear();
         }
+        h.insert((seg.key.clone(), seg.start, next_offset), pos);
     }
 }
 
-/// Appends whole batches from `batches` that end below `hw` and contain or
-/// follow `offset`, up to `max_bytes` (always at least one batch, as Kafka
-/// does so that a large batch can never stall a consumer).
-fn take_batches<'a>(
-    batches: impl Iterator<Item = (i64, i64, &'a Bytes)>,
-    offset: i64,
+fn corrupt(seg: &SegmentMeta, reason: String) -> StorageError {
+    StorageError::Corrupt {
+        what: "segment",
+        key: format!("{}@{}", seg.key, seg.start),
+        reason,
+    }
+}
+
+/// Appends a batch unless it is past the high watermark or would overflow
+/// `max_bytes` (the first batch always goes in, as Kafka does, so that a
+/// large batch can never stall a consumer).
+fn take(
+    out: &mut BytesMut,
+    h: &BatchHeader,
+    bytes: &Bytes,
     hw: i64,
     max_bytes: usize,
-    out: &mut BytesMut,
-) {
-    for (base, last, bytes) in batches {
-        if last < offset {
-            continue;
-        }
-        if base >= hw || last >= hw {
-            break;
-        }
-        if !out.is_empty() && out.len() + bytes.len() > max_bytes {
-            break;
-        }
-        out.extend_from_slice(bytes);
+) -> ControlFlow<()> {
+    if h.last_offset() >= hw || (!out.is_empty() && out.len() + bytes.len() > max_bytes) {
+        return ControlFlow::Break(());
     }
+    out.extend_from_slice(bytes);
+    ControlFlow::Continue(())
 }
 
 /// Reads from `offset` on.
 pub(crate) async fn read(
     p: &Partition,
-    cache: &SegmentCache,
+    runs: &RunReader,
     offset: i64,
     max_bytes: usize,
 ) -> Result<FetchedBatches> {
@@ -155,15 +198,11 @@ pub(crate) async fn read(
             .front()
             .map_or(st.next_offset, |b| b.header.base_offset);
         if offset >= cached_from || offset == hw {
-            take_batches(
-                st.cache
-                    .iter()
-                    .map(|b| (b.header.base_offset, b.header.last_offset(), &b.bytes)),
-                offset,
-                hw,
-                max_bytes,
-                &mut out,
-            );
+            for b in st.cache.iter().filter(|b| b.header.last_offset() >= offset) {
+                if take(&mut out, &b.header, &b.bytes, hw, max_bytes).is_break() {
+                    break;
+                }
+            }
             (start, None)
         } else {
             (start, segment_for(&st.segments, offset).cloned())
@@ -171,23 +210,8 @@ pub(crate) async fn read(
     };
     let from_object_store = segment.is_some();
     if let Some(seg) = segment {
-        let data = cache.get(&seg).await?;
-        let batches: Vec<_> = RecordBatches::new(data)
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| StorageError::Corrupt {
-                what: "segment",
-                key: seg.key.clone(),
-                reason: e.to_string(),
-            })?;
-        take_batches(
-            batches
-                .iter()
-                .map(|(h, b)| (h.base_offset, h.last_offset(), b)),
-            offset,
-            hw,
-            max_bytes,
-            &mut out,
-        );
+        runs.walk(&seg, offset, |h, b| take(&mut out, h, b, hw, max_bytes))
+            .await?;
     }
     Ok(FetchedBatches {
         records: out.freeze(),
@@ -207,7 +231,7 @@ fn segment_for(segments: &[SegmentMeta], offset: i64) -> Option<&SegmentMeta> {
 /// Finds the first record with timestamp ≥ `ts`.
 pub(crate) async fn offset_for_timestamp(
     p: &Partition,
-    cache: &SegmentCache,
+    runs: &RunReader,
     ts: i64,
 ) -> Result<Option<TimestampLookup>> {
     let hw = p.high_watermark();
@@ -231,26 +255,23 @@ pub(crate) async fn offset_for_timestamp(
         )
     };
     for seg in &segments {
-        let data = cache.get(seg).await?;
-        for item in RecordBatches::new(data) {
-            let (h, bytes) = item.map_err(|e| StorageError::Corrupt {
-                what: "segment",
-                key: seg.key.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut hit = None;
+        runs.walk(seg, seg.base_offset, |h, bytes| {
             if h.max_timestamp >= ts && h.last_offset() < hw {
-                if let Some(hit) = first_at_or_after(bytes, ts) {
-                    return Ok(Some(hit));
-                }
+                hit = first_at_or_after(bytes.clone(), ts);
             }
+            if hit.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await?;
+        if hit.is_some() {
+            return Ok(hit);
         }
     }
-    for bytes in cached {
-        if let Some(hit) = first_at_or_after(bytes, ts) {
-            return Ok(Some(hit));
-        }
-    }
-    Ok(None)
+    Ok(cached.into_iter().find_map(|b| first_at_or_after(b, ts)))
 }
 
 /// Decodes one batch (decompressing it) to find the exact record.

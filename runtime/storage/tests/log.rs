@@ -119,7 +119,9 @@ async fn data_survives_restart_before_and_after_upload_and_a_wiped_data_dir() {
     assert_eq!(read_all(&log, "t", 0).await, expected);
 
     // Upload, add more, upload again; then lose the local disk entirely.
+    assert!(!log.upload_lag().is_zero(), "acked data waits for upload");
     let stats = log.upload_once().await.expect("upload");
+    assert!(log.upload_lag().is_zero(), "everything uploaded");
     assert_eq!((stats.objects, stats.runs), (1, 1));
     assert!(stats.wal_segments_deleted >= 1);
     let p0 = log.partition("t", 0).expect("p0");
