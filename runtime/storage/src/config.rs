@@ -25,6 +25,12 @@ pub struct LogConfig {
     pub wal_segment_bytes: u64,
     /// Local file WAL or object WAL.
     pub wal_mode: WalMode,
+    /// How long an object nobody references must have existed before the
+    /// collector deletes it. Protects uploads whose manifest commit is still
+    /// in flight.
+    pub gc_grace: Duration,
+    /// How often retention and garbage collection run.
+    pub retention_interval: Duration,
 }
 
 impl LogConfig {
@@ -39,6 +45,8 @@ impl LogConfig {
             wal_group_bytes: 8 << 20,
             wal_segment_bytes: 256 << 20,
             wal_mode: WalMode::Local,
+            gc_grace: Duration::from_secs(600),
+            retention_interval: Duration::from_secs(30),
         }
     }
 

@@ -23,6 +23,7 @@ pub mod partition;
 pub mod paths;
 pub mod producer;
 pub mod read;
+pub mod retention;
 pub mod store;
 pub mod upload;
 pub mod wal;

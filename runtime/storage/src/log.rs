@@ -64,6 +64,8 @@ pub struct StorageStats {
     pub cache_reads: AtomicU64,
     /// Reads that went to segment objects.
     pub object_reads: AtomicU64,
+    /// Objects deleted by the garbage collector.
+    pub gc_deleted: AtomicU64,
 }
 
 /// The log.

@@ -42,6 +42,11 @@ pub fn data_object(epoch: u64, seq: u64) -> Path {
     Path::from(format!("{OBJECTS_DIR}/{epoch:010}/{seq:020}.dat"))
 }
 
+/// Prefix under which data objects are listed (garbage collection).
+pub fn data_objects_prefix() -> Path {
+    Path::from(OBJECTS_DIR)
+}
+
 /// Prefix of WAL objects (object WAL mode).
 pub fn wal_prefix() -> Path {
     Path::from(WAL_DIR)

@@ -212,14 +212,23 @@ impl Log {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(log.config.upload_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut retention = tokio::time::interval(log.config.retention_interval);
+            retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
+                // Uploads and retention share this task so that they never
+                // race each other's manifest edits for no gain.
+                let upload = tokio::select! {
+                    _ = tick.tick() => true,
+                    _ = retention.tick() => false,
                     _ = shutdown.wait_for(|s| *s) => return,
-                }
-                if let Err(e) = log.upload_once().await {
-                    log.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %e, retriable = e.is_retriable(), "upload failed; will retry");
+                };
+                if upload {
+                    if let Err(e) = log.upload_once().await {
+                        log.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, retriable = e.is_retriable(), "upload failed; will retry");
+                    }
+                } else if let Err(e) = log.enforce_retention().await {
+                    tracing::warn!(error = %e, retriable = e.is_retriable(), "retention pass failed; will retry");
                 }
             }
         })

@@ -391,3 +391,82 @@ async fn object_wal_acks_survive_losing_the_data_dir_before_any_upload() {
         .expect("list");
     assert!(left.is_empty(), "WAL objects left after upload: {left:?}");
 }
+
+#[tokio::test]
+async fn retention_drops_old_runs_moves_the_log_start_and_collects_their_objects() {
+    let env = Env::new();
+    let mut c = LogConfig::new(env.data.path());
+    c.gc_grace = std::time::Duration::ZERO;
+    let log = Log::open(c, env.store()).await.expect("open");
+    let by_size = [("retention.bytes".to_string(), "1".to_string())]
+        .into_iter()
+        .collect();
+    log.create_topic(
+        "small",
+        TopicConfig {
+            partitions: 1,
+            configs: by_size,
+        },
+    )
+    .await
+    .expect("create");
+    let by_time = [("retention.ms".to_string(), "86400000".to_string())]
+        .into_iter()
+        .collect();
+    log.create_topic(
+        "old",
+        TopicConfig {
+            partitions: 1,
+            configs: by_time,
+        },
+    )
+    .await
+    .expect("create");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    let small = log.partition("small", 0).expect("p");
+    let old = log.partition("old", 0).expect("p");
+    for i in 0..3 {
+        log.append(&small, batch(2, now + i, None))
+            .await
+            .expect("append");
+        // Two days old: past the one-day retention.
+        log.append(&old, batch(1, now - 2 * 86_400_000, None))
+            .await
+            .expect("append");
+        log.upload_once().await.expect("upload");
+    }
+    let stats = log.enforce_retention().await.expect("retention");
+    // "small" keeps only its newest run; "old" loses all three.
+    assert_eq!(stats.runs_dropped, 2 + 3);
+    assert_eq!(small.log_start_offset(), 4);
+    assert_eq!(old.log_start_offset(), 3);
+    assert!(matches!(
+        log.read(&small, 0, 1 << 20).await,
+        Err(StorageError::OffsetOutOfRange { start: 4, .. })
+    ));
+    assert_eq!(read_all(&log, "small", 0).await.len(), 2);
+    assert!(log
+        .read(&old, 3, 1 << 20)
+        .await
+        .expect("read")
+        .records
+        .is_empty());
+    // The first two objects held only dropped runs; the third still holds
+    // "small"'s newest run.
+    assert_eq!(stats.objects_deleted, 2);
+    let listed: Vec<_> = futures::TryStreamExt::try_collect(
+        env.store()
+            .list(Some(&object_store::path::Path::from("objects"))),
+    )
+    .await
+    .expect("list");
+    assert_eq!(listed.len(), 1);
+    // The new log start survives a restart.
+    log.abandon().await;
+    drop(log);
+    let log = env.open().await;
+    assert_eq!(log.partition("small", 0).expect("p").log_start_offset(), 4);
+}

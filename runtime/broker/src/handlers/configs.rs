@@ -38,8 +38,8 @@ impl Kind {
     }
 }
 
-/// Topic configs vigil knows, with Kafka's defaults. The retention settings
-/// are stored now and enforced by the retention work of the storage layer.
+/// Topic configs vigil knows, with Kafka's defaults. `retention.ms` and
+/// `retention.bytes` are enforced by the storage layer's retention pass.
 const TOPIC_CONFIGS: &[(&str, &str, Kind)] = &[
     ("cleanup.policy", "delete", Kind::Str(&["delete"])),
     ("compression.type", "producer", Kind::Str(&["producer"])),

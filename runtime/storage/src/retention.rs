@@ -1,0 +1,169 @@
+//! Retention and garbage collection.
+//!
+//! Retention drops whole uploaded runs from the front of a partition when
+//! they are older than `retention.ms` or push the partition over
+//! `retention.bytes` (Kafka's rules, with runs for segments), by committing a
+//! manifest that no longer lists them and moving the log start offset.
+//! Nothing is deleted at that point.
+//!
+//! Garbage collection then deletes every data object under `objects/` that no
+//! manifest segment references and that is older than the grace period. That
+//! one rule covers objects emptied by retention, objects of deleted topics,
+//! and uploads orphaned by a crash between PUT and manifest commit; the grace
+//! period keeps it away from an upload whose commit is still in flight. A
+//! crash at any step leaves objects that a later pass collects.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+
+use crate::error::{Result, StorageError};
+use crate::log::Log;
+use crate::paths;
+
+/// Kafka's default `retention.ms` (7 days).
+const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionStats {
+    /// Runs dropped from partitions.
+    pub runs_dropped: usize,
+    /// Objects deleted by the collector.
+    pub objects_deleted: usize,
+}
+
+fn config_i64(
+    configs: &std::collections::BTreeMap<String, String>,
+    key: &str,
+    default: i64,
+) -> i64 {
+    configs
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Log {
+    /// Applies retention to every partition, then collects garbage.
+    pub async fn enforce_retention(&self) -> Result<RetentionStats> {
+        let now = now_ms();
+        // (partition, runs to drop, new log start)
+        let mut plan = Vec::new();
+        for topic in self.topics() {
+            let retention_ms = config_i64(&topic.configs, "retention.ms", DEFAULT_RETENTION_MS);
+            let retention_bytes = config_i64(&topic.configs, "retention.bytes", -1);
+            for p in &topic.partitions {
+                let segs = p.segments();
+                let mut total: i64 = segs.iter().map(|s| s.size as i64).sum();
+                let mut drop = 0;
+                for s in &segs {
+                    let too_old = retention_ms >= 0 && s.max_timestamp < now - retention_ms;
+                    let too_big = retention_bytes >= 0 && total - s.size as i64 >= retention_bytes;
+                    if !(too_old || too_big) {
+                        break;
+                    }
+                    total -= s.size as i64;
+                    drop += 1;
+                }
+                if drop > 0 {
+                    let start = segs
+                        .get(drop)
+                        .map_or(segs[drop - 1].next_offset, |s| s.base_offset);
+                    plan.push((p.clone(), drop, start));
+                }
+            }
+        }
+        let mut stats = RetentionStats::default();
+        if !plan.is_empty() {
+            self.update_manifest(|m| {
+                for (p, drop, start) in &plan {
+                    if let Some(pm) = m
+                        .topics
+                        .get_mut(&p.topic)
+                        .filter(|t| t.id == p.topic_id)
+                        .and_then(|t| t.partitions.get_mut(p.index as usize))
+                    {
+                        let n = (*drop).min(pm.segments.len());
+                        pm.segments.drain(..n);
+                        pm.log_start_offset = pm.log_start_offset.max(*start);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            for (p, drop, start) in &plan {
+                p.truncate_front(*drop, *start);
+                stats.runs_dropped += drop;
+                tracing::info!(topic = %p.topic, partition = p.index, runs = drop, log_start_offset = start, "retention dropped old data");
+            }
+        }
+        stats.objects_deleted = self.collect_garbage().await?;
+        Ok(stats)
+    }
+
+    /// Deletes unreferenced data objects older than the grace period.
+    pub async fn collect_garbage(&self) -> Result<usize> {
+        let referenced: HashSet<String> = {
+            let m = self.manifest.lock().await;
+            m.topics
+                .values()
+                .flat_map(|t| t.partitions.iter())
+                .flat_map(|p| p.segments.iter().map(|s| s.key.clone()))
+                .collect()
+        };
+        let prefix = paths::data_objects_prefix();
+        let listed: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    op: "list",
+                    key: prefix.to_string(),
+                    source,
+                })?;
+        let grace = collectable_before(self.config.gc_grace);
+        let mut deleted = 0;
+        for meta in listed {
+            let key = meta.location.to_string();
+            if referenced.contains(&key) || meta.last_modified > grace {
+                continue;
+            }
+            match self.store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    self.runs.cache().evict_object(&key);
+                    deleted += 1;
+                }
+                Err(source) => {
+                    return Err(StorageError::ObjectStore {
+                        op: "delete",
+                        key,
+                        source,
+                    })
+                }
+            }
+        }
+        if deleted > 0 {
+            self.stats
+                .gc_deleted
+                .fetch_add(deleted as u64, Ordering::Relaxed);
+            tracing::debug!(deleted, "garbage collector deleted unreferenced objects");
+        }
+        Ok(deleted)
+    }
+}
+
+/// The newest modification time an object may have and still be collected.
+fn collectable_before(grace: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX)
+}
