@@ -168,6 +168,29 @@ impl Metrics {
                 "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
             );
         }
+        let more: [(&str, &str, u64); 2] = [
+            (
+                "vigil_storage_compactions_total",
+                "Segment objects written by the compactor",
+                storage.compactions.load(Ordering::Relaxed),
+            ),
+            (
+                "vigil_storage_gc_deleted_objects_total",
+                "Unreferenced objects deleted by the collector",
+                storage.gc_deleted.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in more {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP vigil_storage_compaction_backlog_runs Runs in shared data objects not yet compacted.\n# TYPE vigil_storage_compaction_backlog_runs gauge\nvigil_storage_compaction_backlog_runs {}\n",
+            log.compaction_backlog()
+        );
         let cache_counters: [(&str, &str, u64); 5] = [
             (
                 "vigil_block_cache_hits_total",

@@ -13,6 +13,7 @@
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
 pub mod cache;
+pub mod compact;
 pub mod config;
 pub mod dataobj;
 pub mod error;

@@ -66,6 +66,8 @@ pub struct StorageStats {
     pub object_reads: AtomicU64,
     /// Objects deleted by the garbage collector.
     pub gc_deleted: AtomicU64,
+    /// Segment objects written by the compactor.
+    pub compactions: AtomicU64,
 }
 
 /// The log.

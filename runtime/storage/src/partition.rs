@@ -364,4 +364,19 @@ impl Partition {
             st.cache.pop_front();
         }
     }
+
+    /// Replaces the runs named `key@start` in `replaced` (consecutive) by
+    /// `merged`, after the compactor committed that.
+    pub(crate) fn replace_segments(&self, replaced: &[String], merged: SegmentMeta) {
+        let mut st = self.state.lock();
+        let name = |s: &SegmentMeta| format!("{}@{}", s.key, s.start);
+        if let Some(at) = st
+            .segments
+            .iter()
+            .position(|s| Some(&name(s)) == replaced.first())
+        {
+            let end = (at + replaced.len()).min(st.segments.len());
+            st.segments.splice(at..end, [merged]);
+        }
+    }
 }

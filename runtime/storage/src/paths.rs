@@ -47,6 +47,11 @@ pub fn data_objects_prefix() -> Path {
     Path::from(OBJECTS_DIR)
 }
 
+/// Prefix under which compacted segment objects are listed.
+pub fn segments_prefix() -> Path {
+    Path::from(DATA_DIR)
+}
+
 /// Prefix of WAL objects (object WAL mode).
 pub fn wal_prefix() -> Path {
     Path::from(WAL_DIR)

@@ -6,8 +6,8 @@
 //! manifest that no longer lists them and moving the log start offset.
 //! Nothing is deleted at that point.
 //!
-//! Garbage collection then deletes every data object under `objects/` that no
-//! manifest segment references and that is older than the grace period. That
+//! Garbage collection then deletes every data object under `objects/` and
+//! segment object under `data/` that no manifest segment references and that is older than the grace period. That
 //! one rule covers objects emptied by retention, objects of deleted topics,
 //! and uploads orphaned by a crash between PUT and manifest commit; the grace
 //! period keeps it away from an upload whose commit is still in flight. A
@@ -106,6 +106,9 @@ impl Log {
                 stats.runs_dropped += drop;
                 tracing::info!(topic = %p.topic, partition = p.index, runs = drop, log_start_offset = start, "retention dropped old data");
             }
+        }
+        if let Err(e) = self.compact_once().await {
+            tracing::warn!(error = %e, "compaction failed; will retry");
         }
         stats.objects_deleted = self.collect_garbage().await?;
         Ok(stats)

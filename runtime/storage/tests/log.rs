@@ -470,3 +470,45 @@ async fn retention_drops_old_runs_moves_the_log_start_and_collects_their_objects
     let log = env.open().await;
     assert_eq!(log.partition("small", 0).expect("p").log_start_offset(), 4);
 }
+
+#[tokio::test]
+async fn compaction_merges_small_runs_into_one_segment_and_frees_their_objects() {
+    let env = Env::new();
+    let mut c = LogConfig::new(env.data.path());
+    c.gc_grace = std::time::Duration::ZERO;
+    c.cache_bytes_per_partition = 0;
+    let log = Log::open(c, env.store()).await.expect("open");
+    log.create_topic(
+        "c",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let p = log.partition("c", 0).expect("p");
+    let mut expected = Vec::new();
+    for i in 0..10 {
+        log.append(&p, batch(3, 10 * i, None))
+            .await
+            .expect("append");
+        expected.extend((0..3).map(|j| (3 * i + j, format!("value-{}-{j}", 10 * i))));
+        log.upload_once().await.expect("upload");
+    }
+    assert_eq!(log.compaction_backlog(), 10);
+    let stats = log.compact_once().await.expect("compact");
+    assert_eq!((stats.segments, stats.runs_merged), (1, 10));
+    assert_eq!(log.compaction_backlog(), 0);
+    assert_eq!(read_all(&log, "c", 0).await, expected);
+    // Nothing references the ten data objects any more.
+    assert_eq!(log.collect_garbage().await.expect("gc"), 10);
+    // Timestamp lookups work on the merged segment.
+    let hit = log.offset_for_timestamp(&p, 41).await.expect("lookup");
+    assert_eq!(hit.map(|h| (h.offset, h.timestamp)), Some((13, 41)));
+    log.abandon().await;
+    drop(log);
+    let fresh = tempfile::tempdir().expect("tempdir");
+    let log = env.open_in(fresh.path()).await;
+    assert_eq!(read_all(&log, "c", 0).await, expected);
+}
