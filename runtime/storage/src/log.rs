@@ -90,7 +90,7 @@ pub struct Log {
     producer_ids: AsyncMutex<(i64, i64)>,
     pub(crate) epoch: u64,
     /// Sequence of the next data object this epoch writes.
-    pub(crate) next_object_seq: AtomicU64,
+    pub(crate) next_object_seq: Arc<AtomicU64>,
     fenced: AtomicBool,
     /// Activity counters.
     pub stats: StorageStats,
@@ -194,7 +194,7 @@ impl Log {
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
             epoch,
-            next_object_seq: AtomicU64::new(0),
+            next_object_seq: Arc::new(AtomicU64::new(0)),
             fenced: AtomicBool::new(false),
             stats: StorageStats::default(),
         }))

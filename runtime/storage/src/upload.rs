@@ -10,7 +10,7 @@
 //! garbage for the collector); a crash before (4) leaves WAL entries that
 //! replay skips because their offsets are below the manifest's.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -62,6 +62,7 @@ struct PlannedObject {
 /// Packs pending runs into data objects of about [`OBJECT_TARGET_BYTES`].
 struct Packer {
     epoch: u64,
+    seq: Arc<AtomicU64>,
     builder: DataObjectBuilder,
     pending: Vec<(Arc<Partition>, Vec<CachedBatch>, Run)>,
     objects: Vec<PlannedObject>,
@@ -69,21 +70,21 @@ struct Packer {
 }
 
 impl Packer {
-    fn add(&mut self, log: &Log, p: &Arc<Partition>, batches: Vec<CachedBatch>) {
+    fn add(&mut self, p: &Arc<Partition>, batches: Vec<CachedBatch>) {
         let size: usize = batches.iter().map(|b| b.bytes.len()).sum();
         if !self.builder.is_empty() && self.builder.len() + size > OBJECT_TARGET_BYTES {
-            self.flush(log);
+            self.flush();
         }
         if let Some(run) = self.builder.add_run(p.topic_id, p.index, &batches) {
             self.pending.push((p.clone(), batches, run));
         }
     }
 
-    fn flush(&mut self, log: &Log) {
+    fn flush(&mut self) {
         if self.builder.is_empty() {
             return;
         }
-        let seq = log.next_object_seq.fetch_add(1, Ordering::SeqCst);
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst);
         let key = paths::data_object(self.epoch, seq);
         let (body, _) = std::mem::take(&mut self.builder).finish();
         for (partition, batches, run) in self.pending.drain(..) {
@@ -110,26 +111,36 @@ impl Log {
     /// objects as its size allows, one PUT each, then one manifest commit.
     pub async fn upload_once(&self) -> Result<UploadStats> {
         let sealed = self.wal.roll().await?;
+        let mut pending = Vec::new();
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                if let Some((batches, _cut)) = p.pending_upload() {
+                    pending.push((p.clone(), batches));
+                }
+            }
+        }
+        // Copying up to an upload interval's worth of data into objects is
+        // CPU work that must not stall the runtime's workers (and with them
+        // produce acks): it runs on the blocking pool.
         let mut packer = Packer {
             epoch: self.epoch,
+            seq: self.next_object_seq.clone(),
             builder: DataObjectBuilder::new(),
             pending: Vec::new(),
             objects: Vec::new(),
             members: Vec::new(),
         };
-        for topic in self.topics() {
-            for p in &topic.partitions {
-                if let Some((batches, _cut)) = p.pending_upload() {
-                    for chunk in chunk_batches(batches) {
-                        packer.add(self, p, chunk);
-                    }
+        let (objects, members) = tokio::task::spawn_blocking(move || {
+            for (p, batches) in pending {
+                for chunk in chunk_batches(batches) {
+                    packer.add(&p, chunk);
                 }
             }
-        }
-        packer.flush(self);
-        let Packer {
-            objects, members, ..
-        } = packer;
+            packer.flush();
+            (packer.objects, packer.members)
+        })
+        .await
+        .map_err(|e| StorageError::Invalid(format!("upload packing task failed: {e}")))?;
         let kv_changed = self.manifest.lock().await.kv != sealed.kv;
         let mut stats = UploadStats::default();
         if !members.is_empty() || kv_changed {

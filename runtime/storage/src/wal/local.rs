@@ -15,13 +15,14 @@ use super::{complete_group, next_backoff, refuse_queued, Command, Completion, Se
 use crate::error::{Result, StorageError};
 use crate::kv::KvMap;
 
-/// The WAL directory.
+/// The WAL directory. Cheap to clone: clones share the `active` flag.
+#[derive(Clone)]
 pub(super) struct Dir {
     dir: PathBuf,
     next_id: u64,
     /// Whether a writer runs here (local mode) or the directory only holds
     /// leftovers to delete (object mode).
-    active: AtomicBool,
+    active: Arc<AtomicBool>,
 }
 
 impl Dir {
@@ -40,7 +41,7 @@ impl Dir {
             Dir {
                 dir: dir.to_path_buf(),
                 next_id,
-                active: AtomicBool::new(false),
+                active: Arc::new(AtomicBool::new(false)),
             },
         ))
     }

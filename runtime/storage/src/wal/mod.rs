@@ -229,13 +229,29 @@ impl Wal {
     /// Deletes sealed WAL data up to `through`, plus anything replayed at
     /// open (by now uploaded). Returns how many files/objects went.
     pub async fn delete_through(&self, through: Option<u64>) -> Result<usize> {
-        match &self.local {
-            Some(d) if d.is_active() => {
-                Ok(d.delete_through(through)? + self.objects.delete_through(None).await?)
+        // Unlinking a large segment file can take milliseconds of blocking
+        // filesystem work; keep it off the runtime's workers.
+        let local = match &self.local {
+            Some(d) => {
+                let d = d.clone();
+                let active = d.is_active();
+                tokio::task::spawn_blocking(move || {
+                    if active {
+                        d.delete_through(through)
+                    } else {
+                        d.delete_leftovers()
+                    }
+                })
+                .await
+                .map_err(|e| StorageError::Invalid(format!("WAL cleanup task failed: {e}")))??
             }
-            Some(d) => Ok(d.delete_leftovers()? + self.objects.delete_through(through).await?),
-            None => self.objects.delete_through(through).await,
-        }
+            None => 0,
+        };
+        let objects_through = match &self.local {
+            Some(d) if d.is_active() => None,
+            _ => through,
+        };
+        Ok(local + self.objects.delete_through(objects_through).await?)
     }
 
     /// Stops the writer after it has written everything queued.
