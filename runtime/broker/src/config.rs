@@ -152,7 +152,10 @@ impl FileConfig {
         if !(1..=vigil_storage::log::MAX_PARTITIONS).contains(&default_partitions) {
             return Err(bad("default-partitions", "must be between 1 and 10000"));
         }
-        let upload_ms = self.upload_interval_ms.unwrap_or(2_000);
+        // Short enough that each upload is a small burst (large ones steal CPU
+        // from produce acks on small machines), long enough that objects are
+        // not tiny.
+        let upload_ms = self.upload_interval_ms.unwrap_or(1_000);
         if upload_ms == 0 {
             return Err(bad("upload-interval-ms", "must be greater than zero"));
         }

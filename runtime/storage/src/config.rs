@@ -39,7 +39,7 @@ impl LogConfig {
         Self {
             data_dir: data_dir.into(),
             broker_id: "vigil-0".to_string(),
-            upload_interval: Duration::from_secs(2),
+            upload_interval: Duration::from_secs(1),
             cache_bytes_per_partition: 32 << 20,
             segment_cache_bytes: 256 << 20,
             wal_group_bytes: 8 << 20,

@@ -45,10 +45,12 @@ pub struct DataIndex {
     pub runs: Vec<Run>,
 }
 
-/// Builds one data object.
+/// Builds one data object. The batches are kept as the `Bytes` they already
+/// are (no copy); the object is handed to the store as a list of chunks.
 #[derive(Debug, Default)]
 pub struct DataObjectBuilder {
-    body: BytesMut,
+    chunks: Vec<Bytes>,
+    len: usize,
     index: DataIndex,
 }
 
@@ -60,7 +62,7 @@ impl DataObjectBuilder {
 
     /// Bytes written so far.
     pub fn len(&self) -> usize {
-        self.body.len()
+        self.len
     }
 
     /// Whether no run was added.
@@ -77,9 +79,10 @@ impl DataObjectBuilder {
     ) -> Option<Run> {
         let first = batches.first()?;
         let last = batches.last()?;
-        let start = self.body.len() as u64;
+        let start = self.len as u64;
         for b in batches {
-            self.body.extend_from_slice(&b.bytes);
+            self.len += b.bytes.len();
+            self.chunks.push(b.bytes.clone());
         }
         let run = Run {
             topic_id,
@@ -87,7 +90,7 @@ impl DataObjectBuilder {
             base_offset: first.header.base_offset,
             next_offset: last.header.last_offset() + 1,
             start,
-            len: self.body.len() as u64 - start,
+            len: self.len as u64 - start,
             max_timestamp: batches
                 .iter()
                 .map(|b| b.header.max_timestamp)
@@ -98,17 +101,31 @@ impl DataObjectBuilder {
         Some(run)
     }
 
-    /// The object's bytes and its index.
-    pub fn finish(mut self) -> (Bytes, DataIndex) {
+    /// The object as chunks (batches, then index and footer), its total
+    /// length, and its index.
+    pub fn finish_chunks(mut self) -> (Vec<Bytes>, usize, DataIndex) {
         // Serializing plain data cannot fail; an empty index would only make
         // the object unreadable for recovery, never for manifest reads.
         let index = serde_json::to_vec(&self.index).unwrap_or_default();
         let crc = crc32c::crc32c(&index);
-        self.body.extend_from_slice(&index);
-        self.body.put_u32(index.len() as u32);
-        self.body.put_u32(crc);
-        self.body.put_slice(MAGIC);
-        (self.body.freeze(), self.index)
+        let mut tail = BytesMut::with_capacity(index.len() + FOOTER_LEN);
+        tail.extend_from_slice(&index);
+        tail.put_u32(index.len() as u32);
+        tail.put_u32(crc);
+        tail.put_slice(MAGIC);
+        self.len += tail.len();
+        self.chunks.push(tail.freeze());
+        (self.chunks, self.len, self.index)
+    }
+
+    /// The object as one contiguous buffer, and its index.
+    pub fn finish(self) -> (Bytes, DataIndex) {
+        let (chunks, len, index) = self.finish_chunks();
+        let mut body = BytesMut::with_capacity(len);
+        for c in chunks {
+            body.extend_from_slice(&c);
+        }
+        (body.freeze(), index)
     }
 }
 

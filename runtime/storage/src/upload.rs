@@ -13,7 +13,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
@@ -56,7 +55,7 @@ struct Member {
 /// A data object about to be written.
 struct PlannedObject {
     key: object_store::path::Path,
-    body: Bytes,
+    body: PutPayload,
 }
 
 /// Packs pending runs into data objects of about [`OBJECT_TARGET_BYTES`].
@@ -86,7 +85,8 @@ impl Packer {
         }
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
         let key = paths::data_object(self.epoch, seq);
-        let (body, _) = std::mem::take(&mut self.builder).finish();
+        let (chunks, len, _) = std::mem::take(&mut self.builder).finish_chunks();
+        let body: PutPayload = chunks.into_iter().collect();
         for (partition, batches, run) in self.pending.drain(..) {
             self.members.push(Member {
                 partition,
@@ -94,7 +94,7 @@ impl Packer {
                 meta: SegmentMeta {
                     key: key.to_string(),
                     start: run.start,
-                    object_size: body.len() as u64,
+                    object_size: len as u64,
                     base_offset: run.base_offset,
                     next_offset: run.next_offset,
                     size: run.len,
@@ -207,7 +207,7 @@ impl Log {
 
     async fn put_object(&self, o: &PlannedObject) -> Result<()> {
         self.store
-            .put(&o.key, PutPayload::from(o.body.clone()))
+            .put(&o.key, o.body.clone())
             .await
             .map_err(|source| StorageError::ObjectStore {
                 op: "put",
