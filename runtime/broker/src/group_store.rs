@@ -102,7 +102,9 @@ impl GroupStore for LogGroupStore {
             .kv_put(kv)
             .map(|r| {
                 r.map_err(|e| {
-                    if e.is_retriable() {
+                    // A fenced broker is no longer the coordinator: clients
+                    // should look for the new one, as after a retriable error.
+                    if e.is_retriable() || matches!(e, vigil_storage::StorageError::Fenced { .. }) {
                         GroupStoreError::retriable(e.to_string())
                     } else {
                         GroupStoreError::fatal(e.to_string())

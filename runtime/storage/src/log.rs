@@ -91,7 +91,9 @@ pub struct Log {
     pub(crate) epoch: u64,
     /// Sequence of the next data object this epoch writes.
     pub(crate) next_object_seq: Arc<AtomicU64>,
-    fenced: AtomicBool,
+    /// Set once this broker learns another epoch owns the log; shared with
+    /// WAL completions, which can learn it first in object mode.
+    fenced: Arc<AtomicBool>,
     /// Activity counters.
     pub stats: StorageStats,
 }
@@ -195,7 +197,7 @@ impl Log {
             producer_ids: AsyncMutex::new((0, 0)),
             epoch,
             next_object_seq: Arc::new(AtomicU64::new(0)),
-            fenced: AtomicBool::new(false),
+            fenced: Arc::new(AtomicBool::new(false)),
             stats: StorageStats::default(),
         }))
     }
@@ -203,6 +205,12 @@ impl Log {
     /// This broker's writer epoch.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Whether another broker has taken over the log (this one then refuses
+    /// writes and stops uploading).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::SeqCst)
     }
 
     /// The key/value state found at open (manifest snapshot + WAL replay).
@@ -396,6 +404,7 @@ impl Log {
         let (tx, rx) = oneshot::channel();
         let begun = p.begin_append(header, &records, |bytes, last| {
             let p2 = p.clone();
+            let fenced = self.fenced.clone();
             self.wal.append(
                 WalEntry::Batch {
                     topic_id: p.topic_id,
@@ -403,8 +412,10 @@ impl Log {
                     batch: bytes,
                 },
                 Box::new(move |res| {
-                    if res.is_ok() {
-                        p2.advance_high_watermark(last + 1);
+                    match &res {
+                        Ok(()) => p2.advance_high_watermark(last + 1),
+                        Err(StorageError::Fenced { .. }) => fenced.store(true, Ordering::SeqCst),
+                        Err(_) => {}
                     }
                     drop(permit);
                     let _ = tx.send(res);
@@ -458,18 +469,33 @@ impl Log {
         &self,
         entries: Vec<(String, Option<String>)>,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let fenced = self
+            .fenced
+            .load(Ordering::SeqCst)
+            .then(|| StorageError::Fenced {
+                ours: self.epoch,
+                theirs: self.epoch + 1,
+                by: "a newer broker".into(),
+            });
         let mut waits = Vec::with_capacity(entries.len());
-        for (key, value) in entries {
+        for (key, value) in entries.into_iter().filter(|_| fenced.is_none()) {
             let (tx, rx) = oneshot::channel();
+            let flag = self.fenced.clone();
             self.wal.append(
                 WalEntry::Kv { key, value },
                 Box::new(move |res| {
+                    if matches!(res, Err(StorageError::Fenced { .. })) {
+                        flag.store(true, Ordering::SeqCst);
+                    }
                     let _ = tx.send(res);
                 }),
             );
             waits.push(rx);
         }
         async move {
+            if let Some(e) = fenced {
+                return Err(e);
+            }
             for rx in waits {
                 rx.await.map_err(|_| StorageError::WalClosed)??;
             }

@@ -110,6 +110,15 @@ impl Log {
     /// Runs one upload cycle: everything durable goes into as few data
     /// objects as its size allows, one PUT each, then one manifest commit.
     pub async fn upload_once(&self) -> Result<UploadStats> {
+        if self.is_fenced() {
+            // Anything PUT now could never be committed: it would only
+            // become garbage.
+            return Err(StorageError::Fenced {
+                ours: self.epoch,
+                theirs: self.epoch + 1,
+                by: "a newer broker".into(),
+            });
+        }
         let sealed = self.wal.roll().await?;
         let mut pending = Vec::new();
         for topic in self.topics() {
@@ -233,6 +242,10 @@ impl Log {
                     _ = retention.tick() => false,
                     _ = shutdown.wait_for(|s| *s) => return,
                 };
+                if log.is_fenced() {
+                    tracing::error!("this broker was fenced by a newer one; uploads, retention and compaction stop");
+                    return;
+                }
                 if upload {
                     if let Err(e) = log.upload_once().await {
                         log.stats.upload_failures.fetch_add(1, Ordering::Relaxed);

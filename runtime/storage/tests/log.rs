@@ -512,3 +512,39 @@ async fn compaction_merges_small_runs_into_one_segment_and_frees_their_objects()
     let log = env.open_in(fresh.path()).await;
     assert_eq!(read_all(&log, "c", 0).await, expected);
 }
+
+#[tokio::test]
+async fn an_object_wal_broker_learns_it_was_fenced_on_its_next_write_and_stays_fenced() {
+    let env = Env::new();
+    let mode = WalMode::Object {
+        window: std::time::Duration::from_millis(1),
+    };
+    let a = env.open_with(env.data.path(), mode.clone()).await;
+    a.create_topic(
+        "fo",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let other = tempfile::tempdir().expect("tempdir");
+    let b = env.open_with(other.path(), mode).await;
+    let p = a.partition("fo", 0).expect("p");
+    for attempt in 0..3 {
+        match a.append(&p, batch(1, 0, None)).await {
+            Err(vigil_storage::AppendError::Storage(StorageError::Fenced { .. })) => {}
+            other => panic!("attempt {attempt}: expected Fenced, got {other:?}"),
+        }
+    }
+    assert!(a.is_fenced());
+    assert_eq!(p.high_watermark(), 0, "nothing was acknowledged");
+    let pb = b.partition("fo", 0).expect("p");
+    assert_eq!(
+        b.append(&pb, batch(1, 0, None))
+            .await
+            .expect("new owner writes"),
+        AppendOutcome::Appended { base_offset: 0 }
+    );
+}
