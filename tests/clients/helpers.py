@@ -240,6 +240,61 @@ def wait_topic_ready(bootstrap: str, topic: str, partitions: int, timeout: float
         time.sleep(0.1)
 
 
+def ck_producer(bootstrap: str, codec: str = "none", **extra):
+    """An idempotent acks=all confluent-kafka producer."""
+    from confluent_kafka import Producer
+
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": codec,
+        "linger.ms": 5,
+        "batch.num.messages": 200,
+        "message.timeout.ms": 60000,
+        "socket.timeout.ms": 10000,
+    }
+    conf.update(extra)
+    return Producer(conf)
+
+
+def ck_produce(producer, topic: str, recs: list[Rec], base_ts: int, timeout: float = 60) -> None:
+    """Produces `recs` (timestamps base_ts + i), fills in partition/offset/
+    timestamp from the delivery reports and asserts every record was acked."""
+    errors = []
+
+    def on_delivery(r, err, msg):
+        if err is not None:
+            errors.append((r.rid, err))
+            return
+        r.partition = msg.partition()
+        r.offset = msg.offset()
+
+    for i, r in enumerate(recs):
+        r.timestamp = base_ts + i
+        while True:
+            try:
+                producer.produce(topic, value=r.value, key=r.key, headers=r.headers, timestamp=r.timestamp,
+                                 on_delivery=lambda err, msg, r=r: on_delivery(r, err, msg))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    remaining = producer.flush(timeout)
+    assert remaining == 0, f"{remaining} messages still in flight after {timeout}s flush"
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[0]}"
+    missing = [r.rid for r in recs if r.offset is None]
+    assert not missing, f"no delivery report for {missing[:5]}"
+
+
+def log_end_offsets(recs: list[Rec]) -> dict[int, int]:
+    """{partition: last acked offset + 1} of produced records."""
+    ends: dict[int, int] = {}
+    for r in recs:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+    return ends
+
+
 def ck_consumer(bootstrap: str, group: str, **extra):
     from confluent_kafka import Consumer
 
