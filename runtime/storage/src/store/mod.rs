@@ -45,7 +45,11 @@ pub fn object_store_from_url(url: &str) -> Result<Arc<dyn ObjectStore>, StorageE
             std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create: {e}")))?;
             let fs = LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| invalid(e.to_string()))?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(true)
+                // The WAL is deleted once its data is in objects and the
+                // manifest, so those must survive a power loss, not only a
+                // process crash.
+                .with_fsync(true);
             Ok(Arc::new(fs))
         }
         "s3" => {
