@@ -119,124 +119,135 @@ impl Metrics {
 
     /// The text exposition, storage counters included.
     pub fn render(&self, log: &Log, store: &ObjectStoreMetrics) -> String {
-        let storage = &log.stats;
-        let upload_lag = log.upload_lag();
-        let cache = log.block_cache_stats();
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        // `encode` ends with "# EOF"; storage counters go before it.
+        // `encode` ends with "# EOF"; storage metrics go before it.
         if let Some(stripped) = out.strip_suffix("# EOF\n") {
             out = stripped.to_string();
         }
-        let counters: [(&str, &str, u64); 6] = [
-            (
-                "vigil_storage_appended_bytes_total",
-                "Record batch bytes appended",
-                storage.appended_bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_uploads_total",
-                "Upload cycles that committed data",
-                storage.uploads.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_upload_failures_total",
-                "Upload cycles that failed",
-                storage.upload_failures.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_uploaded_bytes_total",
-                "Bytes written to segment objects",
-                storage.uploaded_bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_cache_reads_total",
-                "Reads served by the in-memory log cache",
-                storage.cache_reads.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_object_reads_total",
-                "Reads served from segment objects",
-                storage.object_reads.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, v) in counters {
+        for (name, kind, help, value) in storage_metrics(log) {
             let _ = write!(
                 out,
-                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
+                "# HELP {name} {help}.\n# TYPE {name} {kind}\n{name} {value}\n"
             );
         }
-        let more: [(&str, &str, u64); 2] = [
-            (
-                "vigil_storage_compactions_total",
-                "Segment objects written by the compactor",
-                storage.compactions.load(Ordering::Relaxed),
-            ),
-            (
-                "vigil_storage_gc_deleted_objects_total",
-                "Unreferenced objects deleted by the collector",
-                storage.gc_deleted.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, help, v) in more {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP vigil_storage_compaction_backlog_runs Runs in shared data objects not yet compacted.\n# TYPE vigil_storage_compaction_backlog_runs gauge\nvigil_storage_compaction_backlog_runs {}\n",
-            log.compaction_backlog()
-        );
-        let cache_counters: [(&str, &str, u64); 5] = [
-            (
-                "vigil_block_cache_hits_total",
-                "Block cache hits (blocks)",
-                cache.hits,
-            ),
-            (
-                "vigil_block_cache_misses_total",
-                "Block cache misses (blocks)",
-                cache.misses,
-            ),
-            (
-                "vigil_block_cache_readahead_blocks_total",
-                "Blocks prefetched by readahead",
-                cache.readahead_blocks,
-            ),
-            (
-                "vigil_block_cache_fetched_bytes_total",
-                "Bytes fetched from the object store by the block cache",
-                cache.bytes_fetched,
-            ),
-            (
-                "vigil_block_cache_evictions_total",
-                "Blocks evicted",
-                cache.evictions,
-            ),
-        ];
-        for (name, help, v) in cache_counters {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}.\n# TYPE {name} counter\n{name} {v}\n"
-            );
-        }
-        let _ = write!(
-            out,
-            "# HELP vigil_block_cache_hit_ratio Block cache hits / (hits + misses).\n# TYPE vigil_block_cache_hit_ratio gauge\nvigil_block_cache_hit_ratio {:.4}\n# HELP vigil_block_cache_bytes Bytes held by the block cache.\n# TYPE vigil_block_cache_bytes gauge\nvigil_block_cache_bytes {}\n",
-            cache.hit_ratio(),
-            cache.current_bytes
-        );
-        let _ = write!(
-            out,
-            "# HELP vigil_storage_upload_lag_seconds Age of the oldest acknowledged byte not yet in the object store.\n# TYPE vigil_storage_upload_lag_seconds gauge\nvigil_storage_upload_lag_seconds {:.3}\n",
-            upload_lag.as_secs_f64()
-        );
         store.render_prometheus(&mut out);
         out.push_str("# EOF\n");
         out
     }
+}
+
+/// Storage metrics read at scrape time: `(name, type, help, value)`. The
+/// storage crate keeps plain atomics (it has no Prometheus dependency), so
+/// they are rendered here.
+fn storage_metrics(log: &Log) -> Vec<(&'static str, &'static str, &'static str, String)> {
+    let s = &log.stats;
+    let c = log.block_cache_stats();
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
+    vec![
+        (
+            "vigil_storage_appended_bytes_total",
+            "counter",
+            "Record batch bytes appended",
+            n(&s.appended_bytes),
+        ),
+        (
+            "vigil_storage_uploads_total",
+            "counter",
+            "Upload cycles that committed data",
+            n(&s.uploads),
+        ),
+        (
+            "vigil_storage_upload_failures_total",
+            "counter",
+            "Upload cycles that failed",
+            n(&s.upload_failures),
+        ),
+        (
+            "vigil_storage_uploaded_bytes_total",
+            "counter",
+            "Bytes written to data objects",
+            n(&s.uploaded_bytes),
+        ),
+        (
+            "vigil_storage_cache_reads_total",
+            "counter",
+            "Reads served by the in-memory log cache",
+            n(&s.cache_reads),
+        ),
+        (
+            "vigil_storage_object_reads_total",
+            "counter",
+            "Reads served from objects",
+            n(&s.object_reads),
+        ),
+        (
+            "vigil_storage_compactions_total",
+            "counter",
+            "Segment objects written by the compactor",
+            n(&s.compactions),
+        ),
+        (
+            "vigil_storage_gc_deleted_objects_total",
+            "counter",
+            "Unreferenced objects deleted by the collector",
+            n(&s.gc_deleted),
+        ),
+        (
+            "vigil_storage_compaction_backlog_runs",
+            "gauge",
+            "Runs in shared data objects not yet compacted",
+            log.compaction_backlog().to_string(),
+        ),
+        (
+            "vigil_storage_upload_lag_seconds",
+            "gauge",
+            "Age of the oldest acknowledged byte not yet in the object store",
+            format!("{:.3}", log.upload_lag().as_secs_f64()),
+        ),
+        (
+            "vigil_block_cache_hits_total",
+            "counter",
+            "Block cache hits (blocks)",
+            c.hits.to_string(),
+        ),
+        (
+            "vigil_block_cache_misses_total",
+            "counter",
+            "Block cache misses (blocks)",
+            c.misses.to_string(),
+        ),
+        (
+            "vigil_block_cache_readahead_blocks_total",
+            "counter",
+            "Blocks prefetched by readahead",
+            c.readahead_blocks.to_string(),
+        ),
+        (
+            "vigil_block_cache_fetched_bytes_total",
+            "counter",
+            "Bytes the block cache fetched from the object store",
+            c.bytes_fetched.to_string(),
+        ),
+        (
+            "vigil_block_cache_evictions_total",
+            "counter",
+            "Blocks evicted",
+            c.evictions.to_string(),
+        ),
+        (
+            "vigil_block_cache_hit_ratio",
+            "gauge",
+            "Block cache hits / (hits + misses)",
+            format!("{:.4}", c.hit_ratio()),
+        ),
+        (
+            "vigil_block_cache_bytes",
+            "gauge",
+            "Bytes held by the block cache",
+            c.current_bytes.to_string(),
+        ),
+    ]
 }
