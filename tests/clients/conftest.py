@@ -120,6 +120,9 @@ class Broker:
             "--admin-listen", f"127.0.0.1:{self.admin_port}",
             "--data-dir", str(self.data_dir),
             "--advertised-listener", self.bootstrap,
+            # Restarts after kill -9 wait three lease intervals for the dead
+            # owner's lease; keep that short in tests.
+            "--lease-interval-ms", "100",
             *(["--object-store", self.object_store] if self.object_store else []),
             *self.extra_args,
         ]

@@ -297,7 +297,8 @@ def fence(broker_factory, seaweed, rng: random.Random, wal: str = "local") -> Fe
     else:
         epoch_a = latest_manifest(seaweed, a.s3_prefix)["writer_epoch"]
 
-    b = broker_factory(args, name="vigil-b", store="s3", s3_prefix=a.s3_prefix)
+    # A is alive and renewing its lease: B must be told to take over.
+    b = broker_factory(args + ["--takeover"], name="vigil-b", store="s3", s3_prefix=a.s3_prefix)
     m_b = latest_manifest(seaweed, a.s3_prefix)
     assert (m_b["writer"], m_b["writer_epoch"]) == (f"vigil-0@{b.bootstrap}", epoch_a + 1), (
         f"B did not take ownership: {m_b['writer']} epoch {m_b['writer_epoch']} (A had {epoch_a})")
@@ -496,7 +497,9 @@ def test_s3_object_layout_under_the_prefix(broker_factory, seaweed):
     keys = seaweed.list_objects(prefix)
     manifests = sorted(k for k in keys if MANIFEST_RE.fullmatch(k))
     data = sorted(k for k in keys if DATA_OBJECT_RE.fullmatch(k) or SEGMENT_RE.fullmatch(k))
-    stray = sorted(k for k in keys if k not in manifests and k not in data and not WAL_OBJECT_RE.fullmatch(k))
+    assert "owner/lease.json" in keys, f"the owner lease is missing: {sorted(keys)}"
+    stray = sorted(k for k in keys if k not in manifests and k not in data and not WAL_OBJECT_RE.fullmatch(k)
+                   and k != "owner/lease.json")
     print(f"{len(keys)} keys under s3://{seaweed.bucket}/{prefix}: {len(manifests)} manifests, "
           f"{len(data)} data objects, e.g. {manifests[-1]}, {data[:2]}")
     assert manifests, f"no manifest/<version>.json under s3://{seaweed.bucket}/{prefix}: {sorted(keys)}"
@@ -543,3 +546,18 @@ def test_s3_object_layout_under_the_prefix(broker_factory, seaweed):
                 f"{key}: footer index {index} != manifest ranges {want}")
     unreferenced = sorted(set(data) - set(runs_by_key))
     assert not unreferenced, f"data objects no manifest range points to: {unreferenced}"
+
+
+def test_s3_second_broker_refuses_to_start_while_the_owner_is_alive(broker_factory, seaweed):
+    """Without --takeover, a broker that finds the log's lease being renewed
+    exits with a message naming the owner, and the owner keeps serving."""
+    a = broker_factory(UPLOAD_MS, name="vigil-a", store="s3")
+    b = broker_factory(UPLOAD_MS, name="vigil-b", store="s3", s3_prefix=a.s3_prefix, start=False)
+    with pytest.raises(AssertionError):
+        b.start()
+    assert b.proc is not None and b.proc.poll() not in (None, 0), "B must exit with an error"
+    assert "is owned by" in b.log_text() and "--takeover" in b.log_text(), b.log_tail()
+    topic = unique_name("s3-owner-alive")
+    ck_create_topic(a.bootstrap, topic, 1)
+    ck_produce(ck_producer(a.bootstrap, "none"), topic, make_records(random.Random(new_seed()), 10, "x"),
+               int(time.time() * 1000))

@@ -42,6 +42,8 @@ impl Broker {
         let mut log_config = LogConfig::new(&config.data_dir);
         log_config.upload_interval = config.upload_interval;
         log_config.wal_mode = config.wal.clone();
+        log_config.lease_interval = config.lease_interval;
+        log_config.takeover = config.takeover;
         log_config.broker_id = format!("vigil-{}@{}", config.node_id, config.listen);
         let log = Log::open(log_config, store).await?;
         let group_store = Arc::new(LogGroupStore::new(log.clone()));

@@ -32,6 +32,10 @@ pub struct ServeConfig {
     pub group_initial_rebalance_delay: Duration,
     /// Where the write-ahead log lives.
     pub wal: vigil_storage::config::WalMode,
+    /// How often the owner lease is renewed.
+    pub lease_interval: Duration,
+    /// Take the log over even from a live owner (which is then fenced).
+    pub takeover: bool,
 }
 
 /// The TOML file's shape; every field optional.
@@ -62,6 +66,10 @@ pub struct FileConfig {
     pub wal: Option<String>,
     /// Batching window of the object WAL, in milliseconds.
     pub wal_object_window_ms: Option<u64>,
+    /// Milliseconds; see [`ServeConfig::lease_interval`].
+    pub lease_interval_ms: Option<u64>,
+    /// See [`ServeConfig::takeover`].
+    pub takeover: Option<bool>,
 }
 
 /// A setting that cannot work, naming the setting.
@@ -106,6 +114,8 @@ impl FileConfig {
                 .or(self.group_initial_rebalance_delay_ms),
             wal: other.wal.or(self.wal),
             wal_object_window_ms: other.wal_object_window_ms.or(self.wal_object_window_ms),
+            lease_interval_ms: other.lease_interval_ms.or(self.lease_interval_ms),
+            takeover: other.takeover.or(self.takeover),
         }
     }
 
@@ -170,8 +180,14 @@ impl FileConfig {
                 ))
             }
         };
+        let lease_ms = self.lease_interval_ms.unwrap_or(1_000);
+        if lease_ms == 0 {
+            return Err(bad("lease-interval-ms", "must be greater than zero"));
+        }
         Ok(ServeConfig {
             wal,
+            lease_interval: Duration::from_millis(lease_ms),
+            takeover: self.takeover.unwrap_or(false),
             listen,
             admin_listen,
             data_dir: abs,

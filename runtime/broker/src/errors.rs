@@ -18,6 +18,7 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         // Retriable: a later fetch may find the object store back.
         StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
+        StorageError::OwnedElsewhere { .. } => ResponseError::NotLeaderOrFollower,
     }
 }
 

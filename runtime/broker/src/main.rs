@@ -71,6 +71,14 @@ struct ServeArgs {
     /// Batching window (ms) of the object WAL: one PUT per window.
     #[arg(long, env = "VIGIL_WAL_OBJECT_WINDOW_MS")]
     wal_object_window_ms: Option<u64>,
+    /// How often (ms) this broker renews its lease on the log; a new broker
+    /// waits three intervals to tell a live owner from a crashed one.
+    #[arg(long, env = "VIGIL_LEASE_INTERVAL_MS")]
+    lease_interval_ms: Option<u64>,
+    /// Take the log over even if another broker is alive and serving it; the
+    /// other broker is fenced (its later writes fail).
+    #[arg(long, env = "VIGIL_TAKEOVER")]
+    takeover: bool,
 }
 
 impl ServeArgs {
@@ -92,6 +100,8 @@ impl ServeArgs {
             group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             wal: self.wal,
             wal_object_window_ms: self.wal_object_window_ms,
+            lease_interval_ms: self.lease_interval_ms,
+            takeover: self.takeover.then_some(true),
         }))
     }
 }

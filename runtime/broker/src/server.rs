@@ -81,6 +81,12 @@ pub async fn start(mut config: ServeConfig) -> Result<Running, ServeError> {
     let broker = Broker::open(config).await?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let lease = broker.log.spawn_lease_renewal(rx.clone());
+    tasks.spawn(async move {
+        if let Err(e) = lease.await {
+            tracing::error!(error = %e, "the lease renewal task failed");
+        }
+    });
     let uploader = broker.log.spawn_uploader(rx.clone());
     tasks.spawn(async move {
         if let Err(e) = uploader.await {

@@ -31,6 +31,11 @@ pub struct LogConfig {
     pub gc_grace: Duration,
     /// How often retention and garbage collection run.
     pub retention_interval: Duration,
+    /// How often the owner renews its lease (a newcomer waits three of these
+    /// to tell a live owner from a dead one).
+    pub lease_interval: Duration,
+    /// Take over even from a live owner (which is then fenced).
+    pub takeover: bool,
 }
 
 impl LogConfig {
@@ -47,6 +52,8 @@ impl LogConfig {
             wal_mode: WalMode::Local,
             gc_grace: Duration::from_secs(600),
             retention_interval: Duration::from_secs(30),
+            lease_interval: Duration::from_secs(1),
+            takeover: false,
         }
     }
 

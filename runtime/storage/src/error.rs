@@ -39,6 +39,14 @@ pub enum StorageError {
         /// The broker that holds it.
         by: String,
     },
+    /// Another broker is serving this log and renewing its lease.
+    #[error("the log is owned by {broker} (epoch {epoch}), which is alive and renewing its lease; stop it first, or start this broker with --takeover to fence it")]
+    OwnedElsewhere {
+        /// The live owner.
+        broker: String,
+        /// Its epoch.
+        epoch: u64,
+    },
     /// A stored object or manifest could not be parsed.
     #[error("corrupt {what} at {key}: {reason} (not retriable)")]
     Corrupt {

@@ -104,8 +104,21 @@ impl Log {
     pub async fn open(config: LogConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Log>> {
         config.validate().map_err(StorageError::Invalid)?;
         let manifests = ManifestStore::new(store.clone());
+        crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
         let manifest = manifests.acquire(&config.broker_id).await?;
         let epoch = manifest.writer_epoch;
+        // Claimed at once, so a newcomer can see the log is held before the
+        // first renewal.
+        crate::lease::write(
+            &store,
+            &crate::lease::Lease {
+                epoch,
+                broker: config.broker_id.clone(),
+                renewals: 0,
+                released: false,
+            },
+        )
+        .await?;
         let committed_version = Arc::new(AtomicU64::new(manifest.version));
         let (replay, start_wal) = Wal::open(
             WalOptions {
@@ -549,6 +562,49 @@ impl Log {
             tracing::warn!(error = %e, "final upload failed; the data stays in the WAL");
         }
         self.wal.close().await;
+        if !self.is_fenced() {
+            let released = crate::lease::Lease {
+                epoch: self.epoch,
+                broker: self.config.broker_id.clone(),
+                renewals: u64::MAX,
+                released: true,
+            };
+            if let Err(e) = crate::lease::write(&self.store, &released).await {
+                tracing::warn!(error = %e, "could not release the lease; the next broker waits a few seconds");
+            }
+        }
+    }
+
+    /// Starts renewing the owner lease until `shutdown` or fencing.
+    pub fn spawn_lease_renewal(
+        self: &Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(log.config.lease_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut renewals = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                if log.is_fenced() {
+                    return;
+                }
+                renewals += 1;
+                let lease = crate::lease::Lease {
+                    epoch: log.epoch,
+                    broker: log.config.broker_id.clone(),
+                    renewals,
+                    released: false,
+                };
+                if let Err(e) = crate::lease::write(&log.store, &lease).await {
+                    tracing::warn!(error = %e, "could not renew the owner lease");
+                }
+            }
+        })
     }
 }
 

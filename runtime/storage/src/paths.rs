@@ -18,6 +18,11 @@ const DATA_DIR: &str = "data";
 const OBJECTS_DIR: &str = "objects";
 const WAL_DIR: &str = "wal";
 
+/// Key of the owner lease.
+pub fn lease() -> Path {
+    Path::from("owner/lease.json")
+}
+
 /// Prefix under which manifests are listed.
 pub fn manifest_prefix() -> Path {
     Path::from(MANIFEST_DIR)

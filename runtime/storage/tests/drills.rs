@@ -42,6 +42,8 @@ impl Env {
     ) -> (Arc<Log>, Option<FaultControl>) {
         let mut c = LogConfig::new(data);
         c.wal_mode = mode;
+        // A crashed owner's lease is waited out for 3 intervals at open.
+        c.lease_interval = Duration::from_millis(10);
         c.cache_bytes_per_partition = 0;
         let (store, control): (Arc<dyn ObjectStore>, _) = if faulty {
             let f = FaultyStore::new(self.inner());

@@ -69,6 +69,8 @@ impl Env {
         let mut c = LogConfig::new(dir);
         c.cache_bytes_per_partition = 0;
         c.wal_mode = mode;
+        // A crashed owner's lease is waited out for 3 intervals at open.
+        c.lease_interval = std::time::Duration::from_millis(10);
         Log::open(c, self.store()).await.expect("open log")
     }
 }
@@ -397,6 +399,7 @@ async fn retention_drops_old_runs_moves_the_log_start_and_collects_their_objects
     let env = Env::new();
     let mut c = LogConfig::new(env.data.path());
     c.gc_grace = std::time::Duration::ZERO;
+    c.lease_interval = std::time::Duration::from_millis(10);
     let log = Log::open(c, env.store()).await.expect("open");
     let by_size = [("retention.bytes".to_string(), "1".to_string())]
         .into_iter()
@@ -476,6 +479,7 @@ async fn compaction_merges_small_runs_into_one_segment_and_frees_their_objects()
     let env = Env::new();
     let mut c = LogConfig::new(env.data.path());
     c.gc_grace = std::time::Duration::ZERO;
+    c.lease_interval = std::time::Duration::from_millis(10);
     c.cache_bytes_per_partition = 0;
     let log = Log::open(c, env.store()).await.expect("open");
     log.create_topic(
@@ -547,4 +551,75 @@ async fn an_object_wal_broker_learns_it_was_fenced_on_its_next_write_and_stays_f
             .expect("new owner writes"),
         AppendOutcome::Appended { base_offset: 0 }
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_owner_makes_a_newcomer_refuse_unless_it_takes_over() {
+    let env = Env::new();
+    let config = |dir: &std::path::Path, takeover: bool| {
+        let mut c = LogConfig::new(dir);
+        c.lease_interval = std::time::Duration::from_millis(20);
+        c.takeover = takeover;
+        c
+    };
+    let a = Log::open(config(env.data.path(), false), env.store())
+        .await
+        .expect("open a");
+    let (stop_a, rx) = tokio::sync::watch::channel(false);
+    let renewal = a.spawn_lease_renewal(rx);
+    a.create_topic(
+        "l",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    match Log::open(config(b_dir.path(), false), env.store()).await {
+        Err(StorageError::OwnedElsewhere { epoch, .. }) => assert_eq!(epoch, a.epoch()),
+        Ok(_) => panic!("a newcomer must not silently take over a live owner"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+    // A keeps serving.
+    let p = a.partition("l", 0).expect("p");
+    a.append(&p, batch(1, 0, None))
+        .await
+        .expect("a still writes");
+
+    // Forced takeover fences A.
+    let b = Log::open(config(b_dir.path(), true), env.store())
+        .await
+        .expect("takeover");
+    assert!(b.epoch() > a.epoch());
+    assert!(a
+        .create_topic(
+            "m",
+            TopicConfig {
+                partitions: 1,
+                configs: Default::default()
+            }
+        )
+        .await
+        .is_err());
+    assert!(a.is_fenced());
+
+    // A crashes (renewals stop, no release): a third broker waits out the
+    // lease and starts. B never renewed, so only A's stale lease is there.
+    let _ = stop_a.send(true);
+    renewal.await.expect("renewal task");
+    drop(a);
+    let c_dir = tempfile::tempdir().expect("tempdir");
+    let c = Log::open(config(c_dir.path(), false), env.store())
+        .await
+        .expect("owner is gone");
+    // A clean close releases the lease: the next broker starts at once.
+    c.close().await;
+    let d_dir = tempfile::tempdir().expect("tempdir");
+    Log::open(config(d_dir.path(), false), env.store())
+        .await
+        .expect("released lease");
+    drop(b);
 }

@@ -1,0 +1,113 @@
+//! The owner lease: how a broker learns, before taking over a log, whether
+//! another broker is still serving it.
+//!
+//! The owner renews `owner/lease.json` (a counter, its epoch and name) every
+//! lease interval and marks it released on a clean shutdown. A broker about to
+//! open the log reads it; if it is held and not released, it waits three
+//! intervals and reads again. A changed counter means the owner is alive: the
+//! newcomer refuses to start (unless told to take over, which fences the
+//! owner). An unchanged one means the owner is gone (crashed), so taking over
+//! is safe. Comparing counters, not timestamps, keeps clocks out of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::paths;
+
+/// The lease object's content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lease {
+    /// Writer epoch of the holder.
+    pub epoch: u64,
+    /// Holder's name.
+    pub broker: String,
+    /// Renewal counter.
+    pub renewals: u64,
+    /// Set on a clean shutdown.
+    pub released: bool,
+}
+
+async fn read(store: &Arc<dyn ObjectStore>) -> Result<Option<Lease>> {
+    let key = paths::lease();
+    let get = match store.get(&key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(StorageError::ObjectStore {
+                op: "get",
+                key: key.to_string(),
+                source,
+            })
+        }
+    };
+    let bytes = get
+        .bytes()
+        .await
+        .map_err(|source| StorageError::ObjectStore {
+            op: "get",
+            key: key.to_string(),
+            source,
+        })?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| StorageError::Corrupt {
+            what: "lease",
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Writes the lease.
+pub(crate) async fn write(store: &Arc<dyn ObjectStore>, lease: &Lease) -> Result<()> {
+    let key = paths::lease();
+    let body = serde_json::to_vec(lease).map_err(|e| StorageError::Corrupt {
+        what: "lease",
+        key: key.to_string(),
+        reason: e.to_string(),
+    })?;
+    store
+        .put(&key, PutPayload::from(body))
+        .await
+        .map(|_| ())
+        .map_err(|source| StorageError::ObjectStore {
+            op: "put",
+            key: key.to_string(),
+            source,
+        })
+}
+
+/// Returns once taking over the log is safe: no lease, a released one, or
+/// one that was not renewed for three intervals. With `takeover`, a live
+/// owner is overridden (and will be fenced).
+pub(crate) async fn wait_until_free(
+    store: &Arc<dyn ObjectStore>,
+    interval: Duration,
+    takeover: bool,
+) -> Result<()> {
+    let Some(first) = read(store).await? else {
+        return Ok(());
+    };
+    if first.released {
+        return Ok(());
+    }
+    if takeover {
+        tracing::warn!(holder = %first.broker, epoch = first.epoch, "taking over the log from a broker that may still run; it will be fenced");
+        return Ok(());
+    }
+    tracing::info!(holder = %first.broker, epoch = first.epoch, "the log's lease is held; checking whether its owner is alive");
+    // Waiting for the owner's next renewals is what tells alive from dead.
+    tokio::time::sleep(interval * 3).await;
+    match read(store).await? {
+        Some(now) if !now.released && now.renewals != first.renewals => {
+            Err(StorageError::OwnedElsewhere {
+                broker: now.broker,
+                epoch: now.epoch,
+            })
+        }
+        _ => Ok(()),
+    }
+}
