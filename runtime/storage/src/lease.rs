@@ -111,3 +111,37 @@ pub(crate) async fn wait_until_free(
         _ => Ok(()),
     }
 }
+
+impl crate::log::Log {
+    /// Starts renewing the owner lease until `shutdown` or fencing.
+    pub fn spawn_lease_renewal(
+        self: &Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(log.config.lease_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut renewals = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.wait_for(|s| *s) => return,
+                }
+                if log.is_fenced() {
+                    return;
+                }
+                renewals += 1;
+                let lease = crate::lease::Lease {
+                    epoch: log.epoch,
+                    broker: log.config.broker_id.clone(),
+                    renewals,
+                    released: false,
+                };
+                if let Err(e) = crate::lease::write(&log.store, &lease).await {
+                    tracing::warn!(error = %e, "could not renew the owner lease");
+                }
+            }
+        })
+    }
+}

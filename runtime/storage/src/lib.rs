@@ -32,7 +32,7 @@ pub mod wal;
 
 pub use config::LogConfig;
 pub use error::StorageError;
-pub use log::{Log, PendingAppend, Topic, TopicConfig};
-pub use partition::{AppendError, AppendOutcome, Partition};
+pub use log::{Log, Topic, TopicConfig};
+pub use partition::{AppendError, AppendOutcome, Partition, PendingAppend};
 pub use read::{FetchedBatches, TimestampLookup};
 pub use store::object_store_from_url;

@@ -16,7 +16,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::kv::{self, KvMap};
 use crate::manifest::{Manifest, ManifestStore, PartitionManifest, TopicManifest};
-use crate::partition::{AppendError, AppendOutcome, Begun, Partition};
+use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppend};
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
 
@@ -574,38 +574,6 @@ impl Log {
             }
         }
     }
-
-    /// Starts renewing the owner lease until `shutdown` or fencing.
-    pub fn spawn_lease_renewal(
-        self: &Arc<Self>,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let log = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(log.config.lease_interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut renewals = 0u64;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.wait_for(|s| *s) => return,
-                }
-                if log.is_fenced() {
-                    return;
-                }
-                renewals += 1;
-                let lease = crate::lease::Lease {
-                    epoch: log.epoch,
-                    broker: log.config.broker_id.clone(),
-                    renewals,
-                    released: false,
-                };
-                if let Err(e) = crate::lease::write(&log.store, &lease).await {
-                    tracing::warn!(error = %e, "could not renew the owner lease");
-                }
-            }
-        })
-    }
 }
 
 fn validate_topic_name(name: &str) -> Result<()> {
@@ -622,45 +590,5 @@ fn validate_topic_name(name: &str) -> Result<()> {
         Err(StorageError::Invalid(format!(
             "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
         )))
-    }
-}
-
-/// An append whose offsets are assigned; await [`PendingAppend::wait`] for
-/// durability.
-pub enum PendingAppend {
-    /// Newly queued on the WAL.
-    Queued {
-        /// Assigned base offset.
-        base_offset: i64,
-        /// Completes when the WAL has fsync'd the batch.
-        rx: oneshot::Receiver<Result<()>>,
-    },
-    /// A retry of an earlier batch.
-    Duplicate {
-        /// The earlier batch.
-        entry: crate::producer::SeqEntry,
-        /// High watermark, to wait for the earlier batch's durability.
-        hw: tokio::sync::watch::Receiver<i64>,
-    },
-}
-
-impl PendingAppend {
-    /// Waits until the batch is durable.
-    pub async fn wait(self) -> std::result::Result<AppendOutcome, AppendError> {
-        match self {
-            PendingAppend::Queued { base_offset, rx } => {
-                rx.await.map_err(|_| StorageError::WalClosed)??;
-                Ok(AppendOutcome::Appended { base_offset })
-            }
-            PendingAppend::Duplicate { entry, mut hw } => {
-                // The original may still be on its way to disk.
-                hw.wait_for(|h| *h > entry.last_offset)
-                    .await
-                    .map_err(|_| StorageError::WalClosed)?;
-                Ok(AppendOutcome::Duplicate {
-                    base_offset: entry.base_offset,
-                })
-            }
-        }
     }
 }

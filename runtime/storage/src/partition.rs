@@ -11,10 +11,11 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 use vigil_protocol::batch::{self, BatchError, BatchHeader};
 
+use crate::error::{Result, StorageError};
 use crate::manifest::{PartitionManifest, SegmentMeta};
 use crate::producer::{ProducerStates, SeqCheck, SeqEntry};
 
@@ -377,6 +378,46 @@ impl Partition {
         {
             let end = (at + replaced.len()).min(st.segments.len());
             st.segments.splice(at..end, [merged]);
+        }
+    }
+}
+
+/// An append whose offsets are assigned; await [`PendingAppend::wait`] for
+/// durability.
+pub enum PendingAppend {
+    /// Newly queued on the WAL.
+    Queued {
+        /// Assigned base offset.
+        base_offset: i64,
+        /// Completes when the WAL has fsync'd the batch.
+        rx: oneshot::Receiver<Result<()>>,
+    },
+    /// A retry of an earlier batch.
+    Duplicate {
+        /// The earlier batch.
+        entry: crate::producer::SeqEntry,
+        /// High watermark, to wait for the earlier batch's durability.
+        hw: tokio::sync::watch::Receiver<i64>,
+    },
+}
+
+impl PendingAppend {
+    /// Waits until the batch is durable.
+    pub async fn wait(self) -> std::result::Result<AppendOutcome, AppendError> {
+        match self {
+            PendingAppend::Queued { base_offset, rx } => {
+                rx.await.map_err(|_| StorageError::WalClosed)??;
+                Ok(AppendOutcome::Appended { base_offset })
+            }
+            PendingAppend::Duplicate { entry, mut hw } => {
+                // The original may still be on its way to disk.
+                hw.wait_for(|h| *h > entry.last_offset)
+                    .await
+                    .map_err(|_| StorageError::WalClosed)?;
+                Ok(AppendOutcome::Duplicate {
+                    base_offset: entry.base_offset,
+                })
+            }
         }
     }
 }
