@@ -275,10 +275,10 @@ def fence(broker_factory, seaweed, rng: random.Random, wal: str = "local") -> Fe
     """A produces `first` (acked); B starts on A's prefix (writer epoch + 1).
 
     --wal local: `first` is uploaded before B starts (B can only see what is
-    in the manifest). A learns of B only at its next manifest write, so one
-    record produced to A now is acked (the "window write"); A's next upload
-    carries it, its manifest commit fails and A is fenced. Returns once A has
-    logged that and counted the failed upload.
+    in the manifest). A learns of B at its next ownership check (lease
+    renewal, every 100 ms here) or manifest write, so one record produced to
+    A right away may still be acked (the "window write", lost to B) or
+    already refused. Returns once A has logged that it was fenced.
 
     --wal object: A never uploads (60 s interval): acked = in a WAL object,
     and B must replay A's WAL objects. A checks ownership after each WAL
@@ -306,21 +306,22 @@ def fence(broker_factory, seaweed, rng: random.Random, wal: str = "local") -> Fe
         assert uploaded_next(m_b, topic) == ends
 
     window_err, window_off = produce_once(a.bootstrap, topic, 0, b"window-write")
-    if wal == "local":
-        assert window_err is None, (
-            f"A refused a write before its next manifest write ({window_err!r}): fencing now happens earlier "
-            f"than this test assumes; update it\n{a.log_tail()}")
+    if wal == "local" and window_err is None:
+        # A's lease renewal checks ownership every interval (100 ms here), so
+        # a write that lands before that check is acked from A's disk and lost
+        # to B: the documented cost of --takeover with a local WAL.
         print(f"window write: A acked offset {window_off} of partition 0 after B took over "
-              f"(B's log ends at {ends[0]}); A's next upload will fail")
-        wait_until("A logging that it is fenced", lambda: "this broker has been fenced" in a.log_text(),
-                   detail=a.log_tail)
-        wait_until("A counting the failed upload", lambda: a.metric("vigil_storage_upload_failures_total") >= 1,
-                   detail=a.log_tail)
+              f"(B's log ends at {ends[0]}) before its ownership check ran")
     else:
         assert getattr(window_err, "errno", None) == NOT_LEADER_OR_FOLLOWER, (
-            f"--wal object: A answered {window_err!r} (offset {window_off}) to a write after B took over, "
+            f"--wal {wal}: A answered {window_err!r} (offset {window_off}) to a write after B took over, "
             f"expected NOT_LEADER_OR_FOLLOWER\n{a.log_tail()}")
         window_off = None
+    wait_until("A noticing it was fenced",
+               lambda: "this broker has been fenced" in a.log_text()
+               or "another broker took over the log" in a.log_text()
+               or "no longer owns the log" in a.log_text(),
+               detail=a.log_tail)
     return Fenced(a=a, b=b, topic=topic, first=first, ends=ends, base_ts=base_ts,
                   epoch_a=epoch_a, m_b=m_b, window_off=window_off)
 

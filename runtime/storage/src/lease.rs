@@ -113,7 +113,10 @@ pub(crate) async fn wait_until_free(
 }
 
 impl crate::log::Log {
-    /// Starts renewing the owner lease until `shutdown` or fencing.
+    /// Starts renewing the owner lease until `shutdown` or fencing. Each
+    /// renewal first checks that no other epoch has written the next
+    /// manifest, so an idle broker learns it was taken over within one
+    /// interval instead of at its next write.
     pub fn spawn_lease_renewal(
         self: &Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -130,6 +133,15 @@ impl crate::log::Log {
                 }
                 if log.is_fenced() {
                     return;
+                }
+                match log.check_ownership().await {
+                    Err(StorageError::Fenced { theirs, by, .. }) => {
+                        tracing::error!(epoch = theirs, %by, "another broker took over the log; this one stops writing");
+                        return;
+                    }
+                    // The store may be briefly unreachable: keep trying.
+                    Err(e) => tracing::warn!(error = %e, "could not check log ownership"),
+                    Ok(()) => {}
                 }
                 renewals += 1;
                 let lease = crate::lease::Lease {

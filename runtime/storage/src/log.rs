@@ -283,6 +283,23 @@ impl Log {
         }
     }
 
+    /// Fails with `Fenced` (and marks this log fenced) if another epoch
+    /// wrote the manifest version after ours.
+    pub(crate) async fn check_ownership(&self) -> Result<()> {
+        let next = self.committed_version.load(Ordering::SeqCst) + 1;
+        match self.manifests.load_version(next).await? {
+            Some(m) if m.writer_epoch != self.epoch => {
+                self.fenced.store(true, Ordering::SeqCst);
+                Err(StorageError::Fenced {
+                    ours: self.epoch,
+                    theirs: m.writer_epoch,
+                    by: m.writer,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn fenced_error(&self) -> StorageError {
         match self.manifests.load_latest().await {
             Ok(Some(m)) => StorageError::Fenced {
