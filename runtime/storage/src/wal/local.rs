@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use tokio::sync::mpsc;
 
-use super::codec::{decode_entries, encode_entry, entry_len};
-use super::{complete_group, next_backoff, refuse_queued, Command, Completion, Sealed, WalEntry};
+use super::codec::decode_entries;
+use super::{complete_group, next_backoff, refuse_queued, Command, Group, Sealed, WalEntry};
 use crate::error::{Result, StorageError};
 use crate::kv::KvMap;
 
@@ -122,35 +121,25 @@ impl Writer {
             let Some(first) = rx.blocking_recv() else {
                 return;
             };
-            let mut close = false;
-            let mut group: Vec<(WalEntry, Completion)> = Vec::new();
-            let mut roll = None;
-            let mut bytes = 0usize;
+            let mut group = Group::default();
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
-                match cmd {
-                    Command::Append(e, done) => {
-                        bytes += entry_len(&e);
-                        group.push((e, done));
-                    }
-                    Command::Roll(reply) => {
-                        roll = Some(reply);
-                        break;
-                    }
-                    Command::Close => {
-                        close = true;
-                        break;
-                    }
-                }
-                if bytes >= self.group_bytes {
+                if !group.push(cmd, self.group_bytes) {
                     break;
                 }
                 next = rx.try_recv().ok();
             }
-            if !group.is_empty() {
-                let outcome = self.write_group(&group);
+            let body = group.encode();
+            let Group {
+                entries,
+                roll,
+                close,
+                ..
+            } = group;
+            if !entries.is_empty() {
+                let outcome = self.write_group(&body);
                 let failed = outcome.is_err();
-                complete_group(&mut self.kv, group, &outcome);
+                complete_group(&mut self.kv, entries, &outcome);
                 if failed {
                     // Closing while the disk kept failing: refuse whatever is
                     // still queued rather than leave producers waiting.
@@ -186,16 +175,12 @@ impl Writer {
 
     /// Writes and fsyncs the group, retrying with backoff on failure. Fails
     /// only when the broker is closing and the disk still fails.
-    fn write_group(&mut self, group: &[(WalEntry, Completion)]) -> Result<()> {
-        let mut buf = BytesMut::with_capacity(group.iter().map(|(e, _)| entry_len(e)).sum());
-        for (e, _) in group {
-            encode_entry(e, &mut buf);
-        }
+    fn write_group(&mut self, buf: &[u8]) -> Result<()> {
         let mut backoff = Duration::from_millis(10);
         loop {
             let res = self
                 .file
-                .write_all(&buf)
+                .write_all(buf)
                 .and_then(|()| self.file.sync_data());
             match res {
                 Ok(()) => {

@@ -270,6 +270,47 @@ impl Wal {
     }
 }
 
+/// One group commit being collected: appends up to a byte limit, cut short
+/// by a roll or a close (which must see everything queued before them
+/// written first).
+#[derive(Default)]
+struct Group {
+    entries: Vec<(WalEntry, Completion)>,
+    bytes: usize,
+    roll: Option<oneshot::Sender<Sealed>>,
+    close: bool,
+}
+
+impl Group {
+    /// Adds a command; false once the group is complete.
+    fn push(&mut self, cmd: Command, limit: usize) -> bool {
+        match cmd {
+            Command::Append(e, done) => {
+                self.bytes += codec::entry_len(&e);
+                self.entries.push((e, done));
+                self.bytes < limit
+            }
+            Command::Roll(reply) => {
+                self.roll = Some(reply);
+                false
+            }
+            Command::Close => {
+                self.close = true;
+                false
+            }
+        }
+    }
+
+    /// The entries in WAL format, ready for one write.
+    fn encode(&self) -> Bytes {
+        let mut buf = bytes::BytesMut::with_capacity(self.bytes);
+        for (e, _) in &self.entries {
+            codec::encode_entry(e, &mut buf);
+        }
+        buf.freeze()
+    }
+}
+
 /// Runs a written group's completions in order, applying key/value entries
 /// as they become durable.
 fn complete_group(kv: &mut KvMap, group: Vec<(WalEntry, Completion)>, outcome: &Result<()>) {

@@ -6,15 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::mpsc;
 
-use super::codec::{decode_entries, encode_entry, entry_len};
+use super::codec::decode_entries;
 use super::{
-    complete_group, next_backoff, refuse_queued, Command, Completion, Ownership, Sealed, WalEntry,
+    complete_group, next_backoff, refuse_queued, Command, Group, Ownership, Sealed, WalEntry,
 };
 use crate::error::{Result, StorageError};
 use crate::kv::KvMap;
@@ -170,28 +169,11 @@ impl Writer {
             let Some(first) = rx.recv().await else {
                 return;
             };
-            let mut close = false;
-            let mut roll = None;
-            let mut group: Vec<(WalEntry, Completion)> = Vec::new();
-            let mut bytes = 0usize;
+            let mut group = Group::default();
             let deadline = tokio::time::Instant::now() + self.window;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
-                match cmd {
-                    Command::Append(e, done) => {
-                        bytes += entry_len(&e);
-                        group.push((e, done));
-                    }
-                    Command::Roll(reply) => {
-                        roll = Some(reply);
-                        break;
-                    }
-                    Command::Close => {
-                        close = true;
-                        break;
-                    }
-                }
-                if bytes >= self.group_bytes {
+                if !group.push(cmd, self.group_bytes) {
                     break;
                 }
                 // The batching window: keep collecting until it closes, so
@@ -200,16 +182,19 @@ impl Writer {
                     .await
                     .unwrap_or_default();
             }
-            if !group.is_empty() {
-                // Encoded before the await: completions are not Sync, so the
-                // group itself must not be borrowed across it.
-                let mut buf = BytesMut::with_capacity(bytes);
-                for (e, _) in &group {
-                    encode_entry(e, &mut buf);
-                }
-                let outcome = self.write_group(buf.freeze()).await;
+            // Encoded before the await: completions are not Sync, so the
+            // entries themselves must not be borrowed across it.
+            let body = group.encode();
+            let Group {
+                entries,
+                roll,
+                close,
+                ..
+            } = group;
+            if !entries.is_empty() {
+                let outcome = self.write_group(body).await;
                 let failed = outcome.is_err();
-                complete_group(&mut self.kv, group, &outcome);
+                complete_group(&mut self.kv, entries, &outcome);
                 if failed {
                     self.closing.store(true, Ordering::SeqCst);
                     refuse_queued(&mut rx);
