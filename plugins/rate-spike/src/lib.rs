@@ -1,0 +1,1 @@
+//! vigil detector plugin: rate-spike

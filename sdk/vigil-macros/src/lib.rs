@@ -1,0 +1,1 @@
+//! The #[detector] attribute macro for vigil detectors
