@@ -6,8 +6,10 @@
 #   1. cargo fmt --all -- --check
 #   2. cargo clippy --workspace --all-targets --release -- -D warnings
 #   3. cargo build --release --workspace
-#   4. cargo nextest run --workspace --release
-#   5. pytest tests/clients -v     (real Kafka clients against target/release/vigil)
+#   4. scripts/build-detectors.sh  (plugins + test detectors → target/wasm/*.wasm,
+#                                   with the toolchain from scripts/install-wasm.sh)
+#   5. cargo nextest run --workspace --release
+#   6. pytest tests/clients -v     (real Kafka clients against target/release/vigil)
 # and prints a summary. Exits non-zero if any step failed.
 #
 # Options:
@@ -145,13 +147,6 @@ check_rust_tools() {
     return "$ok"
 }
 
-# ---- wasm toolchain: not needed yet -------------------------------------
-# A later issue adds WebAssembly plugins. Put the wasm32-unknown-unknown
-# toolchain setup (try `rustup target add wasm32-unknown-unknown`, else fall
-# back to Debian's rustc-web/cargo-web/rust-web-src + lld-19 with
-# -Zbuild-std; see shared/ENVIRONMENT.md) and the plugin build step HERE,
-# as e.g. `run_step "wasm toolchain" scripts/install-wasm.sh`.
-# ---------------------------------------------------------------------------
 
 run_nextest() {
     # --no-tests=warn: a workspace without Rust tests yet is not a failure.
@@ -168,6 +163,7 @@ run_pytest() {
 }
 
 run_step "install test deps" bash "$REPO_ROOT/scripts/install-test-deps.sh"
+run_step "install wasm toolchain" bash "$REPO_ROOT/scripts/install-wasm.sh"
 run_step "rust toolchain" check_rust_tools
 if [ "$SKIP_LINT" -eq 0 ]; then
     run_step "cargo fmt --check" cargo fmt --all -- --check
@@ -177,6 +173,12 @@ else
     skip_step "cargo clippy" "--skip-lint"
 fi
 run_step "cargo build --release" cargo build --release --workspace
+if step_ok "cargo build --release" && step_ok "install wasm toolchain"; then
+    run_step "build detectors (wasm)" bash "$REPO_ROOT/scripts/build-detectors.sh"
+else
+    skip_step "build detectors (wasm)" "build or toolchain failed"
+fi
+export VIGIL_WASM_DIR="$REPO_ROOT/target/wasm/wasm32-unknown-unknown/release"
 if [ "$CLIENTS_ONLY" -eq 1 ]; then
     skip_step "cargo nextest" "--clients-only"
 elif step_ok "cargo build --release"; then

@@ -6,6 +6,7 @@ use vigil_storage::store::{InstrumentedStore, ObjectStoreMetrics};
 use vigil_storage::{object_store_from_url, Log, LogConfig, StorageError};
 
 use crate::config::ServeConfig;
+use crate::detectors::Detectors;
 use crate::group_store::LogGroupStore;
 use crate::groups::{GroupConfig, GroupCoordinator};
 use crate::metrics::Metrics;
@@ -28,6 +29,8 @@ pub struct Broker {
     pub store_metrics: ObjectStoreMetrics,
     /// Cluster id, stable across restarts (kept in the log's state).
     pub cluster_id: String,
+    /// Detector modules and deployments.
+    pub detectors: Arc<Detectors>,
 }
 
 impl Broker {
@@ -64,6 +67,13 @@ impl Broker {
                 id
             }
         };
+        let host = vigil_host::HostConfig {
+            cache_dir: config.data_dir.join("module-cache"),
+            ..Default::default()
+        };
+        let detectors = Detectors::open(log.clone(), host)
+            .await
+            .map_err(|e| StorageError::Invalid(format!("cannot start detectors: {e}")))?;
         tracing::debug!(restored_offsets = restored, %cluster_id, "broker state restored");
         Ok(Arc::new(Broker {
             config,
@@ -73,6 +83,7 @@ impl Broker {
             metrics: Metrics::default(),
             store_metrics,
             cluster_id,
+            detectors,
         }))
     }
 

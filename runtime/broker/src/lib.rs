@@ -6,14 +6,17 @@
 
 pub mod admin;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod connection;
+pub mod detectors;
 pub mod errors;
 pub mod group_store;
 pub mod groups;
 pub mod handlers;
 pub mod metrics;
 pub mod server;
+pub mod wasm_build;
 
 pub use broker::Broker;
 pub use config::ServeConfig;

@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vigil_broker::config::FileConfig;
 
+mod cli;
+mod demo;
+
 // Keeps hostile array lengths in requests from aborting the broker; see
 // vigil_protocol::alloc.
 #[global_allocator]
@@ -27,6 +30,15 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Build, upload, deploy and manage detector modules.
+    Detector {
+        #[command(flatten)]
+        admin: cli::AdminArgs,
+        #[command(subcommand)]
+        command: cli::DetectorCommand,
+    },
+    /// Run the fraud demo: embedded broker, a detector on `payments`, alerts printed.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -124,6 +136,12 @@ fn main() -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             rt.block_on(serve(config))
         }
+        Command::Detector { admin, command } => cli::run(&admin, command),
+        Command::Demo(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(demo::run(args)),
     }
 }
 

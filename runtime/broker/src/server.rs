@@ -144,6 +144,9 @@ pub(crate) async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
 impl Running {
     /// Stops serving and closes the log cleanly.
     pub async fn shutdown(mut self) {
+        // Detector runners commit their checkpoints through the WAL, so they
+        // stop while it still takes writes.
+        self.broker.detectors.shutdown().await;
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         self.broker.log.close().await;

@@ -307,7 +307,18 @@ impl BatchBuilder {
     }
 
     /// Appends a record.
-    pub fn record(mut self, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
+    pub fn record(self, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
+        self.record_with_headers(timestamp, key, value, Vec::new())
+    }
+
+    /// Appends a record with headers (name, value).
+    pub fn record_with_headers(
+        mut self,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<(String, Option<Bytes>)>,
+    ) -> Self {
         self.records.push(kafka_protocol::records::Record {
             transactional: false,
             control: false,
@@ -322,9 +333,22 @@ impl BatchBuilder {
             timestamp,
             key,
             value,
-            headers: Default::default(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (kafka_protocol::protocol::StrBytes::from_string(k), v))
+                .collect(),
         });
         self
+    }
+
+    /// Number of records added so far.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record was added.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
 
     /// Encodes the batch.

@@ -533,6 +533,13 @@ impl Log {
         }
     }
 
+    /// The object store under the log, for components that keep their own
+    /// objects beside it (detector modules and state). Their keys are built
+    /// in [`crate::paths`] too.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// A producer id never handed out before, by any broker on this store.
     pub async fn allocate_producer_id(&self) -> Result<i64> {
         let mut ids = self.producer_ids.lock().await;

@@ -8,6 +8,10 @@
 //!                                              (runs of many partitions)
 //! data/<topic-id>/00002/00000000000000001000-0000000007.seg
 //!                                              partition 2, base offset 1000, writer epoch 7
+//! modules/<sha256>.wasm                        an uploaded detector module
+//! modules/<sha256>.json                        its registry metadata
+//! deployments/<name>/<topic-id>/00002/00000000000000001000.state
+//!                                              detector state of partition 2 at input offset 1000
 //! ```
 
 use object_store::path::Path;
@@ -90,6 +94,43 @@ pub fn segment(topic_id: Uuid, partition: i32, base_offset: i64, epoch: u64) -> 
 /// Prefix of all data of a topic (for deletion).
 pub fn topic_data_prefix(topic_id: Uuid) -> Path {
     Path::from(format!("{DATA_DIR}/{topic_id}"))
+}
+
+const MODULES_DIR: &str = "modules";
+const DEPLOYMENTS_DIR: &str = "deployments";
+
+/// Prefix under which uploaded modules and their metadata are listed.
+pub fn modules_prefix() -> Path {
+    Path::from(MODULES_DIR)
+}
+
+/// Key of an uploaded module's bytes; `hash` is its lowercase hex sha256.
+pub fn module_wasm(hash: &str) -> Path {
+    Path::from(format!("{MODULES_DIR}/{hash}.wasm"))
+}
+
+/// Key of an uploaded module's registry metadata.
+pub fn module_meta(hash: &str) -> Path {
+    Path::from(format!("{MODULES_DIR}/{hash}.json"))
+}
+
+/// Parses a module metadata key back into the module hash.
+pub fn parse_module_meta(key: &Path) -> Option<String> {
+    let name = key.filename()?;
+    name.strip_suffix(".json").map(str::to_string)
+}
+
+/// Key of a detector state snapshot: deployment `name`, input partition, and
+/// the input offset the state has consumed up to (exclusive).
+pub fn deployment_state(name: &str, topic_id: Uuid, partition: i32, offset: i64) -> Path {
+    Path::from(format!(
+        "{DEPLOYMENTS_DIR}/{name}/{topic_id}/{partition:05}/{offset:020}.state"
+    ))
+}
+
+/// Prefix of all state snapshots of a deployment (for cleanup on undeploy).
+pub fn deployment_prefix(name: &str) -> Path {
+    Path::from(format!("{DEPLOYMENTS_DIR}/{name}"))
 }
 
 #[cfg(test)]

@@ -136,7 +136,10 @@ mod tests {
                 score: -3.25,
                 key: Some(b"card-7".to_vec()),
                 value: None,
-                fields: vec![("z".into(), "4.5".into()), ("why".into(), "\"burst\"".into())],
+                fields: vec![
+                    ("z".into(), "4.5".into()),
+                    ("why".into(), "\"burst\"".into()),
+                ],
             },
             Alert::default(),
         ];
@@ -153,7 +156,10 @@ mod tests {
     fn lying_count_is_an_error() {
         let mut buf = Vec::new();
         put_u32(&mut buf, u32::MAX - 1);
-        assert!(matches!(decode_alerts(&buf), Err(AbiError::Truncated { .. })));
+        assert!(matches!(
+            decode_alerts(&buf),
+            Err(AbiError::Truncated { .. })
+        ));
         let mut bad = Vec::new();
         encode_alerts(&[Alert::default()], &mut bad).unwrap();
         bad[12] = 9; // severity byte

@@ -37,7 +37,13 @@ impl<'a> EncodedBatch<'a> {
         let mut cursor = 0usize;
         for (field, col) in batch.schema_ref().fields().iter().zip(batch.columns()) {
             put_field(&mut desc, field)?;
-            put_node(&mut desc, field.name(), &col.to_data(), &mut buffers, &mut cursor)?;
+            put_node(
+                &mut desc,
+                field.name(),
+                &col.to_data(),
+                &mut buffers,
+                &mut cursor,
+            )?;
         }
         let data_start = align8(HEADER + desc.len());
         let mut head = Vec::with_capacity(HEADER + desc.len());
@@ -153,11 +159,11 @@ fn put_ref<'a>(
     Ok(())
 }
 
-fn put_node<'a>(
+fn put_node(
     out: &mut Vec<u8>,
     column: &str,
     d: &ArrayData,
-    buffers: &mut Vec<(usize, &'a [u8])>,
+    buffers: &mut Vec<(usize, &[u8])>,
     cursor: &mut usize,
 ) -> Result<(), AbiError> {
     if d.offset() != 0 || d.nulls().is_some_and(|n| n.offset() != 0) {
@@ -254,8 +260,10 @@ impl Region<'_> {
         let start = self.data_start + off;
         // Arrow panics on misaligned typed buffers, so the 8-alignment the
         // format promises is checked, not assumed.
-        if off % 8 != 0 || (self.buf.as_ptr() as usize + start) % 8 != 0 {
-            return Err(AbiError::Malformed(format!("buffer offset {off} not 8-aligned")));
+        if !off.is_multiple_of(8) || !(self.buf.as_ptr() as usize + start).is_multiple_of(8) {
+            return Err(AbiError::Malformed(format!(
+                "buffer offset {off} not 8-aligned"
+            )));
         }
         if start + len > self.buf.len() {
             return Err(AbiError::Malformed(format!(
@@ -278,7 +286,11 @@ fn read_node(
     let nbuf = r.u8()?;
     let mut bufs = Vec::with_capacity(usize::from(nbuf));
     for _ in 0..nbuf {
-        bufs.push(region.slice(r)?.unwrap_or_else(|| Buffer::from_vec(Vec::<u8>::new())));
+        bufs.push(
+            region
+                .slice(r)?
+                .unwrap_or_else(|| Buffer::from_vec(Vec::<u8>::new())),
+        );
     }
     let nchild = r.u8()?;
     let mut child_fields = Vec::with_capacity(usize::from(nchild));
@@ -400,8 +412,12 @@ mod tests {
         for i in 0..3 {
             for j in 0..i {
                 let s = headers.values();
-                s.field_builder::<StringBuilder>(0).unwrap().append_value(format!("h{j}"));
-                s.field_builder::<BinaryBuilder>(1).unwrap().append_value(b"v");
+                s.field_builder::<StringBuilder>(0)
+                    .unwrap()
+                    .append_value(format!("h{j}"));
+                s.field_builder::<BinaryBuilder>(1)
+                    .unwrap()
+                    .append_value(b"v");
                 s.append(true);
             }
             headers.append(true);
@@ -409,7 +425,11 @@ mod tests {
         let headers = headers.finish();
         let schema = Schema::new(vec![
             Field::new("_offset", DataType::Int64, false),
-            Field::new("_timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), false),
+            Field::new(
+                "_timestamp",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
             Field::new("_key", DataType::Binary, true),
             Field::new("_headers", headers.data_type().clone(), false),
             Field::new("card", DataType::Utf8, true),
@@ -422,7 +442,11 @@ mod tests {
             vec![
                 Arc::new(Int64Array::from(vec![10, 11, 12])),
                 Arc::new(TimestampMillisecondArray::from(vec![1, 2, 3])),
-                Arc::new(arrow_array::BinaryArray::from(vec![Some(&b"k"[..]), None, Some(b"")])),
+                Arc::new(arrow_array::BinaryArray::from(vec![
+                    Some(&b"k"[..]),
+                    None,
+                    Some(b""),
+                ])),
                 Arc::new(headers),
                 Arc::new(StringArray::from(vec![Some("a"), None, Some("ccc")])),
                 Arc::new(Float64Array::from(vec![Some(1.5), Some(-2.0), None])),
@@ -472,7 +496,10 @@ mod tests {
     #[test]
     fn sliced_and_unsupported_columns_are_refused() {
         let batch = sample().slice(1, 2);
-        assert!(matches!(EncodedBatch::new(&batch), Err(AbiError::Sliced(_))));
+        assert!(matches!(
+            EncodedBatch::new(&batch),
+            Err(AbiError::Sliced(_))
+        ));
         let b = RecordBatch::try_new(
             Arc::new(Schema::new(vec![Field::new("d", DataType::Date32, false)])),
             vec![Arc::new(arrow_array::Date32Array::from(vec![1]))],

@@ -1,4 +1,5 @@
-//! The admin HTTP endpoint: `/healthz` and `/metrics` (later the admin API).
+//! The admin HTTP endpoint: `/healthz`, `/metrics` and the JSON admin API
+//! under `/v1` (modules and deployments; see `detectors`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,10 +14,19 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 
+mod detectors;
+
+/// A response: status, content type, body.
+pub(crate) type Reply = (StatusCode, &'static str, Bytes);
+
 async fn route(
     broker: Arc<Broker>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().starts_with("/v1/") {
+        let (status, ctype, body) = detectors::route(&broker, req).await;
+        return Ok(respond(status, ctype, body));
+    }
     let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         ("GET", "/metrics") => (
@@ -27,15 +37,19 @@ async fn route(
         (_, path) => (
             StatusCode::NOT_FOUND,
             "text/plain",
-            format!("no such endpoint: {path} (try /healthz or /metrics)\n"),
+            format!("no such endpoint: {path} (try /healthz, /metrics or /v1/deployments)\n"),
         ),
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    Ok(respond(status, ctype, Bytes::from(body)))
+}
+
+fn respond(status: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
-    Ok(resp)
+    resp
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.

@@ -1,0 +1,150 @@
+//! Where a deployment's progress is kept, and how a restarted runner finds
+//! out what it already did.
+//!
+//! Exactly-once alerts without transactions: each input batch's alerts are
+//! appended as one Kafka batch whose records carry `vigil.input.end` (the
+//! last input offset of that batch). A checkpoint (input offset, detector
+//! state, the alert partition's high watermark) is committed every second.
+//! After a crash the runner restores the checkpoint, scans the alert
+//! partition from the checkpointed high watermark for its own records, and
+//! re-processes input from the checkpoint with alerts at or below the highest
+//! `vigil.input.end` found suppressed: they are already in the topic.
+//! Detectors are deterministic (no clock, no randomness in the sandbox), so
+//! the re-run computes the same alerts.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use vigil_storage::{paths, Log, Partition};
+
+use super::output::{headers, Provenance};
+use super::DetectorError;
+
+const SPEC_PREFIX: &str = "detectors/deployment/";
+const CHECKPOINT_PREFIX: &str = "detectors/checkpoint/";
+
+/// Key/value key of a deployment's spec.
+pub fn spec_key(name: &str) -> String {
+    format!("{SPEC_PREFIX}{name}")
+}
+
+/// Deployment name of a spec key, if it is one.
+pub fn parse_spec_key(key: &str) -> Option<&str> {
+    key.strip_prefix(SPEC_PREFIX)
+}
+
+/// Key/value key of one input partition's checkpoint.
+pub fn checkpoint_key(name: &str, topic: &str, partition: i32) -> String {
+    format!("{CHECKPOINT_PREFIX}{name}/{topic}/{partition}")
+}
+
+/// Prefix of all checkpoint keys of a deployment.
+pub fn checkpoint_prefix(name: &str) -> String {
+    format!("{CHECKPOINT_PREFIX}{name}/")
+}
+
+/// Committed progress of one input partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Checkpoint {
+    /// Next input offset to process.
+    pub offset: i64,
+    /// High watermark of the alert partition when this was committed; the
+    /// recovery scan starts here.
+    pub alert_hw: i64,
+    /// Object key of the detector state at `offset`, if it can snapshot.
+    pub state: Option<String>,
+    /// Module that produced the state.
+    pub module: String,
+}
+
+/// Stores a state snapshot and returns its key.
+pub async fn put_state(
+    store: &Arc<dyn ObjectStore>,
+    name: &str,
+    p: &Partition,
+    offset: i64,
+    state: Vec<u8>,
+) -> Result<String, DetectorError> {
+    let key = paths::deployment_state(name, p.topic_id, p.index, offset);
+    store
+        .put(&key, PutPayload::from(state))
+        .await
+        .map_err(|e| DetectorError::Store(format!("writing state {key}: {e}")))?;
+    Ok(key.to_string())
+}
+
+/// Loads a state snapshot.
+pub async fn get_state(store: &Arc<dyn ObjectStore>, key: &str) -> Result<Bytes, DetectorError> {
+    let path = object_store::path::Path::from(key);
+    let r = match store.get(&path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    r.map_err(|e| DetectorError::Store(format!("reading state {key}: {e}")))
+}
+
+/// Deletes a superseded snapshot; failures only leave garbage behind.
+pub async fn delete_state(store: &Arc<dyn ObjectStore>, key: &str) {
+    if let Err(e) = store.delete(&object_store::path::Path::from(key)).await {
+        tracing::debug!(%key, error = %e, "could not delete an old detector state");
+    }
+}
+
+fn header<'a>(r: &'a kafka_protocol::records::Record, name: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .and_then(|(_, v)| v.as_deref())
+}
+
+/// The highest `vigil.input.end` among this runner's alert records at or
+/// after `from` in `alerts`: input up to it has been alerted on already.
+pub async fn emitted_through(
+    log: &Log,
+    alerts: &Partition,
+    from: i64,
+    p: &Provenance<'_>,
+) -> Result<Option<i64>, DetectorError> {
+    let mut offset = from;
+    let mut through = None;
+    let partition = p.partition.to_string();
+    loop {
+        let hw = alerts.high_watermark();
+        if offset >= hw {
+            return Ok(through);
+        }
+        let fetched = log
+            .read(alerts, offset, 1 << 20)
+            .await
+            .map_err(|e| DetectorError::Store(format!("scanning alert topic: {e}")))?;
+        let mut buf = fetched.records.clone();
+        let mut advanced = false;
+        while !buf.is_empty() {
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+                    DetectorError::Store(format!("alert topic batch unreadable: {e:#}"))
+                })?;
+            for r in &set.records {
+                offset = offset.max(r.offset + 1);
+                advanced = true;
+                let mine = header(r, headers::DEPLOYMENT) == Some(p.deployment.as_bytes())
+                    && header(r, headers::SOURCE_TOPIC) == Some(p.topic.as_bytes())
+                    && header(r, headers::SOURCE_PARTITION) == Some(partition.as_bytes());
+                if !mine {
+                    continue;
+                }
+                let end = header(r, headers::INPUT_END)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<i64>().ok());
+                if let Some(end) = end {
+                    through = Some(through.map_or(end, |t: i64| t.max(end)));
+                }
+            }
+        }
+        if !advanced {
+            return Ok(through);
+        }
+    }
+}

@@ -1,0 +1,537 @@
+//! Detector deployments: modules from the registry running on input
+//! partitions, one runner per partition, with state and progress committed
+//! beside the log (see `checkpoint` for how alerts stay exactly-once).
+
+pub mod checkpoint;
+pub mod output;
+pub mod registry;
+mod runner;
+pub mod spec;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use vigil_host::{Host, HostConfig, Module, ValueSchema};
+use vigil_storage::{Log, Partition, StorageError, Topic, TopicConfig};
+
+use checkpoint::Checkpoint;
+use registry::{Registry, RegistryError};
+use runner::{Runner, RunnerEvent};
+use spec::{DeploymentSpec, FailurePolicy, SpecError, StartPosition};
+use status::{DeploymentState, DeploymentStatus, PartitionStatus};
+
+/// Why a deployment operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    /// The spec is invalid (not retriable).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Module registry problem.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The module refused the config, or could not start.
+    #[error("module {module} refused to start: {message}")]
+    Init {
+        /// Module hash prefix.
+        module: String,
+        /// What the detector said.
+        message: String,
+    },
+    /// The value schema is invalid.
+    #[error("invalid value_schema: {0}")]
+    Schema(String),
+    /// No deployment by that name.
+    #[error("no deployment named {0:?}")]
+    NotFound(String),
+    /// A deployment by that name exists.
+    #[error("a deployment named {0:?} already exists (undeploy it first)")]
+    Exists(String),
+    /// An input topic does not exist.
+    #[error("input topic {0:?} does not exist; create it first")]
+    UnknownTopic(String),
+    /// The log refused (retriable unless it says otherwise).
+    #[error("log error: {0}")]
+    Storage(#[from] StorageError),
+    /// The object store failed while reading or writing state (retriable).
+    #[error("object store: {0} (retry may help)")]
+    Store(String),
+}
+
+/// How a deployment is persisted in the log's key/value state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    spec: DeploymentSpec,
+    #[serde(flatten)]
+    state: DeploymentState,
+}
+
+/// A deployment and its running instances.
+pub struct Deployment {
+    /// The spec, with `module` resolved to the full hash.
+    pub spec: DeploymentSpec,
+    /// The compiled module.
+    pub module: Arc<Module>,
+    /// Decoded value schema.
+    pub schema: Option<ValueSchema>,
+    state: parking_lot::Mutex<DeploymentState>,
+    partitions: parking_lot::Mutex<Vec<Arc<parking_lot::Mutex<PartitionStatus>>>>,
+    stop: parking_lot::Mutex<Option<watch::Sender<bool>>>,
+    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// All deployments of this broker.
+pub struct Detectors {
+    log: Arc<Log>,
+    store: Arc<dyn ObjectStore>,
+    registry: Registry,
+    deployments: tokio::sync::Mutex<BTreeMap<String, Arc<Deployment>>>,
+    /// Current committed checkpoints by key (the log only hands out its
+    /// key/value state as of open, so the live view is kept here).
+    checkpoints: parking_lot::Mutex<HashMap<String, Checkpoint>>,
+    events: mpsc::UnboundedSender<RunnerEvent>,
+}
+
+impl Detectors {
+    /// Starts the host and every deployment persisted in the log.
+    pub async fn open(log: Arc<Log>, host: HostConfig) -> Result<Arc<Self>, DetectorError> {
+        let host = Host::new(host)
+            .map_err(|e| DetectorError::Store(format!("cannot start the wasm host: {e}")))?;
+        let store = log.object_store();
+        let (events, rx) = mpsc::unbounded_channel();
+        let mut checkpoints = HashMap::new();
+        let mut stored = Vec::new();
+        for (k, v) in log.kv_at_open().iter() {
+            if k.starts_with("detectors/checkpoint/") {
+                if let Ok(cp) = serde_json::from_str::<Checkpoint>(v) {
+                    checkpoints.insert(k.clone(), cp);
+                }
+            } else if checkpoint::parse_spec_key(k).is_some() {
+                match serde_json::from_str::<Stored>(v) {
+                    Ok(s) => stored.push(s),
+                    Err(e) => {
+                        tracing::error!(key = %k, error = %e, "unreadable deployment record; ignoring it")
+                    }
+                }
+            }
+        }
+        let me = Arc::new(Detectors {
+            registry: Registry::new(store.clone(), host),
+            log,
+            store,
+            deployments: tokio::sync::Mutex::new(BTreeMap::new()),
+            checkpoints: parking_lot::Mutex::new(checkpoints),
+            events,
+        });
+        tokio::spawn(Self::handle_events(Arc::downgrade(&me), rx));
+        for s in stored {
+            let name = s.spec.name.clone();
+            if let Err(e) = me.restore(s).await {
+                tracing::error!(deployment = %name, error = %e, "cannot restore deployment");
+            }
+        }
+        Ok(me)
+    }
+
+    /// The module registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    async fn handle_events(
+        me: std::sync::Weak<Self>,
+        mut rx: mpsc::UnboundedReceiver<RunnerEvent>,
+    ) {
+        while let Some(ev) = rx.recv().await {
+            let Some(me) = me.upgrade() else { return };
+            match ev {
+                RunnerEvent::Committed { key, checkpoint } => {
+                    me.checkpoints.lock().insert(key, checkpoint);
+                }
+                RunnerEvent::Failed { deployment, error } => {
+                    let d = me.deployments.lock().await.get(&deployment).cloned();
+                    if let Some(d) = d {
+                        if matches!(*d.state.lock(), DeploymentState::Running) {
+                            *d.state.lock() = DeploymentState::Failed(error);
+                            d.stop_runners().await;
+                            if let Err(e) = me.persist(&d).await {
+                                tracing::error!(deployment = %deployment, error = %e, "cannot persist the failed state");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn restore(&self, s: Stored) -> Result<(), DetectorError> {
+        let module = self.registry.module(&s.spec.module).await?;
+        let schema = parse_schema(&s.spec)?;
+        let d = Arc::new(Deployment::new(s.spec, module, schema, s.state));
+        if matches!(*d.state.lock(), DeploymentState::Running) {
+            self.start(&d).await?;
+        }
+        self.deployments.lock().await.insert(d.spec.name.clone(), d);
+        Ok(())
+    }
+
+    async fn persist(&self, d: &Deployment) -> Result<(), DetectorError> {
+        let stored = Stored {
+            spec: d.spec.clone(),
+            state: d.state.lock().clone(),
+        };
+        let json =
+            serde_json::to_string(&stored).map_err(|e| DetectorError::Store(e.to_string()))?;
+        self.log
+            .kv_put(vec![(checkpoint::spec_key(&d.spec.name), Some(json))])
+            .await?;
+        Ok(())
+    }
+
+    async fn ensure_topic(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, DetectorError> {
+        if let Some(t) = self.log.topic(name) {
+            return Ok(t);
+        }
+        let cfg = TopicConfig {
+            partitions,
+            configs: Default::default(),
+        };
+        match self.log.create_topic(name, cfg).await {
+            Ok(t) => Ok(t),
+            Err(StorageError::TopicExists(_)) => self
+                .log
+                .topic(name)
+                .ok_or_else(|| DetectorError::UnknownTopic(name.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn inputs(&self, spec: &DeploymentSpec) -> Result<Vec<Arc<Topic>>, DetectorError> {
+        spec.inputs
+            .iter()
+            .map(|t| {
+                self.log
+                    .topic(t)
+                    .ok_or_else(|| DetectorError::UnknownTopic(t.clone()))
+            })
+            .collect()
+    }
+
+    async fn start_offset(
+        &self,
+        p: &Partition,
+        start: StartPosition,
+    ) -> Result<i64, DetectorError> {
+        let (lo, hi) = (p.log_start_offset(), p.high_watermark());
+        Ok(match start {
+            StartPosition::Earliest => lo,
+            StartPosition::Latest => hi,
+            StartPosition::Offset(o) => o.clamp(lo, hi),
+            StartPosition::Timestamp(ts) => self
+                .log
+                .offset_for_timestamp(p, ts)
+                .await?
+                .map_or(hi, |l| l.offset),
+        })
+    }
+
+    /// Validates, persists and starts a deployment.
+    pub async fn deploy(
+        &self,
+        mut spec: DeploymentSpec,
+    ) -> Result<DeploymentStatus, DetectorError> {
+        spec.validate()?;
+        if self.deployments.lock().await.contains_key(&spec.name) {
+            return Err(DetectorError::Exists(spec.name));
+        }
+        spec.module = self.registry.resolve(&spec.module).await?;
+        let module = self.registry.module(&spec.module).await?;
+        let schema = parse_schema(&spec)?;
+        // A throwaway instance shows a bad config now, not on the first batch.
+        let (m, limits, config) = (module.clone(), spec.limits.clone(), spec.config.to_string());
+        let label = format!("{}/deploy-check", spec.name);
+        tokio::task::spawn_blocking(move || m.instantiate(&limits, &config, &label))
+            .await
+            .map_err(|e| DetectorError::Store(format!("instantiation task failed: {e}")))?
+            .map_err(|e| DetectorError::Init {
+                module: module.hash[..12].to_string(),
+                message: e.to_string(),
+            })?;
+        let inputs = self.inputs(&spec)?;
+        let width = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
+        let alerts = self.ensure_topic(&spec.output, width).await?;
+        if spec.on_failure == FailurePolicy::DeadLetter {
+            self.ensure_topic(&spec.dead_letter_topic(), width).await?;
+        }
+        let mut entries = Vec::new();
+        let mut initial = Vec::new();
+        for t in &inputs {
+            for p in &t.partitions {
+                let cp = Checkpoint {
+                    offset: self.start_offset(p, spec.start).await?,
+                    alert_hw: alerts.partitions[p.index as usize % alerts.partitions.len()]
+                        .high_watermark(),
+                    state: None,
+                    module: spec.module.clone(),
+                };
+                let key = checkpoint::checkpoint_key(&spec.name, &t.name, p.index);
+                entries.push((
+                    key.clone(),
+                    Some(serde_json::to_string(&cp).unwrap_or_default()),
+                ));
+                initial.push((key, cp));
+            }
+        }
+        let d = Arc::new(Deployment::new(
+            spec,
+            module,
+            schema,
+            DeploymentState::Running,
+        ));
+        let stored = Stored {
+            spec: d.spec.clone(),
+            state: DeploymentState::Running,
+        };
+        entries.push((
+            checkpoint::spec_key(&d.spec.name),
+            Some(serde_json::to_string(&stored).map_err(|e| DetectorError::Store(e.to_string()))?),
+        ));
+        self.log.kv_put(entries).await?;
+        self.checkpoints.lock().extend(initial);
+        self.start(&d).await?;
+        self.deployments
+            .lock()
+            .await
+            .insert(d.spec.name.clone(), d.clone());
+        tracing::info!(deployment = %d.spec.name, module = %d.spec.module, inputs = ?d.spec.inputs, output = %d.spec.output, "deployed");
+        Ok(d.status())
+    }
+
+    /// Starts one runner per input partition from its committed checkpoint.
+    async fn start(&self, d: &Arc<Deployment>) -> Result<(), DetectorError> {
+        let inputs = self.inputs(&d.spec)?;
+        let width = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
+        let alerts = self.ensure_topic(&d.spec.output, width).await?;
+        let dlq = match d.spec.on_failure {
+            FailurePolicy::DeadLetter => Some(
+                self.ensure_topic(&d.spec.dead_letter_topic(), width)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut statuses = Vec::new();
+        let mut tasks = Vec::new();
+        for t in &inputs {
+            for p in &t.partitions {
+                let key = checkpoint::checkpoint_key(&d.spec.name, &t.name, p.index);
+                let committed = self.checkpoints.lock().get(&key).cloned();
+                let cp = match committed {
+                    Some(cp) => cp,
+                    // A partition without a checkpoint (added after deploy)
+                    // starts at the deployment's start position.
+                    None => Checkpoint {
+                        offset: self.start_offset(p, d.spec.start).await?,
+                        alert_hw: 0,
+                        state: None,
+                        module: d.spec.module.clone(),
+                    },
+                };
+                let status = Arc::new(parking_lot::Mutex::new(PartitionStatus {
+                    topic: t.name.clone(),
+                    partition: p.index,
+                    offset: cp.offset,
+                    committed_offset: cp.offset,
+                    ..Default::default()
+                }));
+                statuses.push(status.clone());
+                let pick = |topic: &Arc<Topic>| {
+                    topic.partitions[p.index as usize % topic.partitions.len()].clone()
+                };
+                let runner = Runner {
+                    log: self.log.clone(),
+                    store: self.store.clone(),
+                    deployment: d.clone(),
+                    topic: t.name.clone(),
+                    input: p.clone(),
+                    alerts: pick(&alerts),
+                    dead_letters: dlq.as_ref().map(pick),
+                    status,
+                    checkpoint: cp,
+                    stop: stop_rx.clone(),
+                    events: self.events.clone(),
+                };
+                tasks.push(tokio::spawn(runner.run()));
+            }
+        }
+        *d.partitions.lock() = statuses;
+        *d.stop.lock() = Some(stop_tx);
+        *d.tasks.lock() = tasks;
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Arc<Deployment>, DetectorError> {
+        self.deployments
+            .lock()
+            .await
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DetectorError::NotFound(name.to_string()))
+    }
+
+    /// Status of every deployment.
+    pub async fn list(&self) -> Vec<DeploymentStatus> {
+        self.deployments
+            .lock()
+            .await
+            .values()
+            .map(|d| d.status())
+            .collect()
+    }
+
+    /// Status of one deployment.
+    pub async fn status(&self, name: &str) -> Result<DeploymentStatus, DetectorError> {
+        Ok(self.get(name).await?.status())
+    }
+
+    /// Stops a deployment's runners (each commits first); resume continues.
+    pub async fn pause(&self, name: &str) -> Result<DeploymentStatus, DetectorError> {
+        let d = self.get(name).await?;
+        d.stop_runners().await;
+        *d.state.lock() = DeploymentState::Paused;
+        self.persist(&d).await?;
+        Ok(d.status())
+    }
+
+    /// Restarts a paused or failed deployment from its committed offsets.
+    pub async fn resume(&self, name: &str) -> Result<DeploymentStatus, DetectorError> {
+        let d = self.get(name).await?;
+        if matches!(*d.state.lock(), DeploymentState::Running) {
+            return Ok(d.status());
+        }
+        d.stop_runners().await;
+        *d.state.lock() = DeploymentState::Running;
+        self.persist(&d).await?;
+        self.start(&d).await?;
+        Ok(d.status())
+    }
+
+    /// Stops and forgets a deployment: its spec, checkpoints and state
+    /// objects. The alert topic stays.
+    pub async fn undeploy(&self, name: &str) -> Result<(), DetectorError> {
+        let d = self.get(name).await?;
+        d.stop_runners().await;
+        let prefix = checkpoint::checkpoint_prefix(name);
+        let keys: Vec<String> = {
+            let mut cps = self.checkpoints.lock();
+            let keys: Vec<String> = cps
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for k in &keys {
+                cps.remove(k);
+            }
+            keys
+        };
+        let mut entries: Vec<(String, Option<String>)> =
+            keys.into_iter().map(|k| (k, None)).collect();
+        entries.push((checkpoint::spec_key(name), None));
+        self.log.kv_put(entries).await?;
+        self.deployments.lock().await.remove(name);
+        self.delete_states(name).await;
+        tracing::info!(deployment = %name, "undeployed");
+        Ok(())
+    }
+
+    async fn delete_states(&self, name: &str) {
+        use futures::TryStreamExt;
+        let prefix = vigil_storage::paths::deployment_prefix(name);
+        let listed: Result<Vec<_>, _> = self.store.list(Some(&prefix)).try_collect().await;
+        if let Ok(objects) = listed {
+            for o in objects {
+                checkpoint::delete_state(&self.store, o.location.as_ref()).await;
+            }
+        }
+    }
+
+    /// Stops every runner, letting each commit its progress.
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self.deployments.lock().await.values().cloned().collect();
+        for d in all {
+            d.stop_runners().await;
+        }
+    }
+}
+
+fn parse_schema(spec: &DeploymentSpec) -> Result<Option<ValueSchema>, DetectorError> {
+    spec.value_schema
+        .as_ref()
+        .map(ValueSchema::from_json)
+        .transpose()
+        .map_err(|e| DetectorError::Schema(e.to_string()))
+}
+
+impl Deployment {
+    fn new(
+        spec: DeploymentSpec,
+        module: Arc<Module>,
+        schema: Option<ValueSchema>,
+        state: DeploymentState,
+    ) -> Self {
+        Deployment {
+            spec,
+            module,
+            schema,
+            state: parking_lot::Mutex::new(state),
+            partitions: parking_lot::Mutex::new(Vec::new()),
+            stop: parking_lot::Mutex::new(None),
+            tasks: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn stop_runners(&self) {
+        if let Some(tx) = self.stop.lock().take() {
+            let _ = tx.send(true);
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
+    /// A point-in-time status.
+    pub fn status(&self) -> DeploymentStatus {
+        let now = std::time::Instant::now();
+        let wall = chrono::Utc::now().timestamp_millis();
+        let partitions = self
+            .partitions
+            .lock()
+            .iter()
+            .map(|s| {
+                let s = s.lock();
+                let mut out = s.clone();
+                out.batches_per_sec = (s.rate.per_sec(now) * 100.0).round() / 100.0;
+                out.event_age_ms = s.newest_timestamp.map(|t| (wall - t).max(0));
+                out
+            })
+            .collect();
+        DeploymentStatus {
+            name: self.spec.name.clone(),
+            module: self.spec.module.clone(),
+            module_label: match (&self.module.name, &self.module.version) {
+                (Some(n), Some(v)) => Some(format!("{n}@{v}")),
+                (Some(n), None) => Some(n.clone()),
+                _ => None,
+            },
+            state: self.state.lock().clone(),
+            inputs: self.spec.inputs.clone(),
+            output: self.spec.output.clone(),
+            on_failure: self.spec.on_failure.as_str(),
+            partitions,
+        }
+    }
+}

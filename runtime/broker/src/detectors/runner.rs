@@ -1,0 +1,506 @@
+//! One runner per (deployment, input partition): waits for new records,
+//! hands them to the module one batch at a time, appends the alerts, applies
+//! the failure policy and commits checkpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use object_store::ObjectStore;
+use tokio::sync::{mpsc, watch};
+use vigil_host::{BuiltBatch, GuestError, Instance};
+use vigil_storage::{Log, Partition, StorageError};
+
+use super::checkpoint::{self, Checkpoint};
+use super::output::{self, DeadLetter, Provenance};
+use super::spec::FailurePolicy;
+use super::status::PartitionStatus;
+use super::Deployment;
+
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What a runner reports to the deployment manager.
+#[derive(Debug)]
+pub(crate) enum RunnerEvent {
+    /// The `fail` policy stopped the deployment.
+    Failed { deployment: String, error: String },
+    /// A checkpoint was committed.
+    Committed { key: String, checkpoint: Checkpoint },
+}
+
+/// Everything one runner needs.
+pub(crate) struct Runner {
+    pub log: Arc<Log>,
+    pub store: Arc<dyn ObjectStore>,
+    pub deployment: Arc<Deployment>,
+    pub topic: String,
+    pub input: Arc<Partition>,
+    pub alerts: Arc<Partition>,
+    pub dead_letters: Option<Arc<Partition>>,
+    pub status: Arc<parking_lot::Mutex<PartitionStatus>>,
+    pub checkpoint: Checkpoint,
+    pub stop: watch::Receiver<bool>,
+    pub events: mpsc::UnboundedSender<RunnerEvent>,
+}
+
+/// Why a runner stopped early.
+enum Stop {
+    /// Shutdown, pause or undeploy.
+    Requested,
+    /// The `fail` policy, with the error.
+    Failed(String),
+}
+
+impl Runner {
+    fn provenance(&self) -> Provenance<'_> {
+        Provenance {
+            deployment: &self.deployment.spec.name,
+            module: &self.deployment.module.hash,
+            topic: &self.topic,
+            partition: self.input.index,
+        }
+    }
+
+    fn note_error(&self, e: &str) {
+        self.status.lock().last_error = Some(e.to_string());
+    }
+
+    /// Runs until stopped; reports a `fail`-policy stop as an event.
+    pub(crate) async fn run(mut self) {
+        let name = self.deployment.spec.name.clone();
+        match self.run_inner().await {
+            Ok(()) | Err(Stop::Requested) => {}
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(deployment = %name, topic = %self.topic, partition = self.input.index, %error, "deployment failed");
+                self.note_error(&error);
+                let _ = self.events.send(RunnerEvent::Failed {
+                    deployment: name,
+                    error,
+                });
+            }
+        }
+    }
+
+    async fn stopped(stop: &mut watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps unless asked to stop first.
+    async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = Self::stopped(&mut self.stop) => Err(Stop::Requested),
+        }
+    }
+
+    async fn instantiate(&self, state: Option<&str>) -> Result<Instance, Stop> {
+        let d = self.deployment.clone();
+        let label = format!("{}/{}-{}", d.spec.name, self.topic, self.input.index);
+        let config = d.spec.config.to_string();
+        let mut instance = tokio::task::spawn_blocking(move || {
+            d.module.instantiate(&d.spec.limits, &config, &label)
+        })
+        .await
+        .map_err(|e| Stop::Failed(format!("instantiation task failed: {e}")))?
+        .map_err(|e| Stop::Failed(format!("cannot start the module: {e}")))?;
+        if let Some(key) = state {
+            let bytes = loop {
+                match checkpoint::get_state(&self.store, key).await {
+                    Ok(b) => break b,
+                    Err(e) => {
+                        // The state is needed for correct output; wait for
+                        // the store rather than starting from nothing.
+                        self.note_error(&e.to_string());
+                        let mut stop = self.stop.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+                            _ = Self::stopped(&mut stop) => return Err(Stop::Requested),
+                        }
+                    }
+                }
+            };
+            let (inst, restored) = tokio::task::spawn_blocking(move || {
+                let r = instance.restore(&bytes);
+                (instance, r)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("restore task failed: {e}")))?;
+            instance = inst;
+            match restored {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(state = %key, "module cannot restore state; starting fresh")
+                }
+                Err(e) => return Err(Stop::Failed(format!("restoring state {key}: {e}"))),
+            }
+        }
+        Ok(instance)
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Stop> {
+        let mut instance = Some(
+            self.instantiate(self.checkpoint.state.clone().as_deref())
+                .await?,
+        );
+        let prov_suppress = {
+            let p = self.provenance();
+            checkpoint::emitted_through(&self.log, &self.alerts, self.checkpoint.alert_hw, &p)
+                .await
+                .map_err(|e| Stop::Failed(format!("recovery scan of the alert topic: {e}")))?
+        };
+        let suppress_through = prov_suppress.unwrap_or(i64::MIN);
+        if let Some(t) = prov_suppress {
+            tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
+        }
+        let mut next = self.checkpoint.offset;
+        let mut last_commit = Instant::now();
+        let mut hw_rx = self.input.watch_high_watermark();
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let hw = *hw_rx.borrow_and_update();
+            {
+                let mut s = self.status.lock();
+                s.offset = next;
+                s.high_watermark = hw;
+                s.lag = (hw - next).max(0);
+            }
+            if next >= hw {
+                if last_commit.elapsed() >= CHECKPOINT_EVERY && next > self.checkpoint.offset {
+                    self.commit(&mut instance, next).await?;
+                    last_commit = Instant::now();
+                }
+                tokio::select! {
+                    r = hw_rx.changed() => if r.is_err() { break },
+                    _ = Self::stopped(&mut self.stop) => break,
+                    _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                }
+                continue;
+            }
+            let fetched = match self
+                .log
+                .read(&self.input, next, self.deployment.spec.max_batch_bytes)
+                .await
+            {
+                Ok(f) => f,
+                Err(StorageError::OffsetOutOfRange { start, .. }) if next < start => {
+                    tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = next, to = start, "input was deleted by retention before it was processed; skipping ahead");
+                    next = start;
+                    continue;
+                }
+                Err(e) => {
+                    self.note_error(&format!("reading input: {e}"));
+                    self.pause(RETRY_BACKOFF).await?;
+                    continue;
+                }
+            };
+            let wire_end = last_offset_in(&fetched.records).unwrap_or(next);
+            let inst = instance.take();
+            let d = self.deployment.clone();
+            let partition = self.input.index;
+            let wire = fetched.records.clone();
+            let from = next;
+            let (inst, built, result) =
+                tokio::task::spawn_blocking(move || process(inst, &d, partition, &wire, from))
+                    .await
+                    .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
+            instance = inst;
+            let batch_end = built
+                .as_ref()
+                .map_or(wire_end, |b| b.last_offset.max(wire_end));
+            if let Some(b) = &built {
+                if !b.bad_records.is_empty() {
+                    self.bad_records(b).await?;
+                }
+            }
+            match result {
+                Ok(alerts) => {
+                    let alerts: Vec<_> = alerts
+                        .into_iter()
+                        .filter(|a| a.source_offset > suppress_through)
+                        .collect();
+                    if let (false, Some(b)) = (alerts.is_empty(), &built) {
+                        self.append_alerts(&alerts, &b.batch, batch_end).await?;
+                    }
+                }
+                Err(e) => {
+                    let poisoned = e.poisons_instance();
+                    self.batch_failed(e, built.as_ref(), from, batch_end)
+                        .await?;
+                    if poisoned {
+                        // The trapped instance's memory may be inconsistent:
+                        // start over from the last committed state.
+                        instance = Some(
+                            self.instantiate(self.checkpoint.state.clone().as_deref())
+                                .await?,
+                        );
+                    }
+                }
+            }
+            next = batch_end + 1;
+            {
+                let now = Instant::now();
+                let mut s = self.status.lock();
+                s.offset = next;
+                s.lag = (s.high_watermark - next).max(0);
+                s.rate.tick(now);
+                if let Some(b) = &built {
+                    s.records += b.records as u64;
+                    if b.records > 0 {
+                        s.newest_timestamp = Some(
+                            s.newest_timestamp
+                                .map_or(b.max_timestamp, |t| t.max(b.max_timestamp)),
+                        );
+                    }
+                }
+            }
+            if last_commit.elapsed() >= CHECKPOINT_EVERY {
+                self.commit(&mut instance, next).await?;
+                last_commit = Instant::now();
+            }
+        }
+        if next > self.checkpoint.offset {
+            self.commit(&mut instance, next).await?;
+        }
+        Ok(())
+    }
+
+    async fn append(&self, p: &Arc<Partition>, bytes: Bytes, what: &str) -> Result<(), Stop> {
+        loop {
+            match self.log.append(p, bytes.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let msg = format!("appending {what}: {e}");
+                    if self.log.is_fenced() {
+                        return Err(Stop::Requested);
+                    }
+                    self.note_error(&msg);
+                    let mut stop = self.stop.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_BACKOFF) => {}
+                        _ = Self::stopped(&mut stop) => return Err(Stop::Requested),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn append_alerts(
+        &self,
+        alerts: &[vigil_abi::Alert],
+        input: &RecordBatch,
+        input_end: i64,
+    ) -> Result<(), Stop> {
+        let bytes = output::alert_batch(&self.provenance(), alerts, input, input_end)
+            .map_err(|e| Stop::Failed(format!("encoding alerts: {e}")))?;
+        self.append(&self.alerts, bytes, "alerts").await?;
+        self.status.lock().alerts += alerts.len() as u64;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, records: &[DeadLetter], cause: &str) -> Result<(), Stop> {
+        let Some(dlq) = &self.dead_letters else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes = output::dead_letter_batch(&self.provenance(), records, cause)
+            .map_err(|e| Stop::Failed(format!("encoding dead letters: {e}")))?;
+        self.append(dlq, bytes, "dead letters").await
+    }
+
+    async fn bad_records(&self, b: &BuiltBatch) -> Result<(), Stop> {
+        let first = &b.bad_records[0];
+        let msg = format!(
+            "schema: {} record(s) did not match the value schema (first at offset {}: {})",
+            b.bad_records.len(),
+            first.offset,
+            first.error
+        );
+        self.status.lock().bad_records += b.bad_records.len() as u64;
+        self.note_error(&msg);
+        match self.deployment.spec.on_failure {
+            FailurePolicy::Fail => Err(Stop::Failed(msg)),
+            FailurePolicy::Skip => {
+                let offsets: Vec<i64> = b.bad_records.iter().map(|r| r.offset).collect();
+                tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, ?offsets, "skipped records that do not match the value schema");
+                Ok(())
+            }
+            FailurePolicy::DeadLetter => {
+                let letters: Vec<DeadLetter> = b
+                    .bad_records
+                    .iter()
+                    .map(|r| DeadLetter {
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        headers: r.headers.clone(),
+                        error: r.error.clone(),
+                    })
+                    .collect();
+                self.dead_letter(&letters, "schema").await
+            }
+        }
+    }
+
+    async fn batch_failed(
+        &self,
+        e: BatchFailure,
+        built: Option<&BuiltBatch>,
+        from: i64,
+        to: i64,
+    ) -> Result<(), Stop> {
+        let (cause, text) = (e.cause(), e.to_string());
+        let msg = format!("{cause}: offsets {from}..={to}: {text}");
+        self.note_error(&msg);
+        match self.deployment.spec.on_failure {
+            FailurePolicy::Fail => Err(Stop::Failed(msg)),
+            FailurePolicy::Skip => {
+                self.status.lock().failed_batches += 1;
+                tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from, to, error = %text, "batch skipped");
+                Ok(())
+            }
+            FailurePolicy::DeadLetter => {
+                self.status.lock().failed_batches += 1;
+                let letters = built
+                    .map(|b| output::records_of(&b.batch, &text))
+                    .unwrap_or_default();
+                self.dead_letter(&letters, cause).await
+            }
+        }
+    }
+
+    /// Snapshots the detector and commits `next` with it.
+    async fn commit(&mut self, instance: &mut Option<Instance>, next: i64) -> Result<(), Stop> {
+        let Some(inst) = instance.take() else {
+            return Ok(());
+        };
+        let (inst, snap) = tokio::task::spawn_blocking(move || {
+            let mut inst = inst;
+            let r = inst.snapshot();
+            (inst, r)
+        })
+        .await
+        .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))?;
+        *instance = Some(inst);
+        let name = &self.deployment.spec.name;
+        let state = match snap {
+            Ok(Some(bytes)) => Some(
+                match checkpoint::put_state(&self.store, name, &self.input, next, bytes).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        // Retried at the next commit; progress is only delayed.
+                        self.note_error(&e.to_string());
+                        return Ok(());
+                    }
+                },
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                self.note_error(&format!("snapshot: {e}"));
+                return Ok(());
+            }
+        };
+        let cp = Checkpoint {
+            offset: next,
+            alert_hw: self.alerts.high_watermark(),
+            state,
+            module: self.deployment.module.hash.clone(),
+        };
+        let key = checkpoint::checkpoint_key(name, &self.topic, self.input.index);
+        let json = serde_json::to_string(&cp).unwrap_or_default();
+        if let Err(e) = self.log.kv_put(vec![(key.clone(), Some(json))]).await {
+            if self.log.is_fenced() {
+                return Err(Stop::Requested);
+            }
+            self.note_error(&format!("committing checkpoint: {e}"));
+            return Ok(());
+        }
+        if let Some(old) = &self.checkpoint.state {
+            if cp.state.as_ref() != Some(old) {
+                checkpoint::delete_state(&self.store, old).await;
+            }
+        }
+        self.status.lock().committed_offset = next;
+        self.checkpoint = cp.clone();
+        let _ = self.events.send(RunnerEvent::Committed {
+            key,
+            checkpoint: cp,
+        });
+        Ok(())
+    }
+}
+
+/// A failed batch: the module's error or the host's refusal to build it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BatchFailure {
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    #[error("input batch unreadable: {0}")]
+    Records(String),
+}
+
+impl BatchFailure {
+    fn cause(&self) -> &'static str {
+        match self {
+            BatchFailure::Guest(g) => g.cause(),
+            BatchFailure::Records(_) => "records",
+        }
+    }
+
+    fn poisons_instance(&self) -> bool {
+        match self {
+            BatchFailure::Guest(g) => g.poisons_instance(),
+            BatchFailure::Records(_) => false,
+        }
+    }
+}
+
+type Processed = (
+    Option<Instance>,
+    Option<BuiltBatch>,
+    Result<Vec<vigil_abi::Alert>, BatchFailure>,
+);
+
+/// Builds the Arrow batch and runs the module on it (blocking).
+fn process(
+    instance: Option<Instance>,
+    d: &Deployment,
+    partition: i32,
+    wire: &Bytes,
+    from: i64,
+) -> Processed {
+    let built = match vigil_host::build_batch(partition, wire, from, d.schema.as_ref()) {
+        Ok(b) => b,
+        Err(e) => return (instance, None, Err(BatchFailure::Records(e.to_string()))),
+    };
+    let Some(mut inst) = instance else {
+        return (
+            None,
+            Some(built),
+            Err(BatchFailure::Records("no detector instance".into())),
+        );
+    };
+    if built.records == 0 {
+        return (Some(inst), Some(built), Ok(Vec::new()));
+    }
+    let r = inst.process(&built.batch).map_err(BatchFailure::from);
+    (Some(inst), Some(built), r)
+}
+
+/// Last offset of the last whole batch in `wire`.
+fn last_offset_in(wire: &Bytes) -> Option<i64> {
+    vigil_protocol::batch::RecordBatches::new(wire.clone())
+        .filter_map(|b| b.ok())
+        .last()
+        .map(|(h, _)| h.last_offset())
+}

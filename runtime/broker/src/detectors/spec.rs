@@ -1,0 +1,196 @@
+//! What a deployment is: the spec a user submits, validated before anything
+//! runs, and persisted as given (plus the resolved module hash).
+
+use serde::{Deserialize, Serialize};
+use vigil_host::Limits;
+
+/// Where a new deployment starts reading each input partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The log start.
+    Earliest,
+    /// The high watermark at deploy time (only new records).
+    #[default]
+    Latest,
+    /// A fixed offset (clamped into the log).
+    Offset(i64),
+    /// The first record with a timestamp ≥ this (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// What happens when a batch cannot be processed (the module trapped, ran out
+/// of CPU or memory, returned an error) or a record's value does not match
+/// the value schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Stop the deployment and show the error; resume retries the batch.
+    #[default]
+    Fail,
+    /// Skip the batch (or the bad records) and go on; the offsets are logged.
+    Skip,
+    /// Copy the input records to the dead-letter topic with headers saying
+    /// why, and go on.
+    DeadLetter,
+}
+
+impl FailurePolicy {
+    /// Name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::Fail => "fail",
+            FailurePolicy::Skip => "skip",
+            FailurePolicy::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+/// A deployment as submitted through the admin API or the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// Unique name: letters, digits, `.`, `_`, `-`; at most 64 characters.
+    pub name: String,
+    /// Module hash (sha256 hex), or a unique prefix of at least 8 characters.
+    pub module: String,
+    /// Input topics; one instance runs per input partition.
+    pub inputs: Vec<String>,
+    /// Alert topic (created with the input's partition count if missing).
+    pub output: String,
+    /// Detector config, handed to the module's constructor as JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// JSON field → type of record values; the host decodes these into
+    /// typed Arrow columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_schema: Option<serde_json::Value>,
+    /// Per-instance memory, CPU per batch and alerts per batch.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What to do when a batch fails.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// Dead-letter topic (default `<name>.dlq`) for `dead-letter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// Where to start reading.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Most input bytes handed to the module per call.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+}
+
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+
+/// Why a spec was refused (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid deployment spec: {0}")]
+pub struct SpecError(pub String);
+
+impl DeploymentSpec {
+    /// Checks everything that can be checked without the log or the module.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(SpecError(format!(
+                "name {:?} must be 1–64 letters, digits, '.', '_' or '-'",
+                self.name
+            )));
+        }
+        if self.inputs.is_empty() {
+            return Err(SpecError("`inputs` needs at least one topic".into()));
+        }
+        if self.inputs.contains(&self.output) {
+            return Err(SpecError(format!(
+                "output topic {:?} is also an input: alerts would feed the detector",
+                self.output
+            )));
+        }
+        if self.output.is_empty() {
+            return Err(SpecError("`output` (the alert topic) is required".into()));
+        }
+        if self.on_failure == FailurePolicy::DeadLetter {
+            let dlq = self.dead_letter_topic();
+            if self.inputs.contains(&dlq) || dlq == self.output {
+                return Err(SpecError(format!(
+                    "dead-letter topic {dlq:?} must differ from the input and output topics"
+                )));
+            }
+        }
+        if self.limits.memory_bytes < 1 << 20 {
+            return Err(SpecError("limits.memory_mb must be at least 1".into()));
+        }
+        if self.limits.max_alerts_per_batch == 0 {
+            return Err(SpecError(
+                "limits.max_alerts_per_batch must be at least 1".into(),
+            ));
+        }
+        if !(1024..=64 << 20).contains(&self.max_batch_bytes) {
+            return Err(SpecError(
+                "max_batch_bytes must be between 1 KiB and 64 MiB".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dead-letter topic this spec writes to.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DeploymentSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "fraud", "module": "abcdef12", "inputs": ["payments"], "output": "alerts",
+            "start": {"offset": 5}, "on_failure": "dead-letter"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn spec_parses_with_defaults_and_validates() {
+        let s = spec();
+        assert_eq!(s.start, StartPosition::Offset(5));
+        assert_eq!(s.on_failure, FailurePolicy::DeadLetter);
+        assert_eq!(s.dead_letter_topic(), "fraud.dlq");
+        s.validate().unwrap();
+        let latest: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "name": "x", "module": "m", "inputs": ["a"], "output": "b", "start": "earliest"
+        }))
+        .unwrap();
+        assert_eq!(latest.start, StartPosition::Earliest);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let mut s = spec();
+        s.output = "payments".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("also an input"));
+        let mut s = spec();
+        s.name = "no spaces".into();
+        assert!(s.validate().unwrap_err().to_string().contains("name"));
+        let unknown = serde_json::from_value::<DeploymentSpec>(serde_json::json!({
+            "name": "x", "module": "m", "inputs": ["a"], "output": "b", "colour": 1
+        }));
+        assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+}

@@ -1,0 +1,114 @@
+//! What `vigil detector status` shows, kept up to date by the runners.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+/// Lifecycle of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase", tag = "state", content = "error")]
+pub enum DeploymentState {
+    /// Processing input.
+    #[default]
+    Running,
+    /// Paused by a user; resume continues from the committed offset.
+    Paused,
+    /// Stopped by the `fail` policy; the string says why.
+    Failed(String),
+}
+
+/// Live progress of one input partition.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PartitionStatus {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Next input offset to process.
+    pub offset: i64,
+    /// High watermark of the input partition.
+    pub high_watermark: i64,
+    /// Records between `offset` and the high watermark.
+    pub lag: i64,
+    /// Milliseconds between now and the timestamp of the newest processed
+    /// record (None before the first).
+    pub event_age_ms: Option<i64>,
+    /// Batches per second over the last few seconds.
+    pub batches_per_sec: f64,
+    /// Records processed since the deployment (re)started here.
+    pub records: u64,
+    /// Alerts written since the deployment (re)started here.
+    pub alerts: u64,
+    /// Batches skipped or dead-lettered under the failure policy.
+    pub failed_batches: u64,
+    /// Records whose value did not match the value schema.
+    pub bad_records: u64,
+    /// Last error seen, with its cause (`trap`, `cpu`, `memory`, `stack`,
+    /// `alerts`, `error`, `schema`, ...).
+    pub last_error: Option<String>,
+    /// Input offset of the last committed checkpoint.
+    pub committed_offset: i64,
+    #[serde(skip)]
+    pub(crate) newest_timestamp: Option<i64>,
+    #[serde(skip)]
+    pub(crate) rate: RateMeter,
+}
+
+/// Batches per second from an exponentially decaying count.
+#[derive(Debug, Clone)]
+pub(crate) struct RateMeter {
+    rate: f64,
+    last: Instant,
+}
+
+impl Default for RateMeter {
+    fn default() -> Self {
+        RateMeter {
+            rate: 0.0,
+            last: Instant::now(),
+        }
+    }
+}
+
+impl RateMeter {
+    const TAU_SECS: f64 = 5.0;
+
+    fn decay(&mut self, now: Instant) {
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.rate *= (-dt / Self::TAU_SECS).exp();
+        self.last = now;
+    }
+
+    pub(crate) fn tick(&mut self, now: Instant) {
+        self.decay(now);
+        self.rate += 1.0 / Self::TAU_SECS;
+    }
+
+    pub(crate) fn per_sec(&self, now: Instant) -> f64 {
+        let mut m = self.clone();
+        m.decay(now);
+        m.rate
+    }
+}
+
+/// A deployment as `GET /v1/deployments/NAME` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentStatus {
+    /// Name.
+    pub name: String,
+    /// Module hash.
+    pub module: String,
+    /// Module name and version from its metadata, when known.
+    pub module_label: Option<String>,
+    /// Running, paused or failed.
+    #[serde(flatten)]
+    pub state: DeploymentState,
+    /// Input topics.
+    pub inputs: Vec<String>,
+    /// Alert topic.
+    pub output: String,
+    /// Failure policy.
+    pub on_failure: &'static str,
+    /// Per input partition.
+    pub partitions: Vec<PartitionStatus>,
+}
