@@ -289,7 +289,7 @@ fn read_node(
         bufs.push(
             region
                 .slice(r)?
-                .unwrap_or_else(|| Buffer::from_vec(Vec::<u8>::new())),
+                .unwrap_or_else(|| arrow_buffer::MutableBuffer::new(0).into()),
         );
     }
     let nchild = r.u8()?;
@@ -491,6 +491,22 @@ mod tests {
             decode_batch(&Buffer::from_vec(vec![0u8; 32])),
             Err(AbiError::BadMagic(0))
         ));
+    }
+
+    #[test]
+    fn empty_batches_round_trip() {
+        let batch = sample().slice(0, 0);
+        let empty = RecordBatch::try_new(
+            batch.schema(),
+            batch
+                .columns()
+                .iter()
+                .map(|c| arrow_array::new_empty_array(c.data_type()))
+                .collect(),
+        )
+        .unwrap();
+        let region = Buffer::from_vec(EncodedBatch::new(&empty).unwrap().to_vec());
+        assert_eq!(decode_batch(&region).unwrap(), empty);
     }
 
     #[test]

@@ -1,0 +1,17 @@
+//! Streaming building blocks for detectors.
+//!
+//! Everything here is deterministic pure Rust (no clocks, no randomness,
+//! no hash-order dependence), so a module behaves identically natively and
+//! in wasm, and implements serde's `Serialize`/`Deserialize`, so a detector
+//! built from these blocks snapshots with one
+//! [`state::to_bytes(&self)`](crate::state::to_bytes).
+
+mod keyed;
+mod quantile;
+mod stats;
+mod window;
+
+pub use keyed::KeyedState;
+pub use quantile::QuantileSketch;
+pub use stats::{zscore, Ewma, RollingStats, ZScore};
+pub use window::{ClosedWindow, SlidingWindow, TumblingWindow};
