@@ -1,0 +1,129 @@
+//! Per-deployment limits and the wasmtime resource limiter that enforces the
+//! memory part of them.
+
+use std::time::Duration;
+
+/// What one detector instance may use. Part of a deployment's configuration
+/// (JSON: `{"memory_bytes": .., "cpu_ms_per_batch": .., "max_alerts_per_batch": ..}`,
+/// every field optional).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Ceiling of the guest's linear memory, in bytes (default 64 MiB).
+    /// Also capped by [`HostConfig::max_memory_bytes`](crate::HostConfig).
+    pub memory_bytes: u64,
+    /// Wall-clock budget of one guest call (default 500 ms), enforced with
+    /// epoch interruption at [`HostConfig::epoch_tick`](crate::HostConfig)
+    /// granularity. Serialized as integer milliseconds `cpu_ms_per_batch`.
+    #[serde(rename = "cpu_ms_per_batch", with = "millis")]
+    pub cpu_per_batch: Duration,
+    /// Alerts one `vigil_process` call may emit (default 10 000).
+    pub max_alerts_per_batch: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            cpu_per_batch: Duration::from_millis(500),
+            max_alerts_per_batch: 10_000,
+        }
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms: u64 = serde::Deserialize::deserialize(d)?;
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+/// Enforces [`Limits::memory_bytes`] on one store and remembers whether it
+/// had to refuse a growth, so a trap that follows (the guest allocator
+/// aborting) is reported as [`GuestError::MemoryLimit`](crate::GuestError)
+/// rather than as an anonymous `unreachable`.
+#[derive(Debug)]
+pub(crate) struct GuestLimiter {
+    /// Effective ceiling in bytes.
+    pub(crate) memory_bytes: usize,
+    /// Set when a growth was refused (by us or by the pool) since the last reset.
+    pub(crate) denied: bool,
+}
+
+/// Table elements a guest may grow to. Rust guests use one small table of
+/// function pointers; the bound only stops a `table.grow` loop.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl GuestLimiter {
+    pub(crate) fn new(memory_bytes: u64) -> Self {
+        GuestLimiter {
+            memory_bytes: usize::try_from(memory_bytes).unwrap_or(usize::MAX),
+            denied: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Ok(false) makes `memory.grow` return -1, as the spec allows; the
+        // guest's allocator then fails and (for Rust) aborts with a trap.
+        let ok = desired <= self.memory_bytes;
+        if !ok {
+            self.denied = true;
+        }
+        Ok(ok)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The pool's per-slot ceiling refused it: same outcome for the user.
+        self.denied = true;
+        Ok(())
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_serde_uses_millis_and_defaults() {
+        let l: Limits = serde_json::from_str(r#"{"cpu_ms_per_batch": 250}"#).unwrap();
+        assert_eq!(l.cpu_per_batch, Duration::from_millis(250));
+        assert_eq!(l.memory_bytes, 64 << 20);
+        let v = serde_json::to_value(&l).unwrap();
+        assert_eq!(v["cpu_ms_per_batch"], 250);
+        assert!(serde_json::from_str::<Limits>(r#"{"cpu": 1}"#).is_err());
+    }
+}
