@@ -152,7 +152,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("deployed card-velocity on {TOPIC} → {ALERTS}\n");
 
     // A plain consumer on the alert topic, printing as alerts arrive.
-    let consumer = tokio::spawn(consume_alerts(kafka));
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let consumer = tokio::spawn(consume_alerts(kafka, seen.clone()));
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(args.seed);
     let mut bursts: Vec<Burst> = (0..args.bursts)
@@ -178,8 +179,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let (card, amount) = queue
             .pop()
             .unwrap_or_else(|| (rng.gen_range(0..args.cards), rng.gen_range(5.0..120.0)));
+        // ~2 payments/s over all cards (each card pays every ~2 minutes);
+        // during a burst one card pays every 0.8 s.
         ts += if queue.is_empty() {
-            rng.gen_range(20..80)
+            rng.gen_range(200..800)
         } else {
             800
         };
@@ -205,24 +208,33 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("\nproduced {produced} payments ({} fraud bursts on {:?}); waiting for the detector to catch up…", args.bursts, burst_cards);
     wait_caught_up(http).await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    consumer.abort();
     let status = tokio::task::spawn_blocking(move || {
         admin(http, "GET", "/v1/deployments/card-velocity", None, None)
     })
     .await??;
-    let alerted: u64 = status["partitions"]
+    let written: u64 = status["partitions"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|p| p["alerts"].as_u64())
         .sum();
+    // Let the consumer read everything the deployment wrote.
+    for _ in 0..100 {
+        if seen.lock().len() as u64 >= written {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    consumer.abort();
+    let alerted: BTreeSet<String> = seen.lock().iter().cloned().collect();
+    let caught = burst_cards.intersection(&alerted).count();
+    let missed: Vec<_> = burst_cards.difference(&alerted).collect();
+    let extra: Vec<_> = alerted.difference(&burst_cards).collect();
     println!(
-        "\n{alerted} alerts written to {ALERTS}; injected bursts on {} cards: {:?}",
-        burst_cards.len(),
-        burst_cards
+        "\n{written} alerts in {ALERTS}. Fraud bursts caught: {caught}/{}; missed: {missed:?}; cards alerted without an injected burst: {extra:?}",
+        burst_cards.len()
     );
-    println!("read them yourself while a broker runs: kcat -b <broker> -C -t {ALERTS} -e");
+    println!("Alerts are ordinary Kafka records: with `vigil serve` running, `kcat -C -b 127.0.0.1:9092 -t {ALERTS}` reads them.");
     running.shutdown().await;
     Ok(())
 }
@@ -251,7 +263,10 @@ async fn wait_caught_up(http: SocketAddr) -> anyhow::Result<()> {
     bail!("the deployment did not catch up within a minute")
 }
 
-async fn consume_alerts(kafka: SocketAddr) -> anyhow::Result<()> {
+async fn consume_alerts(
+    kafka: SocketAddr,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+) -> anyhow::Result<()> {
     let mut c = KafkaClient::connect(kafka).await?;
     let mut offsets = [0i64; PARTITIONS as usize];
     loop {
@@ -266,6 +281,12 @@ async fn consume_alerts(kafka: SocketAddr) -> anyhow::Result<()> {
             };
             for r in records {
                 *off = r.offset + 1;
+                seen.lock().push(
+                    r.key
+                        .as_deref()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                );
                 let v: Value = r
                     .value
                     .as_deref()

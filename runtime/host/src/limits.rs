@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 /// What one detector instance may use. Part of a deployment's configuration
-/// (JSON: `{"memory_bytes": .., "cpu_ms_per_batch": .., "max_alerts_per_batch": ..}`,
+/// (JSON: `{"memory_mb": .., "cpu_ms_per_batch": .., "max_alerts_per_batch": ..}`,
 /// every field optional).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Ceiling of the guest's linear memory, in bytes (default 64 MiB).
     /// Also capped by [`HostConfig::max_memory_bytes`](crate::HostConfig).
+    /// Serialized as whole MiB `memory_mb`, the unit people set it in.
+    #[serde(rename = "memory_mb", with = "mebibytes")]
     pub memory_bytes: u64,
     /// Wall-clock budget of one guest call (default 500 ms), enforced with
     /// epoch interruption at [`HostConfig::epoch_tick`](crate::HostConfig)
@@ -28,6 +30,18 @@ impl Default for Limits {
             cpu_per_batch: Duration::from_millis(500),
             max_alerts_per_batch: 10_000,
         }
+    }
+}
+
+mod mebibytes {
+    pub fn serialize<S: serde::Serializer>(b: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(b >> 20)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let mb: u64 = serde::Deserialize::deserialize(d)?;
+        mb.checked_mul(1 << 20)
+            .ok_or_else(|| serde::de::Error::custom(format!("memory_mb {mb} is too large")))
     }
 }
 
@@ -125,5 +139,8 @@ mod tests {
         let v = serde_json::to_value(&l).unwrap();
         assert_eq!(v["cpu_ms_per_batch"], 250);
         assert!(serde_json::from_str::<Limits>(r#"{"cpu": 1}"#).is_err());
+        let m: Limits = serde_json::from_str(r#"{"memory_mb": 32}"#).unwrap();
+        assert_eq!(m.memory_bytes, 32 << 20);
+        assert_eq!(serde_json::to_value(&m).unwrap()["memory_mb"], 32);
     }
 }

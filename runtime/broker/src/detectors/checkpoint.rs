@@ -57,6 +57,11 @@ pub struct Checkpoint {
     pub state: Option<String>,
     /// Module that produced the state.
     pub module: String,
+    /// Input offsets up to here already have their alerts in the topic: a
+    /// recovery found them and the checkpoint has not moved past them yet
+    /// (the scan from `alert_hw` alone would no longer see those alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerted_through: Option<i64>,
 }
 
 /// Stores a state snapshot and returns its key.

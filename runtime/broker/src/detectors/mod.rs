@@ -276,6 +276,7 @@ impl Detectors {
                         .high_watermark(),
                     state: None,
                     module: spec.module.clone(),
+                    alerted_through: None,
                 };
                 let key = checkpoint::checkpoint_key(&spec.name, &t.name, p.index);
                 entries.push((
@@ -338,6 +339,7 @@ impl Detectors {
                         alert_hw: 0,
                         state: None,
                         module: d.spec.module.clone(),
+                        alerted_through: None,
                     },
                 };
                 let status = Arc::new(parking_lot::Mutex::new(PartitionStatus {
@@ -363,6 +365,7 @@ impl Detectors {
                     checkpoint: cp,
                     stop: stop_rx.clone(),
                     events: self.events.clone(),
+                    suppress_through: i64::MIN,
                 };
                 tasks.push(tokio::spawn(runner.run()));
             }

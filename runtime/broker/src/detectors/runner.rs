@@ -43,6 +43,8 @@ pub(crate) struct Runner {
     pub checkpoint: Checkpoint,
     pub stop: watch::Receiver<bool>,
     pub events: mpsc::UnboundedSender<RunnerEvent>,
+    /// Alerts with source offsets up to here are already in the alert topic.
+    pub suppress_through: i64,
 }
 
 /// Why a runner stopped early.
@@ -154,7 +156,12 @@ impl Runner {
                 .await
                 .map_err(|e| Stop::Failed(format!("recovery scan of the alert topic: {e}")))?
         };
-        let suppress_through = prov_suppress.unwrap_or(i64::MIN);
+        let suppress_through = prov_suppress
+            .into_iter()
+            .chain(self.checkpoint.alerted_through)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.suppress_through = suppress_through;
         if let Some(t) = prov_suppress {
             tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
         }
@@ -415,6 +422,7 @@ impl Runner {
             alert_hw: self.alerts.high_watermark(),
             state,
             module: self.deployment.module.hash.clone(),
+            alerted_through: (self.suppress_through >= next).then_some(self.suppress_through),
         };
         let key = checkpoint::checkpoint_key(name, &self.topic, self.input.index);
         let json = serde_json::to_string(&cp).unwrap_or_default();
