@@ -118,7 +118,12 @@ impl Metrics {
     }
 
     /// The text exposition, storage counters included.
-    pub fn render(&self, log: &Log, store: &ObjectStoreMetrics) -> String {
+    pub fn render(
+        &self,
+        log: &Log,
+        store: &ObjectStoreMetrics,
+        detectors: &[crate::detectors::status::DeploymentStatus],
+    ) -> String {
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();
@@ -134,8 +139,81 @@ impl Metrics {
             );
         }
         store.render_prometheus(&mut out);
+        render_detectors(&mut out, detectors);
         out.push_str("# EOF\n");
         out
+    }
+}
+
+/// Per deployment and input partition, read from the runners' status at
+/// scrape time.
+fn render_detectors(out: &mut String, deployments: &[crate::detectors::status::DeploymentStatus]) {
+    type Get = fn(&crate::detectors::status::PartitionStatus) -> f64;
+    let series: [(&str, &str, &str, Get); 6] = [
+        (
+            "vigil_detector_records_total",
+            "counter",
+            "Input records processed",
+            |p| p.records as f64,
+        ),
+        (
+            "vigil_detector_alerts_total",
+            "counter",
+            "Alerts written",
+            |p| p.alerts as f64,
+        ),
+        (
+            "vigil_detector_failed_batches_total",
+            "counter",
+            "Batches skipped or dead-lettered",
+            |p| p.failed_batches as f64,
+        ),
+        (
+            "vigil_detector_bad_records_total",
+            "counter",
+            "Records not matching the value schema",
+            |p| p.bad_records as f64,
+        ),
+        (
+            "vigil_detector_lag_records",
+            "gauge",
+            "Records between the input offset and the high watermark",
+            |p| p.lag as f64,
+        ),
+        (
+            "vigil_detector_event_age_seconds",
+            "gauge",
+            "Age of the newest processed record's timestamp",
+            |p| p.event_age_ms.map_or(f64::NAN, |a| a as f64 / 1000.0),
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+        for d in deployments {
+            for p in &d.partitions {
+                let _ = writeln!(
+                    out,
+                    "{name}{{deployment=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+                    d.name,
+                    p.topic,
+                    p.partition,
+                    get(p)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "# HELP vigil_detector_failed Whether the deployment was stopped by its failure policy.\n# TYPE vigil_detector_failed gauge");
+    for d in deployments {
+        let failed = matches!(
+            d.state,
+            crate::detectors::status::DeploymentState::Failed(_)
+        );
+        let _ = writeln!(
+            out,
+            "vigil_detector_failed{{deployment=\"{}\"}} {}",
+            d.name,
+            u8::from(failed)
+        );
     }
 }
 

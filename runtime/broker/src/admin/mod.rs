@@ -32,7 +32,11 @@ async fn route(
         ("GET", "/metrics") => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            broker.metrics.render(&broker.log, &broker.store_metrics),
+            broker.metrics.render(
+                &broker.log,
+                &broker.store_metrics,
+                &broker.detectors.list().await,
+            ),
         ),
         (_, path) => (
             StatusCode::NOT_FOUND,
