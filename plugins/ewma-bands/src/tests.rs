@@ -1,0 +1,121 @@
+use serde_json::{json, Value};
+use vigil_sdk::testing::{new_detector, process_all, run, snapshot_round_trip, FieldType, Rows};
+use vigil_sdk::{Alert, Batch, Severity};
+
+use crate::EwmaBands;
+
+/// Deterministic noise in [-0.5, 0.5): splitmix64 of the index.
+fn noise(i: usize) -> f64 {
+    let mut z = (i as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+fn batch(first_offset: i64, key: &str, values: &[f64]) -> Batch {
+    let mut b = Rows::new(0, first_offset)
+        .schema(&[("latency", FieldType::F64), ("endpoint", FieldType::Str)]);
+    for (i, v) in values.iter().enumerate() {
+        b = b.keyed_row(
+            first_offset + i as i64,
+            key,
+            json!({"latency": v, "endpoint": format!("/{key}")}),
+        );
+    }
+    b.build()
+}
+
+fn offsets(alerts: &[Alert]) -> Vec<i64> {
+    alerts.iter().map(Alert::source_offset).collect()
+}
+
+fn cfg() -> Value {
+    json!({"field": "latency", "half_life": 20, "k": 3.0, "warmup": 20})
+}
+
+#[test]
+fn follows_a_drift_and_flags_the_outlier() {
+    // A slow upward drift (0.05 per record) with noise, one +15 outlier.
+    let mut v: Vec<f64> = (0..300)
+        .map(|i| 50.0 + 0.05 * i as f64 + 2.0 * noise(i))
+        .collect();
+    v[200] += 15.0;
+    let alerts = run::<EwmaBands>(cfg(), &[batch(0, "api", &v)]).unwrap();
+    assert_eq!(offsets(&alerts), vec![200]);
+    let a = &alerts[0];
+    assert_eq!(a.get_key(), Some(&b"api"[..]));
+    assert_eq!(a.get_field("band"), Some("\"upper\""));
+    assert!(a.get_score() > 7.5, "deviation {}", a.get_score());
+    assert_eq!(a.get_severity(), Severity::Critical);
+    let mean: f64 = a.get_field("mean").unwrap().parse().unwrap();
+    // The EWMA tracks the drift: it lags the true level (60) by ~1.4.
+    assert!((mean - 58.6).abs() < 1.0, "mean {mean}");
+    let upper: f64 = a.get_field("upper").unwrap().parse().unwrap();
+    assert!(upper > mean && upper < 75.0, "upper {upper}");
+}
+
+#[test]
+fn level_shift_alerts_then_bands_adapt() {
+    let mut v: Vec<f64> = (0..400).map(|i| 100.0 + 4.0 * noise(i)).collect();
+    for x in &mut v[200..] {
+        *x -= 30.0;
+    }
+    let alerts = run::<EwmaBands>(
+        cfg(),
+        &[batch(0, "db", &v[..250]), batch(250, "db", &v[250..])],
+    )
+    .unwrap();
+    let got = offsets(&alerts);
+    assert_eq!(got.first(), Some(&200), "{got:?}");
+    assert_eq!(alerts[0].get_field("band"), Some("\"lower\""));
+    assert!(alerts[0].get_score() < -3.0);
+    // Within a few half-lives the bands have moved to the new level.
+    assert!(got.iter().all(|&o| o < 260), "{got:?}");
+}
+
+#[test]
+fn alpha_config_and_warmup() {
+    let v: Vec<f64> = (0..30)
+        .map(|i| if i == 5 { 1e6 } else { 1.0 + noise(i) })
+        .collect();
+    // The early outlier falls inside warmup: no alert.
+    let c = json!({"field": "latency", "alpha": 0.1, "warmup": 10});
+    let alerts = run::<EwmaBands>(c, &[batch(0, "x", &v)]).unwrap();
+    assert_eq!(offsets(&alerts), Vec::<i64>::new());
+    // Keyed by a column instead of the record key.
+    let mut v: Vec<f64> = (0..30).map(|i| 1.0 + noise(i)).collect();
+    v[25] = 9.0;
+    let c = json!({"field": "latency", "key": "endpoint", "alpha": 0.1, "warmup": 10});
+    let alerts = run::<EwmaBands>(c, &[batch(0, "x", &v)]).unwrap();
+    assert_eq!(offsets(&alerts), vec![25]);
+    assert_eq!(alerts[0].get_key(), Some(&b"/x"[..]));
+}
+
+#[test]
+fn snapshot_restore_continues_identically() {
+    let v: Vec<f64> = (0..300)
+        .map(|i| if i % 71 == 70 { 40.0 } else { 10.0 + noise(i) })
+        .collect();
+    let mut d = new_detector::<EwmaBands>(cfg()).unwrap();
+    process_all(&mut d, &[batch(0, "k", &v[..150])]).unwrap();
+    let mut r = snapshot_round_trip::<EwmaBands>(cfg(), &d).unwrap();
+    let tail = [batch(150, "k", &v[150..])];
+    let a = process_all(&mut d, &tail).unwrap();
+    let b = process_all(&mut r, &tail).unwrap();
+    assert_eq!(offsets(&a), vec![212, 283]);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn config_errors_are_clear() {
+    let err = |v: Value| new_detector::<EwmaBands>(v).unwrap_err().to_string();
+    assert!(err(json!({"field": "x", "alpha": 0.1, "half_life": 5})).contains("not both"));
+    assert!(err(json!({"field": "x", "alpha": 1.5})).contains("`alpha`"));
+    assert!(err(json!({"field": "x", "half_life": 0})).contains("`half_life`"));
+    assert!(err(json!({"field": "x", "k": 0})).contains("`k`"));
+    assert!(err(json!({"field": "x", "warmup": 1})).contains("`warmup`"));
+    assert!(err(json!({"field": "x", "kk": 1})).contains("unknown field `kk`"));
+}
