@@ -58,8 +58,7 @@ fn default_max_keys() -> usize {
     10_000
 }
 
-/// Deviation reported for a value that differs from a constant history.
-pub const CONSTANT_DEVIATION: f64 = 1e9;
+pub use vigil_sdk::blocks::CONSTANT_DEVIATION;
 
 /// The detector: an EWMA mean/variance per key.
 #[derive(Debug)]
@@ -67,19 +66,6 @@ pub struct EwmaBands {
     cfg: Config,
     alpha: f64,
     keys: KeyedState<Ewma>,
-}
-
-/// Deviation in std units; a constant history makes any different value
-/// [`CONSTANT_DEVIATION`] away.
-fn deviation(x: f64, mean: f64, std: f64) -> f64 {
-    let tiny = 1e-12 * mean.abs().max(1.0);
-    if std > tiny {
-        (x - mean) / std
-    } else if (x - mean).abs() > tiny {
-        CONSTANT_DEVIATION.copysign(x - mean)
-    } else {
-        0.0
-    }
 }
 
 #[detector]
@@ -144,7 +130,7 @@ impl Detector for EwmaBands {
             if seen < self.cfg.warmup {
                 continue;
             }
-            let d = deviation(x, mean, std);
+            let d = vigil_sdk::blocks::deviation(x, mean, std);
             if d.abs() <= k {
                 continue;
             }

@@ -59,27 +59,13 @@ fn default_max_keys() -> usize {
     10_000
 }
 
-/// |z| reported for a value that differs from a constant history.
-pub const CONSTANT_Z: f64 = 1e9;
+pub use vigil_sdk::blocks::CONSTANT_DEVIATION as CONSTANT_Z;
 
 /// The detector: a rolling window of values per key.
 #[derive(Debug)]
 pub struct ZScore {
     cfg: Config,
     keys: KeyedState<RollingStats>,
-}
-
-/// `(x - mean) / std`, with a constant history (std ≈ 0) making any
-/// different value an outlier of |z| = [`CONSTANT_Z`].
-fn deviation(x: f64, mean: f64, std: f64) -> f64 {
-    let tiny = 1e-12 * mean.abs().max(1.0);
-    if std > tiny {
-        (x - mean) / std
-    } else if (x - mean).abs() > tiny {
-        CONSTANT_Z.copysign(x - mean)
-    } else {
-        0.0
-    }
 }
 
 /// Severity from how far past the threshold |z| is.
@@ -152,7 +138,7 @@ impl Detector for ZScore {
             let samples = stats.len();
             let scored = (samples >= self.cfg.min_samples).then(|| {
                 let (mean, std) = (stats.mean(), stats.std());
-                (mean, std, deviation(x, mean, std))
+                (mean, std, vigil_sdk::blocks::deviation(x, mean, std))
             });
             stats.push(x);
             let Some((mean, std, z)) = scored else {

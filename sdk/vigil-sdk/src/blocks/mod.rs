@@ -13,5 +13,5 @@ mod window;
 
 pub use keyed::KeyedState;
 pub use quantile::QuantileSketch;
-pub use stats::{zscore, Ewma, RollingStats, ZScore};
+pub use stats::{deviation, zscore, Ewma, RollingStats, ZScore, CONSTANT_DEVIATION};
 pub use window::{ClosedWindow, SlidingWindow, TumblingWindow};

@@ -277,6 +277,24 @@ pub fn zscore(x: f64, mean: f64, std: f64) -> f64 {
     }
 }
 
+/// Deviation reported for a value that differs from a constant history.
+pub const CONSTANT_DEVIATION: f64 = 1e9;
+
+/// `(x - mean) / std` for detectors that must flag *any* change of a
+/// constant series: when `std` is (numerically) zero, a different value is
+/// [`CONSTANT_DEVIATION`] away (signed) and an equal one 0. Contrast
+/// [`zscore`], which treats a constant series as having no outliers.
+pub fn deviation(x: f64, mean: f64, std: f64) -> f64 {
+    let tiny = 1e-12 * mean.abs().max(1.0);
+    if std > tiny {
+        (x - mean) / std
+    } else if (x - mean).abs() > tiny {
+        CONSTANT_DEVIATION.copysign(x - mean)
+    } else {
+        0.0
+    }
+}
+
 /// Z-scores of each value against the rolling window of the values before
 /// it (so an outlier does not dampen its own score).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,6 +335,15 @@ impl ZScore {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn deviation_flags_any_change_of_a_constant_series() {
+        assert_eq!(deviation(12.0, 10.0, 1.0), 2.0);
+        assert_eq!(deviation(10.5, 10.0, 0.0), CONSTANT_DEVIATION);
+        assert_eq!(deviation(9.5, 10.0, 0.0), -CONSTANT_DEVIATION);
+        assert_eq!(deviation(10.0, 10.0, 0.0), 0.0);
+        assert_eq!(zscore(10.5, 10.0, 0.0), 0.0);
+    }
+
     use super::*;
 
     /// A deterministic pseudo-random sequence (splitmix64) in [0, 1).
