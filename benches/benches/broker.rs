@@ -43,23 +43,24 @@ use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{anyhow, bail, Context as _, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 use vigil_broker::config::FileConfig;
 use vigil_broker::metrics::ApiLabel;
 use vigil_broker::server::Running;
+
+use common::{assign_only_consumer, create_topic, env_or, lock, payload, percentile, Reports};
 
 // The same allocator as the `vigil` binary, so the broker behaves as it does
 // in production.
@@ -76,13 +77,7 @@ const FLOOR_MAX_BYTES: u64 = 1 << 30;
 const CONSUME_STALL: Duration = Duration::from_secs(30);
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_tracing();
     // `cargo bench` passes `--bench`; there are no other arguments.
     let params = Params::from_env()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -144,19 +139,6 @@ struct Params {
     upload_interval_ms: Option<u64>,
     /// Parent of the benchmark's temp dir (broker data, objects, floor file).
     dir: PathBuf,
-}
-
-fn env_or<T: FromStr>(name: &str, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|e| anyhow!("environment variable {name}={v:?} is not valid: {e}")),
-        _ => Ok(default),
-    }
 }
 
 impl Params {
@@ -338,30 +320,9 @@ fn run(rt: &Runtime, p: &Params) -> Result<()> {
 }
 
 fn print_header(p: &Params, root: &Path) {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or_else(
-            || "unknown".into(),
-            |kb| format!("{:.1} GiB", kb / 1048576.0),
-        );
     println!("== vigil broker benchmark ==");
-    println!("machine:  {cores} cores ({cpu}), {mem} RAM");
-    println!("disk:     {} on {}", root.display(), mount_of(root));
+    println!("machine:  {}", common::machine());
+    println!("disk:     {} on {}", root.display(), common::mount_of(root));
     println!(
         "workload: acks=all, {} B records, {} partitions, linger.ms={}, no compression, local \
          WAL; client and broker in one process sharing the cores",
@@ -369,26 +330,6 @@ fn print_header(p: &Params, root: &Path) {
     );
     println!("command:  {}", p.command());
     println!("(MB = 10^6 bytes; latencies in ms)\n");
-}
-
-/// "device (fstype) mounted at X" for the mount holding `path`.
-fn mount_of(path: &Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return "unknown filesystem".into();
-    };
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some((f.next()?, f.next()?, f.next()?))
-        })
-        .filter(|(_, at, _)| path.starts_with(at))
-        .max_by_key(|(_, at, _)| at.len())
-        .map_or_else(
-            || "unknown filesystem".into(),
-            |(dev, at, fs)| format!("{dev} ({fs}) mounted at {at}"),
-        )
 }
 
 // ---------------------------------------------------------------- broker
@@ -522,7 +463,8 @@ fn produce_histogram(r: &Running) -> Vec<(f64, u64)> {
     let text = r
         .broker
         .metrics
-        .render(&r.broker.log, &r.broker.store_metrics);
+        // No deployment statuses: only the Produce histogram is read.
+        .render(&r.broker.log, &r.broker.store_metrics, &[]);
     let mut buckets: Vec<(f64, u64)> = text
         .lines()
         .filter(|l| {
@@ -576,30 +518,6 @@ fn wal_thread_io() -> Option<(u64, u64)> {
     None
 }
 
-fn create_topic(rt: &Runtime, addr: &str, name: &str, partitions: i32) -> Result<()> {
-    let _guard = rt.enter();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .context("cannot create the admin client")?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = rt
-        .block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                admin.create_topics([&topic], &opts),
-            )
-            .await
-        })
-        .map_err(|_| anyhow!("CreateTopics {name} did not answer within 60 s"))?
-        .with_context(|| format!("CreateTopics {name}"))?;
-    for r in results {
-        r.map_err(|(t, e)| anyhow!("cannot create topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- produce
 
 #[derive(Debug, Clone, Copy)]
@@ -608,58 +526,6 @@ enum Load {
     Max(u64),
     /// `n` records paced at `rate` records/s.
     Rate { rate: f64, n: u64, spec: RateSpec },
-}
-
-/// Delivery reports: the opaque of each record is its send time in
-/// nanoseconds since `base`.
-struct Reports {
-    base: Instant,
-    /// (send time, ack latency) of each delivered record, in ns.
-    samples: Mutex<Vec<(u64, u64)>>,
-    delivered: AtomicU64,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    last_delivery_ns: AtomicU64,
-}
-
-impl Reports {
-    fn now_ns(&self) -> usize {
-        self.base.elapsed().as_nanos() as usize
-    }
-
-    /// Clears what the warm-up left.
-    fn reset(&self) {
-        lock(&self.samples).clear();
-        self.delivered.store(0, Ordering::SeqCst);
-        self.errors.store(0, Ordering::SeqCst);
-        *lock(&self.first_error) = None;
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl ClientContext for Reports {}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
-        let now = self.now_ns();
-        match result {
-            Ok(_) => {
-                lock(&self.samples).push((sent_ns as u64, now.saturating_sub(sent_ns) as u64));
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, _)) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                lock(&self.first_error).get_or_insert_with(|| e.to_string());
-            }
-        }
-        self.last_delivery_ns
-            .fetch_max(now as u64, Ordering::Relaxed);
-    }
 }
 
 struct ProducePoint {
@@ -702,28 +568,6 @@ impl ProducePoint {
     }
 }
 
-/// `q`-quantile of sorted nanoseconds, in milliseconds.
-fn percentile(sorted_ns: &[u64], q: f64) -> f64 {
-    if sorted_ns.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted_ns.len() as f64).ceil() as usize).clamp(1, sorted_ns.len());
-    sorted_ns[rank - 1] as f64 / 1e6
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    // Incompressible-looking bytes (xorshift), the same for every record.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 fn produce(
     running: &Running,
     addr: &str,
@@ -731,14 +575,7 @@ fn produce(
     load: Load,
     p: &Params,
 ) -> Result<ProducePoint> {
-    let reports = Reports {
-        base: Instant::now(),
-        samples: Mutex::new(Vec::new()),
-        delivered: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-        last_delivery_ns: AtomicU64::new(0),
-    };
+    let reports = Reports::new();
     let producer: ThreadedProducer<Reports> = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("acks", "all")
@@ -931,17 +768,10 @@ impl ConsumeResult {
     }
 }
 
-/// Reads every partition of `topic` from offset 0 up to its high watermark.
-/// librdkafka's `assign` needs a `group.id`, but with no `subscribe` the
-/// consumer never joins the group and, with auto-commit off, never commits.
+/// Reads every partition of `topic` from offset 0 up to its high watermark
+/// with an assign-only consumer (no group membership, no commits).
 fn consume(addr: &str, topic: &str, running: &Running) -> Result<ConsumeResult> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "vigil-bench-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .context("cannot create the consumer")?;
+    let consumer = assign_only_consumer(addr)?;
     let meta = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(30))
         .with_context(|| format!("metadata of {topic}"))?;

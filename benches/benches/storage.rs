@@ -26,25 +26,27 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use anyhow::{anyhow, bail, Context as _, Result};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Message};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 use vigil_broker::config::FileConfig;
 use vigil_broker::server::Running;
 use vigil_storage::cache::CacheStats;
 use vigil_storage::store::{ObjectStoreStats, StoreOp};
+
+use common::{
+    assign_only_consumer, create_topic, env_or, lock, payload, percentile, workspace_root, Reports,
+};
 
 // The same allocator as the `vigil` binary, so the broker behaves as it does
 // in production.
@@ -65,13 +67,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(300);
 const FIRST_FETCH_PASSES: usize = 3;
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_tracing();
     let p = Params::from_env()?;
     std::fs::create_dir_all(&p.dir)
         .with_context(|| format!("cannot create VIGIL_BENCH_DIR {}", p.dir.display()))?;
@@ -131,26 +127,6 @@ struct Params {
     s3: bool,
     weed: PathBuf,
     dir: PathBuf,
-}
-
-fn env_or<T: FromStr>(name: &str, default: T) -> Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|e| anyhow!("environment variable {name}={v:?} is not valid: {e}")),
-        _ => Ok(default),
-    }
-}
-
-/// The workspace root (this package is `benches/`).
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 impl Params {
@@ -227,30 +203,9 @@ impl Params {
 }
 
 fn print_header(p: &Params, root: &Path, seaweed: Option<&Seaweed>) {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or_else(
-            || "unknown".into(),
-            |kb| format!("{:.1} GiB", kb / 1048576.0),
-        );
     println!("== vigil storage benchmark ==");
-    println!("machine:  {cores} cores ({cpu}), {mem} RAM");
-    println!("disk:     {} on {}", root.display(), mount_of(root));
+    println!("machine:  {}", common::machine());
+    println!("disk:     {} on {}", root.display(), common::mount_of(root));
     println!(
         "workload: acks=all, {} B records, linger.ms=0, no compression; client and broker in one \
          process sharing the cores; object store file:// on the same disk{}",
@@ -278,26 +233,6 @@ fn print_header(p: &Params, root: &Path, seaweed: Option<&Seaweed>) {
     );
     println!("command:  {}", p.command());
     println!("(MB = 10^6 bytes, MiB = 2^20 bytes; latencies in ms)\n");
-}
-
-/// "device (fstype) mounted at X" for the mount holding `path`.
-fn mount_of(path: &Path) -> String {
-    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
-        return "unknown filesystem".into();
-    };
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            Some((f.next()?, f.next()?, f.next()?))
-        })
-        .filter(|(_, at, _)| path.starts_with(at))
-        .max_by_key(|(_, at, _)| at.len())
-        .map_or_else(
-            || "unknown filesystem".into(),
-            |(dev, at, fs)| format!("{dev} ({fs}) mounted at {at}"),
-        )
 }
 
 // ---------------------------------------------------------------- seaweedfs
@@ -460,81 +395,7 @@ fn file_url(dir: &Path) -> Result<String> {
     Ok(format!("file://{}", dir.display()))
 }
 
-fn create_topic(rt: &Runtime, addr: &str, name: &str, partitions: i32) -> Result<()> {
-    let _guard = rt.enter();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .create()
-        .context("cannot create the admin client")?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-    let results = rt
-        .block_on(async {
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                admin.create_topics([&topic], &opts),
-            )
-            .await
-        })
-        .map_err(|_| anyhow!("CreateTopics {name} did not answer within 60 s"))?
-        .with_context(|| format!("CreateTopics {name}"))?;
-    for r in results {
-        r.map_err(|(t, e)| anyhow!("cannot create topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- produce
-
-/// Delivery reports: the opaque of each record is its send time in ns since
-/// `base`.
-struct Reports {
-    base: Instant,
-    latencies_ns: Mutex<Vec<u64>>,
-    delivered: AtomicU64,
-    errors: AtomicU64,
-    first_error: Mutex<Option<String>>,
-    last_delivery_ns: AtomicU64,
-}
-
-impl Reports {
-    fn now_ns(&self) -> usize {
-        self.base.elapsed().as_nanos() as usize
-    }
-
-    fn reset(&self) {
-        lock(&self.latencies_ns).clear();
-        self.delivered.store(0, Ordering::SeqCst);
-        self.errors.store(0, Ordering::SeqCst);
-        *lock(&self.first_error) = None;
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl ClientContext for Reports {}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: usize) {
-        let now = self.now_ns();
-        match result {
-            Ok(_) => {
-                lock(&self.latencies_ns).push(now.saturating_sub(sent_ns) as u64);
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((e, _)) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                lock(&self.first_error).get_or_insert_with(|| e.to_string());
-            }
-        }
-        self.last_delivery_ns
-            .fetch_max(now as u64, Ordering::Relaxed);
-    }
-}
 
 struct Produced {
     records: u64,
@@ -554,26 +415,8 @@ impl Produced {
     }
 
     fn p(&self, q: f64) -> f64 {
-        if self.latencies_ns.is_empty() {
-            return f64::NAN;
-        }
-        let n = self.latencies_ns.len();
-        let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-        self.latencies_ns[rank - 1] as f64 / 1e6
+        percentile(&self.latencies_ns, q)
     }
-}
-
-fn payload(len: usize) -> Vec<u8> {
-    // Incompressible-looking bytes (xorshift), the same for every record.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 struct Producing {
@@ -587,14 +430,7 @@ struct Producing {
 
 impl Producing {
     fn new(addr: &str, topic: &str, partitions: i32, record_bytes: usize) -> Result<Self> {
-        let reports = Reports {
-            base: Instant::now(),
-            latencies_ns: Mutex::new(Vec::new()),
-            delivered: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            first_error: Mutex::new(None),
-            last_delivery_ns: AtomicU64::new(0),
-        };
+        let reports = Reports::new();
         let producer: ThreadedProducer<Reports> = ClientConfig::new()
             .set("bootstrap.servers", addr)
             .set("acks", "all")
@@ -669,7 +505,10 @@ impl Producing {
         let elapsed = Duration::from_nanos(end_ns.saturating_sub(start_ns))
             .max(Duration::from_nanos(1))
             .min(start.elapsed());
-        let mut latencies_ns = std::mem::take(&mut *lock(&ctx.latencies_ns));
+        let mut latencies_ns: Vec<u64> = std::mem::take(&mut *lock(&ctx.samples))
+            .into_iter()
+            .map(|(_, latency)| latency)
+            .collect();
         latencies_ns.sort_unstable();
         Ok(Produced {
             records: n,
@@ -683,15 +522,7 @@ impl Producing {
 // ---------------------------------------------------------------- consume
 
 fn consumer(addr: &str) -> Result<BaseConsumer> {
-    // `assign` needs a group.id, but with no `subscribe` the consumer never
-    // joins the group and, with auto-commit off, never commits.
-    ClientConfig::new()
-        .set("bootstrap.servers", addr)
-        .set("group.id", "vigil-bench-assign-only")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .context("cannot create the consumer")
+    assign_only_consumer(addr)
 }
 
 struct Consumed {
