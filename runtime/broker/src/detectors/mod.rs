@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod output;
+pub mod pool;
 pub mod registry;
 mod runner;
 pub mod spec;
@@ -93,6 +94,7 @@ pub struct Detectors {
     /// key/value state as of open, so the live view is kept here).
     checkpoints: parking_lot::Mutex<HashMap<String, Checkpoint>>,
     events: mpsc::UnboundedSender<RunnerEvent>,
+    pool: Arc<pool::DetectorPool>,
 }
 
 impl Detectors {
@@ -118,7 +120,11 @@ impl Detectors {
                 }
             }
         }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let pool = pool::DetectorPool::new(threads, 10)
+            .map_err(|e| DetectorError::Store(format!("cannot start detector threads: {e}")))?;
         let me = Arc::new(Detectors {
+            pool: Arc::new(pool),
             registry: Registry::new(store.clone(), host),
             log,
             store,
@@ -357,6 +363,7 @@ impl Detectors {
                     log: self.log.clone(),
                     store: self.store.clone(),
                     deployment: d.clone(),
+                    pool: self.pool.clone(),
                     topic: t.name.clone(),
                     input: p.clone(),
                     alerts: pick(&alerts),

@@ -35,6 +35,7 @@ pub(crate) struct Runner {
     pub log: Arc<Log>,
     pub store: Arc<dyn ObjectStore>,
     pub deployment: Arc<Deployment>,
+    pub pool: Arc<super::pool::DetectorPool>,
     pub topic: String,
     pub input: Arc<Partition>,
     pub alerts: Arc<Partition>,
@@ -105,12 +106,12 @@ impl Runner {
         let d = self.deployment.clone();
         let label = format!("{}/{}-{}", d.spec.name, self.topic, self.input.index);
         let config = d.spec.config.to_string();
-        let mut instance = tokio::task::spawn_blocking(move || {
-            d.module.instantiate(&d.spec.limits, &config, &label)
-        })
-        .await
-        .map_err(|e| Stop::Failed(format!("instantiation task failed: {e}")))?
-        .map_err(|e| Stop::Failed(format!("cannot start the module: {e}")))?;
+        let mut instance = self
+            .pool
+            .run(move || d.module.instantiate(&d.spec.limits, &config, &label))
+            .await
+            .map_err(|e| Stop::Failed(format!("instantiation task failed: {e}")))?
+            .map_err(|e| Stop::Failed(format!("cannot start the module: {e}")))?;
         if let Some(key) = state {
             let bytes = loop {
                 match checkpoint::get_state(&self.store, key).await {
@@ -127,12 +128,14 @@ impl Runner {
                     }
                 }
             };
-            let (inst, restored) = tokio::task::spawn_blocking(move || {
-                let r = instance.restore(&bytes);
-                (instance, r)
-            })
-            .await
-            .map_err(|e| Stop::Failed(format!("restore task failed: {e}")))?;
+            let (inst, restored) = self
+                .pool
+                .run(move || {
+                    let r = instance.restore(&bytes);
+                    (instance, r)
+                })
+                .await
+                .map_err(|e| Stop::Failed(format!("restore task failed: {e}")))?;
             instance = inst;
             match restored {
                 Ok(true) => {}
@@ -214,10 +217,11 @@ impl Runner {
             let partition = self.input.index;
             let wire = fetched.records.clone();
             let from = next;
-            let (inst, built, result) =
-                tokio::task::spawn_blocking(move || process(inst, &d, partition, &wire, from))
-                    .await
-                    .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
+            let (inst, built, result) = self
+                .pool
+                .run(move || process(inst, &d, partition, &wire, from))
+                .await
+                .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
             instance = inst;
             let batch_end = built
                 .as_ref()
@@ -391,13 +395,15 @@ impl Runner {
         let Some(inst) = instance.take() else {
             return Ok(());
         };
-        let (inst, snap) = tokio::task::spawn_blocking(move || {
-            let mut inst = inst;
-            let r = inst.snapshot();
-            (inst, r)
-        })
-        .await
-        .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))?;
+        let (inst, snap) = self
+            .pool
+            .run(move || {
+                let mut inst = inst;
+                let r = inst.snapshot();
+                (inst, r)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))?;
         *instance = Some(inst);
         let name = &self.deployment.spec.name;
         let state = match snap {
