@@ -211,7 +211,12 @@ impl Runner {
                     continue;
                 }
             };
-            let wire_end = last_offset_in(&fetched.records).unwrap_or(next);
+            let Some(wire_end) = last_offset_in(&fetched.records) else {
+                // Below the high watermark a read returns at least one
+                // batch; if it ever does not, wait rather than skip input.
+                self.pause(Duration::from_millis(10)).await?;
+                continue;
+            };
             let inst = instance.take();
             let d = self.deployment.clone();
             let partition = self.input.index;
