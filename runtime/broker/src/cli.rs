@@ -241,10 +241,9 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
 }
 
 fn print_status(s: &Value) {
-    let get = |v: &Value, k: &str| {
-        v.get(k)
-            .map(|x| x.to_string().trim_matches('"').to_string())
-            .unwrap_or_default()
+    let get = |v: &Value, k: &str| match v.get(k) {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(x) => x.to_string().trim_matches('"').to_string(),
     };
     println!(
         "{}  {}  module {} {}  {} → {}  on-failure {}",

@@ -353,6 +353,9 @@ impl Detectors {
                     partition: p.index,
                     offset: cp.offset,
                     committed_offset: cp.offset,
+                    // Until the runner's first pass, show where it starts.
+                    high_watermark: p.high_watermark(),
+                    lag: (p.high_watermark() - cp.offset).max(0),
                     ..Default::default()
                 }));
                 statuses.push(status.clone());
