@@ -44,6 +44,11 @@ pub enum DetectorCommand {
         #[arg(long)]
         modules: bool,
     },
+    /// List the uploaded versions of a module, oldest first.
+    Versions {
+        /// Module name (the crate name it was built from).
+        name: String,
+    },
     /// Show a deployment's state and per-partition progress.
     Status {
         /// Deployment name.
@@ -78,7 +83,7 @@ pub struct DeployArgs {
     /// Deployment name.
     #[arg(long)]
     name: Option<String>,
-    /// Module hash (or ≥ 8-character prefix), or a .wasm file to upload first.
+    /// Module: NAME, NAME@VERSION, hash (or ≥ 8-digit prefix), or a .wasm file to upload first.
     #[arg(long)]
     module: Option<String>,
     /// Input topic (repeat for several).
@@ -240,6 +245,25 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
     Ok(spec)
 }
 
+fn print_modules(list: &Value) {
+    for m in list.as_array().into_iter().flatten() {
+        let uploaded = m["uploaded_at_ms"]
+            .as_i64()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "{}  {}@{}  abi v{}  sdk {}  {} bytes  uploaded {uploaded}",
+            m["hash"].as_str().unwrap_or(""),
+            m["name"].as_str().unwrap_or("?"),
+            m["version"].as_str().unwrap_or("?"),
+            m["abi_version"],
+            m["sdk_version"].as_str().unwrap_or("?"),
+            m["size"],
+        );
+    }
+}
+
 fn print_status(s: &Value) {
     let get = |v: &Value, k: &str| match v.get(k) {
         None | Some(Value::Null) => "-".to_string(),
@@ -309,19 +333,19 @@ pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
             )?;
             print_status(&s);
         }
+        DetectorCommand::Versions { name } => {
+            let list = call(
+                ureq::get(&url(admin, "/v1/modules")).query("name", &name),
+                None,
+            )?;
+            if list.as_array().is_none_or(|l| l.is_empty()) {
+                bail!("no uploaded module is named {name:?} (see `vigil detector list --modules`)");
+            }
+            print_modules(&list);
+        }
         DetectorCommand::List { modules: true } => {
             let list = call(ureq::get(&url(admin, "/v1/modules")), None)?;
-            for m in list.as_array().into_iter().flatten() {
-                println!(
-                    "{}  {}@{}  abi v{}  sdk {}  {} bytes",
-                    m["hash"].as_str().unwrap_or(""),
-                    m["name"].as_str().unwrap_or("?"),
-                    m["version"].as_str().unwrap_or("?"),
-                    m["abi_version"],
-                    m["sdk_version"].as_str().unwrap_or("?"),
-                    m["size"],
-                );
-            }
+            print_modules(&list);
         }
         DetectorCommand::List { modules: false } => {
             let list = call(ureq::get(&url(admin, "/v1/deployments")), None)?;

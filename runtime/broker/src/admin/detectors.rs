@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! POST   /v1/modules                      body: .wasm bytes → module metadata
-//! GET    /v1/modules                      → [module metadata]
+//! GET    /v1/modules[?name=NAME]          → [module metadata], oldest first
 //! POST   /v1/deployments                  body: deployment spec → status
 //! GET    /v1/deployments                  → [status]
 //! GET    /v1/deployments/NAME             → status
@@ -77,6 +77,11 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {
 pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
     let d = &broker.detectors;
     let method = req.method().as_str().to_string();
+    let name_filter = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("name="))
+            .map(str::to_string)
+    });
     let path = req.uri().path().trim_end_matches('/').to_string();
     let parts: Vec<&str> = path.split('/').skip(2).collect();
     match (method.as_str(), parts.as_slice()) {
@@ -90,7 +95,10 @@ pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
                 Err(e) => fail(e.into()),
             }
         }
-        ("GET", ["modules"]) => match d.registry().list().await {
+        ("GET", ["modules"]) => match match &name_filter {
+            Some(n) => d.registry().versions(n).await,
+            None => d.registry().list().await,
+        } {
             Ok(list) => json(StatusCode::OK, &list),
             Err(e) => fail(e.into()),
         },

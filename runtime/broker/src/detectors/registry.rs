@@ -180,27 +180,57 @@ impl Registry {
         Ok(out)
     }
 
-    /// The full hash of the module `hash_or_prefix` names.
-    pub async fn resolve(&self, hash_or_prefix: &str) -> Result<String, RegistryError> {
-        let want = hash_or_prefix.to_ascii_lowercase();
-        if want.len() == 64 {
-            return self.meta(&want).await.map(|m| m.hash);
-        }
-        if want.len() < 8 {
-            return Err(RegistryError::NotFound(format!(
-                "{hash_or_prefix} (give at least 8 characters of the hash)"
-            )));
-        }
-        let matches: Vec<_> = self
+    /// Uploads of module `name` (the crate name it was built from), oldest
+    /// first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<ModuleMeta>, RegistryError> {
+        Ok(self
             .list()
             .await?
             .into_iter()
-            .filter(|m| m.hash.starts_with(&want))
-            .collect();
+            .filter(|m| m.name.as_deref() == Some(name))
+            .collect())
+    }
+
+    /// The full hash of the module a reference names: a full sha256, a
+    /// unique hash prefix of at least 8 hex digits, `NAME@VERSION`, or a bare
+    /// `NAME` (its latest upload). When one label was uploaded several times
+    /// (rebuilt with changes but not re-versioned), the latest upload wins.
+    pub async fn resolve(&self, reference: &str) -> Result<String, RegistryError> {
+        let want = reference.to_ascii_lowercase();
+        let is_hex = !want.is_empty() && want.chars().all(|c| c.is_ascii_hexdigit());
+        if is_hex && want.len() == 64 {
+            return self.meta(&want).await.map(|m| m.hash);
+        }
+        let all = self.list().await?;
+        let latest = |it: Vec<&ModuleMeta>| it.last().map(|m| m.hash.clone());
+        if let Some((name, version)) = reference.split_once('@') {
+            let hit = latest(
+                all.iter()
+                    .filter(|m| {
+                        m.name.as_deref() == Some(name) && m.version.as_deref() == Some(version)
+                    })
+                    .collect(),
+            );
+            return hit.ok_or_else(|| RegistryError::NotFound(reference.to_string()));
+        }
+        let by_name = latest(
+            all.iter()
+                .filter(|m| m.name.as_deref() == Some(reference))
+                .collect(),
+        );
+        if let Some(hash) = by_name {
+            return Ok(hash);
+        }
+        if !is_hex || want.len() < 8 {
+            return Err(RegistryError::NotFound(format!(
+                "{reference} (give a module name, NAME@VERSION, or at least 8 hex digits of its hash)"
+            )));
+        }
+        let matches: Vec<_> = all.iter().filter(|m| m.hash.starts_with(&want)).collect();
         match matches.as_slice() {
             [one] => Ok(one.hash.clone()),
-            [] => Err(RegistryError::NotFound(hash_or_prefix.to_string())),
-            _ => Err(RegistryError::Ambiguous(hash_or_prefix.to_string())),
+            [] => Err(RegistryError::NotFound(reference.to_string())),
+            _ => Err(RegistryError::Ambiguous(reference.to_string())),
         }
     }
 

@@ -52,7 +52,8 @@ impl FailurePolicy {
 pub struct DeploymentSpec {
     /// Unique name: letters, digits, `.`, `_`, `-`; at most 64 characters.
     pub name: String,
-    /// Module hash (sha256 hex), or a unique prefix of at least 8 characters.
+    /// Module: sha256 hex, a unique hash prefix of at least 8 digits,
+    /// `NAME@VERSION`, or `NAME` (its latest upload); stored resolved.
     pub module: String,
     /// Input topics; one instance runs per input partition.
     pub inputs: Vec<String>,
