@@ -1,5 +1,6 @@
 //! Helpers shared by the bench targets (`broker`, `storage`, `detectors`),
-//! each of which includes this file with `mod common;`: settings from the
+//! each of which includes this file with
+//! `#[path = "../common/mod.rs"] mod common;`: settings from the
 //! environment, machine description, topic creation, the assign-only
 //! consumer, and the librdkafka producer context that records ack latencies.
 //!

@@ -1,0 +1,142 @@
+//! The run: every section in order, and the header.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use tokio::runtime::Runtime;
+
+use crate::broker::start_broker;
+use crate::common;
+use crate::common::create_topic;
+use crate::consume::consume;
+use crate::floor::fsync_floor;
+use crate::produce::{produce, Load};
+use crate::settings::{Params, RateSpec};
+use crate::tables::{print_consume, print_floor, print_produce};
+use crate::SWEEP_SIZES;
+
+// ---------------------------------------------------------------- the run
+
+pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
+    std::fs::create_dir_all(&p.dir)
+        .with_context(|| format!("cannot create VIGIL_BENCH_DIR {}", p.dir.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("vigil-bench-")
+        .tempdir_in(&p.dir)
+        .with_context(|| format!("cannot create a temp dir in {}", p.dir.display()))?;
+    let root = tmp.path().to_path_buf();
+    let objects = root.join("objects");
+    std::fs::create_dir_all(&objects)
+        .with_context(|| format!("cannot create {}", objects.display()))?;
+    let objects_url = format!("file://{}", objects.display());
+    print_header(p, &root);
+
+    // Broker 1: produce, hot consume.
+    let first = start_broker(rt, &root.join("data-1"), &objects_url, p)?;
+    let addr = first.kafka_addr.to_string();
+    println!(
+        "broker 1 on {addr}, data dir {}, objects {objects_url}\n",
+        root.join("data-1").display()
+    );
+
+    let max_topic = "bench-max";
+    create_topic(rt, &addr, max_topic, p.partitions)?;
+    let max = produce(&first, &addr, max_topic, Load::Max(p.records), p)
+        .context("max-throughput produce")?;
+    let mut points = vec![max];
+    let hot = (0..p.consume_passes)
+        .map(|i| consume(&addr, max_topic, &first).with_context(|| format!("hot consume {i}")))
+        .collect::<Result<Vec<_>>>()?;
+
+    let max_rate = points[0].achieved_rate();
+    for (i, spec) in p.rates.iter().enumerate() {
+        let rate = match *spec {
+            RateSpec::Fixed(r) => r,
+            RateSpec::OfMax(f) => (max_rate * f).max(1.0),
+        };
+        let topic = format!("bench-rate-{i}");
+        create_topic(rt, &addr, &topic, p.partitions)?;
+        let n = ((rate * p.rate_secs).ceil() as u64).max(1);
+        let point = produce(
+            &first,
+            &addr,
+            &topic,
+            Load::Rate {
+                rate,
+                n,
+                spec: *spec,
+            },
+            p,
+        )
+        .with_context(|| format!("produce at {rate:.0} records/s"))?;
+        points.push(point);
+    }
+
+    let broker = first.broker.clone();
+    let t = Instant::now();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(300), first.shutdown())
+            .await
+            .map_err(|_| anyhow!("broker 1 did not shut down within 300 s"))
+    })?;
+    let shutdown_secs = t.elapsed().as_secs_f64();
+    let uploaded = broker.log.stats.uploaded_bytes.load(Ordering::Relaxed);
+    drop(broker);
+
+    // The floor, with the broker stopped so it does not compete for the disk.
+    let floor_dir = root.join("floor");
+    std::fs::create_dir_all(&floor_dir)
+        .with_context(|| format!("cannot create {}", floor_dir.display()))?;
+    let mut matched = Vec::new();
+    for pt in &points {
+        let f = match pt.wal_group() {
+            Some((bytes, per_sec)) => Some(fsync_floor(
+                &floor_dir,
+                bytes.round().max(1.0) as usize,
+                Some(per_sec),
+                p.floor_secs,
+            )?),
+            None => None,
+        };
+        matched.push(f);
+    }
+    let mut sweep = Vec::new();
+    for size in SWEEP_SIZES {
+        sweep.push(fsync_floor(&floor_dir, size, None, p.floor_secs)?);
+    }
+
+    // Fresh brokers, each with an empty data dir on the same objects: every
+    // read is a segment read (a broker's own segment cache would make a second
+    // pass warm, hence one broker per pass).
+    let mut cold = Vec::new();
+    for i in 0..p.consume_passes {
+        let broker = start_broker(rt, &root.join(format!("data-cold-{i}")), &objects_url, p)?;
+        let addr = broker.kafka_addr.to_string();
+        cold.push(consume(&addr, max_topic, &broker).with_context(|| format!("cold consume {i}"))?);
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(300), broker.shutdown())
+                .await
+                .map_err(|_| anyhow!("a cold-read broker did not shut down within 300 s"))
+        })?;
+    }
+
+    print_produce(p, &points);
+    print_floor(&floor_dir, &points, &matched, &sweep);
+    print_consume(&hot, &cold, shutdown_secs, uploaded);
+    Ok(())
+}
+
+pub(crate) fn print_header(p: &Params, root: &Path) {
+    println!("== vigil broker benchmark ==");
+    println!("machine:  {}", common::machine());
+    println!("disk:     {} on {}", root.display(), common::mount_of(root));
+    println!(
+        "workload: acks=all, {} B records, {} partitions, linger.ms={}, no compression, local \
+         WAL; client and broker in one process sharing the cores",
+        p.record_bytes, p.partitions, p.linger_ms
+    );
+    println!("command:  {}", p.command());
+    println!("(MB = 10^6 bytes; latencies in ms)\n");
+}

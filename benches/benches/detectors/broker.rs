@@ -1,0 +1,312 @@
+//! The in-process broker, its admin API, and the tracked fixed-rate producer.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+use vigil_broker::config::FileConfig;
+use vigil_broker::server::Running;
+
+use crate::common::lock;
+use crate::data::{record, value_schema, zscore_config};
+
+// ---------------------------------------------------------------- broker
+
+pub(crate) fn start_broker(rt: &Runtime, root: &Path) -> Result<Running> {
+    let objects = root.join("objects");
+    std::fs::create_dir_all(&objects)
+        .with_context(|| format!("cannot create {}", objects.display()))?;
+    let cfg = FileConfig {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(root.join("data")),
+        object_store: Some(format!("file://{}", objects.display())),
+        wal: Some("local".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .context("broker settings")?;
+    rt.block_on(vigil_broker::server::start(cfg))
+        .context("cannot start the broker")
+}
+
+/// The broker's admin HTTP API.
+pub(crate) struct Admin {
+    pub(crate) base: String,
+}
+
+impl Admin {
+    pub(crate) fn reply(r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<Value> {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                bail!("{what}: HTTP {code}: {body}");
+            }
+            Err(e) => return Err(anyhow!("{what}: {e}")),
+        };
+        let body = resp
+            .into_string()
+            .with_context(|| format!("{what}: reading the reply"))?;
+        serde_json::from_str(&body).with_context(|| format!("{what}: reply is not JSON: {body}"))
+    }
+
+    /// Uploads a module; returns its hash.
+    pub(crate) fn upload(&self, wasm: &[u8]) -> Result<String> {
+        let r = ureq::post(&format!("{}/v1/modules", self.base))
+            .set("content-type", "application/wasm")
+            .send_bytes(wasm);
+        let v = Self::reply(r, "POST /v1/modules")?;
+        v["hash"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("POST /v1/modules: no hash in {v}"))
+    }
+
+    pub(crate) fn deploy(&self, spec: &Value) -> Result<Value> {
+        let r = ureq::post(&format!("{}/v1/deployments", self.base))
+            .set("content-type", "application/json")
+            .send_string(&spec.to_string());
+        Self::reply(r, "POST /v1/deployments")
+    }
+
+    pub(crate) fn undeploy(&self, name: &str) -> Result<Value> {
+        let r = ureq::delete(&format!("{}/v1/deployments/{name}", self.base)).call();
+        Self::reply(r, &format!("DELETE /v1/deployments/{name}"))
+    }
+
+    pub(crate) fn status(&self, name: &str) -> Result<Value> {
+        let r = ureq::get(&format!("{}/v1/deployments/{name}", self.base)).call();
+        Self::reply(r, &format!("GET /v1/deployments/{name}"))
+    }
+}
+
+pub(crate) fn zscore_spec(name: &str, hash: &str, input: &str, output: &str) -> Value {
+    json!({
+        "name": name,
+        "module": hash,
+        "inputs": [input],
+        "output": output,
+        "config": zscore_config(),
+        "value_schema": value_schema(),
+        "start": "latest",
+    })
+}
+
+/// Sums of a deployment's per-partition status.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DeploymentTotals {
+    pub(crate) state: String,
+    pub(crate) records: u64,
+    pub(crate) alerts: u64,
+    pub(crate) lag: i64,
+    pub(crate) last_error: Option<String>,
+}
+
+pub(crate) fn totals(status: &Value) -> DeploymentTotals {
+    let mut t = DeploymentTotals {
+        state: status["state"].as_str().unwrap_or("?").to_string(),
+        ..Default::default()
+    };
+    for part in status["partitions"].as_array().into_iter().flatten() {
+        t.records += part["records"].as_u64().unwrap_or(0);
+        t.alerts += part["alerts"].as_u64().unwrap_or(0);
+        t.lag += part["lag"].as_i64().unwrap_or(0);
+        if let Some(e) = part["last_error"].as_str() {
+            t.last_error.get_or_insert_with(|| e.to_string());
+        }
+    }
+    if let Some(e) = status["error"].as_str() {
+        t.last_error = Some(e.to_string());
+    }
+    t
+}
+
+// ---------------------------------------------------------------- produce
+
+/// Delivery reports keyed by record index (the opaque).
+pub(crate) struct Tracked {
+    pub(crate) base: Instant,
+    /// (index, partition, offset, ack time ns since base).
+    pub(crate) acks: Mutex<Vec<(usize, i32, i64, u64)>>,
+    pub(crate) errors: AtomicU64,
+    pub(crate) first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Tracked {}
+
+impl ProducerContext for Tracked {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, idx: usize) {
+        let now = self.base.elapsed().as_nanos() as u64;
+        match result {
+            Ok(m) => lock(&self.acks).push((idx, m.partition(), m.offset(), now)),
+            Err((e, _)) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                lock(&self.first_error).get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// The producer settings of every source producer (both pipelines and the
+/// load), as printed.
+pub(crate) fn source_producer_config(addr: &str, linger_ms: u64) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", addr)
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "none")
+        .set("enable.idempotence", "false")
+        .set("queue.buffering.max.messages", "100000")
+        .set("message.timeout.ms", "60000");
+    c
+}
+
+/// A paced produce run: `warmup` records, then `n` measured ones, all at
+/// `rate`, indexes 0.. in one stream.
+pub(crate) struct Sent {
+    pub(crate) warmup: usize,
+    /// Send time (ns since base) per index.
+    pub(crate) send_ns: Vec<u64>,
+    /// (partition, offset, ack ns) per index.
+    pub(crate) acks: Vec<Option<(i32, i64, u64)>>,
+    pub(crate) outlier: Vec<bool>,
+    /// Seconds from the first measured send to the last ack.
+    pub(crate) elapsed: f64,
+    /// CPU seconds of this process over the measured part.
+    pub(crate) cpu_secs: Option<f64>,
+}
+
+impl Sent {
+    pub(crate) fn measured(&self) -> std::ops::Range<usize> {
+        self.warmup..self.send_ns.len()
+    }
+
+    /// Sorted ack latencies (ns) of the measured records.
+    pub(crate) fn ack_latencies(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .measured()
+            .filter_map(|i| self.acks[i].map(|(_, _, ack)| ack.saturating_sub(self.send_ns[i])))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// CPU seconds (user + system) used so far by this whole process.
+pub(crate) fn process_cpu_secs() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / hz as f64)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn produce(
+    addr: &str,
+    topic: &str,
+    base: Instant,
+    linger_ms: u64,
+    keys: u64,
+    outlier_ppm: u64,
+    warmup: usize,
+    n: usize,
+    rate: f64,
+) -> Result<Sent> {
+    let producer: ThreadedProducer<Tracked> = source_producer_config(addr, linger_ms)
+        .create_with_context(Tracked {
+            base,
+            acks: Mutex::new(Vec::new()),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        })
+        .context("cannot create the producer")?;
+    let ctx = producer.context();
+    let total = warmup + n;
+    let mut send_ns = Vec::with_capacity(total);
+    let mut outlier = Vec::with_capacity(total);
+    let now_ns = || base.elapsed().as_nanos() as u64;
+    let start = Instant::now();
+    let mut measured_start = (now_ns(), process_cpu_secs());
+    for i in 0..total {
+        if i == warmup {
+            measured_start = (now_ns(), process_cpu_secs());
+        }
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let now = Instant::now();
+        // Sleep only when well ahead: sleeps are coarse, bursts of a few
+        // records are not.
+        if due > now + Duration::from_micros(200) {
+            std::thread::sleep(due - now);
+        }
+        let r = record(i as u64, keys, outlier_ppm);
+        outlier.push(r.outlier);
+        send_ns.push(now_ns());
+        let mut rec = BaseRecord::<str, str, usize>::with_opaque_to(topic, i)
+            .key(r.key.as_str())
+            .payload(r.value.as_str());
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    std::thread::sleep(Duration::from_micros(100));
+                    rec = back;
+                }
+                Err((e, _)) => return Err(e).context("cannot hand a record to librdkafka"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("not all records were acknowledged within 120 s")?;
+    let cpu_end = process_cpu_secs();
+    let errors = ctx.errors.load(Ordering::SeqCst);
+    if errors > 0 {
+        bail!(
+            "{errors} of {total} records to {topic} failed; first error: {}",
+            lock(&ctx.first_error).clone().unwrap_or_default()
+        );
+    }
+    let mut acks = vec![None; total];
+    let mut last_ack = 0;
+    for &(i, part, off, at) in lock(&ctx.acks).iter() {
+        if let Some(slot) = acks.get_mut(i) {
+            *slot = Some((part, off, at));
+            last_ack = last_ack.max(at);
+        }
+    }
+    let missing = acks.iter().filter(|a| a.is_none()).count();
+    if missing > 0 {
+        bail!("{missing} of {total} records to {topic} got no delivery report");
+    }
+    let elapsed = last_ack.saturating_sub(measured_start.0) as f64 / 1e9;
+    let cpu_secs = match (measured_start.1, cpu_end) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    Ok(Sent {
+        warmup,
+        send_ns,
+        acks,
+        outlier,
+        elapsed,
+        cpu_secs,
+    })
+}
