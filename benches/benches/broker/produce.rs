@@ -3,16 +3,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{anyhow, Context as _, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use vigil_broker::server::Running;
 
 use crate::broker::Snapshot;
-use crate::common::{lock, payload, percentile, Reports};
+use crate::common::{lock, pace, payload, percentile, send_when_queued, Reports};
 use crate::settings::{Params, RateSpec};
 use crate::WARMUP_RECORDS;
+
+/// How long a flush may wait for every acknowledgement.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------- produce
 
@@ -87,7 +89,7 @@ pub(crate) fn produce(
 
     // Warm-up: connections, metadata, the broker's first writes.
     send_all(&producer, topic, &body, WARMUP_RECORDS, None)?;
-    flush(&producer, ctx, WARMUP_RECORDS, "warm-up")?;
+    ctx.flush_checked(&producer, WARMUP_RECORDS, "warm-up", FLUSH_TIMEOUT)?;
     // Start from a quiet broker: let it upload what earlier points left.
     settle(running);
     ctx.reset();
@@ -110,7 +112,7 @@ pub(crate) fn produce(
     let (sent, uploads_ns) = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| watch_uploads(running, ctx, &stop));
         let sent = send_all(&producer, topic, &body, n, rate)
-            .and_then(|()| flush(&producer, ctx, n, &label));
+            .and_then(|()| ctx.flush_checked(&producer, n, &label, FLUSH_TIMEOUT));
         stop.store(true, Ordering::SeqCst);
         (sent, watcher.join())
     });
@@ -202,49 +204,14 @@ pub(crate) fn send_all(
     let start = Instant::now();
     for i in 0..n {
         if let Some(rate) = rate {
-            let due = start + Duration::from_secs_f64(i as f64 / rate);
-            let now = Instant::now();
-            // Sleep only when well ahead: sleeps are coarse, bursts of a few
-            // records are not.
-            if due > now + Duration::from_micros(200) {
-                std::thread::sleep(due - now);
-            }
+            pace(start, i, rate);
         }
-        let mut record =
+        let record =
             BaseRecord::<[u8], [u8], usize>::with_opaque_to(topic, ctx.now_ns()).payload(body);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    std::thread::sleep(Duration::from_micros(50));
-                    record = r.delivery_opaque(ctx.now_ns());
-                }
-                Err((e, _)) => return Err(e).context("cannot hand a record to librdkafka"),
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn flush(
-    producer: &ThreadedProducer<Reports>,
-    ctx: &Reports,
-    expected: u64,
-    what: &str,
-) -> Result<()> {
-    producer
-        .flush(Duration::from_secs(120))
-        .with_context(|| format!("{what}: not all records were acknowledged within 120 s"))?;
-    let errors = ctx.errors.load(Ordering::SeqCst);
-    if errors > 0 {
-        bail!(
-            "{what}: {errors} of {expected} records failed; first error: {}",
-            lock(&ctx.first_error).clone().unwrap_or_default()
-        );
-    }
-    let delivered = ctx.delivered.load(Ordering::SeqCst);
-    if delivered != expected {
-        bail!("{what}: {delivered} delivery reports for {expected} records");
+        send_when_queued(producer, record, Duration::from_micros(50), |r| {
+            r.delivery_opaque(ctx.now_ns())
+        })
+        .context("cannot hand a record to librdkafka")?;
     }
     Ok(())
 }

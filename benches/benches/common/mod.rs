@@ -17,10 +17,11 @@ use anyhow::{anyhow, Context as _, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::BaseConsumer;
-use rdkafka::message::DeliveryResult;
-use rdkafka::producer::ProducerContext;
-use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Message, ToBytes};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Runtime;
 
 /// Logs to stderr at `RUST_LOG` (default `warn`).
@@ -171,6 +172,108 @@ pub fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Sleeps until record `i` of a stream paced at `rate` records/s is due,
+/// but only when well ahead: sleeps are coarse, bursts of a few records are
+/// not.
+pub fn pace(start: Instant, i: u64, rate: f64) {
+    let due = start + Duration::from_secs_f64(i as f64 / rate);
+    let now = Instant::now();
+    if due > now + Duration::from_micros(200) {
+        std::thread::sleep(due - now);
+    }
+}
+
+/// Hands `record` to librdkafka, sleeping `backoff` while the client's queue
+/// is full; `requeue` prepares the record handed back for the next try
+/// (e.g. stamps a new send time into its opaque).
+pub fn send_when_queued<'a, K, P, C>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    backoff: Duration,
+    mut requeue: impl FnMut(
+        BaseRecord<'a, K, P, C::DeliveryOpaque>,
+    ) -> BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> Result<(), KafkaError>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+    C: ProducerContext + 'static,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                std::thread::sleep(backoff);
+                record = requeue(back);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// An assignment of every partition in `partitions` of `topic` that has
+/// records, from offset 0, with each one's high watermark (where reading it
+/// is done).
+pub fn assign_from_start(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: impl IntoIterator<Item = i32>,
+) -> Result<(TopicPartitionList, std::collections::HashMap<i32, i64>)> {
+    let mut remaining = std::collections::HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for part in partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, part, Duration::from_secs(30))
+            .with_context(|| format!("watermarks of {topic}/{part}"))?;
+        if high > 0 {
+            remaining.insert(part, high);
+            assignment
+                .add_partition_offset(topic, part, Offset::Offset(0))
+                .context("building the assignment")?;
+        }
+    }
+    Ok((assignment, remaining))
+}
+
+/// Assigns `assignment` and polls until every partition in `remaining`
+/// reached its high watermark; returns (records, key + payload bytes). Fails
+/// if no record arrives for `stall`.
+pub fn drain(
+    consumer: &BaseConsumer,
+    assignment: &TopicPartitionList,
+    mut remaining: std::collections::HashMap<i32, i64>,
+    stall: Duration,
+) -> Result<(u64, u64)> {
+    consumer.assign(assignment).context("assign")?;
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let mut last_progress = Instant::now();
+    while !remaining.is_empty() {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                records += 1;
+                bytes += (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
+                last_progress = Instant::now();
+                if remaining
+                    .get(&m.partition())
+                    .is_some_and(|&hw| m.offset() + 1 >= hw)
+                {
+                    remaining.remove(&m.partition());
+                }
+            }
+            Some(Err(e)) => return Err(anyhow!("consumer error after {records} records: {e}")),
+            None => {}
+        }
+        if last_progress.elapsed() > stall {
+            return Err(anyhow!(
+                "consumer stuck: no record for {} s after {records} records; partitions not \
+                 done (partition → high watermark): {remaining:?}",
+                stall.as_secs()
+            ));
+        }
+    }
+    Ok((records, bytes))
+}
+
 /// Producer context recording delivery reports: the opaque of each record
 /// is its send time in nanoseconds since `base`.
 pub struct Reports {
@@ -197,6 +300,37 @@ impl Reports {
 
     pub fn now_ns(&self) -> usize {
         self.base.elapsed().as_nanos() as usize
+    }
+
+    /// Flushes `producer` (at most `timeout`) and checks that all
+    /// `expected` records were acknowledged without errors.
+    pub fn flush_checked(
+        &self,
+        producer: &ThreadedProducer<Reports>,
+        expected: u64,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        producer.flush(timeout).with_context(|| {
+            format!(
+                "{what}: not all records were acknowledged within {} s",
+                timeout.as_secs()
+            )
+        })?;
+        let errors = self.errors.load(Ordering::SeqCst);
+        if errors > 0 {
+            return Err(anyhow!(
+                "{what}: {errors} of {expected} records failed; first error: {}",
+                lock(&self.first_error).clone().unwrap_or_default()
+            ));
+        }
+        let delivered = self.delivered.load(Ordering::SeqCst);
+        if delivered != expected {
+            return Err(anyhow!(
+                "{what}: {delivered} delivery reports for {expected} records"
+            ));
+        }
+        Ok(())
     }
 
     /// Clears what a warm-up left.

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
@@ -16,7 +15,7 @@ use tokio::runtime::Runtime;
 use vigil_broker::config::FileConfig;
 use vigil_broker::server::Running;
 
-use crate::common::lock;
+use crate::common::{lock, pace, send_when_queued};
 use crate::data::{record, value_schema, zscore_config};
 
 // ---------------------------------------------------------------- broker
@@ -249,29 +248,15 @@ pub(crate) fn produce(
         if i == warmup {
             measured_start = (now_ns(), process_cpu_secs());
         }
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        let now = Instant::now();
-        // Sleep only when well ahead: sleeps are coarse, bursts of a few
-        // records are not.
-        if due > now + Duration::from_micros(200) {
-            std::thread::sleep(due - now);
-        }
+        pace(start, i as u64, rate);
         let r = record(i as u64, keys, outlier_ppm);
         outlier.push(r.outlier);
         send_ns.push(now_ns());
-        let mut rec = BaseRecord::<str, str, usize>::with_opaque_to(topic, i)
+        let rec = BaseRecord::<str, str, usize>::with_opaque_to(topic, i)
             .key(r.key.as_str())
             .payload(r.value.as_str());
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    std::thread::sleep(Duration::from_micros(100));
-                    rec = back;
-                }
-                Err((e, _)) => return Err(e).context("cannot hand a record to librdkafka"),
-            }
-        }
+        send_when_queued(&producer, rec, Duration::from_micros(100), |back| back)
+            .context("cannot hand a record to librdkafka")?;
     }
     producer
         .flush(Duration::from_secs(120))

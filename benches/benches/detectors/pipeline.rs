@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -18,7 +17,7 @@ use vigil_sdk::testing::{FieldType, Rows};
 use vigil_sdk::{Alerts, Detector};
 
 use crate::common;
-use crate::common::lock;
+use crate::common::{lock, send_when_queued};
 use crate::data::zscore_config;
 use crate::settings::Params;
 use crate::EXT_MAX_BATCH;
@@ -250,23 +249,13 @@ pub(crate) fn external_pipeline(
                         value: Some(&os),
                     });
                 let key = a.key.clone().unwrap_or_default();
-                let mut rec = BaseRecord::<[u8], str, ()>::to(output)
+                let rec = BaseRecord::<[u8], str, ()>::to(output)
                     .partition(part)
                     .key(key.as_slice())
                     .payload(value.as_str())
                     .headers(headers);
-                loop {
-                    match producer.send(rec) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            std::thread::sleep(Duration::from_micros(100));
-                            rec = back;
-                        }
-                        Err((e, _)) => {
-                            return Err(e).context("external pipeline: cannot produce an alert")
-                        }
-                    }
-                }
+                send_when_queued(&producer, rec, Duration::from_micros(100), |back| back)
+                    .context("external pipeline: cannot produce an alert")?;
                 stats.alerts += 1;
             }
         }

@@ -7,7 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::common::assign_only_consumer;
+use crate::common::{assign_from_start, assign_only_consumer, drain};
 use crate::CONSUME_STALL;
 
 // ---------------------------------------------------------------- consume
@@ -31,47 +31,9 @@ impl Consumed {
 /// Reads every partition of `topic` from offset 0 up to its high watermark.
 pub(crate) fn consume_all(addr: &str, topic: &str, partitions: i32) -> Result<Consumed> {
     let consumer = consumer(addr)?;
-    let mut remaining = std::collections::HashMap::new();
-    let mut assignment = TopicPartitionList::new();
-    for part in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, part, Duration::from_secs(30))
-            .with_context(|| format!("watermarks of {topic}/{part}"))?;
-        if high > 0 {
-            remaining.insert(part, high);
-            assignment
-                .add_partition_offset(topic, part, Offset::Offset(0))
-                .context("building the assignment")?;
-        }
-    }
+    let (assignment, remaining) = assign_from_start(&consumer, topic, 0..partitions)?;
     let start = Instant::now();
-    consumer.assign(&assignment).context("assign")?;
-    let (mut records, mut bytes) = (0u64, 0u64);
-    let mut last_progress = Instant::now();
-    while !remaining.is_empty() {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                records += 1;
-                bytes += (m.payload_len() + m.key().map_or(0, <[u8]>::len)) as u64;
-                last_progress = Instant::now();
-                if remaining
-                    .get(&m.partition())
-                    .is_some_and(|&hw| m.offset() + 1 >= hw)
-                {
-                    remaining.remove(&m.partition());
-                }
-            }
-            Some(Err(e)) => bail!("consumer error after {records} records: {e}"),
-            None => {}
-        }
-        if last_progress.elapsed() > CONSUME_STALL {
-            bail!(
-                "consumer stuck: no record for {} s after {records} records; partitions not \
-                 done (partition → high watermark): {remaining:?}",
-                CONSUME_STALL.as_secs()
-            );
-        }
-    }
+    let (records, bytes) = drain(&consumer, &assignment, remaining, CONSUME_STALL)?;
     Ok(Consumed {
         records,
         bytes,

@@ -3,12 +3,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-use crate::common::{lock, payload, percentile, Reports};
+use crate::common::{lock, payload, percentile, send_when_queued, Reports};
 use crate::WARMUP_RECORDS;
 
 // ---------------------------------------------------------------- produce
@@ -91,37 +90,15 @@ impl Producing {
             }
             let part = (self.next % self.partitions as u64) as i32;
             self.next += 1;
-            let mut record =
-                BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.topic, ctx.now_ns())
-                    .payload(&self.body)
-                    .partition(part);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        std::thread::sleep(Duration::from_micros(50));
-                        record = r.delivery_opaque(ctx.now_ns());
-                    }
-                    Err((e, _)) => {
-                        return Err(e).context("cannot hand a record to librdkafka");
-                    }
-                }
-            }
+            let record = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.topic, ctx.now_ns())
+                .payload(&self.body)
+                .partition(part);
+            send_when_queued(&self.producer, record, Duration::from_micros(50), |r| {
+                r.delivery_opaque(ctx.now_ns())
+            })
+            .context("cannot hand a record to librdkafka")?;
         }
-        self.producer
-            .flush(Duration::from_secs(180))
-            .with_context(|| format!("{what}: not all records were acknowledged within 180 s"))?;
-        let errors = ctx.errors.load(Ordering::SeqCst);
-        if errors > 0 {
-            bail!(
-                "{what}: {errors} of {n} records failed; first error: {}",
-                lock(&ctx.first_error).clone().unwrap_or_default()
-            );
-        }
-        let delivered = ctx.delivered.load(Ordering::SeqCst);
-        if delivered != n {
-            bail!("{what}: {delivered} delivery reports for {n} records");
-        }
+        ctx.flush_checked(&self.producer, n, what, Duration::from_secs(180))?;
         let end_ns = ctx.last_delivery_ns.load(Ordering::SeqCst);
         let elapsed = Duration::from_nanos(end_ns.saturating_sub(start_ns))
             .max(Duration::from_nanos(1))
