@@ -8,7 +8,7 @@ import random
 import threading
 import time
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from helpers import (
     Deadline,
@@ -19,6 +19,8 @@ from helpers import (
     ck_consume,
     ck_consumer,
     ck_create_topic,
+    ck_produce,
+    ck_producer,
     make_records,
     new_seed,
     unique_name,
@@ -26,51 +28,6 @@ from helpers import (
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PER_CODEC = 400
-
-
-def ck_producer(bootstrap: str, codec: str, **extra) -> Producer:
-    conf = {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": codec,
-        "linger.ms": 5,
-        "batch.num.messages": 200,
-        "message.timeout.ms": 60000,
-        "socket.timeout.ms": 10000,
-    }
-    conf.update(extra)
-    return Producer(conf)
-
-
-def produce_all(producer: Producer, topic: str, recs: list[Rec], base_ts: int, timeout: float = 60) -> None:
-    """Produces `recs`, fills in partition/offset/timestamp from the delivery
-    reports, and asserts every record was acked without error."""
-    errors = []
-
-    def on_delivery(r, err, msg):
-        # (delivery reports carry no headers: the record is bound by the closure)
-        if err is not None:
-            errors.append((r.rid, err))
-            return
-        r.partition = msg.partition()
-        r.offset = msg.offset()
-
-    for i, r in enumerate(recs):
-        r.timestamp = base_ts + i
-        while True:
-            try:
-                producer.produce(topic, value=r.value, key=r.key, headers=r.headers, timestamp=r.timestamp,
-                                 on_delivery=lambda err, msg, r=r: on_delivery(r, err, msg))
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    remaining = producer.flush(timeout)
-    assert remaining == 0, f"{remaining} messages still in flight after {timeout}s flush"
-    assert not errors, f"{len(errors)} delivery errors, first: {errors[0][1]}"
-    missing = [r.rid for r in recs if r.offset is None]
-    assert not missing, f"no delivery report for {missing[:5]}"
 
 
 def test_confluent_roundtrip_all_codecs_with_kill9(broker):
@@ -88,7 +45,7 @@ def test_confluent_roundtrip_all_codecs_with_kill9(broker):
     # Phase 1: half the codecs, all acked.
     for c in first_codecs:
         p = ck_producer(broker.bootstrap, c)
-        produce_all(p, topic, batches[c], base_ts + len(expected))
+        ck_produce(p, topic, batches[c], base_ts + len(expected))
         expected += batches[c]
     assert {r.partition for r in expected} == {0, 1, 2}, "records did not spread over 3 partitions"
 
@@ -113,7 +70,7 @@ def test_confluent_roundtrip_all_codecs_with_kill9(broker):
     # Phase 2: the other codecs.
     for c in second_codecs:
         p = ck_producer(broker.bootstrap, c)
-        produce_all(p, topic, batches[c], base_ts + len(expected))
+        ck_produce(p, topic, batches[c], base_ts + len(expected))
         expected += batches[c]
 
     # New consumer in the same group resumes from the committed offsets.
@@ -149,10 +106,10 @@ def test_confluent_idempotent_producer_survives_restart(broker):
     p = ck_producer(broker.bootstrap, "lz4", **{"message.timeout.ms": 90000, "retry.backoff.ms": 100})
     recs = make_records(rng, 600, "idem")
     base_ts = int(time.time() * 1000)
-    produce_all(p, topic, recs[:300], base_ts)
+    ck_produce(p, topic, recs[:300], base_ts)
     broker.kill9()
     broker.restart()
-    produce_all(p, topic, recs[300:], base_ts + 300, timeout=90)
+    ck_produce(p, topic, recs[300:], base_ts + 300, timeout=90)
 
     c = ck_consumer(broker.bootstrap, unique_name("g"))
     c.subscribe([topic])
@@ -259,7 +216,7 @@ def test_confluent_large_records_with_tiny_fetch_limits(broker):
         recs.append(Rec(rid=f"large:{i}", key=f"k{i}".encode(), value=value[:n],
                         headers=[("vigil-id", f"large:{i}".encode())]))
     p = ck_producer(broker.bootstrap, "none", **{"linger.ms": 0})
-    produce_all(p, topic, recs, int(time.time() * 1000))
+    ck_produce(p, topic, recs, int(time.time() * 1000))
     c = ck_consumer(broker.bootstrap, unique_name("g"), **{
         "fetch.max.bytes": 1024, "message.max.bytes": 1000, "max.partition.fetch.bytes": 1024,
         "fetch.min.bytes": 1, "receive.message.max.bytes": 2_000_000})
