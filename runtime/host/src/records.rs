@@ -17,7 +17,7 @@ use arrow_array::{
     TimestampMillisecondArray,
 };
 use arrow_buffer::OffsetBuffer;
-use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use vigil_abi::columns;
 use vigil_protocol::batch::{BatchHeader, Compression, RecordBatches, HEADER_LEN};
@@ -96,37 +96,11 @@ pub enum RecordsError {
 /// The schema of the batches [`build_batch`] returns for `schema`: the six
 /// record columns of ABI v1, then one nullable column per declared field.
 pub fn record_schema(schema: Option<&ValueSchema>) -> SchemaRef {
-    let mut fields = vec![
-        Field::new(columns::PARTITION, DataType::Int32, false),
-        Field::new(columns::OFFSET, DataType::Int64, false),
-        Field::new(
-            columns::TIMESTAMP,
-            DataType::Timestamp(TimeUnit::Millisecond, None),
-            false,
-        ),
-        Field::new(columns::KEY, DataType::Binary, true),
-        Field::new(columns::VALUE, DataType::Binary, true),
-        Field::new(columns::HEADERS, headers_type(), false),
-    ];
+    let mut fields = columns::record_fields();
     if let Some(s) = schema {
         fields.extend(s.arrow_schema().fields().iter().map(|f| f.as_ref().clone()));
     }
     Arc::new(Schema::new(fields))
-}
-
-fn header_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("value", DataType::Binary, true),
-    ])
-}
-
-/// `List<Struct<key Utf8, value Binary?>>`, as the SDK's builders make it.
-fn headers_type() -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(
-        DataType::Struct(header_fields()),
-        true,
-    )))
 }
 
 /// One parsed record; headers index into [`Parsed::headers`].
@@ -226,13 +200,13 @@ fn record_columns(partition: i32, p: &Parsed, rows: &[usize]) -> Vec<ArrayRef> {
         hoffsets.push(n);
     }
     let entries = StructArray::new(
-        header_fields(),
+        columns::header_fields(),
         vec![Arc::new(hkeys.finish()), Arc::new(hvalues.finish())],
         None,
     );
     let headers = ListArray::new(
         Arc::new(Field::new_list_field(
-            DataType::Struct(header_fields()),
+            DataType::Struct(columns::header_fields()),
             true,
         )),
         OffsetBuffer::new(hoffsets.into()),

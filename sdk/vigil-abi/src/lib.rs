@@ -85,6 +85,43 @@ pub mod columns {
     pub const VALUE: &str = "_value";
     /// List<Struct<key Utf8, value Binary?>>: record headers.
     pub const HEADERS: &str = "_headers";
+
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Fields, TimeUnit};
+
+    /// The children of one header entry: `key` Utf8, `value` Binary?.
+    pub fn header_fields() -> Fields {
+        Fields::from(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::Binary, true),
+        ])
+    }
+
+    /// Type of the [`HEADERS`] column: `List<Struct<key, value>>`.
+    pub fn headers_type() -> DataType {
+        DataType::List(Arc::new(Field::new_list_field(
+            DataType::Struct(header_fields()),
+            true,
+        )))
+    }
+
+    /// The record columns every batch starts with, in ABI order. Host and
+    /// SDK build their batches from this one definition.
+    pub fn record_fields() -> Vec<Field> {
+        vec![
+            Field::new(PARTITION, DataType::Int32, false),
+            Field::new(OFFSET, DataType::Int64, false),
+            Field::new(
+                TIMESTAMP,
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+            Field::new(KEY, DataType::Binary, true),
+            Field::new(VALUE, DataType::Binary, true),
+            Field::new(HEADERS, headers_type(), false),
+        ]
+    }
 }
 
 /// Packs an SDK version as `vigil_sdk_version` returns it.

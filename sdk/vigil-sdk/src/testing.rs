@@ -21,9 +21,7 @@ use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
     StructBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{
-    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray,
-};
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, TimestampMillisecondArray};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde_json::Value;
@@ -141,24 +139,11 @@ impl Rows {
     /// Builds the record batch, reporting instead of panicking.
     pub fn try_build(self) -> Result<Batch> {
         let n = self.rows.len();
-        let mut fields = vec![
-            Field::new(columns::PARTITION, DataType::Int32, false),
-            Field::new(columns::OFFSET, DataType::Int64, false),
-            Field::new(
-                columns::TIMESTAMP,
-                DataType::Timestamp(TimeUnit::Millisecond, None),
-                false,
-            ),
-            Field::new(columns::KEY, DataType::Binary, true),
-            Field::new(columns::VALUE, DataType::Binary, true),
-        ];
+        let mut fields = columns::record_fields();
         let mut keys = BinaryBuilder::new();
         let mut values = BinaryBuilder::new();
         let mut headers = ListBuilder::new(StructBuilder::new(
-            vec![
-                Field::new("key", DataType::Utf8, false),
-                Field::new("value", DataType::Binary, true),
-            ],
+            columns::header_fields(),
             vec![
                 Box::new(StringBuilder::new()) as Box<dyn arrow_array::builder::ArrayBuilder>,
                 Box::new(BinaryBuilder::new()),
@@ -181,11 +166,6 @@ impl Rows {
             headers.append(true);
         }
         let headers = headers.finish();
-        fields.push(Field::new(
-            columns::HEADERS,
-            headers.data_type().clone(),
-            false,
-        ));
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(Int32Array::from(vec![self.partition; n])),
             Arc::new(Int64Array::from_iter_values(
