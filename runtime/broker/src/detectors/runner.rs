@@ -95,10 +95,11 @@ impl Runner {
     }
 
     /// Sleeps unless asked to stop first.
-    async fn pause(&mut self, d: Duration) -> Result<(), Stop> {
+    async fn pause(&self, d: Duration) -> Result<(), Stop> {
+        let mut stop = self.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => Ok(()),
-            _ = Self::stopped(&mut self.stop) => Err(Stop::Requested),
+            _ = Self::stopped(&mut stop) => Err(Stop::Requested),
         }
     }
 
@@ -120,11 +121,7 @@ impl Runner {
                         // The state is needed for correct output; wait for
                         // the store rather than starting from nothing.
                         self.note_error(&e.to_string());
-                        let mut stop = self.stop.clone();
-                        tokio::select! {
-                            _ = tokio::time::sleep(RETRY_BACKOFF) => {}
-                            _ = Self::stopped(&mut stop) => return Err(Stop::Requested),
-                        }
+                        self.pause(RETRY_BACKOFF).await?;
                     }
                 }
             };
@@ -298,11 +295,7 @@ impl Runner {
                         return Err(Stop::Requested);
                     }
                     self.note_error(&msg);
-                    let mut stop = self.stop.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(RETRY_BACKOFF) => {}
-                        _ = Self::stopped(&mut stop) => return Err(Stop::Requested),
-                    }
+                    self.pause(RETRY_BACKOFF).await?;
                 }
             }
         }
