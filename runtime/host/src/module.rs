@@ -97,6 +97,15 @@ fn extern_desc(t: &ExternType) -> String {
 const PROBE_CPU: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Module {
+    /// `NAME@VERSION` (or `NAME`) from the module's metadata, if it has a name.
+    pub fn label(&self) -> Option<String> {
+        match (&self.name, &self.version) {
+            (Some(n), Some(v)) => Some(format!("{n}@{v}")),
+            (Some(n), None) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn load(
         shared: Shared,
         linker: &Linker<HostState>,

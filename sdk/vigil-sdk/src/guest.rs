@@ -311,15 +311,19 @@ fn send_alerts(pending: &mut Vec<Alert>) {
     }
 }
 
-/// `vigil_snapshot`.
+/// `vigil_snapshot`: the detector's bytes behind a tag saying which
+/// detector type and state format wrote them (see [`state::tag`]).
 pub fn snapshot<T: Detector>() -> i32 {
     finish(
         with_instance::<T, _>(|d| match d.snapshot() {
             None => Ok(status::UNSUPPORTED),
             Some(Ok(bytes)) => {
-                // SAFETY: `bytes` is a live Vec for the call; the host only
+                let tagged = crate::state::tag::<T>(&bytes);
+                // SAFETY: `tagged` is a live Vec for the call; the host only
                 // reads that range.
-                unsafe { host::emit_state(abi_i32(bytes.as_ptr() as usize), abi_i32(bytes.len())) };
+                unsafe {
+                    host::emit_state(abi_i32(tagged.as_ptr() as usize), abi_i32(tagged.len()))
+                };
                 Ok(status::OK)
             }
             Some(Err(e)) => Err(e.context("snapshot")),
@@ -328,11 +332,16 @@ pub fn snapshot<T: Detector>() -> i32 {
     )
 }
 
-/// `vigil_restore`: into the instance `vigil_init` built.
+/// `vigil_restore`: into the instance `vigil_init` built. State written by
+/// another detector type or state format is declined (`UNSUPPORTED`), so
+/// the host rebuilds instead of feeding the detector bytes it cannot read.
 pub fn restore<T: Detector>(len: i32) -> i32 {
     finish((|| {
         let bytes = input_bytes(len)?;
-        with_instance::<T, _>(|d| match d.restore(&bytes) {
+        let Some(payload) = crate::state::untag::<T>(&bytes) else {
+            return Ok(status::UNSUPPORTED);
+        };
+        with_instance::<T, _>(|d| match d.restore(payload) {
             None => Ok(status::UNSUPPORTED),
             Some(Ok(())) => Ok(status::OK),
             Some(Err(e)) => Err(e.context("restore")),

@@ -72,6 +72,13 @@ pub trait Detector: Sized + 'static {
     /// The deployment's config, deserialized from JSON.
     type Config: serde::de::DeserializeOwned;
 
+    /// Version of the snapshot format. The broker tags every snapshot with
+    /// the detector's type and this string; a new module version restores
+    /// the previous version's state (hot swap) only when both match, and is
+    /// otherwise rebuilt from config and re-warmed on recent input. Change
+    /// it whenever the state type changes incompatibly.
+    const STATE_FORMAT: &'static str = "1";
+
     /// Builds the detector. An error here (e.g. an invalid threshold) fails
     /// the deployment with the error's message.
     fn new(config: Self::Config) -> Result<Self>;

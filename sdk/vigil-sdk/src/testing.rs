@@ -273,9 +273,14 @@ pub fn snapshot_round_trip<D: Detector>(config: Value, d: &D) -> Result<D> {
         .snapshot()
         .ok_or_else(|| Error::msg("detector does not support snapshot"))?
         .map_err(|e| e.context("snapshot"))?;
+    // Through the same tag the guest glue adds, so a test sees what a
+    // restarted or swapped module would.
+    let tagged = crate::state::tag::<D>(&bytes);
+    let payload = crate::state::untag::<D>(&tagged)
+        .ok_or_else(|| Error::msg("snapshot tag does not match the detector"))?;
     let mut fresh = new_detector::<D>(config)?;
     fresh
-        .restore(&bytes)
+        .restore(payload)
         .ok_or_else(|| Error::msg("detector does not support restore"))?
         .map_err(|e| e.context("restore"))?;
     Ok(fresh)

@@ -9,6 +9,12 @@
 //! POST   /v1/deployments/NAME/pause       → status
 //! POST   /v1/deployments/NAME/resume      → status
 //! DELETE /v1/deployments/NAME             → {"undeployed": NAME}
+//! POST   /v1/deployments/NAME/module      body: {"module", "config"?, "rebuild_records"?} → status (hot swap)
+//! POST   /v1/deployments/NAME/shadow      body: {"module", "name"?, "output"?, "config"?} → status of the shadow
+//! POST   /v1/replays                      body: replay spec → replay status
+//! GET    /v1/replays                      → [replay status]
+//! GET    /v1/replays/ID                   → replay status
+//! DELETE /v1/replays/ID                   → {"cancelled": ID}
 //! ```
 //! Errors are `{"error": "..."}` with 400 (bad input), 404 (unknown), 409
 //! (exists) or 503 (storage trouble; retry).
@@ -22,20 +28,22 @@ use serde::Serialize;
 use super::Reply;
 use crate::broker::Broker;
 use crate::detectors::registry::RegistryError;
-use crate::detectors::spec::DeploymentSpec;
+use crate::detectors::replay::ReplaySpec;
+use crate::detectors::spec::{DeploymentSpec, Kind};
+use crate::detectors::versions::{ShadowRequest, SwapRequest};
 use crate::detectors::DetectorError;
 
 /// Largest accepted request body (modules are a few MiB at most).
 const MAX_BODY: usize = 64 << 20;
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Reply {
+pub(super) fn json<T: Serialize>(status: StatusCode, v: &T) -> Reply {
     match serde_json::to_vec_pretty(v) {
         Ok(b) => (status, "application/json", Bytes::from(b)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-fn error(status: StatusCode, msg: &str) -> Reply {
+pub(super) fn error(status: StatusCode, msg: &str) -> Reply {
     let body = serde_json::json!({ "error": msg });
     (status, "application/json", Bytes::from(body.to_string()))
 }
@@ -56,11 +64,21 @@ fn status_of(e: &DetectorError) -> StatusCode {
     }
 }
 
-fn fail(e: DetectorError) -> Reply {
+pub(super) fn fail(e: DetectorError) -> Reply {
     error(status_of(&e), &e.to_string())
 }
 
-async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {
+/// Reads and parses a JSON request body; `what` names it in errors.
+pub(super) async fn parse<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    what: &str,
+) -> Result<T, Reply> {
+    let raw = body(req).await?;
+    serde_json::from_slice(&raw)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("invalid {what}: {e}")))
+}
+
+pub(super) async fn body(req: Request<Incoming>) -> Result<Bytes, Reply> {
     Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
@@ -103,19 +121,16 @@ pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
             Err(e) => fail(e.into()),
         },
         ("POST", ["deployments"]) => {
-            let raw = match body(req).await {
-                Ok(b) => b,
+            let spec: DeploymentSpec = match parse(req, "deployment spec").await {
+                Ok(s) => s,
                 Err(r) => return r,
             };
-            let spec: DeploymentSpec = match serde_json::from_slice(&raw) {
-                Ok(s) => s,
-                Err(e) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("invalid deployment spec: {e}"),
-                    )
-                }
-            };
+            if spec.kind != Kind::Live {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid deployment spec: `kind` is set by the broker (use /v1/replays or /v1/deployments/NAME/shadow)",
+                );
+            }
             match d.deploy(spec).await {
                 Ok(s) => json(StatusCode::CREATED, &s),
                 Err(e) => fail(e),
@@ -136,6 +151,42 @@ pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
         },
         ("DELETE", ["deployments", name]) => match d.undeploy(name).await {
             Ok(()) => json(StatusCode::OK, &serde_json::json!({ "undeployed": name })),
+            Err(e) => fail(e),
+        },
+        ("POST", ["deployments", name, "module"]) => {
+            let name = name.to_string();
+            match parse::<SwapRequest>(req, "swap request").await {
+                Ok(r) => match d.swap(&name, r).await {
+                    Ok(s) => json(StatusCode::OK, &s),
+                    Err(e) => fail(e),
+                },
+                Err(r) => r,
+            }
+        }
+        ("POST", ["deployments", name, "shadow"]) => {
+            let name = name.to_string();
+            match parse::<ShadowRequest>(req, "shadow request").await {
+                Ok(r) => match d.shadow(&name, r).await {
+                    Ok(s) => json(StatusCode::CREATED, &s),
+                    Err(e) => fail(e),
+                },
+                Err(r) => r,
+            }
+        }
+        ("POST", ["replays"]) => match parse::<ReplaySpec>(req, "replay spec").await {
+            Ok(r) => match d.replay(r).await {
+                Ok(s) => json(StatusCode::CREATED, &s),
+                Err(e) => fail(e),
+            },
+            Err(r) => r,
+        },
+        ("GET", ["replays"]) => json(StatusCode::OK, &d.replays().await),
+        ("GET", ["replays", id]) => match d.replay_status(id).await {
+            Ok(s) => json(StatusCode::OK, &s),
+            Err(e) => fail(e),
+        },
+        ("DELETE", ["replays", id]) => match d.cancel_replay(id).await {
+            Ok(()) => json(StatusCode::OK, &serde_json::json!({ "cancelled": id })),
             Err(e) => fail(e),
         },
         _ => error(

@@ -1,5 +1,6 @@
 //! The admin HTTP endpoint: `/healthz`, `/metrics` and the JSON admin API
-//! under `/v1` (modules and deployments; see `detectors`).
+//! under `/v1` (modules and deployments: see `detectors`; alert diffs: see
+//! `diff`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use crate::broker::Broker;
 
 mod detectors;
+mod diff;
 
 /// A response: status, content type, body.
 pub(crate) type Reply = (StatusCode, &'static str, Bytes);
@@ -23,6 +25,10 @@ async fn route(
     broker: Arc<Broker>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().trim_end_matches('/') == "/v1/diff" {
+        let (status, ctype, body) = diff::route(&broker, req).await;
+        return Ok(respond(status, ctype, body));
+    }
     if req.uri().path().starts_with("/v1/") {
         let (status, ctype, body) = detectors::route(&broker, req).await;
         return Ok(respond(status, ctype, body));

@@ -62,6 +62,74 @@ pub struct Checkpoint {
     /// (the scan from `alert_hw` alone would no longer see those alerts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerted_through: Option<i64>,
+    /// First input offset this deployment covers here.
+    #[serde(default)]
+    pub start: i64,
+    /// Exclusive end of a bounded run (replays); `None` follows the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<i64>,
+    /// Records processed up to `offset`, over the deployment's life.
+    #[serde(default)]
+    pub records: u64,
+    /// Alerts written for input up to `offset`, over the deployment's life.
+    #[serde(default)]
+    pub alerts: u64,
+    /// Which module scored which offsets: each entry from its `from` up to
+    /// the next entry's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionSpan>,
+    /// Set by a hot swap until the new module's first commit: `state` may be
+    /// the previous module's, and if the new one declines it, it is re-warmed
+    /// on up to this many records before `offset` with their alerts
+    /// suppressed (they were scored by the previous version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap_rebuild: Option<i64>,
+}
+
+/// The start of the offsets one module version scored on a partition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VersionSpan {
+    /// Module hash.
+    pub module: String,
+    /// `NAME@VERSION` from the module's metadata, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// First input offset it scored.
+    pub from: i64,
+}
+
+impl Checkpoint {
+    /// A fresh checkpoint for a partition starting at `offset`.
+    pub fn new(
+        offset: i64,
+        alert_hw: i64,
+        module: &str,
+        label: Option<String>,
+        end: Option<i64>,
+    ) -> Self {
+        Checkpoint {
+            offset,
+            alert_hw,
+            state: None,
+            module: module.to_string(),
+            alerted_through: None,
+            start: offset,
+            end,
+            records: 0,
+            alerts: 0,
+            versions: vec![VersionSpan {
+                module: module.to_string(),
+                label,
+                from: offset,
+            }],
+            swap_rebuild: None,
+        }
+    }
+
+    /// Whether a bounded run has covered its range.
+    pub fn done(&self) -> bool {
+        self.end.is_some_and(|e| self.offset >= e)
+    }
 }
 
 /// Stores a state snapshot and returns its key.

@@ -2,13 +2,17 @@
 //! partitions, one runner per partition, with state and progress committed
 //! beside the log (see `checkpoint` for how alerts stay exactly-once).
 
+pub mod budget;
 pub mod checkpoint;
+pub mod diff;
 pub mod output;
 pub mod pool;
 pub mod registry;
+pub mod replay;
 mod runner;
 pub mod spec;
 pub mod status;
+pub mod versions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,7 +27,7 @@ use checkpoint::Checkpoint;
 use registry::{Registry, RegistryError};
 use runner::{Runner, RunnerEvent};
 use spec::{DeploymentSpec, FailurePolicy, SpecError, StartPosition};
-use status::{DeploymentState, DeploymentStatus, PartitionStatus};
+use status::{DeploymentState, DeploymentStatus, PartitionStatus, VersionStatus};
 
 /// Why a deployment operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,12 @@ struct Stored {
     spec: DeploymentSpec,
     #[serde(flatten)]
     state: DeploymentState,
+    /// When the deployment was created (ms since the epoch).
+    #[serde(default)]
+    created_ms: i64,
+    /// When a bounded run completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    finished_ms: Option<i64>,
 }
 
 /// A deployment and its running instances.
@@ -82,6 +92,14 @@ pub struct Deployment {
     partitions: parking_lot::Mutex<Vec<Arc<parking_lot::Mutex<PartitionStatus>>>>,
     stop: parking_lot::Mutex<Option<watch::Sender<bool>>>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// When it was created and (bounded runs) completed, ms since the epoch.
+    created_ms: i64,
+    finished_ms: parking_lot::Mutex<Option<i64>>,
+    /// Partitions of a bounded run not yet at their end.
+    unfinished: std::sync::atomic::AtomicUsize,
+    /// When the runners last started, with the offsets covered then (for
+    /// the rate since, which survives neither restarts nor swaps).
+    started: parking_lot::Mutex<(std::time::Instant, i64)>,
 }
 
 /// All deployments of this broker.
@@ -157,6 +175,22 @@ impl Detectors {
                 RunnerEvent::Committed { key, checkpoint } => {
                     me.checkpoints.lock().insert(key, checkpoint);
                 }
+                RunnerEvent::Finished { deployment } => {
+                    let d = me.deployments.lock().await.get(&deployment).cloned();
+                    let Some(d) = d else { continue };
+                    let left = d
+                        .unfinished
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                        .saturating_sub(1);
+                    if left == 0 && matches!(*d.state.lock(), DeploymentState::Running) {
+                        *d.state.lock() = DeploymentState::Completed;
+                        *d.finished_ms.lock() = Some(chrono::Utc::now().timestamp_millis());
+                        tracing::info!(deployment = %deployment, "bounded run completed");
+                        if let Err(e) = me.persist(&d).await {
+                            tracing::error!(deployment = %deployment, error = %e, "cannot persist the completed state");
+                        }
+                    }
+                }
                 RunnerEvent::Failed { deployment, error } => {
                     let d = me.deployments.lock().await.get(&deployment).cloned();
                     if let Some(d) = d {
@@ -176,8 +210,13 @@ impl Detectors {
     async fn restore(&self, s: Stored) -> Result<(), DetectorError> {
         let module = self.registry.module(&s.spec.module).await?;
         let schema = parse_schema(&s.spec)?;
-        let d = Arc::new(Deployment::new(s.spec, module, schema, s.state));
-        if matches!(*d.state.lock(), DeploymentState::Running) {
+        let d = Arc::new(Deployment::new(s.spec, module, schema, s.state, s.created_ms));
+        *d.finished_ms.lock() = s.finished_ms;
+        if matches!(
+            *d.state.lock(),
+            DeploymentState::Running | DeploymentState::Completed
+        ) {
+            // Completed runs start no runner, only their status.
             self.start(&d).await?;
         }
         self.deployments.lock().await.insert(d.spec.name.clone(), d);
@@ -185,10 +224,7 @@ impl Detectors {
     }
 
     async fn persist(&self, d: &Deployment) -> Result<(), DetectorError> {
-        let stored = Stored {
-            spec: d.spec.clone(),
-            state: d.state.lock().clone(),
-        };
+        let stored = d.stored();
         let json =
             serde_json::to_string(&stored).map_err(|e| DetectorError::Store(e.to_string()))?;
         self.log
@@ -226,6 +262,31 @@ impl Detectors {
             .collect()
     }
 
+    /// The input partitions a spec covers, refusing partitions that exist
+    /// in none of its inputs.
+    fn input_partitions(
+        &self,
+        spec: &DeploymentSpec,
+    ) -> Result<Vec<(Arc<Topic>, Arc<Partition>)>, DetectorError> {
+        let mut out = Vec::new();
+        for t in self.inputs(spec)? {
+            for p in &t.partitions {
+                if spec.partitions.as_ref().is_none_or(|ps| ps.contains(&p.index)) {
+                    out.push((t.clone(), p.clone()));
+                }
+            }
+        }
+        if let Some(ps) = &spec.partitions {
+            if let Some(missing) = ps.iter().find(|i| !out.iter().any(|(_, p)| p.index == **i)) {
+                return Err(DetectorError::Spec(SpecError(format!(
+                    "partition {missing} does not exist in {:?}",
+                    spec.inputs
+                ))));
+            }
+        }
+        Ok(out)
+    }
+
     async fn start_offset(
         &self,
         p: &Partition,
@@ -244,19 +305,14 @@ impl Detectors {
         })
     }
 
-    /// Validates, persists and starts a deployment.
-    pub async fn deploy(
+    /// Resolves and loads the spec's module and checks that it starts with
+    /// the spec's config (a bad config shows now, not on the first batch).
+    async fn checked_module(
         &self,
-        mut spec: DeploymentSpec,
-    ) -> Result<DeploymentStatus, DetectorError> {
-        spec.validate()?;
-        if self.deployments.lock().await.contains_key(&spec.name) {
-            return Err(DetectorError::Exists(spec.name));
-        }
+        spec: &mut DeploymentSpec,
+    ) -> Result<Arc<Module>, DetectorError> {
         spec.module = self.registry.resolve(&spec.module).await?;
         let module = self.registry.module(&spec.module).await?;
-        let schema = parse_schema(&spec)?;
-        // A throwaway instance shows a bad config now, not on the first batch.
         let (m, limits, config) = (module.clone(), spec.limits.clone(), spec.config.to_string());
         let label = format!("{}/deploy-check", spec.name);
         tokio::task::spawn_blocking(move || m.instantiate(&limits, &config, &label))
@@ -266,6 +322,27 @@ impl Detectors {
                 module: module.hash[..12].to_string(),
                 message: e.to_string(),
             })?;
+        Ok(module)
+    }
+
+    /// Validates, persists and starts a deployment.
+    pub async fn deploy(&self, spec: DeploymentSpec) -> Result<DeploymentStatus, DetectorError> {
+        self.deploy_at(spec, &HashMap::new()).await
+    }
+
+    /// [`deploy`](Self::deploy), with start offsets for some partitions
+    /// (`"topic/partition"` → offset) overriding the spec's start position.
+    async fn deploy_at(
+        &self,
+        mut spec: DeploymentSpec,
+        starts: &HashMap<String, i64>,
+    ) -> Result<DeploymentStatus, DetectorError> {
+        spec.validate()?;
+        if self.deployments.lock().await.contains_key(&spec.name) {
+            return Err(DetectorError::Exists(spec.name));
+        }
+        let module = self.checked_module(&mut spec).await?;
+        let schema = parse_schema(&spec)?;
         let inputs = self.inputs(&spec)?;
         let width = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
         let alerts = self.ensure_topic(&spec.output, width).await?;
@@ -274,53 +351,61 @@ impl Detectors {
         }
         let mut entries = Vec::new();
         let mut initial = Vec::new();
-        for t in &inputs {
-            for p in &t.partitions {
-                let cp = Checkpoint {
-                    offset: self.start_offset(p, spec.start).await?,
-                    alert_hw: alerts.partitions[p.index as usize % alerts.partitions.len()]
-                        .high_watermark(),
-                    state: None,
-                    module: spec.module.clone(),
-                    alerted_through: None,
-                };
-                let key = checkpoint::checkpoint_key(&spec.name, &t.name, p.index);
-                entries.push((
-                    key.clone(),
-                    Some(serde_json::to_string(&cp).unwrap_or_default()),
-                ));
-                initial.push((key, cp));
-            }
+        for (t, p) in self.input_partitions(&spec)? {
+            let start = match starts.get(&format!("{}/{}", t.name, p.index)) {
+                Some(o) => *o,
+                None => self.start_offset(&p, spec.start).await?,
+            };
+            let end = match spec.end {
+                Some(e) => Some(self.start_offset(&p, e).await?.max(start)),
+                None => None,
+            };
+            let alert_hw =
+                alerts.partitions[p.index as usize % alerts.partitions.len()].high_watermark();
+            let cp = Checkpoint::new(start, alert_hw, &spec.module, module.label(), end);
+            let key = checkpoint::checkpoint_key(&spec.name, &t.name, p.index);
+            entries.push((
+                key.clone(),
+                Some(serde_json::to_string(&cp).unwrap_or_default()),
+            ));
+            initial.push((key, cp));
         }
+        let now = chrono::Utc::now().timestamp_millis();
         let d = Arc::new(Deployment::new(
             spec,
             module,
             schema,
             DeploymentState::Running,
+            now,
         ));
-        let stored = Stored {
-            spec: d.spec.clone(),
-            state: DeploymentState::Running,
-        };
         entries.push((
             checkpoint::spec_key(&d.spec.name),
-            Some(serde_json::to_string(&stored).map_err(|e| DetectorError::Store(e.to_string()))?),
+            Some(
+                serde_json::to_string(&d.stored())
+                    .map_err(|e| DetectorError::Store(e.to_string()))?,
+            ),
         ));
         self.log.kv_put(entries).await?;
         self.checkpoints.lock().extend(initial);
-        self.start(&d).await?;
+        // In the map before its runners start: a short bounded run may
+        // finish before `start` returns, and its completion looks it up.
         self.deployments
             .lock()
             .await
             .insert(d.spec.name.clone(), d.clone());
+        self.start(&d).await?;
         tracing::info!(deployment = %d.spec.name, module = %d.spec.module, inputs = ?d.spec.inputs, output = %d.spec.output, "deployed");
         Ok(d.status())
     }
 
     /// Starts one runner per input partition from its committed checkpoint.
     async fn start(&self, d: &Arc<Deployment>) -> Result<(), DetectorError> {
-        let inputs = self.inputs(&d.spec)?;
-        let width = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
+        let width = self
+            .inputs(&d.spec)?
+            .iter()
+            .map(|t| t.partitions.len())
+            .max()
+            .unwrap_or(1) as i32;
         let alerts = self.ensure_topic(&d.spec.output, width).await?;
         let dlq = match d.spec.on_failure {
             FailurePolicy::DeadLetter => Some(
@@ -330,35 +415,50 @@ impl Detectors {
             _ => None,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
+        let throttle = d.spec.budget.as_ref().and_then(budget::Throttle::new);
         let mut statuses = Vec::new();
         let mut tasks = Vec::new();
-        for t in &inputs {
-            for p in &t.partitions {
+        let mut covered = 0;
+        let mut unfinished = 0;
+        for (t, p) in self.input_partitions(&d.spec)? {
+            {
+                let p = &p;
                 let key = checkpoint::checkpoint_key(&d.spec.name, &t.name, p.index);
                 let committed = self.checkpoints.lock().get(&key).cloned();
                 let cp = match committed {
                     Some(cp) => cp,
                     // A partition without a checkpoint (added after deploy)
                     // starts at the deployment's start position.
-                    None => Checkpoint {
-                        offset: self.start_offset(p, d.spec.start).await?,
-                        alert_hw: 0,
-                        state: None,
-                        module: d.spec.module.clone(),
-                        alerted_through: None,
-                    },
+                    None => Checkpoint::new(
+                        self.start_offset(p, d.spec.start).await?,
+                        0,
+                        &d.spec.module,
+                        d.module.label(),
+                        None,
+                    ),
                 };
+                let hw = cp.end.unwrap_or(i64::MAX).min(p.high_watermark());
+                covered += cp.offset - cp.start;
                 let status = Arc::new(parking_lot::Mutex::new(PartitionStatus {
                     topic: t.name.clone(),
                     partition: p.index,
                     offset: cp.offset,
                     committed_offset: cp.offset,
                     // Until the runner's first pass, show where it starts.
-                    high_watermark: p.high_watermark(),
-                    lag: (p.high_watermark() - cp.offset).max(0),
+                    high_watermark: hw,
+                    lag: (hw - cp.offset).max(0),
+                    records: cp.records,
+                    alerts: cp.alerts,
+                    start: cp.start,
+                    end: cp.end,
+                    versions: version_statuses(&cp),
                     ..Default::default()
                 }));
                 statuses.push(status.clone());
+                if cp.done() {
+                    continue;
+                }
+                unfinished += 1;
                 let pick = |topic: &Arc<Topic>| {
                     topic.partitions[p.index as usize % topic.partitions.len()].clone()
                 };
@@ -376,9 +476,16 @@ impl Detectors {
                     stop: stop_rx.clone(),
                     events: self.events.clone(),
                     suppress_through: i64::MIN,
+                    throttle: throttle.clone(),
                 };
                 tasks.push(tokio::spawn(runner.run()));
             }
+        }
+        d.unfinished
+            .store(unfinished, std::sync::atomic::Ordering::SeqCst);
+        *d.started.lock() = (std::time::Instant::now(), covered);
+        if unfinished == 0 && d.spec.end.is_some() {
+            *d.state.lock() = DeploymentState::Completed;
         }
         *d.partitions.lock() = statuses;
         *d.stop.lock() = Some(stop_tx);
@@ -480,6 +587,20 @@ impl Detectors {
     }
 }
 
+/// A checkpoint's version history as status shows it.
+fn version_statuses(cp: &Checkpoint) -> Vec<VersionStatus> {
+    let mut out: Vec<VersionStatus> = Vec::with_capacity(cp.versions.len());
+    for (i, v) in cp.versions.iter().enumerate() {
+        out.push(VersionStatus {
+            module: v.module.clone(),
+            module_label: v.label.clone(),
+            from: v.from,
+            to: cp.versions.get(i + 1).map(|n| n.from),
+        });
+    }
+    out
+}
+
 fn parse_schema(spec: &DeploymentSpec) -> Result<Option<ValueSchema>, DetectorError> {
     spec.value_schema
         .as_ref()
@@ -494,6 +615,7 @@ impl Deployment {
         module: Arc<Module>,
         schema: Option<ValueSchema>,
         state: DeploymentState,
+        created_ms: i64,
     ) -> Self {
         Deployment {
             spec,
@@ -503,6 +625,20 @@ impl Deployment {
             partitions: parking_lot::Mutex::new(Vec::new()),
             stop: parking_lot::Mutex::new(None),
             tasks: parking_lot::Mutex::new(Vec::new()),
+            created_ms,
+            finished_ms: parking_lot::Mutex::new(None),
+            unfinished: std::sync::atomic::AtomicUsize::new(0),
+            started: parking_lot::Mutex::new((std::time::Instant::now(), 0)),
+        }
+    }
+
+    /// What is persisted for this deployment.
+    fn stored(&self) -> Stored {
+        Stored {
+            spec: self.spec.clone(),
+            state: self.state.lock().clone(),
+            created_ms: self.created_ms,
+            finished_ms: *self.finished_ms.lock(),
         }
     }
 
@@ -535,11 +671,7 @@ impl Deployment {
         DeploymentStatus {
             name: self.spec.name.clone(),
             module: self.spec.module.clone(),
-            module_label: match (&self.module.name, &self.module.version) {
-                (Some(n), Some(v)) => Some(format!("{n}@{v}")),
-                (Some(n), None) => Some(n.clone()),
-                _ => None,
-            },
+            module_label: self.module.label(),
             state: self.state.lock().clone(),
             inputs: self.spec.inputs.clone(),
             output: self.spec.output.clone(),

@@ -28,6 +28,8 @@ pub(crate) enum RunnerEvent {
     Failed { deployment: String, error: String },
     /// A checkpoint was committed.
     Committed { key: String, checkpoint: Checkpoint },
+    /// A bounded run covered its whole range on one partition.
+    Finished { deployment: String },
 }
 
 /// Everything one runner needs.
@@ -46,6 +48,8 @@ pub(crate) struct Runner {
     pub events: mpsc::UnboundedSender<RunnerEvent>,
     /// Alerts with source offsets up to here are already in the alert topic.
     pub suppress_through: i64,
+    /// The deployment's CPU/IO budget, shared with its other runners.
+    pub throttle: Option<Arc<super::budget::Throttle>>,
 }
 
 /// Why a runner stopped early.
@@ -74,6 +78,9 @@ impl Runner {
     pub(crate) async fn run(mut self) {
         let name = self.deployment.spec.name.clone();
         match self.run_inner().await {
+            Ok(()) if self.checkpoint.done() => {
+                let _ = self.events.send(RunnerEvent::Finished { deployment: name });
+            }
             Ok(()) | Err(Stop::Requested) => {}
             Err(Stop::Failed(error)) => {
                 tracing::warn!(deployment = %name, topic = %self.topic, partition = self.input.index, %error, "deployment failed");
@@ -103,7 +110,14 @@ impl Runner {
         }
     }
 
-    async fn instantiate(&self, state: Option<&str>) -> Result<Instance, Stop> {
+    /// A fresh instance with `state` restored into it. Returns whether the
+    /// state was restored; after a hot swap (`declinable`) a restore error
+    /// means "rebuild" rather than a failure.
+    async fn instantiate(
+        &self,
+        state: Option<&str>,
+        declinable: bool,
+    ) -> Result<(Instance, bool), Stop> {
         let d = self.deployment.clone();
         let label = format!("{}/{}-{}", d.spec.name, self.topic, self.input.index);
         let config = d.spec.config.to_string();
@@ -134,22 +148,30 @@ impl Runner {
                 .await
                 .map_err(|e| Stop::Failed(format!("restore task failed: {e}")))?;
             instance = inst;
-            match restored {
-                Ok(true) => {}
+            return match restored {
+                Ok(true) => Ok((instance, true)),
                 Ok(false) => {
-                    tracing::info!(state = %key, "module cannot restore state; starting fresh")
+                    tracing::info!(state = %key, "module declined the state; starting fresh");
+                    Ok((instance, false))
                 }
-                Err(e) => return Err(Stop::Failed(format!("restoring state {key}: {e}"))),
-            }
+                Err(e) if declinable => {
+                    tracing::info!(state = %key, error = %e, "new module version cannot read the previous version's state; rebuilding");
+                    // The failed restore may have left partial state behind.
+                    let (fresh, _) = Box::pin(self.instantiate(None, false)).await?;
+                    Ok((fresh, false))
+                }
+                Err(e) => Err(Stop::Failed(format!("restoring state {key}: {e}"))),
+            };
         }
-        Ok(instance)
+        Ok((instance, false))
     }
 
     async fn run_inner(&mut self) -> Result<(), Stop> {
-        let mut instance = Some(
-            self.instantiate(self.checkpoint.state.clone().as_deref())
-                .await?,
-        );
+        let swap = self.checkpoint.swap_rebuild;
+        let (first, restored) = self
+            .instantiate(self.checkpoint.state.clone().as_deref(), swap.is_some())
+            .await?;
+        let mut instance = Some(first);
         let prov_suppress = {
             let p = self.provenance();
             checkpoint::emitted_through(&self.log, &self.alerts, self.checkpoint.alert_hw, &p)
@@ -162,17 +184,31 @@ impl Runner {
             .max()
             .unwrap_or(i64::MIN);
         self.suppress_through = suppress_through;
+        let mut next = self.checkpoint.offset;
+        if let (Some(rebuild), false) = (swap, restored) {
+            // The new version starts without state: re-warm it on the input
+            // just before the swap point; those records were scored by the
+            // previous version, so their alerts are suppressed.
+            let from = (next - rebuild).max(self.input.log_start_offset());
+            self.suppress_through = self.suppress_through.max(next - 1);
+            tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from, to = next, "rebuilding detector state after a hot swap");
+            next = from;
+        }
+        let suppress_through = self.suppress_through;
         if let Some(t) = prov_suppress {
             tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
         }
-        let mut next = self.checkpoint.offset;
+        let end = self.checkpoint.end.unwrap_or(i64::MAX);
         let mut last_commit = Instant::now();
         let mut hw_rx = self.input.watch_high_watermark();
         loop {
             if *self.stop.borrow() {
                 break;
             }
-            let hw = *hw_rx.borrow_and_update();
+            let hw = (*hw_rx.borrow_and_update()).min(end);
+            if next >= end {
+                break;
+            }
             {
                 let mut s = self.status.lock();
                 s.offset = next;
@@ -191,6 +227,10 @@ impl Runner {
                 }
                 continue;
             }
+            let _slot = match &self.throttle {
+                Some(t) => t.slot().await,
+                None => None,
+            };
             let fetched = match self
                 .log
                 .read(&self.input, next, self.deployment.spec.max_batch_bytes)
@@ -214,6 +254,10 @@ impl Runner {
                 self.pause(Duration::from_millis(10)).await?;
                 continue;
             };
+            if let Some(t) = &self.throttle {
+                self.pause(t.pay(fetched.records.len())).await?;
+            }
+            let wire_end = wire_end.min(end - 1);
             let inst = instance.take();
             let d = self.deployment.clone();
             let partition = self.input.index;
@@ -221,7 +265,7 @@ impl Runner {
             let from = next;
             let (inst, built, result) = self
                 .pool
-                .run(move || process(inst, &d, partition, &wire, from))
+                .run(move || process(inst, &d, partition, &wire, from, end))
                 .await
                 .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
             instance = inst;
@@ -250,10 +294,9 @@ impl Runner {
                     if poisoned {
                         // The trapped instance's memory may be inconsistent:
                         // start over from the last committed state.
-                        instance = Some(
-                            self.instantiate(self.checkpoint.state.clone().as_deref())
-                                .await?,
-                        );
+                        let state = self.checkpoint.state.clone();
+                        let declinable = self.checkpoint.swap_rebuild.is_some();
+                        instance = Some(self.instantiate(state.as_deref(), declinable).await?.0);
                     }
                 }
             }
@@ -274,12 +317,19 @@ impl Runner {
                     }
                 }
             }
-            if last_commit.elapsed() >= CHECKPOINT_EVERY {
+            drop(_slot);
+            if last_commit.elapsed() >= CHECKPOINT_EVERY || next >= end {
                 self.commit(&mut instance, next).await?;
                 last_commit = Instant::now();
             }
         }
         if next > self.checkpoint.offset {
+            self.commit(&mut instance, next).await?;
+        }
+        // A bounded run is only finished once its end is committed; a
+        // failed commit (store down) is retried rather than left behind.
+        while next >= end && self.checkpoint.offset < next {
+            self.pause(RETRY_BACKOFF).await?;
             self.commit(&mut instance, next).await?;
         }
         Ok(())
@@ -421,12 +471,20 @@ impl Runner {
                 return Ok(());
             }
         };
+        let (records, alerts) = {
+            let s = self.status.lock();
+            (s.records, s.alerts)
+        };
         let cp = Checkpoint {
             offset: next,
             alert_hw: self.alerts.high_watermark(),
             state,
             module: self.deployment.module.hash.clone(),
             alerted_through: (self.suppress_through >= next).then_some(self.suppress_through),
+            records,
+            alerts,
+            swap_rebuild: None,
+            ..self.checkpoint.clone()
         };
         let key = checkpoint::checkpoint_key(name, &self.topic, self.input.index);
         let json = serde_json::to_string(&cp).unwrap_or_default();
@@ -490,9 +548,10 @@ fn process(
     partition: i32,
     wire: &Bytes,
     from: i64,
+    end: i64,
 ) -> Processed {
     let built = match vigil_host::build_batch(partition, wire, from, d.schema.as_ref()) {
-        Ok(b) => b,
+        Ok(b) => truncate(b, end),
         Err(e) => return (instance, None, Err(BatchFailure::Records(e.to_string()))),
     };
     let Some(mut inst) = instance else {
@@ -507,6 +566,25 @@ fn process(
     }
     let r = inst.process(&built.batch).map_err(BatchFailure::from);
     (Some(inst), Some(built), r)
+}
+
+/// Drops the rows at or after `end` (a bounded run's end can fall inside a
+/// Kafka batch).
+fn truncate(mut b: BuiltBatch, end: i64) -> BuiltBatch {
+    if b.last_offset < end {
+        return b;
+    }
+    use arrow_array::cast::AsArray;
+    b.bad_records.retain(|r| r.offset < end);
+    let keep = b
+        .batch
+        .column_by_name(vigil_abi::columns::OFFSET)
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+        .map_or(0, |o| o.values().partition_point(|&x| x < end));
+    b.batch = b.batch.slice(0, keep);
+    b.records = keep + b.bad_records.len();
+    b.last_offset = end - 1;
+    b
 }
 
 /// Last offset of the last whole batch in `wire`.

@@ -81,7 +81,56 @@ pub struct DeploymentSpec {
     /// Most input bytes handed to the module per call.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Only these input partitions (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<i32>>,
+    /// Where to stop (exclusive): a bounded run, e.g. a replay. Resolved per
+    /// partition when the deployment is created; `Latest` means the high
+    /// watermark at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<StartPosition>,
+    /// Resources this deployment may take from live traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// What created the deployment (set by the broker, not by users).
+    #[serde(default, skip_serializing_if = "Kind::is_live")]
+    pub kind: Kind,
 }
+
+/// Why a deployment exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A live detector.
+    #[default]
+    Live,
+    /// A replay job (`/v1/replays`).
+    Replay,
+    /// A shadow of the named live deployment, writing to its own topic.
+    Shadow(String),
+}
+
+impl Kind {
+    fn is_live(&self) -> bool {
+        *self == Kind::Live
+    }
+}
+
+/// CPU and I/O a deployment may use, so that replays do not take latency
+/// from live produce, fetch and other deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Input partitions processed at the same time (default: one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
+    /// Input bytes read per second across the deployment (default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+/// Deployment names starting with this are replay jobs.
+pub const REPLAY_PREFIX: &str = "replay-";
 
 fn default_max_batch_bytes() -> usize {
     1 << 20
@@ -104,6 +153,12 @@ impl DeploymentSpec {
         if !name_ok {
             return Err(SpecError(format!(
                 "name {:?} must be 1–64 letters, digits, '.', '_' or '-'",
+                self.name
+            )));
+        }
+        if self.kind != Kind::Replay && self.name.starts_with(REPLAY_PREFIX) {
+            return Err(SpecError(format!(
+                "name {:?}: names starting with {REPLAY_PREFIX:?} are reserved for replay jobs",
                 self.name
             )));
         }
@@ -134,6 +189,20 @@ impl DeploymentSpec {
             return Err(SpecError(
                 "limits.max_alerts_per_batch must be at least 1".into(),
             ));
+        }
+        if let Some(b) = &self.budget {
+            if b.parallelism == Some(0) || b.max_bytes_per_sec == Some(0) {
+                return Err(SpecError(
+                    "budget.parallelism and budget.max_bytes_per_sec must be at least 1".into(),
+                ));
+            }
+        }
+        if let Some(ps) = &self.partitions {
+            if ps.is_empty() || ps.iter().any(|p| *p < 0) {
+                return Err(SpecError(
+                    "`partitions` must list at least one partition, none negative".into(),
+                ));
+            }
         }
         if !(1024..=64 << 20).contains(&self.max_batch_bytes) {
             return Err(SpecError(

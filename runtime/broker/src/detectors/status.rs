@@ -15,6 +15,8 @@ pub enum DeploymentState {
     Paused,
     /// Stopped by the `fail` policy; the string says why.
     Failed(String),
+    /// A bounded run (replay) covered its whole range.
+    Completed,
 }
 
 /// Live progress of one input partition.
@@ -35,9 +37,9 @@ pub struct PartitionStatus {
     pub event_age_ms: Option<i64>,
     /// Batches per second over the last few seconds.
     pub batches_per_sec: f64,
-    /// Records processed since the deployment (re)started here.
+    /// Records processed over the deployment's life.
     pub records: u64,
-    /// Alerts written since the deployment (re)started here.
+    /// Alerts written over the deployment's life.
     pub alerts: u64,
     /// Batches skipped or dead-lettered under the failure policy.
     pub failed_batches: u64,
@@ -48,10 +50,30 @@ pub struct PartitionStatus {
     pub last_error: Option<String>,
     /// Input offset of the last committed checkpoint.
     pub committed_offset: i64,
+    /// First input offset the deployment covers here.
+    pub start: i64,
+    /// Exclusive end of a bounded run (replays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<i64>,
+    /// Which module version scored which offsets, oldest first.
+    pub versions: Vec<VersionStatus>,
     #[serde(skip)]
     pub(crate) newest_timestamp: Option<i64>,
     #[serde(skip)]
     pub(crate) rate: RateMeter,
+}
+
+/// The offsets one module version scored on a partition.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct VersionStatus {
+    /// Module hash.
+    pub module: String,
+    /// `NAME@VERSION`, when the module has them.
+    pub module_label: Option<String>,
+    /// First offset it scored.
+    pub from: i64,
+    /// First offset it did not score (`None`: the current version).
+    pub to: Option<i64>,
 }
 
 /// Batches per second from an exponentially decaying count.

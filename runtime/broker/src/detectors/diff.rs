@@ -1,0 +1,404 @@
+//! Comparing two alert streams: which input records did A alert on that B
+//! did not, and the other way round.
+//!
+//! Alerts are compared by what they point at, their source topic, partition
+//! and offset (the `vigil.source.*` headers), not by their position in the
+//! alert topic, so two deployments writing to different topics, a shadow and
+//! its primary, or a replay and the live deployment can be compared.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vigil_storage::{Log, Topic};
+
+use super::output::headers;
+use super::spec::SpecError;
+use super::DetectorError;
+
+/// How many unmatched offsets of each side a report shows per partition.
+pub const SAMPLES: usize = 20;
+
+/// Bytes asked for per read while scanning an alert topic.
+const READ_BYTES: usize = 1 << 20;
+
+/// The outcome of matching one source partition's alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionCounts {
+    /// A alerts with no B alert within the window.
+    pub only_a: u64,
+    /// B alerts with no A alert within the window.
+    pub only_b: u64,
+    /// Matched pairs.
+    pub both: u64,
+    /// The first (lowest) source offsets of unmatched A alerts, at most [`SAMPLES`].
+    pub sample_only_a: Vec<i64>,
+    /// The first (lowest) source offsets of unmatched B alerts, at most [`SAMPLES`].
+    pub sample_only_b: Vec<i64>,
+}
+
+fn within(x: i64, y: i64, window: u64) -> bool {
+    x.abs_diff(y) <= window
+}
+
+/// Pairs A and B alerts whose source offsets are at most `window` apart.
+/// `a` and `b` are sorted (duplicates allowed: a record can be alerted on
+/// twice); each alert is in at most one pair.
+///
+/// The pairing goes through both sides in offset order and pairs the lowest
+/// unpaired A with the lowest unpaired B whenever they are within the
+/// window. That yields the largest possible number of pairs. A "closest
+/// partner first" greedy does not: with A = [11, 12], B = [10, 11] and
+/// window 1 it pairs 11–11 and leaves 12 and 10 alone, while 11–10 and 12–11
+/// pair everything, and a detector whose alerts moved by one record is
+/// exactly that case. Then, without changing the count, each pair is moved
+/// to the closest free partner between its neighbours' partners, so that
+/// an exact match is reported as such and the samples show the alerts that
+/// really differ.
+pub fn match_offsets(a: &[i64], b: &[i64], window: i64) -> PartitionCounts {
+    // A negative window matches nothing; callers validate it anyway.
+    if window < 0 {
+        return unmatched(a, b);
+    }
+    let w = window.unsigned_abs();
+    let mut pairs = largest_pairing(a, b, w);
+    nudge_to_closest(&mut pairs, a, b);
+    let mut flipped: Vec<(usize, usize)> = pairs.iter().map(|&(i, j)| (j, i)).collect();
+    nudge_to_closest(&mut flipped, b, a);
+    let mut in_a = vec![false; a.len()];
+    let mut in_b = vec![false; b.len()];
+    for &(j, i) in &flipped {
+        in_a[i] = true;
+        in_b[j] = true;
+    }
+    let free = |xs: &[i64], paired: &[bool]| -> Vec<i64> {
+        xs.iter()
+            .zip(paired)
+            .filter(|(_, &p)| !p)
+            .map(|(&x, _)| x)
+            .collect()
+    };
+    let (fa, fb) = (free(a, &in_a), free(b, &in_b));
+    PartitionCounts {
+        only_a: fa.len() as u64,
+        only_b: fb.len() as u64,
+        both: flipped.len() as u64,
+        sample_only_a: fa.into_iter().take(SAMPLES).collect(),
+        sample_only_b: fb.into_iter().take(SAMPLES).collect(),
+    }
+}
+
+fn unmatched(a: &[i64], b: &[i64]) -> PartitionCounts {
+    PartitionCounts {
+        only_a: a.len() as u64,
+        only_b: b.len() as u64,
+        both: 0,
+        sample_only_a: a.iter().copied().take(SAMPLES).collect(),
+        sample_only_b: b.iter().copied().take(SAMPLES).collect(),
+    }
+}
+
+/// Index pairs `(i, j)`, increasing in both, of a largest pairing.
+///
+/// Why the lowest-with-lowest rule is optimal: some largest pairing never
+/// crosses (uncrossing a1–b2, a2–b1 into a1–b1, a2–b2 keeps both within the
+/// window), and in a non-crossing one, if the lowest free A and B are within
+/// the window, re-pairing them with each other never loses a pair.
+fn largest_pairing(a: &[i64], b: &[i64], w: u64) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::with_capacity(a.len().min(b.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if within(a[i], b[j], w) {
+            pairs.push((i, j));
+            i += 1;
+            j += 1;
+        } else if a[i] < b[j] {
+            // Every later B is further away still: a[i] stays alone.
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    pairs
+}
+
+/// Moves each pair `(x, y)` to the free `ys` element closest to `xs[x]`, if
+/// strictly closer and between the neighbouring pairs' `y` (so the pairing
+/// stays non-crossing and keeps its size).
+fn nudge_to_closest(pairs: &mut [(usize, usize)], xs: &[i64], ys: &[i64]) {
+    for k in 0..pairs.len() {
+        // Between the neighbours' partners every element but our own is free.
+        let lo = if k == 0 { 0 } else { pairs[k - 1].1 + 1 };
+        let hi = pairs.get(k + 1).map_or(ys.len(), |next| next.1);
+        let (x, current) = (xs[pairs[k].0], pairs[k].1);
+        let mut best = (x.abs_diff(ys[current]), current);
+        // Only the two neighbours of x's insertion point can be closest.
+        let at = lo + ys[lo..hi].partition_point(|&y| y < x);
+        for cand in [at.checked_sub(1), Some(at)].into_iter().flatten() {
+            if cand >= lo && cand < hi {
+                let d = x.abs_diff(ys[cand]);
+                // Closer than the current partner is within the window too.
+                if d < best.0 {
+                    best = (d, cand);
+                }
+            }
+        }
+        pairs[k].1 = best.1;
+    }
+}
+
+/// `POST /v1/diff` body: what to compare.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffRequest {
+    /// A deployment name (its alert topic, only its records) or a topic name.
+    pub a: String,
+    /// Same for the other side.
+    pub b: String,
+    /// Largest source-offset distance at which two alerts still match.
+    #[serde(default)]
+    pub window: i64,
+    /// Only source offsets at or after this.
+    pub from: Option<i64>,
+    /// Only source offsets before this.
+    pub to: Option<i64>,
+}
+
+impl DiffRequest {
+    /// Checks what can be checked without the log; the message says what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        if self.window < 0 {
+            return Err(format!("window must be >= 0 (got {})", self.window));
+        }
+        if let (Some(f), Some(t)) = (self.from, self.to) {
+            if f > t {
+                return Err(format!("from ({f}) is after to ({t})"));
+            }
+        }
+        Ok(())
+    }
+
+    fn range(&self) -> Option<(i64, i64)> {
+        match (self.from, self.to) {
+            (None, None) => None,
+            (f, t) => Some((f.unwrap_or(i64::MIN), t.unwrap_or(i64::MAX))),
+        }
+    }
+}
+
+/// One source partition of a [`DiffReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDiff {
+    /// Source (input) topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: i32,
+    /// A alerts without a B match.
+    pub only_a: u64,
+    /// B alerts without an A match.
+    pub only_b: u64,
+    /// Matched pairs.
+    pub both: u64,
+    /// Lowest source offsets of unmatched A alerts.
+    pub sample_only_a: Vec<i64>,
+    /// Lowest source offsets of unmatched B alerts.
+    pub sample_only_b: Vec<i64>,
+}
+
+/// Sums over all partitions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffTotal {
+    /// A alerts without a B match.
+    pub only_a: u64,
+    /// B alerts without an A match.
+    pub only_b: u64,
+    /// Matched pairs.
+    pub both: u64,
+}
+
+/// `POST /v1/diff` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffReport {
+    /// A as requested.
+    pub a: String,
+    /// B as requested.
+    pub b: String,
+    /// Match window in source offsets.
+    pub window: i64,
+    /// Source-offset range compared, if restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<i64>,
+    /// Exclusive end of that range.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<i64>,
+    /// Per source topic and partition, in order; a partition shows up when
+    /// either side alerted on it.
+    pub partitions: Vec<PartitionDiff>,
+    /// Sums.
+    pub total: DiffTotal,
+}
+
+/// Alert offsets by source (topic, partition), each list sorted.
+pub type AlertOffsets = BTreeMap<(String, i32), Vec<i64>>;
+
+fn header<'a>(r: &'a kafka_protocol::records::Record, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .and_then(|(_, v)| v.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Reads the alert topic up to its current high watermark and returns the
+/// source offsets of its alerts, optionally only those written by
+/// `deployment` and only those with a source offset in `[from, to)`.
+/// Records without the source headers (not alerts) are ignored.
+pub async fn collect(
+    log: &Log,
+    topic: &Topic,
+    deployment: Option<&str>,
+    range: Option<(i64, i64)>,
+) -> Result<AlertOffsets, DetectorError> {
+    let mut out = AlertOffsets::new();
+    for p in &topic.partitions {
+        // A snapshot of the end: a live topic keeps growing, and a diff is
+        // of what was there when it was asked for.
+        let end = p.high_watermark();
+        let mut offset = p.log_start_offset();
+        while offset < end {
+            let fetched = log.read(p, offset, READ_BYTES).await.map_err(|e| {
+                DetectorError::Store(format!("reading {}-{}: {e}", topic.name, p.index))
+            })?;
+            let mut buf = fetched.records.clone();
+            let mut next = offset;
+            while !buf.is_empty() {
+                let set =
+                    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+                        DetectorError::Store(format!(
+                            "unreadable batch in {}-{}: {e:#}",
+                            topic.name, p.index
+                        ))
+                    })?;
+                for r in &set.records {
+                    next = next.max(r.offset + 1);
+                    // The first batch may start before `offset`: those
+                    // records were counted by the previous read.
+                    if r.offset < offset || r.offset >= end {
+                        continue;
+                    }
+                    if deployment.is_some() && header(r, headers::DEPLOYMENT) != deployment {
+                        continue;
+                    }
+                    let source = (
+                        header(r, headers::SOURCE_TOPIC),
+                        header(r, headers::SOURCE_PARTITION).and_then(|v| v.parse().ok()),
+                        header(r, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok()),
+                    );
+                    let (Some(t), Some(sp), Some(so)) = source else {
+                        continue;
+                    };
+                    if range.is_some_and(|(from, to)| so < from || so >= to) {
+                        continue;
+                    }
+                    out.entry((t.to_string(), sp)).or_default().push(so);
+                }
+            }
+            if next <= offset {
+                // Nothing readable at `offset` (e.g. only a gap up to the
+                // watermark): stop instead of asking again forever.
+                break;
+            }
+            offset = next;
+        }
+    }
+    for v in out.values_mut() {
+        v.sort_unstable();
+    }
+    Ok(out)
+}
+
+/// Compares the alerts of A (`a_topic`, only `a_deployment`'s records if
+/// given) with those of B, per source partition.
+pub async fn diff(
+    log: &Log,
+    a_topic: &Topic,
+    a_deployment: Option<&str>,
+    b_topic: &Topic,
+    b_deployment: Option<&str>,
+    req: &DiffRequest,
+) -> Result<DiffReport, DetectorError> {
+    req.check()
+        .map_err(|e| SpecError(format!("invalid diff request: {e}")))?;
+    let range = req.range();
+    let a = collect(log, a_topic, a_deployment, range).await?;
+    let b = collect(log, b_topic, b_deployment, range).await?;
+    Ok(report(req, &a, &b))
+}
+
+/// The report of two collected alert sets.
+pub fn report(req: &DiffRequest, a: &AlertOffsets, b: &AlertOffsets) -> DiffReport {
+    let mut keys: Vec<&(String, i32)> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut total = DiffTotal::default();
+    let partitions = keys
+        .into_iter()
+        .map(|key| {
+            let (sa, sb) = (a.get(key), b.get(key));
+            let c = match_offsets(
+                sa.map_or(&[][..], Vec::as_slice),
+                sb.map_or(&[][..], Vec::as_slice),
+                req.window,
+            );
+            total.only_a += c.only_a;
+            total.only_b += c.only_b;
+            total.both += c.both;
+            PartitionDiff {
+                topic: key.0.clone(),
+                partition: key.1,
+                only_a: c.only_a,
+                only_b: c.only_b,
+                both: c.both,
+                sample_only_a: c.sample_only_a,
+                sample_only_b: c.sample_only_b,
+            }
+        })
+        .collect();
+    DiffReport {
+        a: req.a.clone(),
+        b: req.b.clone(),
+        window: req.window,
+        from: req.from,
+        to: req.to,
+        partitions,
+        total,
+    }
+}
+
+/// What one side of a diff names: the alert topic to read and, for a
+/// deployment, the deployment whose records count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    /// Alert topic.
+    pub topic: String,
+    /// Only records whose `vigil.deployment` header is this.
+    pub deployment: Option<String>,
+}
+
+/// Resolves a diff side: `output_of(name)` gives a deployment's alert topic
+/// (None when there is no such deployment); any other name is a topic read
+/// whole. A deployment wins over a topic of the same name.
+pub fn resolve(name: &str, output_of: impl FnOnce(&str) -> Option<String>) -> Side {
+    match output_of(name) {
+        Some(topic) => Side {
+            topic,
+            deployment: Some(name.to_string()),
+        },
+        None => Side {
+            topic: name.to_string(),
+            deployment: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
