@@ -71,9 +71,15 @@ mod tests {
         // ones to be paid for at 1000 B/s.
         assert_eq!(t.pay(500), Duration::ZERO);
         let second = t.pay(500);
-        assert!(second > Duration::from_millis(400) && second <= Duration::from_millis(500), "{second:?}");
+        assert!(
+            second > Duration::from_millis(400) && second <= Duration::from_millis(500),
+            "{second:?}"
+        );
         let third = t.pay(10);
-        assert!(third > Duration::from_millis(900) && third <= Duration::from_millis(1000), "{third:?}");
+        assert!(
+            third > Duration::from_millis(900) && third <= Duration::from_millis(1000),
+            "{third:?}"
+        );
     }
 
     #[tokio::test]

@@ -96,6 +96,10 @@ pub struct VersionSpan {
     pub label: Option<String>,
     /// First input offset it scored.
     pub from: i64,
+    /// How its state began after a hot swap: carried over from the previous
+    /// version, or rebuilt from recent input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 impl Checkpoint {
@@ -121,6 +125,7 @@ impl Checkpoint {
                 module: module.to_string(),
                 label,
                 from: offset,
+                state: None,
             }],
             swap_rebuild: None,
         }

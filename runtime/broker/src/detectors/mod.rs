@@ -2,8 +2,10 @@
 //! partitions, one runner per partition, with state and progress committed
 //! beside the log (see `checkpoint` for how alerts stay exactly-once).
 
+mod batch;
 pub mod budget;
 pub mod checkpoint;
+mod deployment;
 pub mod diff;
 pub mod output;
 pub mod pool;
@@ -24,10 +26,12 @@ use vigil_host::{Host, HostConfig, Module, ValueSchema};
 use vigil_storage::{Log, Partition, StorageError, Topic, TopicConfig};
 
 use checkpoint::Checkpoint;
+pub(crate) use deployment::version_statuses;
+pub use deployment::Deployment;
 use registry::{Registry, RegistryError};
 use runner::{Runner, RunnerEvent};
 use spec::{DeploymentSpec, FailurePolicy, SpecError, StartPosition};
-use status::{DeploymentState, DeploymentStatus, PartitionStatus, VersionStatus};
+use status::{DeploymentState, DeploymentStatus, PartitionStatus};
 
 /// Why a deployment operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -78,28 +82,6 @@ struct Stored {
     /// When a bounded run completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     finished_ms: Option<i64>,
-}
-
-/// A deployment and its running instances.
-pub struct Deployment {
-    /// The spec, with `module` resolved to the full hash.
-    pub spec: DeploymentSpec,
-    /// The compiled module.
-    pub module: Arc<Module>,
-    /// Decoded value schema.
-    pub schema: Option<ValueSchema>,
-    state: parking_lot::Mutex<DeploymentState>,
-    partitions: parking_lot::Mutex<Vec<Arc<parking_lot::Mutex<PartitionStatus>>>>,
-    stop: parking_lot::Mutex<Option<watch::Sender<bool>>>,
-    tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// When it was created and (bounded runs) completed, ms since the epoch.
-    created_ms: i64,
-    finished_ms: parking_lot::Mutex<Option<i64>>,
-    /// Partitions of a bounded run not yet at their end.
-    unfinished: std::sync::atomic::AtomicUsize,
-    /// When the runners last started, with the offsets covered then (for
-    /// the rate since, which survives neither restarts nor swaps).
-    started: parking_lot::Mutex<(std::time::Instant, i64)>,
 }
 
 /// All deployments of this broker.
@@ -210,7 +192,13 @@ impl Detectors {
     async fn restore(&self, s: Stored) -> Result<(), DetectorError> {
         let module = self.registry.module(&s.spec.module).await?;
         let schema = parse_schema(&s.spec)?;
-        let d = Arc::new(Deployment::new(s.spec, module, schema, s.state, s.created_ms));
+        let d = Arc::new(Deployment::new(
+            s.spec,
+            module,
+            schema,
+            s.state,
+            s.created_ms,
+        ));
         *d.finished_ms.lock() = s.finished_ms;
         if matches!(
             *d.state.lock(),
@@ -271,7 +259,11 @@ impl Detectors {
         let mut out = Vec::new();
         for t in self.inputs(spec)? {
             for p in &t.partitions {
-                if spec.partitions.as_ref().is_none_or(|ps| ps.contains(&p.index)) {
+                if spec
+                    .partitions
+                    .as_ref()
+                    .is_none_or(|ps| ps.contains(&p.index))
+                {
                     out.push((t.clone(), p.clone()));
                 }
             }
@@ -587,96 +579,10 @@ impl Detectors {
     }
 }
 
-/// A checkpoint's version history as status shows it.
-fn version_statuses(cp: &Checkpoint) -> Vec<VersionStatus> {
-    let mut out: Vec<VersionStatus> = Vec::with_capacity(cp.versions.len());
-    for (i, v) in cp.versions.iter().enumerate() {
-        out.push(VersionStatus {
-            module: v.module.clone(),
-            module_label: v.label.clone(),
-            from: v.from,
-            to: cp.versions.get(i + 1).map(|n| n.from),
-        });
-    }
-    out
-}
-
 fn parse_schema(spec: &DeploymentSpec) -> Result<Option<ValueSchema>, DetectorError> {
     spec.value_schema
         .as_ref()
         .map(ValueSchema::from_json)
         .transpose()
         .map_err(|e| DetectorError::Schema(e.to_string()))
-}
-
-impl Deployment {
-    fn new(
-        spec: DeploymentSpec,
-        module: Arc<Module>,
-        schema: Option<ValueSchema>,
-        state: DeploymentState,
-        created_ms: i64,
-    ) -> Self {
-        Deployment {
-            spec,
-            module,
-            schema,
-            state: parking_lot::Mutex::new(state),
-            partitions: parking_lot::Mutex::new(Vec::new()),
-            stop: parking_lot::Mutex::new(None),
-            tasks: parking_lot::Mutex::new(Vec::new()),
-            created_ms,
-            finished_ms: parking_lot::Mutex::new(None),
-            unfinished: std::sync::atomic::AtomicUsize::new(0),
-            started: parking_lot::Mutex::new((std::time::Instant::now(), 0)),
-        }
-    }
-
-    /// What is persisted for this deployment.
-    fn stored(&self) -> Stored {
-        Stored {
-            spec: self.spec.clone(),
-            state: self.state.lock().clone(),
-            created_ms: self.created_ms,
-            finished_ms: *self.finished_ms.lock(),
-        }
-    }
-
-    async fn stop_runners(&self) {
-        if let Some(tx) = self.stop.lock().take() {
-            let _ = tx.send(true);
-        }
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
-    }
-
-    /// A point-in-time status.
-    pub fn status(&self) -> DeploymentStatus {
-        let now = std::time::Instant::now();
-        let wall = chrono::Utc::now().timestamp_millis();
-        let partitions = self
-            .partitions
-            .lock()
-            .iter()
-            .map(|s| {
-                let s = s.lock();
-                let mut out = s.clone();
-                out.batches_per_sec = (s.rate.per_sec(now) * 100.0).round() / 100.0;
-                out.event_age_ms = s.newest_timestamp.map(|t| (wall - t).max(0));
-                out
-            })
-            .collect();
-        DeploymentStatus {
-            name: self.spec.name.clone(),
-            module: self.spec.module.clone(),
-            module_label: self.module.label(),
-            state: self.state.lock().clone(),
-            inputs: self.spec.inputs.clone(),
-            output: self.spec.output.clone(),
-            on_failure: self.spec.on_failure.as_str(),
-            partitions,
-        }
-    }
 }

@@ -10,8 +10,8 @@
 use serde::{Deserialize, Serialize};
 use vigil_host::Limits;
 
-use super::spec::{Budget, DeploymentSpec, FailurePolicy, Kind, SpecError, StartPosition};
 use super::spec::REPLAY_PREFIX;
+use super::spec::{Budget, DeploymentSpec, FailurePolicy, Kind, SpecError, StartPosition};
 use super::status::{DeploymentState, PartitionStatus};
 use super::{Deployment, DetectorError, Detectors};
 
@@ -119,13 +119,14 @@ fn deployment_name(id: &str) -> String {
 impl Detectors {
     /// Starts a replay job.
     pub async fn replay(&self, r: ReplaySpec) -> Result<ReplayStatus, DetectorError> {
-        let id = r
-            .id
-            .unwrap_or_else(|| format!("r{}", chrono::Utc::now().timestamp_millis()));
+        let id =
+            r.id.unwrap_or_else(|| format!("r{}", chrono::Utc::now().timestamp_millis()));
         let spec = DeploymentSpec {
             name: deployment_name(&id),
             module: r.module,
-            output: r.output.unwrap_or_else(|| format!("{}.replay.{id}", r.topic)),
+            output: r
+                .output
+                .unwrap_or_else(|| format!("{}.replay.{id}", r.topic)),
             inputs: vec![r.topic],
             config: r.config,
             value_schema: r.value_schema,
@@ -140,7 +141,10 @@ impl Detectors {
             kind: Kind::Replay,
         };
         if spec.name.len() > 64 {
-            return Err(SpecError(format!("replay id {id:?} is too long (at most 57 characters)")).into());
+            return Err(SpecError(format!(
+                "replay id {id:?} is too long (at most 57 characters)"
+            ))
+            .into());
         }
         self.deploy(spec).await.map_err(|e| match e {
             DetectorError::Exists(_) => DetectorError::Exists(format!("replay {id}")),

@@ -9,9 +9,10 @@ use arrow_array::RecordBatch;
 use bytes::Bytes;
 use object_store::ObjectStore;
 use tokio::sync::{mpsc, watch};
-use vigil_host::{BuiltBatch, GuestError, Instance};
+use vigil_host::{BuiltBatch, Instance};
 use vigil_storage::{Log, Partition, StorageError};
 
+use super::batch::{last_offset_in, process, BatchFailure};
 use super::checkpoint::{self, Checkpoint};
 use super::output::{self, DeadLetter, Provenance};
 use super::spec::FailurePolicy;
@@ -193,6 +194,20 @@ impl Runner {
             self.suppress_through = self.suppress_through.max(next - 1);
             tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from, to = next, "rebuilding detector state after a hot swap");
             next = from;
+        }
+        if let Some(rebuild) = swap {
+            let how = match (restored, rebuild) {
+                (true, _) => "carried over".to_string(),
+                (false, 0) => "started empty".to_string(),
+                (false, n) => format!(
+                    "rebuilt from up to {n} records before {}",
+                    self.checkpoint.offset
+                ),
+            };
+            if let Some(v) = self.checkpoint.versions.last_mut() {
+                v.state = Some(how);
+            }
+            self.status.lock().versions = super::version_statuses(&self.checkpoint);
         }
         let suppress_through = self.suppress_through;
         if let Some(t) = prov_suppress {
@@ -508,89 +523,4 @@ impl Runner {
         });
         Ok(())
     }
-}
-
-/// A failed batch: the module's error or the host's refusal to build it.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BatchFailure {
-    #[error(transparent)]
-    Guest(#[from] GuestError),
-    #[error("input batch unreadable: {0}")]
-    Records(String),
-}
-
-impl BatchFailure {
-    fn cause(&self) -> &'static str {
-        match self {
-            BatchFailure::Guest(g) => g.cause(),
-            BatchFailure::Records(_) => "records",
-        }
-    }
-
-    fn poisons_instance(&self) -> bool {
-        match self {
-            BatchFailure::Guest(g) => g.poisons_instance(),
-            BatchFailure::Records(_) => false,
-        }
-    }
-}
-
-type Processed = (
-    Option<Instance>,
-    Option<BuiltBatch>,
-    Result<Vec<vigil_abi::Alert>, BatchFailure>,
-);
-
-/// Builds the Arrow batch and runs the module on it (blocking).
-fn process(
-    instance: Option<Instance>,
-    d: &Deployment,
-    partition: i32,
-    wire: &Bytes,
-    from: i64,
-    end: i64,
-) -> Processed {
-    let built = match vigil_host::build_batch(partition, wire, from, d.schema.as_ref()) {
-        Ok(b) => truncate(b, end),
-        Err(e) => return (instance, None, Err(BatchFailure::Records(e.to_string()))),
-    };
-    let Some(mut inst) = instance else {
-        return (
-            None,
-            Some(built),
-            Err(BatchFailure::Records("no detector instance".into())),
-        );
-    };
-    if built.records == 0 {
-        return (Some(inst), Some(built), Ok(Vec::new()));
-    }
-    let r = inst.process(&built.batch).map_err(BatchFailure::from);
-    (Some(inst), Some(built), r)
-}
-
-/// Drops the rows at or after `end` (a bounded run's end can fall inside a
-/// Kafka batch).
-fn truncate(mut b: BuiltBatch, end: i64) -> BuiltBatch {
-    if b.last_offset < end {
-        return b;
-    }
-    use arrow_array::cast::AsArray;
-    b.bad_records.retain(|r| r.offset < end);
-    let keep = b
-        .batch
-        .column_by_name(vigil_abi::columns::OFFSET)
-        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
-        .map_or(0, |o| o.values().partition_point(|&x| x < end));
-    b.batch = b.batch.slice(0, keep);
-    b.records = keep + b.bad_records.len();
-    b.last_offset = end - 1;
-    b
-}
-
-/// Last offset of the last whole batch in `wire`.
-fn last_offset_in(wire: &Bytes) -> Option<i64> {
-    vigil_protocol::batch::RecordBatches::new(wire.clone())
-        .filter_map(|b| b.ok())
-        .last()
-        .map(|(h, _)| h.last_offset())
 }

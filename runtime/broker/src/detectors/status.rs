@@ -74,6 +74,8 @@ pub struct VersionStatus {
     pub from: i64,
     /// First offset it did not score (`None`: the current version).
     pub to: Option<i64>,
+    /// After a hot swap: whether the state was carried over or rebuilt.
+    pub state: Option<String>,
 }
 
 /// Batches per second from an exponentially decaying count.
@@ -129,6 +131,8 @@ pub struct DeploymentStatus {
     pub inputs: Vec<String>,
     /// Alert topic.
     pub output: String,
+    /// Live, replay or shadow (of a live deployment).
+    pub kind: super::spec::Kind,
     /// Failure policy.
     pub on_failure: &'static str,
     /// Per input partition.

@@ -96,6 +96,7 @@ impl Detectors {
                     module: spec.module.clone(),
                     label: module.label(),
                     from: cp.offset,
+                    state: None,
                 };
                 // Two swaps at the same offset: the first version scored nothing.
                 if cp.versions.last().is_some_and(|v| v.from == cp.offset) {
@@ -117,8 +118,8 @@ impl Detectors {
             .iter()
             .map(|(k, cp)| (k.clone(), serde_json::to_string(cp).ok()))
             .collect();
-        let stored =
-            serde_json::to_string(&new.stored()).map_err(|e| DetectorError::Store(e.to_string()))?;
+        let stored = serde_json::to_string(&new.stored())
+            .map_err(|e| DetectorError::Store(e.to_string()))?;
         entries.push((checkpoint::spec_key(name), Some(stored)));
         if let Err(e) = self.log.kv_put(entries).await {
             // Nothing changed: put the old version back to work.
