@@ -72,6 +72,12 @@ pub enum DetectorCommand {
         /// Deployment name.
         name: String,
     },
+    /// Replace a running deployment's module in place (every offset scored once).
+    Swap(crate::cli_replay::SwapArgs),
+    /// Run another module on a deployment's inputs, writing to its own topic.
+    Shadow(crate::cli_replay::ShadowArgs),
+    /// Compare the alerts of two deployments or alert topics.
+    Diff(crate::cli_replay::DiffArgs),
 }
 
 /// `vigil detector deploy` flags.
@@ -118,12 +124,12 @@ pub struct DeployArgs {
     max_alerts: Option<u32>,
 }
 
-fn url(admin: &str, path: &str) -> String {
+pub(crate) fn url(admin: &str, path: &str) -> String {
     format!("{}{path}", admin.trim_end_matches('/'))
 }
 
 /// Sends a request and returns the JSON answer; API errors become their message.
-fn call(req: ureq::Request, body: Option<Body>) -> anyhow::Result<Value> {
+pub(crate) fn call(req: ureq::Request, body: Option<Body>) -> anyhow::Result<Value> {
     let target = req.url().to_string();
     let res = match body {
         None => req.call(),
@@ -140,16 +146,17 @@ fn call(req: ureq::Request, body: Option<Body>) -> anyhow::Result<Value> {
                 .unwrap_or(text);
             bail!("{msg} (HTTP {code})")
         }
-        Err(e) => bail!("cannot reach the broker's admin API at {target}: {e} (is `vigil serve` running? set --admin or VIGIL_ADMIN)"),
+        // Kept as the source so a watcher can tell "unreachable" from an API error.
+        Err(e) => Err(anyhow::Error::new(e).context("cannot reach the broker's admin API (is `vigil serve` running? set --admin or VIGIL_ADMIN)")),
     }
 }
 
-enum Body {
+pub(crate) enum Body {
     Json(Value),
     Bytes(Vec<u8>),
 }
 
-fn text_or_file(s: &str) -> anyhow::Result<Value> {
+pub(crate) fn text_or_file(s: &str) -> anyhow::Result<Value> {
     let text = match s.strip_prefix('@') {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
@@ -159,7 +166,7 @@ fn text_or_file(s: &str) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("not valid JSON: {text}"))
 }
 
-fn upload(admin: &str, file: &PathBuf) -> anyhow::Result<Value> {
+pub(crate) fn upload(admin: &str, file: &PathBuf) -> anyhow::Result<Value> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     call(
         ureq::post(&url(admin, "/v1/modules")),
@@ -264,7 +271,7 @@ fn print_modules(list: &Value) {
     }
 }
 
-fn print_status(s: &Value) {
+pub(crate) fn print_status(s: &Value) {
     let get = |v: &Value, k: &str| match v.get(k) {
         None | Some(Value::Null) => "-".to_string(),
         Some(x) => x.to_string().trim_matches('"').to_string(),
@@ -379,6 +386,9 @@ pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
             )?;
             println!("undeployed {name}");
         }
+        DetectorCommand::Swap(a) => crate::cli_replay::swap(admin, a)?,
+        DetectorCommand::Shadow(a) => crate::cli_replay::shadow(admin, a)?,
+        DetectorCommand::Diff(a) => crate::cli_replay::diff(admin, a)?,
     }
     Ok(())
 }

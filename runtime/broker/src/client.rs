@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -113,12 +113,32 @@ impl KafkaClient {
 
     /// Creates a topic; an existing topic is fine.
     pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+        self.create_topic_with_configs(name, partitions, &[]).await
+    }
+
+    /// Creates a topic with topic configs (e.g. `("retention.ms", "-1")`);
+    /// an existing topic is fine (its configs are left as they are).
+    pub async fn create_topic_with_configs(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(&str, &str)],
+    ) -> Result<(), ClientError> {
+        let configs = configs
+            .iter()
+            .map(|(k, v)| {
+                CreatableTopicConfig::default()
+                    .with_name(StrBytes::from_string((*k).into()))
+                    .with_value(Some(StrBytes::from_string((*v).into())))
+            })
+            .collect();
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(5_000)
             .with_topics(vec![CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name.into())))
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)]);
+                .with_replication_factor(1)
+                .with_configs(configs)]);
         match self
             .call(ApiKey::CreateTopics, 5, RequestKind::CreateTopics(req))
             .await?

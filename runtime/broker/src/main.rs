@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 use vigil_broker::config::FileConfig;
 
 mod cli;
+mod cli_replay;
 mod demo;
+mod eval;
 
 // Keeps hostile array lengths in requests from aborting the broker; see
 // vigil_protocol::alloc.
@@ -39,6 +41,10 @@ enum Command {
     },
     /// Run the fraud demo: embedded broker, a detector on `payments`, alerts printed.
     Demo(demo::DemoArgs),
+    /// Re-run a detector over a range of a topic's history (a job on the broker).
+    Replay(cli_replay::ReplayArgs),
+    /// Score a detector module on a labelled NAB-format corpus with a replay job.
+    Eval(eval::EvalArgs),
 }
 
 #[derive(Args)]
@@ -155,11 +161,17 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(serve(config))
         }
         Command::Detector { admin, command } => cli::run(&admin, command),
+        Command::Replay(args) => cli_replay::run(args),
         Command::Demo(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
             .block_on(demo::run(args)),
+        Command::Eval(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(eval::run(args)),
     }
 }
 

@@ -56,6 +56,7 @@ fn status_of(e: &DetectorError) -> StatusCode {
         | DetectorError::Registry(RegistryError::Invalid(_))
         | DetectorError::Registry(RegistryError::Ambiguous(_)) => StatusCode::BAD_REQUEST,
         DetectorError::NotFound(_)
+        | DetectorError::ReplayNotFound(_)
         | DetectorError::UnknownTopic(_)
         | DetectorError::Registry(RegistryError::NotFound(_)) => StatusCode::NOT_FOUND,
         DetectorError::Exists(_) => StatusCode::CONFLICT,

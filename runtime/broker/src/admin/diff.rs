@@ -52,6 +52,11 @@ pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
         a.deployment.as_deref(),
         &bt,
         b.deployment.as_deref(),
+        match (&a.covered, &b.covered) {
+            (Some(ca), Some(cb)) => Some(diff::intersect(ca, cb)),
+            _ => None,
+        }
+        .as_ref(),
         &dr,
     )
     .await
@@ -63,6 +68,13 @@ pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
 
 /// A deployment's alert topic (only its records) or else the topic `name`.
 async fn side(broker: &Broker, name: &str) -> Side {
-    let output = broker.detectors.status(name).await.ok().map(|s| s.output);
-    diff::resolve(name, |_| output)
+    let found = broker.detectors.status(name).await.ok().map(|s| {
+        let covered = s
+            .partitions
+            .iter()
+            .map(|p| ((p.topic.clone(), p.partition), (p.start, p.offset)))
+            .collect();
+        (s.output, covered)
+    });
+    diff::resolve(name, |_| found)
 }

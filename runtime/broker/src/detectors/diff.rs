@@ -202,6 +202,26 @@ pub struct PartitionDiff {
     pub sample_only_a: Vec<i64>,
     /// Lowest source offsets of unmatched B alerts.
     pub sample_only_b: Vec<i64>,
+    /// Source offsets compared here when both sides are deployments: the
+    /// offsets both have processed (`[from, to)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covered: Option<(i64, i64)>,
+}
+
+/// Source offsets a deployment has processed, by source (topic, partition):
+/// `[first, next)`.
+pub type Coverage = BTreeMap<(String, i32), (i64, i64)>;
+
+/// The offsets both deployments processed. A partition only one of them
+/// reads is left out: nothing there can be compared.
+pub fn intersect(a: &Coverage, b: &Coverage) -> Coverage {
+    a.iter()
+        .filter_map(|(k, &(af, at))| {
+            let &(bf, bt) = b.get(k)?;
+            let (f, t) = (af.max(bf), at.min(bt));
+            Some((k.clone(), (f, t.max(f))))
+        })
+        .collect()
 }
 
 /// Sums over all partitions.
@@ -324,6 +344,7 @@ pub async fn diff(
     a_deployment: Option<&str>,
     b_topic: &Topic,
     b_deployment: Option<&str>,
+    covered: Option<&Coverage>,
     req: &DiffRequest,
 ) -> Result<DiffReport, DetectorError> {
     req.check()
@@ -331,24 +352,39 @@ pub async fn diff(
     let range = req.range();
     let a = collect(log, a_topic, a_deployment, range).await?;
     let b = collect(log, b_topic, b_deployment, range).await?;
-    Ok(report(req, &a, &b))
+    Ok(report(req, &a, &b, covered))
 }
 
 /// The report of two collected alert sets.
-pub fn report(req: &DiffRequest, a: &AlertOffsets, b: &AlertOffsets) -> DiffReport {
+/// With `covered`, only the partitions and offsets in it are compared (a
+/// shadow started later than its live deployment, so the live one's earlier
+/// alerts have nothing to be compared with).
+pub fn report(
+    req: &DiffRequest,
+    a: &AlertOffsets,
+    b: &AlertOffsets,
+    covered: Option<&Coverage>,
+) -> DiffReport {
     let mut keys: Vec<&(String, i32)> = a.keys().chain(b.keys()).collect();
+    if let Some(c) = covered {
+        keys.extend(c.keys());
+        keys.retain(|k| c.contains_key(*k));
+    }
     keys.sort();
     keys.dedup();
+    let within = |side: Option<&Vec<i64>>, key: &(String, i32)| -> Vec<i64> {
+        let all = side.map_or(&[][..], Vec::as_slice);
+        match covered.and_then(|c| c.get(key)) {
+            Some(&(f, t)) => all.iter().copied().filter(|o| (f..t).contains(o)).collect(),
+            None => all.to_vec(),
+        }
+    };
     let mut total = DiffTotal::default();
     let partitions = keys
         .into_iter()
         .map(|key| {
-            let (sa, sb) = (a.get(key), b.get(key));
-            let c = match_offsets(
-                sa.map_or(&[][..], Vec::as_slice),
-                sb.map_or(&[][..], Vec::as_slice),
-                req.window,
-            );
+            let (sa, sb) = (within(a.get(key), key), within(b.get(key), key));
+            let c = match_offsets(&sa, &sb, req.window);
             total.only_a += c.only_a;
             total.only_b += c.only_b;
             total.both += c.both;
@@ -360,6 +396,7 @@ pub fn report(req: &DiffRequest, a: &AlertOffsets, b: &AlertOffsets) -> DiffRepo
                 both: c.both,
                 sample_only_a: c.sample_only_a,
                 sample_only_b: c.sample_only_b,
+                covered: covered.and_then(|c| c.get(key)).copied(),
             }
         })
         .collect();
@@ -382,20 +419,24 @@ pub struct Side {
     pub topic: String,
     /// Only records whose `vigil.deployment` header is this.
     pub deployment: Option<String>,
+    /// For a deployment: the offsets it has processed.
+    pub covered: Option<Coverage>,
 }
 
 /// Resolves a diff side: `output_of(name)` gives a deployment's alert topic
 /// (None when there is no such deployment); any other name is a topic read
 /// whole. A deployment wins over a topic of the same name.
-pub fn resolve(name: &str, output_of: impl FnOnce(&str) -> Option<String>) -> Side {
+pub fn resolve(name: &str, output_of: impl FnOnce(&str) -> Option<(String, Coverage)>) -> Side {
     match output_of(name) {
-        Some(topic) => Side {
+        Some((topic, covered)) => Side {
             topic,
             deployment: Some(name.to_string()),
+            covered: Some(covered),
         },
         None => Side {
             topic: name.to_string(),
             deployment: None,
+            covered: None,
         },
     }
 }

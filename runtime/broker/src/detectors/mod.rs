@@ -56,6 +56,9 @@ pub enum DetectorError {
     /// No deployment by that name.
     #[error("no deployment named {0:?}")]
     NotFound(String),
+    /// No replay job by that id.
+    #[error("no replay job with id {0:?}")]
+    ReplayNotFound(String),
     /// A deployment by that name exists.
     #[error("a deployment named {0:?} already exists (undeploy it first)")]
     Exists(String),
@@ -84,6 +87,15 @@ struct Stored {
     finished_ms: Option<i64>,
 }
 
+/// Committed checkpoints by key, shared with the runners: the log only hands
+/// out its key/value state as of open, so the live view is kept here, and a
+/// runner updates it in the same step as its commit so that whoever stopped
+/// the runner (pause, swap, shadow) sees where it stopped.
+pub(crate) type Checkpoints = Arc<parking_lot::Mutex<HashMap<String, Checkpoint>>>;
+
+/// An input partition with its topic.
+type InputPartition = (Arc<Topic>, Arc<Partition>);
+
 /// All deployments of this broker.
 pub struct Detectors {
     log: Arc<Log>,
@@ -92,7 +104,7 @@ pub struct Detectors {
     deployments: tokio::sync::Mutex<BTreeMap<String, Arc<Deployment>>>,
     /// Current committed checkpoints by key (the log only hands out its
     /// key/value state as of open, so the live view is kept here).
-    checkpoints: parking_lot::Mutex<HashMap<String, Checkpoint>>,
+    checkpoints: Checkpoints,
     events: mpsc::UnboundedSender<RunnerEvent>,
     pool: Arc<pool::DetectorPool>,
 }
@@ -129,7 +141,7 @@ impl Detectors {
             log,
             store,
             deployments: tokio::sync::Mutex::new(BTreeMap::new()),
-            checkpoints: parking_lot::Mutex::new(checkpoints),
+            checkpoints: Arc::new(parking_lot::Mutex::new(checkpoints)),
             events,
         });
         tokio::spawn(Self::handle_events(Arc::downgrade(&me), rx));
@@ -154,9 +166,6 @@ impl Detectors {
         while let Some(ev) = rx.recv().await {
             let Some(me) = me.upgrade() else { return };
             match ev {
-                RunnerEvent::Committed { key, checkpoint } => {
-                    me.checkpoints.lock().insert(key, checkpoint);
-                }
                 RunnerEvent::Finished { deployment } => {
                     let d = me.deployments.lock().await.get(&deployment).cloned();
                     let Some(d) = d else { continue };
@@ -255,7 +264,7 @@ impl Detectors {
     fn input_partitions(
         &self,
         spec: &DeploymentSpec,
-    ) -> Result<Vec<(Arc<Topic>, Arc<Partition>)>, DetectorError> {
+    ) -> Result<Vec<InputPartition>, DetectorError> {
         let mut out = Vec::new();
         for t in self.inputs(spec)? {
             for p in &t.partitions {
@@ -469,6 +478,7 @@ impl Detectors {
                     events: self.events.clone(),
                     suppress_through: i64::MIN,
                     throttle: throttle.clone(),
+                    checkpoints: self.checkpoints.clone(),
                 };
                 tasks.push(tokio::spawn(runner.run()));
             }

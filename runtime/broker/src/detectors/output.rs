@@ -21,6 +21,8 @@ pub mod headers {
     pub const SOURCE_PARTITION: &str = "vigil.source.partition";
     /// Input offset the alert concerns.
     pub const SOURCE_OFFSET: &str = "vigil.source.offset";
+    /// Timestamp (ms) of the input record an alert is about.
+    pub const SOURCE_TIMESTAMP: &str = "vigil.source.timestamp";
     /// Last input offset of the batch that produced the alert; recovery uses
     /// it to know which input was already alerted on.
     pub const INPUT_END: &str = "vigil.input.end";
@@ -117,6 +119,12 @@ pub fn alert_batch(
         let ts = timestamp_of(input, a.source_offset);
         let value = serde_json::to_vec(&alert_value(p, a, ts)).unwrap_or_default();
         let mut hs = p.headers(a.source_offset);
+        if let Some(ts) = ts {
+            hs.push((
+                headers::SOURCE_TIMESTAMP.into(),
+                Some(Bytes::from(ts.to_string())),
+            ));
+        }
         hs.push((
             headers::INPUT_END.into(),
             Some(Bytes::from(input_end.to_string())),

@@ -169,7 +169,7 @@ impl Detectors {
         let d = self
             .get(&deployment_name(id))
             .await
-            .map_err(|_| DetectorError::NotFound(format!("replay {id}")))?;
+            .map_err(|_| DetectorError::ReplayNotFound(id.to_string()))?;
         Ok(replay_status(&d))
     }
 
@@ -177,7 +177,7 @@ impl Detectors {
     pub async fn cancel_replay(&self, id: &str) -> Result<(), DetectorError> {
         let name = deployment_name(id);
         if self.get(&name).await.is_err() {
-            return Err(DetectorError::NotFound(format!("replay {id}")));
+            return Err(DetectorError::ReplayNotFound(id.to_string()));
         }
         self.undeploy(&name).await
     }

@@ -27,8 +27,6 @@ const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 pub(crate) enum RunnerEvent {
     /// The `fail` policy stopped the deployment.
     Failed { deployment: String, error: String },
-    /// A checkpoint was committed.
-    Committed { key: String, checkpoint: Checkpoint },
     /// A bounded run covered its whole range on one partition.
     Finished { deployment: String },
 }
@@ -51,6 +49,8 @@ pub(crate) struct Runner {
     pub suppress_through: i64,
     /// The deployment's CPU/IO budget, shared with its other runners.
     pub throttle: Option<Arc<super::budget::Throttle>>,
+    /// Where commits are published for the manager.
+    pub checkpoints: super::Checkpoints,
 }
 
 /// Why a runner stopped early.
@@ -516,11 +516,8 @@ impl Runner {
             }
         }
         self.status.lock().committed_offset = next;
-        self.checkpoint = cp.clone();
-        let _ = self.events.send(RunnerEvent::Committed {
-            key,
-            checkpoint: cp,
-        });
+        self.checkpoints.lock().insert(key, cp.clone());
+        self.checkpoint = cp;
         Ok(())
     }
 }

@@ -172,7 +172,7 @@ fn request_checks() {
 #[test]
 fn resolve_prefers_a_deployment() {
     let s = resolve("amounts", |n| {
-        (n == "amounts").then(|| "payments.alerts".to_string())
+        (n == "amounts").then(|| ("payments.alerts".to_string(), Coverage::new()))
     });
     assert_eq!(s.topic, "payments.alerts");
     assert_eq!(s.deployment.as_deref(), Some("amounts"));
@@ -277,7 +277,7 @@ async fn collect_and_diff_read_alert_topics() {
         from: None,
         to: None,
     };
-    let r = diff(&log, &shared, Some("d1"), &other, None, &req)
+    let r = diff(&log, &shared, Some("d1"), &other, None, None, &req)
         .await
         .expect("diff");
     assert_eq!(r.partitions.len(), 2);
@@ -299,7 +299,44 @@ async fn collect_and_diff_read_alert_topics() {
 
     let bad = DiffRequest { window: -1, ..req };
     assert!(matches!(
-        diff(&log, &shared, None, &other, None, &bad).await,
+        diff(&log, &shared, None, &other, None, None, &bad).await,
         Err(DetectorError::Spec(_))
     ));
+}
+
+#[test]
+fn coverage_limits_the_comparison_to_offsets_both_processed() {
+    let key = |p: i32| ("in".to_string(), p);
+    // Live A from 0 to 100 on p0 and p1; shadow B from 40 to 90 on p0 only.
+    let a_cov: Coverage = [(key(0), (0, 100)), (key(1), (0, 100))].into();
+    let b_cov: Coverage = [(key(0), (40, 90))].into();
+    let both = intersect(&a_cov, &b_cov);
+    assert_eq!(both, [(key(0), (40, 90))].into());
+    let a: AlertOffsets = [(key(0), vec![10, 45, 60, 95]), (key(1), vec![5])].into();
+    let b: AlertOffsets = [(key(0), vec![45, 70])].into();
+    let req = DiffRequest {
+        a: "A".into(),
+        b: "B".into(),
+        window: 0,
+        from: None,
+        to: None,
+    };
+    let r = report(&req, &a, &b, Some(&both));
+    // 10 and 95 lie outside what B processed, p1 is not read by B.
+    assert_eq!(r.partitions.len(), 1);
+    let p = &r.partitions[0];
+    assert_eq!(
+        (p.only_a, p.only_b, p.both, p.covered),
+        (1, 1, 1, Some((40, 90)))
+    );
+    assert_eq!(
+        (p.sample_only_a.clone(), p.sample_only_b.clone()),
+        (vec![60], vec![70])
+    );
+    // Without coverage every alert counts.
+    let all = report(&req, &a, &b, None);
+    assert_eq!(
+        (all.total.only_a, all.total.only_b, all.total.both),
+        (4, 1, 1)
+    );
 }
