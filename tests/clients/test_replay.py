@@ -19,7 +19,8 @@ import time
 
 from conftest import vigil_bin
 from detectors import (H_DEPLOYMENT, H_INPUT_END, H_MODULE, H_SEVERITY, H_SOURCE_OFFSET, H_SOURCE_PARTITION,
-                       H_SOURCE_TOPIC, admin_of, cli, dupes, produce, read_topic, spec, topic_partitions,
+                       H_SOURCE_TOPIC, admin_of, cli, dupes, ends_of, partition_of, produce, read_topic, spec,
+                       topic_partitions,
                        wait_caught_up, wait_status, wasm_bytes, watermarks)
 from helpers import Deadline, ck_create_topic, unique_name
 
@@ -361,6 +362,54 @@ def test_hot_swap_under_load_scores_every_offset_once(broker):
         versions = next(x for x in st["partitions"] if x["partition"] == p)["versions"]
         assert [(v["module"], v["from"], v["to"]) for v in versions] == [(old, 0, switch), (new, switch, None)], (
             versions, switch)
+        # The same detector type with the same STATE_FORMAT takes the state over.
+        assert versions[1]["state"] == "carried over", versions
+
+
+def test_hot_swap_to_a_detector_that_declines_the_state_rebuilds_it(broker):
+    """zscore → ewma-bands: the new module declines zscore's state, so it is
+    re-warmed on the `rebuild` records before the swap point with their alerts
+    suppressed. Its alerts from the swap point on must then be exactly those a
+    replay of ewma-bands from (swap point - rebuild) writes for offsets at or
+    after the swap point."""
+    admin = admin_of(broker)
+    zscore = admin.upload_module("vigil_plugin_zscore")
+    ewma = admin.upload_module("vigil_plugin_ewma_bands")
+    zcfg = {"field": "amount", "window": 50, "threshold": 2.0, "min_samples": 10}
+    ecfg = {"field": "amount", "half_life": 10, "k": 1.5, "warmup": 10}
+    rebuild = 200
+    topic, out, name = unique_name("rebuild-in"), unique_name("rebuild-out"), unique_name("rebuild")
+    ck_create_topic(broker.bootstrap, topic, 2)
+    first = produce(broker.bootstrap, topic, amounts_records(random.Random(5), 1200, 2, recent(), big_every=9))
+    admin.deploy(spec(name, zscore, topic, out, zcfg, value_schema=SCHEMA, start="earliest"))
+    wait_caught_up(admin, name, ends_of(first))
+    r = cli(broker, "swap", name, "--module", ewma, "--config", json.dumps(ecfg), "--rebuild", str(rebuild))
+    assert ewma[:12] in r.stdout, r.stdout
+    second = produce(broker.bootstrap, topic, amounts_records(random.Random(6), 1200, 2, recent(), big_every=9))
+    ends = ends_of(first + second)
+    st = wait_caught_up(admin, name, ends)
+    alerts = read_topic(broker.bootstrap, out, min_records=1)
+    got = alert_sources(alerts)
+    assert not dupes(got), f"duplicate alerts across the swap: {list(dupes(got))[:10]}"
+    for p in (0, 1):
+        versions = partition_of(st, topic, p)["versions"]
+        switch = versions[1]["from"]
+        assert [(v["module"], v["to"]) for v in versions] == [(zscore, switch), (ewma, None)], versions
+        assert switch == ends_of(first)[(topic, p)], (switch, versions)
+        assert versions[1]["state"].startswith(f"rebuilt from up to {rebuild} records"), versions
+        by_module = {m: sorted(o for (pp, o), a in zip(got, alerts) if pp == p and a.h(H_MODULE) == m)
+                     for m in (zscore, ewma)}
+        assert all(o < switch for o in by_module[zscore]) and all(o >= switch for o in by_module[ewma]), by_module
+        rid = unique_name("check")
+        rs = replay(admin, {"module": ewma, "topic": topic, "partitions": [p], "from": {"offset": switch - rebuild},
+                            "to": {"offset": ends[(topic, p)]}, "id": rid, "config": ecfg, "value_schema": SCHEMA})
+        wait_replay(admin, rid)
+        ref = read_topic(broker.bootstrap, rs["output"], min_records=1)
+        want = sorted(o for (pp, o) in alert_sources(ref) if pp == p and o >= switch)
+        assert want, "the reference replay should alert after the swap point"
+        assert by_module[ewma] == want, (
+            f"partition {p}: swapped-in module's alerts differ from a replay warmed the same way: "
+            f"missing {sorted(set(want) - set(by_module[ewma]))[:10]}, extra {sorted(set(by_module[ewma]) - set(want))[:10]}")
 
 
 # ----------------------------------------------------------- shadow + diff --
