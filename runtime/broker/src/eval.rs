@@ -65,8 +65,18 @@ const ROWS_PER_BATCH: usize = 5_000;
 /// 7-day retention, which would delete the data before the replay reads it.
 const TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "-1")];
 
-/// Runs `vigil eval`.
-pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+/// What is checked and loaded before any broker is involved, so that bad
+/// input fails fast.
+struct Plan {
+    dataset: Dataset,
+    profiles: Vec<Profile>,
+    /// One per series.
+    partitions: i32,
+    config: Value,
+    limits: Value,
+}
+
+fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
     check_corpus(&args.dataset)?;
     let dataset = Dataset::load(&args.dataset)
         .with_context(|| format!("cannot load the NAB corpus {}", args.dataset.display()))?;
@@ -84,11 +94,19 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             args.dataset.join(WINDOWS_FILE).display()
         );
     }
-    let partitions = i32::try_from(dataset.files.len()).context("too many series")?;
-    let config = json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({}));
-    let limits = json_arg(args.limits.as_deref(), "--limits")?
-        .unwrap_or_else(|| json!({"cpu_ms_per_batch": 10_000}));
+    Ok(Plan {
+        partitions: i32::try_from(dataset.files.len()).context("too many series")?,
+        dataset,
+        profiles,
+        config: json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({})),
+        limits: json_arg(args.limits.as_deref(), "--limits")?
+            .unwrap_or_else(|| json!({"cpu_ms_per_batch": 10_000})),
+    })
+}
 
+/// Runs `vigil eval`.
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let plan = plan(&args)?;
     // Keeps the embedded broker's files until the end of the run.
     let tmp = tempfile::tempdir()?;
     let (kafka, http, embedded) = match (&args.admin, &args.bootstrap) {
@@ -106,10 +124,7 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             (running.kafka_addr, http, Some(running))
         }
     };
-    let result = evaluate(
-        &args, &dataset, &profiles, partitions, config, limits, kafka, &http,
-    )
-    .await;
+    let result = evaluate(&args, &plan, kafka, &http).await;
     if let Some(running) = embedded {
         running.shutdown().await;
     }
@@ -122,17 +137,19 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn evaluate(
     args: &EvalArgs,
-    dataset: &Dataset,
-    profiles: &[Profile],
-    partitions: i32,
-    config: Value,
-    limits: Value,
+    plan: &Plan,
     kafka: SocketAddr,
     http: &str,
 ) -> anyhow::Result<report::EvalReport> {
+    let Plan {
+        dataset,
+        profiles,
+        partitions,
+        ..
+    } = plan;
+    let partitions = *partitions;
     let module = resolve_module(http, &args.module).await?;
     let millis = chrono::Utc::now().timestamp_millis();
     let topic = format!("eval.{}.{millis}", topic_part(&args.dataset));
@@ -158,9 +175,9 @@ async fn evaluate(
         "output": output,
         "from": "earliest",
         "to": "latest",
-        "config": config,
+        "config": plan.config,
         "value_schema": {"value": "float64"},
-        "limits": limits,
+        "limits": plan.limits,
         // A skipped batch would silently score as "no detection".
         "on_failure": "fail",
     });
