@@ -213,11 +213,13 @@ def ck_admin(bootstrap: str):
     return AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
 
 
-def ck_create_topic(bootstrap: str, topic: str, partitions: int = 3, timeout: float = 30) -> None:
+def ck_create_topic(bootstrap: str, topic: str, partitions: int = 3, timeout: float = 30,
+                    config: dict | None = None) -> None:
     from confluent_kafka.admin import NewTopic
 
     admin = ck_admin(bootstrap)
-    futs = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)],
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=1, config=config or {})
+    futs = admin.create_topics([new],
                                operation_timeout=timeout, request_timeout=timeout)
     futs[topic].result(timeout=timeout)
     wait_topic_ready(bootstrap, topic, partitions)

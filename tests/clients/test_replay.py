@@ -172,6 +172,32 @@ def test_replay_of_a_range_writes_exactly_the_expected_alerts(broker):
     assert len(read_topic(broker.bootstrap, out)) == len(alerts)
 
 
+def test_replay_of_historic_data_keeps_its_alerts(broker):
+    """Alerts carry their source record's timestamp; over years-old input in
+    a topic without retention, the output topic the replay creates takes the
+    input's retention, so the broker's retention pass does not delete them."""
+    from confluent_kafka.admin import ConfigResource
+    from helpers import ck_admin
+
+    admin = admin_of(broker)
+    module = admin.upload_module(THRESHOLD)
+    topic = unique_name("historic-in")
+    ck_create_topic(broker.bootstrap, topic, 2, config={"retention.ms": "-1"})
+    t2012 = 1_325_376_000_000
+    produced = produce(broker.bootstrap, topic, amounts_records(random.Random(3), 600, 2, t2012))
+    want = expected(produced, 5000)
+    rid = unique_name("old")
+    st = replay(admin, {"module": module, "topic": topic, "id": rid, "config": above(5000), "value_schema": SCHEMA})
+    wait_replay(admin, rid)
+    res = ConfigResource(ConfigResource.Type.TOPIC, st["output"])
+    ac = ck_admin(broker.bootstrap)  # kept alive until the result is in
+    configs = ac.describe_configs([res])[res].result(timeout=30)
+    assert configs["retention.ms"].value == "-1", {k: v.value for k, v in configs.items()}
+    alerts = read_topic(broker.bootstrap, st["output"], min_records=len(want))
+    assert set(alert_sources(alerts)) == want
+    assert all(a.timestamp < t2012 + 10_000 for a in alerts)
+
+
 def test_replay_of_some_partitions_from_a_timestamp(broker):
     admin = admin_of(broker)
     module = admin.upload_module(THRESHOLD)

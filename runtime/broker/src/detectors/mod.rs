@@ -230,13 +230,33 @@ impl Detectors {
         Ok(())
     }
 
-    async fn ensure_topic(&self, name: &str, partitions: i32) -> Result<Arc<Topic>, DetectorError> {
+    /// The output topic `name`, created if missing with as many partitions
+    /// as the widest input and the first input's retention: alerts carry
+    /// their source record's timestamp, so they age with their input (a
+    /// replay over years-old data must not write alerts that default
+    /// retention deletes on its next pass).
+    async fn ensure_topic(
+        &self,
+        name: &str,
+        inputs: &[Arc<Topic>],
+    ) -> Result<Arc<Topic>, DetectorError> {
         if let Some(t) = self.log.topic(name) {
             return Ok(t);
         }
+        let partitions = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
+        let configs = inputs
+            .first()
+            .map(|t| {
+                t.configs
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("retention."))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let cfg = TopicConfig {
             partitions,
-            configs: Default::default(),
+            configs,
         };
         match self.log.create_topic(name, cfg).await {
             Ok(t) => Ok(t),
@@ -345,10 +365,10 @@ impl Detectors {
         let module = self.checked_module(&mut spec).await?;
         let schema = parse_schema(&spec)?;
         let inputs = self.inputs(&spec)?;
-        let width = inputs.iter().map(|t| t.partitions.len()).max().unwrap_or(1) as i32;
-        let alerts = self.ensure_topic(&spec.output, width).await?;
+        let alerts = self.ensure_topic(&spec.output, &inputs).await?;
         if spec.on_failure == FailurePolicy::DeadLetter {
-            self.ensure_topic(&spec.dead_letter_topic(), width).await?;
+            self.ensure_topic(&spec.dead_letter_topic(), &inputs)
+                .await?;
         }
         let mut entries = Vec::new();
         let mut initial = Vec::new();
@@ -401,16 +421,11 @@ impl Detectors {
 
     /// Starts one runner per input partition from its committed checkpoint.
     async fn start(&self, d: &Arc<Deployment>) -> Result<(), DetectorError> {
-        let width = self
-            .inputs(&d.spec)?
-            .iter()
-            .map(|t| t.partitions.len())
-            .max()
-            .unwrap_or(1) as i32;
-        let alerts = self.ensure_topic(&d.spec.output, width).await?;
+        let inputs = self.inputs(&d.spec)?;
+        let alerts = self.ensure_topic(&d.spec.output, &inputs).await?;
         let dlq = match d.spec.on_failure {
             FailurePolicy::DeadLetter => Some(
-                self.ensure_topic(&d.spec.dead_letter_topic(), width)
+                self.ensure_topic(&d.spec.dead_letter_topic(), &inputs)
                     .await?,
             ),
             _ => None,
