@@ -1,5 +1,6 @@
-//! The in-process broker and what is read from it: metrics snapshots,
-//! CPU time, the produce histogram, WAL thread I/O.
+//! The in-process broker and what is read from it: metrics snapshots and
+//! CPU time (the produce histogram and WAL thread I/O readers are shared, in
+//! `common::server`).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -10,6 +11,7 @@ use vigil_broker::config::FileConfig;
 use vigil_broker::metrics::ApiLabel;
 use vigil_broker::server::Running;
 
+use crate::common::server::{produce_histogram, wal_thread_io};
 use crate::settings::Params;
 
 // ---------------------------------------------------------------- broker
@@ -140,65 +142,4 @@ pub(crate) fn cpu_seconds() -> Option<(f64, f64)> {
         }
     }
     Some((total as f64 / hz as f64, client as f64 / hz as f64))
-}
-
-/// The Produce buckets of the broker's request latency histogram (time from
-/// a request's arrival to its response being ready), from its /metrics text.
-pub(crate) fn produce_histogram(r: &Running) -> Vec<(f64, u64)> {
-    let text = r
-        .broker
-        .metrics
-        // No deployment statuses: only the Produce histogram is read.
-        .render(&r.broker.log, &r.broker.store_metrics, &[]);
-    let mut buckets: Vec<(f64, u64)> = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("vigil_request_duration_seconds_bucket{") && l.contains("api=\"Produce\"")
-        })
-        .filter_map(|l| {
-            let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            let count = l.rsplit_once(' ')?.1.parse().ok()?;
-            Some((le, count))
-        })
-        .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    buckets
-}
-
-/// Upper bound (ms) of the histogram bucket holding the `q`-quantile.
-pub(crate) fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total = buckets.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let rank = (q * total as f64).ceil() as u64;
-    buckets
-        .iter()
-        .find(|(_, c)| *c >= rank)
-        .map(|(le, _)| le * 1e3)
-}
-
-/// `syscw` and `wchar` of this process's `vigil-wal` thread: the WAL writer
-/// makes one `write` per group commit (followed by one `fdatasync`). Only one
-/// broker runs at a time, so there is at most one such thread.
-pub(crate) fn wal_thread_io() -> Option<(u64, u64)> {
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != "vigil-wal" {
-            continue;
-        }
-        let io = std::fs::read_to_string(task.path().join("io")).ok()?;
-        let field = |name: &str| {
-            io.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        return Some((field("syscw:")?, field("wchar:")?));
-    }
-    None
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::broker::histogram_quantile;
+use crate::common::server::histogram_quantile;
 use crate::consume::ConsumeResult;
 use crate::floor::FloorResult;
 use crate::produce::ProducePoint;

@@ -1,11 +1,17 @@
-//! Helpers shared by the bench targets (`broker`, `storage`, `detectors`),
+//! Helpers shared by the bench targets (`broker`, `storage`, `detectors`,
+//! `replay`),
 //! each of which includes this file with
 //! `#[path = "../common/mod.rs"] mod common;`: settings from the
 //! environment, machine description, topic creation, the assign-only
 //! consumer, and the librdkafka producer context that records ack latencies.
 //!
-//! Not every target uses every helper.
+//! Not every target uses every helper. The submodules hold what the
+//! detector-driving targets (`detectors`, `replay`) share.
 #![allow(dead_code)]
+
+pub mod detect;
+pub mod native;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -1,93 +1,18 @@
-//! The in-process broker, its admin API, and the tracked fixed-rate producer.
+//! Deployment specs and status, and the tracked fixed-rate producer.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use rdkafka::config::ClientConfig;
+use anyhow::{bail, Context as _, Result};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde_json::{json, Value};
-use tokio::runtime::Runtime;
-use vigil_broker::config::FileConfig;
-use vigil_broker::server::Running;
 
+use crate::common::detect::{record, source_producer_config, value_schema, zscore_config};
+use crate::common::server::process_cpu_secs;
 use crate::common::{lock, pace, send_when_queued};
-use crate::data::{record, value_schema, zscore_config};
-
-// ---------------------------------------------------------------- broker
-
-pub(crate) fn start_broker(rt: &Runtime, root: &Path) -> Result<Running> {
-    let objects = root.join("objects");
-    std::fs::create_dir_all(&objects)
-        .with_context(|| format!("cannot create {}", objects.display()))?;
-    let cfg = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(root.join("data")),
-        object_store: Some(format!("file://{}", objects.display())),
-        wal: Some("local".into()),
-        ..Default::default()
-    }
-    .resolve()
-    .context("broker settings")?;
-    rt.block_on(vigil_broker::server::start(cfg))
-        .context("cannot start the broker")
-}
-
-/// The broker's admin HTTP API.
-pub(crate) struct Admin {
-    pub(crate) base: String,
-}
-
-impl Admin {
-    pub(crate) fn reply(r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<Value> {
-        let resp = match r {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                let body = r.into_string().unwrap_or_default();
-                bail!("{what}: HTTP {code}: {body}");
-            }
-            Err(e) => return Err(anyhow!("{what}: {e}")),
-        };
-        let body = resp
-            .into_string()
-            .with_context(|| format!("{what}: reading the reply"))?;
-        serde_json::from_str(&body).with_context(|| format!("{what}: reply is not JSON: {body}"))
-    }
-
-    /// Uploads a module; returns its hash.
-    pub(crate) fn upload(&self, wasm: &[u8]) -> Result<String> {
-        let r = ureq::post(&format!("{}/v1/modules", self.base))
-            .set("content-type", "application/wasm")
-            .send_bytes(wasm);
-        let v = Self::reply(r, "POST /v1/modules")?;
-        v["hash"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("POST /v1/modules: no hash in {v}"))
-    }
-
-    pub(crate) fn deploy(&self, spec: &Value) -> Result<Value> {
-        let r = ureq::post(&format!("{}/v1/deployments", self.base))
-            .set("content-type", "application/json")
-            .send_string(&spec.to_string());
-        Self::reply(r, "POST /v1/deployments")
-    }
-
-    pub(crate) fn undeploy(&self, name: &str) -> Result<Value> {
-        let r = ureq::delete(&format!("{}/v1/deployments/{name}", self.base)).call();
-        Self::reply(r, &format!("DELETE /v1/deployments/{name}"))
-    }
-
-    pub(crate) fn status(&self, name: &str) -> Result<Value> {
-        let r = ureq::get(&format!("{}/v1/deployments/{name}", self.base)).call();
-        Self::reply(r, &format!("GET /v1/deployments/{name}"))
-    }
-}
 
 pub(crate) fn zscore_spec(name: &str, hash: &str, input: &str, output: &str) -> Value {
     json!({
@@ -158,20 +83,6 @@ impl ProducerContext for Tracked {
     }
 }
 
-/// The producer settings of every source producer (both pipelines and the
-/// load), as printed.
-pub(crate) fn source_producer_config(addr: &str, linger_ms: u64) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", addr)
-        .set("acks", "all")
-        .set("linger.ms", linger_ms.to_string())
-        .set("compression.type", "none")
-        .set("enable.idempotence", "false")
-        .set("queue.buffering.max.messages", "100000")
-        .set("message.timeout.ms", "60000");
-    c
-}
-
 /// A paced produce run: `warmup` records, then `n` measured ones, all at
 /// `rate`, indexes 0.. in one stream.
 pub(crate) struct Sent {
@@ -201,20 +112,6 @@ impl Sent {
         v.sort_unstable();
         v
     }
-}
-
-/// CPU seconds (user + system) used so far by this whole process.
-pub(crate) fn process_cpu_secs() -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz <= 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / hz as f64)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -9,10 +9,11 @@ use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
 use vigil_broker::server::Running;
 
-use crate::broker::{produce, totals, zscore_spec, Admin, DeploymentTotals, Sent};
+use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
+use crate::common::detect::{value_schema, zscore_config};
+use crate::common::server::Admin;
 use crate::common::{lock, percentile};
-use crate::data::{value_schema, zscore_config};
 use crate::pipeline::{collect_alerts, external_pipeline, ExtStats};
 use crate::settings::Params;
 use crate::{DRAIN, EXT_MAX_BATCH};

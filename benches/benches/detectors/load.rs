@@ -6,10 +6,11 @@ use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
 use vigil_broker::server::Running;
 
-use crate::broker::{produce, totals, zscore_spec, Admin, DeploymentTotals, Sent};
+use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
+use crate::common::detect::record;
 use crate::common::percentile;
-use crate::data::record;
+use crate::common::server::Admin;
 use crate::settings::Params;
 use crate::LOAD_WARMUP_SECS;
 

@@ -39,7 +39,6 @@
 mod broker;
 #[path = "../common/mod.rs"]
 mod common;
-mod data;
 mod latency;
 mod load;
 mod pipeline;
@@ -48,9 +47,9 @@ mod throughput;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 
-use broker::{start_broker, Admin};
+use common::server::{start_broker, Admin};
 use latency::{print_latency, section_latency};
 use load::{print_load, section_load};
 use settings::{print_header, Params, Wasm};
@@ -61,10 +60,6 @@ use throughput::{print_throughput, section_throughput};
 #[global_allocator]
 static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
-/// Where `vigil detector build --target-dir target/wasm` puts the modules.
-const DEFAULT_WASM_DIR: &str = "target/wasm/wasm32-unknown-unknown/release";
-const BUILD_CMD: &str = "cargo build --release -p vigil-broker && ./target/release/vigil \
-    detector build --target-dir target/wasm plugins/zscore plugins/rate-spike";
 /// Keys of the throughput data set.
 const TP_KEYS: u64 = 1000;
 /// Outliers in the throughput data set, parts per million.
@@ -73,9 +68,6 @@ const TP_OUTLIER_PPM: u64 = 10_000;
 const TP_PRODUCER_BATCH: usize = 500;
 /// Event time of the first throughput record (ms); records are 1 ms apart.
 const TP_TS0: i64 = 1_700_000_000_000;
-/// zscore's config everywhere in this bench.
-const ZSCORE_WINDOW: u64 = 100;
-const ZSCORE_MIN_SAMPLES: u64 = 20;
 /// Records sent before measuring through each new load producer, seconds of
 /// the load's rate.
 const LOAD_WARMUP_SECS: f64 = 1.0;
@@ -108,10 +100,8 @@ fn main() -> Result<()> {
             .enable_all()
             .build()
             .context("cannot start the tokio runtime")?;
-        let running = start_broker(&rt, &root)?;
-        let admin = Admin {
-            base: format!("http://{}", running.admin_addr),
-        };
+        let running = start_broker(&rt, &root.join("data"), &root.join("objects"))?;
+        let admin = Admin::of(&running);
         println!(
             "broker on {} (admin http://{}), data dir {}\n",
             running.kafka_addr,
@@ -134,11 +124,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         })();
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(120), running.shutdown())
-                .await
-                .map_err(|_| anyhow!("the broker did not shut down within 120 s"))
-        })?;
+        common::server::shutdown(&rt, running, Duration::from_secs(120))?;
         result?;
     }
     println!(

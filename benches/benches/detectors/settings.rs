@@ -2,13 +2,12 @@
 //! environment, the wasm modules, and the header.
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 
 use crate::common;
+use crate::common::detect::{stale_module, BUILD_CMD, DEFAULT_WASM_DIR, ZSCORE_MIN_SAMPLES};
 use crate::common::env_or;
-use crate::{BUILD_CMD, DEFAULT_WASM_DIR, ZSCORE_MIN_SAMPLES};
 
 // ---------------------------------------------------------------- settings
 
@@ -203,30 +202,9 @@ impl Wasm {
         })?;
         let rs_path = p.wasm_dir.join("vigil_plugin_rate_spike.wasm");
         let rate_spike = std::fs::read(&rs_path).ok().map(|b| (b, rs_path));
-        let mut stale = Vec::new();
-        let root = common::workspace_root();
-        let mut check = |plugin: &str, module: &Path| {
-            let built = std::fs::metadata(module).and_then(|m| m.modified()).ok();
-            // The plugin and everything it compiles in from the workspace.
-            let sources = [
-                root.join("plugins").join(plugin).join("src"),
-                root.join("sdk/vigil-sdk/src"),
-                root.join("sdk/vigil-abi/src"),
-                root.join("sdk/vigil-macros/src"),
-            ];
-            let newest = sources.iter().filter_map(|d| newest_mtime(d)).max();
-            if let (Some(b), Some(n)) = (built, newest) {
-                if n > b {
-                    stale.push(format!(
-                        "{plugin}: its sources (or the SDK's) are newer than {}",
-                        module.display()
-                    ));
-                }
-            }
-        };
-        check("zscore", &zscore_path);
+        let mut stale: Vec<String> = stale_module("zscore", &zscore_path).into_iter().collect();
         if let Some((_, path)) = &rate_spike {
-            check("rate-spike", path);
+            stale.extend(stale_module("rate-spike", path));
         }
         Ok(Wasm {
             zscore,
@@ -235,19 +213,6 @@ impl Wasm {
             stale,
         })
     }
-}
-
-pub(crate) fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for e in std::fs::read_dir(dir).ok()?.flatten() {
-        let t = if e.path().is_dir() {
-            newest_mtime(&e.path())
-        } else {
-            e.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
 }
 
 pub(crate) fn print_header(p: &Params, root: &Path, wasm: &Wasm) {

@@ -12,7 +12,7 @@ use vigil_protocol::kafka_protocol::records::Compression;
 use vigil_protocol::BatchBuilder;
 use vigil_sdk::{Alerts, Batch, Detector};
 
-use crate::data::{record, value_schema, zscore_config};
+use crate::common::detect::{record, value_schema, zscore_config};
 use crate::settings::{Params, Wasm};
 use crate::{TP_KEYS, TP_OUTLIER_PPM, TP_PRODUCER_BATCH, TP_TS0};
 

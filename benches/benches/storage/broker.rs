@@ -1,9 +1,9 @@
 //! Starting and stopping the in-process broker.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, Context as _, Result};
+use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
 use vigil_broker::config::FileConfig;
 use vigil_broker::server::Running;
@@ -42,18 +42,7 @@ pub(crate) fn start_broker(rt: &Runtime, o: &BrokerOpts<'_>) -> Result<Running> 
 }
 
 pub(crate) fn shutdown(rt: &Runtime, running: Running) -> Result<Duration> {
-    let t = Instant::now();
-    rt.block_on(async {
-        tokio::time::timeout(SHUTDOWN_LIMIT, running.shutdown())
-            .await
-            .map_err(|_| {
-                anyhow!(
-                    "a broker did not shut down within {} s",
-                    SHUTDOWN_LIMIT.as_secs()
-                )
-            })
-    })?;
-    Ok(t.elapsed())
+    crate::common::server::shutdown(rt, running, SHUTDOWN_LIMIT)
 }
 
 pub(crate) fn file_url(dir: &Path) -> Result<String> {

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
 use vigil_storage::cache::CacheStats;
-use vigil_storage::store::{ObjectStoreStats, StoreOp};
 
 use crate::broker::{broker_config, file_url, shutdown, start_broker, BrokerOpts};
 use crate::common::create_topic;
+use crate::common::server::get_requests;
 use crate::consume::{consume_all, fetch_newest, Consumed};
 use crate::produce::Producing;
 use crate::settings::Params;
@@ -75,13 +75,6 @@ pub(crate) fn cache_delta(a: CacheStats, b: CacheStats) -> CacheStats {
         evictions: a.evictions - b.evictions,
         current_bytes: a.current_bytes,
     }
-}
-
-pub(crate) fn get_requests(s: &ObjectStoreStats) -> u64 {
-    [StoreOp::Get, StoreOp::GetRange, StoreOp::GetRanges]
-        .into_iter()
-        .map(|op| s.total_requests(op))
-        .sum()
 }
 
 pub(crate) fn time_first_fetch(

@@ -1,0 +1,196 @@
+//! The in-process broker and its admin HTTP API, as the `detectors` and
+//! `replay` benches drive them.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::Value;
+use tokio::runtime::Runtime;
+use vigil_broker::config::FileConfig;
+use vigil_broker::server::Running;
+use vigil_storage::store::{ObjectStoreStats, StoreOp};
+
+/// Starts a broker (local WAL, ephemeral ports) with its WAL and caches in
+/// `data_dir` and a `file://` object store at `objects`.
+pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
+    std::fs::create_dir_all(objects)
+        .with_context(|| format!("cannot create {}", objects.display()))?;
+    let cfg = FileConfig {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(data_dir.to_path_buf()),
+        object_store: Some(format!("file://{}", objects.display())),
+        wal: Some("local".into()),
+        ..Default::default()
+    }
+    .resolve()
+    .context("broker settings")?;
+    rt.block_on(vigil_broker::server::start(cfg))
+        .context("cannot start the broker")
+}
+
+/// Shuts `running` down cleanly (which uploads what is pending); returns how
+/// long that took. Fails after `limit`.
+pub fn shutdown(rt: &Runtime, running: Running, limit: Duration) -> Result<Duration> {
+    let t = Instant::now();
+    rt.block_on(async {
+        tokio::time::timeout(limit, running.shutdown())
+            .await
+            .map_err(|_| anyhow!("a broker did not shut down within {} s", limit.as_secs()))
+    })?;
+    Ok(t.elapsed())
+}
+
+/// The broker's admin HTTP API.
+pub struct Admin {
+    pub base: String,
+}
+
+impl Admin {
+    pub fn of(running: &Running) -> Self {
+        Admin {
+            base: format!("http://{}", running.admin_addr),
+        }
+    }
+
+    /// The JSON body of a reply, or the error (with the body) of a non-2xx.
+    pub fn reply(r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<Value> {
+        let resp = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(code, r)) => {
+                let body = r.into_string().unwrap_or_default();
+                bail!("{what}: HTTP {code}: {body}");
+            }
+            Err(e) => return Err(anyhow!("{what}: {e}")),
+        };
+        let body = resp
+            .into_string()
+            .with_context(|| format!("{what}: reading the reply"))?;
+        serde_json::from_str(&body).with_context(|| format!("{what}: reply is not JSON: {body}"))
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value> {
+        let r = ureq::get(&format!("{}{path}", self.base)).call();
+        Self::reply(r, &format!("GET {path}"))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        let r = ureq::post(&format!("{}{path}", self.base))
+            .set("content-type", "application/json")
+            .send_string(&body.to_string());
+        Self::reply(r, &format!("POST {path}"))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let r = ureq::delete(&format!("{}{path}", self.base)).call();
+        Self::reply(r, &format!("DELETE {path}"))
+    }
+
+    /// Uploads a module; returns its hash.
+    pub fn upload(&self, wasm: &[u8]) -> Result<String> {
+        let r = ureq::post(&format!("{}/v1/modules", self.base))
+            .set("content-type", "application/wasm")
+            .send_bytes(wasm);
+        let v = Self::reply(r, "POST /v1/modules")?;
+        v["hash"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("POST /v1/modules: no hash in {v}"))
+    }
+
+    pub fn deploy(&self, spec: &Value) -> Result<Value> {
+        self.post("/v1/deployments", spec)
+    }
+
+    pub fn undeploy(&self, name: &str) -> Result<Value> {
+        self.delete(&format!("/v1/deployments/{name}"))
+    }
+
+    pub fn status(&self, name: &str) -> Result<Value> {
+        self.get(&format!("/v1/deployments/{name}"))
+    }
+}
+
+/// GET requests of every kind counted in `s`.
+pub fn get_requests(s: &ObjectStoreStats) -> u64 {
+    [StoreOp::Get, StoreOp::GetRange, StoreOp::GetRanges]
+        .into_iter()
+        .map(|op| s.total_requests(op))
+        .sum()
+}
+
+/// CPU seconds (user + system) used so far by this whole process.
+pub fn process_cpu_secs() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / hz as f64)
+}
+
+/// The Produce buckets of the broker's request latency histogram (time from
+/// a request's arrival to its response being ready), from its /metrics text.
+pub fn produce_histogram(r: &Running) -> Vec<(f64, u64)> {
+    let text = r
+        .broker
+        .metrics
+        // No deployment statuses: only the Produce histogram is read.
+        .render(&r.broker.log, &r.broker.store_metrics, &[]);
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("vigil_request_duration_seconds_bucket{") && l.contains("api=\"Produce\"")
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count = l.rsplit_once(' ')?.1.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// Upper bound (ms) of the histogram bucket holding the `q`-quantile.
+pub fn histogram_quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = (q * total as f64).ceil() as u64;
+    buckets
+        .iter()
+        .find(|(_, c)| *c >= rank)
+        .map(|(le, _)| le * 1e3)
+}
+
+/// `syscw` and `wchar` of this process's `vigil-wal` thread: the WAL writer
+/// makes one `write` per group commit (followed by one `fdatasync`). The
+/// benches run one broker at a time, so there is at most one such thread.
+pub fn wal_thread_io() -> Option<(u64, u64)> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() != "vigil-wal" {
+            continue;
+        }
+        let io = std::fs::read_to_string(task.path().join("io")).ok()?;
+        let field = |name: &str| {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        return Some((field("syscw:")?, field("wchar:")?));
+    }
+    None
+}

@@ -1,0 +1,166 @@
+//! Replay jobs through the admin API (`/v1/replays`, see
+//! notes/issue5-api.md), and one timed replay on a cold broker.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::{json, Value};
+use tokio::runtime::Runtime;
+
+use crate::common::detect::{value_schema, zscore_config};
+use crate::common::server::Admin;
+use crate::fill::{Cold, Cost, Filled};
+use crate::{POLL, RUN_LIMIT};
+
+/// zscore over all of `topic`, earliest to latest, alerts to the default
+/// output topic; `parallelism` `None` leaves the budget to the broker.
+pub(crate) fn replay_spec(id: &str, hash: &str, topic: &str, parallelism: Option<u32>) -> Value {
+    let mut spec = json!({
+        "id": id,
+        "module": hash,
+        "topic": topic,
+        "config": zscore_config(),
+        "value_schema": value_schema(),
+    });
+    if let Some(n) = parallelism {
+        spec["budget"] = json!({ "parallelism": n });
+    }
+    spec
+}
+
+/// The fields of a `ReplayStatus` the bench reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Status {
+    pub(crate) state: String,
+    pub(crate) error: Option<String>,
+    pub(crate) records_total: u64,
+    pub(crate) records_done: u64,
+    pub(crate) alerts: u64,
+    pub(crate) elapsed_ms: u64,
+    pub(crate) rows_per_sec: f64,
+    pub(crate) output: String,
+}
+
+impl Status {
+    pub(crate) fn of(v: &Value) -> Status {
+        Status {
+            state: v["state"].as_str().unwrap_or("?").to_string(),
+            error: v["error"].as_str().map(str::to_string),
+            records_total: v["records_total"].as_u64().unwrap_or(0),
+            records_done: v["records_done"].as_u64().unwrap_or(0),
+            alerts: v["alerts"].as_u64().unwrap_or(0),
+            elapsed_ms: v["elapsed_ms"].as_u64().unwrap_or(0),
+            rows_per_sec: v["rows_per_sec"].as_f64().unwrap_or(f64::NAN),
+            output: v["output"].as_str().unwrap_or("?").to_string(),
+        }
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        // A paused job is not finished either: it may be resumed.
+        matches!(self.state.as_str(), "running" | "paused")
+    }
+}
+
+pub(crate) fn submit(admin: &Admin, spec: &Value) -> Result<Status> {
+    admin.post("/v1/replays", spec).map(|v| Status::of(&v))
+}
+
+pub(crate) fn status(admin: &Admin, id: &str) -> Result<Status> {
+    admin
+        .get(&format!("/v1/replays/{id}"))
+        .map(|v| Status::of(&v))
+}
+
+pub(crate) fn cancel(admin: &Admin, id: &str) -> Result<()> {
+    admin.delete(&format!("/v1/replays/{id}")).map(|_| ())
+}
+
+/// One replay row of section A.
+pub(crate) struct ReplayRun {
+    pub(crate) parallelism: Option<u32>,
+    pub(crate) status: Status,
+    /// POST sent → the completed status read.
+    pub(crate) wall: Duration,
+    /// POST sent → its reply.
+    pub(crate) submit: Duration,
+    pub(crate) cost: Cost,
+    pub(crate) compile: Duration,
+    /// Status polls while running (each one HTTP GET).
+    pub(crate) polls: u64,
+}
+
+impl ReplayRun {
+    pub(crate) fn job_secs(&self) -> f64 {
+        self.status.elapsed_ms as f64 / 1e3
+    }
+}
+
+/// Replays all of the filled topic on a new cold broker and times it.
+pub(crate) fn timed_replay(
+    rt: &Runtime,
+    root: &Path,
+    filled: &Filled,
+    wasm: &[u8],
+    id: &str,
+    parallelism: Option<u32>,
+) -> Result<ReplayRun> {
+    let cold = Cold::start(rt, root, filled, wasm)?;
+    let result = (|| -> Result<ReplayRun> {
+        let spec = replay_spec(id, &cold.hash, &filled.topic, parallelism);
+        let before = cold.counters();
+        let t = Instant::now();
+        let first = submit(&cold.admin, &spec).context("POST /v1/replays")?;
+        let submitted = t.elapsed();
+        if first.records_total != filled.records {
+            bail!(
+                "replay {id}: records_total {} but {} records were produced",
+                first.records_total,
+                filled.records
+            );
+        }
+        let mut polls = 0;
+        let mut s = first;
+        while s.running() {
+            if t.elapsed() > RUN_LIMIT {
+                bail!(
+                    "replay {id} still {} after {} s ({} of {} records done)",
+                    s.state,
+                    RUN_LIMIT.as_secs(),
+                    s.records_done,
+                    s.records_total
+                );
+            }
+            std::thread::sleep(POLL);
+            s = status(&cold.admin, id)?;
+            polls += 1;
+        }
+        let wall = t.elapsed();
+        let cost = cold.counters().since(&before);
+        if s.state != "completed" {
+            bail!(
+                "replay {id} ended {}: {}",
+                s.state,
+                s.error.as_deref().unwrap_or("no error given")
+            );
+        }
+        if s.records_done != filled.records {
+            bail!(
+                "replay {id} completed with {} of {} records done",
+                s.records_done,
+                filled.records
+            );
+        }
+        Ok(ReplayRun {
+            parallelism,
+            status: s,
+            wall,
+            submit: submitted,
+            cost,
+            compile: cold.compile,
+            polls,
+        })
+    })();
+    cold.stop(rt)?;
+    result
+}
