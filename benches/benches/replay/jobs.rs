@@ -14,8 +14,15 @@ use crate::fill::{Cold, Cost, Filled};
 use crate::{POLL, RUN_LIMIT};
 
 /// zscore over all of `topic`, earliest to latest, alerts to the default
-/// output topic; `parallelism` `None` leaves the budget to the broker.
-pub(crate) fn replay_spec(id: &str, hash: &str, topic: &str, parallelism: Option<u32>) -> Value {
+/// output topic; `parallelism` / `cpu_share` `None` leave that part of the
+/// budget to the broker.
+pub(crate) fn replay_spec(
+    id: &str,
+    hash: &str,
+    topic: &str,
+    parallelism: Option<u32>,
+    cpu_share: Option<f64>,
+) -> Value {
     let mut spec = json!({
         "id": id,
         "module": hash,
@@ -23,8 +30,15 @@ pub(crate) fn replay_spec(id: &str, hash: &str, topic: &str, parallelism: Option
         "config": zscore_config(),
         "value_schema": value_schema(),
     });
+    let mut budget = serde_json::Map::new();
     if let Some(n) = parallelism {
-        spec["budget"] = json!({ "parallelism": n });
+        budget.insert("parallelism".into(), json!(n));
+    }
+    if let Some(s) = cpu_share {
+        budget.insert("cpu_share".into(), json!(s));
+    }
+    if !budget.is_empty() {
+        spec["budget"] = Value::Object(budget);
     }
     spec
 }
@@ -107,7 +121,7 @@ pub(crate) fn timed_replay(
 ) -> Result<ReplayRun> {
     let cold = Cold::start(rt, root, filled, wasm)?;
     let result = (|| -> Result<ReplayRun> {
-        let spec = replay_spec(id, &cold.hash, &filled.topic, parallelism);
+        let spec = replay_spec(id, &cold.hash, &filled.topic, parallelism, None);
         let before = cold.counters();
         let t = Instant::now();
         let first = submit(&cold.admin, &spec).context("POST /v1/replays")?;

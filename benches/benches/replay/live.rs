@@ -99,7 +99,15 @@ pub(crate) fn section_live(
             edge();
             sleep_until(bounds[1]);
             edge();
-            let spec = |id: &str| replay_spec(id, &cold.hash, &history.topic, p.live_parallelism);
+            let spec = |id: &str| {
+                replay_spec(
+                    id,
+                    &cold.hash,
+                    &history.topic,
+                    p.live_parallelism,
+                    p.live_cpu_share,
+                )
+            };
             let (jobs, cancel) = keep_replaying(&cold.admin, spec, bounds[2])?;
             edge();
             for b in &bounds[3..] {
@@ -339,8 +347,13 @@ pub(crate) fn print_live(p: &Params, r: &LiveResult) {
         "(one continuous stream from one librdkafka producer, records assigned to windows by \
          send time; latency = send → delivery report; cpu = this process (broker + replay + \
          producer) as % of one core. The replay: zscore (wasm) over all of {} ({} records, {}), \
-         budget parallelism default, on the same broker, started cold on the filled store; the \
+         budget parallelism {} and cpu_share {}, on the same broker, started cold on the filled store; the \
          control window runs after the replay is cancelled)\n",
-        r.topic, r.records, r.sizing
+        r.topic,
+        r.records,
+        r.sizing,
+        Params::par_label(p.live_parallelism),
+        p.live_cpu_share
+            .map_or("none".to_string(), |s| s.to_string())
     );
 }

@@ -122,7 +122,9 @@ impl Delta {
 
 /// CPU seconds and run-queue wait seconds (runnable, no CPU: from
 /// `/proc/.../schedstat`) of this process's live threads by group: the
-/// detector pool (`vigil-detector-*`: build_batch + wasm, nice +10), tokio
+/// detector pools (`vigil-detector-*` for live deployments at nice +10,
+/// `vigil-replay-*` for replays at nice +19: build_batch, wasm, alert
+/// encoding), tokio
 /// (the broker's request handling, log reads, alert writes, blocking pool),
 /// the WAL writer, the Kafka client (librdkafka's `rdk:*`, its polling
 /// thread, the bench's threads), and the rest. Threads that exited are not
@@ -139,7 +141,7 @@ fn thread_cpu() -> (Option<[f64; 5]>, [f64; 5]) {
         let read = |f: &str| std::fs::read_to_string(task.path().join(f)).unwrap_or_default();
         let comm = read("comm");
         let comm = comm.trim();
-        let group = if comm.starts_with("vigil-detector") {
+        let group = if comm.starts_with("vigil-detector") || comm.starts_with("vigil-replay") {
             0
         } else if comm.starts_with("tokio") {
             1
@@ -236,7 +238,7 @@ pub(crate) fn print_probes(windows: &[Window]) {
          reads); disk busy and rd/wr await (mean ms per read / write request, queueing \
          included) from /proc/diskstats, for the whole box. Per thread group, cpu/wait = CPU time / time \
          runnable but waiting for a CPU (schedstat), as % of one core: detector = \
-         vigil-detector-* (build_batch + wasm, nice +10), tokio = the broker's async workers and \
+         vigil-detector-* / vigil-replay-* (build_batch, wasm, alert encoding; nice +10 / +19), tokio = the broker's async workers and \
          blocking pool (requests, log reads, alert appends), wal = the WAL writer, client = \
          librdkafka + the bench's threads)"
     );

@@ -33,6 +33,8 @@ pub(crate) struct Params {
     pub(crate) live_linger_ms: u64,
     /// Section B: its replay's budget parallelism (`None`: the default).
     pub(crate) live_parallelism: Option<u32>,
+    /// Section B: its replay's budget cpu_share (`None`: no cap).
+    pub(crate) live_cpu_share: Option<f64>,
     /// Section B: records its replay covers (0: sized from section A).
     pub(crate) live_replay_records: u64,
     pub(crate) dir: PathBuf,
@@ -79,6 +81,12 @@ impl Params {
             live_control: env_or("VIGIL_BENCH_LIVE_CONTROL", 1u8)? != 0,
             live_linger_ms: env_or("VIGIL_BENCH_LIVE_LINGER_MS", 0)?,
             live_parallelism: parse_parallelism("VIGIL_BENCH_LIVE_PARALLELISM", live_par.trim())?,
+            live_cpu_share: match env_or("VIGIL_BENCH_LIVE_CPU_SHARE", "none".to_string())?.trim() {
+                "none" | "" => None,
+                s => Some(s.parse().map_err(|e| {
+                    anyhow::anyhow!("VIGIL_BENCH_LIVE_CPU_SHARE: {s:?} is not a number: {e}")
+                })?),
+            },
             live_replay_records: env_or("VIGIL_BENCH_LIVE_REPLAY_RECORDS", 0)?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
         };
@@ -124,7 +132,7 @@ impl Params {
              VIGIL_BENCH_KEYS={} VIGIL_BENCH_OUTLIER_PCT={} VIGIL_BENCH_PARALLELISM={} \
              VIGIL_BENCH_PASSES={} VIGIL_BENCH_BASELINE_BATCH={} VIGIL_BENCH_LIVE_RATE={} \
              VIGIL_BENCH_LIVE_SECS={} VIGIL_BENCH_LIVE_CONTROL={} VIGIL_BENCH_LIVE_LINGER_MS={} \
-             VIGIL_BENCH_LIVE_PARALLELISM={} VIGIL_BENCH_LIVE_REPLAY_RECORDS={} VIGIL_WASM_DIR={} VIGIL_BENCH_DIR={} cargo bench -p vigil-benches --bench replay",
+             VIGIL_BENCH_LIVE_PARALLELISM={} VIGIL_BENCH_LIVE_CPU_SHARE={} VIGIL_BENCH_LIVE_REPLAY_RECORDS={} VIGIL_WASM_DIR={} VIGIL_BENCH_DIR={} cargo bench -p vigil-benches --bench replay",
             sections.join(","),
             self.records,
             self.partitions,
@@ -138,6 +146,7 @@ impl Params {
             u8::from(self.live_control),
             self.live_linger_ms,
             Self::par_label(self.live_parallelism),
+            self.live_cpu_share.map_or("none".to_string(), |s| s.to_string()),
             self.live_replay_records,
             self.wasm_dir.display(),
             self.dir.display()

@@ -15,6 +15,7 @@ use super::spec::Budget;
 pub struct Throttle {
     slots: Option<Arc<Semaphore>>,
     bytes_per_sec: Option<u64>,
+    cpu_share: Option<f64>,
     /// When the reads so far are paid for at `bytes_per_sec`.
     paid_until: parking_lot::Mutex<Instant>,
 }
@@ -22,12 +23,13 @@ pub struct Throttle {
 impl Throttle {
     /// `None` when the budget limits nothing.
     pub fn new(b: &Budget) -> Option<Arc<Self>> {
-        if b.parallelism.is_none() && b.max_bytes_per_sec.is_none() {
+        if b.parallelism.is_none() && b.max_bytes_per_sec.is_none() && b.cpu_share.is_none() {
             return None;
         }
         Some(Arc::new(Throttle {
             slots: b.parallelism.map(|n| Arc::new(Semaphore::new(n.max(1)))),
             bytes_per_sec: b.max_bytes_per_sec.filter(|r| *r > 0),
+            cpu_share: b.cpu_share.filter(|s| *s > 0.0 && *s < 1.0),
             paid_until: parking_lot::Mutex::new(Instant::now()),
         }))
     }
@@ -56,6 +58,17 @@ impl Throttle {
     }
 }
 
+impl Throttle {
+    /// How long to rest after the module work of one batch kept a detector
+    /// thread busy for `busy`, to stay within the CPU share.
+    pub fn rest(&self, busy: Duration) -> Duration {
+        match self.cpu_share {
+            Some(s) => busy.mul_f64(1.0 / s - 1.0),
+            None => Duration::ZERO,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,8 +76,8 @@ mod tests {
     #[test]
     fn pays_reads_back_to_back() {
         let t = Throttle::new(&Budget {
-            parallelism: None,
             max_bytes_per_sec: Some(1000),
+            ..Default::default()
         })
         .unwrap();
         // The first read is free, each following one waits for the earlier
@@ -86,7 +99,7 @@ mod tests {
     async fn parallelism_caps_concurrent_slots() {
         let t = Throttle::new(&Budget {
             parallelism: Some(2),
-            max_bytes_per_sec: None,
+            ..Default::default()
         })
         .unwrap();
         let a = t.slot().await;
@@ -97,5 +110,16 @@ mod tests {
         drop(a);
         assert!(t.slot().await.is_some());
         assert!(Throttle::new(&Budget::default()).is_none());
+    }
+
+    #[test]
+    fn cpu_share_rests_in_proportion() {
+        let t = Throttle::new(&Budget {
+            cpu_share: Some(0.25),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(t.rest(Duration::from_millis(10)), Duration::from_millis(30));
+        assert_eq!(t.pay(1 << 20), Duration::ZERO, "no byte cap set");
     }
 }

@@ -30,7 +30,7 @@ pub(crate) use deployment::version_statuses;
 pub use deployment::Deployment;
 use registry::{Registry, RegistryError};
 use runner::{Runner, RunnerEvent};
-use spec::{DeploymentSpec, FailurePolicy, SpecError, StartPosition};
+use spec::{DeploymentSpec, FailurePolicy, Kind, SpecError, StartPosition};
 use status::{DeploymentState, DeploymentStatus, PartitionStatus};
 
 /// Why a deployment operation failed.
@@ -107,6 +107,10 @@ pub struct Detectors {
     checkpoints: Checkpoints,
     events: mpsc::UnboundedSender<RunnerEvent>,
     pool: Arc<pool::DetectorPool>,
+    /// Replays' threads: one fewer than the cores (at least one) and a
+    /// lower priority than live deployments, so a replay can neither take
+    /// every core from the request path nor delay live alerts much.
+    replay_pool: Arc<pool::DetectorPool>,
 }
 
 impl Detectors {
@@ -133,10 +137,14 @@ impl Detectors {
             }
         }
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let pool = pool::DetectorPool::new(threads, 10)
+        let pool = pool::DetectorPool::new("vigil-detector", threads, 10)
             .map_err(|e| DetectorError::Store(format!("cannot start detector threads: {e}")))?;
+        let replay_pool =
+            pool::DetectorPool::new("vigil-replay", threads.saturating_sub(1).max(1), 19)
+                .map_err(|e| DetectorError::Store(format!("cannot start replay threads: {e}")))?;
         let me = Arc::new(Detectors {
             pool: Arc::new(pool),
+            replay_pool: Arc::new(replay_pool),
             registry: Registry::new(store.clone(), host),
             log,
             store,
@@ -482,7 +490,10 @@ impl Detectors {
                     log: self.log.clone(),
                     store: self.store.clone(),
                     deployment: d.clone(),
-                    pool: self.pool.clone(),
+                    pool: match d.spec.kind {
+                        Kind::Replay => self.replay_pool.clone(),
+                        _ => self.pool.clone(),
+                    },
                     topic: t.name.clone(),
                     input: p.clone(),
                     alerts: pick(&alerts),

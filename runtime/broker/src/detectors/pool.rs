@@ -26,15 +26,15 @@ pub struct DetectorPool {
 }
 
 impl DetectorPool {
-    /// Starts `threads` threads at niceness `nice` (Linux; elsewhere the
-    /// priority is left alone).
-    pub fn new(threads: usize, nice: i32) -> Result<Self, std::io::Error> {
+    /// Starts `threads` threads named `<name>-<i>` at niceness `nice`
+    /// (Linux; elsewhere the priority is left alone).
+    pub fn new(name: &str, threads: usize, nice: i32) -> Result<Self, std::io::Error> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new()
-                .name(format!("vigil-detector-{i}"))
+                .name(format!("{name}-{i}"))
                 .spawn(move || {
                     lower_priority(nice);
                     loop {
@@ -102,7 +102,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_survives_panics() {
-        let pool = DetectorPool::new(2, 10).unwrap();
+        let pool = DetectorPool::new("test-detector", 2, 10).unwrap();
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
         let e = pool.run(|| -> i32 { panic!("boom") }).await.unwrap_err();
         assert!(e.to_string().contains("panicked"));

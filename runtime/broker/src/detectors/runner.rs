@@ -278,9 +278,15 @@ impl Runner {
             let partition = self.input.index;
             let wire = fetched.records.clone();
             let from = next;
-            let (inst, built, result) = self
+            let (inst, built, result, busy) = self
                 .pool
-                .run(move || process(inst, &d, partition, &wire, from, end))
+                .run(move || {
+                    // Measured on the detector thread: queueing for the
+                    // thread is not the deployment's CPU.
+                    let t0 = Instant::now();
+                    let (i, b, r) = process(inst, &d, partition, &wire, from, end);
+                    (i, b, r, t0.elapsed())
+                })
                 .await
                 .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
             instance = inst;
@@ -299,7 +305,8 @@ impl Runner {
                         .filter(|a| a.source_offset > suppress_through)
                         .collect();
                     if let (false, Some(b)) = (alerts.is_empty(), &built) {
-                        self.append_alerts(&alerts, &b.batch, batch_end).await?;
+                        self.append_alerts(alerts, b.batch.clone(), batch_end)
+                            .await?;
                     }
                 }
                 Err(e) => {
@@ -333,6 +340,9 @@ impl Runner {
                 }
             }
             drop(_slot);
+            if let Some(t) = &self.throttle {
+                self.pause(t.rest(busy)).await?;
+            }
             if last_commit.elapsed() >= CHECKPOINT_EVERY || next >= end {
                 self.commit(&mut instance, next).await?;
                 last_commit = Instant::now();
@@ -366,16 +376,36 @@ impl Runner {
         }
     }
 
+    /// Encodes on the detector threads (JSON for thousands of alerts is
+    /// real CPU, and at their priority, not the request path's), then appends.
     async fn append_alerts(
         &self,
-        alerts: &[vigil_abi::Alert],
-        input: &RecordBatch,
+        alerts: Vec<vigil_abi::Alert>,
+        input: RecordBatch,
         input_end: i64,
     ) -> Result<(), Stop> {
-        let bytes = output::alert_batch(&self.provenance(), alerts, input, input_end)
+        let count = alerts.len() as u64;
+        let (d, topic, partition) = (
+            self.deployment.clone(),
+            self.topic.clone(),
+            self.input.index,
+        );
+        let bytes = self
+            .pool
+            .run(move || {
+                let p = Provenance {
+                    deployment: &d.spec.name,
+                    module: &d.module.hash,
+                    topic: &topic,
+                    partition,
+                };
+                output::alert_batch(&p, &alerts, &input, input_end)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("alert encoding task failed: {e}")))?
             .map_err(|e| Stop::Failed(format!("encoding alerts: {e}")))?;
         self.append(&self.alerts, bytes, "alerts").await?;
-        self.status.lock().alerts += alerts.len() as u64;
+        self.status.lock().alerts += count;
         Ok(())
     }
 

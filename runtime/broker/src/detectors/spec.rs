@@ -118,7 +118,7 @@ impl Kind {
 
 /// CPU and I/O a deployment may use, so that replays do not take latency
 /// from live produce, fetch and other deployments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Input partitions processed at the same time (default: one per core).
@@ -127,6 +127,11 @@ pub struct Budget {
     /// Input bytes read per second across the deployment (default: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes_per_sec: Option<u64>,
+    /// Share of one core each partition's module work may use, in (0, 1]:
+    /// after a batch that kept a detector thread busy for `t`, the runner
+    /// rests `t * (1 / share - 1)` (default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
 }
 
 /// Deployment names starting with this are replay jobs.
@@ -194,6 +199,11 @@ impl DeploymentSpec {
             if b.parallelism == Some(0) || b.max_bytes_per_sec == Some(0) {
                 return Err(SpecError(
                     "budget.parallelism and budget.max_bytes_per_sec must be at least 1".into(),
+                ));
+            }
+            if b.cpu_share.is_some_and(|s| !(s > 0.0 && s <= 1.0)) {
+                return Err(SpecError(
+                    "budget.cpu_share must be in (0, 1] (a share of one core)".into(),
                 ));
             }
         }
