@@ -227,6 +227,24 @@ def test_replay_of_some_partitions_from_a_timestamp(broker):
     assert "topic" in msg, msg
 
 
+def test_replay_that_skips_failing_batches_says_so(broker):
+    """Under the default `skip` policy a module failing every batch still
+    completes; status counts the failed batches and the CLI warns with the
+    module's error instead of reporting a quiet "0 alerts"."""
+    admin = admin_of(broker)
+    admin.upload_module(THRESHOLD)
+    topic = unique_name("replay-skip")
+    ck_create_topic(broker.bootstrap, topic, 2)
+    produce(broker.bootstrap, topic, amounts_records(random.Random(21), 400, 2, recent()))
+    missing = {"rules": [{"field": "nope", "op": ">", "value": 1}]}  # not in the value schema
+    r = run_cli(["replay", "--admin", broker.admin_url, "--module", "vigil-plugin-threshold-rules", "--topic", topic,
+                 "--id", "skips", "--config", json.dumps(missing), "--schema", json.dumps(SCHEMA)])
+    assert r.returncode == 0, r.stderr
+    st = replay_status(admin, "skips")
+    assert st["state"] == "completed" and st["alerts"] == 0 and st["failed_batches"] >= 2, st
+    assert "batch(es) failed and were skipped" in r.stderr and "nope" in r.stderr, r.stderr
+
+
 def test_replay_cli_progress_summary_failure_and_ctrl_c(broker):
     admin = admin_of(broker)
     admin.upload_module(THRESHOLD)

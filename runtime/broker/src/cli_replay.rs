@@ -455,4 +455,16 @@ fn summary(s: &Value) {
         );
     }
     println!("alerts in topic {}", text(s, "output"));
+    // Under `skip` a failing module still "completes": say so loudly.
+    let (failed, bad) = (num(s, "failed_batches"), num(s, "bad_records"));
+    if failed > 0 || bad > 0 {
+        eprintln!(
+            "warning: {failed} batch(es) failed and were skipped, {bad} record(s) did not match the value schema"
+        );
+        for p in partitions(s) {
+            if let Some(e) = p.get("last_error").and_then(Value::as_str) {
+                eprintln!("  partition {}: {e}", text(p, "partition"));
+            }
+        }
+    }
 }

@@ -80,6 +80,11 @@ pub struct ReplayStatus {
     pub records_done: i64,
     /// Alerts written.
     pub alerts: u64,
+    /// Batches that failed and were skipped or dead-lettered (since this
+    /// broker started the job).
+    pub failed_batches: u64,
+    /// Records that did not match the value schema (same).
+    pub bad_records: u64,
     /// Records per second: since this broker started the job while it
     /// runs, over the whole job once completed.
     pub rows_per_sec: f64,
@@ -108,6 +113,10 @@ pub struct ReplayPartition {
     pub alerts: u64,
     /// Whether the partition reached `to`.
     pub done: bool,
+    /// Batches that failed under the failure policy.
+    pub failed_batches: u64,
+    /// Records that did not match the value schema.
+    pub bad_records: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
 }
@@ -215,6 +224,8 @@ fn replay_status(d: &Deployment) -> ReplayStatus {
         records_total: total,
         records_done: done,
         alerts: parts.iter().map(|p| p.alerts).sum(),
+        failed_batches: parts.iter().map(|p| p.failed_batches).sum(),
+        bad_records: parts.iter().map(|p| p.bad_records).sum(),
         rows_per_sec: rows_per_sec.round(),
         eta_secs,
         elapsed_ms,
@@ -232,6 +243,8 @@ fn partition_status(p: &PartitionStatus) -> ReplayPartition {
         records: p.records,
         alerts: p.alerts,
         done: p.offset >= to,
+        failed_batches: p.failed_batches,
+        bad_records: p.bad_records,
         last_error: p.last_error.clone(),
     }
 }
