@@ -16,6 +16,8 @@ pub struct Throttle {
     slots: Option<Arc<Semaphore>>,
     bytes_per_sec: Option<u64>,
     cpu_share: Option<f64>,
+    /// When the module time so far is paid for at `cpu_share`.
+    cpu_paid_until: parking_lot::Mutex<Option<Instant>>,
     /// When the reads so far are paid for at `bytes_per_sec`.
     paid_until: parking_lot::Mutex<Instant>,
 }
@@ -29,7 +31,8 @@ impl Throttle {
         Some(Arc::new(Throttle {
             slots: b.parallelism.map(|n| Arc::new(Semaphore::new(n.max(1)))),
             bytes_per_sec: b.max_bytes_per_sec.filter(|r| *r > 0),
-            cpu_share: b.cpu_share.filter(|s| *s > 0.0 && *s < 1.0),
+            cpu_share: b.cpu_share.filter(|s| *s > 0.0),
+            cpu_paid_until: parking_lot::Mutex::new(None),
             paid_until: parking_lot::Mutex::new(Instant::now()),
         }))
     }
@@ -60,12 +63,19 @@ impl Throttle {
 
 impl Throttle {
     /// How long to rest after the module work of one batch kept a detector
-    /// thread busy for `busy`, to stay within the CPU share.
+    /// thread busy for `busy` (just ended), so that the deployment as a whole
+    /// uses at most `cpu_share` cores: its module time is paid for back to
+    /// back at that rate, across all its runners.
     pub fn rest(&self, busy: Duration) -> Duration {
-        match self.cpu_share {
-            Some(s) => busy.mul_f64(1.0 / s - 1.0),
-            None => Duration::ZERO,
-        }
+        let Some(share) = self.cpu_share else {
+            return Duration::ZERO;
+        };
+        let now = Instant::now();
+        let began = now.checked_sub(busy).unwrap_or(now);
+        let mut paid = self.cpu_paid_until.lock();
+        let until = paid.map_or(began, |u| u.max(began)) + busy.div_f64(share);
+        *paid = Some(until);
+        until.saturating_duration_since(now)
     }
 }
 
@@ -113,13 +123,24 @@ mod tests {
     }
 
     #[test]
-    fn cpu_share_rests_in_proportion() {
+    fn cpu_share_is_paid_across_the_deployment() {
         let t = Throttle::new(&Budget {
-            cpu_share: Some(0.25),
+            cpu_share: Some(0.5),
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(t.rest(Duration::from_millis(10)), Duration::from_millis(30));
+        // One runner busy 10 ms at half a core rests about 10 ms ...
+        let first = t.rest(Duration::from_millis(10));
+        assert!(
+            first > Duration::from_millis(9) && first <= Duration::from_millis(10),
+            "{first:?}"
+        );
+        // ... and a second one that ran at the same time waits for both.
+        let second = t.rest(Duration::from_millis(10));
+        assert!(
+            second > Duration::from_millis(29) && second <= Duration::from_millis(30),
+            "{second:?}"
+        );
         assert_eq!(t.pay(1 << 20), Duration::ZERO, "no byte cap set");
     }
 }

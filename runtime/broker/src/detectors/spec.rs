@@ -127,9 +127,9 @@ pub struct Budget {
     /// Input bytes read per second across the deployment (default: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_bytes_per_sec: Option<u64>,
-    /// Share of one core each partition's module work may use, in (0, 1]:
-    /// after a batch that kept a detector thread busy for `t`, the runner
-    /// rests `t * (1 / share - 1)` (default: no cap).
+    /// Cores the deployment's module work may use in total, e.g. 0.5: the
+    /// module time of its batches is paid for back to back at this rate, and
+    /// a runner rests until its batch is paid (default: no cap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_share: Option<f64>,
 }
@@ -201,9 +201,9 @@ impl DeploymentSpec {
                     "budget.parallelism and budget.max_bytes_per_sec must be at least 1".into(),
                 ));
             }
-            if b.cpu_share.is_some_and(|s| !(s > 0.0 && s <= 1.0)) {
+            if b.cpu_share.is_some_and(|s| !(s > 0.0 && s <= 1024.0)) {
                 return Err(SpecError(
-                    "budget.cpu_share must be in (0, 1] (a share of one core)".into(),
+                    "budget.cpu_share must be a positive number of cores, e.g. 0.5".into(),
                 ));
             }
         }
