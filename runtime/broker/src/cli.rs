@@ -80,6 +80,37 @@ pub enum DetectorCommand {
     Diff(crate::cli_replay::DiffArgs),
 }
 
+/// What the module is given and how failures are handled: shared by
+/// `vigil detector deploy` and `vigil replay`.
+#[derive(Args, Debug)]
+pub(crate) struct ModuleInputArgs {
+    /// Detector config: JSON text or @file.
+    #[arg(long)]
+    config: Option<String>,
+    /// Value schema: JSON object of field → type (float64, int64, string, bool, timestamp_ms), or @file.
+    #[arg(long)]
+    schema: Option<String>,
+    /// fail | skip | dead-letter (default: fail for deployments, skip for replays).
+    #[arg(long)]
+    on_failure: Option<String>,
+}
+
+impl ModuleInputArgs {
+    /// Puts the given flags into a spec through `set`.
+    pub(crate) fn apply(&self, set: &mut impl FnMut(&str, Value)) -> anyhow::Result<()> {
+        if let Some(c) = &self.config {
+            set("config", text_or_file(c)?);
+        }
+        if let Some(s) = &self.schema {
+            set("value_schema", text_or_file(s)?);
+        }
+        if let Some(p) = &self.on_failure {
+            set("on_failure", json!(p));
+        }
+        Ok(())
+    }
+}
+
 /// `vigil detector deploy` flags.
 #[derive(Args, Debug)]
 pub struct DeployArgs {
@@ -98,15 +129,8 @@ pub struct DeployArgs {
     /// Alert topic.
     #[arg(long)]
     output: Option<String>,
-    /// Detector config: JSON text or @file.
-    #[arg(long)]
-    config: Option<String>,
-    /// Value schema: JSON object of field → type (float64, int64, string, bool, timestamp_ms), or @file.
-    #[arg(long)]
-    schema: Option<String>,
-    /// fail | skip | dead-letter.
-    #[arg(long)]
-    on_failure: Option<String>,
+    #[command(flatten)]
+    module_input: ModuleInputArgs,
     /// Dead-letter topic (default <name>.dlq).
     #[arg(long)]
     dead_letter_topic: Option<String>,
@@ -221,15 +245,7 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
     if let Some(o) = a.output {
         set("output", json!(o));
     }
-    if let Some(c) = a.config {
-        set("config", text_or_file(&c)?);
-    }
-    if let Some(s) = a.schema {
-        set("value_schema", text_or_file(&s)?);
-    }
-    if let Some(p) = a.on_failure {
-        set("on_failure", json!(p));
-    }
+    a.module_input.apply(&mut set)?;
     if let Some(t) = a.dead_letter_topic {
         set("dead_letter_topic", json!(t));
     }

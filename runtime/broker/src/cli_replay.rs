@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::cli::{call, text_or_file, upload, url, AdminArgs, Body};
+use crate::cli::{call, upload, url, AdminArgs, Body};
 
 mod detector;
 pub use detector::{diff, shadow, swap, DiffArgs, ShadowArgs, SwapArgs};
@@ -85,15 +85,8 @@ struct StartArgs {
     /// Alert topic (default `<topic>.replay.<id>`).
     #[arg(long)]
     output: Option<String>,
-    /// Detector config: JSON text or @file.
-    #[arg(long)]
-    config: Option<String>,
-    /// Value schema: JSON object of field → type, or @file.
-    #[arg(long)]
-    schema: Option<String>,
-    /// skip (default) | fail | dead-letter.
-    #[arg(long)]
-    on_failure: Option<String>,
+    #[command(flatten)]
+    module_input: crate::cli::ModuleInputArgs,
     /// Partitions scored at once (default: the broker's cores).
     #[arg(long)]
     parallelism: Option<u32>,
@@ -155,15 +148,7 @@ fn replay_spec(admin: &str, a: &StartArgs) -> anyhow::Result<Value> {
     if let Some(o) = &a.output {
         set("output", json!(o));
     }
-    if let Some(c) = &a.config {
-        set("config", text_or_file(c)?);
-    }
-    if let Some(s) = &a.schema {
-        set("value_schema", text_or_file(s)?);
-    }
-    if let Some(p) = &a.on_failure {
-        set("on_failure", json!(p));
-    }
+    a.module_input.apply(&mut set)?;
     if let Some(id) = &a.id {
         set("id", json!(id));
     }

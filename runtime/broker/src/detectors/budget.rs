@@ -62,6 +62,16 @@ impl Throttle {
 }
 
 impl Throttle {
+    /// Largest read to ask for: at most a tenth of a second of the byte
+    /// budget (and at least 4 KiB), so a small rate is not spent in one
+    /// free burst up front.
+    pub fn read_cap(&self, max_batch_bytes: usize) -> usize {
+        match self.bytes_per_sec {
+            Some(r) => max_batch_bytes.min(((r / 10) as usize).max(4096)),
+            None => max_batch_bytes,
+        }
+    }
+
     /// How long to rest after the module work of one batch kept a detector
     /// thread busy for `busy` (just ended), so that the deployment as a whole
     /// uses at most `cpu_share` cores: its module time is paid for back to
@@ -92,6 +102,17 @@ mod tests {
         .unwrap();
         // The first read is free, each following one waits for the earlier
         // ones to be paid for at 1000 B/s.
+        // Reads are cut to a tenth of a second of budget (4 KiB at least).
+        assert_eq!(t.read_cap(1 << 20), 4096);
+        assert_eq!(
+            Throttle::new(&Budget {
+                max_bytes_per_sec: Some(10 << 20),
+                ..Default::default()
+            })
+            .unwrap()
+            .read_cap(1 << 20),
+            1 << 20
+        );
         assert_eq!(t.pay(500), Duration::ZERO);
         let second = t.pay(500);
         assert!(

@@ -107,6 +107,8 @@ pub struct ReplayPartition {
     pub to: i64,
     /// Next offset to process.
     pub offset: i64,
+    /// Offset of the last checkpoint: where a restarted broker resumes.
+    pub committed_offset: i64,
     /// Records processed.
     pub records: u64,
     /// Alerts written.
@@ -240,6 +242,7 @@ fn partition_status(p: &PartitionStatus) -> ReplayPartition {
         from: p.start,
         to,
         offset: p.offset,
+        committed_offset: p.committed_offset,
         records: p.records,
         alerts: p.alerts,
         done: p.offset >= to,

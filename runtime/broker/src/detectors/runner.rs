@@ -246,11 +246,13 @@ impl Runner {
                 Some(t) => t.slot().await,
                 None => None,
             };
-            let fetched = match self
-                .log
-                .read(&self.input, next, self.deployment.spec.max_batch_bytes)
-                .await
-            {
+            let max_bytes = self
+                .throttle
+                .as_ref()
+                .map_or(self.deployment.spec.max_batch_bytes, |t| {
+                    t.read_cap(self.deployment.spec.max_batch_bytes)
+                });
+            let fetched = match self.log.read(&self.input, next, max_bytes).await {
                 Ok(f) => f,
                 Err(StorageError::OffsetOutOfRange { start, .. }) if next < start => {
                     tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = next, to = start, "input was deleted by retention before it was processed; skipping ahead");
