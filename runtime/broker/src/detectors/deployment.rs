@@ -26,8 +26,6 @@ pub struct Deployment {
     /// When it was created and (bounded runs) completed, ms since the epoch.
     pub(super) created_ms: i64,
     pub(super) finished_ms: parking_lot::Mutex<Option<i64>>,
-    /// Partitions of a bounded run not yet at their end.
-    pub(super) unfinished: std::sync::atomic::AtomicUsize,
     /// When the runners last started, with the offsets covered then (for
     /// the rate since, which survives neither restarts nor swaps).
     pub(super) started: parking_lot::Mutex<(std::time::Instant, i64)>,
@@ -51,7 +49,6 @@ impl Deployment {
             tasks: parking_lot::Mutex::new(Vec::new()),
             created_ms,
             finished_ms: parking_lot::Mutex::new(None),
-            unfinished: std::sync::atomic::AtomicUsize::new(0),
             started: parking_lot::Mutex::new((std::time::Instant::now(), 0)),
         }
     }

@@ -177,11 +177,17 @@ impl Detectors {
                 RunnerEvent::Finished { deployment } => {
                     let d = me.deployments.lock().await.get(&deployment).cloned();
                     let Some(d) = d else { continue };
-                    let left = d
-                        .unfinished
-                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
-                        .saturating_sub(1);
-                    if left == 0 && matches!(*d.state.lock(), DeploymentState::Running) {
+                    // From the committed checkpoints, not a count of events:
+                    // a runner stopped by a pause may report after the
+                    // resume started the others again.
+                    let prefix = checkpoint::checkpoint_prefix(&deployment);
+                    let all_done = me
+                        .checkpoints
+                        .lock()
+                        .iter()
+                        .filter(|(k, _)| k.starts_with(&prefix))
+                        .all(|(_, cp)| cp.done());
+                    if all_done && matches!(*d.state.lock(), DeploymentState::Running) {
                         *d.state.lock() = DeploymentState::Completed;
                         *d.finished_ms.lock() = Some(chrono::Utc::now().timestamp_millis());
                         tracing::info!(deployment = %deployment, "bounded run completed");
@@ -509,8 +515,6 @@ impl Detectors {
                 tasks.push(tokio::spawn(runner.run()));
             }
         }
-        d.unfinished
-            .store(unfinished, std::sync::atomic::Ordering::SeqCst);
         *d.started.lock() = (std::time::Instant::now(), covered);
         if unfinished == 0 && d.spec.end.is_some() {
             *d.state.lock() = DeploymentState::Completed;
