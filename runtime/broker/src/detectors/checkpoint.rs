@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use vigil_storage::{paths, Log, Partition};
 
-use super::output::{headers, Provenance};
+use super::output::{header, headers, scan_records, Provenance};
 use super::DetectorError;
 
 const SPEC_PREFIX: &str = "detectors/deployment/";
@@ -170,13 +170,6 @@ pub async fn delete_state(store: &Arc<dyn ObjectStore>, key: &str) {
     }
 }
 
-fn header<'a>(r: &'a kafka_protocol::records::Record, name: &str) -> Option<&'a [u8]> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k.as_str() == name)
-        .and_then(|(_, v)| v.as_deref())
-}
-
 /// The highest `vigil.input.end` among this runner's alert records at or
 /// after `from` in `alerts`: input up to it has been alerted on already.
 pub async fn emitted_through(
@@ -185,44 +178,22 @@ pub async fn emitted_through(
     from: i64,
     p: &Provenance<'_>,
 ) -> Result<Option<i64>, DetectorError> {
-    let mut offset = from;
     let mut through = None;
     let partition = p.partition.to_string();
-    loop {
-        let hw = alerts.high_watermark();
-        if offset >= hw {
-            return Ok(through);
+    // Only this runner writes records with its provenance, and it has not
+    // started yet: the watermark now bounds everything it wrote.
+    let end = alerts.high_watermark();
+    scan_records(log, alerts, from, end, 1 << 20, "the alert topic", |r| {
+        let mine = header(r, headers::DEPLOYMENT) == Some(p.deployment)
+            && header(r, headers::SOURCE_TOPIC) == Some(p.topic)
+            && header(r, headers::SOURCE_PARTITION) == Some(partition.as_str());
+        if !mine {
+            return;
         }
-        let fetched = log
-            .read(alerts, offset, 1 << 20)
-            .await
-            .map_err(|e| DetectorError::Store(format!("scanning alert topic: {e}")))?;
-        let mut buf = fetched.records.clone();
-        let mut advanced = false;
-        while !buf.is_empty() {
-            let set =
-                kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-                    DetectorError::Store(format!("alert topic batch unreadable: {e:#}"))
-                })?;
-            for r in &set.records {
-                offset = offset.max(r.offset + 1);
-                advanced = true;
-                let mine = header(r, headers::DEPLOYMENT) == Some(p.deployment.as_bytes())
-                    && header(r, headers::SOURCE_TOPIC) == Some(p.topic.as_bytes())
-                    && header(r, headers::SOURCE_PARTITION) == Some(partition.as_bytes());
-                if !mine {
-                    continue;
-                }
-                let end = header(r, headers::INPUT_END)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<i64>().ok());
-                if let Some(end) = end {
-                    through = Some(through.map_or(end, |t: i64| t.max(end)));
-                }
-            }
+        if let Some(e) = header(r, headers::INPUT_END).and_then(|v| v.parse::<i64>().ok()) {
+            through = Some(through.map_or(e, |t: i64| t.max(e)));
         }
-        if !advanced {
-            return Ok(through);
-        }
-    }
+    })
+    .await?;
+    Ok(through)
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vigil_storage::{Log, Topic};
 
-use super::output::headers;
+use super::output::{header, headers, scan_records};
 use super::spec::SpecError;
 use super::DetectorError;
 
@@ -260,14 +260,6 @@ pub struct DiffReport {
 /// Alert offsets by source (topic, partition), each list sorted.
 pub type AlertOffsets = BTreeMap<(String, i32), Vec<i64>>;
 
-fn header<'a>(r: &'a kafka_protocol::records::Record, name: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k.as_str() == name)
-        .and_then(|(_, v)| v.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 /// Reads the alert topic up to its current high watermark and returns the
 /// source offsets of its alerts, optionally only those written by
 /// `deployment` and only those with a source offset in `[from, to)`.
@@ -283,52 +275,25 @@ pub async fn collect(
         // A snapshot of the end: a live topic keeps growing, and a diff is
         // of what was there when it was asked for.
         let end = p.high_watermark();
-        let mut offset = p.log_start_offset();
-        while offset < end {
-            let fetched = log.read(p, offset, READ_BYTES).await.map_err(|e| {
-                DetectorError::Store(format!("reading {}-{}: {e}", topic.name, p.index))
-            })?;
-            let mut buf = fetched.records.clone();
-            let mut next = offset;
-            while !buf.is_empty() {
-                let set =
-                    kafka_protocol::records::RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-                        DetectorError::Store(format!(
-                            "unreadable batch in {}-{}: {e:#}",
-                            topic.name, p.index
-                        ))
-                    })?;
-                for r in &set.records {
-                    next = next.max(r.offset + 1);
-                    // The first batch may start before `offset`: those
-                    // records were counted by the previous read.
-                    if r.offset < offset || r.offset >= end {
-                        continue;
-                    }
-                    if deployment.is_some() && header(r, headers::DEPLOYMENT) != deployment {
-                        continue;
-                    }
-                    let source = (
-                        header(r, headers::SOURCE_TOPIC),
-                        header(r, headers::SOURCE_PARTITION).and_then(|v| v.parse().ok()),
-                        header(r, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok()),
-                    );
-                    let (Some(t), Some(sp), Some(so)) = source else {
-                        continue;
-                    };
-                    if range.is_some_and(|(from, to)| so < from || so >= to) {
-                        continue;
-                    }
-                    out.entry((t.to_string(), sp)).or_default().push(so);
-                }
+        let what = format!("{}-{}", topic.name, p.index);
+        scan_records(log, p, p.log_start_offset(), end, READ_BYTES, &what, |r| {
+            if deployment.is_some() && header(r, headers::DEPLOYMENT) != deployment {
+                return;
             }
-            if next <= offset {
-                // Nothing readable at `offset` (e.g. only a gap up to the
-                // watermark): stop instead of asking again forever.
-                break;
+            let source = (
+                header(r, headers::SOURCE_TOPIC),
+                header(r, headers::SOURCE_PARTITION).and_then(|v| v.parse().ok()),
+                header(r, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok()),
+            );
+            let (Some(t), Some(sp), Some(so)) = source else {
+                return;
+            };
+            if range.is_some_and(|(from, to)| so < from || so >= to) {
+                return;
             }
-            offset = next;
-        }
+            out.entry((t.to_string(), sp)).or_default().push(so);
+        })
+        .await?;
     }
     for v in out.values_mut() {
         v.sort_unstable();

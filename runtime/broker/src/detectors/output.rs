@@ -6,8 +6,12 @@ use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use vigil_abi::{columns, Alert};
 use vigil_protocol::batch::{BatchBuilder, BatchError};
+use vigil_storage::{Log, Partition};
+
+use super::DetectorError;
 
 /// Header names on alert and dead-letter records.
 pub mod headers {
@@ -235,4 +239,55 @@ pub fn dead_letter_batch(
         b = b.record_with_headers(r.timestamp, r.key.clone(), r.value.clone(), hs);
     }
     b.build()
+}
+
+/// Value of header `name` of an alert record, as text.
+pub fn header<'a>(r: &'a Record, name: &str) -> Option<&'a str> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.as_str() == name)
+        .and_then(|(_, v)| v.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Calls `f` with every record of `p` at offsets `[from, end)`, reading
+/// `max_bytes` at a time (the crash-recovery scan and diffs read alert
+/// topics this way). `what` names the partition in errors.
+pub async fn scan_records(
+    log: &Log,
+    p: &Partition,
+    from: i64,
+    end: i64,
+    max_bytes: usize,
+    what: &str,
+    mut f: impl FnMut(&Record),
+) -> Result<(), DetectorError> {
+    let mut offset = from;
+    while offset < end {
+        let fetched = log
+            .read(p, offset, max_bytes)
+            .await
+            .map_err(|e| DetectorError::Store(format!("reading {what}: {e}")))?;
+        let mut buf = fetched.records.clone();
+        let mut next = offset;
+        while !buf.is_empty() {
+            let set = RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| DetectorError::Store(format!("unreadable batch in {what}: {e:#}")))?;
+            for r in &set.records {
+                next = next.max(r.offset + 1);
+                // The first batch may start before `offset`: those records
+                // were seen by the previous read (or are before `from`).
+                if r.offset >= offset && r.offset < end {
+                    f(r);
+                }
+            }
+        }
+        if next <= offset {
+            // Nothing readable at `offset` (e.g. only a gap up to the
+            // watermark): stop instead of asking again forever.
+            break;
+        }
+        offset = next;
+    }
+    Ok(())
 }
