@@ -449,74 +449,71 @@ impl Detectors {
         let mut statuses = Vec::new();
         let mut tasks = Vec::new();
         let mut covered = 0;
-        let mut unfinished = 0;
         for (t, p) in self.input_partitions(&d.spec)? {
-            {
-                let p = &p;
-                let key = checkpoint::checkpoint_key(&d.spec.name, &t.name, p.index);
-                let committed = self.checkpoints.lock().get(&key).cloned();
-                let cp = match committed {
-                    Some(cp) => cp,
-                    // A partition without a checkpoint (added after deploy)
-                    // starts at the deployment's start position.
-                    None => Checkpoint::new(
-                        self.start_offset(p, d.spec.start).await?,
-                        0,
-                        &d.spec.module,
-                        d.module.label(),
-                        None,
-                    ),
-                };
-                let hw = cp.end.unwrap_or(i64::MAX).min(p.high_watermark());
-                covered += cp.offset - cp.start;
-                let status = Arc::new(parking_lot::Mutex::new(PartitionStatus {
-                    topic: t.name.clone(),
-                    partition: p.index,
-                    offset: cp.offset,
-                    committed_offset: cp.offset,
-                    // Until the runner's first pass, show where it starts.
-                    high_watermark: hw,
-                    lag: (hw - cp.offset).max(0),
-                    records: cp.records,
-                    alerts: cp.alerts,
-                    start: cp.start,
-                    end: cp.end,
-                    versions: version_statuses(&cp),
-                    ..Default::default()
-                }));
-                statuses.push(status.clone());
-                if cp.done() {
-                    continue;
-                }
-                unfinished += 1;
-                let pick = |topic: &Arc<Topic>| {
-                    topic.partitions[p.index as usize % topic.partitions.len()].clone()
-                };
-                let runner = Runner {
-                    log: self.log.clone(),
-                    store: self.store.clone(),
-                    deployment: d.clone(),
-                    pool: match d.spec.kind {
-                        Kind::Replay => self.replay_pool.clone(),
-                        _ => self.pool.clone(),
-                    },
-                    topic: t.name.clone(),
-                    input: p.clone(),
-                    alerts: pick(&alerts),
-                    dead_letters: dlq.as_ref().map(pick),
-                    status,
-                    checkpoint: cp,
-                    stop: stop_rx.clone(),
-                    events: self.events.clone(),
-                    suppress_through: i64::MIN,
-                    throttle: throttle.clone(),
-                    checkpoints: self.checkpoints.clone(),
-                };
-                tasks.push(tokio::spawn(runner.run()));
+            let p = &p;
+            let key = checkpoint::checkpoint_key(&d.spec.name, &t.name, p.index);
+            let committed = self.checkpoints.lock().get(&key).cloned();
+            let cp = match committed {
+                Some(cp) => cp,
+                // A partition without a checkpoint (added after deploy)
+                // starts at the deployment's start position.
+                None => Checkpoint::new(
+                    self.start_offset(p, d.spec.start).await?,
+                    0,
+                    &d.spec.module,
+                    d.module.label(),
+                    None,
+                ),
+            };
+            let hw = cp.end.unwrap_or(i64::MAX).min(p.high_watermark());
+            covered += cp.offset - cp.start;
+            let status = Arc::new(parking_lot::Mutex::new(PartitionStatus {
+                topic: t.name.clone(),
+                partition: p.index,
+                offset: cp.offset,
+                committed_offset: cp.offset,
+                // Until the runner's first pass, show where it starts.
+                high_watermark: hw,
+                lag: (hw - cp.offset).max(0),
+                records: cp.records,
+                alerts: cp.alerts,
+                start: cp.start,
+                end: cp.end,
+                versions: version_statuses(&cp),
+                ..Default::default()
+            }));
+            statuses.push(status.clone());
+            if cp.done() {
+                continue;
             }
+            let pick = |topic: &Arc<Topic>| {
+                topic.partitions[p.index as usize % topic.partitions.len()].clone()
+            };
+            let runner = Runner {
+                log: self.log.clone(),
+                store: self.store.clone(),
+                deployment: d.clone(),
+                pool: match d.spec.kind {
+                    Kind::Replay => self.replay_pool.clone(),
+                    _ => self.pool.clone(),
+                },
+                topic: t.name.clone(),
+                input: p.clone(),
+                alerts: pick(&alerts),
+                dead_letters: dlq.as_ref().map(pick),
+                status,
+                checkpoint: cp,
+                stop: stop_rx.clone(),
+                events: self.events.clone(),
+                suppress_through: i64::MIN,
+                throttle: throttle.clone(),
+                checkpoints: self.checkpoints.clone(),
+            };
+            tasks.push(tokio::spawn(runner.run()));
         }
         *d.started.lock() = (std::time::Instant::now(), covered);
-        if unfinished == 0 && d.spec.end.is_some() {
+        // A bounded run with every partition at its end starts no runner.
+        if tasks.is_empty() && d.spec.end.is_some() {
             *d.state.lock() = DeploymentState::Completed;
         }
         *d.partitions.lock() = statuses;
