@@ -280,6 +280,21 @@ pub fn drain(
     Ok((records, bytes))
 }
 
+/// Flushes `producer`, failing if its records are not all acknowledged
+/// within `timeout` (what the delivery reports said is the caller's check).
+pub fn flush_within<C: rdkafka::producer::ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    what: &str,
+    timeout: Duration,
+) -> Result<()> {
+    producer.flush(timeout).with_context(|| {
+        format!(
+            "{what}: not all records were acknowledged within {} s",
+            timeout.as_secs()
+        )
+    })
+}
+
 /// Producer context recording delivery reports: the opaque of each record
 /// is its send time in nanoseconds since `base`.
 pub struct Reports {
@@ -317,12 +332,7 @@ impl Reports {
         what: &str,
         timeout: Duration,
     ) -> Result<()> {
-        producer.flush(timeout).with_context(|| {
-            format!(
-                "{what}: not all records were acknowledged within {} s",
-                timeout.as_secs()
-            )
-        })?;
+        flush_within(producer, what, timeout)?;
         let errors = self.errors.load(Ordering::SeqCst);
         if errors > 0 {
             return Err(anyhow!(

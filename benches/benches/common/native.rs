@@ -116,12 +116,7 @@ impl ErrorCount {
         what: &str,
         timeout: Duration,
     ) -> Result<()> {
-        producer.flush(timeout).with_context(|| {
-            format!(
-                "{what}: not all records were acknowledged within {} s",
-                timeout.as_secs()
-            )
-        })?;
+        super::flush_within(producer, what, timeout)?;
         let errors = producer.context().errors.load(Ordering::SeqCst);
         if errors > 0 {
             bail!(
