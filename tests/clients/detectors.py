@@ -36,7 +36,7 @@ WASM_MODULES = [
     "vigil_test_hostile",
 ]
 
-# Alert and dead-letter header names (runtime/broker/src/detectors/output.rs).
+# Alert and dead-letter header names (runtime/engine/src/output.rs).
 H_DEPLOYMENT = "vigil.deployment"
 H_MODULE = "vigil.module"
 H_SOURCE_TOPIC = "vigil.source.topic"

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context as _, Result};
 use tokio::runtime::Runtime;
-use vigil_broker::config::FileConfig;
-use vigil_broker::metrics::ApiLabel;
-use vigil_broker::server::Running;
+use vigil_server::config::FileConfig;
+use vigil_server::metrics::ApiLabel;
+use vigil_server::server::Running;
 
 use crate::common::server::{produce_histogram, wal_thread_io};
 use crate::settings::Params;
@@ -36,7 +36,7 @@ pub(crate) fn start_broker(
     .resolve()
     .context("broker settings")?;
     let running = rt
-        .block_on(vigil_broker::server::start(cfg))
+        .block_on(vigil_server::server::start(cfg))
         .context("cannot start the broker")?;
     let advertised = running.broker.advertised();
     if advertised.1 != i32::from(running.kafka_addr.port()) {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use rdkafka::consumer::Consumer;
-use vigil_broker::server::Running;
+use vigil_server::server::Running;
 
 use crate::broker::Snapshot;
 use crate::common::{assign_from_start, assign_only_consumer, drain};

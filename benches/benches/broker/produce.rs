@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use vigil_broker::server::Running;
+use vigil_server::server::Running;
 
 use crate::broker::Snapshot;
 use crate::common::{lock, pace, payload, percentile, send_when_queued, Reports};

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 /// Where `vigil detector build --target-dir target/wasm` puts the modules.
 pub const DEFAULT_WASM_DIR: &str = "target/wasm/wasm32-unknown-unknown/release";
-pub const BUILD_CMD: &str = "cargo build --release -p vigil-broker && ./target/release/vigil \
+pub const BUILD_CMD: &str = "cargo build --release -p vigil && ./target/release/vigil \
     detector build --target-dir target/wasm plugins/zscore plugins/rate-spike";
 /// zscore's config everywhere in these benches.
 pub const ZSCORE_WINDOW: u64 = 100;

@@ -15,7 +15,7 @@ use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use serde_json::{json, Value};
-use vigil_broker::detectors::output::headers as alert_headers;
+use vigil_engine::output::headers as alert_headers;
 use vigil_sdk::testing::{FieldType, Rows};
 use vigil_sdk::{Alerts, Detector};
 

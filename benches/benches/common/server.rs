@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use tokio::runtime::Runtime;
-use vigil_broker::config::FileConfig;
-use vigil_broker::server::Running;
+use vigil_server::config::FileConfig;
+use vigil_server::server::Running;
 use vigil_storage::store::{ObjectStoreStats, StoreOp};
 
 /// Starts a broker (local WAL, ephemeral ports) with its WAL and caches in
@@ -26,7 +26,7 @@ pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Run
     }
     .resolve()
     .context("broker settings")?;
-    rt.block_on(vigil_broker::server::start(cfg))
+    rt.block_on(vigil_server::server::start(cfg))
         .context("cannot start the broker")
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
-use vigil_broker::server::Running;
+use vigil_server::server::Running;
 
 use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::{Offset, TopicPartitionList};
-use vigil_broker::detectors::output::headers as alert_headers;
+use vigil_engine::output::headers as alert_headers;
 
 use crate::common;
 use crate::common::detect::zscore_config;

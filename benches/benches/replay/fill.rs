@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tokio::runtime::Runtime;
-use vigil_broker::server::Running;
+use vigil_server::server::Running;
 use vigil_storage::store::ObjectStoreStats;
 
 use crate::common::detect::record;

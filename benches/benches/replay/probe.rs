@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use vigil_broker::server::Running;
+use vigil_server::server::Running;
 
 use crate::common::server::{histogram_quantile, produce_histogram, wal_thread_io};
 use crate::live::Window;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
-use vigil_broker::config::FileConfig;
-use vigil_broker::server::Running;
+use vigil_server::config::FileConfig;
+use vigil_server::server::Running;
 
 use crate::SHUTDOWN_LIMIT;
 
@@ -20,7 +20,7 @@ pub(crate) struct BrokerOpts<'a> {
     pub(crate) upload_interval_ms: Option<u64>,
 }
 
-pub(crate) fn broker_config(o: &BrokerOpts<'_>) -> Result<vigil_broker::config::ServeConfig> {
+pub(crate) fn broker_config(o: &BrokerOpts<'_>) -> Result<vigil_server::config::ServeConfig> {
     FileConfig {
         listen: Some("127.0.0.1:0".into()),
         admin_listen: Some("127.0.0.1:0".into()),
@@ -37,7 +37,7 @@ pub(crate) fn broker_config(o: &BrokerOpts<'_>) -> Result<vigil_broker::config::
 
 pub(crate) fn start_broker(rt: &Runtime, o: &BrokerOpts<'_>) -> Result<Running> {
     let cfg = broker_config(o)?;
-    rt.block_on(vigil_broker::server::start(cfg))
+    rt.block_on(vigil_server::server::start(cfg))
         .with_context(|| format!("cannot start a broker on {}", o.objects))
 }
 

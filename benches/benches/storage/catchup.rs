@@ -94,7 +94,7 @@ pub(crate) fn time_first_fetch(
     })?;
     let t = Instant::now();
     let running = rt
-        .block_on(vigil_broker::server::start(cfg))
+        .block_on(vigil_server::server::start(cfg))
         .with_context(|| format!("cannot start a broker on {objects}"))?;
     let started = t.elapsed();
     let addr = running.kafka_addr.to_string();

@@ -4,10 +4,14 @@
 
 mod alerts;
 mod batch;
+#[cfg(feature = "limits")]
+mod limits;
 mod wire;
 
 pub use alerts::{decode_alerts, encode_alerts, Alert, Severity};
 pub use batch::{decode_batch, EncodedBatch};
+#[cfg(feature = "limits")]
+pub use limits::Limits;
 
 /// The ABI version this crate speaks. Bumped on any incompatible change; the
 /// host refuses modules built for another version.

@@ -1,0 +1,22 @@
+//! The admin API's types: what `vigil serve` accepts and answers on
+//! `/v1/...`, shared by the server (which serializes them), the engine
+//! (which produces them) and every client (CLI, demo, eval, benches), so a
+//! renamed field is a compile error instead of a silent `-` in a table.
+//!
+//! Nothing here does I/O; the typed HTTP client lives behind the `client`
+//! feature so the broker does not link an HTTP client it never uses.
+
+pub mod diff;
+pub mod modules;
+pub mod replay;
+pub mod spec;
+pub mod status;
+
+pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
+pub use modules::{ModuleMeta, ShadowRequest, SwapRequest};
+pub use replay::{ReplayPartition, ReplaySpec, ReplayStatus};
+pub use spec::{
+    Budget, DeploymentSpec, FailurePolicy, Kind, SpecError, StartPosition, REPLAY_PREFIX,
+};
+pub use status::{DeploymentState, DeploymentStatus, PartitionStatus, VersionStatus};
+pub use vigil_abi::Limits;

@@ -1,0 +1,276 @@
+//! What a deployment is: the spec a user submits, validated before anything
+//! runs, and persisted as given (plus the resolved module hash).
+
+use crate::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Where a new deployment starts reading each input partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The log start.
+    Earliest,
+    /// The high watermark at deploy time (only new records).
+    #[default]
+    Latest,
+    /// A fixed offset (clamped into the log).
+    Offset(i64),
+    /// The first record with a timestamp ≥ this (ms since the epoch).
+    Timestamp(i64),
+}
+
+/// What happens when a batch cannot be processed (the module trapped, ran out
+/// of CPU or memory, returned an error) or a record's value does not match
+/// the value schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Stop the deployment and show the error; resume retries the batch.
+    #[default]
+    Fail,
+    /// Skip the batch (or the bad records) and go on; the offsets are logged.
+    Skip,
+    /// Copy the input records to the dead-letter topic with headers saying
+    /// why, and go on.
+    DeadLetter,
+}
+
+impl FailurePolicy {
+    /// Name as written in specs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::Fail => "fail",
+            FailurePolicy::Skip => "skip",
+            FailurePolicy::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+/// A deployment as submitted through the admin API or the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentSpec {
+    /// Unique name: letters, digits, `.`, `_`, `-`; at most 64 characters.
+    pub name: String,
+    /// Module: sha256 hex, a unique hash prefix of at least 8 digits,
+    /// `NAME@VERSION`, or `NAME` (its latest upload); stored resolved.
+    pub module: String,
+    /// Input topics; one instance runs per input partition.
+    pub inputs: Vec<String>,
+    /// Alert topic (created with the input's partition count if missing).
+    pub output: String,
+    /// Detector config, handed to the module's constructor as JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// JSON field → type of record values; the host decodes these into
+    /// typed Arrow columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_schema: Option<serde_json::Value>,
+    /// Per-instance memory, CPU per batch and alerts per batch.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What to do when a batch fails.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// Dead-letter topic (default `<name>.dlq`) for `dead-letter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// Where to start reading.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Most input bytes handed to the module per call.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Only these input partitions (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<i32>>,
+    /// Where to stop (exclusive): a bounded run, e.g. a replay. Resolved per
+    /// partition when the deployment is created; `Latest` means the high
+    /// watermark at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<StartPosition>,
+    /// Resources this deployment may take from live traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+    /// What created the deployment (set by the broker, not by users).
+    #[serde(default, skip_serializing_if = "Kind::is_live")]
+    pub kind: Kind,
+}
+
+/// Why a deployment exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A live detector.
+    #[default]
+    Live,
+    /// A replay job (`/v1/replays`).
+    Replay,
+    /// A shadow of the named live deployment, writing to its own topic.
+    Shadow(String),
+}
+
+impl Kind {
+    fn is_live(&self) -> bool {
+        *self == Kind::Live
+    }
+}
+
+/// CPU and I/O a deployment may use, so that replays do not take latency
+/// from live produce, fetch and other deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Input partitions processed at the same time (default: one per core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
+    /// Input bytes read per second across the deployment (default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_sec: Option<u64>,
+    /// Cores the deployment's module work may use in total, e.g. 0.5: the
+    /// module time of its batches is paid for back to back at this rate, and
+    /// a runner rests until its batch is paid (default: no cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_share: Option<f64>,
+}
+
+/// Deployment names starting with this are replay jobs.
+pub const REPLAY_PREFIX: &str = "replay-";
+
+fn default_max_batch_bytes() -> usize {
+    1 << 20
+}
+
+/// Why a spec was refused (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid deployment spec: {0}")]
+pub struct SpecError(pub String);
+
+impl DeploymentSpec {
+    /// Checks everything that can be checked without the log or the module.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(SpecError(format!(
+                "name {:?} must be 1–64 letters, digits, '.', '_' or '-'",
+                self.name
+            )));
+        }
+        if self.kind != Kind::Replay && self.name.starts_with(REPLAY_PREFIX) {
+            return Err(SpecError(format!(
+                "name {:?}: names starting with {REPLAY_PREFIX:?} are reserved for replay jobs",
+                self.name
+            )));
+        }
+        if self.inputs.is_empty() {
+            return Err(SpecError("`inputs` needs at least one topic".into()));
+        }
+        if self.inputs.contains(&self.output) {
+            return Err(SpecError(format!(
+                "output topic {:?} is also an input: alerts would feed the detector",
+                self.output
+            )));
+        }
+        if self.output.is_empty() {
+            return Err(SpecError("`output` (the alert topic) is required".into()));
+        }
+        if self.on_failure == FailurePolicy::DeadLetter {
+            let dlq = self.dead_letter_topic();
+            if self.inputs.contains(&dlq) || dlq == self.output {
+                return Err(SpecError(format!(
+                    "dead-letter topic {dlq:?} must differ from the input and output topics"
+                )));
+            }
+        }
+        if self.limits.memory_bytes < 1 << 20 {
+            return Err(SpecError("limits.memory_mb must be at least 1".into()));
+        }
+        if self.limits.max_alerts_per_batch == 0 {
+            return Err(SpecError(
+                "limits.max_alerts_per_batch must be at least 1".into(),
+            ));
+        }
+        if let Some(b) = &self.budget {
+            if b.parallelism == Some(0) || b.max_bytes_per_sec == Some(0) {
+                return Err(SpecError(
+                    "budget.parallelism and budget.max_bytes_per_sec must be at least 1".into(),
+                ));
+            }
+            if b.cpu_share.is_some_and(|s| !(s > 0.0 && s <= 1024.0)) {
+                return Err(SpecError(
+                    "budget.cpu_share must be a positive number of cores, e.g. 0.5".into(),
+                ));
+            }
+        }
+        if let Some(ps) = &self.partitions {
+            if ps.is_empty() || ps.iter().any(|p| *p < 0) {
+                return Err(SpecError(
+                    "`partitions` must list at least one partition, none negative".into(),
+                ));
+            }
+        }
+        if !(1024..=64 << 20).contains(&self.max_batch_bytes) {
+            return Err(SpecError(
+                "max_batch_bytes must be between 1 KiB and 64 MiB".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The dead-letter topic this spec writes to.
+    pub fn dead_letter_topic(&self) -> String {
+        self.dead_letter_topic
+            .clone()
+            .unwrap_or_else(|| format!("{}.dlq", self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DeploymentSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "fraud", "module": "abcdef12", "inputs": ["payments"], "output": "alerts",
+            "start": {"offset": 5}, "on_failure": "dead-letter"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn spec_parses_with_defaults_and_validates() {
+        let s = spec();
+        assert_eq!(s.start, StartPosition::Offset(5));
+        assert_eq!(s.on_failure, FailurePolicy::DeadLetter);
+        assert_eq!(s.dead_letter_topic(), "fraud.dlq");
+        s.validate().unwrap();
+        let latest: DeploymentSpec = serde_json::from_value(serde_json::json!({
+            "name": "x", "module": "m", "inputs": ["a"], "output": "b", "start": "earliest"
+        }))
+        .unwrap();
+        assert_eq!(latest.start, StartPosition::Earliest);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let mut s = spec();
+        s.output = "payments".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("also an input"));
+        let mut s = spec();
+        s.name = "no spaces".into();
+        assert!(s.validate().unwrap_err().to_string().contains("name"));
+        let unknown = serde_json::from_value::<DeploymentSpec>(serde_json::json!({
+            "name": "x", "module": "m", "inputs": ["a"], "output": "b", "colour": 1
+        }));
+        assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+}

@@ -1,0 +1,554 @@
+//! One runner per (deployment, input partition): waits for new records,
+//! hands them to the module one batch at a time, appends the alerts, applies
+//! the failure policy and commits checkpoints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use bytes::Bytes;
+use object_store::ObjectStore;
+use tokio::sync::{mpsc, watch};
+use vigil_host::{BuiltBatch, Instance};
+use vigil_storage::{Log, Partition, StorageError};
+
+use super::batch::{last_offset_in, process, BatchFailure};
+use super::checkpoint::{self, Checkpoint};
+use super::output::{self, DeadLetter, Provenance};
+use super::spec::FailurePolicy;
+use super::Deployment;
+
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+
+/// What a runner reports to the deployment manager.
+#[derive(Debug)]
+pub(crate) enum RunnerEvent {
+    /// The `fail` policy stopped the deployment.
+    Failed { deployment: String, error: String },
+    /// A bounded run covered its whole range on one partition.
+    Finished { deployment: String },
+}
+
+/// Everything one runner needs.
+pub(crate) struct Runner {
+    pub log: Arc<Log>,
+    pub store: Arc<dyn ObjectStore>,
+    pub deployment: Arc<Deployment>,
+    pub pool: Arc<super::pool::DetectorPool>,
+    pub topic: String,
+    pub input: Arc<Partition>,
+    pub alerts: Arc<Partition>,
+    pub dead_letters: Option<Arc<Partition>>,
+    pub status: Arc<parking_lot::Mutex<crate::rate::LivePartition>>,
+    pub checkpoint: Checkpoint,
+    pub stop: watch::Receiver<bool>,
+    pub events: mpsc::UnboundedSender<RunnerEvent>,
+    /// Alerts with source offsets up to here are already in the alert topic.
+    pub suppress_through: i64,
+    /// The deployment's CPU/IO budget, shared with its other runners.
+    pub throttle: Option<Arc<super::budget::Throttle>>,
+    /// Where commits are published for the manager.
+    pub checkpoints: super::Checkpoints,
+}
+
+/// Why a runner stopped early.
+enum Stop {
+    /// Shutdown, pause or undeploy.
+    Requested,
+    /// The `fail` policy, with the error.
+    Failed(String),
+}
+
+impl Runner {
+    fn provenance(&self) -> Provenance<'_> {
+        Provenance {
+            deployment: &self.deployment.spec.name,
+            module: &self.deployment.module.hash,
+            topic: &self.topic,
+            partition: self.input.index,
+        }
+    }
+
+    fn note_error(&self, e: &str) {
+        self.status.lock().last_error = Some(e.to_string());
+    }
+
+    /// Runs until stopped; reports a `fail`-policy stop as an event.
+    pub(crate) async fn run(mut self) {
+        let name = self.deployment.spec.name.clone();
+        match self.run_inner().await {
+            Ok(()) if self.checkpoint.done() => {
+                let _ = self.events.send(RunnerEvent::Finished { deployment: name });
+            }
+            Ok(()) | Err(Stop::Requested) => {}
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(deployment = %name, topic = %self.topic, partition = self.input.index, %error, "deployment failed");
+                self.note_error(&error);
+                let _ = self.events.send(RunnerEvent::Failed {
+                    deployment: name,
+                    error,
+                });
+            }
+        }
+    }
+
+    async fn stopped(stop: &mut watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Sleeps unless asked to stop first.
+    async fn pause(&self, d: Duration) -> Result<(), Stop> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = Self::stopped(&mut stop) => Err(Stop::Requested),
+        }
+    }
+
+    /// A fresh instance with `state` restored into it. Returns whether the
+    /// state was restored; after a hot swap (`declinable`) a restore error
+    /// means "rebuild" rather than a failure.
+    async fn instantiate(
+        &self,
+        state: Option<&str>,
+        declinable: bool,
+    ) -> Result<(Instance, bool), Stop> {
+        let d = self.deployment.clone();
+        let label = format!("{}/{}-{}", d.spec.name, self.topic, self.input.index);
+        let config = d.spec.config.to_string();
+        let mut instance = self
+            .pool
+            .run(move || d.module.instantiate(&d.spec.limits, &config, &label))
+            .await
+            .map_err(|e| Stop::Failed(format!("instantiation task failed: {e}")))?
+            .map_err(|e| Stop::Failed(format!("cannot start the module: {e}")))?;
+        if let Some(key) = state {
+            let bytes = loop {
+                match checkpoint::get_state(&self.store, key).await {
+                    Ok(b) => break b,
+                    Err(e) => {
+                        // The state is needed for correct output; wait for
+                        // the store rather than starting from nothing.
+                        self.note_error(&e.to_string());
+                        self.pause(RETRY_BACKOFF).await?;
+                    }
+                }
+            };
+            let (inst, restored) = self
+                .pool
+                .run(move || {
+                    let r = instance.restore(&bytes);
+                    (instance, r)
+                })
+                .await
+                .map_err(|e| Stop::Failed(format!("restore task failed: {e}")))?;
+            instance = inst;
+            return match restored {
+                Ok(true) => Ok((instance, true)),
+                Ok(false) => {
+                    tracing::info!(state = %key, "module declined the state; starting fresh");
+                    Ok((instance, false))
+                }
+                Err(e) if declinable => {
+                    tracing::info!(state = %key, error = %e, "new module version cannot read the previous version's state; rebuilding");
+                    // The failed restore may have left partial state behind.
+                    let (fresh, _) = Box::pin(self.instantiate(None, false)).await?;
+                    Ok((fresh, false))
+                }
+                Err(e) => Err(Stop::Failed(format!("restoring state {key}: {e}"))),
+            };
+        }
+        Ok((instance, false))
+    }
+
+    async fn run_inner(&mut self) -> Result<(), Stop> {
+        let swap = self.checkpoint.swap_rebuild;
+        let (first, restored) = self
+            .instantiate(self.checkpoint.state.clone().as_deref(), swap.is_some())
+            .await?;
+        let mut instance = Some(first);
+        let prov_suppress = {
+            let p = self.provenance();
+            checkpoint::emitted_through(&self.log, &self.alerts, self.checkpoint.alert_hw, &p)
+                .await
+                .map_err(|e| Stop::Failed(format!("recovery scan of the alert topic: {e}")))?
+        };
+        let suppress_through = prov_suppress
+            .into_iter()
+            .chain(self.checkpoint.alerted_through)
+            .max()
+            .unwrap_or(i64::MIN);
+        self.suppress_through = suppress_through;
+        let mut next = self.checkpoint.offset;
+        if let (Some(rebuild), false) = (swap, restored) {
+            // The new version starts without state: re-warm it on the input
+            // just before the swap point; those records were scored by the
+            // previous version, so their alerts are suppressed.
+            let from = (next - rebuild).max(self.input.log_start_offset());
+            self.suppress_through = self.suppress_through.max(next - 1);
+            tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from, to = next, "rebuilding detector state after a hot swap");
+            next = from;
+        }
+        if let Some(rebuild) = swap {
+            let how = match (restored, rebuild) {
+                (true, _) => "carried over".to_string(),
+                (false, 0) => "started empty".to_string(),
+                (false, n) => format!(
+                    "rebuilt from up to {n} records before {}",
+                    self.checkpoint.offset
+                ),
+            };
+            if let Some(v) = self.checkpoint.versions.last_mut() {
+                v.state = Some(how);
+            }
+            self.status.lock().versions = super::version_statuses(&self.checkpoint);
+        }
+        let suppress_through = self.suppress_through;
+        if let Some(t) = prov_suppress {
+            tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
+        }
+        let end = self.checkpoint.end.unwrap_or(i64::MAX);
+        let mut last_commit = Instant::now();
+        let mut hw_rx = self.input.watch_high_watermark();
+        loop {
+            if *self.stop.borrow() {
+                break;
+            }
+            let hw = (*hw_rx.borrow_and_update()).min(end);
+            if next >= end {
+                break;
+            }
+            {
+                let mut s = self.status.lock();
+                s.offset = next;
+                s.high_watermark = hw;
+                s.lag = (hw - next).max(0);
+            }
+            if next >= hw {
+                if last_commit.elapsed() >= CHECKPOINT_EVERY && next > self.checkpoint.offset {
+                    self.commit(&mut instance, next).await?;
+                    last_commit = Instant::now();
+                }
+                tokio::select! {
+                    r = hw_rx.changed() => if r.is_err() { break },
+                    _ = Self::stopped(&mut self.stop) => break,
+                    _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                }
+                continue;
+            }
+            let _slot = match &self.throttle {
+                Some(t) => t.slot().await,
+                None => None,
+            };
+            let max_bytes = self
+                .throttle
+                .as_ref()
+                .map_or(self.deployment.spec.max_batch_bytes, |t| {
+                    t.read_cap(self.deployment.spec.max_batch_bytes)
+                });
+            let fetched = match self.log.read(&self.input, next, max_bytes).await {
+                Ok(f) => f,
+                Err(StorageError::OffsetOutOfRange { start, .. }) if next < start => {
+                    tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = next, to = start, "input was deleted by retention before it was processed; skipping ahead");
+                    next = start;
+                    continue;
+                }
+                Err(e) => {
+                    self.note_error(&format!("reading input: {e}"));
+                    self.pause(RETRY_BACKOFF).await?;
+                    continue;
+                }
+            };
+            let Some(wire_end) = last_offset_in(&fetched.records) else {
+                // Below the high watermark a read returns at least one
+                // batch; if it ever does not, wait rather than skip input.
+                self.pause(Duration::from_millis(10)).await?;
+                continue;
+            };
+            if let Some(t) = &self.throttle {
+                self.pause(t.pay(fetched.records.len())).await?;
+            }
+            let wire_end = wire_end.min(end - 1);
+            let inst = instance.take();
+            let d = self.deployment.clone();
+            let partition = self.input.index;
+            let wire = fetched.records.clone();
+            let from = next;
+            let (inst, built, result, busy) = self
+                .pool
+                .run(move || {
+                    // Measured on the detector thread: queueing for the
+                    // thread is not the deployment's CPU.
+                    let t0 = Instant::now();
+                    let (i, b, r) = process(inst, &d, partition, &wire, from, end);
+                    (i, b, r, t0.elapsed())
+                })
+                .await
+                .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
+            instance = inst;
+            let batch_end = built
+                .as_ref()
+                .map_or(wire_end, |b| b.last_offset.max(wire_end));
+            if let Some(b) = &built {
+                if !b.bad_records.is_empty() {
+                    self.bad_records(b).await?;
+                }
+            }
+            match result {
+                Ok(alerts) => {
+                    let alerts: Vec<_> = alerts
+                        .into_iter()
+                        .filter(|a| a.source_offset > suppress_through)
+                        .collect();
+                    if let (false, Some(b)) = (alerts.is_empty(), &built) {
+                        self.append_alerts(alerts, b.batch.clone(), batch_end)
+                            .await?;
+                    }
+                }
+                Err(e) => {
+                    let poisoned = e.poisons_instance();
+                    self.batch_failed(e, built.as_ref(), from, batch_end)
+                        .await?;
+                    if poisoned {
+                        // The trapped instance's memory may be inconsistent:
+                        // start over from the last committed state.
+                        let state = self.checkpoint.state.clone();
+                        let declinable = self.checkpoint.swap_rebuild.is_some();
+                        instance = Some(self.instantiate(state.as_deref(), declinable).await?.0);
+                    }
+                }
+            }
+            next = batch_end + 1;
+            {
+                let now = Instant::now();
+                let mut s = self.status.lock();
+                s.offset = next;
+                s.lag = (s.high_watermark - next).max(0);
+                s.rate.tick(now);
+                if let Some(b) = &built {
+                    s.records += b.records as u64;
+                    if b.records > 0 {
+                        s.newest_timestamp = Some(
+                            s.newest_timestamp
+                                .map_or(b.max_timestamp, |t| t.max(b.max_timestamp)),
+                        );
+                    }
+                }
+            }
+            drop(_slot);
+            if let Some(t) = &self.throttle {
+                self.pause(t.rest(busy)).await?;
+            }
+            if last_commit.elapsed() >= CHECKPOINT_EVERY || next >= end {
+                self.commit(&mut instance, next).await?;
+                last_commit = Instant::now();
+            }
+        }
+        if next > self.checkpoint.offset {
+            self.commit(&mut instance, next).await?;
+        }
+        // A bounded run is only finished once its end is committed; a
+        // failed commit (store down) is retried rather than left behind.
+        while next >= end && self.checkpoint.offset < next {
+            self.pause(RETRY_BACKOFF).await?;
+            self.commit(&mut instance, next).await?;
+        }
+        Ok(())
+    }
+
+    async fn append(&self, p: &Arc<Partition>, bytes: Bytes, what: &str) -> Result<(), Stop> {
+        loop {
+            match self.log.append(p, bytes.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let msg = format!("appending {what}: {e}");
+                    if self.log.is_fenced() {
+                        return Err(Stop::Requested);
+                    }
+                    self.note_error(&msg);
+                    self.pause(RETRY_BACKOFF).await?;
+                }
+            }
+        }
+    }
+
+    /// Encodes on the detector threads (JSON for thousands of alerts is
+    /// real CPU, and at their priority, not the request path's), then appends.
+    async fn append_alerts(
+        &self,
+        alerts: Vec<vigil_abi::Alert>,
+        input: RecordBatch,
+        input_end: i64,
+    ) -> Result<(), Stop> {
+        let count = alerts.len() as u64;
+        let (d, topic, partition) = (
+            self.deployment.clone(),
+            self.topic.clone(),
+            self.input.index,
+        );
+        let bytes = self
+            .pool
+            .run(move || {
+                let p = Provenance {
+                    deployment: &d.spec.name,
+                    module: &d.module.hash,
+                    topic: &topic,
+                    partition,
+                };
+                output::alert_batch(&p, &alerts, &input, input_end)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("alert encoding task failed: {e}")))?
+            .map_err(|e| Stop::Failed(format!("encoding alerts: {e}")))?;
+        self.append(&self.alerts, bytes, "alerts").await?;
+        self.status.lock().alerts += count;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, records: &[DeadLetter], cause: &str) -> Result<(), Stop> {
+        let Some(dlq) = &self.dead_letters else {
+            return Ok(());
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let bytes = output::dead_letter_batch(&self.provenance(), records, cause)
+            .map_err(|e| Stop::Failed(format!("encoding dead letters: {e}")))?;
+        self.append(dlq, bytes, "dead letters").await
+    }
+
+    async fn bad_records(&self, b: &BuiltBatch) -> Result<(), Stop> {
+        let first = &b.bad_records[0];
+        let msg = format!(
+            "schema: {} record(s) did not match the value schema (first at offset {}: {})",
+            b.bad_records.len(),
+            first.offset,
+            first.error
+        );
+        self.status.lock().bad_records += b.bad_records.len() as u64;
+        self.note_error(&msg);
+        match self.deployment.spec.on_failure {
+            FailurePolicy::Fail => Err(Stop::Failed(msg)),
+            FailurePolicy::Skip => {
+                let offsets: Vec<i64> = b.bad_records.iter().map(|r| r.offset).collect();
+                tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, ?offsets, "skipped records that do not match the value schema");
+                Ok(())
+            }
+            FailurePolicy::DeadLetter => {
+                let letters: Vec<DeadLetter> = b
+                    .bad_records
+                    .iter()
+                    .map(|r| DeadLetter {
+                        offset: r.offset,
+                        timestamp: r.timestamp,
+                        key: r.key.clone(),
+                        value: r.value.clone(),
+                        headers: r.headers.clone(),
+                        error: r.error.clone(),
+                    })
+                    .collect();
+                self.dead_letter(&letters, "schema").await
+            }
+        }
+    }
+
+    async fn batch_failed(
+        &self,
+        e: BatchFailure,
+        built: Option<&BuiltBatch>,
+        from: i64,
+        to: i64,
+    ) -> Result<(), Stop> {
+        let (cause, text) = (e.cause(), e.to_string());
+        let msg = format!("{cause}: offsets {from}..={to}: {text}");
+        self.note_error(&msg);
+        match self.deployment.spec.on_failure {
+            FailurePolicy::Fail => Err(Stop::Failed(msg)),
+            FailurePolicy::Skip => {
+                self.status.lock().failed_batches += 1;
+                tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from, to, error = %text, "batch skipped");
+                Ok(())
+            }
+            FailurePolicy::DeadLetter => {
+                self.status.lock().failed_batches += 1;
+                let letters = built
+                    .map(|b| output::records_of(&b.batch, &text))
+                    .unwrap_or_default();
+                self.dead_letter(&letters, cause).await
+            }
+        }
+    }
+
+    /// Snapshots the detector and commits `next` with it.
+    async fn commit(&mut self, instance: &mut Option<Instance>, next: i64) -> Result<(), Stop> {
+        let Some(inst) = instance.take() else {
+            return Ok(());
+        };
+        let (inst, snap) = self
+            .pool
+            .run(move || {
+                let mut inst = inst;
+                let r = inst.snapshot();
+                (inst, r)
+            })
+            .await
+            .map_err(|e| Stop::Failed(format!("snapshot task failed: {e}")))?;
+        *instance = Some(inst);
+        let name = &self.deployment.spec.name;
+        let state = match snap {
+            Ok(Some(bytes)) => Some(
+                match checkpoint::put_state(&self.store, name, &self.input, next, bytes).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        // Retried at the next commit; progress is only delayed.
+                        self.note_error(&e.to_string());
+                        return Ok(());
+                    }
+                },
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                self.note_error(&format!("snapshot: {e}"));
+                return Ok(());
+            }
+        };
+        let (records, alerts) = {
+            let s = self.status.lock();
+            (s.records, s.alerts)
+        };
+        let cp = Checkpoint {
+            offset: next,
+            alert_hw: self.alerts.high_watermark(),
+            state,
+            module: self.deployment.module.hash.clone(),
+            alerted_through: (self.suppress_through >= next).then_some(self.suppress_through),
+            records,
+            alerts,
+            swap_rebuild: None,
+            ..self.checkpoint.clone()
+        };
+        let key = checkpoint::checkpoint_key(name, &self.topic, self.input.index);
+        let json = serde_json::to_string(&cp).unwrap_or_default();
+        if let Err(e) = self.log.kv_put(vec![(key.clone(), Some(json))]).await {
+            if self.log.is_fenced() {
+                return Err(Stop::Requested);
+            }
+            self.note_error(&format!("committing checkpoint: {e}"));
+            return Ok(());
+        }
+        if let Some(old) = &self.checkpoint.state {
+            if cp.state.as_ref() != Some(old) {
+                checkpoint::delete_state(&self.store, old).await;
+            }
+        }
+        self.status.lock().committed_offset = next;
+        self.checkpoints.lock().insert(key, cp.clone());
+        self.checkpoint = cp;
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! The broker over raw TCP with hand-built requests: what a client sees for
+//! corrupt batches, unknown APIs and broken frames, and that the broker keeps
+//! serving other connections afterwards.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader,
+    RequestKind, ResponseHeader, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vigil_protocol::BatchBuilder;
+use vigil_server::config::FileConfig;
+use vigil_server::server::{self, Running};
+
+#[global_allocator]
+static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
+
+async fn start(dir: &std::path::Path) -> Running {
+    let cfg = FileConfig {
+        listen: Some("127.0.0.1:0".into()),
+        admin_listen: Some("127.0.0.1:0".into()),
+        data_dir: Some(dir.to_path_buf()),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("config");
+    server::start(cfg).await.expect("start")
+}
+
+struct Client {
+    s: TcpStream,
+    next_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            s: TcpStream::connect(addr).await.expect("connect"),
+            next_id: 1,
+        }
+    }
+
+    async fn send_raw(&mut self, frame: &[u8]) {
+        self.s.write_all(frame).await.expect("write");
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    async fn recv_raw(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .encode(&mut buf, api.request_header_version(version))
+            .expect("header");
+        body.encode(&mut buf, version).expect("body");
+        let n = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&n.to_be_bytes());
+        self.send_raw(&buf).await;
+        let mut resp = self.recv_raw().await.expect("response");
+        let resp_kind_version = api.response_header_version(version);
+        let header = ResponseHeader::decode(&mut resp, resp_kind_version).expect("response header");
+        assert_eq!(header.correlation_id, id);
+        ResponseKind::decode(api, &mut resp, version).expect("response body")
+    }
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect admin");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+fn batch(n: i64) -> Bytes {
+    (0..n)
+        .fold(BatchBuilder::new(Compression::Gzip), |b, i| {
+            b.record(1_000 + i, None, Some(Bytes::from(format!("record-{i}"))))
+        })
+        .build()
+        .expect("encode")
+}
+
+fn produce(topic: &str, records: Bytes) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]),
+    )
+}
+
+fn produce_result(r: ResponseKind) -> (i16, i64) {
+    match r {
+        ResponseKind::Produce(p) => {
+            let pr = &p.responses[0].partition_responses[0];
+            (pr.error_code, pr.base_offset)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn create_topic(c: &mut Client, name: &str) {
+    let r = c
+        .call(
+            ApiKey::CreateTopics,
+            5,
+            RequestKind::CreateTopics(
+                CreateTopicsRequest::default()
+                    .with_timeout_ms(5_000)
+                    .with_topics(vec![CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.into())))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)]),
+            ),
+        )
+        .await;
+    match r {
+        ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrupt_batches_get_corrupt_message_and_valid_ones_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let mut c = Client::connect(broker.kafka_addr).await;
+    create_topic(&mut c, "wire").await;
+
+    let good = batch(3);
+    let mut bad = good.to_vec();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    let (code, _) = produce_result(
+        c.call(ApiKey::Produce, 9, produce("wire", Bytes::from(bad)))
+            .await,
+    );
+    assert_eq!(code, ResponseError::CorruptMessage.code());
+    let (code, base) = produce_result(
+        c.call(ApiKey::Produce, 9, produce("wire", good.clone()))
+            .await,
+    );
+    assert_eq!((code, base), (0, 0));
+    let (code, _) = produce_result(
+        c.call(ApiKey::Produce, 9, produce("nope", good.clone()))
+            .await,
+    );
+    assert_eq!(code, ResponseError::UnknownTopicOrPartition.code());
+
+    // Fetch at an offset inside the batch returns the whole batch, bytes intact.
+    let fetch = RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("wire")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(1)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    match c.call(ApiKey::Fetch, 12, fetch).await {
+        ResponseKind::Fetch(f) => {
+            let p = &f.responses[0].partitions[0];
+            assert_eq!((p.error_code, p.high_watermark), (0, 3));
+            let records = p.records.clone().expect("records");
+            assert_eq!(
+                &records[8..],
+                &good[8..],
+                "stored bytes are the producer's, base offset aside"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+
+    let metrics = http_get(broker.admin_addr, "/metrics").await;
+    for line in [
+        r#"vigil_requests_total{api="Produce"} 3"#,
+        r#"vigil_request_errors_total{api="Produce",error="CorruptMessage"} 1"#,
+        r#"vigil_request_duration_seconds_count{api="Fetch"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
+    }
+    assert!(http_get(broker.admin_addr, "/healthz")
+        .await
+        .ends_with("ok\n"));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_apis_and_versions_get_error_codes_and_broken_frames_only_close_their_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+
+    // Unknown API key: header + UNSUPPORTED_VERSION.
+    let mut c = Client::connect(broker.kafka_addr).await;
+    let mut f = BytesMut::new();
+    f.put_i32(10);
+    f.put_i16(9999);
+    f.put_i16(0);
+    f.put_i32(77);
+    f.put_i16(-1);
+    c.send_raw(&f).await;
+    let mut r = c.recv_raw().await.expect("an answer");
+    assert_eq!(r.get_i32(), 77);
+    assert_eq!(r.get_i16(), ResponseError::UnsupportedVersion.code());
+
+    // ApiVersions at a version from the future: v0 answer listing what we serve.
+    let mut f = BytesMut::new();
+    f.put_i32(10);
+    f.put_i16(ApiKey::ApiVersions as i16);
+    f.put_i16(99);
+    f.put_i32(78);
+    f.put_i16(-1);
+    c.send_raw(&f).await;
+    let mut r = c.recv_raw().await.expect("an answer");
+    assert_eq!(r.get_i32(), 78);
+    let body = kafka_protocol::messages::ApiVersionsResponse::decode(&mut r, 0).expect("v0 body");
+    assert_eq!(body.error_code, ResponseError::UnsupportedVersion.code());
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
+
+    // The same connection still works.
+    match c
+        .call(
+            ApiKey::ApiVersions,
+            3,
+            RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        )
+        .await
+    {
+        ResponseKind::ApiVersions(v) => assert_eq!(v.error_code, 0),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // A huge frame length closes that connection only.
+    let mut huge = Client::connect(broker.kafka_addr).await;
+    huge.send_raw(&[0x7f, 0xff, 0xff, 0xff, 0, 1, 2, 3]).await;
+    assert!(huge.recv_raw().await.is_none(), "connection closed");
+
+    // Garbage bytes with a plausible length: closed, not crashed.
+    let mut garbage = Client::connect(broker.kafka_addr).await;
+    garbage
+        .send_raw(&[0, 0, 0, 12, 0, 0, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4])
+        .await;
+    assert!(garbage.recv_raw().await.is_none(), "connection closed");
+
+    // A truncated frame followed by a hang-up.
+    let mut trunc = Client::connect(broker.kafka_addr).await;
+    trunc.send_raw(&[0, 0, 0, 100, 0, 18]).await;
+    drop(trunc);
+
+    let mut fresh = Client::connect(broker.kafka_addr).await;
+    create_topic(&mut fresh, "still-serving").await;
+    let (code, base) = produce_result(
+        fresh
+            .call(ApiKey::Produce, 7, produce("still-serving", batch(1)))
+            .await,
+    );
+    assert_eq!((code, base), (0, 0));
+    broker.shutdown().await;
+}

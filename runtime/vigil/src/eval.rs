@@ -1,0 +1,539 @@
+//! `vigil eval`: scores a detector module on a labelled corpus in the format
+//! of the Numenta Anomaly Benchmark (NAB). Each series becomes one partition
+//! of a fresh topic (record timestamp = row timestamp, value
+//! `{"value": <f64>}`), one replay job runs the module over the whole topic,
+//! and the alerts it writes are mapped back to rows through their
+//! `vigil.source.*` headers and scored with `vigil-nab` under every profile.
+//!
+//! The broker is an embedded one in a temporary directory (as `vigil demo`)
+//! unless `--admin`/`--bootstrap` name a running broker.
+
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::client::KafkaClient;
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use kafka_protocol::records::Compression;
+use serde_json::{json, Value};
+use vigil_nab::{Dataset, Profile, DATA_DIR, PROFILES_FILE, WINDOWS_FILE};
+use vigil_protocol::BatchBuilder;
+use vigil_server::config::FileConfig;
+
+use report::{alert_ref, build_report, chunks, detection_flags, record_value, AlertRef, RunInfo};
+
+/// `vigil eval` flags.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Detector module: NAME@VERSION, NAME, a hash, or a .wasm file (uploaded first).
+    #[arg(long)]
+    module: String,
+    /// NAB-format corpus: combined_windows.json, profiles.json and data/**.csv.
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Detector config as JSON, or @FILE holding it (default: `{}`).
+    #[arg(long)]
+    config: Option<String>,
+    /// Admin API of a running broker (default: start an embedded one).
+    #[arg(long, requires = "bootstrap")]
+    admin: Option<String>,
+    /// Kafka address (HOST:PORT) of the broker given with --admin.
+    #[arg(long, requires = "admin")]
+    bootstrap: Option<String>,
+    /// Profile whose raw score the per-file table shows (all profiles' totals are printed).
+    #[arg(long, default_value = "standard")]
+    profile: String,
+    /// Resource limits of the replay as JSON (default: a 10 s CPU budget per batch).
+    #[arg(long)]
+    limits: Option<String>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Rows per produce request: big enough to be fast, small enough to stay
+/// far below any request size limit.
+const ROWS_PER_BATCH: usize = 5_000;
+/// Historic NAB timestamps (2011–2015) are far older than the default
+/// 7-day retention, which would delete the data before the replay reads it.
+const TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "-1")];
+
+/// What is checked and loaded before any broker is involved, so that bad
+/// input fails fast.
+struct Plan {
+    dataset: Dataset,
+    profiles: Vec<Profile>,
+    /// One per series.
+    partitions: i32,
+    config: Value,
+    limits: Value,
+}
+
+fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
+    check_corpus(&args.dataset)?;
+    let dataset = Dataset::load(&args.dataset)
+        .with_context(|| format!("cannot load the NAB corpus {}", args.dataset.display()))?;
+    let profiles = Profile::load_all(&args.dataset)?;
+    if !profiles.iter().any(|p| p.name == args.profile) {
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        bail!(
+            "no profile {:?} in profiles.json (it has {names:?})",
+            args.profile
+        );
+    }
+    if dataset.files.is_empty() {
+        bail!(
+            "{} lists no series",
+            args.dataset.join(WINDOWS_FILE).display()
+        );
+    }
+    Ok(Plan {
+        partitions: i32::try_from(dataset.files.len()).context("too many series")?,
+        dataset,
+        profiles,
+        config: json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({})),
+        limits: json_arg(args.limits.as_deref(), "--limits")?
+            .unwrap_or_else(|| json!({"cpu_ms_per_batch": 10_000})),
+    })
+}
+
+/// Runs `vigil eval`.
+pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let plan = plan(&args)?;
+    // Keeps the embedded broker's files until the end of the run.
+    let tmp = tempfile::tempdir()?;
+    let (kafka, http, embedded) = match (&args.admin, &args.bootstrap) {
+        (Some(admin), Some(bootstrap)) => (resolve(bootstrap).await?, admin.clone(), None),
+        _ => {
+            let config = FileConfig {
+                data_dir: Some(tmp.path().to_path_buf()),
+                listen: Some("127.0.0.1:0".into()),
+                admin_listen: Some("127.0.0.1:0".into()),
+                ..FileConfig::default()
+            }
+            .resolve()?;
+            let running = vigil_server::server::start(config).await?;
+            let http = format!("http://{}", running.admin_addr);
+            (running.kafka_addr, http, Some(running))
+        }
+    };
+    let result = evaluate(&args, &plan, kafka, &http).await;
+    if let Some(running) = embedded {
+        running.shutdown().await;
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report::format_table(&report));
+    }
+    Ok(())
+}
+
+async fn evaluate(
+    args: &EvalArgs,
+    plan: &Plan,
+    kafka: SocketAddr,
+    http: &str,
+) -> anyhow::Result<report::EvalReport> {
+    let Plan {
+        dataset,
+        profiles,
+        partitions,
+        ..
+    } = plan;
+    let partitions = *partitions;
+    let module = resolve_module(http, &args.module).await?;
+    let millis = chrono::Utc::now().timestamp_millis();
+    let topic = format!("eval.{}.{millis}", topic_part(&args.dataset));
+    let output = format!("{topic}.alerts");
+    let mut client = KafkaClient::connect(kafka).await?;
+    client
+        .create_topic_with_configs(&topic, partitions, TOPIC_CONFIGS)
+        .await
+        .with_context(|| format!("cannot create topic {topic}"))?;
+    // Created here rather than by the replay so that it gets the same
+    // retention exemption (alerts carry their source's historic timestamp).
+    client
+        .create_topic_with_configs(&output, partitions, TOPIC_CONFIGS)
+        .await
+        .with_context(|| format!("cannot create topic {output}"))?;
+    produce_dataset(&mut client, &topic, dataset).await?;
+
+    let id = format!("eval-{millis}");
+    let spec = json!({
+        "id": id,
+        "module": module,
+        "topic": topic,
+        "output": output,
+        "from": "earliest",
+        "to": "latest",
+        "config": plan.config,
+        "value_schema": {"value": "float64"},
+        "limits": plan.limits,
+        // A skipped batch would silently score as "no detection".
+        "on_failure": "fail",
+    });
+    admin(http, "POST", "/v1/replays", Some(spec)).await?;
+    let status = wait_replay(http, &id).await?;
+
+    let alerts = read_alerts(&mut client, &output, &topic, &status).await?;
+    let lens: Vec<usize> = dataset.files.iter().map(|f| f.len()).collect();
+    let detections = detection_flags(&lens, &alerts);
+    let elapsed_ms = status["elapsed_ms"].as_u64().unwrap_or(0);
+    let done = status["records_done"]
+        .as_u64()
+        .unwrap_or(dataset.records() as u64);
+    let records_per_sec = match status["rows_per_sec"].as_f64() {
+        Some(r) if r > 0.0 => r,
+        _ if elapsed_ms > 0 => done as f64 * 1000.0 / elapsed_ms as f64,
+        _ => 0.0,
+    };
+    let run = RunInfo {
+        dataset: args.dataset.display().to_string(),
+        module: status["module_label"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&args.module)
+            .to_string(),
+        replay: id,
+        topic,
+        output,
+        elapsed_ms,
+        records_per_sec,
+    };
+    build_report(dataset, profiles, &detections, &args.profile, run)
+}
+
+/// Fails with what a NAB corpus looks like when `dir` is not one, instead of
+/// the loader's bare "file not found".
+fn check_corpus(dir: &Path) -> anyhow::Result<()> {
+    let missing: Vec<&str> = [WINDOWS_FILE, PROFILES_FILE, DATA_DIR]
+        .into_iter()
+        .filter(|name| !dir.join(name).exists())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} is not a NAB corpus: it lacks {} (expected {WINDOWS_FILE} listing the series and \
+             their anomaly windows, {PROFILES_FILE} with the cost profiles, and the series CSVs \
+             under {DATA_DIR}/)",
+            dir.display(),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Parses a JSON flag given inline or as `@FILE`.
+fn json_arg(arg: Option<&str>, flag: &str) -> anyhow::Result<Option<Value>> {
+    let Some(s) = arg else { return Ok(None) };
+    let text = match s.strip_prefix('@') {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("{flag}: cannot read {path}"))?
+        }
+        None => s.to_string(),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{flag} is not valid JSON"))
+}
+
+async fn resolve(hostport: &str) -> anyhow::Result<SocketAddr> {
+    tokio::net::lookup_host(hostport)
+        .await
+        .with_context(|| format!("cannot resolve --bootstrap {hostport}"))?
+        .next()
+        .with_context(|| format!("--bootstrap {hostport} resolves to no address"))
+}
+
+/// The dataset directory's name, restricted to the characters topic names allow.
+fn topic_part(dir: &Path) -> String {
+    let name = dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+        .take(64)
+        .collect();
+    if clean.is_empty() {
+        "dataset".into()
+    } else {
+        clean
+    }
+}
+
+/// A `.wasm` file is uploaded and referred to by hash; anything else is a
+/// module reference the broker resolves.
+async fn resolve_module(http: &str, module: &str) -> anyhow::Result<String> {
+    let path = Path::new(module);
+    if !(module.ends_with(".wasm") || path.is_file()) {
+        // Checked before producing so that a typo costs no data load; the
+        // broker resolves the reference again when the replay starts.
+        let list = admin(http, "GET", "/v1/modules", None).await?;
+        if let Some(known) = uploaded_labels(&list, module) {
+            bail!(
+                "no module {module:?} on the broker (uploaded: {}); pass a .wasm file to upload one",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            );
+        }
+        return Ok(module.to_string());
+    }
+    let wasm = std::fs::read(path).with_context(|| format!("cannot read {module}"))?;
+    let (base, owned) = (http.to_string(), wasm);
+    let meta = tokio::task::spawn_blocking(move || {
+        let r = ureq::post(&format!("{base}/v1/modules")).send_bytes(&owned);
+        answer("POST", "/v1/modules", r)
+    })
+    .await??;
+    meta["hash"]
+        .as_str()
+        .map(str::to_string)
+        .context("no hash in the upload answer")
+}
+
+/// `None` when `reference` names a module of the `GET /v1/modules` answer
+/// `list` (by `NAME`, `NAME@VERSION` or a hash prefix of at least 8 digits),
+/// else the `NAME@VERSION` of every module there is. An answer of another
+/// shape also gives `None`: the broker will judge the reference itself.
+fn uploaded_labels(list: &Value, reference: &str) -> Option<Vec<String>> {
+    let modules = list.as_array()?;
+    let mut labels = Vec::new();
+    for m in modules {
+        let (name, version) = (m["name"].as_str()?, m["version"].as_str()?);
+        let hash = m["hash"].as_str()?;
+        let label = format!("{name}@{version}");
+        if reference == name
+            || reference == label
+            || (reference.len() >= 8 && hash.starts_with(reference))
+        {
+            return None;
+        }
+        labels.push(label);
+    }
+    labels.sort();
+    labels.dedup();
+    Some(labels)
+}
+
+async fn admin(http: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    let (url, method, path) = (
+        format!("{http}{path}"),
+        method.to_string(),
+        path.to_string(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let req = ureq::request(&method, &url);
+        let r = match body {
+            Some(v) => req.send_json(v),
+            None => req.call(),
+        };
+        answer(&method, &path, r)
+    })
+    .await?
+}
+
+fn answer(
+    method: &str,
+    path: &str,
+    r: Result<ureq::Response, ureq::Error>,
+) -> anyhow::Result<Value> {
+    match r {
+        Ok(r) => Ok(r.into_json()?),
+        Err(ureq::Error::Status(code, r)) => {
+            let body = r.into_string().unwrap_or_default();
+            let msg = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(body);
+            bail!("{method} {path}: HTTP {code}: {msg}")
+        }
+        Err(e) => bail!("{method} {path}: {e}"),
+    }
+}
+
+/// Produces series `i` to partition `i`, in row order, checking that row `r`
+/// lands at offset `r` (the mapping back from alerts relies on it).
+async fn produce_dataset(
+    client: &mut KafkaClient,
+    topic: &str,
+    dataset: &Dataset,
+) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    let total = dataset.records();
+    let mut sent = 0;
+    for (p, file) in (0i32..).zip(&dataset.files) {
+        for range in chunks(file.len(), ROWS_PER_BATCH) {
+            let mut b = BatchBuilder::new(Compression::Lz4);
+            for row in range.clone() {
+                b = b.record(
+                    file.timestamps[row],
+                    None,
+                    Some(Bytes::from(record_value(file.values[row]))),
+                );
+            }
+            let base = client
+                .produce(topic, p, b.build()?)
+                .await
+                .with_context(|| format!("cannot produce {} to {topic}[{p}]", file.name))?;
+            if base != range.start as i64 {
+                bail!(
+                    "{topic}[{p}]: rows {}.. of {} landed at offset {base}; the topic is not fresh",
+                    range.start,
+                    file.name
+                );
+            }
+            sent += range.len();
+            progress.show(&format!("producing: {sent}/{total} records"));
+        }
+    }
+    progress.done(&format!(
+        "produced {total} records of {} series to {topic}",
+        dataset.files.len()
+    ));
+    Ok(())
+}
+
+/// Polls the replay until it completes; returns its final status.
+async fn wait_replay(http: &str, id: &str) -> anyhow::Result<Value> {
+    let progress = Progress::new();
+    let path = format!("/v1/replays/{id}");
+    loop {
+        let s = admin(http, "GET", &path, None).await?;
+        let done = s["records_done"].as_u64().unwrap_or(0);
+        let total = s["records_total"].as_u64().unwrap_or(0);
+        match s["state"].as_str().unwrap_or("") {
+            "completed" => {
+                progress.done(&format!(
+                    "replay {id}: {total} records, {} alerts",
+                    s["alerts"]
+                ));
+                return Ok(s);
+            }
+            "failed" => {
+                progress.done("");
+                bail!(
+                    "replay {id} failed: {}",
+                    s["error"].as_str().unwrap_or("no error given")
+                );
+            }
+            state => {
+                progress.show(&format!(
+                "replay {id} {state}: {done}/{total} records ({:.0}%), {} alerts, {:.0} records/s",
+                if total > 0 { 100.0 * done as f64 / total as f64 } else { 0.0 },
+                s["alerts"].as_u64().unwrap_or(0),
+                s["rows_per_sec"].as_f64().unwrap_or(0.0),
+            ))
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads every alert of the output topic. The replay is complete, so each
+/// partition is read until it has yielded the alerts its status counts and
+/// then comes back empty.
+async fn read_alerts(
+    client: &mut KafkaClient,
+    output: &str,
+    topic: &str,
+    status: &Value,
+) -> anyhow::Result<Vec<AlertRef>> {
+    let mut alerts = Vec::new();
+    let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+    let counted: u64 = parts.iter().filter_map(|p| p["alerts"].as_u64()).sum();
+    let reported = status["alerts"].as_u64().unwrap_or(counted);
+    if reported > counted {
+        // Reading per partition relies on the per-partition counts.
+        bail!("the replay reports {reported} alerts but its partitions only {counted}");
+    }
+    for part in parts {
+        let Some(p) = part["partition"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+        else {
+            continue;
+        };
+        let expected = part["alerts"].as_u64().unwrap_or(0) as usize;
+        let (mut offset, mut got) = (0i64, 0usize);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let records = client
+                .fetch(output, p, offset, 200)
+                .await
+                .with_context(|| format!("cannot read {output}[{p}]"))?;
+            if records.is_empty() {
+                if got >= expected {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{output}[{p}]: read {got} alerts, the replay reported {expected}");
+                }
+                continue;
+            }
+            for r in records {
+                offset = r.offset + 1;
+                got += 1;
+                let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()));
+                let a = alert_ref(headers, topic)
+                    .map_err(|e| anyhow::anyhow!("{output}[{p}]@{}: {e}", r.offset))?;
+                alerts.push(a);
+            }
+        }
+    }
+    Ok(alerts)
+}
+
+/// One status line on stderr, rewritten in place on a terminal and
+/// throttled to one line every few seconds otherwise (logs stay readable).
+struct Progress {
+    tty: bool,
+    last: std::cell::Cell<Option<Instant>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            tty: std::io::stderr().is_terminal(),
+            last: std::cell::Cell::new(None),
+        }
+    }
+
+    fn show(&self, line: &str) {
+        let every = if self.tty { 100 } else { 5_000 };
+        if self
+            .last
+            .get()
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(every))
+        {
+            return;
+        }
+        self.last.set(Some(Instant::now()));
+        let mut err = std::io::stderr();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    fn done(&self, line: &str) {
+        let mut err = std::io::stderr();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K");
+        }
+        if !line.is_empty() {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
