@@ -7,12 +7,14 @@
 //! feature so the broker does not link an HTTP client it never uses.
 
 pub mod diff;
+pub mod error;
 pub mod modules;
 pub mod replay;
 pub mod spec;
 pub mod status;
 
 pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
+pub use error::{ErrorBody, ErrorKind};
 pub use modules::{ModuleMeta, ShadowRequest, SwapRequest};
 pub use replay::{ReplayPartition, ReplaySpec, ReplayStatus};
 pub use spec::{
