@@ -15,10 +15,12 @@ use crate::cache::{BlockCache, BlockCacheConfig};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::kv::{self, KvMap};
-use crate::manifest::{Manifest, ManifestStore, PartitionManifest, TopicManifest};
+use crate::manifest::{Manifest, ManifestStore};
 use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppend};
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
+
+mod topics;
 
 /// Producer ids reserved per manifest write.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -315,98 +317,6 @@ impl Log {
         }
     }
 
-    /// Creates a topic.
-    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        validate_topic_name(name)?;
-        if config.partitions < 1 || config.partitions > MAX_PARTITIONS {
-            return Err(StorageError::Invalid(format!(
-                "topic {name:?}: partition count {} must be between 1 and {MAX_PARTITIONS}",
-                config.partitions
-            )));
-        }
-        let id = Uuid::new_v4();
-        self.update_manifest(|m| {
-            if m.topics.contains_key(name) {
-                return Err(StorageError::TopicExists(name.to_string()));
-            }
-            m.topics.insert(
-                name.to_string(),
-                TopicManifest {
-                    id,
-                    configs: config.configs.clone(),
-                    partitions: vec![PartitionManifest::default(); config.partitions as usize],
-                },
-            );
-            Ok(())
-        })
-        .await?;
-        let empty = PartitionManifest::default();
-        let topic = Arc::new(Topic {
-            name: name.to_string(),
-            id,
-            partitions: (0..config.partitions)
-                .map(|i| Arc::new(Partition::new(name, id, i, &empty)))
-                .collect(),
-            configs: config.configs,
-        });
-        self.topics.write().insert(name.to_string(), topic.clone());
-        tracing::info!(topic = name, partitions = config.partitions, %id, "topic created");
-        Ok(topic)
-    }
-
-    /// Deletes a topic and (in the background) its objects.
-    pub async fn delete_topic(&self, name: &str) -> Result<()> {
-        let id = self
-            .update_manifest(|m| {
-                m.topics
-                    .remove(name)
-                    .map(|t| t.id)
-                    .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))
-            })
-            .await?;
-        self.topics.write().remove(name);
-        tracing::info!(topic = name, %id, "topic deleted");
-        crate::upload::delete_topic_objects(self.store.clone(), id);
-        Ok(())
-    }
-
-    /// Grows a topic to `total` partitions.
-    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
-        let topic = self
-            .topic(name)
-            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
-        let have = topic.partitions.len() as i32;
-        if total <= have || total > MAX_PARTITIONS {
-            return Err(StorageError::Invalid(format!(
-                "topic {name:?} has {have} partitions; the new count {total} must be larger and at most {MAX_PARTITIONS}"
-            )));
-        }
-        self.update_manifest(|m| {
-            let t = m
-                .topics
-                .get_mut(name)
-                .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
-            t.partitions
-                .resize(total as usize, PartitionManifest::default());
-            Ok(())
-        })
-        .await?;
-        let empty = PartitionManifest::default();
-        let mut partitions = topic.partitions.clone();
-        partitions
-            .extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
-        self.topics.write().insert(
-            name.to_string(),
-            Arc::new(Topic {
-                name: name.to_string(),
-                id: topic.id,
-                partitions,
-                configs: topic.configs.clone(),
-            }),
-        );
-        Ok(())
-    }
-
     /// Appends one record batch to a partition and waits until it is durable
     /// (fsync'd in the WAL). A retried idempotent batch is answered with its
     /// original offset.
@@ -597,22 +507,5 @@ impl Log {
                 tracing::warn!(error = %e, "could not release the lease; the next broker waits a few seconds");
             }
         }
-    }
-}
-
-fn validate_topic_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_TOPIC_NAME
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(StorageError::Invalid(format!(
-            "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
-        )))
     }
 }

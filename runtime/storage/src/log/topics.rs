@@ -1,0 +1,122 @@
+//! Topic administration on the log: create, delete, grow. Each is one
+//! manifest update (compare-and-swap) followed by the in-memory view.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::{Log, Topic, TopicConfig, MAX_PARTITIONS, MAX_TOPIC_NAME};
+use crate::error::{Result, StorageError};
+use crate::manifest::{PartitionManifest, TopicManifest};
+use crate::partition::Partition;
+
+impl Log {
+    /// Creates a topic.
+    pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        validate_topic_name(name)?;
+        if config.partitions < 1 || config.partitions > MAX_PARTITIONS {
+            return Err(StorageError::Invalid(format!(
+                "topic {name:?}: partition count {} must be between 1 and {MAX_PARTITIONS}",
+                config.partitions
+            )));
+        }
+        let id = Uuid::new_v4();
+        self.update_manifest(|m| {
+            if m.topics.contains_key(name) {
+                return Err(StorageError::TopicExists(name.to_string()));
+            }
+            m.topics.insert(
+                name.to_string(),
+                TopicManifest {
+                    id,
+                    configs: config.configs.clone(),
+                    partitions: vec![PartitionManifest::default(); config.partitions as usize],
+                },
+            );
+            Ok(())
+        })
+        .await?;
+        let empty = PartitionManifest::default();
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            id,
+            partitions: (0..config.partitions)
+                .map(|i| Arc::new(Partition::new(name, id, i, &empty)))
+                .collect(),
+            configs: config.configs,
+        });
+        self.topics.write().insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions = config.partitions, %id, "topic created");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and (in the background) its objects.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let id = self
+            .update_manifest(|m| {
+                m.topics
+                    .remove(name)
+                    .map(|t| t.id)
+                    .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))
+            })
+            .await?;
+        self.topics.write().remove(name);
+        tracing::info!(topic = name, %id, "topic deleted");
+        crate::upload::delete_topic_objects(self.store.clone(), id);
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+        let have = topic.partitions.len() as i32;
+        if total <= have || total > MAX_PARTITIONS {
+            return Err(StorageError::Invalid(format!(
+                "topic {name:?} has {have} partitions; the new count {total} must be larger and at most {MAX_PARTITIONS}"
+            )));
+        }
+        self.update_manifest(|m| {
+            let t = m
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
+            t.partitions
+                .resize(total as usize, PartitionManifest::default());
+            Ok(())
+        })
+        .await?;
+        let empty = PartitionManifest::default();
+        let mut partitions = topic.partitions.clone();
+        partitions
+            .extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
+        self.topics.write().insert(
+            name.to_string(),
+            Arc::new(Topic {
+                name: name.to_string(),
+                id: topic.id,
+                partitions,
+                configs: topic.configs.clone(),
+            }),
+        );
+        Ok(())
+    }
+}
+
+fn validate_topic_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TOPIC_NAME
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
+        )))
+    }
+}
