@@ -116,6 +116,11 @@ impl Log {
 
     /// Deletes unreferenced data objects older than the grace period.
     pub async fn collect_garbage(&self) -> Result<usize> {
+        // A fenced broker's manifest is stale: what it thinks unreferenced
+        // may be the new owner's data.
+        if self.is_fenced() {
+            return Ok(0);
+        }
         let referenced: HashSet<String> = {
             let m = self.manifest.lock().await;
             m.topics
@@ -124,17 +129,22 @@ impl Log {
                 .flat_map(|p| p.segments.iter().map(|s| s.key.clone()))
                 .collect()
         };
-        let prefix = paths::data_objects_prefix();
-        let listed: Vec<_> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|source| StorageError::ObjectStore {
-                    op: "list",
-                    key: prefix.to_string(),
-                    source,
-                })?;
+        // Upload objects (`objects/`) and compacted segments (`data/`) are
+        // both referenced from manifest segments; list both.
+        let mut listed = Vec::new();
+        for prefix in [paths::data_objects_prefix(), paths::segments_prefix()] {
+            let found: Vec<_> =
+                self.store
+                    .list(Some(&prefix))
+                    .try_collect()
+                    .await
+                    .map_err(|source| StorageError::ObjectStore {
+                        op: "list",
+                        key: prefix.to_string(),
+                        source,
+                    })?;
+            listed.extend(found);
+        }
         let grace = collectable_before(self.config.gc_grace);
         let mut deleted = 0;
         for meta in listed {

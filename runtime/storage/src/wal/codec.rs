@@ -1,7 +1,13 @@
 //! The WAL entry format, shared by the file and object backends:
 //! `len:u32 crc32c:u32 payload`, where payload is
-//! `1 topic_id:[u8;16] partition:i32 batch…` or
-//! `2 key_len:u16 key has_value:u8 value…`.
+//! `1 topic_id:[u8;16] partition:i32 batch…`,
+//! `2 key_len:u16 key has_value:u8 value…` (keys up to 65,535 bytes) or
+//! `3 key_len:u32 key has_value:u8 value…` (longer keys; written only when
+//! needed, so WALs with short keys stay readable by older versions).
+//!
+//! Replay stops at the first torn entry (length or CRC wrong: a crash during
+//! a write) but never at an intact one: a CRC-valid entry that this version
+//! cannot decode is skipped and logged, and the entries after it are kept.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
@@ -10,6 +16,7 @@ use super::WalEntry;
 
 const KIND_BATCH: u8 = 1;
 const KIND_KV: u8 = 2;
+const KIND_KV_LONG: u8 = 3;
 const ENTRY_HEADER: usize = 8;
 
 pub(super) fn entry_len(e: &WalEntry) -> usize {
@@ -17,7 +24,7 @@ pub(super) fn entry_len(e: &WalEntry) -> usize {
         + match e {
             WalEntry::Batch { batch, .. } => 1 + 16 + 4 + batch.len(),
             WalEntry::Kv { key, value } => {
-                1 + 2 + key.len() + 1 + value.as_ref().map_or(0, |v| v.len())
+                1 + key_len_width(key) + key.len() + 1 + value.as_ref().map_or(0, |v| v.len())
             }
         }
 }
@@ -38,12 +45,20 @@ pub(super) fn encode_entry(e: &WalEntry, buf: &mut BytesMut) {
             buf.put_slice(batch);
         }
         WalEntry::Kv { key, value } => {
-            buf.put_u8(KIND_KV);
-            // Keys are short names built by the broker; longer ones are cut
-            // rather than corrupting the framing.
-            let key = &key.as_bytes()[..key.len().min(u16::MAX as usize)];
-            buf.put_u16(key.len() as u16);
-            buf.put_slice(key);
+            // Never cut a key: a cut can split a UTF-8 character, and the
+            // entry would then not decode although its CRC is valid.
+            match u16::try_from(key.len()) {
+                Ok(n) => {
+                    buf.put_u8(KIND_KV);
+                    buf.put_u16(n);
+                }
+                Err(_) => {
+                    buf.put_u8(KIND_KV_LONG);
+                    // Entries are bounded far below 4 GiB by the group size.
+                    buf.put_u32(u32::try_from(key.len()).unwrap_or(u32::MAX));
+                }
+            }
+            buf.put_slice(key.as_bytes());
             match value {
                 Some(v) => {
                     buf.put_u8(1);
@@ -77,7 +92,12 @@ pub(super) fn decode_entries(data: &[u8]) -> (Vec<WalEntry>, usize) {
         }
         match decode_payload(body) {
             Some(e) => out.push(e),
-            None => break,
+            None => tracing::error!(
+                offset = pos,
+                len,
+                kind = body.first().copied(),
+                "WAL entry is intact (CRC valid) but cannot be decoded by this version; skipping it"
+            ),
         }
         pos = body_start + len;
     }
@@ -97,14 +117,125 @@ fn decode_payload(body: &[u8]) -> Option<WalEntry> {
         }
         KIND_KV => {
             let kl = body.get(1..3)?;
-            let kl = u16::from_be_bytes([kl[0], kl[1]]) as usize;
-            let key = std::str::from_utf8(body.get(3..3 + kl)?).ok()?.to_string();
-            let value = match *body.get(3 + kl)? {
-                0 => None,
-                _ => Some(std::str::from_utf8(body.get(4 + kl..)?).ok()?.to_string()),
-            };
-            Some(WalEntry::Kv { key, value })
+            decode_kv(body, 3, u16::from_be_bytes([kl[0], kl[1]]) as usize)
+        }
+        KIND_KV_LONG => {
+            let kl = body.get(1..5)?;
+            decode_kv(
+                body,
+                5,
+                u32::from_be_bytes([kl[0], kl[1], kl[2], kl[3]]) as usize,
+            )
         }
         _ => None,
+    }
+}
+
+/// Bytes of the key-length field the encoding of `key` uses.
+fn key_len_width(key: &str) -> usize {
+    if key.len() <= u16::MAX as usize {
+        2
+    } else {
+        4
+    }
+}
+
+/// A key/value payload whose key (`kl` bytes) starts at `at`.
+fn decode_kv(body: &[u8], at: usize, kl: usize) -> Option<WalEntry> {
+    let key_end = at.checked_add(kl)?;
+    let key = std::str::from_utf8(body.get(at..key_end)?)
+        .ok()?
+        .to_string();
+    let value = match *body.get(key_end)? {
+        0 => None,
+        _ => Some(
+            std::str::from_utf8(body.get(key_end + 1..)?)
+                .ok()?
+                .to_string(),
+        ),
+    };
+    Some(WalEntry::Kv { key, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: Option<&str>) -> WalEntry {
+        WalEntry::Kv {
+            key: key.into(),
+            value: value.map(Into::into),
+        }
+    }
+
+    fn batch(n: u8) -> WalEntry {
+        WalEntry::Batch {
+            topic_id: Uuid::from_bytes([n; 16]),
+            partition: i32::from(n),
+            batch: Bytes::from(vec![n; 10]),
+        }
+    }
+
+    fn roundtrip(entries: &[WalEntry]) -> (Vec<WalEntry>, usize, usize) {
+        let mut buf = BytesMut::new();
+        for e in entries {
+            encode_entry(e, &mut buf);
+        }
+        let (out, valid) = decode_entries(&buf);
+        (out, valid, buf.len())
+    }
+
+    /// Issue 11 item 3: a key longer than 65,535 bytes was cut, possibly
+    /// inside a UTF-8 character; replay then stopped at that CRC-valid
+    /// entry and truncated everything after it.
+    #[test]
+    fn a_long_key_survives_whole_and_does_not_end_replay() {
+        let long = format!("{}é", "a".repeat(u16::MAX as usize - 1));
+        let entries = vec![batch(1), kv(&long, Some("v")), batch(2), batch(3)];
+        let (out, valid, len) = roundtrip(&entries);
+        assert_eq!(valid, len, "every byte written is replayed");
+        assert_eq!(out, entries);
+    }
+
+    #[test]
+    fn entry_len_matches_the_encoding() {
+        for e in [
+            batch(7),
+            kv("k", None),
+            kv("key", Some("value")),
+            kv(&"b".repeat(70_000), Some("x")),
+        ] {
+            let mut buf = BytesMut::new();
+            encode_entry(&e, &mut buf);
+            assert_eq!(entry_len(&e), buf.len());
+        }
+    }
+
+    /// A CRC-valid entry this version cannot decode (a kind from a newer
+    /// version, say) is skipped, not a reason to drop what follows it.
+    #[test]
+    fn an_undecodable_but_intact_entry_is_skipped_not_truncated() {
+        let mut buf = BytesMut::new();
+        encode_entry(&batch(1), &mut buf);
+        let body = [99u8, 1, 2, 3];
+        buf.put_u32(body.len() as u32);
+        buf.put_u32(crc32c::crc32c(&body));
+        buf.put_slice(&body);
+        encode_entry(&batch(2), &mut buf);
+        let (out, valid) = decode_entries(&buf);
+        assert_eq!(valid, buf.len());
+        assert_eq!(out, vec![batch(1), batch(2)]);
+    }
+
+    #[test]
+    fn a_torn_tail_still_stops_replay() {
+        let mut buf = BytesMut::new();
+        encode_entry(&batch(1), &mut buf);
+        let good = buf.len();
+        encode_entry(&batch(2), &mut buf);
+        buf.truncate(buf.len() - 3);
+        let (out, valid) = decode_entries(&buf);
+        assert_eq!(valid, good);
+        assert_eq!(out, vec![batch(1)]);
     }
 }

@@ -28,8 +28,7 @@ impl Dir {
     /// Reads every existing segment (truncating a torn tail).
     pub(super) fn open(dir: &Path) -> Result<(Vec<WalEntry>, Dir)> {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let mut ids = segment_ids(dir)?;
-        ids.sort_unstable();
+        let ids = segment_ids(dir)?;
         let mut entries = Vec::new();
         for id in &ids {
             read_segment(&segment_path(dir, *id), &mut entries)?;
@@ -87,7 +86,9 @@ impl Dir {
         self.delete_through(self.next_id.checked_sub(1))
     }
 
-    /// Deletes sealed segment files with ids ≤ `through`.
+    /// Deletes sealed segment files with ids ≤ `through`, oldest first: a
+    /// crash part-way leaves a suffix of the WAL, never an older segment
+    /// whose key/value entries would replay over newer ones.
     pub(super) fn delete_through(&self, through: Option<u64>) -> Result<usize> {
         let Some(through) = through else {
             return Ok(0);
@@ -267,6 +268,8 @@ pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal"))
 }
 
+/// Ids of the segment files in `dir`, oldest first (`read_dir` has no
+/// order).
 pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
     let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
     let mut ids = Vec::new();
@@ -281,6 +284,7 @@ pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
             ids.push(id);
         }
     }
+    ids.sort_unstable();
     Ok(ids)
 }
 
