@@ -281,7 +281,18 @@ impl Log {
                 self.fenced.store(true, Ordering::SeqCst);
                 Err(e)
             }
-            Err(e) => Err(e),
+            // An error without an answer may hide a PUT that landed: then
+            // this version is ours and committed, and building the next
+            // commit on the old version would collide with it.
+            Err(e) => match self.manifests.landed(&next).await {
+                Some(true) => {
+                    tracing::info!(version = next.version, error = %e, "manifest commit reported an error but landed");
+                    self.committed_version.store(next.version, Ordering::SeqCst);
+                    *current = next;
+                    Ok(out)
+                }
+                _ => Err(e),
+            },
         }
     }
 

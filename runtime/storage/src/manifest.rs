@@ -129,6 +129,18 @@ impl ManifestStore {
         self.load(latest).await.map(Some)
     }
 
+    /// After a commit of `next` failed without an answer (timeout, 5xx): did
+    /// it land? `Some(true)` if the stored version is exactly `next`,
+    /// `Some(false)` if that version is absent or holds something else,
+    /// `None` if the store cannot tell us now.
+    pub async fn landed(&self, next: &Manifest) -> Option<bool> {
+        match self.load_version(next.version).await {
+            Ok(Some(stored)) => Some(stored == *next),
+            Ok(None) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Manifest `version`, or `None` if it was not written (yet).
     pub async fn load_version(&self, version: u64) -> Result<Option<Manifest>> {
         match self.load(version).await {
@@ -173,7 +185,8 @@ impl ManifestStore {
 
     /// Writes `next` as version `next.version`, which must be one above the
     /// version it was derived from. Fails with [`StorageError::Fenced`] when
-    /// another broker got there first.
+    /// another broker got there first. Committing the same manifest twice
+    /// succeeds: a PUT whose reply was lost can be retried.
     pub async fn commit(&self, next: &Manifest) -> Result<()> {
         let key = paths::manifest(next.version);
         let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {
@@ -193,6 +206,15 @@ impl ManifestStore {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let theirs = self.load(next.version).await?;
+                // Our own earlier attempt (its reply was lost, or the
+                // store's client retried a PUT that had landed): done.
+                if theirs == *next {
+                    tracing::debug!(
+                        version = next.version,
+                        "manifest version already holds this commit"
+                    );
+                    return Ok(());
+                }
                 return Err(StorageError::Fenced {
                     ours: next.writer_epoch,
                     theirs: theirs.writer_epoch,

@@ -186,3 +186,50 @@ async fn local_wal_keeps_acking_while_uploads_and_reads_fail_then_catches_up() {
     let (log, _) = env.open(fresh.path(), WalMode::Local, false).await;
     assert_eq!(values(&log, "u").await, vec!["a", "b"]);
 }
+
+fn topic() -> TopicConfig {
+    TopicConfig {
+        partitions: 1,
+        configs: Default::default(),
+    }
+}
+
+/// Issue 11 item 2: a manifest PUT that lands but is reported failed (lost
+/// reply, timeout, 5xx after the write) made the next commit of that
+/// version find its own earlier write and fence the broker for good.
+#[tokio::test]
+async fn a_manifest_write_reported_failed_after_it_landed_does_not_fence_the_broker() {
+    for mode in [
+        WalMode::Local,
+        WalMode::Object {
+            window: Duration::from_millis(1),
+        },
+    ] {
+        let env = Env::new();
+        let data = tempfile::tempdir().expect("tempdir");
+        let (log, control) = env.open(data.path(), mode.clone(), true).await;
+        let control = control.expect("faulty store");
+        control.fail_after_write_next(1);
+        // The create either reports success (its own write is recognised)
+        // or an error; either way the broker must keep working.
+        let first = log.create_topic("landed", topic()).await;
+        assert_eq!(control.counts(FaultKind::Write).failed_after_write, 1);
+        log.create_topic("next", topic())
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: the broker fenced itself: {e}"));
+        assert!(!log.is_fenced());
+        let p = log.partition("next", 0).expect("partition");
+        assert_eq!(
+            log.append(&p, batch("a")).await.expect("append"),
+            AppendOutcome::Appended { base_offset: 0 }
+        );
+        log.close().await;
+        drop(log);
+        let (log, _) = env.open(data.path(), mode, false).await;
+        assert!(log.topic("next").is_some());
+        // What was reported is what is stored.
+        assert_eq!(log.topic("landed").is_some(), first.is_ok());
+        assert_eq!(values(&log, "next").await, vec!["a".to_string()]);
+        log.abandon().await;
+    }
+}
