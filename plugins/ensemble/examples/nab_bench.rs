@@ -65,6 +65,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "novelty_weight" => t.novelty_weight = v,
         "error_cap" => t.error_cap = v,
         "std_floor" => t.std_floor = v,
+        "separate" => t.separate = v != 0.0,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

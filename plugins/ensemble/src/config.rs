@@ -59,7 +59,7 @@ impl Default for Config {
             warmup: 300,
             cooldown: 288,
             likelihood_window: 2000,
-            short_window: 10,
+            short_window: 20,
             range_tolerance: 0.05,
             max_keys: 1000,
         }

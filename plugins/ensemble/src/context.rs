@@ -1,9 +1,9 @@
 //! Contextual novelty: has the series ever moved like this before?
 //!
-//! Each value is quantised into one of [`LEVELS`] levels of the range the
-//! series has shown so far, and the last [`ORDER`] levels form a pattern.
+//! Each value is quantised into one of [`LEVELS`] levels of a grid laid over
+//! the range the series showed while the model learned, and the last [`ORDER`] levels form a pattern.
 //! The model remembers every pattern it has seen (one bit each: the pattern
-//! space is small enough to index exactly, so memory is a fixed 1.25 KiB per
+//! space is small enough to index exactly, so memory is a fixed 8 KiB per
 //! series). A pattern never seen before is novel. This is the idea behind
 //! contextual detectors such as CAD OSE and ARTime (a new category of
 //! recent behaviour is an anomaly), reduced to a fixed grid so it is
@@ -12,12 +12,16 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Quantisation levels of the seen range.
-pub const LEVELS: usize = 10;
+/// Quantisation levels of the learned range.
+pub const INNER_LEVELS: usize = 10;
+/// Extra levels on each side for values beyond the learned range.
+pub const OUTER_LEVELS: usize = 3;
+/// All levels.
+pub const LEVELS: usize = INNER_LEVELS + 2 * OUTER_LEVELS;
 /// Values per pattern (the current one and its predecessors).
 pub const ORDER: usize = 4;
 /// Number of distinct patterns: `LEVELS ^ ORDER`.
-const PATTERNS: usize = LEVELS * LEVELS * LEVELS * LEVELS;
+const PATTERNS: usize = LEVELS.pow(ORDER as u32);
 const WORDS: usize = PATTERNS.div_ceil(64);
 
 /// Pattern memory of one series.
@@ -41,14 +45,19 @@ impl Default for ContextMemory {
     }
 }
 
-/// The level of `value` in `[min, max]`: 0..LEVELS, clamped at the ends
-/// (a flat range puts everything on level 0).
+/// The level of `value` on a grid of `INNER_LEVELS` steps over `[min,
+/// max]`, with `OUTER_LEVELS` more steps of the same size on each side (and
+/// everything further out on the last one): 0..LEVELS. A flat range has
+/// steps of a millionth of the value's magnitude.
 pub fn level(value: f64, min: f64, max: f64) -> u8 {
-    let span = max - min;
+    let mut span = max - min;
     if !(span > 0.0) || !span.is_finite() {
-        return 0;
+        span = 1e-6 * (1.0 + min.abs());
     }
-    let x = ((value - min) / span * LEVELS as f64).floor();
+    let x = ((value - min) / span * INNER_LEVELS as f64).floor() + OUTER_LEVELS as f64;
+    if x.is_nan() {
+        return OUTER_LEVELS as u8;
+    }
     x.clamp(0.0, (LEVELS - 1) as f64) as u8
 }
 
@@ -94,10 +103,13 @@ mod tests {
 
     #[test]
     fn levels_clamp_and_handle_flat_ranges() {
-        assert_eq!(level(5.0, 0.0, 10.0), 5);
-        assert_eq!(level(10.0, 0.0, 10.0), (LEVELS - 1) as u8);
-        assert_eq!(level(-3.0, 0.0, 10.0), 0);
-        assert_eq!(level(3.0, 3.0, 3.0), 0);
+        let o = OUTER_LEVELS as u8;
+        assert_eq!(level(5.0, 0.0, 10.0), 5 + o);
+        assert_eq!(level(10.5, 0.0, 10.0), INNER_LEVELS as u8 + o);
+        assert_eq!(level(1e9, 0.0, 10.0), (LEVELS - 1) as u8);
+        assert_eq!(level(-1.0, 0.0, 10.0), o - 1);
+        assert_eq!(level(-1e9, 0.0, 10.0), 0);
+        assert_eq!(level(3.0, 3.0, 3.0), o);
     }
 
     #[test]

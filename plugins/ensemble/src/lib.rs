@@ -4,16 +4,16 @@
 //! signals:
 //!
 //! * **contextual novelty** — each value is placed on one of 10 levels of
-//!   the range seen so far, and a pattern of 4 consecutive levels that has
+//!   the range learned during warm-up (plus 3 outside on each side), and a pattern of 4 consecutive levels that has
 //!   never occurred before is novel (the idea of CAD OSE and ARTime, on a
 //!   fixed grid);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
-//! * **anomaly likelihood** over both (Numenta's HTM post-processing): the
+//! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; and a value beyond the seen range by
+//!   against its own noise; the larger of the two counts; and a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
@@ -21,8 +21,8 @@
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
-//! `short_window` (10), `range_tolerance` (0.05), `max_keys` (1000). Memory
-//! per series is about 8 bytes × `likelihood_window` plus 1.3 KiB. The
+//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000). Memory
+//! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
 //! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
 //! (see `docs/design/0007-detector-ensemble.md`).
 //!

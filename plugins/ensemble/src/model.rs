@@ -1,5 +1,5 @@
 //! The per-series model: a robust short-term predictor, a contextual
-//! novelty memory, the anomaly likelihood of their combined surprise, a
+//! novelty memory, the anomaly likelihood of each surprise, a
 //! range-breakout check and alert cooldown. Pure Rust with no batch types,
 //! so it can be unit tested and driven directly by the NAB benchmark example.
 
@@ -68,6 +68,11 @@ pub struct Tuning {
     pub error_cap: f64,
     /// Floor of the standard deviation in the anomaly likelihood.
     pub std_floor: f64,
+    /// Separate likelihoods for novelty and error, the larger one wins
+    /// (otherwise one likelihood over their `novelty_weight` mix). Separate
+    /// won on both category splits: a series that is noisy in value is not
+    /// necessarily rich in new patterns, and vice versa.
+    pub separate: bool,
 }
 
 impl Default for Tuning {
@@ -77,6 +82,7 @@ impl Default for Tuning {
             novelty_weight: 0.5,
             error_cap: 6.0,
             std_floor: 0.03,
+            separate: true,
         }
     }
 }
@@ -99,7 +105,12 @@ pub struct SeriesModel {
     min: f64,
     max: f64,
     context: ContextMemory,
+    /// Range the context grid is laid over, fixed at the end of warm-up.
+    grid: Option<(f64, f64)>,
+    /// Likelihood of the prediction error (of the mix when not `separate`).
     likelihood: AnomalyLikelihood,
+    /// Likelihood of the contextual novelty (when `separate`).
+    novelty_likelihood: AnomalyLikelihood,
     cooldown_left: usize,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
@@ -123,7 +134,14 @@ impl SeriesModel {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             context: ContextMemory::default(),
+            grid: None,
             likelihood: AnomalyLikelihood::new(
+                cfg.short_window,
+                cfg.likelihood_window,
+                cfg.likelihood_window.min(cfg.warmup.max(10)),
+                t.std_floor,
+            ),
+            novelty_likelihood: AnomalyLikelihood::new(
                 cfg.short_window,
                 cfg.likelihood_window,
                 cfg.likelihood_window.min(cfg.warmup.max(10)),
@@ -173,18 +191,29 @@ impl SeriesModel {
         }
         self.recent.push_back(value);
 
-        // Novelty is judged on the range seen before this value, so the
-        // value that widens the range is itself judged against the old one.
+        // The quantisation grid follows the seen range while learning and
+        // is frozen afterwards: re-gridding later would make every old
+        // pattern look new after each range expansion.
         let lo = self.min.min(value);
         let hi = self.max.max(value);
-        let novel = self.context.observe(level(value, lo, hi));
+        let warm = self.n >= cfg.warmup as u64;
+        if warm && self.grid.is_none() {
+            self.grid = Some((lo, hi));
+        }
+        let (glo, ghi) = self.grid.unwrap_or((lo, hi));
+        let novel = self.context.observe(level(value, glo, ghi));
 
         let err_part = (z.abs() / t.error_cap).min(1.0);
         let novel_part = if novel { 1.0 } else { 0.0 };
-        let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-        let lik = self.likelihood.update(raw);
+        let lik = if t.separate {
+            let a = self.likelihood.update(err_part);
+            let b = self.novelty_likelihood.update(novel_part);
+            a.max(b)
+        } else {
+            let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
+            self.likelihood.update(raw)
+        };
 
-        let warm = self.n >= cfg.warmup as u64;
         let mut score = 0.0;
         let mut kind = Kind::Normal;
         if warm {

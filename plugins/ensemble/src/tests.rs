@@ -68,7 +68,10 @@ fn spike_and_level_shift_alert_near_injection() {
     }
     let alerts = run::<Ensemble>(json!({}), &batches(&values, 500)).unwrap();
     let got = offsets(&alerts);
-    assert_eq!(got.len(), 2, "alerts at {got:?}");
+    // The spike, the shift, and at most one reminder of the still-shifted
+    // level once the cooldown is over.
+    assert!((2..=3).contains(&got.len()), "alerts at {got:?}");
+    assert!(got[2..].iter().all(|&o| o > got[1] + 288), "alerts at {got:?}");
     assert_eq!(got[0], spike as i64);
     assert!(
         (shift as i64..shift as i64 + 12).contains(&got[1]),
@@ -90,20 +93,18 @@ fn spike_and_level_shift_alert_near_injection() {
 
 #[test]
 fn in_range_change_of_behaviour_is_flagged() {
-    // A noisy level series whose noise pattern changes shape inside the
-    // seen range: a new pattern of movement, not a range breakout.
-    let base = |i: usize| 50.0 + 10.0 * noise(i);
-    let mut values: Vec<f64> = (0..3000).map(base).collect();
-    let change = 2500;
-    for (k, v) in values[change..].iter_mut().enumerate() {
-        // A steady sawtooth across the range: rising runs never seen before.
-        *v = 45.5 + (k % 9) as f64;
+    // The daily sine starts flipping between 7 and 13 every record: both
+    // values are well inside the range seen, only the movement is new.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let change = 8 * DAY + 10;
+    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
     }
     let alerts = run::<Ensemble>(json!({}), &batches(&values, 400)).unwrap();
     let got = offsets(&alerts);
     assert!(!got.is_empty(), "no alert");
     assert!(
-        (change as i64..change as i64 + 40).contains(&got[0]),
+        (change as i64..change as i64 + 20).contains(&got[0]),
         "alerts at {got:?}"
     );
     assert_eq!(alerts[0].get_field("kind"), Some("\"deviation\""));
@@ -174,9 +175,10 @@ fn model_bounds_memory_and_ignores_warmup() {
             sizes.push(vigil_sdk::state::to_bytes(&m).unwrap().len());
         }
     }
-    // The snapshot stops growing once the windows are full (the pattern
-    // bitset's varints can only fill up to its fixed size).
-    let cap = 8 * (64 + 10 + 10) + 10 * 157 + 200;
+    // Bounded whatever the stream length: two likelihoods of (64 + 20)
+    // f64s each, the pattern bitset (1024 words of at most 10 varint
+    // bytes), the 10-value predictor window and scalars.
+    let cap = 2 * 8 * (64 + 20) + 10 * 1024 + 8 * 10 + 300;
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
