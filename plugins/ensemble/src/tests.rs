@@ -71,7 +71,10 @@ fn spike_and_level_shift_alert_near_injection() {
     // The spike, the shift, and at most one reminder of the still-shifted
     // level once the cooldown is over.
     assert!((2..=3).contains(&got.len()), "alerts at {got:?}");
-    assert!(got[2..].iter().all(|&o| o > got[1] + 288), "alerts at {got:?}");
+    assert!(
+        got[2..].iter().all(|&o| o > got[1] + 288),
+        "alerts at {got:?}"
+    );
     assert_eq!(got[0], spike as i64);
     assert!(
         (shift as i64..shift as i64 + 12).contains(&got[1]),

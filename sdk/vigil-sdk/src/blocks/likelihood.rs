@@ -189,7 +189,11 @@ mod tests {
         let mut l = AnomalyLikelihood::new(5, 1000, 100, 0.01);
         let mut worst: f64 = 0.0;
         for i in 0..3000u64 {
-            let raw = if (i * 2_654_435_761) % 3 == 0 { 0.9 } else { 0.2 };
+            let raw = if (i * 2_654_435_761) % 3 == 0 {
+                0.9
+            } else {
+                0.2
+            };
             worst = worst.max(l.update(raw));
         }
         assert!(worst < 0.6, "noisy stream scored {worst}");
