@@ -51,7 +51,7 @@ impl Default for ContextMemory {
 /// steps of a millionth of the value's magnitude.
 pub fn level(value: f64, min: f64, max: f64) -> u8 {
     let mut span = max - min;
-    if !(span > 0.0) || !span.is_finite() {
+    if span.is_nan() || span <= 0.0 || span.is_infinite() {
         span = 1e-6 * (1.0 + min.abs());
     }
     let x = ((value - min) / span * INNER_LEVELS as f64).floor() + OUTER_LEVELS as f64;
