@@ -7,11 +7,13 @@
 //! [`state::to_bytes(&self)`](crate::state::to_bytes).
 
 mod keyed;
+mod likelihood;
 mod quantile;
 mod stats;
 mod window;
 
 pub use keyed::KeyedState;
+pub use likelihood::{log_tail_score, normal_tail, AnomalyLikelihood};
 pub use quantile::QuantileSketch;
 pub use stats::{deviation, zscore, Ewma, RollingStats, ZScore, CONSTANT_DEVIATION};
 pub use window::{ClosedWindow, SlidingWindow, TumblingWindow};

@@ -1,0 +1,173 @@
+//! Reproducible benchmark: scores the ensemble model on a Numenta Anomaly
+//! Benchmark corpus the way NAB's scorer does (the `vigil-nab` crate),
+//! natively, per split of the corpus' categories and in total.
+//!
+//! Three figures per split and profile:
+//! * `fixed`: the detector as deployed (default threshold, cooldown) — what
+//!   a deployment actually gets;
+//! * `grid`: the deployed detector with the best threshold of a grid (an
+//!   upper bound of what re-tuning the threshold could give);
+//! * `sweep`: NAB's own threshold optimisation over the per-record score
+//!   stream (no cooldown), as NAB reports detectors that emit scores.
+//!
+//! The two splits exist to keep development honest: tune on one, check on
+//! the other, then swap (see `docs/design/0007-detector-ensemble.md`).
+//!
+//! Usage: `cargo run --release -p vigil-plugin-ensemble --example nab_bench --
+//!   [--data DIR] [--set field=json]... [--tune name=number]... [--verbose]`
+//! (DIR defaults to `$NAB_DATA` or `../shared/data/nab`; `examples/data/nab`
+//! in this repository is a small corpus in the same layout).
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use vigil_nab::{best_threshold, score_dataset, Dataset, Profile, SeriesFile};
+use vigil_plugin_ensemble::config::Config;
+use vigil_plugin_ensemble::model::{SeriesModel, Tuning};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Category splits: (name, category directory prefixes).
+const SPLITS: &[(&str, &[&str])] = &[
+    ("A", &["realAWSCloudwatch/", "artificialNoAnomaly/"]),
+    ("B", &["realKnownCause/", "artificialWithAnomaly/"]),
+    ("total", &[""]),
+];
+
+/// Runs the model over a series; returns (scores, alert flags).
+fn run(cfg: &Config, t: &Tuning, s: &SeriesFile) -> (Vec<f64>, Vec<bool>) {
+    let mut m = SeriesModel::with_tuning(cfg, t);
+    let mut scores = Vec::with_capacity(s.len());
+    let mut alerts = Vec::with_capacity(s.len());
+    for &v in &s.values {
+        let o = m.update_tuned(cfg, t, v);
+        scores.push(o.score);
+        alerts.push(o.alert);
+    }
+    (scores, alerts)
+}
+
+fn subset(d: &Dataset, prefixes: &[&str]) -> (Dataset, Vec<usize>) {
+    let idx: Vec<usize> = (0..d.files.len())
+        .filter(|&i| prefixes.iter().any(|p| d.files[i].name.starts_with(p)))
+        .collect();
+    let files = idx.iter().map(|&i| d.files[i].clone()).collect();
+    (Dataset { files }, idx)
+}
+
+fn pick<T: Clone>(all: &[T], idx: &[usize]) -> Vec<T> {
+    idx.iter().map(|&i| all[i].clone()).collect()
+}
+
+fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
+    match name {
+        "level_window" => t.level_window = v as usize,
+        "novelty_weight" => t.novelty_weight = v,
+        "error_cap" => t.error_cap = v,
+        "std_floor" => t.std_floor = v,
+        "separate" => t.separate = v != 0.0,
+        other => return Err(format!("unknown tuning {other}").into()),
+    }
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let mut data = std::env::var("NAB_DATA").unwrap_or_else(|_| "../shared/data/nab".into());
+    let mut overrides = serde_json::to_value(Config::default())?;
+    let mut tuning = Tuning::default();
+    let grid: Vec<f64> = (1..=19).map(|i| i as f64 * 0.05).collect();
+    let mut verbose = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--data" => data = args.next().ok_or("--data needs a directory")?,
+            "--verbose" => verbose = true,
+            "--set" => {
+                let kv = args.next().ok_or("--set needs field=value")?;
+                let (k, v) = kv.split_once('=').ok_or("--set needs field=value")?;
+                let v = serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.to_string()));
+                if let Some(o) = overrides.as_object_mut() {
+                    o.insert(k.to_string(), v);
+                }
+            }
+            "--tune" => {
+                let kv = args.next().ok_or("--tune needs name=number")?;
+                let (k, v) = kv.split_once('=').ok_or("--tune needs name=number")?;
+                set_tuning(&mut tuning, k, v.parse()?)?;
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let base: Config = serde_json::from_value(overrides)?;
+    base.validate()?;
+    let data = PathBuf::from(data);
+    let profiles = Profile::load_all(&data)?;
+    let dataset = Dataset::load(&data)?;
+    let started = std::time::Instant::now();
+    let runs: Vec<(Vec<f64>, Vec<bool>)> = dataset
+        .files
+        .iter()
+        .map(|s| run(&base, &tuning, s))
+        .collect();
+    let rows: usize = dataset.files.iter().map(|f| f.len()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{} series, {rows} records, {:.0} records/s native",
+        dataset.files.len(),
+        rows as f64 / secs.max(1e-9)
+    );
+    let scores: Vec<Vec<f64>> = runs.iter().map(|r| r.0.clone()).collect();
+    let fixed: Vec<Vec<bool>> = runs.iter().map(|r| r.1.clone()).collect();
+    // Alerts of the deployed detector for every grid threshold.
+    let per_threshold: Vec<Vec<Vec<bool>>> = grid
+        .iter()
+        .map(|&thr| {
+            let cfg = Config {
+                threshold: thr,
+                ..base.clone()
+            };
+            dataset
+                .files
+                .iter()
+                .map(|s| run(&cfg, &tuning, s).1)
+                .collect()
+        })
+        .collect();
+
+    println!(
+        "{:<6} {:<20} {:>7} {:>15} {:>15}",
+        "split", "profile", "fixed", "grid (thr)", "sweep (thr)"
+    );
+    for (split, prefixes) in SPLITS {
+        let (sub, idx) = subset(&dataset, prefixes);
+        for p in &profiles {
+            let f = score_dataset(&sub, &pick(&fixed, &idx), p)?;
+            let mut best = (f64::NEG_INFINITY, 0.0);
+            for (g, thr) in per_threshold.iter().zip(&grid) {
+                let r = score_dataset(&sub, &pick(g, &idx), p)?.normalized;
+                if r > best.0 {
+                    best = (r, *thr);
+                }
+            }
+            let (thr, sw) = best_threshold(&sub, &pick(&scores, &idx), p)?;
+            println!(
+                "{split:<6} {:<20} {:>7.2} {:>8.2} ({:.2}) {:>8.2} ({:.3})",
+                p.name,
+                f.normalized,
+                best.0,
+                best.1,
+                sw.normalized,
+                thr.unwrap_or(vigil_nab::NULL_THRESHOLD)
+            );
+            if verbose && p.name == "standard" && *split == "total" {
+                for r in &f.per_file {
+                    println!(
+                        "  {:<58} windows {}/{}  fp {:3}  raw {:6.2}",
+                        r.name, r.windows_hit, r.windows, r.false_positives, r.raw
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

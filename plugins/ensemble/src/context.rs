@@ -1,0 +1,128 @@
+//! Contextual novelty: has the series ever moved like this before?
+//!
+//! Each value is quantised into one of [`LEVELS`] levels of a grid laid over
+//! the range the series showed while the model learned, and the last [`ORDER`] levels form a pattern.
+//! The model remembers every pattern it has seen (one bit each: the pattern
+//! space is small enough to index exactly, so memory is a fixed 8 KiB per
+//! series). A pattern never seen before is novel. This is the idea behind
+//! contextual detectors such as CAD OSE and ARTime (a new category of
+//! recent behaviour is an anomaly), reduced to a fixed grid so it is
+//! deterministic, bounded and parameter-light; how *unusual* novelty is for
+//! a given series is left to the anomaly likelihood that consumes it.
+
+use serde::{Deserialize, Serialize};
+
+/// Quantisation levels of the learned range.
+pub const INNER_LEVELS: usize = 10;
+/// Extra levels on each side for values beyond the learned range.
+pub const OUTER_LEVELS: usize = 3;
+/// All levels.
+pub const LEVELS: usize = INNER_LEVELS + 2 * OUTER_LEVELS;
+/// Values per pattern (the current one and its predecessors).
+pub const ORDER: usize = 4;
+/// Number of distinct patterns: `LEVELS ^ ORDER`.
+const PATTERNS: usize = LEVELS.pow(ORDER as u32);
+const WORDS: usize = PATTERNS.div_ceil(64);
+
+/// Pattern memory of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextMemory {
+    /// One bit per pattern: seen at least once.
+    seen: Vec<u64>,
+    /// The last `ORDER - 1` levels, oldest first.
+    history: Vec<u8>,
+    /// Distinct patterns seen.
+    distinct: u32,
+}
+
+impl Default for ContextMemory {
+    fn default() -> Self {
+        ContextMemory {
+            seen: vec![0; WORDS],
+            history: Vec::with_capacity(ORDER),
+            distinct: 0,
+        }
+    }
+}
+
+/// The level of `value` on a grid of `INNER_LEVELS` steps over `[min,
+/// max]`, with `OUTER_LEVELS` more steps of the same size on each side (and
+/// everything further out on the last one): 0..LEVELS. A flat range has
+/// steps of a millionth of the value's magnitude.
+pub fn level(value: f64, min: f64, max: f64) -> u8 {
+    let mut span = max - min;
+    if span.is_nan() || span <= 0.0 || span.is_infinite() {
+        span = 1e-6 * (1.0 + min.abs());
+    }
+    let x = ((value - min) / span * INNER_LEVELS as f64).floor() + OUTER_LEVELS as f64;
+    if x.is_nan() {
+        return OUTER_LEVELS as u8;
+    }
+    x.clamp(0.0, (LEVELS - 1) as f64) as u8
+}
+
+impl ContextMemory {
+    /// Records the level of the newest value; returns whether the pattern it
+    /// completes had never been seen (false until `ORDER` values exist).
+    pub fn observe(&mut self, lvl: u8) -> bool {
+        let lvl = lvl.min((LEVELS - 1) as u8);
+        let novel = if self.history.len() == ORDER - 1 {
+            let index = self
+                .history
+                .iter()
+                .chain(std::iter::once(&lvl))
+                .fold(0usize, |acc, &l| acc * LEVELS + l as usize);
+            let (word, bit) = (index / 64, index % 64);
+            match self.seen.get_mut(word) {
+                Some(w) if *w & (1 << bit) == 0 => {
+                    *w |= 1 << bit;
+                    self.distinct += 1;
+                    true
+                }
+                _ => false,
+            }
+        } else {
+            false
+        };
+        if self.history.len() == ORDER - 1 {
+            self.history.remove(0);
+        }
+        self.history.push(lvl);
+        novel
+    }
+
+    /// Distinct patterns seen so far.
+    pub fn distinct(&self) -> u32 {
+        self.distinct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_clamp_and_handle_flat_ranges() {
+        let o = OUTER_LEVELS as u8;
+        assert_eq!(level(5.0, 0.0, 10.0), 5 + o);
+        assert_eq!(level(10.5, 0.0, 10.0), INNER_LEVELS as u8 + o);
+        assert_eq!(level(1e9, 0.0, 10.0), (LEVELS - 1) as u8);
+        assert_eq!(level(-1.0, 0.0, 10.0), o - 1);
+        assert_eq!(level(-1e9, 0.0, 10.0), 0);
+        assert_eq!(level(3.0, 3.0, 3.0), o);
+    }
+
+    #[test]
+    fn repeated_patterns_stop_being_novel() {
+        let mut m = ContextMemory::default();
+        let cycle = [0u8, 3, 6, 9, 6, 3];
+        let novel: Vec<bool> = (0..30).map(|i| m.observe(cycle[i % 6])).collect();
+        // The first ORDER-1 values complete no pattern; the first cycle's
+        // patterns are new; after that nothing is.
+        assert!(novel[..ORDER - 1].iter().all(|n| !n));
+        assert!(novel[ORDER - 1..6 + ORDER - 1].iter().any(|n| *n));
+        assert!(novel[12..].iter().all(|n| !n), "{novel:?}");
+        assert!(m.distinct() <= 6);
+        assert!(m.observe(1), "a new shape is novel");
+    }
+}

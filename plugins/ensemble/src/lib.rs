@@ -1,0 +1,164 @@
+//! vigil detector plugin **ensemble**: an anomaly detector for metric
+//! streams (CPU, latency, request counts, temperatures, …) built to hold up
+//! on series it was not tuned on. Per series it combines three self-scaling
+//! signals:
+//!
+//! * **contextual novelty** — each value is placed on one of 10 levels of
+//!   the range learned during warm-up (plus 3 outside on each side), and a pattern of 4 consecutive levels that has
+//!   never occurred before is novel (the idea of CAD OSE and ARTime, on a
+//!   fixed grid);
+//! * **prediction error** — distance from the median of the last 10 values,
+//!   in units of the series' own typical error;
+//! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
+//!   average surprise of the last `short_window` records against the
+//!   distribution of that average over `likelihood_window` records, as a
+//!   log-scaled Gaussian tail probability, so a noisy series is judged
+//!   against its own noise; the larger of the two counts; and a value beyond the seen range by
+//!   `range_tolerance` of that range scores 1.
+//!
+//! The per-record score is in [0, 1]; an alert is raised when it reaches
+//! `threshold`, then the series stays quiet for `cooldown` records. Config
+//! fields (all optional): `field` ("value"), `key` ("none": per partition;
+//! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
+//! records), `cooldown` (288 records), `likelihood_window` (2000),
+//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000). Memory
+//! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
+//! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
+//! (see `docs/design/0007-detector-ensemble.md`).
+//!
+//! ```json
+//! {"field": "cpu", "key": "record_key", "threshold": 0.5}
+//! ```
+
+pub mod config;
+pub mod context;
+pub mod model;
+
+use vigil_sdk::blocks::KeyedState;
+use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
+
+pub use config::{Config, KeySpec};
+use model::{Kind, Output, SeriesModel};
+
+/// The detector: one [`SeriesModel`] per series key.
+#[derive(Debug)]
+pub struct Ensemble {
+    cfg: Config,
+    key: KeySpec,
+    series: KeyedState<SeriesModel>,
+}
+
+#[detector]
+impl Detector for Ensemble {
+    type Config = Config;
+
+    fn new(config: Config) -> Result<Self> {
+        if let Err(e) = config.validate() {
+            bail!("{e}");
+        }
+        Ok(Ensemble {
+            key: config.key_spec(),
+            series: KeyedState::new(config.max_keys),
+            cfg: config,
+        })
+    }
+
+    fn process(&mut self, batch: &Batch, alerts: &mut Alerts) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let values = batch.column_f64(&self.cfg.field)?;
+        let key_col = match &self.key {
+            KeySpec::Column(c) => Some(batch.str(c).map_err(|e| e.context("`key`"))?),
+            _ => None,
+        };
+        for (row, (&value, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
+            if !value.is_finite() {
+                // Null or non-numeric: nothing to learn from, nothing to flag.
+                continue;
+            }
+            let key: &[u8] = match (&self.key, key_col) {
+                (KeySpec::None, _) => b"",
+                (KeySpec::RecordKey, _) => batch.key(row).unwrap_or_default(),
+                (KeySpec::Column(_), Some(col)) => {
+                    use vigil_sdk::arrow_array::Array;
+                    if col.is_valid(row) {
+                        col.value(row).as_bytes()
+                    } else {
+                        b""
+                    }
+                }
+                (KeySpec::Column(_), None) => b"",
+            };
+            let cfg = &self.cfg;
+            let model = self
+                .series
+                .get_or_insert_with(key, || SeriesModel::new(cfg));
+            let out = model.update(cfg, value);
+            if out.alert {
+                let alert_key = match self.key {
+                    KeySpec::None => batch.key(row),
+                    _ => Some(key),
+                };
+                alerts.push(make_alert(offset, alert_key, value, &out, cfg.threshold));
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Option<Result<Vec<u8>>> {
+        Some(state::to_bytes(&self.series))
+    }
+
+    fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
+        Some(state::from_bytes(bytes).map(|s| self.series = s))
+    }
+}
+
+/// Severity grows with how far the value is from the prediction; leaving
+/// the seen range is at least `High`.
+fn severity(out: &Output) -> Severity {
+    let by_z = match out.z.abs() {
+        z if z >= 10.0 => Severity::Critical,
+        z if z >= 5.0 => Severity::High,
+        _ => Severity::Medium,
+    };
+    if out.kind == Kind::RangeBreakout {
+        by_z.max(Severity::High)
+    } else {
+        by_z
+    }
+}
+
+fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, threshold: f64) -> Alert {
+    let what = match (out.kind, out.novel) {
+        (Kind::RangeBreakout, _) => "left the range seen so far",
+        (_, true) => "a pattern of movement not seen before",
+        _ => "unusual deviation from recent values",
+    };
+    let (lo, hi) = (out.expected - out.band, out.expected + out.band);
+    let mut a = Alert::new(offset)
+        .severity(severity(out))
+        .score(out.score)
+        .message(format!(
+            "value {value} vs expected {:.4} (usual range {lo:.4}..{hi:.4}, z {:.2}, score {:.3}): {what}",
+            out.expected, out.z, out.score
+        ))
+        .field("value", value)
+        .field("expected", out.expected)
+        .field("expected_low", lo)
+        .field("expected_high", hi)
+        .field("residual", out.residual)
+        .field("z", out.z)
+        .field("novel_pattern", out.novel)
+        .field("anomaly_score", out.score)
+        .field("threshold", threshold)
+        .field("kind", out.kind.as_str());
+    if let Some(k) = key {
+        a = a.key(k);
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests;

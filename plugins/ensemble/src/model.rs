@@ -1,0 +1,281 @@
+//! The per-series model: a robust short-term predictor, a contextual
+//! novelty memory, the anomaly likelihood of each surprise, a
+//! range-breakout check and alert cooldown. Pure Rust with no batch types,
+//! so it can be unit tested and driven directly by the NAB benchmark example.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+use vigil_sdk::blocks::AnomalyLikelihood;
+
+use crate::config::Config;
+use crate::context::{level, ContextMemory};
+
+/// Why a record scored high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    /// Nothing unusual (or still learning).
+    Normal,
+    /// Recent behaviour is unusual for this series: new patterns and/or
+    /// large prediction errors, more than the series usually shows.
+    Deviation,
+    /// The value left the range the series has ever shown.
+    RangeBreakout,
+}
+
+impl Kind {
+    /// Short name used in alert fields.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Normal => "normal",
+            Kind::Deviation => "deviation",
+            Kind::RangeBreakout => "range_breakout",
+        }
+    }
+}
+
+/// What the model says about one record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Output {
+    /// Anomaly score in [0, 1].
+    pub score: f64,
+    /// True when this record raises an alert (score ≥ threshold, not cooling down).
+    pub alert: bool,
+    /// The predictor's expectation for this record.
+    pub expected: f64,
+    /// Half-width of the usual range around `expected` (about 3 typical errors).
+    pub band: f64,
+    /// `value - expected`.
+    pub residual: f64,
+    /// Residual in units of the predictor's typical error.
+    pub z: f64,
+    /// The record completed a pattern of movement never seen before.
+    pub novel: bool,
+    /// Why the score is high.
+    pub kind: Kind,
+}
+
+/// Internal constants of the model, gathered so the benchmark example can
+/// ablate them; deployments always use [`Tuning::default`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tuning {
+    /// Values whose median predicts the next one.
+    pub level_window: usize,
+    /// Weight of contextual novelty in the raw surprise (the rest is the
+    /// prediction error).
+    pub novelty_weight: f64,
+    /// Prediction error (in typical errors) that counts as full surprise.
+    pub error_cap: f64,
+    /// Floor of the standard deviation in the anomaly likelihood.
+    pub std_floor: f64,
+    /// Separate likelihoods for novelty and error, the larger one wins
+    /// (otherwise one likelihood over their `novelty_weight` mix). Separate
+    /// won on both category splits: a series that is noisy in value is not
+    /// necessarily rich in new patterns, and vice versa.
+    pub separate: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            level_window: 10,
+            novelty_weight: 0.5,
+            error_cap: 6.0,
+            std_floor: 0.03,
+            separate: true,
+        }
+    }
+}
+
+/// Weight of each new error in the running mean absolute error.
+const MAE_ALPHA: f64 = 0.01;
+/// Errors are clipped at this many MAEs so one outlier can't inflate the scale.
+const MAE_CLIP: f64 = 4.0;
+/// 1.2533 · MAE estimates σ for Gaussian errors.
+const MAE_TO_SIGMA: f64 = 1.2533;
+
+/// State of one series. Everything is bounded by the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesModel {
+    n: u64,
+    recent: VecDeque<f64>,
+    level_window: usize,
+    mae: f64,
+    scored: u64,
+    min: f64,
+    max: f64,
+    context: ContextMemory,
+    /// Range the context grid is laid over, fixed at the end of warm-up.
+    grid: Option<(f64, f64)>,
+    /// Likelihood of the prediction error (of the mix when not `separate`).
+    likelihood: AnomalyLikelihood,
+    /// Likelihood of the contextual novelty (when `separate`).
+    novelty_likelihood: AnomalyLikelihood,
+    cooldown_left: usize,
+    /// Reused buffer for medians (not state: skipped by snapshots).
+    #[serde(skip)]
+    scratch: Vec<f64>,
+}
+
+impl SeriesModel {
+    /// A fresh model for `cfg` (which must have passed `validate`).
+    pub fn new(cfg: &Config) -> Self {
+        Self::with_tuning(cfg, &Tuning::default())
+    }
+
+    /// A fresh model with non-default internal constants (benchmarks only).
+    pub fn with_tuning(cfg: &Config, t: &Tuning) -> Self {
+        SeriesModel {
+            n: 0,
+            recent: VecDeque::with_capacity(t.level_window),
+            level_window: t.level_window.max(1),
+            mae: 0.0,
+            scored: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            context: ContextMemory::default(),
+            grid: None,
+            likelihood: AnomalyLikelihood::new(
+                cfg.short_window,
+                cfg.likelihood_window,
+                cfg.likelihood_window.min(cfg.warmup.max(10)),
+                t.std_floor,
+            ),
+            novelty_likelihood: AnomalyLikelihood::new(
+                cfg.short_window,
+                cfg.likelihood_window,
+                cfg.likelihood_window.min(cfg.warmup.max(10)),
+                t.std_floor,
+            ),
+            cooldown_left: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Feeds one finite `value` and scores it.
+    pub fn update(&mut self, cfg: &Config, value: f64) -> Output {
+        self.update_tuned(cfg, &Tuning::default(), value)
+    }
+
+    /// [`SeriesModel::update`] with non-default internal constants.
+    pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64) -> Output {
+        // Prediction: the median of the last few values (robust to single
+        // outliers, follows level shifts within half a window).
+        self.scratch.clear();
+        self.scratch.extend(self.recent.iter().copied());
+        let expected = median_in_place(&mut self.scratch).unwrap_or(value);
+        let residual = value - expected;
+        let have_pred = !self.recent.is_empty();
+        let tiny = 1e-9 * (1.0 + value.abs());
+        let z = if have_pred && self.scored > 0 {
+            residual / (MAE_TO_SIGMA * self.mae + tiny)
+        } else {
+            0.0
+        };
+        if have_pred {
+            let err = residual.abs();
+            let clipped = if self.scored == 0 {
+                err
+            } else {
+                err.min(MAE_CLIP * self.mae.max(f64::MIN_POSITIVE))
+            };
+            self.mae = if self.scored == 0 {
+                clipped
+            } else {
+                self.mae + MAE_ALPHA * (clipped - self.mae)
+            };
+            self.scored += 1;
+        }
+        if self.recent.len() == self.level_window {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(value);
+
+        // The quantisation grid follows the seen range while learning and
+        // is frozen afterwards: re-gridding later would make every old
+        // pattern look new after each range expansion.
+        let lo = self.min.min(value);
+        let hi = self.max.max(value);
+        let warm = self.n >= cfg.warmup as u64;
+        if warm && self.grid.is_none() {
+            self.grid = Some((lo, hi));
+        }
+        let (glo, ghi) = self.grid.unwrap_or((lo, hi));
+        let novel = self.context.observe(level(value, glo, ghi));
+
+        let err_part = (z.abs() / t.error_cap).min(1.0);
+        let novel_part = if novel { 1.0 } else { 0.0 };
+        let lik = if t.separate {
+            let a = self.likelihood.update(err_part);
+            let b = self.novelty_likelihood.update(novel_part);
+            a.max(b)
+        } else {
+            let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
+            self.likelihood.update(raw)
+        };
+
+        let mut score = 0.0;
+        let mut kind = Kind::Normal;
+        if warm {
+            score = lik;
+            if score > 0.0 {
+                kind = Kind::Deviation;
+            }
+            if cfg.range_tolerance > 0.0 && self.max > self.min {
+                let tol = (self.max - self.min) * cfg.range_tolerance;
+                if value > self.max + tol || value < self.min - tol {
+                    score = 1.0;
+                    kind = Kind::RangeBreakout;
+                }
+            }
+        }
+        self.min = lo;
+        self.max = hi;
+        self.n += 1;
+
+        let mut alert = false;
+        if self.cooldown_left > 0 {
+            self.cooldown_left -= 1;
+        } else if warm && score >= cfg.threshold {
+            alert = true;
+            self.cooldown_left = cfg.cooldown;
+        }
+        Output {
+            score,
+            alert,
+            expected,
+            band: 3.0 * MAE_TO_SIGMA * self.mae,
+            residual,
+            z,
+            novel,
+            kind,
+        }
+    }
+
+    /// Records seen so far.
+    pub fn records(&self) -> u64 {
+        self.n
+    }
+
+    /// The range of values seen so far (`None` before the first).
+    pub fn range(&self) -> Option<(f64, f64)> {
+        (self.n > 0).then_some((self.min, self.max))
+    }
+}
+
+/// Median of `xs` (finite values); reorders `xs`.
+fn median_in_place(xs: &mut [f64]) -> Option<f64> {
+    let n = xs.len();
+    if n == 0 {
+        return None;
+    }
+    let mid = n / 2;
+    let (lo, m, _) = xs.select_nth_unstable_by(mid, f64::total_cmp);
+    let upper = *m;
+    if n % 2 == 1 {
+        Some(upper)
+    } else {
+        let lower = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some(0.5 * (lower + upper))
+    }
+}

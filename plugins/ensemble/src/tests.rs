@@ -1,0 +1,187 @@
+use serde_json::{json, Value};
+use vigil_sdk::testing::{new_detector, process_all, run, snapshot_round_trip, FieldType, Rows};
+use vigil_sdk::{Alert, Batch, Severity};
+
+use crate::config::Config;
+use crate::model::{Kind, SeriesModel};
+use crate::Ensemble;
+
+const STEP_MS: i64 = 300_000; // 5-minute metric
+const DAY: usize = 288; // records per day at that step
+
+/// Deterministic noise in [-0.5, 0.5): splitmix64 of the index.
+fn noise(i: usize) -> f64 {
+    let mut z = (i as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+/// Daily sine between 5 and 15 with small noise.
+fn sine(i: usize) -> f64 {
+    let phase = (i % DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
+    10.0 + 5.0 * phase.sin() + 0.3 * noise(i)
+}
+
+fn batches(values: &[f64], per_batch: usize) -> Vec<Batch> {
+    values
+        .chunks(per_batch)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let first = c * per_batch;
+            let mut rows = Rows::new(0, first as i64).schema(&[("value", FieldType::F64)]);
+            for (j, v) in chunk.iter().enumerate() {
+                let i = first + j;
+                rows = rows.row(
+                    1_400_000_000_000 + i as i64 * STEP_MS,
+                    None,
+                    json!({ "value": v }),
+                );
+            }
+            rows.build()
+        })
+        .collect()
+}
+
+fn offsets(alerts: &[Alert]) -> Vec<i64> {
+    alerts.iter().map(Alert::source_offset).collect()
+}
+
+#[test]
+fn clean_seasonal_series_raises_nothing() {
+    let values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let alerts = run::<Ensemble>(json!({}), &batches(&values, 500)).unwrap();
+    assert_eq!(offsets(&alerts), Vec::<i64>::new());
+}
+
+#[test]
+fn spike_and_level_shift_alert_near_injection() {
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let spike = 1700;
+    values[spike] += 12.0;
+    let shift = 2300;
+    for v in &mut values[shift..] {
+        *v += 8.0;
+    }
+    let alerts = run::<Ensemble>(json!({}), &batches(&values, 500)).unwrap();
+    let got = offsets(&alerts);
+    // The spike, the shift, and at most one reminder of the still-shifted
+    // level once the cooldown is over.
+    assert!((2..=3).contains(&got.len()), "alerts at {got:?}");
+    assert!(
+        got[2..].iter().all(|&o| o > got[1] + 288),
+        "alerts at {got:?}"
+    );
+    assert_eq!(got[0], spike as i64);
+    assert!(
+        (shift as i64..shift as i64 + 12).contains(&got[1]),
+        "alerts at {got:?}"
+    );
+    let a = &alerts[0];
+    assert_eq!(a.get_field("kind"), Some("\"range_breakout\""));
+    assert!(a.get_severity() >= Severity::High);
+    assert!(a.get_score() >= 0.5 && a.get_score() <= 1.0);
+    let expected: f64 = a.get_field("expected").unwrap().parse().unwrap();
+    assert!(
+        (expected - (values[spike] - 12.0)).abs() < 1.5,
+        "expected {expected}"
+    );
+    let lo: f64 = a.get_field("expected_low").unwrap().parse().unwrap();
+    let hi: f64 = a.get_field("expected_high").unwrap().parse().unwrap();
+    assert!(lo < expected && expected < hi && hi < values[spike]);
+}
+
+#[test]
+fn in_range_change_of_behaviour_is_flagged() {
+    // The daily sine starts flipping between 7 and 13 every record: both
+    // values are well inside the range seen, only the movement is new.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let change = 8 * DAY + 10;
+    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
+    }
+    let alerts = run::<Ensemble>(json!({}), &batches(&values, 400)).unwrap();
+    let got = offsets(&alerts);
+    assert!(!got.is_empty(), "no alert");
+    assert!(
+        (change as i64..change as i64 + 20).contains(&got[0]),
+        "alerts at {got:?}"
+    );
+    assert_eq!(alerts[0].get_field("kind"), Some("\"deviation\""));
+}
+
+#[test]
+fn snapshot_restore_gives_identical_alerts() {
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    values[2100] += 12.0;
+    for v in &mut values[2600..] {
+        *v -= 8.0;
+    }
+    let all = batches(&values, 300);
+    let (head, tail) = all.split_at(5);
+    let cfg = json!({"warmup": 200});
+    let mut original = new_detector::<Ensemble>(cfg.clone()).unwrap();
+    process_all(&mut original, head).unwrap();
+    let mut restored = snapshot_round_trip::<Ensemble>(cfg, &original).unwrap();
+    let a = process_all(&mut original, tail).unwrap();
+    let b = process_all(&mut restored, tail).unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
+
+#[test]
+fn keys_are_separate_series() {
+    // Two hosts in one partition: a flat one and one whose value jumps.
+    let mut rows = Rows::new(0, 0).schema(&[("cpu", FieldType::F64), ("host", FieldType::Str)]);
+    for i in 0..1200 {
+        let t = i as i64 * STEP_MS;
+        let b = if i >= 1000 { 90.0 } else { 20.0 + noise(i) };
+        rows = rows
+            .row(t, None, json!({"cpu": 50.0 + noise(i + 7), "host": "a"}))
+            .row(t, None, json!({"cpu": b, "host": "b"}));
+    }
+    let cfg = json!({"field": "cpu", "key": "host"});
+    let alerts = run::<Ensemble>(cfg, &[rows.build()]).unwrap();
+    assert_eq!(offsets(&alerts), vec![2001]);
+    assert_eq!(alerts[0].get_key(), Some(&b"b"[..]));
+}
+
+#[test]
+fn config_is_validated() {
+    let err = |v: Value| new_detector::<Ensemble>(v).unwrap_err().to_string();
+    assert!(err(json!({"threshold": 1.5})).contains("`threshold`"));
+    assert!(err(json!({"likelihood_window": 2})).contains("`likelihood_window`"));
+    assert!(err(json!({"short_window": 0})).contains("`short_window`"));
+    assert!(err(json!({"max_keys": 0})).contains("`max_keys`"));
+    assert!(err(json!({"treshold": 0.5})).contains("unknown field `treshold`"));
+    let e = run::<Ensemble>(json!({"field": "cpu"}), &batches(&[1.0], 1)).unwrap_err();
+    assert!(e.to_string().contains("no column `cpu`"), "{e}");
+}
+
+#[test]
+fn model_bounds_memory_and_ignores_warmup() {
+    let cfg = Config {
+        likelihood_window: 64,
+        ..Config::default()
+    };
+    let mut m = SeriesModel::new(&cfg);
+    let mut sizes = Vec::new();
+    for i in 0..20_000 {
+        let o = m.update(&cfg, sine(i) + 3.0 * noise(i + 11));
+        if i < cfg.warmup {
+            assert_eq!((o.score, o.alert, o.kind), (0.0, false, Kind::Normal));
+        }
+        if i % 5000 == 4999 {
+            sizes.push(vigil_sdk::state::to_bytes(&m).unwrap().len());
+        }
+    }
+    // Bounded whatever the stream length: two likelihoods of (64 + 20)
+    // f64s each, the pattern bitset (1024 words of at most 10 varint
+    // bytes), the 10-value predictor window and scalars.
+    let cap = 2 * 8 * (64 + 20) + 10 * 1024 + 8 * 10 + 300;
+    assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
+    assert_eq!(m.records(), 20_000);
+}
