@@ -10,7 +10,7 @@ use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
 use crate::common::detect::record;
 use crate::common::percentile;
-use crate::common::server::Admin;
+use vigil_api::client::AdminClient;
 use crate::settings::Params;
 use crate::LOAD_WARMUP_SECS;
 
@@ -30,7 +30,7 @@ pub(crate) fn load_point(
     addr: &str,
     topic: &str,
     p: &Params,
-    admin: &Admin,
+    admin: &AdminClient,
     deployments: &[String],
 ) -> Result<LoadPoint> {
     let warmup = (p.load_rate * LOAD_WARMUP_SECS).ceil() as usize;
@@ -72,7 +72,7 @@ pub(crate) fn load_point(
 pub(crate) fn section_load(
     rt: &Runtime,
     running: &Running,
-    admin: &Admin,
+    admin: &AdminClient,
     hash: &str,
     p: &Params,
 ) -> Result<Vec<LoadPoint>> {
@@ -98,7 +98,7 @@ pub(crate) fn section_load(
                 hash,
                 "load-busy",
                 &format!("load-busy-alerts-{i}"),
-            ))
+            )?)
             .with_context(|| format!("deploying {name}"))?;
     }
     let status = |names: &[String]| -> Result<Vec<DeploymentTotals>> {
