@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 
 use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
 use crate::common::detect::{value_schema, zscore_config};
-use vigil_api::client::AdminClient;
 use crate::common::{lock, percentile};
 use crate::pipeline::{collect_alerts, external_pipeline, ExtStats};
 use crate::settings::Params;

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 
 use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
 use crate::common::detect::record;
 use crate::common::percentile;
-use vigil_api::client::AdminClient;
 use crate::settings::Params;
 use crate::LOAD_WARMUP_SECS;
 

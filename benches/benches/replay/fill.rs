@@ -8,13 +8,13 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 use vigil_storage::store::ObjectStoreStats;
 
 use crate::common::detect::record;
 use crate::common::native::ErrorCount;
 use crate::common::server::{admin_of, get_requests, process_cpu_secs, shutdown, start_broker};
-use vigil_api::client::AdminClient;
 use crate::common::{create_topic, send_when_queued};
 use crate::settings::Params;
 use crate::{SHUTDOWN_LIMIT, UPLOAD_LIMIT};

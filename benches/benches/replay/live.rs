@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 
 use crate::common::detect::{record, source_producer_config};
 use crate::common::server::process_cpu_secs;
-use vigil_api::client::AdminClient;
 use crate::common::{create_topic, pace, percentile, send_when_queued, Reports};
 use crate::fill::{Cold, Filled};
 use crate::jobs::{cancel, replay_spec, status, submit, Status};

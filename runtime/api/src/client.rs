@@ -371,11 +371,7 @@ impl AdminClient {
     }
 
     /// `POST /v1/deployments/NAME/shadow`: the status of the new shadow.
-    pub fn shadow(
-        &self,
-        name: &str,
-        req: &ShadowRequest,
-    ) -> Result<DeploymentStatus, ClientError> {
+    pub fn shadow(&self, name: &str, req: &ShadowRequest) -> Result<DeploymentStatus, ClientError> {
         self.post_json(&["v1", "deployments", name, "shadow"], req)
     }
 

@@ -112,7 +112,9 @@ impl ModuleInputArgs {
     pub(crate) fn on_failure(&self) -> anyhow::Result<Option<FailurePolicy>> {
         self.on_failure
             .as_deref()
-            .map(|p| serde_json::from_value(json!(p)).with_context(|| format!("--on-failure {p:?}")))
+            .map(|p| {
+                serde_json::from_value(json!(p)).with_context(|| format!("--on-failure {p:?}"))
+            })
             .transpose()
     }
 }
@@ -165,8 +167,9 @@ pub(crate) fn client(admin: &str) -> anyhow::Result<AdminClient> {
 pub(crate) fn api<T>(r: Result<T, ClientError>) -> anyhow::Result<T> {
     r.map_err(|e| {
         if e.is_unreachable() {
-            anyhow::Error::new(e)
-                .context("is `vigil serve` running? (set --admin or VIGIL_ADMIN)")
+            anyhow::Error::new(e).context(
+                "the admin API is unreachable (is `vigil serve` running? set --admin or VIGIL_ADMIN)",
+            )
         } else {
             anyhow::Error::new(e)
         }

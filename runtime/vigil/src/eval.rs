@@ -400,15 +400,17 @@ async fn wait_replay(api: &AdminClient, id: &str) -> anyhow::Result<ReplayStatus
                 progress.done("");
                 bail!("replay {id} failed: {e}");
             }
-            state => {
-                progress.show(&format!(
+            state => progress.show(&format!(
                 "replay {id} {}: {done}/{total} records ({:.0}%), {} alerts, {:.0} records/s",
                 state.name(),
-                if total > 0 { 100.0 * done as f64 / total as f64 } else { 0.0 },
+                if total > 0 {
+                    100.0 * done as f64 / total as f64
+                } else {
+                    0.0
+                },
                 s.alerts,
                 s.rows_per_sec,
-            ))
-            }
+            )),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -101,7 +101,10 @@ fn deployment_life_cycle_through_the_typed_client() {
     let versions = api.modules(Some(&name)).expect("versions");
     assert_eq!(versions.len(), 1, "{versions:?}");
     // A name needing encoding reaches the server as one query value.
-    assert!(api.modules(Some("no such & name")).expect("none").is_empty());
+    assert!(api
+        .modules(Some("no such & name"))
+        .expect("none")
+        .is_empty());
 
     let deployed = api
         .deploy(&zscore_spec("fraud", &meta.hash))
@@ -113,16 +116,28 @@ fn deployment_life_cycle_through_the_typed_client() {
     assert_eq!(deployed.partitions.len(), 2, "{deployed:?}");
 
     let st = api.status("fraud").expect("status");
-    assert_eq!((st.name.as_str(), &st.state), ("fraud", &DeploymentState::Running));
+    assert_eq!(
+        (st.name.as_str(), &st.state),
+        ("fraud", &DeploymentState::Running)
+    );
     let listed = api.deployments().expect("list");
     assert_eq!(
         listed.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
         ["fraud"]
     );
 
-    assert_eq!(api.pause("fraud").expect("pause").state, DeploymentState::Paused);
-    assert_eq!(api.status("fraud").expect("status").state, DeploymentState::Paused);
-    assert_eq!(api.resume("fraud").expect("resume").state, DeploymentState::Running);
+    assert_eq!(
+        api.pause("fraud").expect("pause").state,
+        DeploymentState::Paused
+    );
+    assert_eq!(
+        api.status("fraud").expect("status").state,
+        DeploymentState::Paused
+    );
+    assert_eq!(
+        api.resume("fraud").expect("resume").state,
+        DeploymentState::Running
+    );
 
     // The same name again: 409, decoded.
     let e = api
@@ -132,7 +147,9 @@ fn deployment_life_cycle_through_the_typed_client() {
     // An unknown deployment and replay: 404, decoded.
     let e = api.status("ghost").expect_err("unknown deployment");
     api_error(&e, 404, ErrorKind::NotFound, "ghost");
-    let e = api.replay_status("ghost-replay").expect_err("unknown replay");
+    let e = api
+        .replay_status("ghost-replay")
+        .expect_err("unknown replay");
     api_error(&e, 404, ErrorKind::NotFound, "ghost-replay");
 
     let metrics = api.metrics().expect("metrics");
@@ -176,7 +193,10 @@ fn replay_and_diff_answers_decode() {
         budget: None,
     };
     let started = api.replay(&spec).expect("replay");
-    assert_eq!((started.id.as_str(), started.topic.as_str()), ("r1", "payments"));
+    assert_eq!(
+        (started.id.as_str(), started.topic.as_str()),
+        ("r1", "payments")
+    );
     assert_eq!(started.records_total, 0, "{started:?}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let done = loop {
@@ -192,7 +212,10 @@ fn replay_and_diff_answers_decode() {
     };
     assert_eq!(done.alerts, 0);
     let all = api.replays().expect("replays");
-    assert_eq!(all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r1"]);
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["r1"]
+    );
 
     let report = api
         .diff(&DiffRequest {
@@ -254,7 +277,10 @@ fn a_renamed_or_missing_field_is_a_decode_error() {
     assert!(matches!(e, ClientError::Decode { .. }), "{e:?}");
     assert!(!e.retriable());
     let text = e.to_string();
-    assert!(text.contains("partitions") && text.contains(route), "{text}");
+    assert!(
+        text.contains("partitions") && text.contains(route),
+        "{text}"
+    );
 
     let mut missing = real.clone();
     missing["partitions"][0]
