@@ -53,7 +53,7 @@ pub(crate) fn load_point(
     while t.elapsed() < Duration::from_secs(30) {
         totals_now = deployments
             .iter()
-            .map(|d| admin.status(d).map(|s| totals(&s)))
+            .map(|d| Ok(totals(&admin.status(d)?)))
             .collect::<Result<Vec<_>>>()?;
         if totals_now.iter().all(|d| d.lag == 0) {
             catch_up = Some(t.elapsed());
@@ -104,7 +104,7 @@ pub(crate) fn section_load(
     let status = |names: &[String]| -> Result<Vec<DeploymentTotals>> {
         names
             .iter()
-            .map(|d| admin.status(d).map(|s| totals(&s)))
+            .map(|d| Ok(totals(&admin.status(d)?)))
             .collect()
     };
     if p.load_control {
