@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
-use serde_json::Value;
+use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::config::FileConfig;
 use vigil_server::server::Running;
 use vigil_storage::store::{ObjectStoreStats, StoreOp};
@@ -42,74 +42,9 @@ pub fn shutdown(rt: &Runtime, running: Running, limit: Duration) -> Result<Durat
     Ok(t.elapsed())
 }
 
-/// The broker's admin HTTP API.
-pub struct Admin {
-    pub base: String,
-}
-
-impl Admin {
-    pub fn of(running: &Running) -> Self {
-        Admin {
-            base: format!("http://{}", running.admin_addr),
-        }
-    }
-
-    /// The JSON body of a reply, or the error (with the body) of a non-2xx.
-    pub fn reply(r: Result<ureq::Response, ureq::Error>, what: &str) -> Result<Value> {
-        let resp = match r {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, r)) => {
-                let body = r.into_string().unwrap_or_default();
-                bail!("{what}: HTTP {code}: {body}");
-            }
-            Err(e) => return Err(anyhow!("{what}: {e}")),
-        };
-        let body = resp
-            .into_string()
-            .with_context(|| format!("{what}: reading the reply"))?;
-        serde_json::from_str(&body).with_context(|| format!("{what}: reply is not JSON: {body}"))
-    }
-
-    pub fn get(&self, path: &str) -> Result<Value> {
-        let r = ureq::get(&format!("{}{path}", self.base)).call();
-        Self::reply(r, &format!("GET {path}"))
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let r = ureq::post(&format!("{}{path}", self.base))
-            .set("content-type", "application/json")
-            .send_string(&body.to_string());
-        Self::reply(r, &format!("POST {path}"))
-    }
-
-    pub fn delete(&self, path: &str) -> Result<Value> {
-        let r = ureq::delete(&format!("{}{path}", self.base)).call();
-        Self::reply(r, &format!("DELETE {path}"))
-    }
-
-    /// Uploads a module; returns its hash.
-    pub fn upload(&self, wasm: &[u8]) -> Result<String> {
-        let r = ureq::post(&format!("{}/v1/modules", self.base))
-            .set("content-type", "application/wasm")
-            .send_bytes(wasm);
-        let v = Self::reply(r, "POST /v1/modules")?;
-        v["hash"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("POST /v1/modules: no hash in {v}"))
-    }
-
-    pub fn deploy(&self, spec: &Value) -> Result<Value> {
-        self.post("/v1/deployments", spec)
-    }
-
-    pub fn undeploy(&self, name: &str) -> Result<Value> {
-        self.delete(&format!("/v1/deployments/{name}"))
-    }
-
-    pub fn status(&self, name: &str) -> Result<Value> {
-        self.get(&format!("/v1/deployments/{name}"))
-    }
+/// The typed client of `running`'s admin HTTP API.
+pub fn admin_of(running: &Running) -> Result<AdminClient> {
+    AdminClient::new(&running.admin_addr.to_string()).context("admin API client")
 }
 
 /// GET requests of every kind counted in `s`.

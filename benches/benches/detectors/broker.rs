@@ -8,14 +8,20 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use serde_json::{json, Value};
+use serde_json::json;
+use vigil_api::{DeploymentSpec, DeploymentStatus};
 
 use crate::common::detect::{record, source_producer_config, value_schema, zscore_config};
 use crate::common::server::process_cpu_secs;
 use crate::common::{lock, pace, send_when_queued};
 
-pub(crate) fn zscore_spec(name: &str, hash: &str, input: &str, output: &str) -> Value {
-    json!({
+pub(crate) fn zscore_spec(
+    name: &str,
+    hash: &str,
+    input: &str,
+    output: &str,
+) -> Result<DeploymentSpec> {
+    serde_json::from_value(json!({
         "name": name,
         "module": hash,
         "inputs": [input],
@@ -23,7 +29,8 @@ pub(crate) fn zscore_spec(name: &str, hash: &str, input: &str, output: &str) -> 
         "config": zscore_config(),
         "value_schema": value_schema(),
         "start": "latest",
-    })
+    }))
+    .context("the zscore deployment spec")
 }
 
 /// Sums of a deployment's per-partition status.
@@ -36,20 +43,20 @@ pub(crate) struct DeploymentTotals {
     pub(crate) last_error: Option<String>,
 }
 
-pub(crate) fn totals(status: &Value) -> DeploymentTotals {
+pub(crate) fn totals(status: &DeploymentStatus) -> DeploymentTotals {
     let mut t = DeploymentTotals {
-        state: status["state"].as_str().unwrap_or("?").to_string(),
+        state: status.state.name().to_string(),
         ..Default::default()
     };
-    for part in status["partitions"].as_array().into_iter().flatten() {
-        t.records += part["records"].as_u64().unwrap_or(0);
-        t.alerts += part["alerts"].as_u64().unwrap_or(0);
-        t.lag += part["lag"].as_i64().unwrap_or(0);
-        if let Some(e) = part["last_error"].as_str() {
-            t.last_error.get_or_insert_with(|| e.to_string());
+    for part in &status.partitions {
+        t.records += part.records;
+        t.alerts += part.alerts;
+        t.lag += part.lag;
+        if let Some(e) = &part.last_error {
+            t.last_error.get_or_insert_with(|| e.clone());
         }
     }
-    if let Some(e) = status["error"].as_str() {
+    if let Some(e) = status.state.error() {
         t.last_error = Some(e.to_string());
     }
     t

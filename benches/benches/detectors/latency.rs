@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 
 use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
 use crate::common::detect::{value_schema, zscore_config};
-use crate::common::server::Admin;
 use crate::common::{lock, percentile};
 use crate::pipeline::{collect_alerts, external_pipeline, ExtStats};
 use crate::settings::Params;
@@ -166,7 +166,7 @@ pub(crate) fn run_pipeline(
 pub(crate) fn section_latency(
     rt: &Runtime,
     running: &Running,
-    admin: &Admin,
+    admin: &AdminClient,
     hash: &str,
     p: &Params,
 ) -> Result<LatencyResult> {
@@ -179,7 +179,7 @@ pub(crate) fn section_latency(
     );
     common::create_topic(rt, &addr, "in", p.partitions)?;
     admin
-        .deploy(&zscore_spec("zscore-latency", hash, "in", "alerts"))
+        .deploy(&zscore_spec("zscore-latency", hash, "in", "alerts")?)
         .context("deploying zscore on `in`")?;
     let mut vigil = run_pipeline("vigil", &addr, "in", "alerts", p, |_| Ok(None))?;
     vigil.deployment = Some(totals(&admin.status("zscore-latency")?));

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 
 use crate::broker::{produce, totals, zscore_spec, DeploymentTotals, Sent};
 use crate::common;
 use crate::common::detect::record;
 use crate::common::percentile;
-use crate::common::server::Admin;
 use crate::settings::Params;
 use crate::LOAD_WARMUP_SECS;
 
@@ -30,7 +30,7 @@ pub(crate) fn load_point(
     addr: &str,
     topic: &str,
     p: &Params,
-    admin: &Admin,
+    admin: &AdminClient,
     deployments: &[String],
 ) -> Result<LoadPoint> {
     let warmup = (p.load_rate * LOAD_WARMUP_SECS).ceil() as usize;
@@ -53,7 +53,7 @@ pub(crate) fn load_point(
     while t.elapsed() < Duration::from_secs(30) {
         totals_now = deployments
             .iter()
-            .map(|d| admin.status(d).map(|s| totals(&s)))
+            .map(|d| Ok(totals(&admin.status(d)?)))
             .collect::<Result<Vec<_>>>()?;
         if totals_now.iter().all(|d| d.lag == 0) {
             catch_up = Some(t.elapsed());
@@ -72,7 +72,7 @@ pub(crate) fn load_point(
 pub(crate) fn section_load(
     rt: &Runtime,
     running: &Running,
-    admin: &Admin,
+    admin: &AdminClient,
     hash: &str,
     p: &Params,
 ) -> Result<Vec<LoadPoint>> {
@@ -98,13 +98,13 @@ pub(crate) fn section_load(
                 hash,
                 "load-busy",
                 &format!("load-busy-alerts-{i}"),
-            ))
+            )?)
             .with_context(|| format!("deploying {name}"))?;
     }
     let status = |names: &[String]| -> Result<Vec<DeploymentTotals>> {
         names
             .iter()
-            .map(|d| admin.status(d).map(|s| totals(&s)))
+            .map(|d| Ok(totals(&admin.status(d)?)))
             .collect()
     };
     if p.load_control {

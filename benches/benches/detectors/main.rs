@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 
-use common::server::{start_broker, Admin};
+use common::server::{admin_of, start_broker};
 use latency::{print_latency, section_latency};
 use load::{print_load, section_load};
 use settings::{print_header, Params, Wasm};
@@ -101,7 +101,7 @@ fn main() -> Result<()> {
             .build()
             .context("cannot start the tokio runtime")?;
         let running = start_broker(&rt, &root.join("data"), &root.join("objects"))?;
-        let admin = Admin::of(&running);
+        let admin = admin_of(&running)?;
         println!(
             "broker on {} (admin http://{}), data dir {}\n",
             running.kafka_addr,
@@ -109,8 +109,9 @@ fn main() -> Result<()> {
             root.join("data").display()
         );
         let hash = admin
-            .upload(&wasm.zscore)
-            .context("uploading the zscore module through POST /v1/modules")?;
+            .upload_module(&wasm.zscore)
+            .context("uploading the zscore module through POST /v1/modules")?
+            .hash;
         let result = (|| -> Result<()> {
             if p.latency {
                 let r = section_latency(&rt, &running, &admin, &hash, &p)

@@ -8,12 +8,13 @@ use anyhow::{bail, Context as _, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 use vigil_server::server::Running;
 use vigil_storage::store::ObjectStoreStats;
 
 use crate::common::detect::record;
 use crate::common::native::ErrorCount;
-use crate::common::server::{get_requests, process_cpu_secs, shutdown, start_broker, Admin};
+use crate::common::server::{admin_of, get_requests, process_cpu_secs, shutdown, start_broker};
 use crate::common::{create_topic, send_when_queued};
 use crate::settings::Params;
 use crate::{SHUTDOWN_LIMIT, UPLOAD_LIMIT};
@@ -47,8 +48,8 @@ pub(crate) fn fill(
     let running = start_broker(rt, &root.join(format!("data-fill-{topic}")), &objects)?;
     let addr = running.kafka_addr.to_string();
     // Stored in the object store: every later broker finds it there.
-    Admin::of(&running)
-        .upload(wasm)
+    admin_of(&running)?
+        .upload_module(wasm)
         .context("uploading the zscore module")?;
     create_topic(rt, &addr, topic, p.partitions)?;
     println!(
@@ -157,7 +158,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 /// topic is on local disk or in its block cache.
 pub(crate) struct Cold {
     pub(crate) running: Running,
-    pub(crate) admin: Admin,
+    pub(crate) admin: AdminClient,
     /// The zscore module's hash.
     pub(crate) hash: String,
     /// `POST /v1/modules` on this broker: fetch-free, but it compiles.
@@ -170,11 +171,14 @@ impl Cold {
     pub(crate) fn start(rt: &Runtime, root: &Path, filled: &Filled, wasm: &[u8]) -> Result<Cold> {
         let n = COLD_BROKERS.fetch_add(1, Ordering::SeqCst);
         let running = start_broker(rt, &root.join(format!("data-cold-{n}")), &filled.objects)?;
-        let admin = Admin::of(&running);
+        let admin = admin_of(&running)?;
         // Compiling the module takes about a second: done before any clock
         // starts, so replay rows measure replaying.
         let t = Instant::now();
-        let hash = admin.upload(wasm).context("uploading the zscore module")?;
+        let hash = admin
+            .upload_module(wasm)
+            .context("uploading the zscore module")?
+            .hash;
         Ok(Cold {
             running,
             admin,

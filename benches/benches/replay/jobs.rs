@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use serde_json::{json, Value};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
+use vigil_api::{Budget, ReplaySpec, ReplayStatus};
 
 use crate::common::detect::{value_schema, zscore_config};
-use crate::common::server::Admin;
 use crate::fill::{Cold, Cost, Filled};
 use crate::{POLL, RUN_LIMIT};
 
@@ -22,25 +22,26 @@ pub(crate) fn replay_spec(
     topic: &str,
     parallelism: Option<u32>,
     cpu_share: Option<f64>,
-) -> Value {
-    let mut spec = json!({
-        "id": id,
-        "module": hash,
-        "topic": topic,
-        "config": zscore_config(),
-        "value_schema": value_schema(),
-    });
-    let mut budget = serde_json::Map::new();
-    if let Some(n) = parallelism {
-        budget.insert("parallelism".into(), json!(n));
+) -> ReplaySpec {
+    ReplaySpec {
+        id: Some(id.to_string()),
+        module: hash.to_string(),
+        topic: topic.to_string(),
+        config: zscore_config(),
+        value_schema: Some(value_schema()),
+        budget: (parallelism.is_some() || cpu_share.is_some()).then(|| Budget {
+            parallelism: parallelism.map(|n| n as usize),
+            max_bytes_per_sec: None,
+            cpu_share,
+        }),
+        from: None,
+        to: None,
+        partitions: None,
+        output: None,
+        limits: Default::default(),
+        on_failure: None,
+        max_batch_bytes: None,
     }
-    if let Some(s) = cpu_share {
-        budget.insert("cpu_share".into(), json!(s));
-    }
-    if !budget.is_empty() {
-        spec["budget"] = Value::Object(budget);
-    }
-    spec
 }
 
 /// The fields of a `ReplayStatus` the bench reads.
@@ -57,16 +58,18 @@ pub(crate) struct Status {
 }
 
 impl Status {
-    pub(crate) fn of(v: &Value) -> Status {
+    pub(crate) fn of(s: &ReplayStatus) -> Status {
+        // The API keeps offsets and times as i64; they are never negative.
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
         Status {
-            state: v["state"].as_str().unwrap_or("?").to_string(),
-            error: v["error"].as_str().map(str::to_string),
-            records_total: v["records_total"].as_u64().unwrap_or(0),
-            records_done: v["records_done"].as_u64().unwrap_or(0),
-            alerts: v["alerts"].as_u64().unwrap_or(0),
-            elapsed_ms: v["elapsed_ms"].as_u64().unwrap_or(0),
-            rows_per_sec: v["rows_per_sec"].as_f64().unwrap_or(f64::NAN),
-            output: v["output"].as_str().unwrap_or("?").to_string(),
+            state: s.state.name().to_string(),
+            error: s.state.error().map(str::to_string),
+            records_total: count(s.records_total),
+            records_done: count(s.records_done),
+            alerts: s.alerts,
+            elapsed_ms: count(s.elapsed_ms),
+            rows_per_sec: s.rows_per_sec,
+            output: s.output.clone(),
         }
     }
 
@@ -76,18 +79,17 @@ impl Status {
     }
 }
 
-pub(crate) fn submit(admin: &Admin, spec: &Value) -> Result<Status> {
-    admin.post("/v1/replays", spec).map(|v| Status::of(&v))
+pub(crate) fn submit(admin: &AdminClient, spec: &ReplaySpec) -> Result<Status> {
+    Ok(Status::of(&admin.replay(spec)?))
 }
 
-pub(crate) fn status(admin: &Admin, id: &str) -> Result<Status> {
-    admin
-        .get(&format!("/v1/replays/{id}"))
-        .map(|v| Status::of(&v))
+pub(crate) fn status(admin: &AdminClient, id: &str) -> Result<Status> {
+    Ok(Status::of(&admin.replay_status(id)?))
 }
 
-pub(crate) fn cancel(admin: &Admin, id: &str) -> Result<()> {
-    admin.delete(&format!("/v1/replays/{id}")).map(|_| ())
+pub(crate) fn cancel(admin: &AdminClient, id: &str) -> Result<()> {
+    admin.cancel_replay(id)?;
+    Ok(())
 }
 
 /// One replay row of section A.

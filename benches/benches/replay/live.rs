@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use tokio::runtime::Runtime;
+use vigil_api::client::AdminClient;
 
 use crate::common::detect::{record, source_producer_config};
-use crate::common::server::{process_cpu_secs, Admin};
+use crate::common::server::process_cpu_secs;
 use crate::common::{create_topic, pace, percentile, send_when_queued, Reports};
 use crate::fill::{Cold, Filled};
 use crate::jobs::{cancel, replay_spec, status, submit, Status};
@@ -167,8 +168,8 @@ fn sleep_until(t: Instant) {
 /// job whenever one completes, so one is always running; cancels the last
 /// one at `until`. Returns the jobs and how long the cancel took.
 fn keep_replaying(
-    admin: &Admin,
-    spec: impl Fn(&str) -> serde_json::Value,
+    admin: &AdminClient,
+    spec: impl Fn(&str) -> vigil_api::ReplaySpec,
     until: Instant,
 ) -> Result<(Vec<Job>, Option<Duration>)> {
     let t = Instant::now();

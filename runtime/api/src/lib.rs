@@ -6,6 +6,9 @@
 //! Nothing here does I/O; the typed HTTP client lives behind the `client`
 //! feature so the broker does not link an HTTP client it never uses.
 
+pub mod acks;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod diff;
 pub mod error;
 pub mod modules;
@@ -13,6 +16,7 @@ pub mod replay;
 pub mod spec;
 pub mod status;
 
+pub use acks::{Cancelled, Undeployed};
 pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
 pub use error::{ErrorBody, ErrorKind};
 pub use modules::{ModuleMeta, ShadowRequest, SwapRequest};

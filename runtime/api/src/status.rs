@@ -17,6 +17,27 @@ pub enum DeploymentState {
     Completed,
 }
 
+impl DeploymentState {
+    /// The state as the API writes it: `running`, `paused`, `failed` or
+    /// `completed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeploymentState::Running => "running",
+            DeploymentState::Paused => "paused",
+            DeploymentState::Failed(_) => "failed",
+            DeploymentState::Completed => "completed",
+        }
+    }
+
+    /// Why a failed deployment or replay stopped.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            DeploymentState::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 /// Live progress of one input partition.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct PartitionStatus {

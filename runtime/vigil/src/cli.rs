@@ -1,10 +1,12 @@
 //! `vigil detector ...`: a client of the admin API (and the local wasm build).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use vigil_api::client::{AdminClient, ClientError};
+use vigil_api::{DeploymentSpec, DeploymentStatus, FailurePolicy, ModuleMeta};
 
 /// Admin API address shared by all detector commands.
 #[derive(Args, Debug, Clone)]
@@ -96,18 +98,24 @@ pub(crate) struct ModuleInputArgs {
 }
 
 impl ModuleInputArgs {
-    /// Puts the given flags into a spec through `set`.
-    pub(crate) fn apply(&self, set: &mut impl FnMut(&str, Value)) -> anyhow::Result<()> {
-        if let Some(c) = &self.config {
-            set("config", text_or_file(c)?);
-        }
-        if let Some(s) = &self.schema {
-            set("value_schema", text_or_file(s)?);
-        }
-        if let Some(p) = &self.on_failure {
-            set("on_failure", json!(p));
-        }
-        Ok(())
+    /// `--config`, parsed.
+    pub(crate) fn config(&self) -> anyhow::Result<Option<Value>> {
+        self.config.as_deref().map(text_or_file).transpose()
+    }
+
+    /// `--schema`, parsed.
+    pub(crate) fn schema(&self) -> anyhow::Result<Option<Value>> {
+        self.schema.as_deref().map(text_or_file).transpose()
+    }
+
+    /// `--on-failure`, parsed with the API's own names.
+    pub(crate) fn on_failure(&self) -> anyhow::Result<Option<FailurePolicy>> {
+        self.on_failure
+            .as_deref()
+            .map(|p| {
+                serde_json::from_value(json!(p)).with_context(|| format!("--on-failure {p:?}"))
+            })
+            .transpose()
     }
 }
 
@@ -148,36 +156,24 @@ pub struct DeployArgs {
     max_alerts: Option<u32>,
 }
 
-pub(crate) fn url(admin: &str, path: &str) -> String {
-    format!("{}{path}", admin.trim_end_matches('/'))
+/// The admin API client for `--admin`.
+pub(crate) fn client(admin: &str) -> anyhow::Result<AdminClient> {
+    Ok(AdminClient::new(admin)?)
 }
 
-/// Sends a request and returns the JSON answer; API errors become their message.
-pub(crate) fn call(req: ureq::Request, body: Option<Body>) -> anyhow::Result<Value> {
-    let target = req.url().to_string();
-    let res = match body {
-        None => req.call(),
-        Some(Body::Json(v)) => req.send_json(v),
-        Some(Body::Bytes(b)) => req.set("content-type", "application/wasm").send_bytes(&b),
-    };
-    match res {
-        Ok(r) => r.into_json().with_context(|| format!("unreadable answer from {target}")),
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or(text);
-            bail!("{msg} (HTTP {code})")
+/// An admin API result with the CLI's hint when the broker is unreachable.
+/// The [`ClientError`] stays in the chain (its message says whether retrying
+/// can help).
+pub(crate) fn api<T>(r: Result<T, ClientError>) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        if e.is_unreachable() {
+            anyhow::Error::new(e).context(
+                "the admin API is unreachable (is `vigil serve` running? set --admin or VIGIL_ADMIN)",
+            )
+        } else {
+            anyhow::Error::new(e)
         }
-        // Kept as the source so a watcher can tell "unreachable" from an API error.
-        Err(e) => Err(anyhow::Error::new(e).context("cannot reach the broker's admin API (is `vigil serve` running? set --admin or VIGIL_ADMIN)")),
-    }
-}
-
-pub(crate) enum Body {
-    Json(Value),
-    Bytes(Vec<u8>),
+    })
 }
 
 pub(crate) fn text_or_file(s: &str) -> anyhow::Result<Value> {
@@ -190,12 +186,9 @@ pub(crate) fn text_or_file(s: &str) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("not valid JSON: {text}"))
 }
 
-pub(crate) fn upload(admin: &str, file: &PathBuf) -> anyhow::Result<Value> {
+pub(crate) fn upload(admin: &AdminClient, file: &Path) -> anyhow::Result<ModuleMeta> {
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    call(
-        ureq::post(&url(admin, "/v1/modules")),
-        Some(Body::Bytes(bytes)),
-    )
+    api(admin.upload_module(&bytes))
 }
 
 fn parse_start(s: &str) -> anyhow::Result<Value> {
@@ -211,7 +204,9 @@ fn parse_start(s: &str) -> anyhow::Result<Value> {
     })
 }
 
-fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
+fn deploy_spec(admin: &AdminClient, a: DeployArgs) -> anyhow::Result<DeploymentSpec> {
+    // The spec file is the user's JSON; the flags override its fields, and
+    // the whole is then read as the API's type.
     let mut spec = match &a.spec {
         Some(p) if p.as_os_str() == "-" => {
             serde_json::from_reader(std::io::stdin()).context("spec on stdin is not JSON")?
@@ -230,14 +225,11 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
     }
     if let Some(m) = a.module {
         let hash = if m.ends_with(".wasm") {
-            let meta = upload(admin, &PathBuf::from(&m))?;
-            meta.get("hash")
-                .cloned()
-                .context("upload answer has no hash")?
+            upload(admin, Path::new(&m))?.hash
         } else {
-            json!(m)
+            m
         };
-        set("module", hash);
+        set("module", json!(hash));
     }
     if !a.inputs.is_empty() {
         set("inputs", json!(a.inputs));
@@ -245,7 +237,15 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
     if let Some(o) = a.output {
         set("output", json!(o));
     }
-    a.module_input.apply(&mut set)?;
+    if let Some(c) = a.module_input.config()? {
+        set("config", c);
+    }
+    if let Some(s) = a.module_input.schema()? {
+        set("value_schema", s);
+    }
+    if let Some(p) = a.module_input.on_failure()? {
+        set("on_failure", json!(p));
+    }
     if let Some(t) = a.dead_letter_topic {
         set("dead_letter_topic", json!(t));
     }
@@ -265,142 +265,126 @@ fn deploy_spec(admin: &str, a: DeployArgs) -> anyhow::Result<Value> {
         }
     }
     obj.insert("limits".into(), limits);
-    Ok(spec)
+    serde_json::from_value(spec)
+        .context("invalid deployment spec (fix the spec or the flags; retrying will not help)")
 }
 
-fn print_modules(list: &Value) {
-    for m in list.as_array().into_iter().flatten() {
-        let uploaded = m["uploaded_at_ms"]
-            .as_i64()
-            .and_then(chrono::DateTime::from_timestamp_millis)
+fn print_modules(list: &[ModuleMeta]) {
+    for m in list {
+        let uploaded = chrono::DateTime::from_timestamp_millis(m.uploaded_at_ms)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
             .unwrap_or_default();
         println!(
             "{}  {}@{}  abi v{}  sdk {}  {} bytes  uploaded {uploaded}",
-            m["hash"].as_str().unwrap_or(""),
-            m["name"].as_str().unwrap_or("?"),
-            m["version"].as_str().unwrap_or("?"),
-            m["abi_version"],
-            m["sdk_version"].as_str().unwrap_or("?"),
-            m["size"],
+            m.hash,
+            m.name.as_deref().unwrap_or("?"),
+            m.version.as_deref().unwrap_or("?"),
+            m.abi_version,
+            m.sdk_version,
+            m.size,
         );
     }
 }
 
-pub(crate) fn print_status(s: &Value) {
-    let get = |v: &Value, k: &str| match v.get(k) {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(x) => x.to_string().trim_matches('"').to_string(),
-    };
+/// The first 12 hex digits of a module hash, as the tables show it.
+pub(crate) fn short_hash(hash: &str) -> String {
+    hash.chars().take(12).collect()
+}
+
+/// A number as JSON writes it (`0.0`, not `0`), as the tables always showed.
+pub(crate) fn json_num(x: f64) -> String {
+    Value::from(x).to_string()
+}
+
+/// `-` for an absent value.
+pub(crate) fn or_dash<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+pub(crate) fn print_status(s: &DeploymentStatus) {
     println!(
         "{}  {}  module {} {}  {} → {}  on-failure {}",
-        get(s, "name"),
-        get(s, "state").to_uppercase(),
-        get(s, "module").chars().take(12).collect::<String>(),
-        s.get("module_label").and_then(|l| l.as_str()).unwrap_or(""),
-        get(s, "inputs"),
-        get(s, "output"),
-        get(s, "on_failure"),
+        s.name,
+        s.state.name().to_uppercase(),
+        short_hash(&s.module),
+        s.module_label.as_deref().unwrap_or(""),
+        Value::from(s.inputs.clone()),
+        s.output,
+        s.on_failure,
     );
-    if let Some(e) = s.get("error").and_then(|e| e.as_str()) {
+    if let Some(e) = s.state.error() {
         println!("  error: {e}");
     }
     println!(
         "  {:<24} {:>10} {:>10} {:>8} {:>12} {:>9} {:>10} {:>8}  last error",
         "partition", "offset", "hw", "lag", "event age ms", "batch/s", "records", "alerts"
     );
-    for p in s
-        .get("partitions")
-        .and_then(|p| p.as_array())
-        .into_iter()
-        .flatten()
-    {
+    for p in &s.partitions {
         println!(
             "  {:<24} {:>10} {:>10} {:>8} {:>12} {:>9} {:>10} {:>8}  {}",
-            format!("{}-{}", get(p, "topic"), get(p, "partition")),
-            get(p, "offset"),
-            get(p, "high_watermark"),
-            get(p, "lag"),
-            get(p, "event_age_ms"),
-            get(p, "batches_per_sec"),
-            get(p, "records"),
-            get(p, "alerts"),
-            p.get("last_error").and_then(|e| e.as_str()).unwrap_or("-"),
+            format!("{}-{}", p.topic, p.partition),
+            p.offset,
+            p.high_watermark,
+            p.lag,
+            or_dash(p.event_age_ms),
+            json_num(p.batches_per_sec),
+            p.records,
+            p.alerts,
+            p.last_error.as_deref().unwrap_or("-"),
         );
     }
 }
 
 /// Runs one detector command.
 pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
-    let admin = admin.admin.as_str();
-    match cmd {
-        DetectorCommand::Build { paths, target_dir } => {
-            let target = target_dir
-                .or_else(|| paths.first().map(|p| p.join("target").join("vigil-wasm")))
-                .context("give at least one crate directory")?;
-            let out = crate::wasm_build::build(&paths, &target)?;
-            for p in out {
-                let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                println!("{} ({} KiB)", p.display(), size / 1024);
-            }
+    if let DetectorCommand::Build { paths, target_dir } = cmd {
+        let target = target_dir
+            .or_else(|| paths.first().map(|p| p.join("target").join("vigil-wasm")))
+            .context("give at least one crate directory")?;
+        let out = crate::wasm_build::build(&paths, &target)?;
+        for p in out {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            println!("{} ({} KiB)", p.display(), size / 1024);
         }
+        return Ok(());
+    }
+    let admin = &client(&admin.admin)?;
+    match cmd {
+        DetectorCommand::Build { .. } => {}
         DetectorCommand::Upload { file } => {
             let meta = upload(admin, &file)?;
             println!("{}", serde_json::to_string_pretty(&meta)?);
         }
         DetectorCommand::Deploy(a) => {
             let spec = deploy_spec(admin, *a)?;
-            let s = call(
-                ureq::post(&url(admin, "/v1/deployments")),
-                Some(Body::Json(spec)),
-            )?;
-            print_status(&s);
+            print_status(&api(admin.deploy(&spec))?);
         }
         DetectorCommand::Versions { name } => {
-            let list = call(
-                ureq::get(&url(admin, "/v1/modules")).query("name", &name),
-                None,
-            )?;
-            if list.as_array().is_none_or(|l| l.is_empty()) {
+            let list = api(admin.modules(Some(&name)))?;
+            if list.is_empty() {
                 bail!("no uploaded module is named {name:?} (see `vigil detector list --modules`)");
             }
             print_modules(&list);
         }
-        DetectorCommand::List { modules: true } => {
-            let list = call(ureq::get(&url(admin, "/v1/modules")), None)?;
-            print_modules(&list);
-        }
+        DetectorCommand::List { modules: true } => print_modules(&api(admin.modules(None))?),
         DetectorCommand::List { modules: false } => {
-            let list = call(ureq::get(&url(admin, "/v1/deployments")), None)?;
-            for s in list.as_array().into_iter().flatten() {
-                print_status(s);
+            for s in api(admin.deployments())? {
+                print_status(&s);
             }
         }
         DetectorCommand::Status { name, json } => {
-            let s = call(
-                ureq::get(&url(admin, &format!("/v1/deployments/{name}"))),
-                None,
-            )?;
+            let s = api(admin.status(&name))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print_status(&s);
             }
         }
-        DetectorCommand::Pause { name } => print_status(&call(
-            ureq::post(&url(admin, &format!("/v1/deployments/{name}/pause"))),
-            None,
-        )?),
-        DetectorCommand::Resume { name } => print_status(&call(
-            ureq::post(&url(admin, &format!("/v1/deployments/{name}/resume"))),
-            None,
-        )?),
+        DetectorCommand::Pause { name } => print_status(&api(admin.pause(&name))?),
+        DetectorCommand::Resume { name } => print_status(&api(admin.resume(&name))?),
         DetectorCommand::Undeploy { name } => {
-            call(
-                ureq::delete(&url(admin, &format!("/v1/deployments/{name}"))),
-                None,
-            )?;
-            println!("undeployed {name}");
+            let gone = api(admin.undeploy(&name))?;
+            println!("undeployed {}", gone.undeployed);
         }
         DetectorCommand::Swap(a) => crate::cli_replay::swap(admin, a)?,
         DetectorCommand::Shadow(a) => crate::cli_replay::shadow(admin, a)?,

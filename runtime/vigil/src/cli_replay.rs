@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::{json, Value};
+use vigil_api::client::{AdminClient, ClientError};
+use vigil_api::{Budget, ReplaySpec, ReplayStatus, StartPosition};
 
-use crate::cli::{call, upload, url, AdminArgs, Body};
+use crate::cli::{api, client, or_dash, short_hash, upload, AdminArgs};
 
 mod detector;
 pub use detector::{diff, shadow, swap, DiffArgs, ShadowArgs, SwapArgs};
@@ -102,86 +103,73 @@ struct StartArgs {
 }
 
 /// A module reference; a `.wasm` path is uploaded first and named by its hash.
-fn module_ref(admin: &str, m: &str) -> anyhow::Result<Value> {
+fn module_ref(admin: &AdminClient, m: &str) -> anyhow::Result<String> {
     if !m.ends_with(".wasm") {
-        return Ok(json!(m));
+        return Ok(m.to_string());
     }
-    upload(admin, &m.into())?
-        .get("hash")
-        .cloned()
-        .context("upload answer has no hash")
+    Ok(upload(admin, std::path::Path::new(m))?.hash)
 }
 
 /// `earliest`/`latest`, an offset, or an RFC 3339 time as the API's position.
-fn position(s: &str) -> anyhow::Result<Value> {
-    if s == "earliest" || s == "latest" {
-        return Ok(json!(s));
+fn position(s: &str) -> anyhow::Result<StartPosition> {
+    match s {
+        "earliest" => return Ok(StartPosition::Earliest),
+        "latest" => return Ok(StartPosition::Latest),
+        _ => {}
     }
     if let Ok(n) = s.parse::<i64>() {
-        return Ok(json!({ "offset": n }));
+        return Ok(StartPosition::Offset(n));
     }
     match chrono::DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Ok(json!({ "timestamp": t.timestamp_millis() })),
+        Ok(t) => Ok(StartPosition::Timestamp(t.timestamp_millis())),
         Err(e) => bail!(
             "{s:?} is not an offset, an RFC 3339 time (e.g. 2024-05-01T12:00:00Z: {e}), earliest or latest"
         ),
     }
 }
 
-fn replay_spec(admin: &str, a: &StartArgs) -> anyhow::Result<Value> {
+fn replay_spec(admin: &AdminClient, a: &StartArgs) -> anyhow::Result<ReplaySpec> {
     let (Some(module), Some(topic)) = (&a.module, &a.topic) else {
         bail!("`vigil replay` needs --module and --topic");
     };
-    let mut spec = json!({ "module": module_ref(admin, module)?, "topic": topic });
-    let mut set = |k: &str, v: Value| {
-        spec[k] = v;
-    };
-    if let Some(f) = &a.from {
-        set("from", position(f)?);
-    }
-    if let Some(t) = &a.to {
-        set("to", position(t)?);
-    }
-    if !a.partitions.is_empty() {
-        set("partitions", json!(a.partitions));
-    }
-    if let Some(o) = &a.output {
-        set("output", json!(o));
-    }
-    a.module_input.apply(&mut set)?;
-    if let Some(id) = &a.id {
-        set("id", json!(id));
-    }
-    if a.parallelism.is_some() || a.max_bytes_per_sec.is_some() {
-        let mut budget = json!({});
-        if let Some(p) = a.parallelism {
-            budget["parallelism"] = json!(p);
-        }
-        if let Some(b) = a.max_bytes_per_sec {
-            budget["max_bytes_per_sec"] = json!(b);
-        }
-        set("budget", budget);
-    }
-    Ok(spec)
+    let budget = (a.parallelism.is_some() || a.max_bytes_per_sec.is_some()).then(|| Budget {
+        parallelism: a.parallelism.map(|p| p as usize),
+        max_bytes_per_sec: a.max_bytes_per_sec,
+        cpu_share: None,
+    });
+    Ok(ReplaySpec {
+        module: module_ref(admin, module)?,
+        topic: topic.clone(),
+        from: a.from.as_deref().map(position).transpose()?,
+        to: a.to.as_deref().map(position).transpose()?,
+        partitions: (!a.partitions.is_empty()).then(|| a.partitions.clone()),
+        output: a.output.clone(),
+        id: a.id.clone(),
+        config: a.module_input.config()?.unwrap_or_default(),
+        value_schema: a.module_input.schema()?,
+        limits: Default::default(),
+        on_failure: a.module_input.on_failure()?,
+        max_batch_bytes: None,
+        budget,
+    })
 }
 
 /// Runs `vigil replay ...`.
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let admin = args.admin.admin.as_str();
+    let admin = &client(&args.admin.admin)?;
     if args.command.is_some() && (args.start.module.is_some() || args.start.topic.is_some()) {
         bail!("--module/--topic submit a new replay; they do not go with `status`, `list` or `cancel`");
     }
     match args.command {
         Some(ReplayCommand::List { json }) => {
-            let list = call(ureq::get(&url(admin, "/v1/replays")), None)?;
+            let all = api(admin.replays())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                let all = list.as_array().map(Vec::as_slice).unwrap_or_default();
                 if all.is_empty() {
                     println!("no replays");
                 }
-                for s in all {
+                for s in &all {
                     print_line(s);
                 }
             }
@@ -190,7 +178,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             if watch {
                 return follow(admin, &id);
             }
-            let s = get(admin, &id)?;
+            let s = api(admin.replay_status(&id))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -198,67 +186,41 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             }
         }
         Some(ReplayCommand::Cancel { id }) => {
-            call(
-                ureq::delete(&url(admin, &format!("/v1/replays/{id}"))),
-                None,
-            )?;
-            println!("cancelled replay {id} (its output topic stays)");
+            let gone = api(admin.cancel_replay(&id))?;
+            println!(
+                "cancelled replay {} (its output topic stays)",
+                gone.cancelled
+            );
         }
         None => {
             let spec = replay_spec(admin, &args.start)?;
-            let s = call(
-                ureq::post(&url(admin, "/v1/replays")),
-                Some(Body::Json(spec)),
-            )?;
-            let id = text(&s, "id");
+            let s = api(admin.replay(&spec))?;
             eprintln!(
-                "replay {id}: {} {} on {} [{}] → {}",
-                text(&s, "module_label"),
-                text(&s, "module").chars().take(12).collect::<String>(),
-                text(&s, "topic"),
-                partitions(&s)
+                "replay {}: {} {} on {} [{}] → {}",
+                s.id,
+                or_dash(s.module_label.as_deref()),
+                short_hash(&s.module),
+                s.topic,
+                s.partitions
                     .iter()
-                    .map(|p| format!("{}:{}..{}", p["partition"], p["from"], p["to"]))
+                    .map(|p| format!("{}:{}..{}", p.partition, p.from, p.to))
                     .collect::<Vec<_>>()
                     .join(" "),
-                text(&s, "output"),
+                s.output,
             );
             if args.start.detach {
-                println!("{id}");
+                println!("{}", s.id);
                 return Ok(());
             }
-            return follow(admin, &id);
+            return follow(admin, &s.id);
         }
     }
     Ok(())
 }
 
-fn get(admin: &str, id: &str) -> anyhow::Result<Value> {
-    call(ureq::get(&url(admin, &format!("/v1/replays/{id}"))), None)
-}
-
-/// A field as display text (`-` when missing).
-fn text(v: &Value, k: &str) -> String {
-    match v.get(k) {
-        None | Some(Value::Null) => "-".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(x) => x.to_string(),
-    }
-}
-
-fn num(v: &Value, k: &str) -> u64 {
-    v.get(k).and_then(Value::as_u64).unwrap_or(0)
-}
-
-fn float(v: &Value, k: &str) -> Option<f64> {
-    v.get(k).and_then(Value::as_f64)
-}
-
-fn partitions(s: &Value) -> &[Value] {
-    s.get("partitions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+/// A count the API keeps as `i64` (never negative) for a progress bar.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// Set by Ctrl-C: stop watching (the job itself goes on).
@@ -282,32 +244,23 @@ fn ctrl_c() -> Arc<AtomicBool> {
     flag
 }
 
-fn progress_text(s: &Value) -> String {
-    let mut parts = vec![format!("{} alerts", num(s, "alerts"))];
-    if let Some(r) = float(s, "rows_per_sec") {
-        parts.push(format!("{r:.0} rows/s"));
-    }
-    if let Some(e) = float(s, "eta_secs") {
+fn progress_text(s: &ReplayStatus) -> String {
+    let mut parts = vec![
+        format!("{} alerts", s.alerts),
+        format!("{:.0} rows/s", s.rows_per_sec),
+    ];
+    if let Some(e) = s.eta_secs {
         parts.push(format!("ETA {e:.1} s"));
     }
-    let state = text(s, "state");
+    let state = s.state.name();
     if state != "running" {
-        parts.push(state);
+        parts.push(state.to_string());
     }
     parts.join(", ")
 }
 
-/// Whether the admin API could not be reached at all (as opposed to answering
-/// with an error).
-fn unreachable(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<ureq::Error>(),
-        Some(ureq::Error::Transport(_))
-    )
-}
-
 /// Watches a replay to its end, then prints the summary; fails if it did.
-fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
+fn follow(admin: &AdminClient, id: &str) -> anyhow::Result<()> {
     let stop = ctrl_c();
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
@@ -331,17 +284,17 @@ fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        let s = match get(admin, id) {
+        let s = match admin.replay_status(id) {
             Ok(s) => {
                 unreachable_since = None;
                 s
             }
-            Err(e) if unreachable(&e) => {
+            Err(e) if e.is_unreachable() => {
                 // A restarting broker: the job resumes there, keep waiting.
                 let since = *unreachable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > UNREACHABLE_GRACE {
                     bar.abandon();
-                    return Err(e);
+                    return api(Err(e));
                 }
                 bar.set_message("broker unreachable, retrying");
                 std::thread::sleep(POLL);
@@ -349,16 +302,16 @@ fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
             }
             Err(e) => {
                 bar.abandon();
-                return Err(e.context(format!("replay {id}")));
+                return Err(anyhow::Error::new::<ClientError>(e).context(format!("replay {id}")));
             }
         };
-        let (done, total) = (num(&s, "records_done"), num(&s, "records_total"));
+        let (done, total) = (count(s.records_done), count(s.records_total));
         bar.set_length(total);
         bar.set_position(done);
         // The job's own clock: it may have started long before this watcher.
-        bar.set_elapsed(Duration::from_millis(num(&s, "elapsed_ms")));
+        bar.set_elapsed(Duration::from_millis(count(s.elapsed_ms)));
         bar.set_message(progress_text(&s));
-        let state = text(&s, "state");
+        let state = s.state.name();
         let finished = state == "completed" || state == "failed";
         if !tty && (finished || last_line.is_none_or(|t| t.elapsed() >= LINE_EVERY)) {
             let pct = if total == 0 {
@@ -372,7 +325,7 @@ fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
             );
             last_line = Some(Instant::now());
         }
-        match state.as_str() {
+        match state {
             "completed" => {
                 bar.finish_and_clear();
                 summary(&s);
@@ -381,7 +334,7 @@ fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
             "failed" => {
                 bar.abandon();
                 summary(&s);
-                bail!("replay {id} failed: {}", text(&s, "error"));
+                bail!("replay {id} failed: {}", or_dash(s.state.error()));
             }
             _ => std::thread::sleep(POLL),
         }
@@ -389,66 +342,62 @@ fn follow(admin: &str, id: &str) -> anyhow::Result<()> {
 }
 
 /// One line per replay for `vigil replay list`.
-fn print_line(s: &Value) {
+fn print_line(s: &ReplayStatus) {
     println!(
         "{:<20} {:<10} {} → {}  {}/{} records  {} alerts  {}",
-        text(s, "id"),
-        text(s, "state").to_uppercase(),
-        text(s, "topic"),
-        text(s, "output"),
-        num(s, "records_done"),
-        num(s, "records_total"),
-        num(s, "alerts"),
-        text(s, "module_label"),
+        s.id,
+        s.state.name().to_uppercase(),
+        s.topic,
+        s.output,
+        s.records_done,
+        s.records_total,
+        s.alerts,
+        or_dash(s.module_label.as_deref()),
     );
 }
 
 /// The end-of-run report: totals, a table per partition, where the alerts are.
-fn summary(s: &Value) {
-    let secs = num(s, "elapsed_ms") as f64 / 1000.0;
+fn summary(s: &ReplayStatus) {
+    let secs = count(s.elapsed_ms) as f64 / 1000.0;
     println!(
         "replay {} {}: {} records, {} alerts in {secs:.1} s ({:.0} rows/s), module {} {}",
-        text(s, "id"),
-        text(s, "state"),
-        num(s, "records_done"),
-        num(s, "alerts"),
-        float(s, "rows_per_sec").unwrap_or(0.0),
-        text(s, "module_label"),
-        text(s, "module").chars().take(12).collect::<String>(),
+        s.id,
+        s.state.name(),
+        s.records_done,
+        s.alerts,
+        s.rows_per_sec,
+        or_dash(s.module_label.as_deref()),
+        short_hash(&s.module),
     );
-    if let Some(e) = s.get("error").and_then(Value::as_str) {
+    if let Some(e) = s.state.error() {
         println!("  error: {e}");
     }
     println!(
         "  {:>9} {:>12} {:>12} {:>12} {:>10} {:>8}  done",
         "partition", "from", "to", "offset", "records", "alerts"
     );
-    for p in partitions(s) {
+    for p in &s.partitions {
         println!(
             "  {:>9} {:>12} {:>12} {:>12} {:>10} {:>8}  {}",
-            text(p, "partition"),
-            text(p, "from"),
-            text(p, "to"),
-            text(p, "offset"),
-            text(p, "records"),
-            text(p, "alerts"),
-            if p.get("done").and_then(Value::as_bool) == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
+            p.partition,
+            p.from,
+            p.to,
+            p.offset,
+            p.records,
+            p.alerts,
+            if p.done { "yes" } else { "no" },
         );
     }
-    println!("alerts in topic {}", text(s, "output"));
+    println!("alerts in topic {}", s.output);
     // Under `skip` a failing module still "completes": say so loudly.
-    let (failed, bad) = (num(s, "failed_batches"), num(s, "bad_records"));
+    let (failed, bad) = (s.failed_batches, s.bad_records);
     if failed > 0 || bad > 0 {
         eprintln!(
             "warning: {failed} batch(es) failed and were skipped, {bad} record(s) did not match the value schema"
         );
-        for p in partitions(s) {
-            if let Some(e) = p.get("last_error").and_then(Value::as_str) {
-                eprintln!("  partition {}: {e}", text(p, "partition"));
+        for p in &s.partitions {
+            if let Some(e) = &p.last_error {
+                eprintln!("  partition {}: {e}", p.partition);
             }
         }
     }

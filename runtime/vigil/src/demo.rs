@@ -14,6 +14,8 @@ use clap::Args;
 use kafka_protocol::records::Compression;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
+use vigil_api::client::{AdminClient, ClientError};
+use vigil_api::DeploymentSpec;
 use vigil_protocol::BatchBuilder;
 use vigil_server::config::FileConfig;
 
@@ -42,6 +44,7 @@ pub struct DemoArgs {
 
 const TOPIC: &str = "payments";
 const ALERTS: &str = "payments.alerts";
+const DEPLOYMENT: &str = "card-velocity";
 const PARTITIONS: i32 = 3;
 
 /// The checkout this binary was built from (plugins live there).
@@ -64,28 +67,13 @@ fn build_plugin() -> anyhow::Result<PathBuf> {
         .context("the build produced no module")
 }
 
-fn admin(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    wasm: Option<Vec<u8>>,
-) -> anyhow::Result<Value> {
-    let url = format!("http://{addr}{path}");
-    let req = ureq::request(method, &url);
-    let res = match (body, wasm) {
-        (Some(v), _) => req.send_json(v),
-        (None, Some(b)) => req.send_bytes(&b),
-        (None, None) => req.call(),
-    };
-    match res {
-        Ok(r) => Ok(r.into_json()?),
-        Err(ureq::Error::Status(code, r)) => bail!(
-            "{method} {path}: HTTP {code}: {}",
-            r.into_string().unwrap_or_default()
-        ),
-        Err(e) => bail!("{method} {path}: {e}"),
-    }
+/// Runs one blocking admin API call off the async runtime.
+async fn admin<T: Send + 'static>(
+    client: &AdminClient,
+    call: impl FnOnce(&AdminClient) -> Result<T, ClientError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let client = client.clone();
+    Ok(tokio::task::spawn_blocking(move || call(&client)).await??)
 }
 
 /// Injected burst: the card and the event-time span it covers.
@@ -123,33 +111,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let mut client = KafkaClient::connect(kafka).await?;
     client.create_topic(TOPIC, PARTITIONS).await?;
-    let meta =
-        tokio::task::spawn_blocking(move || admin(http, "POST", "/v1/modules", None, Some(wasm)))
-            .await??;
-    let hash = meta["hash"]
-        .as_str()
-        .context("no hash in the upload answer")?
-        .to_string();
+    let api = AdminClient::new(&format!("http://{http}"))?;
+    let meta = admin(&api, move |c| c.upload_module(&wasm)).await?;
     println!(
         "uploaded {}@{} ({} bytes) as {}",
-        meta["name"].as_str().unwrap_or("?"),
-        meta["version"].as_str().unwrap_or("?"),
-        meta["size"],
-        &hash[..12]
+        meta.name.as_deref().unwrap_or("?"),
+        meta.version.as_deref().unwrap_or("?"),
+        meta.size,
+        meta.hash.chars().take(12).collect::<String>()
     );
-    let spec = json!({
-        "name": "card-velocity",
-        "module": hash,
+    let spec: DeploymentSpec = serde_json::from_value(json!({
+        "name": DEPLOYMENT,
+        "module": meta.hash,
         "inputs": [TOPIC],
         "output": ALERTS,
         "value_schema": {"card": "string", "amount": "float64", "merchant": "string"},
         "config": {"window_ms": 60_000, "factor": 4.0, "min_events": 8},
         "start": "earliest",
         "on_failure": "dead-letter",
-    });
-    tokio::task::spawn_blocking(move || admin(http, "POST", "/v1/deployments", Some(spec), None))
-        .await??;
-    println!("deployed card-velocity on {TOPIC} → {ALERTS}\n");
+    }))
+    .context("the demo's deployment spec")?;
+    admin(&api, move |c| c.deploy(&spec)).await?;
+    println!("deployed {DEPLOYMENT} on {TOPIC} → {ALERTS}\n");
 
     // A plain consumer on the alert topic, printing as alerts arrive.
     let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
@@ -207,17 +190,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     println!("\nproduced {produced} payments ({} fraud bursts on {:?}); waiting for the detector to catch up…", args.bursts, burst_cards);
-    wait_caught_up(http).await?;
-    let status = tokio::task::spawn_blocking(move || {
-        admin(http, "GET", "/v1/deployments/card-velocity", None, None)
-    })
-    .await??;
-    let written: u64 = status["partitions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["alerts"].as_u64())
-        .sum();
+    wait_caught_up(&api).await?;
+    let status = admin(&api, |c| c.status(DEPLOYMENT)).await?;
+    let written: u64 = status.partitions.iter().map(|p| p.alerts).sum();
     // Let the consumer read everything the deployment wrote.
     for _ in 0..100 {
         if seen.lock().len() as u64 >= written {
@@ -240,21 +215,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// Waits until the deployment has processed everything produced.
-async fn wait_caught_up(http: SocketAddr) -> anyhow::Result<()> {
+async fn wait_caught_up(api: &AdminClient) -> anyhow::Result<()> {
     for _ in 0..600 {
-        let s = tokio::task::spawn_blocking(move || {
-            admin(http, "GET", "/v1/deployments/card-velocity", None, None)
-        })
-        .await??;
-        if let Some(e) = s.get("error").and_then(|e| e.as_str()) {
+        let s = admin(api, |c| c.status(DEPLOYMENT)).await?;
+        if let Some(e) = s.state.error() {
             bail!("the deployment failed: {e}");
         }
-        let lag: i64 = s["partitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["lag"].as_i64())
-            .sum();
+        let lag: i64 = s.partitions.iter().map(|p| p.lag).sum();
         if lag == 0 {
             return Ok(());
         }

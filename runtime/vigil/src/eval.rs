@@ -23,6 +23,10 @@ use bytes::Bytes;
 use clap::Args;
 use kafka_protocol::records::Compression;
 use serde_json::{json, Value};
+use vigil_api::client::{AdminClient, ClientError};
+use vigil_api::{
+    DeploymentState, FailurePolicy, Limits, ModuleMeta, ReplaySpec, ReplayStatus, StartPosition,
+};
 use vigil_nab::{Dataset, Profile, DATA_DIR, PROFILES_FILE, WINDOWS_FILE};
 use vigil_protocol::BatchBuilder;
 use vigil_server::config::FileConfig;
@@ -73,7 +77,7 @@ struct Plan {
     /// One per series.
     partitions: i32,
     config: Value,
-    limits: Value,
+    limits: Limits,
 }
 
 fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
@@ -99,8 +103,13 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         dataset,
         profiles,
         config: json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({})),
-        limits: json_arg(args.limits.as_deref(), "--limits")?
-            .unwrap_or_else(|| json!({"cpu_ms_per_batch": 10_000})),
+        limits: match json_arg(args.limits.as_deref(), "--limits")? {
+            Some(v) => serde_json::from_value(v).context("--limits is not a limits object")?,
+            None => Limits {
+                cpu_per_batch: Duration::from_secs(10),
+                ..Limits::default()
+            },
+        },
     })
 }
 
@@ -124,7 +133,10 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
             (running.kafka_addr, http, Some(running))
         }
     };
-    let result = evaluate(&args, &plan, kafka, &http).await;
+    let result = match AdminClient::new(&http) {
+        Ok(api) => evaluate(&args, &plan, kafka, &api).await,
+        Err(e) => Err(e.into()),
+    };
     if let Some(running) = embedded {
         running.shutdown().await;
     }
@@ -141,7 +153,7 @@ async fn evaluate(
     args: &EvalArgs,
     plan: &Plan,
     kafka: SocketAddr,
-    http: &str,
+    api: &AdminClient,
 ) -> anyhow::Result<report::EvalReport> {
     let Plan {
         dataset,
@@ -150,7 +162,7 @@ async fn evaluate(
         ..
     } = plan;
     let partitions = *partitions;
-    let module = resolve_module(http, &args.module).await?;
+    let module = resolve_module(api, &args.module).await?;
     let millis = chrono::Utc::now().timestamp_millis();
     let topic = format!("eval.{}.{millis}", topic_part(&args.dataset));
     let output = format!("{topic}.alerts");
@@ -168,38 +180,40 @@ async fn evaluate(
     produce_dataset(&mut client, &topic, dataset).await?;
 
     let id = format!("eval-{millis}");
-    let spec = json!({
-        "id": id,
-        "module": module,
-        "topic": topic,
-        "output": output,
-        "from": "earliest",
-        "to": "latest",
-        "config": plan.config,
-        "value_schema": {"value": "float64"},
-        "limits": plan.limits,
+    let spec = ReplaySpec {
+        id: Some(id.clone()),
+        module,
+        topic: topic.clone(),
+        output: Some(output.clone()),
+        from: Some(StartPosition::Earliest),
+        to: Some(StartPosition::Latest),
+        config: plan.config.clone(),
+        value_schema: Some(json!({"value": "float64"})),
+        limits: plan.limits.clone(),
         // A skipped batch would silently score as "no detection".
-        "on_failure": "fail",
-    });
-    admin(http, "POST", "/v1/replays", Some(spec)).await?;
-    let status = wait_replay(http, &id).await?;
+        on_failure: Some(FailurePolicy::Fail),
+        partitions: None,
+        max_batch_bytes: None,
+        budget: None,
+    };
+    admin(api, move |c| c.replay(&spec)).await?;
+    let status = wait_replay(api, &id).await?;
 
     let alerts = read_alerts(&mut client, &output, &topic, &status).await?;
     let lens: Vec<usize> = dataset.files.iter().map(|f| f.len()).collect();
     let detections = detection_flags(&lens, &alerts);
-    let elapsed_ms = status["elapsed_ms"].as_u64().unwrap_or(0);
-    let done = status["records_done"]
-        .as_u64()
-        .unwrap_or(dataset.records() as u64);
-    let records_per_sec = match status["rows_per_sec"].as_f64() {
-        Some(r) if r > 0.0 => r,
+    let elapsed_ms = u64::try_from(status.elapsed_ms).unwrap_or(0);
+    let done = u64::try_from(status.records_done).unwrap_or(0);
+    let records_per_sec = match status.rows_per_sec {
+        r if r > 0.0 => r,
         _ if elapsed_ms > 0 => done as f64 * 1000.0 / elapsed_ms as f64,
         _ => 0.0,
     };
     let run = RunInfo {
         dataset: args.dataset.display().to_string(),
-        module: status["module_label"]
-            .as_str()
+        module: status
+            .module_label
+            .as_deref()
             .filter(|s| !s.is_empty())
             .unwrap_or(&args.module)
             .to_string(),
@@ -274,12 +288,12 @@ fn topic_part(dir: &Path) -> String {
 
 /// A `.wasm` file is uploaded and referred to by hash; anything else is a
 /// module reference the broker resolves.
-async fn resolve_module(http: &str, module: &str) -> anyhow::Result<String> {
+async fn resolve_module(api: &AdminClient, module: &str) -> anyhow::Result<String> {
     let path = Path::new(module);
     if !(module.ends_with(".wasm") || path.is_file()) {
         // Checked before producing so that a typo costs no data load; the
         // broker resolves the reference again when the replay starts.
-        let list = admin(http, "GET", "/v1/modules", None).await?;
+        let list = admin(api, |c| c.modules(None)).await?;
         if let Some(known) = uploaded_labels(&list, module) {
             bail!(
                 "no module {module:?} on the broker (uploaded: {}); pass a .wasm file to upload one",
@@ -289,33 +303,24 @@ async fn resolve_module(http: &str, module: &str) -> anyhow::Result<String> {
         return Ok(module.to_string());
     }
     let wasm = std::fs::read(path).with_context(|| format!("cannot read {module}"))?;
-    let (base, owned) = (http.to_string(), wasm);
-    let meta = tokio::task::spawn_blocking(move || {
-        let r = ureq::post(&format!("{base}/v1/modules")).send_bytes(&owned);
-        answer("POST", "/v1/modules", r)
-    })
-    .await??;
-    meta["hash"]
-        .as_str()
-        .map(str::to_string)
-        .context("no hash in the upload answer")
+    Ok(admin(api, move |c| c.upload_module(&wasm)).await?.hash)
 }
 
-/// `None` when `reference` names a module of the `GET /v1/modules` answer
-/// `list` (by `NAME`, `NAME@VERSION` or a hash prefix of at least 8 digits),
-/// else the `NAME@VERSION` of every module there is. An answer of another
-/// shape also gives `None`: the broker will judge the reference itself.
-fn uploaded_labels(list: &Value, reference: &str) -> Option<Vec<String>> {
-    let modules = list.as_array()?;
+/// `None` when `reference` names a module of `list` (by `NAME`,
+/// `NAME@VERSION` or a hash prefix of at least 8 digits), else the
+/// `NAME@VERSION` of every module there is (modules without a name or
+/// version can only be named by hash).
+fn uploaded_labels(list: &[ModuleMeta], reference: &str) -> Option<Vec<String>> {
     let mut labels = Vec::new();
-    for m in modules {
-        let (name, version) = (m["name"].as_str()?, m["version"].as_str()?);
-        let hash = m["hash"].as_str()?;
+    for m in list {
+        if reference.len() >= 8 && m.hash.starts_with(reference) {
+            return None;
+        }
+        let (Some(name), Some(version)) = (&m.name, &m.version) else {
+            continue;
+        };
         let label = format!("{name}@{version}");
-        if reference == name
-            || reference == label
-            || (reference.len() >= 8 && hash.starts_with(reference))
-        {
+        if reference == name || reference == label {
             return None;
         }
         labels.push(label);
@@ -325,40 +330,13 @@ fn uploaded_labels(list: &Value, reference: &str) -> Option<Vec<String>> {
     Some(labels)
 }
 
-async fn admin(http: &str, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-    let (url, method, path) = (
-        format!("{http}{path}"),
-        method.to_string(),
-        path.to_string(),
-    );
-    tokio::task::spawn_blocking(move || {
-        let req = ureq::request(&method, &url);
-        let r = match body {
-            Some(v) => req.send_json(v),
-            None => req.call(),
-        };
-        answer(&method, &path, r)
-    })
-    .await?
-}
-
-fn answer(
-    method: &str,
-    path: &str,
-    r: Result<ureq::Response, ureq::Error>,
-) -> anyhow::Result<Value> {
-    match r {
-        Ok(r) => Ok(r.into_json()?),
-        Err(ureq::Error::Status(code, r)) => {
-            let body = r.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            bail!("{method} {path}: HTTP {code}: {msg}")
-        }
-        Err(e) => bail!("{method} {path}: {e}"),
-    }
+/// Runs one blocking admin API call off the async runtime.
+async fn admin<T: Send + 'static>(
+    client: &AdminClient,
+    call: impl FnOnce(&AdminClient) -> Result<T, ClientError> + Send + 'static,
+) -> anyhow::Result<T> {
+    let client = client.clone();
+    Ok(tokio::task::spawn_blocking(move || call(&client)).await??)
 }
 
 /// Produces series `i` to partition `i`, in row order, checking that row `r`
@@ -404,36 +382,35 @@ async fn produce_dataset(
 }
 
 /// Polls the replay until it completes; returns its final status.
-async fn wait_replay(http: &str, id: &str) -> anyhow::Result<Value> {
+async fn wait_replay(api: &AdminClient, id: &str) -> anyhow::Result<ReplayStatus> {
     let progress = Progress::new();
-    let path = format!("/v1/replays/{id}");
     loop {
-        let s = admin(http, "GET", &path, None).await?;
-        let done = s["records_done"].as_u64().unwrap_or(0);
-        let total = s["records_total"].as_u64().unwrap_or(0);
-        match s["state"].as_str().unwrap_or("") {
-            "completed" => {
+        let owned = id.to_string();
+        let s = admin(api, move |c| c.replay_status(&owned)).await?;
+        let (done, total) = (s.records_done, s.records_total);
+        match &s.state {
+            DeploymentState::Completed => {
                 progress.done(&format!(
                     "replay {id}: {total} records, {} alerts",
-                    s["alerts"]
+                    s.alerts
                 ));
                 return Ok(s);
             }
-            "failed" => {
+            DeploymentState::Failed(e) => {
                 progress.done("");
-                bail!(
-                    "replay {id} failed: {}",
-                    s["error"].as_str().unwrap_or("no error given")
-                );
+                bail!("replay {id} failed: {e}");
             }
-            state => {
-                progress.show(&format!(
-                "replay {id} {state}: {done}/{total} records ({:.0}%), {} alerts, {:.0} records/s",
-                if total > 0 { 100.0 * done as f64 / total as f64 } else { 0.0 },
-                s["alerts"].as_u64().unwrap_or(0),
-                s["rows_per_sec"].as_f64().unwrap_or(0.0),
-            ))
-            }
+            state => progress.show(&format!(
+                "replay {id} {}: {done}/{total} records ({:.0}%), {} alerts, {:.0} records/s",
+                state.name(),
+                if total > 0 {
+                    100.0 * done as f64 / total as f64
+                } else {
+                    0.0
+                },
+                s.alerts,
+                s.rows_per_sec,
+            )),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -446,24 +423,18 @@ async fn read_alerts(
     client: &mut KafkaClient,
     output: &str,
     topic: &str,
-    status: &Value,
+    status: &ReplayStatus,
 ) -> anyhow::Result<Vec<AlertRef>> {
     let mut alerts = Vec::new();
-    let parts = status["partitions"].as_array().cloned().unwrap_or_default();
-    let counted: u64 = parts.iter().filter_map(|p| p["alerts"].as_u64()).sum();
-    let reported = status["alerts"].as_u64().unwrap_or(counted);
+    let counted: u64 = status.partitions.iter().map(|p| p.alerts).sum();
+    let reported = status.alerts;
     if reported > counted {
         // Reading per partition relies on the per-partition counts.
         bail!("the replay reports {reported} alerts but its partitions only {counted}");
     }
-    for part in parts {
-        let Some(p) = part["partition"]
-            .as_i64()
-            .and_then(|p| i32::try_from(p).ok())
-        else {
-            continue;
-        };
-        let expected = part["alerts"].as_u64().unwrap_or(0) as usize;
+    for part in &status.partitions {
+        let p = part.partition;
+        let expected = usize::try_from(part.alerts).context("alert count")?;
         let (mut offset, mut got) = (0i64, 0usize);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -1,11 +1,13 @@
 //! `vigil detector swap | shadow | diff`: hot swap, shadow runs and alert
 //! diffs through the admin API.
 
+use anyhow::Context as _;
 use clap::Args;
-use serde_json::{json, Value};
+use vigil_api::client::AdminClient;
+use vigil_api::{DeploymentStatus, DiffRequest, ShadowRequest, SwapRequest};
 
-use super::{module_ref, num, partitions, text};
-use crate::cli::{call, print_status, text_or_file, url, Body};
+use super::module_ref;
+use crate::cli::{api, print_status, short_hash, text_or_file};
 
 /// `vigil detector swap` flags.
 #[derive(Args, Debug)]
@@ -62,86 +64,66 @@ pub struct DiffArgs {
 }
 
 /// `vigil detector swap`: replaces a running deployment's module in place.
-pub fn swap(admin: &str, a: SwapArgs) -> anyhow::Result<()> {
-    let mut body = json!({ "module": module_ref(admin, &a.module)? });
-    if let Some(c) = &a.config {
-        body["config"] = text_or_file(c)?;
-    }
-    if let Some(n) = a.rebuild {
-        body["rebuild_records"] = json!(n);
-    }
-    let s = call(
-        ureq::post(&url(admin, &format!("/v1/deployments/{}/module", a.name))),
-        Some(Body::Json(body)),
-    )?;
+pub fn swap(admin: &AdminClient, a: SwapArgs) -> anyhow::Result<()> {
+    let req = SwapRequest {
+        module: module_ref(admin, &a.module)?,
+        config: a.config.as_deref().map(text_or_file).transpose()?,
+        rebuild_records: a
+            .rebuild
+            .map(|n| i64::try_from(n).context("--rebuild is too large"))
+            .transpose()?,
+    };
+    let s = api(admin.swap(&a.name, &req))?;
     print_status(&s);
     print_versions(&s);
     Ok(())
 }
 
 /// Which module version scored which offsets, per partition.
-fn print_versions(s: &Value) {
-    for p in partitions(s) {
+fn print_versions(s: &DeploymentStatus) {
+    for p in &s.partitions {
         let spans: Vec<String> = p
-            .get("versions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+            .versions
+            .iter()
             .map(|v| {
-                let label = match v.get("module_label").and_then(Value::as_str) {
-                    Some(l) => l.to_string(),
-                    None => text(v, "module").chars().take(12).collect(),
+                let label = match &v.module_label {
+                    Some(l) => l.clone(),
+                    None => short_hash(&v.module),
                 };
-                let to = v
-                    .get("to")
-                    .and_then(Value::as_i64)
-                    .map_or("…".into(), |t| t.to_string());
-                format!("{label} [{}, {to})", text(v, "from"))
+                let to = v.to.map_or("…".into(), |t| t.to_string());
+                format!("{label} [{}, {to})", v.from)
             })
             .collect();
         if !spans.is_empty() {
-            println!(
-                "  {}-{}: {}",
-                text(p, "topic"),
-                text(p, "partition"),
-                spans.join(" → ")
-            );
+            println!("  {}-{}: {}", p.topic, p.partition, spans.join(" → "));
         }
     }
 }
 
 /// `vigil detector shadow`: runs another module beside a deployment.
-pub fn shadow(admin: &str, a: ShadowArgs) -> anyhow::Result<()> {
-    let mut body = json!({ "module": module_ref(admin, &a.module)? });
-    if let Some(o) = &a.output {
-        body["output"] = json!(o);
-    }
-    if let Some(c) = &a.config {
-        body["config"] = text_or_file(c)?;
-    }
-    let s = call(
-        ureq::post(&url(admin, &format!("/v1/deployments/{}/shadow", a.name))),
-        Some(Body::Json(body)),
-    )?;
+pub fn shadow(admin: &AdminClient, a: ShadowArgs) -> anyhow::Result<()> {
+    let req = ShadowRequest {
+        module: module_ref(admin, &a.module)?,
+        name: None,
+        output: a.output.clone(),
+        config: a.config.as_deref().map(text_or_file).transpose()?,
+    };
+    let s = api(admin.shadow(&a.name, &req))?;
     print_status(&s);
-    println!(
-        "compare with: vigil detector diff {} {}",
-        a.name,
-        text(&s, "name")
-    );
+    println!("compare with: vigil detector diff {} {}", a.name, s.name);
     Ok(())
 }
 
 /// `vigil detector diff`: which input records only one side alerted on.
-pub fn diff(admin: &str, a: DiffArgs) -> anyhow::Result<()> {
-    let mut body = json!({ "a": a.a, "b": a.b, "window": a.window });
-    if let Some(f) = a.from {
-        body["from"] = json!(f);
-    }
-    if let Some(t) = a.to {
-        body["to"] = json!(t);
-    }
-    let r = call(ureq::post(&url(admin, "/v1/diff")), Some(Body::Json(body)))?;
+pub fn diff(admin: &AdminClient, a: DiffArgs) -> anyhow::Result<()> {
+    let req = DiffRequest {
+        a: a.a.clone(),
+        b: a.b.clone(),
+        window: a.window,
+        from: a.from,
+        to: a.to,
+    };
+    let r = api(admin.diff(&req))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -151,35 +133,27 @@ pub fn diff(admin: &str, a: DiffArgs) -> anyhow::Result<()> {
         "  {:<28} {:>10} {:>10} {:>10}  samples (only A | only B)",
         "source partition", "only A", "only B", "both"
     );
-    let samples = |p: &Value, k: &str| {
-        let v: Vec<String> = p
-            .get(k)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
+    let samples = |v: &[i64]| {
+        v.iter()
             .take(5)
-            .map(Value::to_string)
-            .collect();
-        v.join(",")
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     };
-    for p in partitions(&r) {
+    for p in &r.partitions {
         println!(
             "  {:<28} {:>10} {:>10} {:>10}  {} | {}",
-            format!("{}-{}", text(p, "topic"), text(p, "partition")),
-            num(p, "only_a"),
-            num(p, "only_b"),
-            num(p, "both"),
-            samples(p, "sample_only_a"),
-            samples(p, "sample_only_b"),
+            format!("{}-{}", p.topic, p.partition),
+            p.only_a,
+            p.only_b,
+            p.both,
+            samples(&p.sample_only_a),
+            samples(&p.sample_only_b),
         );
     }
-    let t = r.get("total").cloned().unwrap_or_default();
     println!(
         "  {:<28} {:>10} {:>10} {:>10}",
-        "total",
-        num(&t, "only_a"),
-        num(&t, "only_b"),
-        num(&t, "both")
+        "total", r.total.only_a, r.total.only_b, r.total.both
     );
     Ok(())
 }
