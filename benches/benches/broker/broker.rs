@@ -7,9 +7,10 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{bail, Context as _, Result};
 use tokio::runtime::Runtime;
-use vigil_server::config::FileConfig;
 use vigil_server::metrics::ApiLabel;
 use vigil_server::server::Running;
+use vigil_server::settings::{Settings, WalKind};
+use vigil_server::Components;
 
 use crate::common::server::{produce_histogram, wal_thread_io};
 use crate::settings::Params;
@@ -23,20 +24,16 @@ pub(crate) fn start_broker(
     p: &Params,
 ) -> Result<Running> {
     // Port 0: the broker advertises the port it actually bound.
-    let cfg = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(data_dir.to_path_buf()),
-        object_store: Some(objects_url.to_string()),
-        upload_interval_ms: p.upload_interval_ms,
-        // The fsync floor is the local WAL's floor; pin that mode.
-        wal: Some("local".into()),
-        ..Default::default()
+    let mut settings = Settings::embedded(data_dir);
+    settings.storage.object_store = Some(objects_url.to_string());
+    if let Some(ms) = p.upload_interval_ms {
+        settings.storage.upload_interval_ms = ms;
     }
-    .resolve()
-    .context("broker settings")?;
+    // The fsync floor is the local WAL's floor; pin that mode.
+    settings.storage.wal = WalKind::Local;
+    let components = Components::from_settings(&settings).context("broker components")?;
     let running = rt
-        .block_on(vigil_server::server::start(cfg))
+        .block_on(vigil_server::server::start(settings, components))
         .context("cannot start the broker")?;
     let advertised = running.broker.advertised();
     if advertised.1 != i32::from(running.kafka_addr.port()) {

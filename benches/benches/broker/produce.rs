@@ -146,7 +146,7 @@ pub(crate) fn produce(
 pub(crate) fn settle(running: &Running) {
     let stats = &running.broker.log.stats;
     let before = stats.uploads.load(Ordering::SeqCst);
-    let wait = (running.broker.config.upload_interval * 2).min(Duration::from_secs(10));
+    let wait = (running.broker.settings.storage.upload_interval() * 2).min(Duration::from_secs(10));
     let deadline = Instant::now() + wait;
     while stats.uploads.load(Ordering::SeqCst) == before && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
 use vigil_api::client::AdminClient;
-use vigil_server::config::FileConfig;
 use vigil_server::server::Running;
+use vigil_server::settings::{Settings, WalKind};
+use vigil_server::Components;
 use vigil_storage::store::{ObjectStoreStats, StoreOp};
 
 /// Starts a broker (local WAL, ephemeral ports) with its WAL and caches in
@@ -16,17 +17,11 @@ use vigil_storage::store::{ObjectStoreStats, StoreOp};
 pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
     std::fs::create_dir_all(objects)
         .with_context(|| format!("cannot create {}", objects.display()))?;
-    let cfg = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(data_dir.to_path_buf()),
-        object_store: Some(format!("file://{}", objects.display())),
-        wal: Some("local".into()),
-        ..Default::default()
-    }
-    .resolve()
-    .context("broker settings")?;
-    rt.block_on(vigil_server::server::start(cfg))
+    let mut settings = Settings::embedded(data_dir);
+    settings.storage.object_store = Some(format!("file://{}", objects.display()));
+    settings.storage.wal = WalKind::Local;
+    let components = Components::from_settings(&settings).context("broker components")?;
+    rt.block_on(vigil_server::server::start(settings, components))
         .context("cannot start the broker")
 }
 

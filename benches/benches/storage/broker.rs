@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio::runtime::Runtime;
-use vigil_server::config::FileConfig;
 use vigil_server::server::Running;
+use vigil_server::settings::{Settings, WalKind};
+use vigil_server::Components;
 
 use crate::SHUTDOWN_LIMIT;
 
@@ -20,24 +21,26 @@ pub(crate) struct BrokerOpts<'a> {
     pub(crate) upload_interval_ms: Option<u64>,
 }
 
-pub(crate) fn broker_config(o: &BrokerOpts<'_>) -> Result<vigil_server::config::ServeConfig> {
-    FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(o.data_dir.to_path_buf()),
-        object_store: Some(o.objects.to_string()),
-        upload_interval_ms: o.upload_interval_ms,
-        wal: Some(if o.wal_object { "object" } else { "local" }.into()),
-        wal_object_window_ms: o.wal_object.then_some(o.wal_window_ms),
-        ..Default::default()
+pub(crate) fn broker_config(o: &BrokerOpts<'_>) -> Result<(Settings, Components)> {
+    let mut settings = Settings::embedded(o.data_dir);
+    settings.storage.object_store = Some(o.objects.to_string());
+    if let Some(ms) = o.upload_interval_ms {
+        settings.storage.upload_interval_ms = ms;
     }
-    .resolve()
-    .context("broker settings")
+    if o.wal_object {
+        settings.storage.wal = WalKind::Object;
+        settings.storage.wal_object_window_ms = o.wal_window_ms;
+    } else {
+        settings.storage.wal = WalKind::Local;
+    }
+    settings.validate().context("broker settings")?;
+    let components = Components::from_settings(&settings).context("broker components")?;
+    Ok((settings, components))
 }
 
 pub(crate) fn start_broker(rt: &Runtime, o: &BrokerOpts<'_>) -> Result<Running> {
-    let cfg = broker_config(o)?;
-    rt.block_on(vigil_server::server::start(cfg))
+    let (settings, components) = broker_config(o)?;
+    rt.block_on(vigil_server::server::start(settings, components))
         .with_context(|| format!("cannot start a broker on {}", o.objects))
 }
 

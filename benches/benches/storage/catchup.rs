@@ -85,7 +85,7 @@ pub(crate) fn time_first_fetch(
     objects: &str,
 ) -> Result<(Duration, Duration)> {
     let data_dir = root.join(format!("data-{name}-first-fetch"));
-    let cfg = broker_config(&BrokerOpts {
+    let (settings, components) = broker_config(&BrokerOpts {
         data_dir: &data_dir,
         objects,
         wal_object: false,
@@ -94,7 +94,7 @@ pub(crate) fn time_first_fetch(
     })?;
     let t = Instant::now();
     let running = rt
-        .block_on(vigil_server::server::start(cfg))
+        .block_on(vigil_server::server::start(settings, components))
         .with_context(|| format!("cannot start a broker on {objects}"))?;
     let started = t.elapsed();
     let addr = running.kafka_addr.to_string();

@@ -2,21 +2,61 @@
 
 use std::sync::Arc;
 
+use object_store::ObjectStore;
 use vigil_storage::store::{InstrumentedStore, ObjectStoreMetrics};
-use vigil_storage::{object_store_from_url, Log, LogConfig, StorageError};
+use vigil_storage::{object_store_from_url, Log};
 
-use crate::config::ServeConfig;
 use crate::metrics::Metrics;
+use crate::server::ServeError;
+use crate::settings::{Settings, StorageSettings};
 use vigil_engine::Detectors;
 use vigil_groups::log_store::LogGroupStore;
-use vigil_groups::{GroupConfig, GroupCoordinator};
+use vigil_groups::GroupCoordinator;
 
 const CLUSTER_ID_KEY: &str = "cluster/id";
 
+/// What the broker runs on, passed in rather than built from [`Settings`]
+/// so that tests can put a fault-injecting or in-memory store (or a host
+/// with its own cache) under the log, the group store and the detector
+/// engine alike. [`Components::from_settings`] builds the real ones.
+pub struct Components {
+    /// Where the log keeps its data. The broker wraps it in an
+    /// [`InstrumentedStore`] for `/metrics`.
+    pub object_store: Arc<dyn ObjectStore>,
+    /// The wasm host the detector engine runs modules on.
+    pub host: vigil_host::HostConfig,
+}
+
+impl Components {
+    /// The object store named by the settings' URL and a wasm host caching
+    /// compiled modules under the data dir.
+    pub fn from_settings(settings: &Settings) -> Result<Components, ServeError> {
+        let url = settings.storage.object_store_url()?;
+        Ok(Components::with_store(
+            &settings.storage,
+            object_store_from_url(&url)?,
+        ))
+    }
+
+    /// `object_store` with the same wasm host as
+    /// [`from_settings`](Components::from_settings).
+    pub fn with_store(storage: &StorageSettings, object_store: Arc<dyn ObjectStore>) -> Components {
+        Components {
+            object_store,
+            host: vigil_host::HostConfig {
+                cache_dir: storage.data_dir.join("module-cache"),
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// Everything a request handler can reach.
 pub struct Broker {
-    /// Settings.
-    pub config: ServeConfig,
+    /// Settings, as validated at open.
+    pub settings: Settings,
+    /// `host:port` clients are told to connect to.
+    pub advertised_listener: (String, u16),
     /// The log.
     pub log: Arc<Log>,
     /// Consumer groups.
@@ -34,29 +74,32 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Opens the log and restores group offsets.
-    pub async fn open(config: ServeConfig) -> Result<Arc<Broker>, StorageError> {
+    /// Validates the settings, opens the log on the given store, restores
+    /// group offsets and starts the detector engine. `settings.server.listen`
+    /// should be the address actually bound (it names this broker in the
+    /// log and is advertised unless an advertised listener is set).
+    pub async fn open(
+        settings: Settings,
+        components: Components,
+    ) -> Result<Arc<Broker>, ServeError> {
+        settings.validate()?;
+        let advertised_listener = settings.server.advertised(settings.server.listen.port())?;
+        let data_dir = &settings.storage.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| ServeError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
         // Every request to the store is counted for /metrics.
-        let instrumented = Arc::new(InstrumentedStore::new(object_store_from_url(
-            &config.object_store,
-        )?));
+        let instrumented = Arc::new(InstrumentedStore::new(components.object_store));
         let store_metrics = instrumented.metrics();
-        let store: Arc<dyn object_store::ObjectStore> = instrumented;
-        let mut log_config = LogConfig::new(&config.data_dir);
-        log_config.upload_interval = config.upload_interval;
-        log_config.wal_mode = config.wal.clone();
-        log_config.lease_interval = config.lease_interval;
-        log_config.takeover = config.takeover;
-        log_config.broker_id = format!("vigil-{}@{}", config.node_id, config.listen);
-        let log = Log::open(log_config, store).await?;
-        let group_store = Arc::new(LogGroupStore::new(log.clone()));
-        let groups = GroupCoordinator::new(
-            GroupConfig {
-                initial_rebalance_delay: config.group_initial_rebalance_delay,
-                ..GroupConfig::default()
-            },
-            group_store.clone(),
+        let store: Arc<dyn ObjectStore> = instrumented;
+        let broker_id = format!(
+            "vigil-{}@{}",
+            settings.server.node_id, settings.server.listen
         );
+        let log = Log::open(settings.storage.log_config(broker_id), store).await?;
+        let group_store = Arc::new(LogGroupStore::new(log.clone()));
+        let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
         let restored = group_store.restore_into(&groups);
         let cluster_id = match log.kv_at_open().get(CLUSTER_ID_KEY) {
             Some(id) => id.clone(),
@@ -67,16 +110,13 @@ impl Broker {
                 id
             }
         };
-        let host = vigil_host::HostConfig {
-            cache_dir: config.data_dir.join("module-cache"),
-            ..Default::default()
-        };
-        let detectors = Detectors::open(log.clone(), host)
+        let detectors = Detectors::open(log.clone(), components.host)
             .await
-            .map_err(|e| StorageError::Invalid(format!("cannot start detectors: {e}")))?;
+            .map_err(ServeError::Detectors)?;
         tracing::debug!(restored_offsets = restored, %cluster_id, "broker state restored");
         Ok(Arc::new(Broker {
-            config,
+            settings,
+            advertised_listener,
             log,
             groups,
             group_store,
@@ -90,8 +130,8 @@ impl Broker {
     /// Host and port clients should connect to.
     pub fn advertised(&self) -> (&str, i32) {
         (
-            &self.config.advertised_listener.0,
-            i32::from(self.config.advertised_listener.1),
+            &self.advertised_listener.0,
+            i32::from(self.advertised_listener.1),
         )
     }
 }

@@ -8,12 +8,12 @@
 
 pub mod admin;
 pub mod broker;
-pub mod config;
 pub mod connection;
 pub mod errors;
 pub mod handlers;
 pub mod metrics;
 pub mod server;
+pub mod settings;
 
-pub use broker::Broker;
-pub use config::ServeConfig;
+pub use broker::{Broker, Components};
+pub use settings::Settings;

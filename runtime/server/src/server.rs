@@ -11,9 +11,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::broker::Broker;
-use crate::config::ServeConfig;
+use crate::broker::{Broker, Components};
 use crate::connection;
+use crate::settings::{Settings, SettingsError};
 
 /// How long shutdown waits for connections to finish their current request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,9 +31,24 @@ pub enum ServeError {
         /// OS error.
         source: std::io::Error,
     },
-    /// The log could not be opened.
+    /// A setting cannot work; the settings have to change.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The data dir could not be created.
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The object store could not be opened, or the log on it (whether a
+    /// retry can help is the storage error's to say).
     #[error("cannot open the log: {0}")]
     Storage(#[from] vigil_storage::StorageError),
+    /// The detector engine could not start.
+    #[error("cannot start detectors: {0}")]
+    Detectors(#[source] vigil_engine::DetectorError),
 }
 
 /// A running broker.
@@ -48,8 +63,10 @@ pub struct Running {
     tasks: JoinSet<()>,
 }
 
-/// Binds the listeners, opens the log and starts serving.
-pub async fn start(mut config: ServeConfig) -> Result<Running, ServeError> {
+/// Binds the listeners, opens the log on `components` and starts serving.
+pub async fn start(mut settings: Settings, components: Components) -> Result<Running, ServeError> {
+    settings.validate()?;
+    let config = &settings.server;
     let kafka = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -74,11 +91,11 @@ pub async fn start(mut config: ServeConfig) -> Result<Running, ServeError> {
         addr: config.admin_listen,
         source,
     })?;
-    // Listening on port 0 picks a free port; advertise the one we got.
-    if config.advertised_listener.1 == 0 {
-        config.advertised_listener.1 = kafka_addr.port();
-    }
-    let broker = Broker::open(config).await?;
+    // Listening on port 0 picks a free port: from here on the settings say
+    // which one we got, so that it is advertised and names this broker.
+    settings.server.listen = kafka_addr;
+    settings.server.admin_listen = admin_addr;
+    let broker = Broker::open(settings, components).await?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let lease = broker.log.spawn_lease_renewal(rx.clone());

@@ -18,22 +18,17 @@ use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vigil_protocol::BatchBuilder;
-use vigil_server::config::FileConfig;
 use vigil_server::server::{self, Running};
+use vigil_server::{Components, Settings};
+use vigil_storage::store::{FaultKind, FaultyStore};
 
 #[global_allocator]
 static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
 async fn start(dir: &std::path::Path) -> Running {
-    let cfg = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.to_path_buf()),
-        ..Default::default()
-    }
-    .resolve()
-    .expect("config");
-    server::start(cfg).await.expect("start")
+    let settings = Settings::embedded(dir);
+    let components = Components::from_settings(&settings).expect("components");
+    server::start(settings, components).await.expect("start")
 }
 
 struct Client {
@@ -130,6 +125,10 @@ fn produce_result(r: ResponseKind) -> (i16, i64) {
 }
 
 async fn create_topic(c: &mut Client, name: &str) {
+    assert_eq!(create_topic_code(c, name).await, 0, "create {name}");
+}
+
+async fn create_topic_code(c: &mut Client, name: &str) -> i16 {
     let r = c
         .call(
             ApiKey::CreateTopics,
@@ -145,7 +144,7 @@ async fn create_topic(c: &mut Client, name: &str) {
         )
         .await;
     match r {
-        ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0),
+        ResponseKind::CreateTopics(r) => r.topics[0].error_code,
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -290,4 +289,80 @@ async fn unknown_apis_and_versions_get_error_codes_and_broken_frames_only_close_
     );
     assert_eq!((code, base), (0, 0));
     broker.shutdown().await;
+}
+
+/// The broker runs on the object store it is given. With every write to it
+/// failing, CreateTopics answers KAFKA_STORAGE_ERROR and the topic does not
+/// exist; once writes work again the broker carries on; a broker restarted
+/// on the same store finds exactly what was acknowledged.
+#[tokio::test]
+async fn store_write_failures_reach_the_client_and_nothing_unpersisted_is_acked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::memory::InMemory::new());
+    let faulty = FaultyStore::new(memory.clone());
+    let faults = faulty.control();
+    let mut settings = Settings::embedded(dir.path());
+    // A restart finds the lease released by the clean shutdown; short
+    // intervals keep the test quick if it does not.
+    settings.storage.lease_interval_ms = 100;
+    let components = Components::with_store(&settings.storage, std::sync::Arc::new(faulty));
+    let broker = server::start(settings.clone(), components)
+        .await
+        .expect("start");
+    let mut c = Client::connect(broker.kafka_addr).await;
+
+    faults.fail_all(FaultKind::Write, true);
+    assert_eq!(
+        create_topic_code(&mut c, "lost").await,
+        ResponseError::KafkaStorageError.code()
+    );
+    assert!(
+        faults.counts(FaultKind::Write).failed > 0,
+        "the write reached the faulty store"
+    );
+    assert!(
+        broker.broker.log.topic("lost").is_none(),
+        "a failed create leaves no topic"
+    );
+
+    faults.fail_all(FaultKind::Write, false);
+    create_topic(&mut c, "kept").await;
+    let (code, base) = produce_result(c.call(ApiKey::Produce, 9, produce("kept", batch(2))).await);
+    assert_eq!((code, base), (0, 0));
+    broker.shutdown().await;
+
+    let components = Components::with_store(&settings.storage, memory);
+    let again = server::start(settings, components).await.expect("restart");
+    assert!(
+        again.broker.log.topic("kept").is_some(),
+        "acknowledged: persisted"
+    );
+    assert!(
+        again.broker.log.topic("lost").is_none(),
+        "refused: not persisted"
+    );
+    let mut c = Client::connect(again.kafka_addr).await;
+    let fetch = RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("kept")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])]),
+    );
+    match c.call(ApiKey::Fetch, 12, fetch).await {
+        ResponseKind::Fetch(f) => {
+            let p = &f.responses[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.high_watermark),
+                (0, 2),
+                "acked records survive"
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    again.shutdown().await;
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use vigil_api::client::{AdminClient, ClientError};
 use vigil_api::DeploymentSpec;
 use vigil_protocol::BatchBuilder;
-use vigil_server::config::FileConfig;
+use vigil_server::Settings;
 
 /// `vigil demo` flags.
 #[derive(Args, Debug)]
@@ -95,14 +95,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let config = FileConfig {
-        data_dir: Some(data_dir.clone()),
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..FileConfig::default()
-    }
-    .resolve()?;
-    let running = vigil_server::server::start(config).await?;
+    let settings = Settings::embedded(&data_dir);
+    let components = vigil_server::Components::from_settings(&settings)?;
+    let running = vigil_server::server::start(settings, components).await?;
     let (kafka, http) = (running.kafka_addr, running.admin_addr);
     println!(
         "embedded broker: Kafka on {kafka}, admin http://{http}, data in {}",

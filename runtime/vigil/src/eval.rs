@@ -29,7 +29,7 @@ use vigil_api::{
 };
 use vigil_nab::{Dataset, Profile, DATA_DIR, PROFILES_FILE, WINDOWS_FILE};
 use vigil_protocol::BatchBuilder;
-use vigil_server::config::FileConfig;
+use vigil_server::Settings;
 
 use report::{alert_ref, build_report, chunks, detection_flags, record_value, AlertRef, RunInfo};
 
@@ -121,14 +121,9 @@ pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (kafka, http, embedded) = match (&args.admin, &args.bootstrap) {
         (Some(admin), Some(bootstrap)) => (resolve(bootstrap).await?, admin.clone(), None),
         _ => {
-            let config = FileConfig {
-                data_dir: Some(tmp.path().to_path_buf()),
-                listen: Some("127.0.0.1:0".into()),
-                admin_listen: Some("127.0.0.1:0".into()),
-                ..FileConfig::default()
-            }
-            .resolve()?;
-            let running = vigil_server::server::start(config).await?;
+            let settings = Settings::embedded(tmp.path());
+            let components = vigil_server::Components::from_settings(&settings)?;
+            let running = vigil_server::server::start(settings, components).await?;
             let http = format!("http://{}", running.admin_addr);
             (running.kafka_addr, http, Some(running))
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use vigil_server::config::FileConfig;
+use vigil_server::settings::{Settings, SettingsArgs, WalKind};
 
 mod cli;
 mod cli_replay;
@@ -51,78 +51,20 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML config file (keys as the long flags, e.g. `data-dir = "..."`).
+    /// TOML config file: keys as the long flags (`data-dir = "..."`), flat or
+    /// under `[server]`, `[storage]`, `[groups]`.
     #[arg(long, env = "VIGIL_CONFIG")]
     config: Option<PathBuf>,
-    /// Kafka listener address.
-    #[arg(long, env = "VIGIL_LISTEN")]
-    listen: Option<String>,
-    /// Admin HTTP listener (/metrics, /healthz).
-    #[arg(long, env = "VIGIL_ADMIN_LISTEN")]
-    admin_listen: Option<String>,
-    /// Directory for the WAL and caches.
-    #[arg(long, env = "VIGIL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Object store URL: file:///path (default <data-dir>/objects), s3://bucket/prefix, memory://.
-    #[arg(long, env = "VIGIL_OBJECT_STORE")]
-    object_store: Option<String>,
-    /// host:port clients should connect to (default: the listen address).
-    #[arg(long, env = "VIGIL_ADVERTISED_LISTENER")]
-    advertised_listener: Option<String>,
-    /// Create topics on first use.
-    #[arg(long, env = "VIGIL_AUTO_CREATE_TOPICS")]
-    auto_create_topics: Option<bool>,
-    /// Partitions of auto-created topics.
-    #[arg(long, env = "VIGIL_DEFAULT_PARTITIONS")]
-    default_partitions: Option<i32>,
-    /// Broker node id.
-    #[arg(long, env = "VIGIL_NODE_ID")]
-    node_id: Option<i32>,
-    /// Longest time (ms) durable data waits in the WAL before upload.
-    #[arg(long, env = "VIGIL_UPLOAD_INTERVAL_MS")]
-    upload_interval_ms: Option<u64>,
-    /// Delay (ms) before the first rebalance of a new consumer group completes.
-    #[arg(long, env = "VIGIL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
-    group_initial_rebalance_delay_ms: Option<u64>,
-    /// Write-ahead log: `local` (fsync'd file, uploaded every interval) or
-    /// `object` (acks=all only once the data is in the object store).
-    #[arg(long, env = "VIGIL_WAL")]
-    wal: Option<String>,
-    /// Batching window (ms) of the object WAL: one PUT per window.
-    #[arg(long, env = "VIGIL_WAL_OBJECT_WINDOW_MS")]
-    wal_object_window_ms: Option<u64>,
-    /// How often (ms) this broker renews its lease on the log; a new broker
-    /// waits three intervals to tell a live owner from a crashed one.
-    #[arg(long, env = "VIGIL_LEASE_INTERVAL_MS")]
-    lease_interval_ms: Option<u64>,
-    /// Take the log over even if another broker is alive and serving it; the
-    /// other broker is fenced (its later writes fail).
-    #[arg(long, env = "VIGIL_TAKEOVER")]
-    takeover: bool,
+    /// Every setting's flag and `VIGIL_*` variable, derived from the settings
+    /// types in vigil_server::settings.
+    #[command(flatten)]
+    settings: SettingsArgs,
 }
 
 impl ServeArgs {
-    fn into_file_config(self) -> anyhow::Result<FileConfig> {
-        let base = match &self.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
-        Ok(base.overlay(FileConfig {
-            listen: self.listen,
-            admin_listen: self.admin_listen,
-            data_dir: self.data_dir,
-            object_store: self.object_store,
-            advertised_listener: self.advertised_listener,
-            auto_create_topics: self.auto_create_topics,
-            default_partitions: self.default_partitions,
-            node_id: self.node_id,
-            upload_interval_ms: self.upload_interval_ms,
-            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
-            wal: self.wal,
-            wal_object_window_ms: self.wal_object_window_ms,
-            lease_interval_ms: self.lease_interval_ms,
-            takeover: self.takeover.then_some(true),
-        }))
+    /// Flags over variables over the file over defaults, validated.
+    fn into_settings(self) -> Result<Settings, vigil_server::settings::SettingsError> {
+        Settings::load(self.config.as_deref(), self.settings.into_layer())
     }
 }
 
@@ -155,12 +97,12 @@ fn run() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => {
-            let config = args.into_file_config()?.resolve()?;
+            let settings = args.into_settings()?;
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            rt.block_on(serve(config))
+            rt.block_on(serve(settings))
         }
         Command::Detector { admin, command } => cli::run(&admin, command),
         Command::Replay(args) => cli_replay::run(args),
@@ -177,18 +119,18 @@ fn run() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: vigil_server::ServeConfig) -> anyhow::Result<()> {
-    let data_dir = config.data_dir.clone();
-    let object_store = config.object_store.clone();
-    let wal = match &config.wal {
-        vigil_storage::config::WalMode::Local => {
-            format!("WAL in {}", data_dir.join("wal").display())
-        }
-        vigil_storage::config::WalMode::Object { window } => {
-            format!("WAL in the object store ({} ms window)", window.as_millis())
-        }
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let data_dir = settings.storage.data_dir.clone();
+    let object_store = settings.storage.object_store_url()?;
+    let wal = match settings.storage.wal {
+        WalKind::Local => format!("WAL in {}", data_dir.join("wal").display()),
+        WalKind::Object => format!(
+            "WAL in the object store ({} ms window)",
+            settings.storage.wal_object_window_ms
+        ),
     };
-    let running = vigil_server::server::start(config).await?;
+    let components = vigil_server::Components::from_settings(&settings)?;
+    let running = vigil_server::server::start(settings, components).await?;
     tracing::info!(
         kafka = %running.kafka_addr,
         admin = %running.admin_addr,
@@ -214,4 +156,137 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["vigil", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(a) => Ok(a),
+            _ => unreachable!("parsed `serve`"),
+        }
+    }
+
+    /// Every setting's flag is the kebab-case TOML key and its variable
+    /// `VIGIL_` + the key in upper snake case, so the three cannot drift.
+    #[test]
+    fn flags_and_variables_follow_the_setting_names() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let serve = cmd.find_subcommand_mut("serve").expect("serve");
+        let mut seen = Vec::new();
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let env = arg
+                .get_env()
+                .and_then(|e| e.to_str())
+                .expect("every flag has a variable");
+            assert_eq!(
+                env,
+                format!("VIGIL_{}", long.replace('-', "_").to_uppercase())
+            );
+            seen.push(long.to_string());
+        }
+        for flag in [
+            "config",
+            "listen",
+            "admin-listen",
+            "data-dir",
+            "object-store",
+            "advertised-listener",
+            "auto-create-topics",
+            "default-partitions",
+            "node-id",
+            "upload-interval-ms",
+            "group-initial-rebalance-delay-ms",
+            "wal",
+            "wal-object-window-ms",
+            "lease-interval-ms",
+            "takeover",
+        ] {
+            assert!(
+                seen.iter().any(|s| s == flag),
+                "--{flag} missing from {seen:?}"
+            );
+        }
+        assert_eq!(seen.len(), 15, "{seen:?}");
+    }
+
+    /// Flags over variables over the file over defaults. One test, because
+    /// it sets process-wide variables.
+    #[test]
+    fn flags_beat_variables_beat_the_file_beat_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("vigil.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1001\"\nnode-id = 1\ntakeover = true\n\
+             [storage]\nupload-interval-ms = 11\nwal = \"object\"\n",
+        )
+        .expect("write");
+        let file = file.to_str().expect("utf-8 path");
+        let s = serve_args(&["--config", file])
+            .expect("parse")
+            .into_settings();
+        let s = s.expect("valid");
+        assert_eq!(s.server.listen.port(), 1001);
+        assert_eq!(s.storage.wal, WalKind::Object);
+        assert!(s.storage.takeover);
+        assert_eq!(s.server.admin_listen.port(), 9644, "default");
+
+        std::env::set_var("VIGIL_LISTEN", "127.0.0.1:2002");
+        std::env::set_var("VIGIL_UPLOAD_INTERVAL_MS", "22");
+        std::env::set_var("VIGIL_TAKEOVER", "false");
+        let s = serve_args(&["--config", file, "--listen", "127.0.0.1:3003"])
+            .expect("parse")
+            .into_settings()
+            .expect("valid");
+        std::env::remove_var("VIGIL_LISTEN");
+        std::env::remove_var("VIGIL_UPLOAD_INTERVAL_MS");
+        std::env::remove_var("VIGIL_TAKEOVER");
+        assert_eq!(s.server.listen.port(), 3003, "the flag beats the variable");
+        assert_eq!(
+            s.storage.upload_interval_ms, 22,
+            "the variable beats the file"
+        );
+        assert!(
+            !s.storage.takeover,
+            "a variable set to false beats the file"
+        );
+        assert_eq!(s.server.node_id, 1, "the file beats the default");
+        assert_eq!(s.storage.wal, WalKind::Object);
+
+        let s = serve_args(&[
+            "--takeover",
+            "--auto-create-topics",
+            "false",
+            "--wal",
+            "object",
+        ])
+        .expect("parse")
+        .into_settings()
+        .expect("valid");
+        assert!(s.storage.takeover && !s.server.auto_create_topics);
+        assert_eq!(s.storage.wal, WalKind::Object);
+    }
+
+    #[test]
+    fn bad_flags_name_the_setting() {
+        for (args, name) in [
+            (&["--listen", "nonsense"][..], "--listen"),
+            (&["--wal", "tape"], "--wal"),
+            (&["--default-partitions", "x"], "--default-partitions"),
+        ] {
+            let e = serve_args(args).err().expect("rejected");
+            assert!(e.to_string().contains(name), "{args:?}: {e}");
+        }
+        let e = serve_args(&["--default-partitions", "0"])
+            .expect("parse")
+            .into_settings()
+            .expect_err("out of range");
+        assert_eq!(e.setting, "default-partitions");
+    }
 }

@@ -12,7 +12,7 @@ use vigil_api::{
     DeploymentSpec, DeploymentState, DeploymentStatus, DiffRequest, ErrorKind, ReplaySpec,
     StartPosition,
 };
-use vigil_server::config::FileConfig;
+use vigil_server::{Components, Settings};
 use vigil_server::server::{self, Running};
 use vigil_storage::log::TopicConfig;
 
@@ -34,16 +34,12 @@ fn module(name: &str) -> Vec<u8> {
 
 /// A broker on a `memory://` store, with topic `payments` (2 partitions).
 fn broker(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Running {
-    let cfg = FileConfig {
-        listen: Some("127.0.0.1:0".into()),
-        admin_listen: Some("127.0.0.1:0".into()),
-        data_dir: Some(dir.to_path_buf()),
-        object_store: Some("memory://".into()),
-        ..Default::default()
-    }
-    .resolve()
-    .expect("config");
-    let running = rt.block_on(server::start(cfg)).expect("start");
+    let mut settings = Settings::embedded(dir);
+    settings.storage.object_store = Some("memory://".into());
+    let components = Components::from_settings(&settings).expect("components");
+    let running = rt
+        .block_on(server::start(settings, components))
+        .expect("start");
     rt.block_on(running.broker.log.create_topic(
         "payments",
         TopicConfig {

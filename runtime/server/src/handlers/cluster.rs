@@ -25,7 +25,7 @@ pub(super) fn find_coordinator(
     v: i16,
 ) -> FindCoordinatorResponse {
     let (host, port) = b.advertised();
-    let node = BrokerId(b.config.node_id);
+    let node = BrokerId(b.settings.server.node_id);
     let host = StrBytes::from_string(host.to_string());
     // Key type 0 is a group, 1 a transaction; this broker coordinates groups.
     let error = (r.key_type != 0).then_some(ResponseError::CoordinatorNotAvailable);
@@ -70,9 +70,9 @@ pub(super) fn describe_cluster(b: &Arc<Broker>) -> DescribeClusterResponse {
     let (host, port) = b.advertised();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
-        .with_controller_id(BrokerId(b.config.node_id))
+        .with_controller_id(BrokerId(b.settings.server.node_id))
         .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.config.node_id))
+            .with_broker_id(BrokerId(b.settings.server.node_id))
             .with_host(StrBytes::from_string(host.to_string()))
             .with_port(port)])
 }

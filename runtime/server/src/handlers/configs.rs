@@ -133,7 +133,7 @@ pub(super) fn describe(
                     ),
                 },
                 RESOURCE_BROKER => {
-                    let c = &b.config;
+                    let c = &b.settings.server;
                     let all = [
                         (
                             "auto.create.topics.enable",

@@ -15,7 +15,7 @@ use crate::errors::storage_code;
 
 pub(super) async fn handle(b: &Arc<Broker>, r: MetadataRequest, v: i16) -> MetadataResponse {
     let (host, port) = b.advertised();
-    let node = BrokerId(b.config.node_id);
+    let node = BrokerId(b.settings.server.node_id);
     // v0 sends an empty list to mean all topics; v1+ sends null.
     let requested: Option<Vec<String>> = match r.topics {
         None => None,
@@ -27,7 +27,8 @@ pub(super) async fn handle(b: &Arc<Broker>, r: MetadataRequest, v: i16) -> Metad
         ),
     };
     // Before v4 there is no flag and auto-creation is the broker's choice.
-    let auto_create = b.config.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
+    let auto_create =
+        b.settings.server.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
     let topics = match requested {
         None => b
             .log
@@ -71,7 +72,7 @@ pub(super) async fn auto_create_topic(
     name: &str,
 ) -> Result<Arc<Topic>, StorageError> {
     let cfg = vigil_storage::TopicConfig {
-        partitions: b.config.default_partitions,
+        partitions: b.settings.server.default_partitions,
         configs: Default::default(),
     };
     match b.log.create_topic(name, cfg).await {

@@ -34,7 +34,7 @@ pub(super) async fn create(
     for t in r.topics {
         let name = t.name.0.to_string();
         let partitions = if t.num_partitions == -1 {
-            b.config.default_partitions
+            b.settings.server.default_partitions
         } else {
             t.num_partitions
         };

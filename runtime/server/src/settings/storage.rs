@@ -1,0 +1,130 @@
+//! Where and how the log keeps its data.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use vigil_storage::config::WalMode;
+use vigil_storage::LogConfig;
+
+use super::SettingsError;
+
+/// Storage settings. Every field is also a `vigil serve` flag of the same
+/// name (kebab-case), a `VIGIL_*` variable and a TOML key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageSettings {
+    /// Directory for the WAL and caches (not the source of truth).
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_DATA_DIR"))]
+    pub data_dir: PathBuf,
+    /// Object store URL: file:///path (default <data-dir>/objects), s3://bucket/prefix, memory://.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OBJECT_STORE"))]
+    pub object_store: Option<String>,
+    /// Write-ahead log: `local` (fsync'd file, uploaded every interval) or
+    /// `object` (acks=all only once the data is in the object store).
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_WAL"))]
+    pub wal: WalKind,
+    /// Batching window (ms) of the object WAL: one PUT per window.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_WAL_OBJECT_WINDOW_MS"))]
+    pub wal_object_window_ms: u64,
+    /// Longest time (ms) durable data waits in the WAL before upload.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_UPLOAD_INTERVAL_MS"))]
+    pub upload_interval_ms: u64,
+    /// How often (ms) this broker renews its lease on the log; a new broker
+    /// waits three intervals to tell a live owner from a crashed one.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_LEASE_INTERVAL_MS"))]
+    pub lease_interval_ms: u64,
+    /// Take the log over even if another broker is alive and serving it; the
+    /// other broker is fenced (its later writes fail).
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_TAKEOVER"))]
+    pub takeover: bool,
+}
+
+/// Where the write-ahead log lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum WalKind {
+    /// An fsync'd file in the data dir, uploaded every upload interval.
+    #[default]
+    Local,
+    /// The object store itself: acks=all is answered once the data is there.
+    Object,
+}
+
+impl Default for StorageSettings {
+    /// `./vigil-data`, objects under it, local WAL. The upload interval is
+    /// short enough that each upload is a small burst (large ones steal CPU
+    /// from produce acks on small machines) and long enough that objects are
+    /// not tiny.
+    fn default() -> Self {
+        StorageSettings {
+            data_dir: PathBuf::from("./vigil-data"),
+            object_store: None,
+            wal: WalKind::Local,
+            wal_object_window_ms: 5,
+            upload_interval_ms: 1_000,
+            lease_interval_ms: 1_000,
+            takeover: false,
+        }
+    }
+}
+
+impl StorageSettings {
+    /// Rejects values that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(SettingsError::new("data-dir", "must not be empty"));
+        }
+        if self.upload_interval_ms == 0 {
+            return Err(SettingsError::new(
+                "upload-interval-ms",
+                "must be greater than zero",
+            ));
+        }
+        if self.lease_interval_ms == 0 {
+            return Err(SettingsError::new(
+                "lease-interval-ms",
+                "must be greater than zero",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The object store URL: the configured one, or a `file://` URL for
+    /// `<data-dir>/objects` (absolute, as file URLs must be).
+    pub fn object_store_url(&self) -> Result<String, SettingsError> {
+        match &self.object_store {
+            Some(url) => Ok(url.clone()),
+            None => {
+                let abs = std::path::absolute(&self.data_dir).map_err(|e| {
+                    SettingsError::new("data-dir", format!("{}: {e}", self.data_dir.display()))
+                })?;
+                Ok(format!("file://{}", abs.join("objects").display()))
+            }
+        }
+    }
+
+    /// Longest time durable data waits in the WAL before upload.
+    pub fn upload_interval(&self) -> Duration {
+        Duration::from_millis(self.upload_interval_ms)
+    }
+
+    /// The log's configuration: the one place these settings become
+    /// vigil_storage's. `broker_id` names this broker in manifests and leases.
+    pub fn log_config(&self, broker_id: String) -> LogConfig {
+        let mut c = LogConfig::new(&self.data_dir);
+        c.broker_id = broker_id;
+        c.upload_interval = self.upload_interval();
+        c.wal_mode = match self.wal {
+            WalKind::Local => WalMode::Local,
+            WalKind::Object => WalMode::Object {
+                window: Duration::from_millis(self.wal_object_window_ms),
+            },
+        };
+        c.lease_interval = Duration::from_millis(self.lease_interval_ms);
+        c.takeover = self.takeover;
+        c
+    }
+}

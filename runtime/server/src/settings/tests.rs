@@ -1,0 +1,207 @@
+//! Loading settings: defaults, layering, flat and sectioned TOML, and the
+//! setting named by each error. Flags and `VIGIL_*` variables are tested
+//! where they are parsed, in the `vigil` binary.
+
+use std::time::Duration;
+
+use super::*;
+
+fn from_toml(text: &str) -> Result<Settings, SettingsError> {
+    Settings::from_layer(Layer::from_toml(text)?)
+}
+
+fn err(text: &str) -> SettingsError {
+    from_toml(text).expect_err(text)
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let s = Settings::from_layer(Layer::default()).expect("defaults are valid");
+    assert_eq!(s.server.listen.to_string(), "127.0.0.1:9092");
+    assert_eq!(s.server.admin_listen.to_string(), "127.0.0.1:9644");
+    assert_eq!(s.server.advertised_listener, None);
+    assert!(s.server.auto_create_topics);
+    assert_eq!((s.server.default_partitions, s.server.node_id), (1, 0));
+    assert_eq!(s.storage.data_dir, PathBuf::from("./vigil-data"));
+    assert_eq!(s.storage.wal, WalKind::Local);
+    assert_eq!(s.storage.wal_object_window_ms, 5);
+    assert_eq!(s.storage.upload_interval_ms, 1_000);
+    assert_eq!(s.storage.lease_interval_ms, 1_000);
+    assert!(!s.storage.takeover);
+    assert_eq!(s.groups.group_initial_rebalance_delay_ms, 300);
+    let url = s.storage.object_store_url().expect("url");
+    assert!(url.starts_with("file:///"), "{url}");
+    assert!(url.ends_with("/vigil-data/objects"), "{url}");
+}
+
+#[test]
+fn flat_keys_and_sections_mean_the_same() {
+    let flat = from_toml(
+        r#"
+        listen = "127.0.0.1:1000"
+        data-dir = "/tmp/x"
+        wal = "object"
+        wal-object-window-ms = 7
+        group-initial-rebalance-delay-ms = 0
+        auto-create-topics = false
+        "#,
+    )
+    .expect("flat");
+    let sectioned = from_toml(
+        r#"
+        [server]
+        listen = "127.0.0.1:1000"
+        auto-create-topics = false
+        [storage]
+        data-dir = "/tmp/x"
+        wal = "object"
+        wal-object-window-ms = 7
+        [groups]
+        group-initial-rebalance-delay-ms = 0
+        "#,
+    )
+    .expect("sectioned");
+    for s in [&flat, &sectioned] {
+        assert_eq!(s.server.listen.port(), 1000);
+        assert!(!s.server.auto_create_topics);
+        assert_eq!(s.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(s.storage.wal, WalKind::Object);
+        assert_eq!(s.storage.wal_object_window_ms, 7);
+        assert_eq!(s.groups.group_initial_rebalance_delay_ms, 0);
+    }
+    assert_eq!(flat.server, sectioned.server);
+    assert_eq!(flat.storage, sectioned.storage);
+    assert_eq!(flat.groups, sectioned.groups);
+}
+
+#[test]
+fn later_layers_win_key_by_key() {
+    let file = Layer::from_toml(
+        r#"
+        listen = "127.0.0.1:1000"
+        node-id = 3
+        [storage]
+        upload-interval-ms = 50
+        "#,
+    )
+    .expect("file");
+    let mut flags = Layer::default();
+    flags
+        .set("server", "listen", "127.0.0.1:2000".into())
+        .expect("set");
+    flags.set("storage", "takeover", true.into()).expect("set");
+    let s = Settings::from_layer(file.overlaid_by(flags)).expect("valid");
+    assert_eq!(s.server.listen.port(), 2000, "the later layer wins");
+    assert_eq!(
+        s.server.node_id, 3,
+        "the earlier layer fills what the later leaves"
+    );
+    assert_eq!(s.storage.upload_interval(), Duration::from_millis(50));
+    assert!(s.storage.takeover);
+    assert_eq!(s.server.admin_listen.port(), 9644, "defaults fill the rest");
+}
+
+#[test]
+fn each_bad_value_names_its_setting() {
+    for (text, setting) in [
+        ("listen = \"nonsense\"", "listen"),
+        ("[server]\nadmin-listen = 9644", "admin-listen"),
+        ("advertised-listener = \"no-port\"", "advertised-listener"),
+        ("default-partitions = 0", "default-partitions"),
+        ("default-partitions = 10001", "default-partitions"),
+        ("node-id = \"one\"", "node-id"),
+        ("auto-create-topics = \"maybe\"", "auto-create-topics"),
+        ("data-dir = \"\"", "data-dir"),
+        ("wal = \"tape\"", "wal"),
+        ("wal-object-window-ms = -1", "wal-object-window-ms"),
+        ("upload-interval-ms = 0", "upload-interval-ms"),
+        ("lease-interval-ms = 0", "lease-interval-ms"),
+        ("takeover = 1", "takeover"),
+        (
+            "group-initial-rebalance-delay-ms = \"300ms\"",
+            "group-initial-rebalance-delay-ms",
+        ),
+    ] {
+        let e = err(text);
+        assert_eq!(e.setting, setting, "{text}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("invalid setting {setting}: ")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_sections_are_rejected_by_name() {
+    assert_eq!(err("listen-addr = \"127.0.0.1:1\"").setting, "listen-addr");
+    let e = err("[server]\ndata-dir = \"/tmp/x\"");
+    assert_eq!(e.setting, "data-dir", "a key in the wrong section: {e}");
+    assert!(e.reason.contains("unknown field"), "{e}");
+    assert_eq!(err("[broker]\nlisten = \"127.0.0.1:1\"").setting, "broker");
+    assert_eq!(err("server = 1").setting, "server");
+    let twice = err("listen = \"127.0.0.1:1\"\n[server]\nlisten = \"127.0.0.1:2\"");
+    assert_eq!(
+        twice.setting, "listen",
+        "flat and sectioned in one file: {twice}"
+    );
+    assert_eq!(err("listen = ").setting, "config", "TOML syntax");
+}
+
+#[test]
+fn a_file_is_read_and_a_missing_one_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vigil.toml");
+    std::fs::write(&path, "node-id = 7\n[storage]\nwal = \"object\"\n").expect("write");
+    let s = Settings::load(Some(&path), Layer::default()).expect("load");
+    assert_eq!((s.server.node_id, s.storage.wal), (7, WalKind::Object));
+    let e = Settings::load(Some(&dir.path().join("missing.toml")), Layer::default())
+        .expect_err("missing file");
+    assert_eq!(e.setting, "config");
+    assert!(e.reason.contains("missing.toml"), "{e}");
+}
+
+#[test]
+fn sections_know_their_keys() {
+    let [server, storage, groups] = sections();
+    assert_eq!(server.0, "server");
+    assert!(server.1.contains(&"advertised-listener"), "{:?}", server.1);
+    assert!(storage.1.contains(&"object-store") && storage.1.contains(&"takeover"));
+    assert_eq!(groups.1, &["group-initial-rebalance-delay-ms"]);
+    // Every default key is a known key (the Option ones have no default).
+    for (name, keys) in sections() {
+        let defaults = match name {
+            "server" => toml::Table::try_from(ServerSettings::default()),
+            "storage" => toml::Table::try_from(StorageSettings::default()),
+            _ => toml::Table::try_from(GroupSettings::default()),
+        }
+        .expect("serializable");
+        for k in defaults.keys() {
+            assert!(
+                keys.contains(&k.as_str()),
+                "{name}.{k} missing from {keys:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn storage_and_group_settings_convert_in_one_place() {
+    let s = from_toml(
+        "wal = \"object\"\nwal-object-window-ms = 9\nupload-interval-ms = 20\nlease-interval-ms = 30\ntakeover = true\ngroup-initial-rebalance-delay-ms = 40",
+    )
+    .expect("valid");
+    let log = s.storage.log_config("vigil-0@here".into());
+    assert_eq!(log.broker_id, "vigil-0@here");
+    assert!(matches!(
+        log.wal_mode,
+        vigil_storage::config::WalMode::Object { window } if window == Duration::from_millis(9)
+    ));
+    assert_eq!(log.upload_interval, Duration::from_millis(20));
+    assert_eq!(log.lease_interval, Duration::from_millis(30));
+    assert!(log.takeover);
+    assert_eq!(
+        s.groups.group_config().initial_rebalance_delay,
+        Duration::from_millis(40)
+    );
+}
