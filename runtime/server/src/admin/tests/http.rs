@@ -8,7 +8,7 @@ use axum::http::{header, Method, StatusCode};
 use vigil_api::ErrorKind;
 use vigil_storage::store::FaultKind;
 
-use super::{wasm, Harness};
+use super::Harness;
 use crate::admin::AdminLimits;
 
 #[tokio::test]
@@ -229,18 +229,5 @@ async fn metrics_are_one_openmetrics_page() {
             "missing {needle:?} in\n{text}"
         );
     }
-    h.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_module_upload_is_not_cut_by_the_json_limit() {
-    let h = Harness::new().await;
-    let raw = wasm("vigil_plugin_zscore");
-    assert!(
-        raw.len() > AdminLimits::default().json_body,
-        "the test module is smaller than the JSON limit: it proves nothing"
-    );
-    let a = h.post("/v1/modules", raw).await;
-    assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.body);
     h.shutdown().await;
 }
