@@ -74,7 +74,7 @@ done
 req_hash="$( (cat "$REQS"; "$PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
 stamp="$VENV/.vigil-requirements.sha256"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$req_hash" ] \
-    && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, boto3' >/dev/null 2>&1 \
+    && "$VENV/bin/python" -c 'import confluent_kafka, kafka, aiokafka, pytest, boto3, prometheus_client' >/dev/null 2>&1 \
     && [ -x "$VENV/bin/weed" ]; then
     log "venv up to date ($VENV)"
 else

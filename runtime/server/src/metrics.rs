@@ -1,7 +1,18 @@
-//! Prometheus metrics of the broker.
+//! Prometheus metrics of the broker, rendered as OpenMetrics text through one
+//! prometheus-client [`Registry`].
+//!
+//! Two kinds of metric live in the registry:
+//! - metrics the broker updates as it works (Kafka requests, latency, error
+//!   codes, connections, admin HTTP requests): prometheus-client types
+//!   registered at startup;
+//! - values owned elsewhere and read at scrape time (log and block cache
+//!   counters, object store requests, detector deployments): the
+//!   [`collector`] registered alongside encodes a snapshot taken by
+//!   [`Metrics::render`]. The storage and engine crates keep plain atomics
+//!   and status structs (they have no Prometheus dependency), so this is
+//!   where their names and types are decided.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,8 +21,16 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use vigil_engine::status::DeploymentStatus;
 use vigil_storage::store::ObjectStoreMetrics;
 use vigil_storage::Log;
+
+mod collector;
+
+use collector::{ScrapeCollector, Snapshot};
+
+/// The content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Label set naming a Kafka API.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,9 +48,33 @@ pub struct ApiErrorLabel {
     pub error: String,
 }
 
+/// Label set of one admin HTTP answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminLabel {
+    /// HTTP method.
+    pub method: String,
+    /// Route pattern (e.g. `/v1/deployments/{name}`), not the concrete path,
+    /// so that names do not multiply series; `unmatched` for unknown paths.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Label set naming an admin route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminRouteLabel {
+    /// Route pattern, as in [`AdminLabel::route`].
+    pub route: String,
+}
+
 /// All broker metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Where [`Metrics::render`] puts what the collector encodes.
+    scrape: Arc<Mutex<Option<Snapshot>>>,
+    /// Held for the whole of a render, so that two concurrent scrapes do not
+    /// mix snapshots.
+    render: Mutex<()>,
     /// Requests handled, by API.
     pub requests: Family<ApiLabel, Counter>,
     /// Time from a request's arrival to its response being ready, by API.
@@ -42,6 +85,10 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Frames that could not be decoded (connection closed or error answered).
     pub bad_frames: Counter,
+    /// Admin HTTP answers, by method, route and status.
+    pub admin_requests: Family<AdminLabel, Counter>,
+    /// Time to answer an admin HTTP request, by route.
+    pub admin_latency: Family<AdminRouteLabel, Histogram>,
 }
 
 impl Default for Metrics {
@@ -56,6 +103,12 @@ impl Default for Metrics {
         });
         let connections = Gauge::default();
         let bad_frames = Counter::default();
+        let admin_requests = Family::<AdminLabel, Counter>::default();
+        // 1 ms .. ~65 s: a status read at the bottom, a deploy that compiles
+        // a module near the top.
+        let admin_latency = Family::<AdminRouteLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 17))
+        });
         registry.register("requests", "Kafka requests handled", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -77,13 +130,29 @@ impl Default for Metrics {
             "Request frames that could not be decoded",
             bad_frames.clone(),
         );
+        registry.register(
+            "admin_requests",
+            "Admin HTTP requests answered, by method, route and status",
+            admin_requests.clone(),
+        );
+        registry.register(
+            "admin_request_duration_seconds",
+            "Time to answer an admin HTTP request, by route",
+            admin_latency.clone(),
+        );
+        let scrape = Arc::new(Mutex::new(None));
+        registry.register_collector(Box::new(ScrapeCollector::new(scrape.clone())));
         Self {
             registry,
+            scrape,
+            render: Mutex::new(()),
             requests,
             latency,
             errors,
             connections,
             bad_frames,
+            admin_requests,
+            admin_latency,
         }
     }
 }
@@ -117,212 +186,47 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, storage counters included.
+    /// Counts one admin HTTP answer and records how long it took.
+    pub fn admin_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.admin_requests
+            .get_or_create(&AdminLabel {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.admin_latency
+            .get_or_create(&AdminRouteLabel {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// The whole page in the OpenMetrics text format ([`CONTENT_TYPE`]),
+    /// ending with `# EOF`: the broker's own metrics plus the log's, the
+    /// object store's and the given deployments' values as of now.
     pub fn render(
         &self,
         log: &Log,
         store: &ObjectStoreMetrics,
-        detectors: &[vigil_engine::status::DeploymentStatus],
+        detectors: &[DeploymentStatus],
     ) -> String {
+        let snapshot = Snapshot::take(log, store, detectors);
+        // The collector reads the slot while `encode` runs; the render lock
+        // keeps a concurrent scrape from swapping in its snapshot meanwhile.
+        // A poisoned lock holds no invariant worth refusing a scrape for.
+        let _render = self.render.lock().unwrap_or_else(PoisonError::into_inner);
+        *self.scrape.lock().unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let encoded = encode(&mut out, &self.registry);
+        *self.scrape.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        if let Err(e) = encoded {
+            // Writing into a String only fails if an encoder reports an
+            // error; a truncated page would be worse than an empty one.
+            tracing::error!(error = %e, "cannot encode /metrics");
             out.clear();
+            out.push_str("# EOF\n");
         }
-        // `encode` ends with "# EOF"; storage metrics go before it.
-        if let Some(stripped) = out.strip_suffix("# EOF\n") {
-            out = stripped.to_string();
-        }
-        for (name, kind, help, value) in storage_metrics(log) {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}.\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        }
-        store.render_prometheus(&mut out);
-        render_detectors(&mut out, detectors);
-        out.push_str("# EOF\n");
         out
     }
-}
-
-/// Per deployment and input partition, read from the runners' status at
-/// scrape time.
-fn render_detectors(out: &mut String, deployments: &[vigil_engine::status::DeploymentStatus]) {
-    type Get = fn(&vigil_engine::status::PartitionStatus) -> f64;
-    let series: [(&str, &str, &str, Get); 6] = [
-        (
-            "vigil_detector_records_total",
-            "counter",
-            "Input records processed",
-            |p| p.records as f64,
-        ),
-        (
-            "vigil_detector_alerts_total",
-            "counter",
-            "Alerts written",
-            |p| p.alerts as f64,
-        ),
-        (
-            "vigil_detector_failed_batches_total",
-            "counter",
-            "Batches skipped or dead-lettered",
-            |p| p.failed_batches as f64,
-        ),
-        (
-            "vigil_detector_bad_records_total",
-            "counter",
-            "Records not matching the value schema",
-            |p| p.bad_records as f64,
-        ),
-        (
-            "vigil_detector_lag_records",
-            "gauge",
-            "Records between the input offset and the high watermark",
-            |p| p.lag as f64,
-        ),
-        (
-            "vigil_detector_event_age_seconds",
-            "gauge",
-            "Age of the newest processed record's timestamp",
-            |p| p.event_age_ms.map_or(f64::NAN, |a| a as f64 / 1000.0),
-        ),
-    ];
-    for (name, kind, help, get) in series {
-        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
-        for d in deployments {
-            for p in &d.partitions {
-                let _ = writeln!(
-                    out,
-                    "{name}{{deployment=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
-                    d.name,
-                    p.topic,
-                    p.partition,
-                    get(p)
-                );
-            }
-        }
-    }
-    let _ = writeln!(out, "# HELP vigil_detector_failed Whether the deployment was stopped by its failure policy.\n# TYPE vigil_detector_failed gauge");
-    for d in deployments {
-        let failed = matches!(d.state, vigil_engine::status::DeploymentState::Failed(_));
-        let _ = writeln!(
-            out,
-            "vigil_detector_failed{{deployment=\"{}\"}} {}",
-            d.name,
-            u8::from(failed)
-        );
-    }
-}
-
-/// Storage metrics read at scrape time: `(name, type, help, value)`. The
-/// storage crate keeps plain atomics (it has no Prometheus dependency), so
-/// they are rendered here.
-fn storage_metrics(log: &Log) -> Vec<(&'static str, &'static str, &'static str, String)> {
-    let s = &log.stats;
-    let c = log.block_cache_stats();
-    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed).to_string();
-    vec![
-        (
-            "vigil_storage_appended_bytes_total",
-            "counter",
-            "Record batch bytes appended",
-            n(&s.appended_bytes),
-        ),
-        (
-            "vigil_storage_uploads_total",
-            "counter",
-            "Upload cycles that committed data",
-            n(&s.uploads),
-        ),
-        (
-            "vigil_storage_upload_failures_total",
-            "counter",
-            "Upload cycles that failed",
-            n(&s.upload_failures),
-        ),
-        (
-            "vigil_storage_uploaded_bytes_total",
-            "counter",
-            "Bytes written to data objects",
-            n(&s.uploaded_bytes),
-        ),
-        (
-            "vigil_storage_cache_reads_total",
-            "counter",
-            "Reads served by the in-memory log cache",
-            n(&s.cache_reads),
-        ),
-        (
-            "vigil_storage_object_reads_total",
-            "counter",
-            "Reads served from objects",
-            n(&s.object_reads),
-        ),
-        (
-            "vigil_storage_compactions_total",
-            "counter",
-            "Segment objects written by the compactor",
-            n(&s.compactions),
-        ),
-        (
-            "vigil_storage_gc_deleted_objects_total",
-            "counter",
-            "Unreferenced objects deleted by the collector",
-            n(&s.gc_deleted),
-        ),
-        (
-            "vigil_storage_compaction_backlog_runs",
-            "gauge",
-            "Runs in shared data objects not yet compacted",
-            log.compaction_backlog().to_string(),
-        ),
-        (
-            "vigil_storage_upload_lag_seconds",
-            "gauge",
-            "Age of the oldest acknowledged byte not yet in the object store",
-            format!("{:.3}", log.upload_lag().as_secs_f64()),
-        ),
-        (
-            "vigil_block_cache_hits_total",
-            "counter",
-            "Block cache hits (blocks)",
-            c.hits.to_string(),
-        ),
-        (
-            "vigil_block_cache_misses_total",
-            "counter",
-            "Block cache misses (blocks)",
-            c.misses.to_string(),
-        ),
-        (
-            "vigil_block_cache_readahead_blocks_total",
-            "counter",
-            "Blocks prefetched by readahead",
-            c.readahead_blocks.to_string(),
-        ),
-        (
-            "vigil_block_cache_fetched_bytes_total",
-            "counter",
-            "Bytes the block cache fetched from the object store",
-            c.bytes_fetched.to_string(),
-        ),
-        (
-            "vigil_block_cache_evictions_total",
-            "counter",
-            "Blocks evicted",
-            c.evictions.to_string(),
-        ),
-        (
-            "vigil_block_cache_hit_ratio",
-            "gauge",
-            "Block cache hits / (hits + misses)",
-            format!("{:.4}", c.hit_ratio()),
-        ),
-        (
-            "vigil_block_cache_bytes",
-            "gauge",
-            "Bytes held by the block cache",
-            c.current_bytes.to_string(),
-        ),
-    ]
 }

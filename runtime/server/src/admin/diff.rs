@@ -7,74 +7,63 @@
 //! `a` and `b` each name a deployment (its alert topic, only the records it
 //! wrote) or, when no deployment has that name, an alert topic read whole.
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
-
-use super::detectors::{error, fail, json, parse};
-use super::Reply;
-use crate::broker::Broker;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use vigil_api::ErrorKind;
 use vigil_engine::diff::{self, DiffRequest, Side};
 
+use super::error::{json_response, ApiError};
+use super::extract::{decode, Body, NoQuery, Params};
+use super::AdminState;
+
 /// Serves `POST /v1/diff`.
-pub(super) async fn route(broker: &Broker, req: Request<Incoming>) -> Reply {
-    if req.method() != hyper::Method::POST {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use POST /v1/diff with {\"a\": ..., \"b\": ...}",
-        );
-    }
-    let dr: DiffRequest = match parse(req, "diff request").await {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
-    if let Err(e) = dr.check() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("invalid diff request: {e}"),
-        );
-    }
-    let (a, b) = (side(broker, &dr.a).await, side(broker, &dr.b).await);
-    let topic = |s: &Side, name: &str| {
-        broker.log.topic(&s.topic).ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                &format!("{name:?} is neither a deployment nor a topic"),
+pub async fn diff(
+    State(s): State<AdminState>,
+    _: Params<NoQuery>,
+    Body(raw): Body,
+) -> Result<Response, ApiError> {
+    let dr: DiffRequest = decode(&raw, "diff request")?;
+    dr.check()
+        .map_err(|e| ApiError::invalid(format!("invalid diff request: {e}")))?;
+    let (a, b) = (side(&s, &dr.a).await, side(&s, &dr.b).await);
+    let topic = |side: &Side, name: &str| {
+        s.log.topic(&side.topic).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::NotFound,
+                format!("{name:?} is neither a deployment nor a topic"),
             )
         })
     };
-    let (at, bt) = match (topic(&a, &dr.a), topic(&b, &dr.b)) {
-        (Ok(at), Ok(bt)) => (at, bt),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let (at, bt) = (topic(&a, &dr.a)?, topic(&b, &dr.b)?);
+    let covered = match (&a.covered, &b.covered) {
+        (Some(ca), Some(cb)) => Some(diff::intersect(ca, cb)),
+        _ => None,
     };
-    match diff::diff(
-        &broker.log,
+    let report = diff::diff(
+        &s.log,
         &at,
         a.deployment.as_deref(),
         &bt,
         b.deployment.as_deref(),
-        match (&a.covered, &b.covered) {
-            (Some(ca), Some(cb)) => Some(diff::intersect(ca, cb)),
-            _ => None,
-        }
-        .as_ref(),
+        covered.as_ref(),
         &dr,
     )
-    .await
-    {
-        Ok(report) => json(StatusCode::OK, &report),
-        Err(e) => fail(e),
-    }
+    .await?;
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 /// A deployment's alert topic (only its records) or else the topic `name`.
-async fn side(broker: &Broker, name: &str) -> Side {
-    let found = broker.detectors.status(name).await.ok().map(|s| {
-        let covered = s
+async fn side(s: &AdminState, name: &str) -> Side {
+    // Any failure to find a deployment by that name (not there, or not
+    // readable) falls back to reading `name` as a topic, as before.
+    let found = s.detectors.status(name).await.ok().map(|st| {
+        let covered = st
             .partitions
             .iter()
             .map(|p| ((p.topic.clone(), p.partition), (p.start, p.offset)))
             .collect();
-        (s.output, covered)
+        (st.output, covered)
     });
     diff::resolve(name, |_| found)
 }

@@ -1,93 +1,283 @@
 //! The admin HTTP endpoint: `/healthz`, `/metrics` and the JSON admin API
-//! under `/v1` (modules and deployments: see `detectors`; alert diffs: see
-//! `diff`).
+//! under `/v1`, on axum. Handlers are thin: decode the request, call the
+//! detector engine, encode its answer.
+//!
+//! ```text
+//! GET    /healthz                         → "ok"
+//! GET    /metrics                         → OpenMetrics text
+//! POST   /v1/modules                      body: .wasm bytes → module metadata
+//! GET    /v1/modules[?name=NAME]          → [module metadata], oldest first
+//! POST   /v1/deployments                  body: deployment spec → status
+//! GET    /v1/deployments                  → [status]
+//! GET    /v1/deployments/NAME             → status
+//! POST   /v1/deployments/NAME/pause       → status
+//! POST   /v1/deployments/NAME/resume      → status
+//! DELETE /v1/deployments/NAME             → {"undeployed": NAME}
+//! POST   /v1/deployments/NAME/module      body: {"module", "config"?, "rebuild_records"?} → status (hot swap)
+//! POST   /v1/deployments/NAME/shadow      body: {"module", "name"?, "output"?, "config"?} → status of the shadow
+//! POST   /v1/replays                      body: replay spec → replay status
+//! GET    /v1/replays                      → [replay status]
+//! GET    /v1/replays/ID                   → replay status
+//! DELETE /v1/replays/ID                   → {"cancelled": ID}
+//! POST   /v1/diff                         body: diff request → diff report (see `diff`)
+//! ```
+//!
+//! Every error is a [`vigil_api::ErrorBody`] (`{"error", "kind",
+//! "retriable"}`) with the status of its kind: 400 (bad input), 404
+//! (unknown), 409 (conflicts with the current state), 503 (a dependency
+//! failed, or the request did not finish in time: retry may help) or 500
+//! (corrupt stored data or a bug). The HTTP layer adds 405 (wrong method, with
+//! `Allow`) and 413 (body over the route's limit). Unknown query parameters
+//! are refused (400).
 
-use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, MethodRouter};
+use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tower_http::normalize_path::NormalizePath;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use vigil_engine::status::DeploymentStatus;
+use vigil_engine::Detectors;
+use vigil_storage::Log;
 
 use crate::broker::Broker;
+use crate::metrics::{Metrics, CONTENT_TYPE};
 
-mod detectors;
+mod deployments;
 mod diff;
+pub mod error;
+mod extract;
+mod guard;
+mod modules;
+mod replays;
+#[cfg(test)]
+mod tests;
 
-/// A response: status, content type, body.
-pub(crate) type Reply = (StatusCode, &'static str, Bytes);
+pub use error::{detector_error_kind, ApiError};
 
-async fn route(
-    broker: Arc<Broker>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    if req.uri().path().trim_end_matches('/') == "/v1/diff" {
-        let (status, ctype, body) = diff::route(&broker, req).await;
-        return Ok(respond(status, ctype, body));
-    }
-    if req.uri().path().starts_with("/v1/") {
-        let (status, ctype, body) = detectors::route(&broker, req).await;
-        return Ok(respond(status, ctype, body));
-    }
-    let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
-        ("GET", "/healthz") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-        ("GET", "/metrics") => (
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            broker.metrics.render(
-                &broker.log,
-                &broker.store_metrics,
-                &broker.detectors.list().await,
-            ),
-        ),
-        (_, path) => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            format!("no such endpoint: {path} (try /healthz, /metrics or /v1/deployments)\n"),
-        ),
-    };
-    Ok(respond(status, ctype, Bytes::from(body)))
+/// The admin API's limits. The defaults are what `vigil serve` uses.
+#[derive(Debug, Clone)]
+pub struct AdminLimits {
+    /// Largest module upload (modules are a few MiB at most).
+    pub module_body: usize,
+    /// Largest JSON request body.
+    pub json_body: usize,
+    /// `/v1` requests handled at once; more wait for a slot (up to their
+    /// deadline). Uploads and deploys compile modules, a core each.
+    pub max_concurrent: usize,
+    /// Deadline of requests that may compile a module (upload, deploy, swap,
+    /// shadow, replay) or read whole topics (diff).
+    pub compile_timeout: Duration,
+    /// Deadline of every other `/v1` request and of `/metrics`.
+    pub request_timeout: Duration,
 }
 
-fn respond(status: StatusCode, ctype: &str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = status;
-    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            module_body: 64 << 20,
+            json_body: 1 << 20,
+            max_concurrent: 16,
+            compile_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
     }
-    resp
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true.
-pub async fn serve(
+/// `/metrics` requests rendered at once: scrapes get their own slots, so
+/// that admin requests filling theirs do not hold up monitoring.
+const MAX_CONCURRENT_SCRAPES: usize = 4;
+/// How long shutdown lets admin requests in progress finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `/metrics` renders and where admin request metrics are counted.
+pub trait MetricsSource: Send + Sync + 'static {
+    /// The broker's metrics.
+    fn metrics(&self) -> &Metrics;
+    /// The whole page, with `detectors` as the deployments' current status.
+    fn render(&self, detectors: &[DeploymentStatus]) -> String;
+}
+
+impl MetricsSource for Broker {
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn render(&self, detectors: &[DeploymentStatus]) -> String {
+        self.metrics
+            .render(&self.log, &self.store_metrics, detectors)
+    }
+}
+
+/// What the admin handlers reach: the engine, the log (for `/v1/diff`'s
+/// topics) and the metrics.
+#[derive(Clone)]
+pub struct AdminState {
+    detectors: Arc<Detectors>,
+    log: Arc<Log>,
+    metrics: Arc<dyn MetricsSource>,
+}
+
+impl AdminState {
+    /// State over explicit parts (tests build it over an injected store).
+    pub fn new(detectors: Arc<Detectors>, log: Arc<Log>, metrics: Arc<dyn MetricsSource>) -> Self {
+        AdminState {
+            detectors,
+            log,
+            metrics,
+        }
+    }
+
+    /// State of a running broker.
+    pub fn of(broker: Arc<Broker>) -> Self {
+        AdminState::new(broker.detectors.clone(), broker.log.clone(), broker)
+    }
+}
+
+/// The admin API's routes and middleware (see the module docs). Trailing
+/// slashes are not trimmed here; [`serve`] does that before routing.
+pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
+    let permits = Arc::new(Semaphore::new(limits.max_concurrent));
+    let quick = from_fn_with_state(
+        guard::Guard::new(permits.clone(), limits.request_timeout),
+        guard::guard,
+    );
+    let slow = from_fn_with_state(
+        guard::Guard::new(permits, limits.compile_timeout),
+        guard::guard,
+    );
+    let scrape = from_fn_with_state(
+        guard::Guard::new(
+            Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES)),
+            limits.request_timeout,
+        ),
+        guard::guard,
+    );
+    // One guard per handler, so each route gets its class's deadline.
+    let q = |m: MethodRouter<AdminState>| m.layer(quick.clone());
+    let compiles = |m: MethodRouter<AdminState>| m.layer(slow.clone());
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics).layer(scrape))
+        .route(
+            "/v1/modules",
+            compiles(post(modules::upload))
+                .layer(DefaultBodyLimit::max(limits.module_body))
+                .merge(q(get(modules::list))),
+        )
+        .route(
+            "/v1/deployments",
+            compiles(post(deployments::create)).merge(q(get(deployments::list))),
+        )
+        .route(
+            "/v1/deployments/{name}",
+            q(get(deployments::get)).merge(q(delete(deployments::delete))),
+        )
+        .route("/v1/deployments/{name}/pause", q(post(deployments::pause)))
+        .route(
+            "/v1/deployments/{name}/resume",
+            q(post(deployments::resume)),
+        )
+        .route(
+            "/v1/deployments/{name}/module",
+            compiles(post(deployments::swap)),
+        )
+        .route(
+            "/v1/deployments/{name}/shadow",
+            compiles(post(deployments::shadow)),
+        )
+        .route(
+            "/v1/replays",
+            compiles(post(replays::create)).merge(q(get(replays::list))),
+        )
+        .route(
+            "/v1/replays/{id}",
+            q(get(replays::get)).merge(q(delete(replays::cancel))),
+        )
+        // Reads alert topics whole: a long read, but no compile.
+        .route("/v1/diff", compiles(post(diff::diff)))
+        .fallback(guard::not_found)
+        .method_not_allowed_fallback(guard::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), guard::record))
+        .layer(DefaultBodyLimit::max(limits.json_body))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .with_state(state)
+}
+
+/// The same router with a trailing `/` ignored (`/v1/deployments/` is
+/// `/v1/deployments`, as clients have been able to write it).
+pub fn app(state: AdminState, limits: &AdminLimits) -> NormalizePath<Router> {
+    NormalizePath::trim_trailing_slash(router(state, limits))
+}
+
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))],
+        "ok\n",
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let page = s.metrics.render(&s.detectors.list().await);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+        page,
+    )
+        .into_response()
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true, then lets requests
+/// in progress finish for a few seconds.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+    serve_with(
+        listener,
+        AdminState::of(broker),
+        &AdminLimits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] over explicit state and limits.
+pub async fn serve_with(
     listener: TcpListener,
-    broker: Arc<Broker>,
-    mut shutdown: watch::Receiver<bool>,
+    state: AdminState,
+    limits: &AdminLimits,
+    shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = crate::server::until_shutdown(&mut shutdown) => return,
-        };
-        let broker = broker.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| route(broker.clone(), req));
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await
-            {
-                tracing::debug!(error = %e, "admin connection ended with an error");
+    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state, limits));
+    let mut graceful = shutdown.clone();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+        crate::server::until_shutdown(&mut graceful).await;
+    });
+    let mut stop = shutdown;
+    let drained = async move {
+        crate::server::until_shutdown(&mut stop).await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        r = server => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "the admin listener failed");
             }
-        });
+        }
+        () = drained => {
+            tracing::warn!("admin requests did not finish within {DRAIN_TIMEOUT:?} of shutdown; closing them");
+        }
     }
 }
