@@ -11,8 +11,6 @@ use vigil_engine::Detectors;
 use vigil_groups::log_store::LogGroupStore;
 use vigil_groups::{GroupConfig, GroupCoordinator};
 
-const CLUSTER_ID_KEY: &str = "cluster/id";
-
 /// Everything a request handler can reach.
 pub struct Broker {
     /// Settings.
@@ -58,12 +56,15 @@ impl Broker {
             group_store.clone(),
         );
         let restored = group_store.restore_into(&groups);
-        let cluster_id = match log.kv_at_open().get(CLUSTER_ID_KEY) {
+        let cluster_id = match log.kv_at_open().get(vigil_storage::kvkeys::cluster_id()) {
             Some(id) => id.clone(),
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                log.kv_put(vec![(CLUSTER_ID_KEY.to_string(), Some(id.clone()))])
-                    .await?;
+                log.kv_put(vec![(
+                    vigil_storage::kvkeys::cluster_id().to_string(),
+                    Some(id.clone()),
+                )])
+                .await?;
                 id
             }
         };
