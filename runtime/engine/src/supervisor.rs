@@ -175,31 +175,41 @@ impl Supervisor {
 
     async fn command(&mut self, c: Command) {
         // A dropped reply means the caller gave up waiting; the command has
-        // been applied regardless, so there is nothing to undo.
+        // been applied regardless, so there is nothing to undo. The new
+        // state is published before the reply, so a caller that reads
+        // status right after its command sees the command's effect.
         match c {
             Command::Deploy {
                 deployment,
                 starts,
                 reply,
             } => {
-                let _ = reply.send(self.deploy(deployment, &starts).await);
+                let r = self.deploy(deployment, &starts).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Shadow {
                 live,
                 deployment,
                 reply,
             } => {
-                let _ = reply.send(self.shadow(&live, deployment).await);
+                let r = self.shadow(&live, deployment).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Pause { name, reply } => {
-                let _ = reply.send(self.pause(&name).await);
+                let r = self.pause(&name).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Resume {
                 name,
                 reload,
                 reply,
             } => {
-                let _ = reply.send(self.resume(&name, reload).await);
+                let r = self.resume(&name, reload).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Swap {
                 name,
@@ -207,10 +217,14 @@ impl Supervisor {
                 rebuild,
                 reply,
             } => {
-                let _ = reply.send(self.swap(&name, deployment, rebuild).await);
+                let r = self.swap(&name, deployment, rebuild).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Undeploy { name, reply } => {
-                let _ = reply.send(self.undeploy(&name).await);
+                let r = self.undeploy(&name).await;
+                self.publish();
+                let _ = reply.send(r);
             }
             Command::Shutdown { reply } => {
                 self.stop_all().await;
