@@ -213,7 +213,7 @@ async fn undeploy_during_catch_up_stops_the_runners_and_deletes_every_key() {
         }
         let mut spec = threshold_spec("cu", &hash, "in", "cu-out");
         // Small reads: the backlog takes hundreds of batches.
-        spec.max_batch_bytes = 512;
+        spec.max_batch_bytes = 1024;
         det.deploy(spec).await.expect("deploy");
         wait_committed(&det, "cu", 1).await;
         let s = det.status("cu").await.unwrap();
