@@ -22,29 +22,6 @@ use vigil_storage::{paths, Log, Partition};
 use super::output::{header, headers, scan_records, Provenance};
 use super::DetectorError;
 
-const SPEC_PREFIX: &str = "detectors/deployment/";
-const CHECKPOINT_PREFIX: &str = "detectors/checkpoint/";
-
-/// Key/value key of a deployment's spec.
-pub fn spec_key(name: &str) -> String {
-    format!("{SPEC_PREFIX}{name}")
-}
-
-/// Deployment name of a spec key, if it is one.
-pub fn parse_spec_key(key: &str) -> Option<&str> {
-    key.strip_prefix(SPEC_PREFIX)
-}
-
-/// Key/value key of one input partition's checkpoint.
-pub fn checkpoint_key(name: &str, topic: &str, partition: i32) -> String {
-    format!("{CHECKPOINT_PREFIX}{name}/{topic}/{partition}")
-}
-
-/// Prefix of all checkpoint keys of a deployment.
-pub fn checkpoint_prefix(name: &str) -> String {
-    format!("{CHECKPOINT_PREFIX}{name}/")
-}
-
 /// Committed progress of one input partition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Checkpoint {
@@ -134,6 +111,19 @@ impl Checkpoint {
     /// Whether a bounded run has covered its range.
     pub fn done(&self) -> bool {
         self.end.is_some_and(|e| self.offset >= e)
+    }
+
+    /// Decodes the checkpoint stored under `key`; a failure names the key.
+    pub fn decode(key: &str, json: &str) -> Result<Self, DetectorError> {
+        serde_json::from_str(json).map_err(|e| DetectorError::Corrupt {
+            key: key.to_string(),
+            message: format!("unreadable checkpoint: {e}"),
+        })
+    }
+
+    /// The JSON stored for this checkpoint.
+    pub fn encode(&self) -> Result<String, DetectorError> {
+        serde_json::to_string(self).map_err(|e| DetectorError::encode("a checkpoint", e))
     }
 }
 

@@ -1,17 +1,21 @@
-//! One deployment: its spec, module and live status, and what is persisted
-//! for it.
+//! One deployment: what never changes while it exists (spec, module,
+//! schema), the view of it the supervisor publishes for status reads, and
+//! what is persisted for it.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::watch;
+use serde::{Deserialize, Serialize};
 use vigil_host::{Module, ValueSchema};
 
 use super::checkpoint::Checkpoint;
-use super::spec::DeploymentSpec;
+use super::rate::LivePartition;
+use super::spec::{DeploymentSpec, FailurePolicy, Kind, REPLAY_PREFIX};
 use super::status::{DeploymentState, DeploymentStatus, VersionStatus};
-use super::Stored;
+use super::DetectorError;
 
-/// A deployment and its running instances.
+/// A deployment's fixed part. A swap replaces the whole value; nothing in it
+/// changes in place, so runners share it without locks.
 pub struct Deployment {
     /// The spec, with `module` resolved to the full hash.
     pub spec: DeploymentSpec,
@@ -19,68 +23,135 @@ pub struct Deployment {
     pub module: Arc<Module>,
     /// Decoded value schema.
     pub schema: Option<ValueSchema>,
-    pub(super) state: parking_lot::Mutex<DeploymentState>,
-    pub(super) partitions:
-        parking_lot::Mutex<Vec<Arc<parking_lot::Mutex<crate::rate::LivePartition>>>>,
-    pub(super) stop: parking_lot::Mutex<Option<watch::Sender<bool>>>,
-    pub(super) tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// When it was created and (bounded runs) completed, ms since the epoch.
-    pub(super) created_ms: i64,
-    pub(super) finished_ms: parking_lot::Mutex<Option<i64>>,
-    /// When the runners last started, with the offsets covered then (for
-    /// the rate since, which survives neither restarts nor swaps).
-    pub(super) started: parking_lot::Mutex<(std::time::Instant, i64)>,
 }
 
-impl Deployment {
-    pub(super) fn new(
-        spec: DeploymentSpec,
-        module: Arc<Module>,
-        schema: Option<ValueSchema>,
+/// Live progress of one input partition: written by its runner, read by
+/// status. The supervisor hands it out; only the runner writes it.
+pub(crate) type LiveStatus = Arc<parking_lot::Mutex<LivePartition>>;
+
+/// How a deployment is persisted in the log's key/value state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    pub(crate) spec: DeploymentSpec,
+    #[serde(flatten)]
+    pub(crate) state: DeploymentState,
+    /// When the deployment was created (ms since the epoch).
+    #[serde(default)]
+    pub(crate) created_ms: i64,
+    /// When a bounded run completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) finished_ms: Option<i64>,
+}
+
+impl Stored {
+    /// Decodes the record stored under `key`; a failure names the key.
+    pub(crate) fn decode(key: &str, json: &str) -> Result<Self, DetectorError> {
+        serde_json::from_str(json).map_err(|e| DetectorError::Corrupt {
+            key: key.to_string(),
+            message: format!("unreadable deployment record: {e}"),
+        })
+    }
+
+    /// The JSON stored for this record.
+    pub(crate) fn encode(&self) -> Result<String, DetectorError> {
+        serde_json::to_string(self).map_err(|e| DetectorError::encode("a deployment record", e))
+    }
+}
+
+/// A deployment as the supervisor last published it. Cloning is cheap
+/// (Arcs and small fields); status is computed from it without asking the
+/// supervisor, so reads never wait behind a command.
+#[derive(Clone)]
+pub(crate) struct View {
+    /// Deployment name.
+    pub(crate) name: String,
+    /// `None` when the deployment could not be loaded at open (unreadable
+    /// record, module unavailable); its state is then `Failed` with why.
+    pub(crate) deployment: Option<Arc<Deployment>>,
+    /// The spec of a deployment that could not be loaded, when it is known.
+    pub(crate) unloaded_spec: Option<DeploymentSpec>,
+    pub(crate) state: DeploymentState,
+    /// When it was created and (bounded runs) completed, ms since the epoch.
+    pub(crate) created_ms: i64,
+    pub(crate) finished_ms: Option<i64>,
+    /// When the runners last started, with the offsets covered then (for
+    /// the rate since, which survives neither restarts nor swaps).
+    pub(crate) started: (Instant, i64),
+    pub(crate) partitions: Vec<LiveStatus>,
+}
+
+impl View {
+    /// A view of a loaded deployment with no runners yet.
+    pub(crate) fn new(
+        d: Arc<Deployment>,
         state: DeploymentState,
         created_ms: i64,
+        finished_ms: Option<i64>,
     ) -> Self {
-        Deployment {
-            spec,
-            module,
-            schema,
-            state: parking_lot::Mutex::new(state),
-            partitions: parking_lot::Mutex::new(Vec::new()),
-            stop: parking_lot::Mutex::new(None),
-            tasks: parking_lot::Mutex::new(Vec::new()),
+        View {
+            name: d.spec.name.clone(),
+            deployment: Some(d),
+            unloaded_spec: None,
+            state,
             created_ms,
-            finished_ms: parking_lot::Mutex::new(None),
-            started: parking_lot::Mutex::new((std::time::Instant::now(), 0)),
+            finished_ms,
+            started: (Instant::now(), 0),
+            partitions: Vec::new(),
         }
     }
 
-    /// What is persisted for this deployment.
-    pub(super) fn stored(&self) -> Stored {
-        Stored {
-            spec: self.spec.clone(),
-            state: self.state.lock().clone(),
+    /// A deployment that could not be loaded: listed as failed with why.
+    pub(crate) fn unloaded(
+        name: &str,
+        spec: Option<DeploymentSpec>,
+        created_ms: i64,
+        why: String,
+    ) -> Self {
+        View {
+            name: name.to_string(),
+            deployment: None,
+            unloaded_spec: spec,
+            state: DeploymentState::Failed(why),
+            created_ms,
+            finished_ms: None,
+            started: (Instant::now(), 0),
+            partitions: Vec::new(),
+        }
+    }
+
+    /// The spec, when known.
+    pub(crate) fn spec(&self) -> Option<&DeploymentSpec> {
+        self.deployment
+            .as_ref()
+            .map(|d| &d.spec)
+            .or(self.unloaded_spec.as_ref())
+    }
+
+    /// The kind; an unloaded record without a spec is told by its name.
+    pub(crate) fn kind(&self) -> Kind {
+        match self.spec() {
+            Some(s) => s.kind.clone(),
+            None if self.name.starts_with(REPLAY_PREFIX) => Kind::Replay,
+            None => Kind::Live,
+        }
+    }
+
+    /// What is persisted for this deployment (none without a spec).
+    pub(crate) fn stored(&self, state: DeploymentState) -> Option<Stored> {
+        Some(Stored {
+            spec: self.spec()?.clone(),
+            state,
             created_ms: self.created_ms,
-            finished_ms: *self.finished_ms.lock(),
-        }
-    }
-
-    pub(super) async fn stop_runners(&self) {
-        if let Some(tx) = self.stop.lock().take() {
-            let _ = tx.send(true);
-        }
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock());
-        for t in tasks {
-            let _ = t.await;
-        }
+            finished_ms: self.finished_ms,
+        })
     }
 
     /// A point-in-time status.
-    pub fn status(&self) -> DeploymentStatus {
-        let now = std::time::Instant::now();
+    pub(crate) fn status(&self) -> DeploymentStatus {
+        let now = Instant::now();
         let wall = chrono::Utc::now().timestamp_millis();
         let partitions = self
             .partitions
-            .lock()
             .iter()
             .map(|s| {
                 let s = s.lock();
@@ -90,15 +161,19 @@ impl Deployment {
                 out
             })
             .collect();
+        let spec = self.spec();
         DeploymentStatus {
-            name: self.spec.name.clone(),
-            module: self.spec.module.clone(),
-            module_label: self.module.label(),
-            state: self.state.lock().clone(),
-            inputs: self.spec.inputs.clone(),
-            output: self.spec.output.clone(),
-            kind: self.spec.kind.clone(),
-            on_failure: self.spec.on_failure.as_str().to_string(),
+            name: self.name.clone(),
+            module: spec.map(|s| s.module.clone()).unwrap_or_default(),
+            module_label: self.deployment.as_ref().and_then(|d| d.module.label()),
+            state: self.state.clone(),
+            inputs: spec.map(|s| s.inputs.clone()).unwrap_or_default(),
+            output: spec.map(|s| s.output.clone()).unwrap_or_default(),
+            kind: self.kind(),
+            on_failure: spec
+                .map_or(FailurePolicy::default(), |s| s.on_failure)
+                .as_str()
+                .to_string(),
             partitions,
         }
     }

@@ -267,12 +267,17 @@ pub async fn scan_records(
         let fetched = log
             .read(p, offset, max_bytes)
             .await
-            .map_err(|e| DetectorError::Store(format!("reading {what}: {e}")))?;
+            .map_err(|e| match e.is_retriable() {
+                true => DetectorError::Store(format!("reading {what}: {e}")),
+                false => DetectorError::Storage(e),
+            })?;
         let mut buf = fetched.records.clone();
         let mut next = offset;
         while !buf.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut buf)
-                .map_err(|e| DetectorError::Store(format!("unreadable batch in {what}: {e:#}")))?;
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| DetectorError::Corrupt {
+                key: format!("{what} at offset {offset}"),
+                message: format!("unreadable batch: {e:#}"),
+            })?;
             for r in &set.records {
                 next = next.max(r.offset + 1);
                 // The first batch may start before `offset`: those records

@@ -33,10 +33,10 @@ pub enum RegistryError {
         source: object_store::Error,
     },
     /// Stored bytes do not hash to their key (corruption; not retriable).
-    #[error("stored module {0} is corrupt (its bytes hash to something else)")]
+    #[error("stored module {0} is corrupt (its bytes hash to something else; not retriable)")]
     Corrupt(String),
     /// Metadata could not be (de)serialized.
-    #[error("module metadata {0} is unreadable: {1}")]
+    #[error("module metadata {0} is unreadable: {1} (not retriable)")]
     Meta(String, serde_json::Error),
 }
 

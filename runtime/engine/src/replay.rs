@@ -7,10 +7,11 @@
 //! deployments, so a replay interrupted by a broker crash resumes from its
 //! last checkpoint without losing or repeating alerts.
 
+use super::deployment::View;
 use super::spec::REPLAY_PREFIX;
 use super::spec::{DeploymentSpec, FailurePolicy, Kind, SpecError, StartPosition};
 use super::status::PartitionStatus;
-use super::{Deployment, DetectorError, Detectors};
+use super::{DetectorError, Detectors};
 use vigil_api::{ReplayPartition, ReplaySpec, ReplayStatus};
 
 fn deployment_name(id: &str) -> String {
@@ -56,61 +57,62 @@ impl Detectors {
 
     /// Every replay job this broker knows, running or finished.
     pub async fn replays(&self) -> Vec<ReplayStatus> {
-        self.deployments
-            .lock()
-            .await
+        let snapshot = self.snapshot.borrow().clone();
+        snapshot
             .values()
-            .filter(|d| d.spec.kind == Kind::Replay)
-            .map(|d| replay_status(d))
+            .filter(|v| v.kind() == Kind::Replay)
+            .map(replay_status)
             .collect()
     }
 
     /// One replay job.
     pub async fn replay_status(&self, id: &str) -> Result<ReplayStatus, DetectorError> {
-        let d = self
-            .get(&deployment_name(id))
-            .await
-            .map_err(|_| DetectorError::ReplayNotFound(id.to_string()))?;
-        Ok(replay_status(&d))
+        let v = self
+            .view(&deployment_name(id))
+            .ok_or_else(|| DetectorError::ReplayNotFound(id.to_string()))?;
+        Ok(replay_status(&v))
     }
 
     /// Stops a replay and forgets it (its alert topic stays).
     pub async fn cancel_replay(&self, id: &str) -> Result<(), DetectorError> {
         let name = deployment_name(id);
-        if self.get(&name).await.is_err() {
+        if self.view(&name).is_none() {
             return Err(DetectorError::ReplayNotFound(id.to_string()));
         }
-        self.undeploy(&name).await
+        self.undeploy(&name).await.map_err(|e| match e {
+            // Cancelled by someone else meanwhile.
+            DetectorError::NotFound(_) => DetectorError::ReplayNotFound(id.to_string()),
+            e => e,
+        })
     }
 }
 
-fn replay_status(d: &Deployment) -> ReplayStatus {
-    let s = d.status();
+fn replay_status(v: &View) -> ReplayStatus {
+    let s = v.status();
     let parts: Vec<ReplayPartition> = s.partitions.iter().map(partition_status).collect();
     let total: i64 = parts.iter().map(|p| p.to - p.from).sum();
     let done: i64 = parts.iter().map(|p| p.offset.min(p.to) - p.from).sum();
-    let finished = *d.finished_ms.lock();
+    let finished = v.finished_ms;
     let now = chrono::Utc::now().timestamp_millis();
-    let elapsed_ms = finished.unwrap_or(now) - d.created_ms;
+    let elapsed_ms = finished.unwrap_or(now) - v.created_ms;
     let rows_per_sec = match finished {
         Some(_) => total as f64 / (elapsed_ms.max(1) as f64 / 1000.0),
         None => {
-            let (since, covered) = *d.started.lock();
+            let (since, covered) = v.started;
             (done - covered).max(0) as f64 / since.elapsed().as_secs_f64().max(1e-3)
         }
     };
     let eta_secs = (finished.is_none() && rows_per_sec > 0.0)
         .then(|| ((total - done) as f64 / rows_per_sec * 10.0).round() / 10.0);
     ReplayStatus {
-        id: d
-            .spec
+        id: v
             .name
             .strip_prefix(REPLAY_PREFIX)
-            .unwrap_or(&d.spec.name)
+            .unwrap_or(&v.name)
             .to_string(),
         module: s.module,
         module_label: s.module_label,
-        topic: d.spec.inputs.first().cloned().unwrap_or_default(),
+        topic: s.inputs.first().cloned().unwrap_or_default(),
         output: s.output,
         state: s.state,
         records_total: total,

@@ -16,18 +16,55 @@ use super::batch::{last_offset_in, process, BatchFailure};
 use super::checkpoint::{self, Checkpoint};
 use super::output::{self, DeadLetter, Provenance};
 use super::spec::FailurePolicy;
+use super::supervisor::Msg;
 use super::Deployment;
 
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-const RETRY_BACKOFF: Duration = Duration::from_millis(500);
-
-/// What a runner reports to the deployment manager.
+/// What a runner reports to the supervisor, tagged with the run it belongs
+/// to: a report from runners the supervisor has since stopped (an older
+/// `epoch`) is stale and ignored.
 #[derive(Debug)]
-pub(crate) enum RunnerEvent {
+pub(crate) struct RunnerEvent {
+    pub(crate) deployment: String,
+    pub(crate) epoch: u64,
+    pub(crate) report: RunnerReport,
+}
+
+/// What happened in a runner.
+#[derive(Debug)]
+pub(crate) enum RunnerReport {
+    /// A checkpoint was committed (durable) under `key`.
+    Committed { key: String, checkpoint: Checkpoint },
+    /// A bounded run covered its whole range on one partition, committed
+    /// as `checkpoint`.
+    Finished { key: String, checkpoint: Checkpoint },
     /// The `fail` policy stopped the deployment.
-    Failed { deployment: String, error: String },
-    /// A bounded run covered its whole range on one partition.
-    Finished { deployment: String },
+    Failed { error: String },
+}
+
+/// A runner's one route to the supervisor.
+pub(crate) struct Reporter {
+    pub(crate) tx: mpsc::UnboundedSender<Msg>,
+    pub(crate) deployment: String,
+    pub(crate) epoch: u64,
+}
+
+impl Reporter {
+    fn send(&self, report: RunnerReport) {
+        // The supervisor gone means the engine closed; nobody is listening.
+        let _ = self.tx.send(Msg::Runner(RunnerEvent {
+            deployment: self.deployment.clone(),
+            epoch: self.epoch,
+            report,
+        }));
+    }
+}
+
+/// What a runner leaves behind: its last committed checkpoint, which the
+/// supervisor takes as the partition's progress when it stops the runner
+/// (reports still queued behind the stop are stale by then).
+pub(crate) struct RunnerExit {
+    pub(crate) key: String,
+    pub(crate) checkpoint: Checkpoint,
 }
 
 /// Everything one runner needs.
@@ -43,13 +80,17 @@ pub(crate) struct Runner {
     pub status: Arc<parking_lot::Mutex<crate::rate::LivePartition>>,
     pub checkpoint: Checkpoint,
     pub stop: watch::Receiver<bool>,
-    pub events: mpsc::UnboundedSender<RunnerEvent>,
+    pub report: Reporter,
     /// Alerts with source offsets up to here are already in the alert topic.
     pub suppress_through: i64,
     /// The deployment's CPU/IO budget, shared with its other runners.
     pub throttle: Option<Arc<super::budget::Throttle>>,
-    /// Where commits are published for the manager.
-    pub checkpoints: super::Checkpoints,
+    /// Key of this partition's checkpoint.
+    pub key: String,
+    /// How often progress is committed.
+    pub checkpoint_every: Duration,
+    /// How long to wait before retrying a failed read or write.
+    pub retry_backoff: Duration,
 }
 
 /// Why a runner stopped early.
@@ -74,22 +115,27 @@ impl Runner {
         self.status.lock().last_error = Some(e.to_string());
     }
 
-    /// Runs until stopped; reports a `fail`-policy stop as an event.
-    pub(crate) async fn run(mut self) {
+    /// Runs until stopped; reports the end of a bounded run and a
+    /// `fail`-policy stop to the supervisor, and returns the last commit.
+    pub(crate) async fn run(mut self) -> RunnerExit {
         let name = self.deployment.spec.name.clone();
         match self.run_inner().await {
             Ok(()) if self.checkpoint.done() => {
-                let _ = self.events.send(RunnerEvent::Finished { deployment: name });
+                self.report.send(RunnerReport::Finished {
+                    key: self.key.clone(),
+                    checkpoint: self.checkpoint.clone(),
+                });
             }
             Ok(()) | Err(Stop::Requested) => {}
             Err(Stop::Failed(error)) => {
                 tracing::warn!(deployment = %name, topic = %self.topic, partition = self.input.index, %error, "deployment failed");
                 self.note_error(&error);
-                let _ = self.events.send(RunnerEvent::Failed {
-                    deployment: name,
-                    error,
-                });
+                self.report.send(RunnerReport::Failed { error });
             }
+        }
+        RunnerExit {
+            key: self.key,
+            checkpoint: self.checkpoint,
         }
     }
 
@@ -135,7 +181,7 @@ impl Runner {
                         // The state is needed for correct output; wait for
                         // the store rather than starting from nothing.
                         self.note_error(&e.to_string());
-                        self.pause(RETRY_BACKOFF).await?;
+                        self.pause(self.retry_backoff).await?;
                     }
                 }
             };
@@ -206,7 +252,7 @@ impl Runner {
             if let Some(v) = self.checkpoint.versions.last_mut() {
                 v.state = Some(how);
             }
-            self.status.lock().versions = super::version_statuses(&self.checkpoint);
+            self.status.lock().versions = super::deployment::version_statuses(&self.checkpoint);
         }
         let suppress_through = self.suppress_through;
         if let Some(t) = prov_suppress {
@@ -230,14 +276,14 @@ impl Runner {
                 s.lag = (hw - next).max(0);
             }
             if next >= hw {
-                if last_commit.elapsed() >= CHECKPOINT_EVERY && next > self.checkpoint.offset {
+                if last_commit.elapsed() >= self.checkpoint_every && next > self.checkpoint.offset {
                     self.commit(&mut instance, next).await?;
                     last_commit = Instant::now();
                 }
                 tokio::select! {
                     r = hw_rx.changed() => if r.is_err() { break },
                     _ = Self::stopped(&mut self.stop) => break,
-                    _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                    _ = tokio::time::sleep(self.checkpoint_every) => {}
                 }
                 continue;
             }
@@ -260,7 +306,7 @@ impl Runner {
                 }
                 Err(e) => {
                     self.note_error(&format!("reading input: {e}"));
-                    self.pause(RETRY_BACKOFF).await?;
+                    self.pause(self.retry_backoff).await?;
                     continue;
                 }
             };
@@ -344,7 +390,7 @@ impl Runner {
             if let Some(t) = &self.throttle {
                 self.pause(t.rest(busy)).await?;
             }
-            if last_commit.elapsed() >= CHECKPOINT_EVERY || next >= end {
+            if last_commit.elapsed() >= self.checkpoint_every || next >= end {
                 self.commit(&mut instance, next).await?;
                 last_commit = Instant::now();
             }
@@ -355,7 +401,7 @@ impl Runner {
         // A bounded run is only finished once its end is committed; a
         // failed commit (store down) is retried rather than left behind.
         while next >= end && self.checkpoint.offset < next {
-            self.pause(RETRY_BACKOFF).await?;
+            self.pause(self.retry_backoff).await?;
             self.commit(&mut instance, next).await?;
         }
         Ok(())
@@ -371,7 +417,7 @@ impl Runner {
                         return Err(Stop::Requested);
                     }
                     self.note_error(&msg);
-                    self.pause(RETRY_BACKOFF).await?;
+                    self.pause(self.retry_backoff).await?;
                 }
             }
         }
@@ -532,9 +578,16 @@ impl Runner {
             swap_rebuild: None,
             ..self.checkpoint.clone()
         };
-        let key = checkpoint::checkpoint_key(name, &self.topic, self.input.index);
-        let json = serde_json::to_string(&cp).unwrap_or_default();
-        if let Err(e) = self.log.kv_put(vec![(key.clone(), Some(json))]).await {
+        let json = match cp.encode() {
+            Ok(j) => j,
+            // A checkpoint that cannot be encoded is a bug; committing
+            // nothing is safe (the previous one stands), so say so and go on.
+            Err(e) => {
+                self.note_error(&e.to_string());
+                return Ok(());
+            }
+        };
+        if let Err(e) = self.log.kv_put(vec![(self.key.clone(), Some(json))]).await {
             if self.log.is_fenced() {
                 return Err(Stop::Requested);
             }
@@ -547,7 +600,10 @@ impl Runner {
             }
         }
         self.status.lock().committed_offset = next;
-        self.checkpoints.lock().insert(key, cp.clone());
+        self.report.send(RunnerReport::Committed {
+            key: self.key.clone(),
+            checkpoint: cp.clone(),
+        });
         self.checkpoint = cp;
         Ok(())
     }

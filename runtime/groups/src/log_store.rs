@@ -8,8 +8,6 @@ use vigil_storage::Log;
 
 use crate::{CommittedOffset, GroupCoordinator, GroupStore, GroupStoreError, OffsetKey};
 
-const PREFIX: &str = "offsets/";
-
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
     offset: i64,
@@ -18,16 +16,13 @@ struct Stored {
     commit_timestamp_ms: i64,
 }
 
-/// Key of an offset in the key/value state. JSON-encoded because group ids
-/// may contain any character.
+/// Key of an offset in the key/value state (built by `vigil_storage::kvkeys`).
 fn kv_key(k: &OffsetKey) -> String {
-    let id = serde_json::json!([k.group, k.topic, k.partition]);
-    format!("{PREFIX}{id}")
+    vigil_storage::kvkeys::group_offset(&k.group, &k.topic, k.partition)
 }
 
 fn parse_key(key: &str) -> Option<OffsetKey> {
-    let (group, topic, partition): (String, String, i32) =
-        serde_json::from_str(key.strip_prefix(PREFIX)?).ok()?;
+    let (group, topic, partition) = vigil_storage::kvkeys::parse_group_offset(key)?;
     Some(OffsetKey {
         group,
         topic,
@@ -49,8 +44,12 @@ impl LogGroupStore {
     /// Loads every committed offset found at open into the coordinator.
     pub fn restore_into(&self, coordinator: &GroupCoordinator) -> usize {
         let mut n = 0;
-        for (k, v) in self.log.kv_at_open().range(PREFIX.to_string()..) {
-            if !k.starts_with(PREFIX) {
+        for (k, v) in self
+            .log
+            .kv_at_open()
+            .range(vigil_storage::kvkeys::group_offset_prefix().to_string()..)
+        {
+            if !k.starts_with(vigil_storage::kvkeys::group_offset_prefix()) {
                 break;
             }
             match (parse_key(k), serde_json::from_str::<Stored>(v)) {

@@ -13,8 +13,6 @@ use vigil_engine::Detectors;
 use vigil_groups::log_store::LogGroupStore;
 use vigil_groups::GroupCoordinator;
 
-const CLUSTER_ID_KEY: &str = "cluster/id";
-
 /// What the broker runs on, passed in rather than built from [`Settings`]
 /// so that tests can put a fault-injecting or in-memory store (or a host
 /// with its own cache) under the log, the group store and the detector
@@ -24,7 +22,7 @@ pub struct Components {
     /// [`InstrumentedStore`] for `/metrics`.
     pub object_store: Arc<dyn ObjectStore>,
     /// The wasm host the detector engine runs modules on.
-    pub host: vigil_host::HostConfig,
+    pub host: vigil_host::Host,
 }
 
 impl Components {
@@ -32,22 +30,20 @@ impl Components {
     /// compiled modules under the data dir.
     pub fn from_settings(settings: &Settings) -> Result<Components, ServeError> {
         let url = settings.storage.object_store_url()?;
-        Ok(Components::with_store(
-            &settings.storage,
-            object_store_from_url(&url)?,
-        ))
+        Components::with_store(&settings.storage, object_store_from_url(&url)?)
     }
 
     /// `object_store` with the same wasm host as
     /// [`from_settings`](Components::from_settings).
-    pub fn with_store(storage: &StorageSettings, object_store: Arc<dyn ObjectStore>) -> Components {
-        Components {
-            object_store,
-            host: vigil_host::HostConfig {
-                cache_dir: storage.data_dir.join("module-cache"),
-                ..Default::default()
-            },
-        }
+    pub fn with_store(
+        storage: &StorageSettings,
+        object_store: Arc<dyn ObjectStore>,
+    ) -> Result<Components, ServeError> {
+        let host = vigil_host::Host::new(vigil_host::HostConfig {
+            cache_dir: storage.data_dir.join("module-cache"),
+            ..Default::default()
+        })?;
+        Ok(Components { object_store, host })
     }
 }
 
@@ -101,18 +97,22 @@ impl Broker {
         let group_store = Arc::new(LogGroupStore::new(log.clone()));
         let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
         let restored = group_store.restore_into(&groups);
-        let cluster_id = match log.kv_at_open().get(CLUSTER_ID_KEY) {
+        let cluster_id = match log.kv_at_open().get(vigil_storage::kvkeys::cluster_id()) {
             Some(id) => id.clone(),
             None => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                log.kv_put(vec![(CLUSTER_ID_KEY.to_string(), Some(id.clone()))])
-                    .await?;
+                log.kv_put(vec![(
+                    vigil_storage::kvkeys::cluster_id().to_string(),
+                    Some(id.clone()),
+                )])
+                .await?;
                 id
             }
         };
-        let detectors = Detectors::open(log.clone(), components.host)
-            .await
-            .map_err(ServeError::Detectors)?;
+        let detectors =
+            Detectors::open_with(log.clone(), components.host, settings.detectors.clone())
+                .await
+                .map_err(ServeError::Detectors)?;
         tracing::debug!(restored_offsets = restored, %cluster_id, "broker state restored");
         Ok(Arc::new(Broker {
             settings,

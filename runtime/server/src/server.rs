@@ -46,6 +46,10 @@ pub enum ServeError {
     /// retry can help is the storage error's to say).
     #[error("cannot open the log: {0}")]
     Storage(#[from] vigil_storage::StorageError),
+    /// The wasm host could not start (not retriable: the machine or the
+    /// host settings have to change).
+    #[error("cannot start the wasm host: {0}")]
+    Host(#[from] vigil_host::HostError),
     /// The detector engine could not start.
     #[error("cannot start detectors: {0}")]
     Detectors(#[source] vigil_engine::DetectorError),

@@ -306,7 +306,8 @@ async fn store_write_failures_reach_the_client_and_nothing_unpersisted_is_acked(
     // A restart finds the lease released by the clean shutdown; short
     // intervals keep the test quick if it does not.
     settings.storage.lease_interval_ms = 100;
-    let components = Components::with_store(&settings.storage, std::sync::Arc::new(faulty));
+    let components =
+        Components::with_store(&settings.storage, std::sync::Arc::new(faulty)).expect("components");
     let broker = server::start(settings.clone(), components)
         .await
         .expect("start");
@@ -332,7 +333,7 @@ async fn store_write_failures_reach_the_client_and_nothing_unpersisted_is_acked(
     assert_eq!((code, base), (0, 0));
     broker.shutdown().await;
 
-    let components = Components::with_store(&settings.storage, memory);
+    let components = Components::with_store(&settings.storage, memory).expect("components");
     let again = server::start(settings, components).await.expect("restart");
     assert!(
         again.broker.log.topic("kept").is_some(),

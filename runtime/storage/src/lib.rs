@@ -18,6 +18,7 @@ pub mod config;
 pub mod dataobj;
 pub mod error;
 pub mod kv;
+pub mod kvkeys;
 pub mod lease;
 pub mod log;
 pub mod manifest;

@@ -12,8 +12,8 @@ use vigil_api::{
     DeploymentSpec, DeploymentState, DeploymentStatus, DiffRequest, ErrorKind, ReplaySpec,
     StartPosition,
 };
-use vigil_server::{Components, Settings};
 use vigil_server::server::{self, Running};
+use vigil_server::{Components, Settings};
 use vigil_storage::log::TopicConfig;
 
 fn module(name: &str) -> Vec<u8> {

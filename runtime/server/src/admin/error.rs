@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use vigil_api::{ErrorBody, ErrorKind};
 use vigil_engine::registry::RegistryError;
 use vigil_engine::DetectorError;
-use vigil_storage::StorageError;
 
 /// An error answer: status and body.
 #[derive(Debug)]
@@ -55,7 +54,7 @@ impl ApiError {
 
 impl From<DetectorError> for ApiError {
     fn from(e: DetectorError) -> Self {
-        ApiError::new(detector_error_kind(&e), e.to_string())
+        ApiError::new(e.kind(), e.to_string())
     }
 }
 
@@ -98,47 +97,5 @@ pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp
             );
             resp
         }
-    }
-}
-
-// TODO(lead): replace with DetectorError::kind() after merging the engine branch
-/// The class of an engine error, hence its HTTP status. Exhaustive on
-/// purpose (no catch-all arm): a new variant must be classified here before
-/// the server builds.
-pub fn detector_error_kind(e: &DetectorError) -> ErrorKind {
-    match e {
-        DetectorError::Spec(_) | DetectorError::Init { .. } | DetectorError::Schema(_) => {
-            ErrorKind::Invalid
-        }
-        DetectorError::NotFound(_)
-        | DetectorError::ReplayNotFound(_)
-        | DetectorError::UnknownTopic(_) => ErrorKind::NotFound,
-        DetectorError::Exists(_) => ErrorKind::Conflict,
-        // The engine uses `Store` for object store and state I/O failures
-        // (its docs: retriable).
-        DetectorError::Store(_) => ErrorKind::Unavailable,
-        DetectorError::Registry(r) => match r {
-            RegistryError::Invalid(_) | RegistryError::Ambiguous(_) => ErrorKind::Invalid,
-            RegistryError::NotFound(_) => ErrorKind::NotFound,
-            RegistryError::Store { .. } => ErrorKind::Unavailable,
-            // Stored bytes or metadata that do not read back: retrying the
-            // same request reads the same bytes.
-            RegistryError::Corrupt(_) | RegistryError::Meta(..) => ErrorKind::Internal,
-        },
-        DetectorError::Storage(s) => match s {
-            StorageError::Invalid(_) | StorageError::OffsetOutOfRange { .. } => ErrorKind::Invalid,
-            StorageError::UnknownTopic(_) | StorageError::UnknownPartition { .. } => {
-                ErrorKind::NotFound
-            }
-            StorageError::TopicExists(_) => ErrorKind::Conflict,
-            // The disk or the store may come back; a fenced or shutting-down
-            // broker cannot serve, but the one that owns the log now can.
-            StorageError::WalIo { .. }
-            | StorageError::WalClosed
-            | StorageError::ObjectStore { .. }
-            | StorageError::Fenced { .. }
-            | StorageError::OwnedElsewhere { .. } => ErrorKind::Unavailable,
-            StorageError::Corrupt { .. } => ErrorKind::Internal,
-        },
     }
 }

@@ -61,7 +61,7 @@ mod replays;
 #[cfg(test)]
 mod tests;
 
-pub use error::{detector_error_kind, ApiError};
+pub use error::ApiError;
 
 /// The admin API's limits. The defaults are what `vigil serve` uses.
 #[derive(Debug, Clone)]

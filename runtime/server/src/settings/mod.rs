@@ -9,7 +9,7 @@
 //! (`--config`) over the defaults.
 //!
 //! The TOML file may group keys in sections (`[server]`, `[storage]`,
-//! `[groups]`) or write them flat at the top level, as files did before
+//! `[groups]`, `[detectors]`) or write them flat at the top level, as files did before
 //! sections existed; a flat key goes to the section that has it.
 //!
 //! Settings are plain data. What the broker runs on (the object store, the
@@ -47,8 +47,9 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Consumer-group coordinator.
     pub groups: GroupSettings,
-    // SLOT (merge): `pub detectors: vigil_engine::EngineSettings` goes here,
-    // with a line for it in `Settings::from_layer` and in `sections()`.
+    /// The detector engine's tuning (TOML `[detectors]` only: these are
+    /// rarely changed, so they get no flags).
+    pub detectors: vigil_engine::EngineSettings,
 }
 
 /// A setting that cannot work, naming the setting. Retrying with the same
@@ -73,11 +74,15 @@ impl SettingsError {
 }
 
 /// Section names and the keys each one has.
-fn sections() -> [(&'static str, &'static [&'static str]); 3] {
+fn sections() -> [(&'static str, &'static [&'static str]); 4] {
     [
         ("server", introspect::field_names::<ServerSettings>()),
         ("storage", introspect::field_names::<StorageSettings>()),
         ("groups", introspect::field_names::<GroupSettings>()),
+        (
+            "detectors",
+            introspect::field_names::<vigil_engine::EngineSettings>(),
+        ),
     ]
 }
 
@@ -224,6 +229,7 @@ impl Settings {
             server: section("server", layer.take_section("server"))?,
             storage: section("storage", layer.take_section("storage"))?,
             groups: section("groups", layer.take_section("groups"))?,
+            detectors: section("detectors", layer.take_section("detectors"))?,
         };
         if let Some(unknown) = layer.sections.keys().next() {
             return Err(SettingsError::new(unknown.clone(), "unknown section"));
@@ -236,6 +242,9 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.server.validate()?;
         self.storage.validate()?;
-        self.groups.validate()
+        self.groups.validate()?;
+        self.detectors
+            .validate()
+            .map_err(|e| SettingsError::new(e.setting.replace('_', "-"), e.message))
     }
 }

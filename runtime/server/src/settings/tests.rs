@@ -163,7 +163,12 @@ fn a_file_is_read_and_a_missing_one_is_an_error() {
 
 #[test]
 fn sections_know_their_keys() {
-    let [server, storage, groups] = sections();
+    let [server, storage, groups, detectors] = sections();
+    assert!(
+        detectors.1.contains(&"rebuild-records"),
+        "{:?}",
+        detectors.1
+    );
     assert_eq!(server.0, "server");
     assert!(server.1.contains(&"advertised-listener"), "{:?}", server.1);
     assert!(storage.1.contains(&"object-store") && storage.1.contains(&"takeover"));

@@ -9,7 +9,6 @@ use vigil_storage::store::FaultKind;
 use vigil_storage::StorageError;
 
 use super::{wasm, zscore_spec, Harness};
-use crate::admin::detector_error_kind;
 
 #[tokio::test]
 async fn bad_input_is_400() {
@@ -206,6 +205,6 @@ fn every_error_class_has_its_status() {
         (DetectorError::Schema("x".into()), 400),
     ];
     for (e, status) in cases {
-        assert_eq!(detector_error_kind(&e).http_status(), status, "{e:?}");
+        assert_eq!(e.kind().http_status(), status, "{e:?}");
     }
 }

@@ -1,0 +1,506 @@
+//! The one task that owns every deployment's and replay's state: the
+//! deployment map, each deployment's life-cycle state and runner handles,
+//! and the committed-checkpoint view. Commands and runner reports reach it
+//! through one channel and are handled one at a time, so no check-then-act
+//! race between two commands, or between a command and a runner's report,
+//! can happen. Status reads never come here: after each change it publishes
+//! a snapshot (see `View`) on a watch channel. See
+//! docs/design/0006-engine-supervisor.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::budget;
+use super::checkpoint::Checkpoint;
+use super::context::Context;
+use super::deployment::{version_statuses, Deployment, LiveStatus, View};
+use super::rate::LivePartition;
+use super::runner::{Reporter, Runner, RunnerEvent, RunnerExit, RunnerReport};
+use super::spec::{FailurePolicy, Kind};
+use super::status::{DeploymentState, DeploymentStatus, PartitionStatus};
+use super::DetectorError;
+use vigil_storage::kvkeys;
+
+/// The reply route of a command.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, DetectorError>>;
+
+/// Start offsets for some partitions (`"topic/partition"` → offset) that
+/// override a spec's start position.
+pub(crate) type Starts = HashMap<String, i64>;
+
+/// What the supervisor publishes: every deployment by name.
+pub(crate) type Snapshot = Arc<BTreeMap<String, View>>;
+
+/// Everything the supervisor hears, on its one channel.
+pub(crate) enum Msg {
+    /// An admin command, with its reply route.
+    Command(Command),
+    /// A runner's report.
+    Runner(RunnerEvent),
+    /// The engine handle was dropped: stop every runner and exit.
+    Close,
+}
+
+/// A state-changing request. Anything slow that does not depend on the
+/// current state (module compile, spec validation) is done by the sender
+/// first, so a command holds the supervisor only for state work and the
+/// writes that make it durable.
+pub(crate) enum Command {
+    /// Persist and start a new deployment (its module already checked).
+    Deploy {
+        deployment: Arc<Deployment>,
+        starts: Starts,
+        reply: Reply<DeploymentStatus>,
+    },
+    /// Deploy beside live deployment `live`, from its committed offsets.
+    Shadow {
+        live: String,
+        deployment: Arc<Deployment>,
+        reply: Reply<DeploymentStatus>,
+    },
+    /// Stop the runners (each commits) and persist `Paused`.
+    Pause {
+        name: String,
+        reply: Reply<DeploymentStatus>,
+    },
+    /// Persist `Running` and start from the committed offsets; `reload`
+    /// replaces a deployment that could not be loaded at open.
+    Resume {
+        name: String,
+        reload: Option<Arc<Deployment>>,
+        reply: Reply<DeploymentStatus>,
+    },
+    /// Replace the module: runners commit, checkpoints record the new
+    /// version, the new one continues from them.
+    Swap {
+        name: String,
+        deployment: Arc<Deployment>,
+        rebuild: i64,
+        reply: Reply<DeploymentStatus>,
+    },
+    /// Stop and forget a deployment (replay cancel is this too).
+    Undeploy { name: String, reply: Reply<()> },
+    /// Stop every runner, letting each commit.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// One deployment as the supervisor owns it.
+pub(crate) struct Entry {
+    pub(crate) view: View,
+    /// Tells this run's runners to stop; `Some` while runners run.
+    pub(crate) stop: Option<watch::Sender<bool>>,
+    tasks: Vec<JoinHandle<RunnerExit>>,
+    /// The current run; reports from older runs are stale.
+    epoch: u64,
+    /// Keys of records that could not be decoded at open: undeploy deletes
+    /// them, resume refuses while any is left (it would restart from zero).
+    pub(crate) corrupt: Vec<String>,
+}
+
+impl Entry {
+    pub(crate) fn new(view: View) -> Self {
+        Entry {
+            view,
+            stop: None,
+            tasks: Vec::new(),
+            epoch: 0,
+            corrupt: Vec::new(),
+        }
+    }
+}
+
+/// The owner of all deployment state.
+pub(crate) struct Supervisor {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) entries: BTreeMap<String, Entry>,
+    /// Committed checkpoints by key: the log only hands out its key/value
+    /// state as of open, so the live view is kept here, fed by runner
+    /// reports and by the runners' exits.
+    pub(crate) checkpoints: HashMap<String, Checkpoint>,
+    /// Runner reports go here (the supervisor's own channel).
+    tx: mpsc::UnboundedSender<Msg>,
+    published: watch::Sender<Snapshot>,
+    next_epoch: u64,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        ctx: Arc<Context>,
+        checkpoints: HashMap<String, Checkpoint>,
+        tx: mpsc::UnboundedSender<Msg>,
+        published: watch::Sender<Snapshot>,
+    ) -> Self {
+        Supervisor {
+            ctx,
+            entries: BTreeMap::new(),
+            checkpoints,
+            tx,
+            published,
+            next_epoch: 1,
+        }
+    }
+
+    /// Handles messages until the engine is closed.
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            let changed = match msg {
+                Msg::Command(c) => {
+                    self.command(c).await;
+                    true
+                }
+                Msg::Runner(ev) => self.runner_event(ev).await,
+                Msg::Close => {
+                    self.stop_all().await;
+                    return;
+                }
+            };
+            if changed {
+                self.publish();
+            }
+        }
+    }
+
+    /// Publishes the current views for status reads.
+    pub(crate) fn publish(&self) {
+        let snapshot: BTreeMap<String, View> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.view.clone()))
+            .collect();
+        self.published.send_replace(Arc::new(snapshot));
+    }
+
+    async fn command(&mut self, c: Command) {
+        // A dropped reply means the caller gave up waiting; the command has
+        // been applied regardless, so there is nothing to undo. The new
+        // state is published before the reply, so a caller that reads
+        // status right after its command sees the command's effect.
+        match c {
+            Command::Deploy {
+                deployment,
+                starts,
+                reply,
+            } => {
+                let r = self.deploy(deployment, &starts).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Shadow {
+                live,
+                deployment,
+                reply,
+            } => {
+                let r = self.shadow(&live, deployment).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Pause { name, reply } => {
+                let r = self.pause(&name).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Resume {
+                name,
+                reload,
+                reply,
+            } => {
+                let r = self.resume(&name, reload).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Swap {
+                name,
+                deployment,
+                rebuild,
+                reply,
+            } => {
+                let r = self.swap(&name, deployment, rebuild).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Undeploy { name, reply } => {
+                let r = self.undeploy(&name).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Shutdown { reply } => {
+                self.stop_all().await;
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Applies a runner's report; returns whether the views changed.
+    async fn runner_event(&mut self, ev: RunnerEvent) -> bool {
+        let current = self
+            .entries
+            .get(&ev.deployment)
+            .is_some_and(|e| e.epoch == ev.epoch && e.stop.is_some());
+        if !current {
+            // From runners stopped since: their final commit came back with
+            // their exit, and undeploy may have deleted the key already.
+            return false;
+        }
+        match ev.report {
+            RunnerReport::Committed { key, checkpoint } => {
+                self.checkpoints.insert(key, checkpoint);
+                false
+            }
+            RunnerReport::Finished { key, checkpoint } => {
+                self.checkpoints.insert(key, checkpoint);
+                self.maybe_completed(&ev.deployment).await
+            }
+            RunnerReport::Failed { error } => {
+                self.failed(&ev.deployment, error).await;
+                true
+            }
+        }
+    }
+
+    /// A bounded run whose every partition committed its end is completed.
+    async fn maybe_completed(&mut self, name: &str) -> bool {
+        let prefix = kvkeys::checkpoint_prefix(name);
+        let all_done = self
+            .checkpoints
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .all(|(_, cp)| cp.done());
+        let Some(e) = self.entries.get_mut(name) else {
+            return false;
+        };
+        if !all_done || e.view.state != DeploymentState::Running {
+            return false;
+        }
+        let finished = chrono::Utc::now().timestamp_millis();
+        let mut view = e.view.clone();
+        view.finished_ms = Some(finished);
+        let Some(stored) = view.stored(DeploymentState::Completed) else {
+            return false;
+        };
+        // In memory only once durable, so what status shows is what a
+        // restart would show.
+        let persisted = match stored.encode() {
+            Ok(json) => {
+                self.ctx
+                    .persist(vec![(kvkeys::deployment(name), Some(json))])
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = persisted {
+            tracing::error!(deployment = %name, error = %e, "cannot persist the completed state; it stays running until the next restart finds it done");
+            return false;
+        }
+        if let Some(e) = self.entries.get_mut(name) {
+            e.view.state = DeploymentState::Completed;
+            e.view.finished_ms = Some(finished);
+        }
+        tracing::info!(deployment = %name, "bounded run completed");
+        true
+    }
+
+    /// The `fail` policy stopped one runner: stop the rest and record why.
+    async fn failed(&mut self, name: &str, error: String) {
+        let running = self
+            .entries
+            .get(name)
+            .is_some_and(|e| e.view.state == DeploymentState::Running);
+        if !running {
+            return;
+        }
+        self.stop_runners(name).await;
+        let state = DeploymentState::Failed(error);
+        if let Some(e) = self.entries.get_mut(name) {
+            // Failed in memory even if the write below fails: the runners
+            // are stopped, and showing `running` would be a lie. A restart
+            // before the write lands runs it again, and it fails again.
+            e.view.state = state.clone();
+        }
+        if let Err(e) = self.persist_state(name, state).await {
+            tracing::error!(deployment = %name, error = %e, "cannot persist the failed state");
+        }
+    }
+
+    /// Writes `name`'s record with `state` (its other fields as they are).
+    pub(crate) async fn persist_state(
+        &self,
+        name: &str,
+        state: DeploymentState,
+    ) -> Result<(), DetectorError> {
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| DetectorError::NotFound(name.to_string()))?;
+        let stored = e
+            .view
+            .stored(state)
+            .ok_or_else(|| corrupt_spec(name, &e.view))?;
+        self.ctx
+            .persist(vec![(kvkeys::deployment(name), Some(stored.encode()?))])
+            .await
+    }
+
+    /// Stops a deployment's runners and waits for them; each commits on
+    /// the way out, and its last commit becomes the partition's progress.
+    pub(crate) async fn stop_runners(&mut self, name: &str) {
+        let Some(e) = self.entries.get_mut(name) else {
+            return;
+        };
+        if let Some(tx) = e.stop.take() {
+            let _ = tx.send(true);
+        }
+        let tasks = std::mem::take(&mut e.tasks);
+        for t in tasks {
+            match t.await {
+                Ok(exit) => {
+                    self.checkpoints.insert(exit.key, exit.checkpoint);
+                }
+                // Its last report (if any) was applied; a panic in a runner
+                // leaves the previous commit standing.
+                Err(err) => {
+                    tracing::error!(deployment = %name, error = %err, "a runner task ended abnormally")
+                }
+            }
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let names: Vec<String> = self.entries.keys().cloned().collect();
+        for n in names {
+            self.stop_runners(&n).await;
+        }
+    }
+
+    /// Starts one runner per input partition of `name` from its committed
+    /// checkpoint, as a new run (epoch).
+    pub(crate) async fn start(&mut self, name: &str) -> Result<(), DetectorError> {
+        let d = self
+            .entries
+            .get(name)
+            .and_then(|e| e.view.deployment.clone())
+            .ok_or_else(|| DetectorError::NotFound(name.to_string()))?;
+        let ctx = self.ctx.clone();
+        let inputs = ctx.inputs(&d.spec)?;
+        let alerts = ctx.ensure_topic(&d.spec.output, &inputs).await?;
+        let dlq = match d.spec.on_failure {
+            FailurePolicy::DeadLetter => Some(
+                ctx.ensure_topic(&d.spec.dead_letter_topic(), &inputs)
+                    .await?,
+            ),
+            _ => None,
+        };
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let throttle = d.spec.budget.as_ref().and_then(budget::Throttle::new);
+        let mut statuses: Vec<LiveStatus> = Vec::new();
+        let mut tasks = Vec::new();
+        let mut covered = 0;
+        for (t, p) in ctx.input_partitions(&d.spec)? {
+            let key = kvkeys::checkpoint(name, &t.name, p.index);
+            let cp = match self.checkpoints.get(&key) {
+                Some(cp) => cp.clone(),
+                // A partition without a checkpoint (added after deploy)
+                // starts at the deployment's start position.
+                None => Checkpoint::new(
+                    ctx.start_offset(&p, d.spec.start).await?,
+                    0,
+                    &d.spec.module,
+                    d.module.label(),
+                    None,
+                ),
+            };
+            let hw = cp.end.unwrap_or(i64::MAX).min(p.high_watermark());
+            covered += cp.offset - cp.start;
+            let status = Arc::new(parking_lot::Mutex::new(LivePartition {
+                status: PartitionStatus {
+                    topic: t.name.clone(),
+                    partition: p.index,
+                    offset: cp.offset,
+                    committed_offset: cp.offset,
+                    // Until the runner's first pass, show where it starts.
+                    high_watermark: hw,
+                    lag: (hw - cp.offset).max(0),
+                    records: cp.records,
+                    alerts: cp.alerts,
+                    start: cp.start,
+                    end: cp.end,
+                    versions: version_statuses(&cp),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }));
+            statuses.push(status.clone());
+            if cp.done() {
+                continue;
+            }
+            let pick = |topic: &Arc<vigil_storage::Topic>| {
+                topic.partitions[p.index as usize % topic.partitions.len()].clone()
+            };
+            let runner = Runner {
+                log: ctx.log.clone(),
+                store: ctx.store.clone(),
+                deployment: d.clone(),
+                pool: match d.spec.kind {
+                    Kind::Replay => ctx.replay_pool.clone(),
+                    _ => ctx.pool.clone(),
+                },
+                topic: t.name.clone(),
+                input: p.clone(),
+                alerts: pick(&alerts),
+                dead_letters: dlq.as_ref().map(pick),
+                status,
+                checkpoint: cp,
+                stop: stop_rx.clone(),
+                report: Reporter {
+                    tx: self.tx.clone(),
+                    deployment: name.to_string(),
+                    epoch,
+                },
+                suppress_through: i64::MIN,
+                throttle: throttle.clone(),
+                key,
+                checkpoint_every: ctx.settings.checkpoint_every(),
+                retry_backoff: ctx.settings.retry_backoff(),
+            };
+            tasks.push(tokio::spawn(runner.run()));
+        }
+        let Some(e) = self.entries.get_mut(name) else {
+            return Err(DetectorError::NotFound(name.to_string()));
+        };
+        e.view.started = (std::time::Instant::now(), covered);
+        // A bounded run with every partition at its end starts no runner
+        // (derived from the checkpoints, so a restart derives it again).
+        if tasks.is_empty() && d.spec.end.is_some() {
+            e.view.state = DeploymentState::Completed;
+        }
+        e.view.partitions = statuses;
+        e.stop = Some(stop_tx);
+        e.tasks = tasks;
+        e.epoch = epoch;
+        Ok(())
+    }
+
+    /// A deployment's status as it is now.
+    pub(crate) fn status_of(&self, name: &str) -> Result<DeploymentStatus, DetectorError> {
+        self.entries
+            .get(name)
+            .map(|e| e.view.status())
+            .ok_or_else(|| DetectorError::NotFound(name.to_string()))
+    }
+}
+
+/// The error for a deployment whose record could not be read at open.
+pub(crate) fn corrupt_spec(name: &str, view: &View) -> DetectorError {
+    let why = match &view.state {
+        DeploymentState::Failed(w) => w.clone(),
+        _ => "it could not be loaded at open".to_string(),
+    };
+    DetectorError::Corrupt {
+        key: kvkeys::deployment(name),
+        message: why,
+    }
+}

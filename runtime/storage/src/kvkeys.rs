@@ -1,0 +1,103 @@
+//! Every key of the log's durable key/value state is built and parsed here,
+//! so the layout is visible in one place (object keys live in `paths`).
+//! The formats are persisted: changing one orphans data written before.
+//!
+//! ```text
+//! cluster/id                                   the cluster id (a UUID string)
+//! offsets/["<group>","<topic>",<partition>]    a consumer group's committed offset
+//!                                              (JSON array: group ids may hold any character)
+//! detectors/deployment/<name>                  a detector deployment's spec and life-cycle state
+//! detectors/checkpoint/<name>/<topic>/<p>      committed progress of one input partition
+//! ```
+
+const CLUSTER_ID: &str = "cluster/id";
+const GROUP_OFFSET_PREFIX: &str = "offsets/";
+const DEPLOYMENT_PREFIX: &str = "detectors/deployment/";
+const CHECKPOINT_PREFIX: &str = "detectors/checkpoint/";
+
+/// Key of the cluster id.
+pub fn cluster_id() -> &'static str {
+    CLUSTER_ID
+}
+
+/// Key of a consumer group's committed offset for one partition.
+pub fn group_offset(group: &str, topic: &str, partition: i32) -> String {
+    let id = serde_json::json!([group, topic, partition]);
+    format!("{GROUP_OFFSET_PREFIX}{id}")
+}
+
+/// Prefix of every group offset key (for a range scan).
+pub fn group_offset_prefix() -> &'static str {
+    GROUP_OFFSET_PREFIX
+}
+
+/// `(group, topic, partition)` of a group offset key, if it is one.
+pub fn parse_group_offset(key: &str) -> Option<(String, String, i32)> {
+    serde_json::from_str(key.strip_prefix(GROUP_OFFSET_PREFIX)?).ok()
+}
+
+/// Key of a deployment's spec and state.
+pub fn deployment(name: &str) -> String {
+    format!("{DEPLOYMENT_PREFIX}{name}")
+}
+
+/// Deployment name of a deployment key, if it is one.
+pub fn parse_deployment(key: &str) -> Option<&str> {
+    key.strip_prefix(DEPLOYMENT_PREFIX)
+}
+
+/// Key of one input partition's checkpoint of a deployment.
+pub fn checkpoint(name: &str, topic: &str, partition: i32) -> String {
+    format!("{CHECKPOINT_PREFIX}{name}/{topic}/{partition}")
+}
+
+/// Prefix of every checkpoint key of a deployment.
+pub fn checkpoint_prefix(name: &str) -> String {
+    format!("{CHECKPOINT_PREFIX}{name}/")
+}
+
+/// Whether `key` is a checkpoint key of some deployment.
+pub fn is_checkpoint(key: &str) -> bool {
+    key.starts_with(CHECKPOINT_PREFIX)
+}
+
+/// The `"topic/partition"` part of a checkpoint key of deployment `name`,
+/// if the key is one of its checkpoints.
+pub fn checkpoint_input<'a>(name: &str, key: &'a str) -> Option<&'a str> {
+    key.strip_prefix(CHECKPOINT_PREFIX)?
+        .strip_prefix(name)?
+        .strip_prefix('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_the_persisted_ones() {
+        assert_eq!(cluster_id(), "cluster/id");
+        assert_eq!(group_offset("g", "t", 3), r#"offsets/["g","t",3]"#);
+        assert_eq!(deployment("d1"), "detectors/deployment/d1");
+        assert_eq!(checkpoint("d1", "t.x", 2), "detectors/checkpoint/d1/t.x/2");
+        assert_eq!(checkpoint_prefix("d1"), "detectors/checkpoint/d1/");
+    }
+
+    #[test]
+    fn builders_and_parsers_round_trip() {
+        let k = group_offset("we/ird \"group\"", "t.1", 7);
+        assert_eq!(
+            parse_group_offset(&k),
+            Some(("we/ird \"group\"".into(), "t.1".into(), 7))
+        );
+        assert_eq!(parse_group_offset("offsets/[1]"), None);
+        assert_eq!(parse_group_offset("cluster/id"), None);
+        assert_eq!(parse_deployment(&deployment("a.b")), Some("a.b"));
+        assert_eq!(parse_deployment(&checkpoint("a", "t", 0)), None);
+        let c = checkpoint("d", "in", 4);
+        assert!(is_checkpoint(&c));
+        assert!(!is_checkpoint(&deployment("d")));
+        assert_eq!(checkpoint_input("d", &c), Some("in/4"));
+        // A deployment whose name is a prefix of another's does not claim it.
+        assert_eq!(checkpoint_input("d", &checkpoint("dd", "in", 4)), None);
+    }
+}
