@@ -90,32 +90,9 @@ pub fn median_in_place(xs: &mut [f64]) -> Option<f64> {
     }
 }
 
-/// Upper-tail probability of the standard normal, `Q(z) = P(Z > z)`, with
-/// small *relative* error far into the tail (the score is its logarithm, so
-/// absolute accuracy near zero would not be enough). Numerical Recipes'
-/// `erfcc` Chebyshev fit: fractional error < 1.2e-7 everywhere.
-pub fn normal_tail(z: f64) -> f64 {
-    0.5 * erfc(z / std::f64::consts::SQRT_2)
-}
-
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    let r = t * poly.exp();
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
-}
+/// Upper-tail probability of the standard normal (the SDK's, shared with
+/// the other detectors).
+pub use vigil_sdk::blocks::normal_tail;
 
 #[cfg(test)]
 mod tests {
@@ -134,14 +111,5 @@ mod tests {
         let mut s = Vec::new();
         assert_eq!(r.median_last(2, &mut s), Some(3.5));
         assert_eq!(r.median_last(10, &mut s), Some(3.0));
-    }
-
-    #[test]
-    fn normal_tail_matches_known_values() {
-        assert!((normal_tail(0.0) - 0.5).abs() < 1e-7);
-        assert!((normal_tail(1.959_964) - 0.025).abs() < 1e-6);
-        assert!((normal_tail(-1.959_964) - 0.975).abs() < 1e-6);
-        // Far tail: Q(6) = 9.8659e-10, relative error matters here.
-        assert!((normal_tail(6.0) / 9.865_876e-10 - 1.0).abs() < 1e-4);
     }
 }

@@ -13,6 +13,7 @@
 //! memory-bound loop); ~1 TiB of uncommitted address space for 256 slots.
 //! Smaller, bounds-checked layouts are the fallback; see [`MemoryLayout`].
 
+mod built;
 mod engine;
 mod error;
 mod hostfns;
@@ -24,6 +25,7 @@ mod module;
 mod records;
 mod schema;
 
+pub use built::{built_modules_dir, read_built_module};
 pub use engine::{Host, HostConfig, MemoryLayout};
 pub use error::{GuestError, HostError, ModuleError, MIN_SDK_FOR_ABI};
 pub use instance::Instance;

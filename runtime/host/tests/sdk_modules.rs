@@ -16,20 +16,7 @@ use vigil_host::{build_batch, GuestError, Limits, ValueSchema};
 use vigil_protocol::batch::{set_base_offset, BatchBuilder};
 
 fn module(name: &str) -> Option<Vec<u8>> {
-    let dir = std::env::var_os("VIGIL_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/wasm/wasm32-unknown-unknown/release")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    match std::fs::read(&path) {
-        Ok(b) => Some(b),
-        Err(e) => panic!(
-            "{}: {e}; build the detectors first: scripts/build-detectors.sh",
-            path.display()
-        ),
-    }
+    Some(vigil_host::read_built_module(name).unwrap_or_else(|e| panic!("{e}")))
 }
 
 fn records(n: usize, base: i64) -> Bytes {

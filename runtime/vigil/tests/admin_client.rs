@@ -17,19 +17,7 @@ use vigil_server::{Components, Settings};
 use vigil_storage::log::TopicConfig;
 
 fn module(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("VIGIL_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/wasm/wasm32-unknown-unknown/release")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the detectors first: scripts/build-detectors.sh",
-            path.display()
-        )
-    })
+    vigil_host::read_built_module(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A broker on a `memory://` store, with topic `payments` (2 partitions).

@@ -33,20 +33,7 @@ pub const ZSCORE: &str = "vigil_plugin_zscore";
 
 /// A module's bytes; panics (fails the test) when it was not built.
 pub fn module(name: &str) -> Bytes {
-    let dir = std::env::var_os("VIGIL_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/wasm/wasm32-unknown-unknown/release")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    match std::fs::read(&path) {
-        Ok(b) => Bytes::from(b),
-        Err(e) => panic!(
-            "{}: {e}; build the detectors first: scripts/build-detectors.sh",
-            path.display()
-        ),
-    }
+    Bytes::from(vigil_host::read_built_module(name).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// One broker's world: a data dir, a module cache, and the object store

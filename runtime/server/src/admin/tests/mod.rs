@@ -218,18 +218,5 @@ pub(super) fn zscore_spec(name: &str, module: &str, input: &str, output: &str) -
 /// `target/wasm/...`, built by `scripts/build-detectors.sh`). A missing module
 /// fails the test: skipping would hide that the real path was never run.
 pub(super) fn wasm(name: &str) -> Vec<u8> {
-    let dir = std::env::var_os("VIGIL_WASM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../target/wasm/wasm32-unknown-unknown/release")
-        });
-    let path = dir.join(format!("{name}.wasm"));
-    match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => panic!(
-            "{}: {e}; build the detectors first: scripts/build-detectors.sh",
-            path.display()
-        ),
-    }
+    vigil_host::read_built_module(name).unwrap_or_else(|e| panic!("{e}"))
 }
