@@ -3,7 +3,6 @@
 //! (`$VIGIL_WASM_DIR` or `target/wasm/wasm32-unknown-unknown/release`, built
 //! by `scripts/build-detectors.sh`; a missing module fails the test).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::json;

@@ -5,7 +5,6 @@
 mod errors;
 mod http;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
