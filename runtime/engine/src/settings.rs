@@ -146,7 +146,7 @@ mod tests {
         d.validate().unwrap();
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<EngineSettings>(&json).unwrap(), d);
-        let partial: EngineSettings = serde_json::from_str(r#"{"rebuild_records": 5}"#).unwrap();
+        let partial: EngineSettings = serde_json::from_str(r#"{"rebuild-records": 5}"#).unwrap();
         assert_eq!(partial.rebuild_records, 5);
         assert_eq!(partial.checkpoint_interval_ms, 1000);
     }
