@@ -53,7 +53,7 @@ impl Supervisor {
             entries.push((key.clone(), Some(cp.encode()?)));
             initial.push((key, cp));
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = ctx.log.clock().now_ms();
         let view = View::new(d.clone(), DeploymentState::Running, now, None);
         let stored = view
             .stored(DeploymentState::Running)

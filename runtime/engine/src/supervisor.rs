@@ -274,7 +274,7 @@ impl Supervisor {
         if !all_done || e.view.state != DeploymentState::Running {
             return false;
         }
-        let finished = chrono::Utc::now().timestamp_millis();
+        let finished = self.ctx.log.clock().now_ms();
         let mut view = e.view.clone();
         view.finished_ms = Some(finished);
         let Some(stored) = view.stored(DeploymentState::Completed) else {

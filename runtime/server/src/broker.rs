@@ -23,6 +23,9 @@ pub struct Components {
     pub object_store: Arc<dyn ObjectStore>,
     /// The wasm host the detector engine runs modules on.
     pub host: vigil_host::Host,
+    /// "Now" for retention, garbage collection and the engine's
+    /// timestamps (the system clock outside tests).
+    pub clock: Arc<dyn vigil_storage::Clock>,
 }
 
 impl Components {
@@ -43,7 +46,11 @@ impl Components {
             cache_dir: storage.data_dir.join("module-cache"),
             ..Default::default()
         })?;
-        Ok(Components { object_store, host })
+        Ok(Components {
+            object_store,
+            host,
+            clock: Arc::new(vigil_storage::SystemClock),
+        })
     }
 }
 
@@ -93,7 +100,12 @@ impl Broker {
             "vigil-{}@{}",
             settings.server.node_id, settings.server.listen
         );
-        let log = Log::open(settings.storage.log_config(broker_id), store).await?;
+        let log = Log::open_with_clock(
+            settings.storage.log_config(broker_id),
+            store,
+            components.clock,
+        )
+        .await?;
         let group_store = Arc::new(LogGroupStore::new(log.clone()));
         let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
         let restored = group_store.restore_into(&groups);

@@ -13,6 +13,7 @@
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
 pub mod cache;
+pub mod clock;
 pub mod compact;
 pub mod config;
 pub mod dataobj;
@@ -31,6 +32,7 @@ pub mod store;
 pub mod upload;
 pub mod wal;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use log::{Log, Topic, TopicConfig};

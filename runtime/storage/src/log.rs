@@ -12,6 +12,7 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex};
 use uuid::Uuid;
 
 use crate::cache::{BlockCache, BlockCacheConfig};
+use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::kv::{self, KvMap};
@@ -98,12 +99,24 @@ pub struct Log {
     fenced: Arc<AtomicBool>,
     /// Activity counters.
     pub stats: StorageStats,
+    /// "Now" for retention and garbage collection.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl Log {
-    /// Opens the log: takes ownership of the manifest (bumping the writer
-    /// epoch), replays the local WAL and starts the WAL writer.
+    /// Opens the log on the system clock: see [`open_with_clock`](Log::open_with_clock).
     pub async fn open(config: LogConfig, store: Arc<dyn ObjectStore>) -> Result<Arc<Log>> {
+        Self::open_with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// Opens the log: takes ownership of the manifest (bumping the writer
+    /// epoch), replays the local WAL and starts the WAL writer. `clock` is
+    /// "now" for retention and garbage collection.
+    pub async fn open_with_clock(
+        config: LogConfig,
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Log>> {
         config.validate().map_err(StorageError::Invalid)?;
         let manifests = ManifestStore::new(store.clone());
         crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
@@ -214,7 +227,14 @@ impl Log {
             next_object_seq: Arc::new(AtomicU64::new(0)),
             fenced: Arc::new(AtomicBool::new(false)),
             stats: StorageStats::default(),
+            clock,
         }))
+    }
+
+    /// The clock the log was opened with (components built on the log use
+    /// it too, so one injected clock moves them all).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     /// This broker's writer epoch.

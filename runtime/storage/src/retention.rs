@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -47,16 +47,10 @@ fn config_i64(
         .unwrap_or(default)
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Log {
     /// Applies retention to every partition, then collects garbage.
     pub async fn enforce_retention(&self) -> Result<RetentionStats> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // (partition, runs to drop, new log start)
         let mut plan = Vec::new();
         for topic in self.topics() {
@@ -145,7 +139,7 @@ impl Log {
                     })?;
             listed.extend(found);
         }
-        let grace = collectable_before(self.config.gc_grace);
+        let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
         for meta in listed {
             let key = meta.location.to_string();
@@ -177,6 +171,10 @@ impl Log {
 }
 
 /// The newest modification time an object may have and still be collected.
-fn collectable_before(grace: Duration) -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX)
+fn collectable_before(now_ms: i64, grace: Duration) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    chrono::Duration::from_std(grace)
+        .ok()
+        .and_then(|g| now.checked_sub_signed(g))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
 }

@@ -78,3 +78,46 @@ async fn segments_written_by_compaction_are_collected_once_retention_drops_them(
     assert_eq!(count(&store, "objects").await, 0);
     log.abandon().await;
 }
+
+/// Retention asks the log's clock for "now": moving an injected clock past
+/// a topic's retention drops its data, with records written at any time.
+#[tokio::test]
+async fn retention_follows_the_injected_clock() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(objects.path()).expect("store"));
+    // 2001-09-09: nowhere near the system clock.
+    let t0 = 1_000_000_000_000;
+    let clock = Arc::new(vigil_storage::ManualClock::new(t0 + 3_600_000));
+    let mut c = LogConfig::new(data.path());
+    c.lease_interval = std::time::Duration::from_millis(10);
+    let log = Log::open_with_clock(c, store, clock.clone())
+        .await
+        .expect("open");
+    let configs = [("retention.ms".to_string(), DAY_MS.to_string())]
+        .into_iter()
+        .collect();
+    log.create_topic(
+        "t",
+        TopicConfig {
+            partitions: 1,
+            configs,
+        },
+    )
+    .await
+    .expect("create");
+    let p = log.partition("t", 0).expect("partition");
+    for i in 0..3 {
+        log.append(&p, batch(t0 + i)).await.expect("append");
+    }
+    log.upload_once().await.expect("upload");
+    let kept = log.enforce_retention().await.expect("retention");
+    assert_eq!(kept.runs_dropped, 0, "an hour old, retention is a day");
+    assert_eq!(p.log_start_offset(), 0);
+    clock.advance(2 * DAY_MS);
+    let dropped = log.enforce_retention().await.expect("retention");
+    assert_eq!(dropped.runs_dropped, 1);
+    assert_eq!(p.log_start_offset(), 3);
+    log.abandon().await;
+}
