@@ -178,7 +178,8 @@ fn sections_know_their_keys() {
         let defaults = match name {
             "server" => toml::Table::try_from(ServerSettings::default()),
             "storage" => toml::Table::try_from(StorageSettings::default()),
-            _ => toml::Table::try_from(GroupSettings::default()),
+            "groups" => toml::Table::try_from(GroupSettings::default()),
+            _ => toml::Table::try_from(vigil_engine::EngineSettings::default()),
         }
         .expect("serializable");
         for k in defaults.keys() {
@@ -208,5 +209,20 @@ fn storage_and_group_settings_convert_in_one_place() {
     assert_eq!(
         s.groups.group_config().initial_rebalance_delay,
         Duration::from_millis(40)
+    );
+}
+
+#[test]
+fn detector_engine_settings_come_from_their_section_and_are_validated() {
+    let s = from_toml("[detectors]\nrebuild-records = 7\nreplay-threads = 1\n").expect("valid");
+    assert_eq!(s.detectors.rebuild_records, 7);
+    assert_eq!(s.detectors.replay_threads, 1);
+    assert_eq!(s.detectors.checkpoint_interval_ms, 1000, "default kept");
+    // Flat, like every other section's keys.
+    let flat = from_toml("rebuild-records = 9\n").expect("valid");
+    assert_eq!(flat.detectors.rebuild_records, 9);
+    assert_eq!(
+        err("[detectors]\ncheckpoint-interval-ms = 0\n").setting,
+        "checkpoint-interval-ms"
     );
 }
