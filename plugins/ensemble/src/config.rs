@@ -2,27 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Which series a record belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySpec {
-    /// One series per partition (the usual layout for a metric topic).
-    None,
-    /// One series per record key.
-    RecordKey,
-    /// One series per value of this string column.
-    Column(String),
-}
-
-impl KeySpec {
-    /// Parses the `key` config value: `"none"`, `"record_key"` or a column name.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "none" | "" => KeySpec::None,
-            "record_key" => KeySpec::RecordKey,
-            other => KeySpec::Column(other.to_string()),
-        }
-    }
-}
+pub use vigil_sdk::blocks::KeySpec;
 
 /// Config JSON of the detector. Every field has a default, so `{}` is valid.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

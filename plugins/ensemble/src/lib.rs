@@ -68,28 +68,13 @@ impl Detector for Ensemble {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match &self.key {
-            KeySpec::Column(c) => Some(batch.str(c).map_err(|e| e.context("`key`"))?),
-            _ => None,
-        };
+        let keys = self.key.keys(batch)?;
         for (row, (&value, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !value.is_finite() {
                 // Null or non-numeric: nothing to learn from, nothing to flag.
                 continue;
             }
-            let key: &[u8] = match (&self.key, key_col) {
-                (KeySpec::None, _) => b"",
-                (KeySpec::RecordKey, _) => batch.key(row).unwrap_or_default(),
-                (KeySpec::Column(_), Some(col)) => {
-                    use vigil_sdk::arrow_array::Array;
-                    if col.is_valid(row) {
-                        col.value(row).as_bytes()
-                    } else {
-                        b""
-                    }
-                }
-                (KeySpec::Column(_), None) => b"",
-            };
+            let key = keys.get(row);
             let cfg = &self.cfg;
             let model = self
                 .series

@@ -62,10 +62,7 @@ impl Detector for Seasonal {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match &self.key {
-            KeySpec::Column(c) => Some(batch.str(c).map_err(|e| e.context("`key`"))?),
-            _ => None,
-        };
+        let keys = self.key.keys(batch)?;
         let timestamps = batch.timestamps();
         for (row, (&value, (&ts, &offset))) in values
             .iter()
@@ -76,19 +73,7 @@ impl Detector for Seasonal {
                 // Null or non-numeric: nothing to learn from, nothing to flag.
                 continue;
             }
-            let key: &[u8] = match (&self.key, key_col) {
-                (KeySpec::None, _) => b"",
-                (KeySpec::RecordKey, _) => batch.key(row).unwrap_or_default(),
-                (KeySpec::Column(_), Some(col)) => {
-                    use vigil_sdk::arrow_array::Array;
-                    if col.is_valid(row) {
-                        col.value(row).as_bytes()
-                    } else {
-                        b""
-                    }
-                }
-                (KeySpec::Column(_), None) => b"",
-            };
+            let key = keys.get(row);
             let cfg = &self.cfg;
             let model = self
                 .series

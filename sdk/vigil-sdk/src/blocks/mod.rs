@@ -9,11 +9,13 @@
 mod keyed;
 mod likelihood;
 mod quantile;
+mod series_key;
 mod stats;
 mod window;
 
 pub use keyed::KeyedState;
 pub use likelihood::{log_tail_score, normal_tail, AnomalyLikelihood};
 pub use quantile::QuantileSketch;
+pub use series_key::{KeySpec, SeriesKeys};
 pub use stats::{deviation, zscore, Ewma, RollingStats, ZScore, CONSTANT_DEVIATION};
 pub use window::{ClosedWindow, SlidingWindow, TumblingWindow};
