@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use vigil_api::{ErrorKind, ReplaySpec, SwapRequest};
+use vigil_api::{ErrorKind, ReplaySpec};
 use vigil_engine::status::DeploymentState;
 use vigil_engine::DetectorError;
 use vigil_storage::kvkeys;
@@ -161,17 +161,7 @@ async fn a_swap_while_paused_stays_paused_and_resumes_on_the_new_module_where_it
             .expect("deploy");
         wait_committed(&det, "sw", 60).await;
         det.pause("sw").await.expect("pause");
-        let s = det
-            .swap(
-                "sw",
-                SwapRequest {
-                    module: new.clone(),
-                    config: Some(json!({"field": "amount", "window": 20, "threshold": 6.0, "min_samples": 5})),
-                    rebuild_records: Some(0),
-                },
-            )
-            .await
-            .expect("swap");
+        let s = det.swap("sw", zscore_swap(&new)).await.expect("swap");
         assert_eq!(s.state, DeploymentState::Paused, "a swap must not resume");
         assert_eq!(s.module, new);
         produce(&log, "in", 0, 40, 10, 20).await;
@@ -191,9 +181,18 @@ async fn a_swap_while_paused_stays_paused_and_resumes_on_the_new_module_where_it
         let s = wait_committed(&det, "sw", 100).await;
         let versions = &s.partitions[0].versions;
         assert_eq!(versions.len(), 2, "{versions:?}");
-        assert_eq!((versions[0].module.as_str(), versions[0].to), (old.as_str(), Some(60)));
-        assert_eq!((versions[1].module.as_str(), versions[1].from), (new.as_str(), 60));
-        assert_eq!(s.partitions[0].records, 100, "input skipped or scored twice");
+        assert_eq!(
+            (versions[0].module.as_str(), versions[0].to),
+            (old.as_str(), Some(60))
+        );
+        assert_eq!(
+            (versions[1].module.as_str(), versions[1].from),
+            (new.as_str(), 60)
+        );
+        assert_eq!(
+            s.partitions[0].records, 100,
+            "input skipped or scored twice"
+        );
         close(det, log).await;
     })
     .await

@@ -11,8 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
-use vigil_api::{ErrorKind, SwapRequest};
+use vigil_api::ErrorKind;
 use vigil_engine::status::DeploymentState;
 use vigil_engine::{DetectorError, Detectors};
 use vigil_storage::kvkeys;
@@ -141,19 +140,15 @@ async fn swap_during_an_outage_keeps_the_old_version_until_it_is_durable() {
         let new = upload(&det, ZSCORE).await;
         fail_writes(&env.faults, true);
         let e = det
-            .swap(
-                "d",
-                SwapRequest {
-                    module: new.clone(),
-                    config: Some(json!({"field": "amount", "window": 20, "threshold": 6.0, "min_samples": 5})),
-                    rebuild_records: Some(0),
-                },
-            )
+            .swap("d", zscore_swap(&new))
             .await
             .expect_err("swap during an outage");
         assert_unavailable(&e);
         let s = det.status("d").await.unwrap();
-        assert_eq!((s.module.as_str(), &s.state), (old.as_str(), &DeploymentState::Running));
+        assert_eq!(
+            (s.module.as_str(), &s.state),
+            (old.as_str(), &DeploymentState::Running)
+        );
         fail_writes(&env.faults, false);
         wait_for("the swap to apply", || async {
             let s = det.status("d").await.ok()?;
@@ -165,7 +160,11 @@ async fn swap_during_an_outage_keeps_the_old_version_until_it_is_durable() {
         // survives the restart.
         let s = det.status("d").await.unwrap();
         let versions = &s.partitions[0].versions;
-        assert_eq!(versions.last().map(|v| v.module.as_str()), Some(new.as_str()), "{versions:?}");
+        assert_eq!(
+            versions.last().map(|v| v.module.as_str()),
+            Some(new.as_str()),
+            "{versions:?}"
+        );
         close(det, log).await;
     })
     .await
@@ -209,7 +208,7 @@ async fn a_failed_checkpoint_commit_is_not_reported_and_a_restart_continues_from
         let hash = upload(&det, ZSCORE).await;
         produce(&log, "in", 0, 100, 10, 25).await;
         let mut spec = threshold_spec("z", &hash, "in", "z-out");
-        spec.config = json!({"field": "amount", "window": 20, "threshold": 6.0, "min_samples": 5});
+        spec.config = zscore_config();
         det.deploy(spec).await.expect("deploy");
         wait_committed(&det, "z", 100).await;
         let alerts = hw(&log, "z-out", 0);

@@ -161,6 +161,20 @@ pub async fn upload(det: &Detectors, name: &str) -> String {
 }
 
 /// A threshold-rules deployment: one alert per record with amount > 1000.
+/// The zscore config the tests swap to (5 samples, then |z| >= 6 on `amount`).
+pub fn zscore_config() -> serde_json::Value {
+    serde_json::json!({"field": "amount", "window": 20, "threshold": 6.0, "min_samples": 5})
+}
+
+/// A hot swap to `module` running [`zscore_config`], re-warmed on nothing.
+pub fn zscore_swap(module: &str) -> vigil_api::SwapRequest {
+    vigil_api::SwapRequest {
+        module: module.to_string(),
+        config: Some(zscore_config()),
+        rebuild_records: Some(0),
+    }
+}
+
 pub fn threshold_spec(name: &str, module: &str, input: &str, output: &str) -> DeploymentSpec {
     serde_json::from_value(json!({
         "name": name,
