@@ -1,19 +1,10 @@
 use serde_json::{json, Value};
-use vigil_sdk::testing::{new_detector, process_all, run, snapshot_round_trip, FieldType, Rows};
+use vigil_sdk::testing::{
+    new_detector, noise, process_all, run, snapshot_round_trip, FieldType, Rows,
+};
 use vigil_sdk::{Alert, Batch, Severity};
 
 use crate::EwmaBands;
-
-/// Deterministic noise in [-0.5, 0.5): splitmix64 of the index.
-fn noise(i: usize) -> f64 {
-    let mut z = (i as u64)
-        .wrapping_add(1)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-}
 
 fn batch(first_offset: i64, key: &str, values: &[f64]) -> Batch {
     let mut b = Rows::new(0, first_offset)

@@ -1,5 +1,7 @@
 use serde_json::{json, Value};
-use vigil_sdk::testing::{new_detector, process_all, run, snapshot_round_trip, FieldType, Rows};
+use vigil_sdk::testing::{
+    metric_batches, new_detector, noise, process_all, run, snapshot_round_trip, FieldType, Rows,
+};
 use vigil_sdk::{Alert, Batch, Severity};
 
 use crate::config::Config;
@@ -9,17 +11,6 @@ use crate::Seasonal;
 const STEP_MS: i64 = 300_000; // 5-minute metric
 const DAY: usize = 288; // records per day at that step
 
-/// Deterministic noise in [-0.5, 0.5): splitmix64 of the index.
-fn noise(i: usize) -> f64 {
-    let mut z = (i as u64)
-        .wrapping_add(1)
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-}
-
 /// Daily sine between 5 and 15 with small noise.
 fn sine(i: usize) -> f64 {
     let phase = (i % DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
@@ -27,23 +18,7 @@ fn sine(i: usize) -> f64 {
 }
 
 fn batches(values: &[f64], per_batch: usize) -> Vec<Batch> {
-    values
-        .chunks(per_batch)
-        .enumerate()
-        .map(|(c, chunk)| {
-            let first = c * per_batch;
-            let mut rows = Rows::new(0, first as i64).schema(&[("value", FieldType::F64)]);
-            for (j, v) in chunk.iter().enumerate() {
-                let i = first + j;
-                rows = rows.row(
-                    1_400_000_000_000 + i as i64 * STEP_MS,
-                    None,
-                    json!({ "value": v }),
-                );
-            }
-            rows.build()
-        })
-        .collect()
+    metric_batches(values, per_batch, 1_400_000_000_000, STEP_MS)
 }
 
 fn offsets(alerts: &[Alert]) -> Vec<i64> {

@@ -285,3 +285,38 @@ pub fn snapshot_round_trip<D: Detector>(config: Value, d: &D) -> Result<D> {
         .map_err(|e| e.context("restore"))?;
     Ok(fresh)
 }
+
+/// Deterministic noise in [-0.5, 0.5) for index `i` (splitmix64 of the
+/// index), for synthetic series that are the same on every run and target.
+pub fn noise(i: usize) -> f64 {
+    let mut z = (i as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+}
+
+/// A metric series as batches of `per_batch` rows on partition 0: row `i`
+/// has offset `i`, timestamp `start_ms + i * step_ms`, no key and the value
+/// `{"value": values[i]}` with `value` declared as float64.
+pub fn metric_batches(values: &[f64], per_batch: usize, start_ms: i64, step_ms: i64) -> Vec<Batch> {
+    values
+        .chunks(per_batch.max(1))
+        .enumerate()
+        .map(|(c, chunk)| {
+            let first = c * per_batch.max(1);
+            let mut rows = Rows::new(0, first as i64).schema(&[("value", FieldType::F64)]);
+            for (j, v) in chunk.iter().enumerate() {
+                let i = first + j;
+                rows = rows.row(
+                    start_ms + i as i64 * step_ms,
+                    None,
+                    serde_json::json!({ "value": v }),
+                );
+            }
+            rows.build()
+        })
+        .collect()
+}
