@@ -187,6 +187,22 @@ class Broker:
         self._note(f"killed with SIGKILL (rc={self.proc.returncode})")
         _LIVE_PROCS.discard(self.proc)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes mid-whatever (a GC pause, a VM stall)."""
+        assert self.alive(), f"broker not running before SIGSTOP\n{self.log_tail()}"
+        self.proc.send_signal(signal.SIGSTOP)
+        self._note("paused with SIGSTOP")
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        self.proc.send_signal(signal.SIGCONT)
+        self._note("resumed with SIGCONT")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "broker never started"
+        return self.proc.pid
+
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM; asserts a clean exit (code 0) within `timeout` seconds."""
         assert self.alive(), f"broker not running before SIGTERM\n{self.log_tail()}"
