@@ -106,6 +106,7 @@ pub fn storage_kind(e: &StorageError) -> ErrorKind {
         | StorageError::WalClosed
         | StorageError::ObjectStore { .. }
         | StorageError::Fenced { .. }
+        | StorageError::OwnershipUnconfirmed { .. }
         | StorageError::OwnedElsewhere { .. } => ErrorKind::Unavailable,
         StorageError::Corrupt { .. } => ErrorKind::Internal,
         StorageError::UnknownTopic(_) | StorageError::UnknownPartition { .. } => {

@@ -14,6 +14,9 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Another broker owns the log now: clients refresh metadata and retry.
         StorageError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        // This broker cannot tell whether it still owns the log: the client
+        // refreshes metadata and retries, by then the store may answer.
+        StorageError::OwnershipUnconfirmed { .. } => ResponseError::NotLeaderOrFollower,
         StorageError::WalIo { .. } | StorageError::WalClosed => ResponseError::KafkaStorageError,
         // Retriable: a later fetch may find the object store back.
         StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,

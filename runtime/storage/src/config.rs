@@ -68,6 +68,14 @@ impl LogConfig {
         Ok(())
     }
 
+    /// How long one confirmation of ownership lets the broker acknowledge
+    /// (two lease intervals: the renewal task confirms every interval, so one
+    /// late tick does not stall acknowledgements). A newcomer waits this long
+    /// after claiming the log; see [`crate::fence`].
+    pub fn ownership_validity(&self) -> Duration {
+        self.lease_interval * 2
+    }
+
     /// Directory of WAL segment files.
     pub fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("wal")

@@ -39,6 +39,16 @@ pub enum StorageError {
         /// The broker that holds it.
         by: String,
     },
+    /// This broker could not confirm, recently enough, that no other broker
+    /// claimed the log (the object store is unreachable or slow), so it does
+    /// not acknowledge.
+    #[error("cannot confirm that writer epoch {epoch} still owns the log: {reason} (retriable once the object store answers)")]
+    OwnershipUnconfirmed {
+        /// Our writer epoch.
+        epoch: u64,
+        /// Why the check did not answer.
+        reason: String,
+    },
     /// Another broker is serving this log and renewing its lease.
     #[error("the log is owned by {broker} (epoch {epoch}), which is alive and renewing its lease; stop it first, or start this broker with --takeover to fence it")]
     OwnedElsewhere {
@@ -95,7 +105,9 @@ impl StorageError {
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            StorageError::WalIo { .. } | StorageError::ObjectStore { .. }
+            StorageError::WalIo { .. }
+                | StorageError::ObjectStore { .. }
+                | StorageError::OwnershipUnconfirmed { .. }
         )
     }
 }

@@ -8,6 +8,12 @@
 //! newcomer refuses to start (unless told to take over, which fences the
 //! owner). An unchanged one means the owner is gone (crashed), so taking over
 //! is safe. Comparing counters, not timestamps, keeps clocks out of it.
+//!
+//! The lease only tells alive from dead. Fencing — making sure the old owner
+//! cannot acknowledge anything once the newcomer serves — is the epoch
+//! claim's job ([`crate::fence`]); the lease carries the old owner's
+//! confirmation validity so the newcomer knows how long to wait after its
+//! claim.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +35,10 @@ pub struct Lease {
     pub renewals: u64,
     /// Set on a clean shutdown.
     pub released: bool,
+    /// How long one ownership confirmation lets the holder acknowledge
+    /// (absent in leases written before epoch claims).
+    #[serde(default)]
+    pub validity_ms: Option<u64>,
 }
 
 async fn read(store: &Arc<dyn ObjectStore>) -> Result<Option<Lease>> {
@@ -80,23 +90,32 @@ pub(crate) async fn write(store: &Arc<dyn ObjectStore>, lease: &Lease) -> Result
         })
 }
 
-/// Returns once taking over the log is safe: no lease, a released one, or
-/// one that was not renewed for three intervals. With `takeover`, a live
-/// owner is overridden (and will be fenced).
+/// Returns once claiming the log is safe: no lease, a released one, or one
+/// that was not renewed for three intervals. With `takeover`, a live owner is
+/// overridden (and will be fenced). The answer is how long the newcomer must
+/// wait after claiming its epoch before it reads the log: the holder's
+/// confirmation validity plus a margin, or nothing when no holder can still
+/// be acknowledging (no lease, or a released one).
 pub(crate) async fn wait_until_free(
     store: &Arc<dyn ObjectStore>,
     interval: Duration,
     takeover: bool,
-) -> Result<()> {
+) -> Result<Option<Duration>> {
     let Some(first) = read(store).await? else {
-        return Ok(());
+        return Ok(None);
     };
     if first.released {
-        return Ok(());
+        return Ok(None);
     }
+    // The holder's own validity (it may run with other settings), and half
+    // an interval for clock-rate differences and scheduling.
+    let fence_wait = first
+        .validity_ms
+        .map_or(interval * 2, Duration::from_millis)
+        + interval / 2;
     if takeover {
         tracing::warn!(holder = %first.broker, epoch = first.epoch, "taking over the log from a broker that may still run; it will be fenced");
-        return Ok(());
+        return Ok(Some(fence_wait));
     }
     tracing::info!(holder = %first.broker, epoch = first.epoch, "the log's lease is held; checking whether its owner is alive");
     // Waiting for the owner's next renewals is what tells alive from dead.
@@ -108,15 +127,16 @@ pub(crate) async fn wait_until_free(
                 epoch: now.epoch,
             })
         }
-        _ => Ok(()),
+        Some(now) if now.released => Ok(None),
+        _ => Ok(Some(fence_wait)),
     }
 }
 
 impl crate::log::Log {
     /// Starts renewing the owner lease until `shutdown` or fencing. Each
-    /// renewal first checks that no other epoch has written the next
-    /// manifest, so an idle broker learns it was taken over within one
-    /// interval instead of at its next write.
+    /// renewal first checks the epoch claims: that keeps the confirmation
+    /// acknowledgements need fresh, and an idle broker learns it was taken
+    /// over within one interval instead of at its next write.
     pub fn spawn_lease_renewal(
         self: &Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -134,7 +154,7 @@ impl crate::log::Log {
                 if log.is_fenced() {
                     return;
                 }
-                match log.check_ownership().await {
+                match log.fence.check().await {
                     Err(StorageError::Fenced { theirs, by, .. }) => {
                         tracing::error!(epoch = theirs, %by, "another broker took over the log; this one stops writing");
                         return;
@@ -149,6 +169,7 @@ impl crate::log::Log {
                     broker: log.config.broker_id.clone(),
                     renewals,
                     released: false,
+                    validity_ms: Some(log.fence.validity().as_millis() as u64),
                 };
                 if let Err(e) = crate::lease::write(&log.store, &lease).await {
                     tracing::warn!(error = %e, "could not renew the owner lease");

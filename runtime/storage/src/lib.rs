@@ -18,6 +18,7 @@ pub mod compact;
 pub mod config;
 pub mod dataobj;
 pub mod error;
+pub mod fence;
 pub mod kv;
 pub mod kvkeys;
 pub mod lease;

@@ -15,11 +15,12 @@ use crate::cache::{BlockCache, BlockCacheConfig};
 use crate::clock::{Clock, SystemClock};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::fence::Fence;
 use crate::kv::{self, KvMap};
 use crate::manifest::{Manifest, ManifestStore};
 use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppend};
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
-use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
+use crate::wal::{Wal, WalEntry, WalOptions};
 
 mod topics;
 
@@ -82,9 +83,6 @@ pub struct Log {
     /// the object store write that commits the next version: that is what
     /// serializes manifest updates within the broker.
     pub(crate) manifest: AsyncMutex<Manifest>,
-    /// Version of `manifest`, readable without the lock (the object WAL's
-    /// ownership check).
-    committed_version: Arc<AtomicU64>,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     pub(crate) wal: Wal,
     /// Reads of uploaded runs, through the block cache.
@@ -92,6 +90,9 @@ pub struct Log {
     kv_at_open: KvMap,
     producer_ids: AsyncMutex<(i64, i64)>,
     pub(crate) epoch: u64,
+    /// The epoch claim: asked before anything is acknowledged, committed or
+    /// collected.
+    pub(crate) fence: Arc<Fence>,
     /// Sequence of the next data object this epoch writes.
     pub(crate) next_object_seq: Arc<AtomicU64>,
     /// Set once this broker learns another epoch owns the log; shared with
@@ -119,8 +120,29 @@ impl Log {
     ) -> Result<Arc<Log>> {
         config.validate().map_err(StorageError::Invalid)?;
         let manifests = ManifestStore::new(store.clone());
-        crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
-        let manifest = manifests.acquire(&config.broker_id).await?;
+        let fence_wait =
+            crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
+        let floor = manifests.load_latest().await?.map_or(0, |m| m.writer_epoch);
+        let fence = Arc::new(
+            Fence::claim(
+                store.clone(),
+                &config.broker_id,
+                floor,
+                config.ownership_validity(),
+            )
+            .await?,
+        );
+        if let Some(wait) = fence_wait {
+            // The previous holder may still be acknowledging on an older
+            // confirmation; after this wait its every check sees our claim.
+            tracing::info!(
+                epoch = fence.epoch(),
+                wait_ms = wait.as_millis() as u64,
+                "waiting out the previous owner's confirmation before reading the log"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        let manifest = manifests.acquire(&config.broker_id, fence.epoch()).await?;
         let epoch = manifest.writer_epoch;
         // Claimed at once, so a newcomer can see the log is held before the
         // first renewal.
@@ -131,10 +153,10 @@ impl Log {
                 broker: config.broker_id.clone(),
                 renewals: 0,
                 released: false,
+                validity_ms: Some(config.ownership_validity().as_millis() as u64),
             },
         )
         .await?;
-        let committed_version = Arc::new(AtomicU64::new(manifest.version));
         let (replay, start_wal) = Wal::open(
             WalOptions {
                 mode: config.wal_mode.clone(),
@@ -143,11 +165,7 @@ impl Log {
                 group_bytes: config.wal_group_bytes,
             },
             store.clone(),
-            Ownership {
-                manifests: manifests.clone(),
-                committed_version: committed_version.clone(),
-                epoch,
-            },
+            fence.clone(),
             manifest.wal_objects_through,
         )
         .await?;
@@ -217,15 +235,15 @@ impl Log {
             store,
             manifests,
             manifest: AsyncMutex::new(manifest),
-            committed_version,
             topics: RwLock::new(topics),
             wal,
             runs,
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
             epoch,
+            fenced: fence.fenced_flag(),
+            fence,
             next_object_seq: Arc::new(AtomicU64::new(0)),
-            fenced: Arc::new(AtomicBool::new(false)),
             stats: StorageStats::default(),
             clock,
         }))
@@ -246,6 +264,12 @@ impl Log {
     /// writes and stops uploading).
     pub fn is_fenced(&self) -> bool {
         self.fenced.load(Ordering::SeqCst)
+    }
+
+    /// Whether ownership of the log was confirmed recently enough to
+    /// acknowledge without checking again (see [`crate::fence`]).
+    pub fn ownership_confirmed(&self) -> bool {
+        self.fence.valid_now()
     }
 
     /// The key/value state found at open (manifest snapshot + WAL replay).
@@ -278,27 +302,28 @@ impl Log {
     }
 
     /// Applies `f` to a copy of the manifest and commits it as the next
-    /// version; the in-memory copy changes only if the commit succeeds.
+    /// version; the in-memory copy changes only if the commit lands. The
+    /// commit counts only once the fence confirms this broker still owns the
+    /// log: a create can land on a version number another broker wrote and
+    /// deleted long ago.
     pub(crate) async fn update_manifest<T>(
         &self,
         f: impl FnOnce(&mut Manifest) -> Result<T>,
     ) -> Result<T> {
-        if self.fenced.load(Ordering::SeqCst) {
-            return Err(self.fenced_error().await);
+        if self.fence.is_fenced() {
+            return Err(self.fence.fenced_error());
         }
         let mut current = self.manifest.lock().await;
         let mut next = current.clone();
         let out = f(&mut next)?;
         next.version = current.version + 1;
-        match self.manifests.commit(&next).await {
-            Ok(()) => {
-                self.committed_version.store(next.version, Ordering::SeqCst);
-                *current = next;
-                Ok(out)
-            }
+        let landed = match self.manifests.commit(&next).await {
+            Ok(()) => Ok(()),
             Err(e @ StorageError::Fenced { .. }) => {
                 tracing::error!(error = %e, "this broker has been fenced; it will stop writing");
-                self.fenced.store(true, Ordering::SeqCst);
+                if let StorageError::Fenced { theirs, by, .. } = &e {
+                    self.fence.mark_fenced(*theirs, by);
+                }
                 Err(e)
             }
             // An error without an answer may hide a PUT that landed: then
@@ -307,45 +332,16 @@ impl Log {
             Err(e) => match self.manifests.landed(&next).await {
                 Some(true) => {
                     tracing::info!(version = next.version, error = %e, "manifest commit reported an error but landed");
-                    self.committed_version.store(next.version, Ordering::SeqCst);
-                    *current = next;
-                    Ok(out)
+                    Ok(())
                 }
                 _ => Err(e),
             },
-        }
-    }
-
-    /// Fails with `Fenced` (and marks this log fenced) if another epoch
-    /// wrote the manifest version after ours.
-    pub(crate) async fn check_ownership(&self) -> Result<()> {
-        let next = self.committed_version.load(Ordering::SeqCst) + 1;
-        match self.manifests.load_version(next).await? {
-            Some(m) if m.writer_epoch != self.epoch => {
-                self.fenced.store(true, Ordering::SeqCst);
-                Err(StorageError::Fenced {
-                    ours: self.epoch,
-                    theirs: m.writer_epoch,
-                    by: m.writer,
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    async fn fenced_error(&self) -> StorageError {
-        match self.manifests.load_latest().await {
-            Ok(Some(m)) => StorageError::Fenced {
-                ours: self.epoch,
-                theirs: m.writer_epoch,
-                by: m.writer,
-            },
-            _ => StorageError::Fenced {
-                ours: self.epoch,
-                theirs: self.epoch + 1,
-                by: "unknown".into(),
-            },
-        }
+        };
+        landed?;
+        *current = next;
+        drop(current);
+        self.fence.confirm().await?;
+        Ok(out)
     }
 
     /// Appends one record batch to a partition and waits until it is durable
@@ -368,7 +364,7 @@ impl Log {
         records: Bytes,
     ) -> std::result::Result<PendingAppend, AppendError> {
         if self.fenced.load(Ordering::SeqCst) {
-            return Err(self.fenced_error().await.into());
+            return Err(self.fence.fenced_error().into());
         }
         let header = p.validate(&records)?;
         let permit = self.wal.reserve(records.len()).await?;
@@ -440,14 +436,7 @@ impl Log {
         &self,
         entries: Vec<(String, Option<String>)>,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
-        let fenced = self
-            .fenced
-            .load(Ordering::SeqCst)
-            .then(|| StorageError::Fenced {
-                ours: self.epoch,
-                theirs: self.epoch + 1,
-                by: "a newer broker".into(),
-            });
+        let fenced = self.fence.is_fenced().then(|| self.fence.fenced_error());
         let mut waits = Vec::with_capacity(entries.len());
         for (key, value) in entries.into_iter().filter(|_| fenced.is_none()) {
             let (tx, rx) = oneshot::channel();
@@ -533,6 +522,7 @@ impl Log {
                 broker: self.config.broker_id.clone(),
                 renewals: u64::MAX,
                 released: true,
+                validity_ms: Some(self.fence.validity().as_millis() as u64),
             };
             if let Err(e) = crate::lease::write(&self.store, &released).await {
                 tracing::warn!(error = %e, "could not release the lease; the next broker waits a few seconds");

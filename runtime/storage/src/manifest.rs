@@ -3,9 +3,12 @@
 //! Each version is a separate object, `manifest/<version>.json`, written with
 //! `PutMode::Create`: two brokers racing for the same version cannot both
 //! win, which works on LocalFileSystem, InMemory and real S3 alike. A broker
-//! takes ownership by writing a version with a higher `writer_epoch`; a broker
-//! whose create fails re-reads, and if the winner carries a different epoch it
-//! has been fenced and must stop writing.
+//! takes ownership by writing a version with the writer epoch it claimed
+//! ([`crate::fence`]); a broker whose create fails re-reads, and if the
+//! winner carries a different epoch it has been fenced and must stop writing.
+//! Old versions are deleted, so a create can succeed on a version another
+//! broker wrote long ago: that is why the log confirms its epoch with the
+//! fence after each commit instead of trusting the create alone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -242,16 +245,23 @@ impl ManifestStore {
         Ok(())
     }
 
-    /// Takes ownership: writes a new version of the latest manifest (or a
-    /// fresh one) with a writer epoch above every previous one. Retries when
-    /// another broker commits concurrently, so that exactly one wins each
-    /// version.
-    pub async fn acquire(&self, writer: &str) -> Result<Manifest> {
+    /// Takes ownership for `epoch` (claimed with [`crate::fence::Fence`]):
+    /// writes a new version of the latest manifest (or a fresh one) carrying
+    /// it. Retries when another broker commits concurrently; fails with
+    /// `Fenced` if a newer epoch already committed.
+    pub async fn acquire(&self, writer: &str, epoch: u64) -> Result<Manifest> {
         loop {
             let base = self.load_latest().await?;
+            if let Some(b) = base.as_ref().filter(|b| b.writer_epoch > epoch) {
+                return Err(StorageError::Fenced {
+                    ours: epoch,
+                    theirs: b.writer_epoch,
+                    by: b.writer.clone(),
+                });
+            }
             let mut next = base.clone().unwrap_or_default();
             next.version = base.as_ref().map_or(1, |b| b.version + 1);
-            next.writer_epoch = base.as_ref().map_or(1, |b| b.writer_epoch + 1);
+            next.writer_epoch = epoch;
             next.writer = writer.to_string();
             match self.commit(&next).await {
                 Ok(()) => return Ok(next),
@@ -259,6 +269,42 @@ impl ManifestStore {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Deletes manifest versions older than the ones kept for debugging
+    /// below `latest`, including stray versions a fenced broker created
+    /// after they had been deleted once. Returns how many went.
+    pub async fn delete_old(&self, latest: u64) -> Result<usize> {
+        let prefix = paths::manifest_prefix();
+        let metas: Vec<_> =
+            self.store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    op: "list",
+                    key: prefix.to_string(),
+                    source,
+                })?;
+        let mut n = 0;
+        for m in metas {
+            let Some(v) = paths::parse_manifest(&m.location) else {
+                continue;
+            };
+            if v + KEEP_OLD_VERSIONS < latest {
+                match self.store.delete(&m.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                    Err(source) => {
+                        return Err(StorageError::ObjectStore {
+                            op: "delete",
+                            key: m.location.to_string(),
+                            source,
+                        })
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 }
 
@@ -271,9 +317,9 @@ mod tests {
     async fn a_second_owner_fences_the_first() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let ms = ManifestStore::new(store);
-        let a = ms.acquire("a").await.expect("a acquires");
+        let a = ms.acquire("a", 1).await.expect("a acquires");
         assert_eq!((a.version, a.writer_epoch), (1, 1));
-        let b = ms.acquire("b").await.expect("b acquires");
+        let b = ms.acquire("b", 2).await.expect("b acquires");
         assert_eq!((b.version, b.writer_epoch), (2, 2));
 
         let mut a_next = a.clone();
@@ -295,16 +341,21 @@ mod tests {
             object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local fs"),
         );
         let ms = ManifestStore::new(store);
-        let a = ms.acquire("a").await.expect("acquire");
+        let a = ms.acquire("a", 1).await.expect("acquire");
         let mut dup = a.clone();
         dup.writer = "impostor".into();
         assert!(matches!(
             ms.commit(&dup).await,
             Err(StorageError::Fenced { .. })
         ));
-        for _ in 0..8 {
-            ms.acquire("a").await.expect("re-acquire");
+        for epoch in 2..10 {
+            ms.acquire("a", epoch).await.expect("re-acquire");
         }
+        // An older epoch cannot take the log back.
+        assert!(matches!(
+            ms.acquire("old", 3).await,
+            Err(StorageError::Fenced { theirs: 9, .. })
+        ));
         let latest = ms.load_latest().await.expect("load").expect("present");
         assert_eq!(latest.version, 9);
     }

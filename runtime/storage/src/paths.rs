@@ -3,6 +3,7 @@
 //! numerically.
 //!
 //! ```text
+//! epochs/00000000000000000007.json            writer epoch 7 was claimed (never deleted)
 //! manifest/00000000000000000042.json          manifest version 42
 //! objects/0000000007/00000000000000000012.dat  data object 12 of writer epoch 7
 //!                                              (runs of many partitions)
@@ -17,6 +18,7 @@
 use object_store::path::Path;
 use uuid::Uuid;
 
+const EPOCHS_DIR: &str = "epochs";
 const MANIFEST_DIR: &str = "manifest";
 const DATA_DIR: &str = "data";
 const OBJECTS_DIR: &str = "objects";
@@ -25,6 +27,27 @@ const WAL_DIR: &str = "wal";
 /// Key of the owner lease.
 pub fn lease() -> Path {
     Path::from("owner/lease.json")
+}
+
+/// Prefix under which epoch claims are listed.
+pub fn epochs_prefix() -> Path {
+    Path::from(EPOCHS_DIR)
+}
+
+/// Key of the claim of writer `epoch`. Zero-padded so that a listing that
+/// starts after one epoch's key returns exactly the higher epochs.
+pub fn epoch_claim(epoch: u64) -> Path {
+    Path::from(format!("{EPOCHS_DIR}/{epoch:020}.json"))
+}
+
+/// Parses an epoch claim key back into its epoch.
+pub fn parse_epoch_claim(key: &Path) -> Option<u64> {
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != EPOCHS_DIR {
+        return None;
+    }
+    let epoch = parts.next()?.as_ref().strip_suffix(".json")?.parse().ok()?;
+    parts.next().is_none().then_some(epoch)
 }
 
 /// Prefix under which manifests are listed.
@@ -142,6 +165,13 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(42)), Some(42));
         assert!(manifest(9).as_ref() < manifest(10).as_ref());
         assert_eq!(parse_manifest(&Path::from("manifest/x.json")), None);
+    }
+
+    #[test]
+    fn epoch_claim_keys_round_trip_and_sort() {
+        assert_eq!(parse_epoch_claim(&epoch_claim(7)), Some(7));
+        assert!(epoch_claim(9).as_ref() < epoch_claim(10).as_ref());
+        assert_eq!(parse_epoch_claim(&manifest(7)), None);
     }
 
     #[test]

@@ -108,21 +108,27 @@ impl Log {
         Ok(stats)
     }
 
-    /// Deletes unreferenced data objects older than the grace period.
+    /// Deletes unreferenced data objects older than the grace period, and
+    /// manifest versions older than the ones kept.
     pub async fn collect_garbage(&self) -> Result<usize> {
-        // A fenced broker's manifest is stale: what it thinks unreferenced
-        // may be the new owner's data.
-        if self.is_fenced() {
-            return Ok(0);
-        }
-        let referenced: HashSet<String> = {
+        // Only the owner may collect: a stale broker's manifest does not
+        // reference the new owner's objects. A fresh check, not the time-based
+        // confirmation: the new owner may have claimed the log a moment ago
+        // (its objects are then younger than the grace period).
+        self.fence.check().await?;
+        let (referenced, version): (HashSet<String>, u64) = {
             let m = self.manifest.lock().await;
-            m.topics
+            let keys = m
+                .topics
                 .values()
                 .flat_map(|t| t.partitions.iter())
                 .flat_map(|p| p.segments.iter().map(|s| s.key.clone()))
-                .collect()
+                .collect();
+            (keys, m.version)
         };
+        if let Err(e) = self.manifests.delete_old(version).await {
+            tracing::debug!(error = %e, "could not delete old manifest versions; the next cycle retries");
+        }
         // Upload objects (`objects/`) and compacted segments (`data/`) are
         // both referenced from manifest segments; list both.
         let mut listed = Vec::new();

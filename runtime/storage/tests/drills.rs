@@ -12,7 +12,7 @@ use vigil_protocol::kafka_protocol::records::Compression;
 use vigil_protocol::BatchBuilder;
 use vigil_storage::config::WalMode;
 use vigil_storage::store::{FaultControl, FaultKind, FaultyStore};
-use vigil_storage::{AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
+use vigil_storage::{AppendError, AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
 
 fn batch(tag: &str) -> Bytes {
     BatchBuilder::new(Compression::Lz4)
@@ -164,8 +164,10 @@ async fn local_wal_keeps_acking_while_uploads_and_reads_fail_then_catches_up() {
         Err(e @ StorageError::ObjectStore { .. }) => assert!(e.is_retriable()),
         other => panic!("expected a retriable store error, got {other:?}"),
     }
+    control.fail_all(FaultKind::Read, false);
 
-    // Uploads fail retriably; produce is unaffected (the local WAL acks).
+    // Uploads fail retriably; produce is unaffected (the local WAL acks,
+    // and the store still answers the ownership check).
     control.fail_all(FaultKind::Write, true);
     log.append(&p, batch("b"))
         .await
@@ -185,6 +187,60 @@ async fn local_wal_keeps_acking_while_uploads_and_reads_fail_then_catches_up() {
     let fresh = tempfile::tempdir().expect("tempdir");
     let (log, _) = env.open(fresh.path(), WalMode::Local, false).await;
     assert_eq!(values(&log, "u").await, vec!["a", "b"]);
+}
+
+/// Issue 11 item 1, the price of fencing through the store: a broker that
+/// cannot list the epoch claims for longer than its confirmation lasts
+/// cannot know it still owns the log, so it answers a retriable error
+/// instead of an acknowledgement, and acknowledges again once the store
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_pause_while_ownership_cannot_be_confirmed_and_resume() {
+    for mode in [
+        WalMode::Local,
+        WalMode::Object {
+            window: Duration::from_millis(1),
+        },
+    ] {
+        let env = Env::new();
+        let data = tempfile::tempdir().expect("tempdir");
+        let (log, control) = env.open(data.path(), mode.clone(), true).await;
+        let control = control.expect("faulty");
+        log.create_topic("o", topic()).await.expect("create");
+        let p = log.partition("o", 0).expect("p");
+        log.append(&p, batch("a")).await.expect("append");
+
+        control.fail_all(FaultKind::Read, true);
+        for _ in 0..2_000 {
+            if !log.ownership_confirmed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            !log.ownership_confirmed(),
+            "{mode:?}: the confirmation never expired"
+        );
+        match log.append(&p, batch("b")).await {
+            Err(AppendError::Storage(e @ StorageError::OwnershipUnconfirmed { .. })) => {
+                assert!(e.is_retriable(), "{mode:?}: {e}");
+            }
+            Err(e) => panic!("{mode:?}: expected an unconfirmed ownership, got {e}"),
+            Ok(o) => panic!("{mode:?}: acknowledged without confirmed ownership: {o:?}"),
+        }
+        assert!(
+            !log.is_fenced(),
+            "{mode:?}: an unreachable store is not a takeover"
+        );
+
+        control.clear();
+        log.append(&p, batch("c")).await.expect("acks resume");
+        // "b" was written before its acknowledgement was refused: like a
+        // timeout, the refusal says "unknown", and the retry of an
+        // idempotent producer finds it.
+        assert_eq!(values(&log, "o").await, vec!["a", "b", "c"], "{mode:?}");
+        log.abandon().await;
+    }
 }
 
 fn topic() -> TopicConfig {

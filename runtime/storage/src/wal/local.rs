@@ -10,8 +10,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::codec::decode_entries;
-use super::{complete_group, next_backoff, refuse_queued, Command, Group, Sealed, WalEntry};
+use super::{
+    complete_group, next_backoff, refuse_queued, stops_writer, Command, Group, Sealed, WalEntry,
+};
 use crate::error::{Result, StorageError};
+use crate::fence::Fence;
 use crate::kv::KvMap;
 
 /// The WAL directory. Cheap to clone: clones share the `active` flag.
@@ -52,6 +55,7 @@ impl Dir {
         closing: Arc<AtomicBool>,
         segment_bytes: u64,
         group_bytes: usize,
+        fence: Arc<Fence>,
     ) -> Result<std::thread::JoinHandle<()>> {
         self.active.store(true, Ordering::SeqCst);
         let file = create_segment(&self.dir, self.next_id)?;
@@ -64,6 +68,7 @@ impl Dir {
             group_bytes,
             kv,
             closing,
+            fence,
         };
         std::thread::Builder::new()
             .name("vigil-wal".into())
@@ -114,6 +119,9 @@ struct Writer {
     group_bytes: usize,
     kv: KvMap,
     closing: Arc<AtomicBool>,
+    /// Asked before acknowledging: a paused broker must not ack after
+    /// another one claimed the log.
+    fence: Arc<Fence>,
 }
 
 impl Writer {
@@ -138,10 +146,11 @@ impl Writer {
                 ..
             } = group;
             if !entries.is_empty() {
-                let outcome = self.write_group(&body);
-                let failed = outcome.is_err();
-                complete_group(&mut self.kv, entries, &outcome);
-                if failed {
+                let written = self.write_group(&body);
+                let ok = written.is_ok();
+                let outcome = written.and_then(|()| self.fence.confirm_blocking());
+                complete_group(&mut self.kv, entries, ok, &outcome);
+                if stops_writer(&outcome) {
                     // Closing while the disk kept failing: refuse whatever is
                     // still queued rather than leave producers waiting.
                     refuse_queued(&mut rx);

@@ -25,7 +25,7 @@ mod codec;
 mod local;
 mod object;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,8 +34,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::{Result, StorageError};
+use crate::fence::Fence;
 use crate::kv::{self, KvMap};
-use crate::manifest::ManifestStore;
 
 pub use object::OBJECT_WAL_PREFIX;
 
@@ -116,18 +116,6 @@ pub struct Wal {
     objects: object::Objects,
 }
 
-/// What the object backend needs to check ownership before acking.
-#[derive(Clone)]
-pub struct Ownership {
-    /// Manifests of the store.
-    pub manifests: ManifestStore,
-    /// Latest manifest version this broker committed (kept current by the
-    /// log).
-    pub committed_version: Arc<AtomicU64>,
-    /// This broker's writer epoch.
-    pub epoch: u64,
-}
-
 /// Settings for opening the WAL.
 pub struct WalOptions {
     /// Which backend.
@@ -153,12 +141,12 @@ impl Wal {
     pub async fn open(
         opts: WalOptions,
         store: Arc<dyn object_store::ObjectStore>,
-        ownership: Ownership,
+        fence: Arc<Fence>,
         objects_through: Option<(u64, u64)>,
     ) -> Result<(Replay, impl FnOnce(KvMap) -> Result<Wal>)> {
         let (mut entries, dir) = local::Dir::open(&opts.dir)?;
         let (object_entries, objects) =
-            object::Objects::open(store, ownership, objects_through).await?;
+            object::Objects::open(store, fence.clone(), objects_through).await?;
         entries.extend(object_entries);
         let start = move |kv: KvMap| -> Result<Wal> {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -171,6 +159,7 @@ impl Wal {
                         closing.clone(),
                         opts.segment_bytes,
                         opts.group_bytes,
+                        fence,
                     )?;
                     (Worker::Thread(t), Some(dir))
                 }
@@ -311,25 +300,56 @@ impl Group {
     }
 }
 
-/// Runs a written group's completions in order, applying key/value entries
-/// as they become durable.
-fn complete_group(kv: &mut KvMap, group: Vec<(WalEntry, Completion)>, outcome: &Result<()>) {
+/// Runs a written group's completions in order. `written` says whether the
+/// group reached the disk or store; `outcome` is what the completions are
+/// told (a written group may still fail to be acknowledged when ownership
+/// cannot be confirmed). Key/value entries that were written are applied
+/// either way, as a replay would apply them.
+fn complete_group(
+    kv: &mut KvMap,
+    group: Vec<(WalEntry, Completion)>,
+    written: bool,
+    outcome: &Result<()>,
+) {
     for (e, done) in group {
-        match outcome {
-            Ok(()) => {
-                if let WalEntry::Kv { key, value } = &e {
-                    kv::apply(kv, key, value.as_deref());
-                }
-                done(Ok(()));
+        if written {
+            if let WalEntry::Kv { key, value } = &e {
+                kv::apply(kv, key, value.as_deref());
             }
-            Err(StorageError::Fenced { ours, theirs, by }) => done(Err(StorageError::Fenced {
-                ours: *ours,
-                theirs: *theirs,
-                by: by.clone(),
-            })),
-            Err(_) => done(Err(StorageError::WalClosed)),
         }
+        done(match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(shared_error(e)),
+        });
     }
+}
+
+/// A copy of a group's error for each of its completions: fencing and an
+/// unconfirmed ownership keep their meaning, anything else stopped the writer.
+fn shared_error(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Fenced { ours, theirs, by } => StorageError::Fenced {
+            ours: *ours,
+            theirs: *theirs,
+            by: by.clone(),
+        },
+        StorageError::OwnershipUnconfirmed { epoch, reason } => {
+            StorageError::OwnershipUnconfirmed {
+                epoch: *epoch,
+                reason: reason.clone(),
+            }
+        }
+        _ => StorageError::WalClosed,
+    }
+}
+
+/// Whether the writer must stop after a group's outcome: anything but a
+/// success or an ownership that could not be confirmed *yet*.
+fn stops_writer(outcome: &Result<()>) -> bool {
+    !matches!(
+        outcome,
+        Ok(()) | Err(StorageError::OwnershipUnconfirmed { .. })
+    )
 }
 
 /// Refuses everything still queued (shutdown, or the writer gave up).

@@ -13,9 +13,10 @@ use tokio::sync::mpsc;
 
 use super::codec::decode_entries;
 use super::{
-    complete_group, next_backoff, refuse_queued, Command, Group, Ownership, Sealed, WalEntry,
+    complete_group, next_backoff, refuse_queued, stops_writer, Command, Group, Sealed, WalEntry,
 };
 use crate::error::{Result, StorageError};
+use crate::fence::Fence;
 use crate::kv::KvMap;
 use crate::paths;
 
@@ -25,7 +26,7 @@ pub const OBJECT_WAL_PREFIX: &str = "wal/";
 /// WAL objects of this store.
 pub(super) struct Objects {
     store: Arc<dyn ObjectStore>,
-    ownership: Ownership,
+    fence: Arc<Fence>,
     /// Objects found at open (replayed, or leftovers already covered by the
     /// manifest); deleted at the first `delete_through`.
     leftovers: parking_lot::Mutex<Vec<Path>>,
@@ -44,7 +45,7 @@ impl Objects {
     /// manifest's watermark).
     pub(super) async fn open(
         store: Arc<dyn ObjectStore>,
-        ownership: Ownership,
+        fence: Arc<Fence>,
         through: Option<(u64, u64)>,
     ) -> Result<(Vec<WalEntry>, Objects)> {
         let prefix = paths::wal_prefix();
@@ -92,7 +93,7 @@ impl Objects {
             entries,
             Objects {
                 store,
-                ownership,
+                fence,
                 leftovers: parking_lot::Mutex::new(keys.into_iter().map(|(_, k)| k).collect()),
             },
         ))
@@ -109,7 +110,7 @@ impl Objects {
     ) -> tokio::task::JoinHandle<()> {
         let writer = Writer {
             store: self.store.clone(),
-            ownership: self.ownership.clone(),
+            fence: self.fence.clone(),
             seq: 0,
             window,
             group_bytes,
@@ -123,7 +124,7 @@ impl Objects {
     pub(super) async fn delete_through(&self, through: Option<u64>) -> Result<usize> {
         let mut keys: Vec<Path> = std::mem::take(&mut *self.leftovers.lock());
         if let Some(t) = through {
-            let prefix = Path::from(format!("wal/{:010}", self.ownership.epoch));
+            let prefix = Path::from(format!("wal/{:010}", self.fence.epoch()));
             let mine: Vec<_> = self
                 .store
                 .list(Some(&prefix))
@@ -155,7 +156,7 @@ impl Objects {
 
 struct Writer {
     store: Arc<dyn ObjectStore>,
-    ownership: Ownership,
+    fence: Arc<Fence>,
     seq: u64,
     window: Duration,
     group_bytes: usize,
@@ -192,10 +193,14 @@ impl Writer {
                 ..
             } = group;
             if !entries.is_empty() {
-                let outcome = self.write_group(body).await;
-                let failed = outcome.is_err();
-                complete_group(&mut self.kv, entries, &outcome);
-                if failed {
+                let written = self.write_group(body).await;
+                let ok = written.is_ok();
+                let outcome = match written {
+                    Ok(()) => self.fence.confirm().await,
+                    Err(e) => Err(e),
+                };
+                complete_group(&mut self.kv, entries, ok, &outcome);
+                if stops_writer(&outcome) {
                     self.closing.store(true, Ordering::SeqCst);
                     refuse_queued(&mut rx);
                     return;
@@ -215,26 +220,21 @@ impl Writer {
     }
 
     /// PUTs the group as one object, retrying with backoff while the store
-    /// fails, then confirms this broker still owns the log.
+    /// fails. Whether the group may be acknowledged is the fence's to say.
     async fn write_group(&mut self, body: bytes::Bytes) -> Result<()> {
-        let key = paths::wal_object(self.ownership.epoch, self.seq);
+        let key = paths::wal_object(self.fence.epoch(), self.seq);
         let mut backoff = Duration::from_millis(10);
         loop {
-            let put = self.store.put(&key, PutPayload::from(body.clone())).await;
-            let res = match put {
-                Ok(_) => self.check_ownership().await,
-                Err(e) => Err(store_err("put", &key, e)),
-            };
-            match res {
-                Ok(()) => {
+            if self.fence.is_fenced() {
+                return Err(self.fence.fenced_error());
+            }
+            match self.store.put(&key, PutPayload::from(body.clone())).await {
+                Ok(_) => {
                     self.seq += 1;
                     return Ok(());
                 }
-                Err(e @ StorageError::Fenced { .. }) => {
-                    tracing::error!(error = %e, "WAL write refused: this broker no longer owns the log");
-                    return Err(e);
-                }
                 Err(e) => {
+                    let e = store_err("put", &key, e);
                     tracing::warn!(key = %key, error = %e, "WAL object write failed; retrying");
                     if self.closing.load(Ordering::SeqCst) {
                         return Err(e);
@@ -243,23 +243,6 @@ impl Writer {
                     backoff = next_backoff(backoff);
                 }
             }
-        }
-    }
-
-    /// Fails with `Fenced` if a manifest newer than our last commit was
-    /// written by another epoch.
-    async fn check_ownership(&self) -> Result<()> {
-        let o = &self.ownership;
-        let next = o.committed_version.load(Ordering::SeqCst) + 1;
-        match o.manifests.load_version(next).await {
-            Ok(None) => Ok(()),
-            Ok(Some(m)) if m.writer_epoch == o.epoch => Ok(()),
-            Ok(Some(m)) => Err(StorageError::Fenced {
-                ours: o.epoch,
-                theirs: m.writer_epoch,
-                by: m.writer,
-            }),
-            Err(e) => Err(e),
         }
     }
 }

@@ -5,8 +5,6 @@ use std::io::Write as _;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
-use crate::manifest::ManifestStore;
-
 fn kv(key: &str, value: Option<&str>) -> WalEntry {
     WalEntry::Kv {
         key: key.into(),
@@ -33,7 +31,6 @@ impl Env {
         epoch: u64,
         through: Option<(u64, u64)>,
     ) -> (Vec<WalEntry>, Wal) {
-        let manifests = ManifestStore::new(self.store.clone());
         let (replay, start) = Wal::open(
             WalOptions {
                 mode,
@@ -42,11 +39,7 @@ impl Env {
                 group_bytes: 1 << 20,
             },
             self.store.clone(),
-            Ownership {
-                manifests,
-                committed_version: Arc::new(AtomicU64::new(0)),
-                epoch,
-            },
+            Arc::new(Fence::unclaimed_for_tests(self.store.clone(), epoch)),
             through,
         )
         .await
@@ -237,8 +230,12 @@ async fn object_mode_replays_only_objects_after_the_manifest_watermark() {
 #[tokio::test]
 async fn a_fenced_object_wal_refuses_to_acknowledge() {
     let env = Env::new();
-    let manifests = ManifestStore::new(env.store.clone());
-    let ours = manifests.acquire("a").await.expect("acquire");
+    // A confirmation lasts a millisecond: every group is checked again.
+    let ours = Arc::new(
+        Fence::claim(env.store.clone(), "a", 0, Duration::from_millis(1))
+            .await
+            .expect("claim"),
+    );
     let (replay, start) = Wal::open(
         WalOptions {
             mode: OBJECT,
@@ -247,11 +244,7 @@ async fn a_fenced_object_wal_refuses_to_acknowledge() {
             group_bytes: 1 << 20,
         },
         env.store.clone(),
-        Ownership {
-            manifests: manifests.clone(),
-            committed_version: Arc::new(AtomicU64::new(ours.version)),
-            epoch: ours.writer_epoch,
-        },
+        ours.clone(),
         None,
     )
     .await
@@ -261,7 +254,9 @@ async fn a_fenced_object_wal_refuses_to_acknowledge() {
     append_and_wait(&wal, kv("a", Some("1")))
         .await
         .expect("owner writes");
-    manifests.acquire("b").await.expect("b takes over");
+    Fence::claim(env.store.clone(), "b", 0, Duration::from_secs(1))
+        .await
+        .expect("b takes over");
     match append_and_wait(&wal, kv("a", Some("2"))).await {
         Err(StorageError::Fenced {
             ours: o,
@@ -270,7 +265,7 @@ async fn a_fenced_object_wal_refuses_to_acknowledge() {
         }) => {
             assert_eq!(
                 (o, theirs, by.as_str()),
-                (ours.writer_epoch, ours.writer_epoch + 1, "b")
+                (ours.epoch(), ours.epoch() + 1, "b")
             );
         }
         other => panic!("expected fencing, got {other:?}"),
