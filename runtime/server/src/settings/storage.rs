@@ -39,6 +39,15 @@ pub struct StorageSettings {
     /// other broker is fenced (its later writes fail).
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_TAKEOVER"))]
     pub takeover: bool,
+    /// How often (ms) retention, compaction and garbage collection run
+    /// (Kafka: log.retention.check.interval.ms).
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_RETENTION_CHECK_INTERVAL_MS"))]
+    pub retention_check_interval_ms: u64,
+    /// How old (ms) an object nobody references must be before the garbage
+    /// collector deletes it; protects uploads whose manifest commit is still
+    /// in flight, so keep it well above the longest commit.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_GC_GRACE_MS"))]
+    pub gc_grace_ms: u64,
 }
 
 /// Where the write-ahead log lives.
@@ -67,6 +76,8 @@ impl Default for StorageSettings {
             upload_interval_ms: 1_000,
             lease_interval_ms: 1_000,
             takeover: false,
+            retention_check_interval_ms: 30_000,
+            gc_grace_ms: 600_000,
         }
     }
 }
@@ -86,6 +97,12 @@ impl StorageSettings {
         if self.lease_interval_ms == 0 {
             return Err(SettingsError::new(
                 "lease-interval-ms",
+                "must be greater than zero",
+            ));
+        }
+        if self.retention_check_interval_ms == 0 {
+            return Err(SettingsError::new(
+                "retention-check-interval-ms",
                 "must be greater than zero",
             ));
         }
@@ -125,6 +142,8 @@ impl StorageSettings {
         };
         c.lease_interval = Duration::from_millis(self.lease_interval_ms);
         c.takeover = self.takeover;
+        c.retention_interval = Duration::from_millis(self.retention_check_interval_ms);
+        c.gc_grace = Duration::from_millis(self.gc_grace_ms);
         c
     }
 }
