@@ -33,7 +33,16 @@ impl Components {
     /// compiled modules under the data dir.
     pub fn from_settings(settings: &Settings) -> Result<Components, ServeError> {
         let url = settings.storage.object_store_url()?;
-        Components::with_store(&settings.storage, object_store_from_url(&url)?)
+        let mut store = object_store_from_url(&url)?;
+        if let Some(path) = &settings.storage.fault_file {
+            store = crate::drills::wrap(store, path.clone()).map_err(|source| {
+                ServeError::FaultDrill {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
+        Components::with_store(&settings.storage, store)
     }
 
     /// `object_store` with the same wasm host as

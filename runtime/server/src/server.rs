@@ -42,6 +42,14 @@ pub enum ServeError {
         /// OS error.
         source: std::io::Error,
     },
+    /// The fault drill's watcher thread could not start.
+    #[error("cannot start the fault drill for {path}: {source}")]
+    FaultDrill {
+        /// The fault file.
+        path: std::path::PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
     /// The object store could not be opened, or the log on it (whether a
     /// retry can help is the storage error's to say).
     #[error("cannot open the log: {0}")]

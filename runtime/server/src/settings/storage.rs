@@ -48,6 +48,10 @@ pub struct StorageSettings {
     /// in flight, so keep it well above the longest commit.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_GC_GRACE_MS"))]
     pub gc_grace_ms: u64,
+    /// Fault drills only: make the object store fail, stall or lie as this
+    /// JSON file says (see vigil_server::drills). Never in production.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_FAULT_FILE"))]
+    pub fault_file: Option<PathBuf>,
 }
 
 /// Where the write-ahead log lives.
@@ -78,6 +82,7 @@ impl Default for StorageSettings {
             takeover: false,
             retention_check_interval_ms: 30_000,
             gc_grace_ms: 600_000,
+            fault_file: None,
         }
     }
 }
