@@ -15,6 +15,8 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         // Another broker owns the log now: clients refresh metadata and retry.
         StorageError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
         StorageError::WalIo { .. } | StorageError::WalClosed => ResponseError::KafkaStorageError,
+        // Retriable in every client; see docs/design/0009-hardening.md, item 6.
+        StorageError::Backpressure { .. } => ResponseError::KafkaStorageError,
         // Retriable: a later fetch may find the object store back.
         StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,

@@ -21,6 +21,7 @@ use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppe
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Ownership, Wal, WalEntry, WalOptions};
 
+mod pressure;
 mod topics;
 
 /// Producer ids reserved per manifest write.
@@ -71,6 +72,9 @@ pub struct StorageStats {
     pub gc_deleted: AtomicU64,
     /// Segment objects written by the compactor.
     pub compactions: AtomicU64,
+    /// Bytes appended and not yet uploaded: counted up by appends, recounted
+    /// exactly after every upload attempt (see `log/pressure.rs`).
+    pub unuploaded_bytes: AtomicU64,
 }
 
 /// The log.
@@ -370,6 +374,8 @@ impl Log {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(self.fenced_error().await.into());
         }
+        // Disk full / upload backlog: refuse at once (log/pressure.rs).
+        self.admit_append(records.len())?;
         let header = p.validate(&records)?;
         let permit = self.wal.reserve(records.len()).await?;
         let (tx, rx) = oneshot::channel();
