@@ -206,13 +206,20 @@ mod tests {
             "wal-object-window-ms",
             "lease-interval-ms",
             "takeover",
+            "max-unuploaded-bytes",
+            "object-store-timeout-ms",
+            "object-store-connect-timeout-ms",
+            "object-store-max-retries",
+            "object-store-retry-timeout-ms",
+            "object-store-backoff-initial-ms",
+            "object-store-backoff-max-ms",
         ] {
             assert!(
                 seen.iter().any(|s| s == flag),
                 "--{flag} missing from {seen:?}"
             );
         }
-        assert_eq!(seen.len(), 15, "{seen:?}");
+        assert_eq!(seen.len(), 22, "{seen:?}");
     }
 
     /// Flags over variables over the file over defaults. One test, because

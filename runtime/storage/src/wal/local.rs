@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::decode_entries;
+use super::codec::read_entries;
 use super::{
     complete_group, next_backoff, refuse_queued, Command, Group, Sealed, WalEntry, WalHealth,
 };
@@ -307,27 +307,26 @@ impl Writer {
     }
 }
 
-/// Decodes the entries of one segment; stops at (and truncates) a torn or
-/// corrupt tail, which is what a crash in the middle of a write leaves.
+/// Decodes the entries of one segment, streaming; stops at (and truncates)
+/// a torn or corrupt tail, which is what a crash in the middle of a write
+/// leaves.
 fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
-    let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(|e| io_err(path, e))?;
-    let (entries, valid) = decode_entries(&data);
-    out.extend(entries);
-    if valid < data.len() {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let size = f.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let valid = read_entries(&mut r, size, out).map_err(|e| io_err(path, e))?;
+    if valid < size {
         tracing::warn!(
             segment = %path.display(),
             valid_bytes = valid,
-            dropped_bytes = data.len() - valid,
+            dropped_bytes = size - valid,
             "WAL segment has a torn tail (crash during a write); truncating it"
         );
         let f = OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(|e| io_err(path, e))?;
-        f.set_len(valid as u64).map_err(|e| io_err(path, e))?;
+        f.set_len(valid).map_err(|e| io_err(path, e))?;
         f.sync_all().map_err(|e| io_err(path, e))?;
     }
     Ok(())
