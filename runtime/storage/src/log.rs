@@ -454,6 +454,8 @@ impl Log {
                 theirs: self.epoch + 1,
                 by: "a newer broker".into(),
             });
+        // Disk full: refuse at once rather than wait behind the failing WAL.
+        let fenced = fenced.or_else(|| self.wal.check_writable().err());
         let mut waits = Vec::with_capacity(entries.len());
         for (key, value) in entries.into_iter().filter(|_| fenced.is_none()) {
             let (tx, rx) = oneshot::channel();
