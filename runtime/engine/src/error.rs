@@ -104,6 +104,7 @@ pub fn storage_kind(e: &StorageError) -> ErrorKind {
     match e {
         StorageError::WalIo { .. }
         | StorageError::WalClosed
+        | StorageError::Backpressure { .. }
         | StorageError::ObjectStore { .. }
         | StorageError::Fenced { .. }
         | StorageError::OwnershipUnconfirmed { .. }

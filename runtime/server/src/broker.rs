@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use vigil_storage::store::{InstrumentedStore, ObjectStoreMetrics};
-use vigil_storage::{object_store_from_url, Log};
+use vigil_storage::{object_store_from_url_with, Log};
 
 use crate::metrics::Metrics;
 use crate::server::ServeError;
@@ -33,7 +33,8 @@ impl Components {
     /// compiled modules under the data dir.
     pub fn from_settings(settings: &Settings) -> Result<Components, ServeError> {
         let url = settings.storage.object_store_url()?;
-        let mut store = object_store_from_url(&url)?;
+        let options = settings.storage.store_options();
+        let mut store = object_store_from_url_with(&url, &options)?;
         if let Some(path) = &settings.storage.fault_file {
             store = crate::drills::wrap(store, path.clone()).map_err(|source| {
                 ServeError::FaultDrill {

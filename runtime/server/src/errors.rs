@@ -18,6 +18,8 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         // refreshes metadata and retries, by then the store may answer.
         StorageError::OwnershipUnconfirmed { .. } => ResponseError::NotLeaderOrFollower,
         StorageError::WalIo { .. } | StorageError::WalClosed => ResponseError::KafkaStorageError,
+        // Retriable in every client; see docs/design/0009-hardening.md, item 6.
+        StorageError::Backpressure { .. } => ResponseError::KafkaStorageError,
         // Retriable: a later fetch may find the object store back.
         StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,

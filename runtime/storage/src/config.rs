@@ -36,6 +36,11 @@ pub struct LogConfig {
     pub lease_interval: Duration,
     /// Take over even from a live owner (which is then fenced).
     pub takeover: bool,
+    /// Most bytes appended but not yet uploaded before produce is refused
+    /// with a retriable error (backpressure while the object store is slow
+    /// or down). Un-uploaded batches are held in memory, so this also bounds
+    /// the memory an outage can take.
+    pub max_unuploaded_bytes: u64,
 }
 
 impl LogConfig {
@@ -54,6 +59,7 @@ impl LogConfig {
             retention_interval: Duration::from_secs(30),
             lease_interval: Duration::from_secs(1),
             takeover: false,
+            max_unuploaded_bytes: 1 << 30,
         }
     }
 
@@ -64,6 +70,9 @@ impl LogConfig {
         }
         if self.wal_group_bytes == 0 || self.wal_segment_bytes == 0 {
             return Err("WAL group and segment sizes must be greater than zero".into());
+        }
+        if self.max_unuploaded_bytes == 0 {
+            return Err("the un-uploaded byte limit must be greater than zero".into());
         }
         Ok(())
     }

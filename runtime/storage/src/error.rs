@@ -14,6 +14,16 @@ pub enum StorageError {
         /// OS error.
         source: std::io::Error,
     },
+    /// More appended data is waiting for upload than the configured limit
+    /// (the object store is slow or down): the append is refused until
+    /// uploads catch up.
+    #[error("{held} bytes are waiting for upload to the object store, at or over the limit of {limit} (max-unuploaded-bytes); retriable once uploads catch up")]
+    Backpressure {
+        /// Bytes appended and not yet uploaded.
+        held: u64,
+        /// The configured limit.
+        limit: u64,
+    },
     /// The WAL writer is gone (shutdown or a fatal error).
     #[error(
         "the WAL writer has stopped; the broker is shutting down (not retriable on this broker)"
@@ -108,6 +118,7 @@ impl StorageError {
             StorageError::WalIo { .. }
                 | StorageError::ObjectStore { .. }
                 | StorageError::OwnershipUnconfirmed { .. }
+                | StorageError::Backpressure { .. }
         )
     }
 }

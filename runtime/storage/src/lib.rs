@@ -39,4 +39,4 @@ pub use error::StorageError;
 pub use log::{Log, Topic, TopicConfig};
 pub use partition::{AppendError, AppendOutcome, Partition, PendingAppend};
 pub use read::{FetchedBatches, TimestampLookup};
-pub use store::object_store_from_url;
+pub use store::{object_store_from_url, object_store_from_url_with, StoreOptions};

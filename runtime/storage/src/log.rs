@@ -22,6 +22,7 @@ use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppe
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Wal, WalEntry, WalOptions};
 
+mod pressure;
 mod topics;
 
 /// Producer ids reserved per manifest write.
@@ -72,6 +73,9 @@ pub struct StorageStats {
     pub gc_deleted: AtomicU64,
     /// Segment objects written by the compactor.
     pub compactions: AtomicU64,
+    /// Bytes appended and not yet uploaded: counted up by appends, recounted
+    /// exactly after every upload attempt (see `log/pressure.rs`).
+    pub unuploaded_bytes: AtomicU64,
 }
 
 /// The log.
@@ -366,6 +370,8 @@ impl Log {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(self.fence.fenced_error().into());
         }
+        // Disk full / upload backlog: refuse at once (log/pressure.rs).
+        self.admit_append(records.len())?;
         let header = p.validate(&records)?;
         let permit = self.wal.reserve(records.len()).await?;
         let (tx, rx) = oneshot::channel();
@@ -437,6 +443,8 @@ impl Log {
         entries: Vec<(String, Option<String>)>,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         let fenced = self.fence.is_fenced().then(|| self.fence.fenced_error());
+        // Disk full: refuse at once rather than wait behind the failing WAL.
+        let fenced = fenced.or_else(|| self.wal.check_writable().err());
         let mut waits = Vec::with_capacity(entries.len());
         for (key, value) in entries.into_iter().filter(|_| fenced.is_none()) {
             let (tx, rx) = oneshot::channel();

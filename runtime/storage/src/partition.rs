@@ -320,6 +320,18 @@ impl Partition {
         (!batches.is_empty()).then_some((batches, cut))
     }
 
+    /// Bytes of cached batches not yet in the object store (the memory an
+    /// upload backlog holds; see `log/pressure.rs`).
+    pub(crate) fn unuploaded_bytes(&self) -> u64 {
+        let st = self.state.lock();
+        st.cache
+            .iter()
+            .rev()
+            .take_while(|b| b.header.base_offset >= st.uploaded_next)
+            .map(|b| b.bytes.len() as u64)
+            .sum()
+    }
+
     /// When the oldest batch not yet in the object store was appended.
     pub(crate) fn oldest_not_uploaded(&self) -> Option<std::time::Instant> {
         let st = self.state.lock();

@@ -211,6 +211,7 @@ impl Log {
         if stats.runs > 0 {
             tracing::debug!(?stats, "upload committed");
         }
+        self.recount_unuploaded();
         Ok(stats)
     }
 
@@ -251,6 +252,7 @@ impl Log {
                         log.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, retriable = e.is_retriable(), "upload failed; will retry");
                     }
+                    log.recount_unuploaded();
                 } else if let Err(e) = log.enforce_retention().await {
                     tracing::warn!(error = %e, retriable = e.is_retriable(), "retention pass failed; will retry");
                 }

@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use vigil_storage::config::WalMode;
-use vigil_storage::LogConfig;
+use vigil_storage::{LogConfig, StoreOptions};
 
 use super::SettingsError;
+
+/// Smallest accepted `max-unuploaded-bytes`: below one batch or so every
+/// produce would be refused.
+const MIN_UNUPLOADED_BYTES: u64 = 1 << 20;
 
 /// Storage settings. Every field is also a `vigil serve` flag of the same
 /// name (kebab-case), a `VIGIL_*` variable and a TOML key.
@@ -52,6 +56,39 @@ pub struct StorageSettings {
     /// JSON file says (see vigil_server::drills). Never in production.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_FAULT_FILE"))]
     pub fault_file: Option<PathBuf>,
+    /// Most bytes appended but not yet uploaded to the object store (which
+    /// are held in memory) before produce is refused with the retriable
+    /// KAFKA_STORAGE_ERROR; at least 1 MiB.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_MAX_UNUPLOADED_BYTES"))]
+    pub max_unuploaded_bytes: u64,
+    /// Object store (S3) request timeout in ms, connect to last byte.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OBJECT_STORE_TIMEOUT_MS"))]
+    pub object_store_timeout_ms: u64,
+    /// Object store (S3) connect timeout in ms.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_OBJECT_STORE_CONNECT_TIMEOUT_MS")
+    )]
+    pub object_store_connect_timeout_ms: u64,
+    /// Retries of a failed object store (S3) request; 0 disables them.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OBJECT_STORE_MAX_RETRIES"))]
+    pub object_store_max_retries: usize,
+    /// No object store retry starts later than this (ms) after the first
+    /// attempt.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_OBJECT_STORE_RETRY_TIMEOUT_MS")
+    )]
+    pub object_store_retry_timeout_ms: u64,
+    /// First backoff (ms) between object store retries; doubles each time.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_OBJECT_STORE_BACKOFF_INITIAL_MS")
+    )]
+    pub object_store_backoff_initial_ms: u64,
+    /// Longest backoff (ms) between object store retries.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OBJECT_STORE_BACKOFF_MAX_MS"))]
+    pub object_store_backoff_max_ms: u64,
 }
 
 /// Where the write-ahead log lives.
@@ -83,6 +120,13 @@ impl Default for StorageSettings {
             retention_check_interval_ms: 30_000,
             gc_grace_ms: 600_000,
             fault_file: None,
+            max_unuploaded_bytes: 1 << 30,
+            object_store_timeout_ms: 30_000,
+            object_store_connect_timeout_ms: 5_000,
+            object_store_max_retries: 10,
+            object_store_retry_timeout_ms: 180_000,
+            object_store_backoff_initial_ms: 100,
+            object_store_backoff_max_ms: 15_000,
         }
     }
 }
@@ -111,6 +155,37 @@ impl StorageSettings {
                 "must be greater than zero",
             ));
         }
+        if self.max_unuploaded_bytes < MIN_UNUPLOADED_BYTES {
+            return Err(SettingsError::new(
+                "max-unuploaded-bytes",
+                format!("must be at least {MIN_UNUPLOADED_BYTES} (1 MiB)"),
+            ));
+        }
+        for (name, ms) in [
+            ("object-store-timeout-ms", self.object_store_timeout_ms),
+            (
+                "object-store-connect-timeout-ms",
+                self.object_store_connect_timeout_ms,
+            ),
+            (
+                "object-store-retry-timeout-ms",
+                self.object_store_retry_timeout_ms,
+            ),
+            (
+                "object-store-backoff-initial-ms",
+                self.object_store_backoff_initial_ms,
+            ),
+        ] {
+            if ms == 0 {
+                return Err(SettingsError::new(name, "must be greater than zero"));
+            }
+        }
+        if self.object_store_backoff_max_ms < self.object_store_backoff_initial_ms {
+            return Err(SettingsError::new(
+                "object-store-backoff-max-ms",
+                "must be at least object-store-backoff-initial-ms",
+            ));
+        }
         Ok(())
     }
 
@@ -125,6 +200,18 @@ impl StorageSettings {
                 })?;
                 Ok(format!("file://{}", abs.join("objects").display()))
             }
+        }
+    }
+
+    /// The object store client's timeouts and retries.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            timeout: Duration::from_millis(self.object_store_timeout_ms),
+            connect_timeout: Duration::from_millis(self.object_store_connect_timeout_ms),
+            max_retries: self.object_store_max_retries,
+            retry_timeout: Duration::from_millis(self.object_store_retry_timeout_ms),
+            backoff_initial: Duration::from_millis(self.object_store_backoff_initial_ms),
+            backoff_max: Duration::from_millis(self.object_store_backoff_max_ms),
         }
     }
 
@@ -149,6 +236,7 @@ impl StorageSettings {
         c.takeover = self.takeover;
         c.retention_interval = Duration::from_millis(self.retention_check_interval_ms);
         c.gc_grace = Duration::from_millis(self.gc_grace_ms);
+        c.max_unuploaded_bytes = self.max_unuploaded_bytes;
         c
     }
 }

@@ -226,3 +226,68 @@ fn detector_engine_settings_come_from_their_section_and_are_validated() {
         "checkpoint-interval-ms"
     );
 }
+
+/// Issue 11 item 6: the upload backlog limit and the object store client's
+/// timeouts and retries, with their defaults, bounds and where they go.
+#[test]
+fn outage_settings_load_validate_and_reach_the_log_and_the_store() {
+    let d = Settings::from_layer(Layer::default()).expect("defaults");
+    assert_eq!(d.storage.max_unuploaded_bytes, 1 << 30);
+    assert_eq!(
+        d.storage.store_options(),
+        vigil_storage::StoreOptions::default(),
+        "the defaults are object_store's own"
+    );
+    let s = from_toml(
+        "[storage]\nmax-unuploaded-bytes = 2097152\nobject-store-timeout-ms = 1500\n\
+         object-store-connect-timeout-ms = 250\nobject-store-max-retries = 0\n\
+         object-store-retry-timeout-ms = 9000\nobject-store-backoff-initial-ms = 5\n\
+         object-store-backoff-max-ms = 50\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        s.storage.log_config("b".into()).max_unuploaded_bytes,
+        2 << 20
+    );
+    let o = s.storage.store_options();
+    assert_eq!(
+        (o.timeout, o.connect_timeout, o.max_retries, o.retry_timeout),
+        (
+            Duration::from_millis(1500),
+            Duration::from_millis(250),
+            0,
+            Duration::from_secs(9)
+        )
+    );
+    assert_eq!(
+        (o.backoff_initial, o.backoff_max),
+        (Duration::from_millis(5), Duration::from_millis(50))
+    );
+    for (text, setting) in [
+        ("max-unuploaded-bytes = 1000", "max-unuploaded-bytes"),
+        ("max-unuploaded-bytes = -1", "max-unuploaded-bytes"),
+        ("object-store-timeout-ms = 0", "object-store-timeout-ms"),
+        (
+            "object-store-connect-timeout-ms = 0",
+            "object-store-connect-timeout-ms",
+        ),
+        (
+            "object-store-retry-timeout-ms = 0",
+            "object-store-retry-timeout-ms",
+        ),
+        (
+            "object-store-backoff-initial-ms = 0",
+            "object-store-backoff-initial-ms",
+        ),
+        (
+            "object-store-backoff-initial-ms = 100\nobject-store-backoff-max-ms = 10",
+            "object-store-backoff-max-ms",
+        ),
+        (
+            "object-store-max-retries = \"many\"",
+            "object-store-max-retries",
+        ),
+    ] {
+        assert_eq!(err(text).setting, setting, "{text}");
+    }
+}

@@ -104,6 +104,48 @@ pub(super) fn decode_entries(data: &[u8]) -> (Vec<WalEntry>, usize) {
     (out, pos)
 }
 
+/// Reads entries from `r` one at a time (never the whole segment at once:
+/// startup memory is the entries kept, not the segment plus its copy),
+/// stopping at the first torn or corrupt one like [`decode_entries`].
+/// `size` is the segment's length, which bounds a length field (a corrupt
+/// one must not make us allocate gigabytes). Returns how many bytes the
+/// intact entries span.
+pub(super) fn read_entries(
+    r: &mut impl std::io::Read,
+    size: u64,
+    out: &mut Vec<WalEntry>,
+) -> std::io::Result<u64> {
+    let mut pos = 0u64;
+    let mut header = [0u8; ENTRY_HEADER];
+    let mut body = Vec::new();
+    loop {
+        if size - pos < ENTRY_HEADER as u64 {
+            return Ok(pos);
+        }
+        r.read_exact(&mut header)?;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as u64;
+        let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        if len > size - pos - ENTRY_HEADER as u64 {
+            return Ok(pos);
+        }
+        body.resize(len as usize, 0);
+        r.read_exact(&mut body)?;
+        if crc32c::crc32c(&body) != crc {
+            return Ok(pos);
+        }
+        match decode_payload(&body) {
+            Some(e) => out.push(e),
+            None => tracing::error!(
+                offset = pos,
+                len,
+                kind = body.first().copied(),
+                "WAL entry is intact (CRC valid) but cannot be decoded by this version; skipping it"
+            ),
+        }
+        pos += ENTRY_HEADER as u64 + len;
+    }
+}
+
 fn decode_payload(body: &[u8]) -> Option<WalEntry> {
     match *body.first()? {
         KIND_BATCH => {
@@ -195,6 +237,31 @@ mod tests {
         let (out, valid, len) = roundtrip(&entries);
         assert_eq!(valid, len, "every byte written is replayed");
         assert_eq!(out, entries);
+    }
+
+    #[test]
+    fn reading_a_stream_matches_decoding_a_buffer_torn_tail_included() {
+        let mut buf = BytesMut::new();
+        for e in [batch(1), kv("k", Some("v")), batch(2)] {
+            encode_entry(&e, &mut buf);
+        }
+        let full = buf.len();
+        encode_entry(&batch(3), &mut buf);
+        // A torn tail: the last entry cut short, and a length field far
+        // past the end.
+        let mut torn = buf[..buf.len() - 3].to_vec();
+        for data in [&buf[..], &torn[..]] {
+            let (want, want_len) = decode_entries(data);
+            let mut got = Vec::new();
+            let len = read_entries(&mut &data[..], data.len() as u64, &mut got).expect("read");
+            assert_eq!((got, len as usize), (want, want_len));
+        }
+        torn.truncate(full);
+        torn.extend_from_slice(&u32::MAX.to_be_bytes());
+        torn.extend_from_slice(&[0; 4]);
+        let mut got = Vec::new();
+        let len = read_entries(&mut &torn[..], torn.len() as u64, &mut got).expect("read");
+        assert_eq!((got.len(), len as usize), (3, full));
     }
 
     #[test]

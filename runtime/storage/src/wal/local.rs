@@ -1,17 +1,19 @@
 //! The file backend: numbered segment files in the data dir.
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::codec::decode_entries;
+use super::codec::read_entries;
 use super::{
     complete_group, next_backoff, refuse_queued, stops_writer, Command, Group, Sealed, WalEntry,
+    WalHealth,
 };
 use crate::error::{Result, StorageError};
 use crate::fence::Fence;
@@ -52,10 +54,7 @@ impl Dir {
         &self,
         rx: mpsc::UnboundedReceiver<Command>,
         kv: KvMap,
-        closing: Arc<AtomicBool>,
-        segment_bytes: u64,
-        group_bytes: usize,
-        fence: Arc<Fence>,
+        opts: WriterOptions,
     ) -> Result<std::thread::JoinHandle<()>> {
         self.active.store(true, Ordering::SeqCst);
         let file = create_segment(&self.dir, self.next_id)?;
@@ -64,11 +63,13 @@ impl Dir {
             id: self.next_id,
             file,
             len: 0,
-            segment_bytes,
-            group_bytes,
+            segment_bytes: opts.segment_bytes,
+            group_bytes: opts.group_bytes,
             kv,
-            closing,
-            fence,
+            closing: opts.closing,
+            health: opts.health,
+            backlog: VecDeque::new(),
+            fence: opts.fence,
         };
         std::thread::Builder::new()
             .name("vigil-wal".into())
@@ -110,6 +111,20 @@ impl Dir {
     }
 }
 
+/// What the writer thread is started with.
+pub(super) struct WriterOptions {
+    /// Set when the broker shuts down: a failing write then gives up.
+    pub closing: Arc<AtomicBool>,
+    /// Where the writer reports failing and recovered writes.
+    pub health: Arc<WalHealth>,
+    /// Segment size after which the writer rolls.
+    pub segment_bytes: u64,
+    /// Most bytes one group writes.
+    pub group_bytes: usize,
+    /// Asked before acknowledging (see [`crate::fence`]).
+    pub fence: Arc<Fence>,
+}
+
 struct Writer {
     dir: PathBuf,
     id: u64,
@@ -122,12 +137,16 @@ struct Writer {
     /// Asked before acknowledging: a paused broker must not ack after
     /// another one claimed the log.
     fence: Arc<Fence>,
+    health: Arc<WalHealth>,
+    /// Commands taken off the channel while a write was failing (so that
+    /// rolls behind them could be answered); handled before the channel.
+    backlog: VecDeque<Command>,
 }
 
 impl Writer {
     fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let Some(first) = rx.blocking_recv() else {
+            let Some(first) = self.next(&mut rx, true) else {
                 return;
             };
             let mut group = Group::default();
@@ -136,7 +155,7 @@ impl Writer {
                 if !group.push(cmd, self.group_bytes) {
                     break;
                 }
-                next = rx.try_recv().ok();
+                next = self.next(&mut rx, false);
             }
             let body = group.encode();
             let Group {
@@ -146,29 +165,19 @@ impl Writer {
                 ..
             } = group;
             if !entries.is_empty() {
-                let written = self.write_group(&body);
+                let written = self.write_group(&body, &mut rx);
                 let ok = written.is_ok();
                 let outcome = written.and_then(|()| self.fence.confirm_blocking());
                 complete_group(&mut self.kv, entries, ok, &outcome);
                 if stops_writer(&outcome) {
                     // Closing while the disk kept failing: refuse whatever is
                     // still queued rather than leave producers waiting.
-                    refuse_queued(&mut rx);
+                    self.refuse_all(&mut rx);
                     return;
                 }
             }
             if let Some(reply) = roll {
-                match self.roll() {
-                    Ok(sealed_through) => {
-                        let _ = reply.send(Sealed {
-                            sealed_through,
-                            kv: self.kv.clone(),
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot roll the WAL; will retry on the next upload")
-                    }
-                }
+                self.answer_roll(reply);
             } else if self.len >= self.segment_bytes {
                 if let Err(e) = self.roll() {
                     tracing::error!(error = %e, "cannot roll the WAL");
@@ -177,15 +186,67 @@ impl Writer {
             if close {
                 // Everything queued before Close has been written; anything
                 // queued after it was raced by shutdown and is refused.
-                refuse_queued(&mut rx);
+                self.refuse_all(&mut rx);
                 return;
             }
         }
     }
 
-    /// Writes and fsyncs the group, retrying with backoff on failure. Fails
-    /// only when the broker is closing and the disk still fails.
-    fn write_group(&mut self, buf: &[u8]) -> Result<()> {
+    /// The next command: the backlog first, then the channel.
+    fn next(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>, block: bool) -> Option<Command> {
+        if let Some(cmd) = self.backlog.pop_front() {
+            return Some(cmd);
+        }
+        if block {
+            rx.blocking_recv()
+        } else {
+            rx.try_recv().ok()
+        }
+    }
+
+    fn refuse_all(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
+        for cmd in self.backlog.drain(..) {
+            if let Command::Append(_, done) = cmd {
+                done(Err(StorageError::WalClosed));
+            }
+        }
+        refuse_queued(rx);
+    }
+
+    fn answer_roll(&mut self, reply: oneshot::Sender<Sealed>) {
+        match self.roll() {
+            Ok(sealed_through) => {
+                let _ = reply.send(Sealed {
+                    sealed_through,
+                    kv: self.kv.clone(),
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot roll the WAL; will retry on the next upload")
+            }
+        }
+    }
+
+    /// While a write is failing: takes everything queued off the channel
+    /// (appends wait in the backlog, in order) and answers the rolls among
+    /// them at once. Sealing here is safe: the sealed segments hold exactly
+    /// the groups already written, whose completions (high watermarks,
+    /// key/value state) have run, which is all an upload takes. Without this
+    /// the uploader, the one thing that can free WAL space, would wait
+    /// behind the failing group for good.
+    fn serve_rolls(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                Command::Roll(reply) => self.answer_roll(reply),
+                other => self.backlog.push_back(other),
+            }
+        }
+    }
+
+    /// Writes and fsyncs the group, retrying with backoff on failure (the
+    /// retry is the probe that notices space came back). Fails only when
+    /// the broker is closing and the disk still fails.
+    fn write_group(&mut self, buf: &[u8], rx: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
         let mut backoff = Duration::from_millis(10);
         loop {
             let res = self
@@ -195,23 +256,31 @@ impl Writer {
             match res {
                 Ok(()) => {
                     self.len += buf.len() as u64;
+                    if self.health.ok() {
+                        tracing::info!(segment = %segment_path(&self.dir, self.id).display(), "WAL writes recovered");
+                    }
                     return Ok(());
                 }
                 Err(e) => {
                     let path = segment_path(&self.dir, self.id);
-                    tracing::error!(
-                        segment = %path.display(),
-                        error = %e,
-                        "WAL write failed; truncating to the last good entry and retrying"
-                    );
+                    if !self.health.is_failing() {
+                        tracing::error!(
+                            segment = %path.display(),
+                            error = %e,
+                            "WAL write failed; refusing new appends, truncating to the last good entry and retrying"
+                        );
+                    }
+                    self.health.failed(&path, &e);
                     let _ = self.file.set_len(self.len);
                     if self.closing.load(Ordering::SeqCst) {
                         return Err(io_err(&path, e));
                     }
+                    self.serve_rolls(rx);
                     std::thread::sleep(backoff);
                     backoff = next_backoff(backoff);
+                    self.serve_rolls(rx);
                     if let Err(e) = self.reopen() {
-                        tracing::error!(error = %e, "cannot reopen the WAL segment");
+                        tracing::warn!(error = %e, "cannot reopen the WAL segment");
                     }
                 }
             }
@@ -247,27 +316,26 @@ impl Writer {
     }
 }
 
-/// Decodes the entries of one segment; stops at (and truncates) a torn or
-/// corrupt tail, which is what a crash in the middle of a write leaves.
+/// Decodes the entries of one segment, streaming; stops at (and truncates)
+/// a torn or corrupt tail, which is what a crash in the middle of a write
+/// leaves.
 fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
-    let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(|e| io_err(path, e))?;
-    let (entries, valid) = decode_entries(&data);
-    out.extend(entries);
-    if valid < data.len() {
+    let f = File::open(path).map_err(|e| io_err(path, e))?;
+    let size = f.metadata().map_err(|e| io_err(path, e))?.len();
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let valid = read_entries(&mut r, size, out).map_err(|e| io_err(path, e))?;
+    if valid < size {
         tracing::warn!(
             segment = %path.display(),
             valid_bytes = valid,
-            dropped_bytes = data.len() - valid,
+            dropped_bytes = size - valid,
             "WAL segment has a torn tail (crash during a write); truncating it"
         );
         let f = OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(|e| io_err(path, e))?;
-        f.set_len(valid as u64).map_err(|e| io_err(path, e))?;
+        f.set_len(valid).map_err(|e| io_err(path, e))?;
         f.sync_all().map_err(|e| io_err(path, e))?;
     }
     Ok(())

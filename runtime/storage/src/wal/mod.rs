@@ -20,8 +20,14 @@
 //! A failed write is retried with backoff: the WAL stalls but never drops or
 //! reorders an entry. Producers waiting on a stalled WAL time out with a
 //! retriable error; their batches land once the disk or store recovers.
+//! While a local write keeps failing (disk full, I/O errors) the WAL reports
+//! itself unhealthy ([`Wal::check_writable`]) so new appends are refused at
+//! once instead of queuing behind the stuck group, and the writer still
+//! answers rolls between retries, so the uploader can seal, upload and
+//! delete segments, which is what frees the disk.
 
 mod codec;
+mod health;
 mod local;
 mod object;
 
@@ -37,6 +43,7 @@ use crate::error::{Result, StorageError};
 use crate::fence::Fence;
 use crate::kv::{self, KvMap};
 
+pub use health::WalHealth;
 pub use object::OBJECT_WAL_PREFIX;
 
 /// Bytes queued but not yet durable before appenders wait (backpressure).
@@ -108,6 +115,8 @@ pub struct Wal {
     tx: mpsc::UnboundedSender<Command>,
     inflight: Arc<tokio::sync::Semaphore>,
     closing: Arc<AtomicBool>,
+    /// Whether the local writer's last write failed (and why).
+    health: Arc<WalHealth>,
     worker: parking_lot::Mutex<Option<Worker>>,
     /// The segment directory when the WAL is local.
     local: Option<local::Dir>,
@@ -151,15 +160,19 @@ impl Wal {
         let start = move |kv: KvMap| -> Result<Wal> {
             let (tx, rx) = mpsc::unbounded_channel();
             let closing = Arc::new(AtomicBool::new(false));
+            let health = Arc::new(WalHealth::default());
             let (worker, local) = match opts.mode {
                 WalMode::Local => {
                     let t = dir.start(
                         rx,
                         kv,
-                        closing.clone(),
-                        opts.segment_bytes,
-                        opts.group_bytes,
-                        fence,
+                        local::WriterOptions {
+                            closing: closing.clone(),
+                            health: health.clone(),
+                            segment_bytes: opts.segment_bytes,
+                            group_bytes: opts.group_bytes,
+                            fence,
+                        },
                     )?;
                     (Worker::Thread(t), Some(dir))
                 }
@@ -175,6 +188,7 @@ impl Wal {
                 tx,
                 inflight: Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT_BYTES)),
                 closing,
+                health,
                 worker: parking_lot::Mutex::new(Some(worker)),
                 local,
                 objects,
@@ -192,6 +206,18 @@ impl Wal {
             .acquire_many_owned(n)
             .await
             .map_err(|_| StorageError::WalClosed)
+    }
+
+    /// Fails with a retriable [`StorageError::WalIo`] while the local writer
+    /// cannot write (disk full, I/O errors): an append queued now would only
+    /// wait behind the failing group. Clears by itself once a retry succeeds.
+    pub fn check_writable(&self) -> Result<()> {
+        self.health.check()
+    }
+
+    /// The writer's health (shared; for metrics and tests).
+    pub fn health(&self) -> &Arc<WalHealth> {
+        &self.health
     }
 
     /// Queues an entry; `done` runs once it is durable. Entries of one
