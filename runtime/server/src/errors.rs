@@ -29,6 +29,9 @@ pub fn append_code(e: &AppendError) -> ResponseError {
         AppendError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         AppendError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+        // Retriable, so clients back off and retry while producers go idle.
+        AppendError::TooManyProducers { .. } => ResponseError::KafkaStorageError,
         AppendError::Storage(s) => storage_code(s),
     }
 }

@@ -623,3 +623,64 @@ async fn a_live_owner_makes_a_newcomer_refuse_unless_it_takes_over() {
         .expect("released lease");
     drop(b);
 }
+
+#[tokio::test]
+async fn producer_ids_never_handed_out_are_refused_and_leave_no_state() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "forged",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let p = log.partition("forged", 0).expect("p");
+    // Before any InitProducerId nothing was handed out.
+    match log.append(&p, batch(1, 0, Some((0, 0)))).await {
+        Err(vigil_storage::AppendError::UnknownProducerId {
+            producer_id: 0,
+            issued_below: 0,
+            ..
+        }) => {}
+        other => panic!("expected UnknownProducerId, got {other:?}"),
+    }
+    let pid = log.allocate_producer_id().await.expect("pid");
+    for forged in [pid + 1_000_000, i64::MAX, 5_000_000_000] {
+        assert!(
+            matches!(
+                log.append(&p, batch(1, 0, Some((forged, 0)))).await,
+                Err(vigil_storage::AppendError::UnknownProducerId { .. })
+            ),
+            "producer id {forged} was never handed out"
+        );
+    }
+    assert_eq!(
+        log.append(&p, batch(1, 0, Some((pid, 0))))
+            .await
+            .expect("append"),
+        AppendOutcome::Appended { base_offset: 0 }
+    );
+    // Non-idempotent batches are not affected.
+    log.append(&p, batch(1, 0, None)).await.expect("append");
+    log.upload_once().await.expect("upload");
+    log.close().await;
+    drop(log);
+    // Only the real producer's state is persisted; ids handed out before
+    // the restart stay valid after it.
+    let log = env.open().await;
+    let p = log.partition("forged", 0).expect("p");
+    assert_eq!(
+        log.append(&p, batch(1, 0, Some((pid, 0))))
+            .await
+            .expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 0 }
+    );
+    assert!(matches!(
+        log.append(&p, batch(1, 0, Some((pid + 1_000_000, 0))))
+            .await,
+        Err(vigil_storage::AppendError::UnknownProducerId { .. })
+    ));
+}
