@@ -10,6 +10,7 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
             ResponseError::UnknownTopicOrPartition
         }
         StorageError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        StorageError::TooManyPartitions { .. } => ResponseError::PolicyViolation,
         StorageError::Invalid(_) => ResponseError::InvalidRequest,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Another broker owns the log now: clients refresh metadata and retry.

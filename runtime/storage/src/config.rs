@@ -36,6 +36,10 @@ pub struct LogConfig {
     pub lease_interval: Duration,
     /// Take over even from a live owner (which is then fenced).
     pub takeover: bool,
+    /// Most partitions, over all topics, this log holds; creating topics or
+    /// partitions beyond it is refused. Every partition costs manifest bytes
+    /// and memory, and auto-create lets any client add topics.
+    pub max_partitions: usize,
 }
 
 impl LogConfig {
@@ -54,6 +58,7 @@ impl LogConfig {
             retention_interval: Duration::from_secs(30),
             lease_interval: Duration::from_secs(1),
             takeover: false,
+            max_partitions: 10_000,
         }
     }
 
@@ -64,6 +69,9 @@ impl LogConfig {
         }
         if self.wal_group_bytes == 0 || self.wal_segment_bytes == 0 {
             return Err("WAL group and segment sizes must be greater than zero".into());
+        }
+        if self.max_partitions == 0 {
+            return Err("the partition limit must be greater than zero".into());
         }
         Ok(())
     }

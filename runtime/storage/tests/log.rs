@@ -684,3 +684,44 @@ async fn producer_ids_never_handed_out_are_refused_and_leave_no_state() {
         Err(vigil_storage::AppendError::UnknownProducerId { .. })
     ));
 }
+
+#[tokio::test]
+async fn the_partition_limit_counts_every_topic() {
+    let env = Env::new();
+    let mut c = LogConfig::new(env.data.path());
+    c.lease_interval = std::time::Duration::from_millis(10);
+    c.max_partitions = 5;
+    let log = Log::open(c, env.store()).await.expect("open log");
+    let topic = |partitions| TopicConfig {
+        partitions,
+        configs: Default::default(),
+    };
+    log.create_topic("a", topic(3)).await.expect("create a");
+    match log.create_topic("b", topic(3)).await {
+        Err(StorageError::TooManyPartitions {
+            total: 6, limit: 5, ..
+        }) => {}
+        other => panic!("expected TooManyPartitions, got {other:?}"),
+    }
+    assert!(log.topic("b").is_none(), "nothing was created");
+    log.create_topic("b", topic(2)).await.expect("create b");
+    assert!(matches!(
+        log.create_partitions("a", 4).await,
+        Err(StorageError::TooManyPartitions { .. })
+    ));
+    log.delete_topic("b").await.expect("delete b");
+    log.create_partitions("a", 5).await.expect("grow a");
+    // Names: Kafka's 249 characters of [a-zA-Z0-9._-].
+    log.delete_topic("a").await.expect("delete a");
+    assert!(matches!(
+        log.create_topic(&"x".repeat(250), topic(1)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        log.create_topic("bad/name", topic(1)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    log.create_topic(&"x".repeat(249), topic(1))
+        .await
+        .expect("249 characters are fine");
+}

@@ -206,13 +206,16 @@ mod tests {
             "wal-object-window-ms",
             "lease-interval-ms",
             "takeover",
+            "max-partitions",
+            "offsets-retention-minutes",
+            "offsets-retention-check-interval-ms",
         ] {
             assert!(
                 seen.iter().any(|s| s == flag),
                 "--{flag} missing from {seen:?}"
             );
         }
-        assert_eq!(seen.len(), 15, "{seen:?}");
+        assert_eq!(seen.len(), 18, "{seen:?}");
     }
 
     /// Flags over variables over the file over defaults. One test, because

@@ -9,6 +9,10 @@ use vigil_storage::LogConfig;
 
 use super::SettingsError;
 
+/// Highest `max-partitions` accepted: beyond it the manifest (which lists
+/// every partition) becomes too large to rewrite on every upload.
+const MAX_PARTITIONS_LIMIT: usize = 1_000_000;
+
 /// Storage settings. Every field is also a `vigil serve` flag of the same
 /// name (kebab-case), a `VIGIL_*` variable and a TOML key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +43,11 @@ pub struct StorageSettings {
     /// other broker is fenced (its later writes fail).
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_TAKEOVER"))]
     pub takeover: bool,
+    /// Most partitions, over all topics, the broker holds (in the spirit of
+    /// KIP-578's `max.broker.partitions`); CreateTopics, CreatePartitions and
+    /// auto-creation beyond it fail with POLICY_VIOLATION. 1–1,000,000.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_MAX_PARTITIONS"))]
+    pub max_partitions: usize,
 }
 
 /// Where the write-ahead log lives.
@@ -67,6 +76,7 @@ impl Default for StorageSettings {
             upload_interval_ms: 1_000,
             lease_interval_ms: 1_000,
             takeover: false,
+            max_partitions: 10_000,
         }
     }
 }
@@ -87,6 +97,15 @@ impl StorageSettings {
             return Err(SettingsError::new(
                 "lease-interval-ms",
                 "must be greater than zero",
+            ));
+        }
+        if !(1..=MAX_PARTITIONS_LIMIT).contains(&self.max_partitions) {
+            return Err(SettingsError::new(
+                "max-partitions",
+                format!(
+                    "{} is not between 1 and {MAX_PARTITIONS_LIMIT}",
+                    self.max_partitions
+                ),
             ));
         }
         Ok(())
@@ -125,6 +144,7 @@ impl StorageSettings {
         };
         c.lease_interval = Duration::from_millis(self.lease_interval_ms);
         c.takeover = self.takeover;
+        c.max_partitions = self.max_partitions;
         c
     }
 }
