@@ -114,7 +114,9 @@ pub fn storage_kind(e: &StorageError) -> ErrorKind {
             ErrorKind::NotFound
         }
         StorageError::TopicExists(_) => ErrorKind::Conflict,
-        StorageError::Invalid(_) | StorageError::OffsetOutOfRange { .. } => ErrorKind::Invalid,
+        StorageError::Invalid(_)
+        | StorageError::OffsetOutOfRange { .. }
+        | StorageError::TooManyPartitions { .. } => ErrorKind::Invalid,
     }
 }
 

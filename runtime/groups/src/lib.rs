@@ -14,6 +14,7 @@
 //! is held, so the two cannot deadlock.
 
 mod admin;
+mod expiry;
 pub mod log_store;
 mod membership;
 mod offsets;
@@ -25,6 +26,8 @@ pub use membership::ClientInfo;
 
 #[cfg(test)]
 mod test_support;
+#[cfg(test)]
+mod tests_expiry;
 #[cfg(test)]
 mod tests_membership;
 #[cfg(test)]
@@ -52,6 +55,12 @@ pub struct GroupConfig {
     /// Largest session timeout a member may ask for (Kafka's `group.max.session.timeout.ms`).
     /// Default 300 000.
     pub max_session_timeout_ms: i32,
+    /// How long the committed offsets of a group without members are kept after its newest
+    /// commit (Kafka's `offsets.retention.minutes`). Default 7 days.
+    pub offsets_retention: Duration,
+    /// How often expired offsets are looked for (Kafka's
+    /// `offsets.retention.check.interval.ms`). Default 10 minutes.
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -60,6 +69,8 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_millis(300),
             min_session_timeout_ms: 1_000,
             max_session_timeout_ms: 300_000,
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -107,6 +118,12 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Whether topic/partition exists (OffsetCommit for unknown partitions →
     /// UNKNOWN_TOPIC_OR_PARTITION).
     fn partition_exists(&self, topic: &str, partition: i32) -> bool;
+
+    /// "Now" (ms since the Unix epoch) for commit timestamps and offset expiry; the system
+    /// clock unless the store runs on an injected one.
+    fn now_ms(&self) -> i64 {
+        vigil_storage::Clock::now_ms(&vigil_storage::SystemClock)
+    }
 }
 
 /// Failure of the [`GroupStore`].
@@ -162,20 +179,24 @@ type GroupRef = Arc<Mutex<Group>>;
 pub struct GroupCoordinator {
     config: GroupConfig,
     store: Arc<dyn GroupStore>,
-    /// Group id → group. Groups are never removed: an empty group with no offsets stays
-    /// listed as `Empty` (there is no DeleteGroups support or offset expiry yet).
+    /// Group id → group. A group without members whose offsets expired is removed (see
+    /// [`expire_offsets`](Self::expire_offsets)); there is no DeleteGroups support yet.
     groups: Mutex<HashMap<String, GroupRef>>,
 }
 
 impl GroupCoordinator {
     /// Creates a coordinator with no groups; call [`restore`](Self::restore) for each persisted
-    /// commit before serving requests.
+    /// commit before serving requests. Inside a tokio runtime this also starts the periodic
+    /// expiry of committed offsets, which ends when the coordinator is dropped.
     pub fn new(config: GroupConfig, store: Arc<dyn GroupStore>) -> Arc<Self> {
-        Arc::new(Self {
+        let every = config.offsets_retention_check_interval;
+        let coordinator = Arc::new(Self {
             config,
             store,
             groups: Mutex::new(HashMap::new()),
-        })
+        });
+        Self::spawn_offset_expiry(Arc::downgrade(&coordinator), every);
+        coordinator
     }
 
     /// Startup replay of persisted commits, in log order (None = tombstone). No persistence

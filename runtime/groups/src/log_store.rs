@@ -116,6 +116,11 @@ impl GroupStore for LogGroupStore {
     fn partition_exists(&self, topic: &str, partition: i32) -> bool {
         self.log.partition(topic, partition).is_ok()
     }
+
+    /// The log's clock, so one injected clock drives retention and offset expiry alike.
+    fn now_ms(&self) -> i64 {
+        self.log.clock().now_ms()
+    }
 }
 
 #[cfg(test)]

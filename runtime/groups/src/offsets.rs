@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -105,6 +104,19 @@ impl Group {
         Ok(())
     }
 
+    /// Removes expired offsets whose deletion (commit sequence `seq`) was persisted, unless a
+    /// later commit wrote them again meanwhile. Returns how many were removed.
+    pub(crate) fn expire_offsets(&mut self, seq: u64, keys: &[(String, i32)]) -> usize {
+        let mut removed = 0;
+        for key in keys {
+            if self.offsets.get(key).is_some_and(|s| s.seq < seq) {
+                self.offsets.remove(key);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Applies persisted commits, skipping keys a later commit has already written.
     fn apply_commits(&mut self, seq: u64, entries: Vec<(String, i32, CommittedOffset)>) {
         for (topic, partition, value) in entries {
@@ -122,12 +134,6 @@ type PartitionResults = Vec<(i32, Result<(), ResponseError>)>;
 
 /// Per partition of one topic: the committed offset, if any.
 type FetchedPartitions = Vec<(i32, Option<CommittedOffset>)>;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 fn str_bytes(s: &Option<String>) -> Option<StrBytes> {
     Some(StrBytes::from_string(s.clone().unwrap_or_default()))
@@ -175,7 +181,7 @@ impl GroupCoordinator {
                     .validate_commit(generation, &member_id, instance_id.as_deref())
                     .err(),
             };
-            let timestamp = now_ms();
+            let timestamp = self.store.now_ms();
             for topic in &req.topics {
                 let mut partitions = Vec::with_capacity(topic.partitions.len());
                 for p in &topic.partitions {
@@ -228,24 +234,32 @@ impl GroupCoordinator {
                     // Called under the lock so the store sees commits in sequence order; the
                     // future is awaited after the lock is released.
                     persist = Some(self.store.persist(entries));
+                    g.inflight_commits += 1;
                 }
             }
         }
 
         let store_error = match persist {
-            Some(fut) => match fut.await {
-                Ok(()) => {
-                    if let Some(group) = &group {
-                        debug!(group = %group_id, partitions = pending.len(), "offsets committed");
-                        group.lock().apply_commits(seq, pending);
+            Some(fut) => {
+                let result = fut.await;
+                let mut g = group.as_ref().map(|g| g.lock());
+                if let Some(g) = g.as_mut() {
+                    g.inflight_commits = g.inflight_commits.saturating_sub(1);
+                }
+                match result {
+                    Ok(()) => {
+                        if let Some(g) = g.as_mut() {
+                            debug!(group = %group_id, partitions = pending.len(), "offsets committed");
+                            g.apply_commits(seq, pending);
+                        }
+                        None
                     }
-                    None
+                    Err(e) => {
+                        warn!(group = %group_id, error = %e, "persisting offsets failed");
+                        Some(e.response_error())
+                    }
                 }
-                Err(e) => {
-                    warn!(group = %group_id, error = %e, "persisting offsets failed");
-                    Some(e.response_error())
-                }
-            },
+            }
             None => None,
         };
 

@@ -158,6 +158,9 @@ pub(crate) struct Group {
     next_join_order: u64,
     pub(super) offsets: BTreeMap<(String, i32), StoredOffset>,
     pub(super) next_commit_seq: u64,
+    /// Commits sent to the store and not yet answered: while any is, the group is not
+    /// forgotten by offset expiry even if it holds no offsets yet.
+    pub(super) inflight_commits: u32,
     self_ref: Weak<Mutex<Group>>,
     initial_rebalance_delay: Duration,
 }
@@ -183,6 +186,7 @@ impl Group {
             next_join_order: 0,
             offsets: BTreeMap::new(),
             next_commit_seq: 1,
+            inflight_commits: 0,
             self_ref,
             initial_rebalance_delay,
         }

@@ -32,6 +32,8 @@ pub(crate) struct MemStore {
     pub gate: Mutex<Option<Arc<Notify>>>,
     /// topic → partition count.
     pub topics: HashMap<String, i32>,
+    /// "Now" for commit timestamps and offset expiry.
+    pub clock: vigil_storage::ManualClock,
 }
 
 impl MemStore {
@@ -67,6 +69,10 @@ impl GroupStore for MemStore {
         self.topics
             .get(topic)
             .is_some_and(|n| partition >= 0 && partition < *n)
+    }
+
+    fn now_ms(&self) -> i64 {
+        vigil_storage::Clock::now_ms(&self.clock)
     }
 }
 

@@ -10,6 +10,7 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
             ResponseError::UnknownTopicOrPartition
         }
         StorageError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        StorageError::TooManyPartitions { .. } => ResponseError::PolicyViolation,
         StorageError::Invalid(_) => ResponseError::InvalidRequest,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Another broker owns the log now: clients refresh metadata and retry.
@@ -34,6 +35,9 @@ pub fn append_code(e: &AppendError) -> ResponseError {
         AppendError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         AppendError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,
         AppendError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+        AppendError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+        // Retriable, so clients back off and retry while producers go idle.
+        AppendError::TooManyProducers { .. } => ResponseError::KafkaStorageError,
         AppendError::Storage(s) => storage_code(s),
     }
 }

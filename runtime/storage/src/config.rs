@@ -41,6 +41,10 @@ pub struct LogConfig {
     /// or down). Un-uploaded batches are held in memory, so this also bounds
     /// the memory an outage can take.
     pub max_unuploaded_bytes: u64,
+    /// Most partitions, over all topics, this log holds; creating topics or
+    /// partitions beyond it is refused. Every partition costs manifest bytes
+    /// and memory, and auto-create lets any client add topics.
+    pub max_partitions: usize,
 }
 
 impl LogConfig {
@@ -60,6 +64,7 @@ impl LogConfig {
             lease_interval: Duration::from_secs(1),
             takeover: false,
             max_unuploaded_bytes: 1 << 30,
+            max_partitions: 10_000,
         }
     }
 
@@ -73,6 +78,9 @@ impl LogConfig {
         }
         if self.max_unuploaded_bytes == 0 {
             return Err("the un-uploaded byte limit must be greater than zero".into());
+        }
+        if self.max_partitions == 0 {
+            return Err("the partition limit must be greater than zero".into());
         }
         Ok(())
     }

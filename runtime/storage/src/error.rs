@@ -94,6 +94,17 @@ pub enum StorageError {
     /// Bad topic name, partition count or config.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Creating these partitions would take the log past its configured
+    /// partition limit. Not retriable unless topics are deleted first.
+    #[error("{what} would take the log to {total} partitions, over the limit of {limit} (delete topics, or raise max-partitions)")]
+    TooManyPartitions {
+        /// What was asked, e.g. `topic "t" with 3 partitions`.
+        what: String,
+        /// Partitions there would be.
+        total: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The requested offset is outside the log.
     #[error("offset {offset} is out of range for {topic}-{partition} (log spans {start}..{end})")]
     OffsetOutOfRange {

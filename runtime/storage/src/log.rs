@@ -2,7 +2,7 @@
 //! together.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +18,9 @@ use crate::error::{Result, StorageError};
 use crate::fence::Fence;
 use crate::kv::{self, KvMap};
 use crate::manifest::{Manifest, ManifestStore};
-use crate::partition::{AppendError, AppendOutcome, Begun, Partition, PendingAppend};
+use crate::partition::{
+    AppendError, AppendOutcome, Begun, Partition, PendingAppend, ProducerCheck,
+};
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Wal, WalEntry, WalOptions};
 
@@ -93,6 +95,9 @@ pub struct Log {
     pub(crate) runs: RunReader,
     kv_at_open: KvMap,
     producer_ids: AsyncMutex<(i64, i64)>,
+    /// Producer ids below this were handed out (the manifest's
+    /// `next_producer_id`); produce refuses ids at or above it.
+    issued_producer_ids: AtomicI64,
     pub(crate) epoch: u64,
     /// The epoch claim: asked before anything is acknowledged, committed or
     /// collected.
@@ -234,6 +239,7 @@ impl Log {
                 ..BlockCacheConfig::default()
             },
         ));
+        let issued_producer_ids = manifest.next_producer_id;
         Ok(Arc::new(Log {
             config,
             store,
@@ -244,6 +250,7 @@ impl Log {
             runs,
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
+            issued_producer_ids: AtomicI64::new(issued_producer_ids),
             epoch,
             fenced: fence.fenced_flag(),
             fence,
@@ -375,7 +382,11 @@ impl Log {
         let header = p.validate(&records)?;
         let permit = self.wal.reserve(records.len()).await?;
         let (tx, rx) = oneshot::channel();
-        let begun = p.begin_append(header, &records, |bytes, last| {
+        let producers = ProducerCheck {
+            issued_below: self.issued_producer_ids.load(Ordering::SeqCst),
+            now_ms: self.clock.now_ms(),
+        };
+        let begun = p.begin_append(header, &records, producers, |bytes, last| {
             let p2 = p.clone();
             let fenced = self.fenced.clone();
             self.wal.append(
@@ -490,6 +501,8 @@ impl Log {
                 })
                 .await?;
             *ids = (start, start + PRODUCER_ID_BLOCK);
+            self.issued_producer_ids
+                .fetch_max(start + PRODUCER_ID_BLOCK, Ordering::SeqCst);
         }
         let id = ids.0;
         ids.0 += 1;

@@ -116,6 +116,32 @@ pub enum AppendError {
         /// Batch first sequence.
         got: i32,
     },
+    /// The producer id was never handed out by this log (forged, or from
+    /// another cluster). Not retriable with this id: the producer must ask
+    /// for a new one (InitProducerId).
+    #[error("{topic}-{partition}: producer id {producer_id} was never handed out by this broker (ids below {issued_below} were); get one with InitProducerId")]
+    UnknownProducerId {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Producer id.
+        producer_id: i64,
+        /// Ids below this have been handed out.
+        issued_below: i64,
+    },
+    /// The partition remembers as many producers as it may, all of them
+    /// recent enough that forgetting one could turn its retry into a
+    /// duplicate. Retriable: room is made as producers go idle.
+    #[error("{topic}-{partition}: producer {producer_id} refused: the partition already tracks {} idempotent producers that all wrote in the last {} s; retry later", crate::producer::MAX_PRODUCERS, crate::producer::PROTECTED_MS / 1000)]
+    TooManyProducers {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Producer id.
+        producer_id: i64,
+    },
     /// The WAL could not take it.
     #[error(transparent)]
     Storage(#[from] crate::error::StorageError),
@@ -134,6 +160,15 @@ pub enum AppendOutcome {
         /// First offset of the original batch.
         base_offset: i64,
     },
+}
+
+/// What [`Partition::begin_append`] checks producer ids against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProducerCheck {
+    /// Producer ids below this have been handed out by InitProducerId.
+    pub issued_below: i64,
+    /// Wall-clock time of the append (ms), for the producers' recency.
+    pub now_ms: i64,
 }
 
 /// What [`Partition::begin_append`] decided, under the lock.
@@ -223,15 +258,20 @@ impl Partition {
 
     /// Checks sequences, assigns offsets, caches the batch and hands it to
     /// `queue` with its last offset (which must queue it on the WAL) — all
-    /// under the lock.
+    /// under the lock. Producer ids at or above `producers.issued_below`
+    /// were never handed out and are refused.
     pub(crate) fn begin_append(
         &self,
         header: BatchHeader,
         records: &Bytes,
+        producers: ProducerCheck,
         queue: impl FnOnce(Bytes, i64),
     ) -> Result<Begun, AppendError> {
         let mut st = self.state.lock();
-        match st.producers.check(&header) {
+        match st
+            .producers
+            .check(&header, producers.issued_below, producers.now_ms)
+        {
             SeqCheck::Append => {}
             SeqCheck::Duplicate(e) => return Ok(Begun::Duplicate(e)),
             SeqCheck::StaleEpoch { got, current } => {
@@ -252,6 +292,21 @@ impl Partition {
                     got,
                 })
             }
+            SeqCheck::UnknownProducerId { issued_below } => {
+                return Err(AppendError::UnknownProducerId {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    producer_id: header.producer_id,
+                    issued_below,
+                })
+            }
+            SeqCheck::TooManyProducers => {
+                return Err(AppendError::TooManyProducers {
+                    topic: self.topic.clone(),
+                    partition: self.index,
+                    producer_id: header.producer_id,
+                })
+            }
         }
         let base_offset = st.next_offset;
         let mut owned = BytesMut::from(&records[..]);
@@ -262,7 +317,7 @@ impl Partition {
             ..header
         };
         st.next_offset = header.last_offset() + 1;
-        st.producers.record(&header);
+        st.producers.record_at(&header, producers.now_ms);
         st.cache_bytes += bytes.len();
         st.cache.push_back(CachedBatch {
             header,

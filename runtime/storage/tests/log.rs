@@ -623,3 +623,105 @@ async fn a_live_owner_makes_a_newcomer_refuse_unless_it_takes_over() {
         .expect("released lease");
     drop(b);
 }
+
+#[tokio::test]
+async fn producer_ids_never_handed_out_are_refused_and_leave_no_state() {
+    let env = Env::new();
+    let log = env.open().await;
+    log.create_topic(
+        "forged",
+        TopicConfig {
+            partitions: 1,
+            configs: Default::default(),
+        },
+    )
+    .await
+    .expect("create");
+    let p = log.partition("forged", 0).expect("p");
+    // Before any InitProducerId nothing was handed out.
+    match log.append(&p, batch(1, 0, Some((0, 0)))).await {
+        Err(vigil_storage::AppendError::UnknownProducerId {
+            producer_id: 0,
+            issued_below: 0,
+            ..
+        }) => {}
+        other => panic!("expected UnknownProducerId, got {other:?}"),
+    }
+    let pid = log.allocate_producer_id().await.expect("pid");
+    for forged in [pid + 1_000_000, i64::MAX, 5_000_000_000] {
+        assert!(
+            matches!(
+                log.append(&p, batch(1, 0, Some((forged, 0)))).await,
+                Err(vigil_storage::AppendError::UnknownProducerId { .. })
+            ),
+            "producer id {forged} was never handed out"
+        );
+    }
+    assert_eq!(
+        log.append(&p, batch(1, 0, Some((pid, 0))))
+            .await
+            .expect("append"),
+        AppendOutcome::Appended { base_offset: 0 }
+    );
+    // Non-idempotent batches are not affected.
+    log.append(&p, batch(1, 0, None)).await.expect("append");
+    log.upload_once().await.expect("upload");
+    log.close().await;
+    drop(log);
+    // Only the real producer's state is persisted; ids handed out before
+    // the restart stay valid after it.
+    let log = env.open().await;
+    let p = log.partition("forged", 0).expect("p");
+    assert_eq!(
+        log.append(&p, batch(1, 0, Some((pid, 0))))
+            .await
+            .expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 0 }
+    );
+    assert!(matches!(
+        log.append(&p, batch(1, 0, Some((pid + 1_000_000, 0))))
+            .await,
+        Err(vigil_storage::AppendError::UnknownProducerId { .. })
+    ));
+}
+
+#[tokio::test]
+async fn the_partition_limit_counts_every_topic() {
+    let env = Env::new();
+    let mut c = LogConfig::new(env.data.path());
+    c.lease_interval = std::time::Duration::from_millis(10);
+    c.max_partitions = 5;
+    let log = Log::open(c, env.store()).await.expect("open log");
+    let topic = |partitions| TopicConfig {
+        partitions,
+        configs: Default::default(),
+    };
+    log.create_topic("a", topic(3)).await.expect("create a");
+    match log.create_topic("b", topic(3)).await {
+        Err(StorageError::TooManyPartitions {
+            total: 6, limit: 5, ..
+        }) => {}
+        other => panic!("expected TooManyPartitions, got {other:?}"),
+    }
+    assert!(log.topic("b").is_none(), "nothing was created");
+    log.create_topic("b", topic(2)).await.expect("create b");
+    assert!(matches!(
+        log.create_partitions("a", 4).await,
+        Err(StorageError::TooManyPartitions { .. })
+    ));
+    log.delete_topic("b").await.expect("delete b");
+    log.create_partitions("a", 5).await.expect("grow a");
+    // Names: Kafka's 249 characters of [a-zA-Z0-9._-].
+    log.delete_topic("a").await.expect("delete a");
+    assert!(matches!(
+        log.create_topic(&"x".repeat(250), topic(1)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    assert!(matches!(
+        log.create_topic("bad/name", topic(1)).await,
+        Err(StorageError::Invalid(_))
+    ));
+    log.create_topic(&"x".repeat(249), topic(1))
+        .await
+        .expect("249 characters are fine");
+}

@@ -216,6 +216,9 @@ mod tests {
             "retention-check-interval-ms",
             "gc-grace-ms",
             "fault-file",
+            "max-partitions",
+            "offsets-retention-minutes",
+            "offsets-retention-check-interval-ms",
         ];
         for flag in expected {
             assert!(

@@ -88,6 +88,9 @@ pub(super) async fn auto_create_topic(
 fn create_error_code(e: &StorageError) -> ResponseError {
     match e {
         StorageError::Invalid(_) => ResponseError::InvalidTopicException,
+        // Over the broker's partition limit: auto-creation is refused, as a
+        // CreateTopics would be.
+        StorageError::TooManyPartitions { .. } => ResponseError::PolicyViolation,
         // Retriable: the client asks again.
         e if e.is_retriable() => ResponseError::LeaderNotAvailable,
         e => storage_code(e),

@@ -66,7 +66,7 @@ pub(super) async fn create(
                     format!("topic {name:?} already exists"),
                 ))
             } else {
-                Ok(None)
+                within_partition_limit(b, partitions).map(|()| None)
             }
         } else {
             match b
@@ -115,6 +115,21 @@ pub(super) async fn create(
         results.push(res);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// The partition limit as a validate-only CreateTopics sees it (the real
+/// creation checks it again on the manifest it commits).
+fn within_partition_limit(b: &Broker, adding: i32) -> Result<(), (ResponseError, String)> {
+    let existing: usize = b.log.topics().iter().map(|t| t.partitions.len()).sum();
+    let limit = b.settings.storage.max_partitions;
+    let total = existing.saturating_add(usize::try_from(adding).unwrap_or(0));
+    if total > limit {
+        return Err((
+            ResponseError::PolicyViolation,
+            format!("{adding} more partitions would make {total}, over the broker's limit of {limit} (max-partitions)"),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) async fn delete(

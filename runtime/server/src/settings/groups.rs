@@ -19,6 +19,18 @@ pub struct GroupSettings {
         arg(long, env = "VIGIL_GROUP_INITIAL_REBALANCE_DELAY_MS")
     )]
     pub group_initial_rebalance_delay_ms: u64,
+    /// Minutes the committed offsets of a group without members are kept
+    /// after its last commit (Kafka's `offsets.retention.minutes`; default
+    /// 10080 = 7 days). Expired offsets and the group are deleted durably.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OFFSETS_RETENTION_MINUTES"))]
+    pub offsets_retention_minutes: u64,
+    /// How often (ms) expired offsets are looked for (Kafka's
+    /// `offsets.retention.check.interval.ms`; default 600000).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_OFFSETS_RETENTION_CHECK_INTERVAL_MS")
+    )]
+    pub offsets_retention_check_interval_ms: u64,
 }
 
 impl Default for GroupSettings {
@@ -27,14 +39,35 @@ impl Default for GroupSettings {
     fn default() -> Self {
         GroupSettings {
             group_initial_rebalance_delay_ms: 300,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
         }
     }
 }
 
 impl GroupSettings {
-    /// Every value of these settings works; kept so each section validates
-    /// the same way.
+    /// Rejects values that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.offsets_retention_minutes == 0 {
+            return Err(SettingsError::new(
+                "offsets-retention-minutes",
+                "must be greater than zero",
+            ));
+        }
+        // Above this the minutes overflow a Duration's milliseconds budget
+        // for i64 arithmetic; a century is plenty.
+        if self.offsets_retention_minutes > 100 * 365 * 24 * 60 {
+            return Err(SettingsError::new(
+                "offsets-retention-minutes",
+                "must be at most 52560000 (100 years)",
+            ));
+        }
+        if self.offsets_retention_check_interval_ms == 0 {
+            return Err(SettingsError::new(
+                "offsets-retention-check-interval-ms",
+                "must be greater than zero",
+            ));
+        }
         Ok(())
     }
 
@@ -43,6 +76,10 @@ impl GroupSettings {
     pub fn group_config(&self) -> GroupConfig {
         GroupConfig {
             initial_rebalance_delay: Duration::from_millis(self.group_initial_rebalance_delay_ms),
+            offsets_retention: Duration::from_secs(self.offsets_retention_minutes * 60),
+            offsets_retention_check_interval: Duration::from_millis(
+                self.offsets_retention_check_interval_ms,
+            ),
             ..GroupConfig::default()
         }
     }

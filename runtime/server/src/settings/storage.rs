@@ -12,6 +12,9 @@ use super::SettingsError;
 /// Smallest accepted `max-unuploaded-bytes`: below one batch or so every
 /// produce would be refused.
 const MIN_UNUPLOADED_BYTES: u64 = 1 << 20;
+/// Highest `max-partitions` accepted: beyond it the manifest (which lists
+/// every partition) becomes too large to rewrite on every upload.
+const MAX_PARTITIONS_LIMIT: usize = 1_000_000;
 
 /// Storage settings. Every field is also a `vigil serve` flag of the same
 /// name (kebab-case), a `VIGIL_*` variable and a TOML key.
@@ -89,6 +92,11 @@ pub struct StorageSettings {
     /// Longest backoff (ms) between object store retries.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_OBJECT_STORE_BACKOFF_MAX_MS"))]
     pub object_store_backoff_max_ms: u64,
+    /// Most partitions, over all topics, the broker holds (in the spirit of
+    /// KIP-578's `max.broker.partitions`); CreateTopics, CreatePartitions and
+    /// auto-creation beyond it fail with POLICY_VIOLATION. 1–1,000,000.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_MAX_PARTITIONS"))]
+    pub max_partitions: usize,
 }
 
 /// Where the write-ahead log lives.
@@ -127,6 +135,7 @@ impl Default for StorageSettings {
             object_store_retry_timeout_ms: 180_000,
             object_store_backoff_initial_ms: 100,
             object_store_backoff_max_ms: 15_000,
+            max_partitions: 10_000,
         }
     }
 }
@@ -186,6 +195,15 @@ impl StorageSettings {
                 "must be at least object-store-backoff-initial-ms",
             ));
         }
+        if !(1..=MAX_PARTITIONS_LIMIT).contains(&self.max_partitions) {
+            return Err(SettingsError::new(
+                "max-partitions",
+                format!(
+                    "{} is not between 1 and {MAX_PARTITIONS_LIMIT}",
+                    self.max_partitions
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -237,6 +255,7 @@ impl StorageSettings {
         c.retention_interval = Duration::from_millis(self.retention_check_interval_ms);
         c.gc_grace = Duration::from_millis(self.gc_grace_ms);
         c.max_unuploaded_bytes = self.max_unuploaded_bytes;
+        c.max_partitions = self.max_partitions;
         c
     }
 }

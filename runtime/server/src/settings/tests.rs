@@ -172,7 +172,14 @@ fn sections_know_their_keys() {
     assert_eq!(server.0, "server");
     assert!(server.1.contains(&"advertised-listener"), "{:?}", server.1);
     assert!(storage.1.contains(&"object-store") && storage.1.contains(&"takeover"));
-    assert_eq!(groups.1, &["group-initial-rebalance-delay-ms"]);
+    assert_eq!(
+        groups.1,
+        &[
+            "group-initial-rebalance-delay-ms",
+            "offsets-retention-minutes",
+            "offsets-retention-check-interval-ms"
+        ]
+    );
     // Every default key is a known key (the Option ones have no default).
     for (name, keys) in sections() {
         let defaults = match name {
@@ -289,5 +296,31 @@ fn outage_settings_load_validate_and_reach_the_log_and_the_store() {
         ),
     ] {
         assert_eq!(err(text).setting, setting, "{text}");
+    }
+}
+
+#[test]
+fn bloat_limits_are_validated_and_reach_the_components() {
+    let s = Settings::default();
+    assert_eq!(s.storage.max_partitions, 10_000);
+    assert_eq!(s.groups.offsets_retention_minutes, 7 * 24 * 60);
+    assert_eq!(
+        s.groups.group_config().offsets_retention,
+        std::time::Duration::from_secs(7 * 24 * 3600)
+    );
+    assert_eq!(s.storage.log_config("b".into()).max_partitions, 10_000);
+    for (toml, setting) in [
+        ("max-partitions = 0", "max-partitions"),
+        ("offsets-retention-minutes = 0", "offsets-retention-minutes"),
+        (
+            "offsets-retention-check-interval-ms = 0",
+            "offsets-retention-check-interval-ms",
+        ),
+    ] {
+        let layer = Layer::from_toml(toml).expect("parses");
+        match Settings::from_layer(layer) {
+            Err(e) => assert_eq!(e.setting, setting, "{toml}"),
+            Ok(_) => panic!("{toml} was accepted"),
+        }
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Log, Topic, TopicConfig, MAX_PARTITIONS, MAX_TOPIC_NAME};
 use crate::error::{Result, StorageError};
-use crate::manifest::{PartitionManifest, TopicManifest};
+use crate::manifest::{Manifest, PartitionManifest, TopicManifest};
 use crate::partition::Partition;
 
 impl Log {
@@ -21,10 +21,14 @@ impl Log {
             )));
         }
         let id = Uuid::new_v4();
+        let limit = self.config.max_partitions;
         self.update_manifest(|m| {
             if m.topics.contains_key(name) {
                 return Err(StorageError::TopicExists(name.to_string()));
             }
+            check_partition_limit(m, config.partitions as usize, limit, || {
+                format!("topic {name:?} with {} partitions", config.partitions)
+            })?;
             m.topics.insert(
                 name.to_string(),
                 TopicManifest {
@@ -77,7 +81,15 @@ impl Log {
                 "topic {name:?} has {have} partitions; the new count {total} must be larger and at most {MAX_PARTITIONS}"
             )));
         }
+        let limit = self.config.max_partitions;
         self.update_manifest(|m| {
+            let added = m
+                .topics
+                .get(name)
+                .map_or(0, |t| (total as usize).saturating_sub(t.partitions.len()));
+            check_partition_limit(m, added, limit, || {
+                format!("growing topic {name:?} to {total} partitions")
+            })?;
             let t = m
                 .topics
                 .get_mut(name)
@@ -102,6 +114,27 @@ impl Log {
         );
         Ok(())
     }
+}
+
+/// Refuses adding `added` partitions when the log would then hold more than
+/// `limit`. Counted on the manifest being committed, so concurrent creations
+/// cannot both slip under the limit.
+fn check_partition_limit(
+    m: &Manifest,
+    added: usize,
+    limit: usize,
+    what: impl FnOnce() -> String,
+) -> Result<()> {
+    let existing: usize = m.topics.values().map(|t| t.partitions.len()).sum();
+    let total = existing.saturating_add(added);
+    if added > 0 && total > limit {
+        return Err(StorageError::TooManyPartitions {
+            what: what(),
+            total,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 fn validate_topic_name(name: &str) -> Result<()> {
