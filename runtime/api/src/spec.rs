@@ -381,7 +381,11 @@ mod tests {
             "budget.parallelism",
             "1024",
         );
-        refused(&|s| s.max_batch_bytes = 1 << 30, "max_batch_bytes", "64 MiB");
+        refused(
+            &|s| s.max_batch_bytes = 1 << 30,
+            "max_batch_bytes",
+            "64 MiB",
+        );
         // The bounds themselves are accepted.
         let mut s = spec();
         s.limits.cpu_per_batch = std::time::Duration::from_millis(MAX_CPU_MS_PER_BATCH);
