@@ -206,13 +206,18 @@ mod tests {
             "wal-object-window-ms",
             "lease-interval-ms",
             "takeover",
+            "admin-max-connections",
+            "admin-max-concurrent-requests",
+            "admin-header-read-timeout-ms",
+            "admin-json-body-bytes",
+            "admin-module-body-bytes",
         ] {
             assert!(
                 seen.iter().any(|s| s == flag),
                 "--{flag} missing from {seen:?}"
             );
         }
-        assert_eq!(seen.len(), 15, "{seen:?}");
+        assert_eq!(seen.len(), 20, "{seen:?}");
     }
 
     /// Flags over variables over the file over defaults. One test, because
