@@ -137,6 +137,23 @@ pub struct Budget {
 /// Deployment names starting with this are replay jobs.
 pub const REPLAY_PREFIX: &str = "replay-";
 
+/// Largest `limits.cpu_ms_per_batch`: one guest call may take at most a
+/// minute of CPU (the runner, its checkpoint and the admin answers wait on it).
+pub const MAX_CPU_MS_PER_BATCH: u64 = 60_000;
+/// Largest `limits.max_alerts_per_batch`: the host buffers a call's alerts
+/// before writing them, so this bounds that buffer's length.
+pub const MAX_ALERTS_PER_BATCH: u32 = 1_000_000;
+/// Largest `limits.memory_mb`: a wasm32 linear memory cannot grow past
+/// 4 GiB (the host's own `max_memory_bytes` may cap it further).
+pub const MAX_MEMORY_MB: u64 = 4096;
+/// Most input topics of one deployment.
+pub const MAX_INPUTS: usize = 64;
+/// Most entries of `partitions` (the broker's partition limit is lower).
+pub const MAX_LISTED_PARTITIONS: usize = 10_000;
+/// Largest `budget.parallelism`: one runner slot per partition at most, and
+/// no machine this runs on has more cores.
+pub const MAX_PARALLELISM: usize = 1024;
+
 fn default_max_batch_bytes() -> usize {
     1 << 20
 }
@@ -187,14 +204,7 @@ impl DeploymentSpec {
                 )));
             }
         }
-        if self.limits.memory_bytes < 1 << 20 {
-            return Err(SpecError("limits.memory_mb must be at least 1".into()));
-        }
-        if self.limits.max_alerts_per_batch == 0 {
-            return Err(SpecError(
-                "limits.max_alerts_per_batch must be at least 1".into(),
-            ));
-        }
+        self.validate_sizes()?;
         if let Some(b) = &self.budget {
             if b.parallelism == Some(0) || b.max_bytes_per_sec == Some(0) {
                 return Err(SpecError(
@@ -215,9 +225,55 @@ impl DeploymentSpec {
             }
         }
         if !(1024..=64 << 20).contains(&self.max_batch_bytes) {
-            return Err(SpecError(
-                "max_batch_bytes must be between 1 KiB and 64 MiB".into(),
-            ));
+            return Err(SpecError(format!(
+                "max_batch_bytes is {}; it must be between 1 KiB and 64 MiB",
+                self.max_batch_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bounds every limit a client sizes (CPU, memory, alerts, fan-out), so
+    /// that no spec can make the broker allocate, wait or spawn without
+    /// bound. The message names the field, its value and the bound.
+    fn validate_sizes(&self) -> Result<(), SpecError> {
+        let range = |field: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(SpecError(format!(
+                    "{field} is {value}; it must be between {min} and {max}"
+                )))
+            }
+        };
+        let l = &self.limits;
+        range("limits.memory_mb", l.memory_bytes >> 20, 1, MAX_MEMORY_MB)?;
+        let cpu_ms = u64::try_from(l.cpu_per_batch.as_millis()).unwrap_or(u64::MAX);
+        range("limits.cpu_ms_per_batch", cpu_ms, 1, MAX_CPU_MS_PER_BATCH)?;
+        range(
+            "limits.max_alerts_per_batch",
+            u64::from(l.max_alerts_per_batch),
+            1,
+            u64::from(MAX_ALERTS_PER_BATCH),
+        )?;
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        // Per-field maxima on lists: `inputs` is checked non-empty elsewhere.
+        if self.inputs.len() > MAX_INPUTS {
+            return Err(SpecError(format!(
+                "inputs lists {} topics; at most {MAX_INPUTS} are allowed",
+                self.inputs.len()
+            )));
+        }
+        if let Some(ps) = &self.partitions {
+            if ps.len() > MAX_LISTED_PARTITIONS {
+                return Err(SpecError(format!(
+                    "partitions lists {} partitions; at most {MAX_LISTED_PARTITIONS} are allowed",
+                    ps.len()
+                )));
+            }
+        }
+        if let Some(n) = self.budget.as_ref().and_then(|b| b.parallelism) {
+            range("budget.parallelism", count(n), 1, count(MAX_PARALLELISM))?;
         }
         Ok(())
     }
@@ -272,5 +328,69 @@ mod tests {
             "name": "x", "module": "m", "inputs": ["a"], "output": "b", "colour": 1
         }));
         assert!(unknown.unwrap_err().to_string().contains("colour"));
+    }
+
+    /// Every client-sized limit has an upper bound, and the refusal names
+    /// the field and the bound.
+    #[test]
+    fn client_sized_limits_have_upper_bounds() {
+        let refused = |edit: &dyn Fn(&mut DeploymentSpec), field: &str, bound: &str| {
+            let mut s = spec();
+            edit(&mut s);
+            let e = s.validate().expect_err(field).to_string();
+            assert!(e.contains(field), "{field} not named in {e:?}");
+            assert!(e.contains(bound), "bound {bound} not named in {e:?}");
+        };
+        refused(
+            &|s| s.limits.cpu_per_batch = std::time::Duration::from_millis(u64::MAX),
+            "limits.cpu_ms_per_batch",
+            "60000",
+        );
+        refused(
+            &|s| s.limits.cpu_per_batch = std::time::Duration::ZERO,
+            "limits.cpu_ms_per_batch",
+            "1",
+        );
+        refused(
+            &|s| s.limits.max_alerts_per_batch = u32::MAX,
+            "limits.max_alerts_per_batch",
+            "1000000",
+        );
+        refused(
+            &|s| s.limits.memory_bytes = 1 << 40,
+            "limits.memory_mb",
+            "4096",
+        );
+        refused(
+            &|s| s.inputs = (0..65).map(|i| format!("t{i}")).collect(),
+            "inputs",
+            "64",
+        );
+        refused(
+            &|s| s.partitions = Some((0..10_001).collect()),
+            "partitions",
+            "10000",
+        );
+        refused(
+            &|s| {
+                s.budget = Some(Budget {
+                    parallelism: Some(1 << 20),
+                    ..Budget::default()
+                })
+            },
+            "budget.parallelism",
+            "1024",
+        );
+        refused(
+            &|s| s.max_batch_bytes = 1 << 30,
+            "max_batch_bytes",
+            "64 MiB",
+        );
+        // The bounds themselves are accepted.
+        let mut s = spec();
+        s.limits.cpu_per_batch = std::time::Duration::from_millis(MAX_CPU_MS_PER_BATCH);
+        s.limits.max_alerts_per_batch = MAX_ALERTS_PER_BATCH;
+        s.limits.memory_bytes = MAX_MEMORY_MB << 20;
+        s.validate().expect("the bounds themselves are allowed");
     }
 }

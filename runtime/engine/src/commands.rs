@@ -28,6 +28,12 @@ impl Supervisor {
         if self.entries.contains_key(&name) {
             return Err(DetectorError::Exists(name));
         }
+        // Checked here, against every deployment as of now, so two deploys
+        // racing to close one cycle cannot both pass.
+        let others = self.entries.values().filter_map(|e| e.view.spec());
+        if let Some(path) = super::cycles::find_cycle(others, &d.spec) {
+            return Err(DetectorError::Cycle { name, path });
+        }
         let ctx = self.ctx.clone();
         let spec = &d.spec;
         let inputs = ctx.inputs(spec)?;

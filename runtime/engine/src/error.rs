@@ -38,6 +38,19 @@ pub enum DetectorError {
     /// A deployment by that name exists, or is being deployed right now.
     #[error("a deployment named {0:?} already exists (undeploy it first)")]
     Exists(String),
+    /// The deployment's writes would reach its own inputs through other
+    /// deployments (not retriable while those stay deployed).
+    #[error(
+        "deployment {name:?} would close an alert cycle: {path}; its alerts would feed back \
+         into its own input (not retriable: write to another topic, or undeploy a deployment \
+         on the cycle first)"
+    )]
+    Cycle {
+        /// The deployment refused.
+        name: String,
+        /// The cycle, `topic -[deployment]-> topic ...`.
+        path: String,
+    },
     /// An input topic does not exist.
     #[error("input topic {0:?} does not exist; create it first")]
     UnknownTopic(String),
@@ -84,7 +97,7 @@ impl DetectorError {
             DetectorError::NotFound(_)
             | DetectorError::ReplayNotFound(_)
             | DetectorError::UnknownTopic(_) => ErrorKind::NotFound,
-            DetectorError::Exists(_) => ErrorKind::Conflict,
+            DetectorError::Exists(_) | DetectorError::Cycle { .. } => ErrorKind::Conflict,
             DetectorError::Storage(e) => storage_kind(e),
             DetectorError::Store(_) | DetectorError::ShutDown => ErrorKind::Unavailable,
             DetectorError::Corrupt { .. } | DetectorError::Internal(_) => ErrorKind::Internal,
@@ -154,6 +167,10 @@ mod tests {
             }),
             DetectorError::Registry(RegistryError::Corrupt("abc".into())),
             DetectorError::Exists("d".into()),
+            DetectorError::Cycle {
+                name: "b".into(),
+                path: "\"y\" -[b]-> \"x\" -[a]-> \"y\"".into(),
+            },
         ];
         for e in cases {
             let text = e.to_string();

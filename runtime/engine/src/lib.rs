@@ -14,6 +14,7 @@ pub mod budget;
 pub mod checkpoint;
 mod commands;
 mod context;
+mod cycles;
 mod deployment;
 pub mod diff;
 mod error;
@@ -85,7 +86,7 @@ impl Detectors {
         settings.validate()?;
         let store = log.object_store();
         let ctx = Arc::new(Context::new(log.clone(), store.clone(), settings)?);
-        let registry = Registry::new(store, host);
+        let registry = Registry::new(store, host, ctx.settings.max_compiled_modules);
         let loaded = load(&log, &registry).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, snapshot) = watch::channel(Snapshot::default());

@@ -1,6 +1,10 @@
 //! Uploaded modules: bytes and metadata live in the object store (content
 //! addressed by sha256, so any broker on the store can load them); compiled
-//! code is cached by the host on local disk and in memory.
+//! code is cached by the host on local disk, and at most
+//! [`EngineSettings::max_compiled_modules`](crate::EngineSettings) modules
+//! stay compiled in memory: the least recently used one beyond that is
+//! dropped (deployments running it keep their reference) and compiled again
+//! from the store, or the host's disk cache, when next needed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,17 +48,68 @@ pub enum RegistryError {
 pub struct Registry {
     store: Arc<dyn ObjectStore>,
     host: Host,
-    loaded: parking_lot::Mutex<HashMap<String, Arc<Module>>>,
+    loaded: parking_lot::Mutex<Loaded>,
+}
+
+/// Compiled modules kept in memory, each with when it was last used.
+struct Loaded {
+    capacity: usize,
+    /// Bumped at every use; a module's stamp says how recently it was used.
+    clock: u64,
+    modules: HashMap<String, (Arc<Module>, u64)>,
+}
+
+impl Loaded {
+    fn get(&mut self, hash: &str) -> Option<Arc<Module>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.modules.get_mut(hash).map(|(m, used)| {
+            *used = clock;
+            m.clone()
+        })
+    }
+
+    /// Keeps `module`, and returns the hashes of the least recently used
+    /// modules dropped to stay within the capacity.
+    fn insert(&mut self, module: Arc<Module>) -> Vec<String> {
+        self.clock += 1;
+        self.modules
+            .insert(module.hash.clone(), (module, self.clock));
+        let mut evicted = Vec::new();
+        while self.modules.len() > self.capacity {
+            let Some(oldest) = self
+                .modules
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(h, _)| h.clone())
+            else {
+                break;
+            };
+            self.modules.remove(&oldest);
+            evicted.push(oldest);
+        }
+        evicted
+    }
 }
 
 impl Registry {
-    /// A registry over `store`, compiling with `host`.
-    pub fn new(store: Arc<dyn ObjectStore>, host: Host) -> Self {
+    /// A registry over `store`, compiling with `host`, keeping at most
+    /// `max_compiled` (at least one) modules compiled in memory.
+    pub fn new(store: Arc<dyn ObjectStore>, host: Host, max_compiled: usize) -> Self {
         Registry {
             store,
             host,
-            loaded: parking_lot::Mutex::new(HashMap::new()),
+            loaded: parking_lot::Mutex::new(Loaded {
+                capacity: max_compiled.max(1),
+                clock: 0,
+                modules: HashMap::new(),
+            }),
         }
+    }
+
+    /// How many modules are compiled and kept in memory now.
+    pub fn compiled(&self) -> usize {
+        self.loaded.lock().modules.len()
     }
 
     /// The host the modules run in.
@@ -68,9 +123,13 @@ impl Registry {
         let module = tokio::task::spawn_blocking(move || host.load(&wasm))
             .await
             .map_err(|e| ModuleError::Invalid(format!("compiler task failed: {e}")))??;
-        self.loaded
-            .lock()
-            .insert(module.hash.clone(), module.clone());
+        let evicted = self.loaded.lock().insert(module.clone());
+        for hash in evicted {
+            // The host keeps its own reference for instant reloads: drop it
+            // too, or the eviction would free nothing.
+            self.host.unload(&hash);
+            tracing::debug!(module = %hash, "compiled module evicted from memory (least recently used)");
+        }
         Ok(module)
     }
 
@@ -220,7 +279,7 @@ impl Registry {
     /// broker has not loaded it yet.
     pub async fn module(&self, hash: &str) -> Result<Arc<Module>, RegistryError> {
         if let Some(m) = self.loaded.lock().get(hash) {
-            return Ok(m.clone());
+            return Ok(m);
         }
         let wasm = self.get(&paths::module_wasm(hash)).await?;
         if Host::hash(&wasm) != hash {

@@ -38,6 +38,11 @@ pub struct EngineSettings {
     /// The command itself is not cancelled: it applies once the log's
     /// write-ahead log gets through. Default `30000`; at least 1.
     pub command_timeout_ms: u64,
+    /// Detector modules kept compiled in memory; beyond this the least
+    /// recently used is dropped (deployments running it keep it) and
+    /// compiled again from the store or the disk cache when next needed.
+    /// Default `64`; 1..=4096.
+    pub max_compiled_modules: usize,
 }
 
 impl Default for EngineSettings {
@@ -51,6 +56,7 @@ impl Default for EngineSettings {
             checkpoint_interval_ms: 1000,
             retry_backoff_ms: 500,
             command_timeout_ms: 30_000,
+            max_compiled_modules: 64,
         }
     }
 }
@@ -99,6 +105,9 @@ impl EngineSettings {
         }
         if self.command_timeout_ms == 0 {
             return bad("command_timeout_ms", "must be at least 1");
+        }
+        if !(1..=4096).contains(&self.max_compiled_modules) {
+            return bad("max_compiled_modules", "must be within 1..=4096");
         }
         Ok(())
     }

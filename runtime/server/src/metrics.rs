@@ -89,6 +89,12 @@ pub struct Metrics {
     pub admin_requests: Family<AdminLabel, Counter>,
     /// Time to answer an admin HTTP request, by route.
     pub admin_latency: Family<AdminRouteLabel, Histogram>,
+    /// Open admin HTTP connections.
+    pub admin_connections: Gauge,
+    /// Admin connections closed at once because the limit was reached.
+    pub admin_connections_refused: Counter,
+    /// Detector modules compiled and kept in memory (set at each scrape).
+    pub compiled_modules: Gauge,
 }
 
 impl Default for Metrics {
@@ -140,6 +146,24 @@ impl Default for Metrics {
             "Time to answer an admin HTTP request, by route",
             admin_latency.clone(),
         );
+        let admin_connections = Gauge::default();
+        let admin_connections_refused = Counter::default();
+        let compiled_modules = Gauge::default();
+        registry.register(
+            "admin_connections",
+            "Open admin HTTP connections",
+            admin_connections.clone(),
+        );
+        registry.register(
+            "admin_connections_refused",
+            "Admin HTTP connections closed at once because the connection limit was reached",
+            admin_connections_refused.clone(),
+        );
+        registry.register(
+            "detector_compiled_modules",
+            "Detector modules compiled and kept in memory",
+            compiled_modules.clone(),
+        );
         let scrape = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(ScrapeCollector::new(scrape.clone())));
         Self {
@@ -153,6 +177,9 @@ impl Default for Metrics {
             bad_frames,
             admin_requests,
             admin_latency,
+            admin_connections,
+            admin_connections_refused,
+            compiled_modules,
         }
     }
 }

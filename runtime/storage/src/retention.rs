@@ -4,7 +4,10 @@
 //! they are older than `retention.ms` or push the partition over
 //! `retention.bytes` (Kafka's rules, with runs for segments), by committing a
 //! manifest that no longer lists them and moving the log start offset.
-//! Nothing is deleted at that point.
+//! Nothing is deleted at that point. A run's age is its largest record
+//! timestamp, unless that is absent (-1) or implausible (over a year before,
+//! or over an hour after, now): then it is when the run was uploaded, so a
+//! client's clock cannot get fresh data dropped or old data kept for ever.
 //!
 //! Garbage collection then deletes every data object under `objects/` and
 //! segment object under `data/` that no manifest segment references and that is older than the grace period. That
@@ -51,17 +54,29 @@ impl Log {
     /// Applies retention to every partition, then collects garbage.
     pub async fn enforce_retention(&self) -> Result<RetentionStats> {
         let now = self.clock.now_ms();
+        let mut uploaded = UploadTimes::default();
         // (partition, runs to drop, new log start)
         let mut plan = Vec::new();
         for topic in self.topics() {
             let retention_ms = config_i64(&topic.configs, "retention.ms", DEFAULT_RETENTION_MS);
             let retention_bytes = config_i64(&topic.configs, "retention.bytes", -1);
+            // Saturating: `retention.ms` is a client's topic config, and
+            // i64::MAX must mean "keep", not wrap around to "drop".
+            let oldest_kept = now.saturating_sub(retention_ms);
             for p in &topic.partitions {
                 let segs = p.segments();
                 let mut total: i64 = segs.iter().map(|s| s.size as i64).sum();
                 let mut drop = 0;
                 for s in &segs {
-                    let too_old = retention_ms >= 0 && s.max_timestamp < now - retention_ms;
+                    let too_old = retention_ms >= 0
+                        && match record_time(s.max_timestamp, now) {
+                            Some(ts) => ts < oldest_kept,
+                            None => uploaded
+                                .get_or_list(self)
+                                .await
+                                .get(&s.key)
+                                .is_some_and(|t| *t < oldest_kept),
+                        };
                     let too_big = retention_bytes >= 0 && total - s.size as i64 >= retention_bytes;
                     if !(too_old || too_big) {
                         break;
@@ -173,6 +188,56 @@ impl Log {
             tracing::debug!(deleted, "garbage collector deleted unreferenced objects");
         }
         Ok(deleted)
+    }
+}
+
+/// How far before "now" a record timestamp may lie and still count as the
+/// record's time for retention: older (1970, a zeroed field) is taken for a
+/// client bug rather than for data that is decades old.
+const MAX_PAST_SKEW_MS: i64 = 365 * 24 * 3600 * 1000;
+/// How far after "now" a record timestamp may lie and still count (Kafka
+/// 4's `log.message.timestamp.after.max.ms` default, one hour).
+const MAX_FUTURE_SKEW_MS: i64 = 3600 * 1000;
+
+/// A segment's largest record timestamp, if it is one retention can go by:
+/// present (Kafka writes -1 for "none") and within a year before and an
+/// hour after `now`. `None` means: age the segment by its upload time.
+fn record_time(max_timestamp: i64, now: i64) -> Option<i64> {
+    let plausible = now.saturating_sub(MAX_PAST_SKEW_MS)..=now.saturating_add(MAX_FUTURE_SKEW_MS);
+    (max_timestamp >= 0 && plausible.contains(&max_timestamp)).then_some(max_timestamp)
+}
+
+/// When each data and segment object was written (its store modification
+/// time, in ms): the upload time of the runs in it, the age of a segment
+/// whose record timestamps cannot be trusted (as Kafka falls back to a
+/// segment file's mtime). Listed at most once per retention pass, and only
+/// when such a segment is met.
+#[derive(Default)]
+struct UploadTimes(Option<std::collections::HashMap<String, i64>>);
+
+impl UploadTimes {
+    /// The times, listing the store on first use. A failed listing leaves
+    /// the map empty: segments it would have aged are kept this pass.
+    async fn get_or_list(&mut self, log: &Log) -> &std::collections::HashMap<String, i64> {
+        if self.0.is_none() {
+            let mut times = std::collections::HashMap::new();
+            for prefix in [paths::data_objects_prefix(), paths::segments_prefix()] {
+                let listed: std::result::Result<Vec<_>, _> =
+                    log.store.list(Some(&prefix)).try_collect().await;
+                match listed {
+                    Ok(objects) => times.extend(
+                        objects
+                            .into_iter()
+                            .map(|o| (o.location.to_string(), o.last_modified.timestamp_millis())),
+                    ),
+                    Err(e) => {
+                        tracing::warn!(prefix = %prefix, error = %e, "cannot list upload times; segments with odd record timestamps are kept this pass")
+                    }
+                }
+            }
+            self.0 = Some(times);
+        }
+        self.0.get_or_insert_with(Default::default)
     }
 }
 

@@ -219,6 +219,11 @@ mod tests {
             "max-partitions",
             "offsets-retention-minutes",
             "offsets-retention-check-interval-ms",
+            "admin-max-connections",
+            "admin-max-concurrent-requests",
+            "admin-header-read-timeout-ms",
+            "admin-json-body-bytes",
+            "admin-module-body-bytes",
         ];
         for flag in expected {
             assert!(

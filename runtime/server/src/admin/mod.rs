@@ -56,6 +56,7 @@ mod diff;
 pub mod error;
 mod extract;
 mod guard;
+mod listener;
 mod modules;
 mod replays;
 #[cfg(test)]
@@ -63,7 +64,8 @@ mod tests;
 
 pub use error::ApiError;
 
-/// The admin API's limits. The defaults are what `vigil serve` uses.
+/// The admin API's limits. The defaults are what `vigil serve` uses; the
+/// `[admin]` settings section sets them (see `settings::AdminSettings`).
 #[derive(Debug, Clone)]
 pub struct AdminLimits {
     /// Largest module upload (modules are a few MiB at most).
@@ -78,6 +80,11 @@ pub struct AdminLimits {
     pub compile_timeout: Duration,
     /// Deadline of every other `/v1` request and of `/metrics`.
     pub request_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// How long a request head (request line and headers) may take to
+    /// arrive, and an idle keep-alive connection may wait for its next one.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for AdminLimits {
@@ -88,6 +95,8 @@ impl Default for AdminLimits {
             max_concurrent: 16,
             compile_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -95,8 +104,6 @@ impl Default for AdminLimits {
 /// `/metrics` requests rendered at once: scrapes get their own slots, so
 /// that admin requests filling theirs do not hold up monitoring.
 const MAX_CONCURRENT_SCRAPES: usize = 4;
-/// How long shutdown lets admin requests in progress finish.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `/metrics` renders and where admin request metrics are counted.
 pub trait MetricsSource: Send + Sync + 'static {
@@ -232,6 +239,11 @@ async fn healthz() -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    let compiled = s.detectors.registry().compiled();
+    s.metrics
+        .metrics()
+        .compiled_modules
+        .set(i64::try_from(compiled).unwrap_or(i64::MAX));
     let page = s.metrics.render(&s.detectors.list().await);
     (
         StatusCode::OK,
@@ -241,16 +253,12 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-/// Serves HTTP on `listener` until `shutdown` turns true, then lets requests
-/// in progress finish for a few seconds.
+/// Serves HTTP on `listener` with the limits of the broker's `[admin]`
+/// settings until `shutdown` turns true, then lets requests in progress
+/// finish for a few seconds.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
-    serve_with(
-        listener,
-        AdminState::of(broker),
-        &AdminLimits::default(),
-        shutdown,
-    )
-    .await
+    let limits = broker.settings.admin.limits();
+    serve_with(listener, AdminState::of(broker), &limits, shutdown).await
 }
 
 /// [`serve`] over explicit state and limits.
@@ -260,24 +268,6 @@ pub async fn serve_with(
     limits: &AdminLimits,
     shutdown: watch::Receiver<bool>,
 ) {
-    let service = axum::ServiceExt::<axum::extract::Request>::into_make_service(app(state, limits));
-    let mut graceful = shutdown.clone();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
-        crate::server::until_shutdown(&mut graceful).await;
-    });
-    let mut stop = shutdown;
-    let drained = async move {
-        crate::server::until_shutdown(&mut stop).await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        r = server => {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "the admin listener failed");
-            }
-        }
-        () = drained => {
-            tracing::warn!("admin requests did not finish within {DRAIN_TIMEOUT:?} of shutdown; closing them");
-        }
-    }
+    let metrics = state.metrics.clone();
+    listener::serve(listener, app(state, limits), limits, metrics, shutdown).await
 }

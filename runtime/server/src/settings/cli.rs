@@ -11,7 +11,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use serde::Serialize;
 
-use super::{GroupSettings, Layer, ServerSettings, StorageSettings};
+use super::{AdminSettings, GroupSettings, Layer, ServerSettings, StorageSettings};
 
 /// The settings flags of `vigil serve`: flatten into a clap command, then
 /// [`into_layer`](SettingsArgs::into_layer) for [`Settings::load`](super::Settings::load).
@@ -86,6 +86,7 @@ impl FromArgMatches for SettingsArgs {
         given::<ServerSettings>(m, "server", &mut layer)?;
         given::<StorageSettings>(m, "storage", &mut layer)?;
         given::<GroupSettings>(m, "groups", &mut layer)?;
+        given::<AdminSettings>(m, "admin", &mut layer)?;
         Ok(SettingsArgs { layer })
     }
 
@@ -99,7 +100,8 @@ impl Args for SettingsArgs {
     fn augment_args(cmd: Command) -> Command {
         let cmd = augment::<ServerSettings>(cmd);
         let cmd = augment::<StorageSettings>(cmd);
-        augment::<GroupSettings>(cmd)
+        let cmd = augment::<GroupSettings>(cmd);
+        augment::<AdminSettings>(cmd)
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {

@@ -1,7 +1,7 @@
 //! `vigil serve` settings, one type per component, and how they are loaded.
 //!
 //! Each setting is defined once, as a field of [`ServerSettings`],
-//! [`StorageSettings`] or [`GroupSettings`]: its name (the flag is the field
+//! [`StorageSettings`], [`GroupSettings`] or [`AdminSettings`]: its name (the flag is the field
 //! name in kebab-case, the variable `VIGIL_` + the name in upper snake case,
 //! the TOML key the kebab-case name), its doc (the flag's help), its default
 //! (the section's `Default`) and its checks (the section's `validate`).
@@ -9,13 +9,14 @@
 //! (`--config`) over the defaults.
 //!
 //! The TOML file may group keys in sections (`[server]`, `[storage]`,
-//! `[groups]`, `[detectors]`) or write them flat at the top level, as files did before
+//! `[groups]`, `[admin]`, `[detectors]`) or write them flat at the top level, as files did before
 //! sections existed; a flat key goes to the section that has it.
 //!
 //! Settings are plain data. What the broker runs on (the object store, the
 //! wasm host) is passed to it separately as
 //! [`Components`](crate::broker::Components), so tests can substitute them.
 
+mod admin;
 #[cfg(feature = "cli")]
 mod cli;
 mod groups;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use admin::AdminSettings;
 #[cfg(feature = "cli")]
 pub use cli::SettingsArgs;
 pub use groups::GroupSettings;
@@ -47,6 +49,8 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Consumer-group coordinator.
     pub groups: GroupSettings,
+    /// Admin HTTP API limits.
+    pub admin: AdminSettings,
     /// The detector engine's tuning (TOML `[detectors]` only: these are
     /// rarely changed, so they get no flags).
     pub detectors: vigil_engine::EngineSettings,
@@ -74,11 +78,12 @@ impl SettingsError {
 }
 
 /// Section names and the keys each one has.
-fn sections() -> [(&'static str, &'static [&'static str]); 4] {
+fn sections() -> [(&'static str, &'static [&'static str]); 5] {
     [
         ("server", introspect::field_names::<ServerSettings>()),
         ("storage", introspect::field_names::<StorageSettings>()),
         ("groups", introspect::field_names::<GroupSettings>()),
+        ("admin", introspect::field_names::<AdminSettings>()),
         (
             "detectors",
             introspect::field_names::<vigil_engine::EngineSettings>(),
@@ -229,6 +234,7 @@ impl Settings {
             server: section("server", layer.take_section("server"))?,
             storage: section("storage", layer.take_section("storage"))?,
             groups: section("groups", layer.take_section("groups"))?,
+            admin: section("admin", layer.take_section("admin"))?,
             detectors: section("detectors", layer.take_section("detectors"))?,
         };
         if let Some(unknown) = layer.sections.keys().next() {
@@ -243,6 +249,7 @@ impl Settings {
         self.server.validate()?;
         self.storage.validate()?;
         self.groups.validate()?;
+        self.admin.validate()?;
         self.detectors
             .validate()
             .map_err(|e| SettingsError::new(e.setting.replace('_', "-"), e.message))

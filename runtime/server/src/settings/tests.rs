@@ -163,7 +163,12 @@ fn a_file_is_read_and_a_missing_one_is_an_error() {
 
 #[test]
 fn sections_know_their_keys() {
-    let [server, storage, groups, detectors] = sections();
+    let [server, storage, groups, admin, detectors] = sections();
+    assert!(
+        admin.1.contains(&"admin-header-read-timeout-ms"),
+        "{:?}",
+        admin.1
+    );
     assert!(
         detectors.1.contains(&"rebuild-records"),
         "{:?}",
@@ -186,6 +191,7 @@ fn sections_know_their_keys() {
             "server" => toml::Table::try_from(ServerSettings::default()),
             "storage" => toml::Table::try_from(StorageSettings::default()),
             "groups" => toml::Table::try_from(GroupSettings::default()),
+            "admin" => toml::Table::try_from(AdminSettings::default()),
             _ => toml::Table::try_from(vigil_engine::EngineSettings::default()),
         }
         .expect("serializable");
@@ -323,4 +329,26 @@ fn bloat_limits_are_validated_and_reach_the_components() {
             Ok(_) => panic!("{toml} was accepted"),
         }
     }
+}
+
+#[test]
+fn admin_limits_load_sectioned_or_flat_and_bad_ones_are_named() {
+    let s = from_toml("[admin]\nadmin-max-connections = 8\nadmin-header-read-timeout-ms = 2000\n")
+        .expect("sectioned");
+    let limits = s.admin.limits();
+    assert_eq!(limits.max_connections, 8);
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(limits.json_body, 1 << 20);
+    let flat = from_toml("admin-max-concurrent-requests = 3\n").expect("flat");
+    assert_eq!(flat.admin.limits().max_concurrent, 3);
+    for bad in [
+        "admin-max-connections = 0",
+        "admin-header-read-timeout-ms = 0",
+        "admin-json-body-bytes = 10",
+    ] {
+        let e = err(bad);
+        assert_eq!(e.setting, bad.split(' ').next().unwrap_or_default(), "{e}");
+    }
+    let e = err("[detectors]\nmax-compiled-modules = 0\n");
+    assert_eq!(e.setting, "max-compiled-modules", "{e}");
 }

@@ -4,6 +4,7 @@
 
 mod errors;
 mod http;
+mod listener;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub(super) struct Harness {
     pub(super) log: Arc<Log>,
     pub(super) detectors: Arc<Detectors>,
     app: NormalizePath<Router>,
+    state: AdminState,
+    limits: AdminLimits,
 }
 
 /// An answer: status, headers, body.
@@ -138,7 +141,9 @@ impl Harness {
             raw_store,
             log,
             detectors,
-            app: app(state, &limits),
+            app: app(state.clone(), &limits),
+            state,
+            limits,
         }
     }
 
@@ -160,6 +165,27 @@ impl Harness {
             headers,
             body,
         }
+    }
+
+    /// Serves the app on a real loopback listener, as `vigil serve` does,
+    /// until the returned sender says stop.
+    pub(super) async fn listen(
+        &self,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let (state, limits) = (self.state.clone(), self.limits.clone());
+        let task = tokio::spawn(async move {
+            super::serve_with(listener, state, &limits, rx).await;
+        });
+        (addr, stop, task)
     }
 
     pub(super) async fn get(&self, uri: &str) -> Answer {
