@@ -89,6 +89,9 @@ pub struct Metrics {
     pub admin_requests: Family<AdminLabel, Counter>,
     /// Time to answer an admin HTTP request, by route.
     pub admin_latency: Family<AdminRouteLabel, Histogram>,
+    /// The Kafka listener's limits: refused and closed connections, accept
+    /// errors, requests in flight.
+    pub conn: crate::connection::ConnMetrics,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,8 @@ impl Default for Metrics {
             "Time to answer an admin HTTP request, by route",
             admin_latency.clone(),
         );
+        let conn = crate::connection::ConnMetrics::default();
+        conn.register(&mut registry);
         let scrape = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(ScrapeCollector::new(scrape.clone())));
         Self {
@@ -153,6 +158,7 @@ impl Default for Metrics {
             bad_frames,
             admin_requests,
             admin_latency,
+            conn,
         }
     }
 }

@@ -173,7 +173,12 @@ async fn pipeline_fetches(addr: SocketAddr, topic: &str, n: i32, max_wait_ms: i3
     let mut c = Client::connect(addr).await;
     let mut all = Vec::new();
     for id in 1..=n {
-        let f = request_frame(ApiKey::Fetch, 12, id, &fetch(topic, 0, max_wait_ms, 1 << 20));
+        let f = request_frame(
+            ApiKey::Fetch,
+            12,
+            id,
+            &fetch(topic, 0, max_wait_ms, 1 << 20),
+        );
         all.extend_from_slice(&f);
     }
     c.send_raw(&all).await;
@@ -227,7 +232,10 @@ async fn a_fetch_waits_no_longer_than_the_broker_allows() {
     )
     .await
     .expect("a fetch asking to wait i32::MAX ms answers after the broker's cap");
-    assert!(started.elapsed() >= Duration::from_millis(150), "it did wait");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "it did wait"
+    );
     match r {
         ResponseKind::Fetch(f) => assert_eq!(f.responses[0].partitions[0].error_code, 0),
         other => panic!("unexpected {other:?}"),

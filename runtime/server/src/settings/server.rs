@@ -57,7 +57,10 @@ pub struct ServerSettings {
     /// Requests of one connection dispatched but not yet answered; past this
     /// the broker stops reading from that connection until a response is
     /// written (TCP backpressure on the client).
-    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION"))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION")
+    )]
     pub max_in_flight_requests_per_connection: usize,
     /// Most client connections open at once (Kafka's `max.connections`); a
     /// connection over the cap is accepted and closed at once.

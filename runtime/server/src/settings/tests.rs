@@ -260,7 +260,10 @@ fn connection_and_request_limits_have_kafka_defaults_and_bounds() {
             "max-in-flight-requests-per-connection",
         ),
         ("message-max-bytes = 10", "message-max-bytes"),
-        ("socket-request-max-bytes = 1000", "socket-request-max-bytes"),
+        (
+            "socket-request-max-bytes = 1000",
+            "socket-request-max-bytes",
+        ),
         (
             "socket-request-max-bytes = 4000000000",
             "socket-request-max-bytes",

@@ -52,7 +52,6 @@ impl Client {
     }
 }
 
-
 /// A request frame (size prefix included) for `body` with correlation id `id`.
 pub fn request_frame(api: ApiKey, version: i16, id: i32, body: &RequestKind) -> BytesMut {
     let mut buf = BytesMut::new();
