@@ -206,13 +206,22 @@ mod tests {
             "wal-object-window-ms",
             "lease-interval-ms",
             "takeover",
+            "message-max-bytes",
+            "socket-request-max-bytes",
+            "fetch-max-bytes",
+            "fetch-max-wait-ms",
+            "max-in-flight-requests-per-connection",
+            "max-connections",
+            "max-connections-per-ip",
+            "connections-max-idle-ms",
+            "request-read-timeout-ms",
         ] {
             assert!(
                 seen.iter().any(|s| s == flag),
                 "--{flag} missing from {seen:?}"
             );
         }
-        assert_eq!(seen.len(), 15, "{seen:?}");
+        assert_eq!(seen.len(), 24, "{seen:?}");
     }
 
     /// Flags over variables over the file over defaults. One test, because
