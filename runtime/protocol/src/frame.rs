@@ -3,7 +3,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Largest request frame accepted by default (Kafka's `socket.request.max.bytes`).
+/// Largest request frame accepted by a [`FrameDecoder::default`]: Kafka's
+/// `socket.request.max.bytes`. The broker passes its own, lower limit
+/// (derived from `message.max.bytes`); this default serves tools and tests.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
 
 /// Why a byte stream could not be split into frames. Both variants mean the
@@ -22,6 +24,19 @@ pub enum FrameError {
     /// The size prefix is negative.
     #[error("frame size {0} is negative; the stream is not Kafka protocol")]
     Negative(i32),
+}
+
+/// What the front of a read buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Nothing, or part of a frame: `total` (prefix included) once the size
+    /// prefix is in.
+    Partial {
+        /// Bytes of the whole frame, prefix included, if known yet.
+        total: Option<usize>,
+    },
+    /// A whole frame, ready for [`FrameDecoder::decode`].
+    Complete,
 }
 
 /// Incremental frame splitter over a growing read buffer.
@@ -53,14 +68,22 @@ impl FrameDecoder {
         usize::try_from(size).ok().map(|s| s + 4)
     }
 
-    /// Splits one complete frame (without its size prefix) off the front of
-    /// `buf`, or returns `Ok(None)` when more bytes are needed. A bad prefix is
-    /// reported before its body arrives, so a hostile size never makes the
-    /// caller buffer gigabytes.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+    /// Whether `buf` starts with a whole frame, checking the size prefix as
+    /// soon as it is in, so that a hostile size is refused before its body.
+    pub fn head(&self, buf: &[u8]) -> Result<Head, FrameError> {
         if buf.len() < 4 {
-            return Ok(None);
+            return Ok(Head::Partial { total: None });
         }
+        let size = self.checked_size(buf)?;
+        if buf.len() < 4 + size {
+            return Ok(Head::Partial {
+                total: Some(4 + size),
+            });
+        }
+        Ok(Head::Complete)
+    }
+
+    fn checked_size(&self, buf: &[u8]) -> Result<usize, FrameError> {
         let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
         let size = usize::try_from(size).map_err(|_| FrameError::Negative(size))?;
         if size > self.max_frame_bytes {
@@ -69,6 +92,18 @@ impl FrameDecoder {
                 limit: self.max_frame_bytes,
             });
         }
+        Ok(size)
+    }
+
+    /// Splits one complete frame (without its size prefix) off the front of
+    /// `buf`, or returns `Ok(None)` when more bytes are needed. A bad prefix is
+    /// reported before its body arrives, so a hostile size never makes the
+    /// caller buffer gigabytes.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let size = self.checked_size(buf)?;
         if buf.len() < 4 + size {
             return Ok(None);
         }
@@ -107,5 +142,27 @@ mod tests {
         );
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xfe][..]);
         assert_eq!(d.decode(&mut buf), Err(FrameError::Negative(-2)));
+    }
+
+    #[test]
+    fn head_tells_partial_from_complete_and_checks_the_prefix_early() {
+        let d = FrameDecoder::new(16);
+        assert_eq!(d.head(&[0, 0]), Ok(Head::Partial { total: None }));
+        assert_eq!(
+            d.head(&[0, 0, 0, 3, b'a']),
+            Ok(Head::Partial { total: Some(7) })
+        );
+        assert_eq!(d.head(&[0, 0, 0, 1, b'a', 0]), Ok(Head::Complete));
+        assert_eq!(
+            d.head(&[0, 0, 0, 17]),
+            Err(FrameError::TooLarge {
+                size: 17,
+                limit: 16
+            })
+        );
+        assert_eq!(
+            d.head(&[0x80, 0, 0, 0]),
+            Err(FrameError::Negative(i32::MIN))
+        );
     }
 }

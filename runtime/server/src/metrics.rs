@@ -95,6 +95,9 @@ pub struct Metrics {
     pub admin_connections_refused: Counter,
     /// Detector modules compiled and kept in memory (set at each scrape).
     pub compiled_modules: Gauge,
+    /// The Kafka listener's limits: refused and closed connections, accept
+    /// errors, requests in flight.
+    pub conn: crate::connection::ConnMetrics,
 }
 
 impl Default for Metrics {
@@ -164,6 +167,8 @@ impl Default for Metrics {
             "Detector modules compiled and kept in memory",
             compiled_modules.clone(),
         );
+        let conn = crate::connection::ConnMetrics::default();
+        conn.register(&mut registry);
         let scrape = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(ScrapeCollector::new(scrape.clone())));
         Self {
@@ -180,6 +185,7 @@ impl Default for Metrics {
             admin_connections,
             admin_connections_refused,
             compiled_modules,
+            conn,
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::{Broker, Components};
-use crate::connection;
+use crate::connection::{self, ConnLimits};
 use crate::settings::{Settings, SettingsError};
 
 /// How long shutdown waits for connections to finish their current request.
@@ -136,19 +136,40 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
 async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
     let mut stop = shutdown.clone();
+    let c = &broker.settings.server;
+    let limits = ConnLimits::new(c.max_connections, c.max_connections_per_ip);
+    let mut backoff = AcceptBackoff::default();
+    let mut refused = LogEvery::default();
     loop {
+        let paused = backoff.paused_until;
         tokio::select! {
-            r = listener.accept() => match r {
+            r = listener.accept(), if paused.is_none() => match r {
                 Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    conns.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone()));
+                    backoff.succeeded();
+                    match limits.admit(peer.ip()) {
+                        Ok(slot) => {
+                            let _ = stream.set_nodelay(true);
+                            conns.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone(), slot));
+                        }
+                        Err(why) => {
+                            // Accepted and closed at once: the client sees a
+                            // hang-up and backs off; we keep our descriptors.
+                            drop(stream);
+                            broker.metrics.conn.reject(why);
+                            if let Some(suppressed) = refused.due() {
+                                tracing::warn!(%peer, limit = why.reason(), open = limits.open(), suppressed, "connection refused: limit reached");
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
-                    // Usually EMFILE: keep serving the connections we have.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    broker.metrics.conn.accept_errors.inc();
+                    backoff.failed(&e);
                 }
             },
+            _ = tokio::time::sleep_until(paused.unwrap_or_else(tokio::time::Instant::now)), if paused.is_some() => {
+                backoff.paused_until = None;
+            }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = until_shutdown(&mut stop) => break,
         }
@@ -161,6 +182,65 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
     if drained.is_err() {
         tracing::warn!("connections did not finish in time; closing them");
         conns.abort_all();
+    }
+}
+
+/// Shortest and longest pause of the accept loop after a failed accept.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// How often a repeated warning is logged.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pauses accepting after a failure (usually EMFILE/ENFILE: out of file
+/// descriptors), doubling the pause while failures go on, so that the loop
+/// neither spins nor floods the log; the connections already open keep
+/// being served meanwhile.
+#[derive(Default)]
+struct AcceptBackoff {
+    pause: Option<Duration>,
+    paused_until: Option<tokio::time::Instant>,
+    log: LogEvery,
+}
+
+impl AcceptBackoff {
+    fn failed(&mut self, e: &std::io::Error) {
+        let pause = match self.pause {
+            None => ACCEPT_BACKOFF.0,
+            Some(p) => (p * 2).min(ACCEPT_BACKOFF.1),
+        };
+        self.pause = Some(pause);
+        self.paused_until = Some(tokio::time::Instant::now() + pause);
+        if let Some(suppressed) = self.log.due() {
+            tracing::warn!(error = %e, ?pause, suppressed, "accept failed; pausing the Kafka listener (out of file descriptors? see vigil_accept_errors_total)");
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.pause = None;
+    }
+}
+
+/// Rate-limits a warning to one per [`LOG_INTERVAL`], counting the rest.
+#[derive(Default)]
+struct LogEvery {
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogEvery {
+    /// `Some(events suppressed since the last log)` when a log is due.
+    fn due(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        match self.last {
+            Some(t) if now.duration_since(t) < LOG_INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
     }
 }
 

@@ -9,10 +9,10 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestHeader,
-    RequestKind, ResponseHeader, ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestKind,
+    ResponseKind, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::Compression;
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +22,10 @@ use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 use vigil_storage::store::{FaultKind, FaultyStore};
 
+mod common;
+
+use common::Client;
+
 #[global_allocator]
 static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
@@ -29,56 +33,6 @@ async fn start(dir: &std::path::Path) -> Running {
     let settings = Settings::embedded(dir);
     let components = Components::from_settings(&settings).expect("components");
     server::start(settings, components).await.expect("start")
-}
-
-struct Client {
-    s: TcpStream,
-    next_id: i32,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            s: TcpStream::connect(addr).await.expect("connect"),
-            next_id: 1,
-        }
-    }
-
-    async fn send_raw(&mut self, frame: &[u8]) {
-        self.s.write_all(frame).await.expect("write");
-    }
-
-    /// Reads one response frame; `None` if the broker closed the connection.
-    async fn recv_raw(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).await.ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
-    }
-
-    async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(api as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
-            .encode(&mut buf, api.request_header_version(version))
-            .expect("header");
-        body.encode(&mut buf, version).expect("body");
-        let n = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&n.to_be_bytes());
-        self.send_raw(&buf).await;
-        let mut resp = self.recv_raw().await.expect("response");
-        let resp_kind_version = api.response_header_version(version);
-        let header = ResponseHeader::decode(&mut resp, resp_kind_version).expect("response header");
-        assert_eq!(header.correlation_id, id);
-        ResponseKind::decode(api, &mut resp, version).expect("response body")
-    }
 }
 
 async fn http_get(addr: SocketAddr, path: &str) -> String {

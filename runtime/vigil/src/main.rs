@@ -224,6 +224,15 @@ mod tests {
             "admin-header-read-timeout-ms",
             "admin-json-body-bytes",
             "admin-module-body-bytes",
+            "message-max-bytes",
+            "socket-request-max-bytes",
+            "fetch-max-bytes",
+            "fetch-max-wait-ms",
+            "max-in-flight-requests-per-connection",
+            "max-connections",
+            "max-connections-per-ip",
+            "connections-max-idle-ms",
+            "request-read-timeout-ms",
         ];
         for flag in expected {
             assert!(

@@ -127,6 +127,14 @@ pub(super) fn describe(
                             .filter(|(n, _, _)| wanted(n))
                             .map(|(n, default, kind)| match t.configs.get(*n) {
                                 Some(set) => entry(n, set.clone(), SOURCE_TOPIC, *kind, v),
+                                // The broker's setting is the default it enforces.
+                                None if *n == "max.message.bytes" => entry(
+                                    n,
+                                    b.settings.server.message_max_bytes.to_string(),
+                                    SOURCE_DEFAULT,
+                                    *kind,
+                                    v,
+                                ),
                                 None => entry(n, default.to_string(), SOURCE_DEFAULT, *kind, v),
                             })
                             .collect(),

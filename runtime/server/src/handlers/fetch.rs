@@ -1,5 +1,10 @@
 //! Fetch with long-polling: answer as soon as `min_bytes` are available or
 //! `max_wait_ms` has passed, whichever comes first.
+//!
+//! The broker bounds both what a client asks for: the wait is cut to
+//! `fetch-max-wait-ms` and the response to `fetch-max-bytes` (Kafka's
+//! `fetch.max.bytes`), so one request cannot hold memory for long or build
+//! a huge response.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +41,14 @@ pub(super) async fn handle(b: &Arc<Broker>, r: FetchRequest, _v: i16) -> FetchRe
             })
         })
         .collect();
-    let max_bytes = usize::try_from(r.max_bytes).unwrap_or(usize::MAX).max(1);
+    let limits = &b.settings.server;
+    let max_bytes = usize::try_from(r.max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(limits.fetch_max_bytes)
+        .max(1);
     let min_bytes = usize::try_from(r.min_bytes).unwrap_or(0);
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
+    let wait = Duration::from_millis(u64::try_from(r.max_wait_ms).unwrap_or(0));
+    let deadline = tokio::time::Instant::now() + wait.min(limits.fetch_max_wait());
     // Subscribe before the first read so that no append between the read and
     // the wait can be missed.
     let mut watches: Vec<_> = wanted

@@ -1,7 +1,14 @@
 //! The consumer-group APIs, forwarded to the coordinator.
+//!
+//! Decoded requests share the request frame's buffer: a `Bytes` field is a
+//! view into it. The coordinator keeps JoinGroup metadata and SyncGroup
+//! assignments for as long as a member lives, so those are copied out first
+//! ([`detach`]); otherwise a few bytes of metadata would pin a whole frame
+//! (up to `socket-request-max-bytes`) per member.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::FutureExt;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
@@ -17,6 +24,7 @@ pub(super) fn dispatch(
     client_id: String,
     conn: &ConnInfo,
 ) -> Pending {
+    let req = detach(req);
     let g = b.groups.clone();
     let client = ClientInfo {
         client_id,
@@ -24,7 +32,9 @@ pub(super) fn dispatch(
     };
     async move {
         Some(match req {
-            RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(g.join_group_with_client(r, v, client).await),
+            RequestKind::JoinGroup(r) => {
+                ResponseKind::JoinGroup(g.join_group_with_client(r, v, client).await)
+            }
             RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(g.sync_group(r, v).await),
             RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(g.heartbeat(r, v).await),
             RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(g.leave_group(r, v).await),
@@ -41,4 +51,65 @@ pub(super) fn dispatch(
         })
     }
     .boxed()
+}
+
+/// `req` with the byte fields the coordinator keeps copied out of the
+/// request frame, so that the frame is freed once the request is handled.
+fn detach(req: RequestKind) -> RequestKind {
+    match req {
+        RequestKind::JoinGroup(mut r) => {
+            for p in &mut r.protocols {
+                p.metadata = Bytes::copy_from_slice(&p.metadata);
+            }
+            RequestKind::JoinGroup(r)
+        }
+        RequestKind::SyncGroup(mut r) => {
+            for a in &mut r.assignments {
+                a.assignment = Bytes::copy_from_slice(&a.assignment);
+            }
+            RequestKind::SyncGroup(r)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{JoinGroupRequest, SyncGroupRequest};
+
+    fn inside(part: &Bytes, frame: &Bytes) -> bool {
+        let start = frame.as_ptr() as usize;
+        let p = part.as_ptr() as usize;
+        p >= start && p < start + frame.len()
+    }
+
+    #[test]
+    fn kept_group_bytes_do_not_share_the_request_frame() {
+        let frame = Bytes::from(vec![7u8; 1 << 20]);
+        let join = JoinGroupRequest::default().with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_metadata(frame.slice(10..20)),
+        ]);
+        let sync = SyncGroupRequest::default().with_assignments(vec![
+            SyncGroupRequestAssignment::default().with_assignment(frame.slice(30..40)),
+        ]);
+        match detach(RequestKind::JoinGroup(join)) {
+            RequestKind::JoinGroup(r) => {
+                let m = &r.protocols[0].metadata;
+                assert_eq!(m.as_ref(), &[7u8; 10]);
+                assert!(!inside(m, &frame), "metadata still points into the frame");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match detach(RequestKind::SyncGroup(sync)) {
+            RequestKind::SyncGroup(r) => {
+                let a = &r.assignments[0].assignment;
+                assert_eq!(a.as_ref(), &[7u8; 10]);
+                assert!(!inside(a, &frame), "assignment still points into the frame");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
     let mut topics = Vec::with_capacity(r.topic_data.len());
     for t in r.topic_data {
         let name = t.name.0.to_string();
+        let max_batch = max_message_bytes(b, &name);
         let mut slots = Vec::with_capacity(t.partition_data.len());
         for pd in t.partition_data {
             let slot = match (b.log.partition(&name, pd.index), pd.records) {
@@ -35,6 +36,14 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
                     pd.index,
                     ResponseError::InvalidRecord,
                     "records are null",
+                )),
+                (Ok(_), Some(records)) if records.len() > max_batch => Slot::Done(error(
+                    pd.index,
+                    ResponseError::MessageTooLarge,
+                    &format!(
+                        "a record batch of {} bytes exceeds max.message.bytes ({max_batch}) of topic {name:?}; not retriable: send smaller batches or raise the limit",
+                        records.len()
+                    ),
                 )),
                 (Ok(p), Some(records)) => match b.log.start_append(&p, records).await {
                     Ok(pending) => Slot::Waiting(pd.index, pending, p.log_start_offset()),
@@ -102,6 +111,16 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
             .then(|| ResponseKind::Produce(ProduceResponse::default().with_responses(responses)))
     }
     .boxed()
+}
+
+/// The largest batch `topic` takes: its `max.message.bytes` config, else
+/// the broker's `message-max-bytes` (Kafka compares the batch, log overhead
+/// included, with the limit, as here).
+fn max_message_bytes(b: &Broker, topic: &str) -> usize {
+    b.log
+        .topic(topic)
+        .and_then(|t| t.configs.get("max.message.bytes")?.parse::<usize>().ok())
+        .unwrap_or(b.settings.server.message_max_bytes)
 }
 
 fn finish_all_with(r: ProduceRequest, e: ResponseError, acks: i16) -> Pending {

@@ -352,3 +352,51 @@ fn admin_limits_load_sectioned_or_flat_and_bad_ones_are_named() {
     let e = err("[detectors]\nmax-compiled-modules = 0\n");
     assert_eq!(e.setting, "max-compiled-modules", "{e}");
 }
+
+#[test]
+fn connection_and_request_limits_have_kafka_defaults_and_bounds() {
+    let s = Settings::from_layer(Layer::default()).expect("defaults are valid");
+    let c = &s.server;
+    assert_eq!(c.message_max_bytes, 1_048_588, "Kafka's message.max.bytes");
+    assert_eq!(c.fetch_max_bytes, 52_428_800, "Kafka's fetch.max.bytes");
+    assert_eq!(c.connections_max_idle_ms, 600_000, "Kafka's idle default");
+    assert_eq!(c.fetch_max_wait(), Duration::from_secs(30));
+    assert_eq!(c.request_read_timeout(), Duration::from_secs(30));
+    assert_eq!(
+        (c.max_connections, c.max_connections_per_ip),
+        (4_096, 1_024)
+    );
+    assert_eq!(c.max_in_flight_requests_per_connection, 64);
+    // Derived from message.max.bytes, far below Kafka's 100 MiB.
+    assert_eq!(c.socket_request_max_bytes, None);
+    assert_eq!(c.max_frame_bytes(), 8 * 1_048_588 + 1024 * 1024);
+    let derived = from_toml("message-max-bytes = 100000").expect("valid");
+    assert_eq!(derived.server.max_frame_bytes(), 800_000 + 1024 * 1024);
+    let set = from_toml("[server]\nsocket-request-max-bytes = 2000000").expect("valid");
+    assert_eq!(set.server.max_frame_bytes(), 2_000_000);
+    for (text, setting) in [
+        ("fetch-max-bytes = 0", "fetch-max-bytes"),
+        ("fetch-max-wait-ms = 0", "fetch-max-wait-ms"),
+        ("max-connections = 0", "max-connections"),
+        ("max-connections-per-ip = 0", "max-connections-per-ip"),
+        ("connections-max-idle-ms = 0", "connections-max-idle-ms"),
+        ("request-read-timeout-ms = 0", "request-read-timeout-ms"),
+        (
+            "max-in-flight-requests-per-connection = 0",
+            "max-in-flight-requests-per-connection",
+        ),
+        ("message-max-bytes = 10", "message-max-bytes"),
+        (
+            "socket-request-max-bytes = 1000",
+            "socket-request-max-bytes",
+        ),
+        (
+            "socket-request-max-bytes = 4000000000",
+            "socket-request-max-bytes",
+        ),
+        ("max-connections = -1", "max-connections"),
+    ] {
+        let e = err(text);
+        assert_eq!(e.setting, setting, "{text}: {e}");
+    }
+}

@@ -1,0 +1,360 @@
+//! One client connection.
+//!
+//! Requests are read and dispatched strictly in order — dispatch does the
+//! order-sensitive work, such as assigning produce offsets — but what a
+//! request then waits for (fsync, long-poll, a rebalance) runs concurrently
+//! with later requests. Responses are written in request order, as the Kafka
+//! protocol requires.
+//!
+//! What one client can hold is bounded (issue 11, items 9 and 10): at most
+//! `max-in-flight-requests-per-connection` requests are dispatched and not
+//! yet answered (past that the connection is not read, so TCP pushes back on
+//! the client); a client that hangs up has its waiting requests dropped at
+//! once; a frame must arrive whole within `request-read-timeout-ms` of its
+//! first byte; a connection with nothing to do is closed after
+//! `connections-max-idle-ms`.
+
+mod limits;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use vigil_protocol::{decode_request, encode_error_response, encode_response, FrameDecoder, Head};
+
+pub use limits::{ConnLimits, ConnMetrics, ConnSlot, ReasonLabel, Rejected};
+
+use crate::broker::Broker;
+use crate::handlers;
+
+/// Bytes read ahead past a complete frame that waits for an in-flight slot:
+/// enough to see a hang-up (and so drop the client's waiting requests) in
+/// the common case, small enough not to matter per connection.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// Largest single growth of the read buffer while a frame arrives: a frame
+/// announcing megabytes gets memory as its bytes come, not at its prefix.
+const MAX_RESERVE: usize = 1024 * 1024;
+
+/// What a handler knows about the connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Remote address.
+    pub peer: SocketAddr,
+}
+
+type Outgoing = BoxFuture<'static, Option<Bytes>>;
+
+/// A dispatched request's place among the connection's in-flight ones,
+/// given back when its response has been written (or dropped).
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Ticket {
+    fn new(permit: OwnedSemaphorePermit, gauge: &Gauge) -> Ticket {
+        gauge.inc();
+        Ticket {
+            _permit: permit,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// The connection's limits, from the settings.
+struct Bounds {
+    max_in_flight: usize,
+    idle: Duration,
+    frame_timeout: Duration,
+    max_frame: usize,
+}
+
+/// Why reading stopped.
+enum End {
+    /// The broker is shutting down: answer what was dispatched, then close.
+    Shutdown,
+    /// A frame could not be decoded: answer what was dispatched, then close.
+    Broken(String),
+    /// The client hung up (or the socket failed) between frames.
+    Gone,
+    /// The client hung up in the middle of a frame.
+    Truncated(usize),
+    /// Nothing read and nothing in flight for `connections-max-idle-ms`.
+    Idle,
+    /// A frame did not arrive whole within `request-read-timeout-ms`.
+    SlowFrame,
+}
+
+/// Serves one connection until the client closes it, a frame is broken, a
+/// limit closes it, or the broker shuts down. `slot` is its place under the
+/// connection caps, freed when this returns.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+    slot: ConnSlot,
+) {
+    let _slot = slot;
+    broker.metrics.connections.inc();
+    let c = &broker.settings.server;
+    let bounds = Bounds {
+        max_in_flight: c.max_in_flight_requests_per_connection,
+        idle: c.connections_max_idle(),
+        frame_timeout: c.request_read_timeout(),
+        max_frame: c.max_frame_bytes(),
+    };
+    let (rd, wr) = stream.into_split();
+    // Unbounded only in type: the reader sends one entry per ticket.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_loop(wr, rx, peer));
+    let conn = ConnInfo { peer };
+    let end = read_loop(rd, tx, &broker, &conn, &bounds, shutdown).await;
+    let drain = match end {
+        End::Shutdown => true,
+        End::Broken(reason) => {
+            broker.metrics.bad_frames.inc();
+            tracing::info!(%peer, %reason, "closing connection");
+            true
+        }
+        End::Gone => false,
+        End::Truncated(pending) => {
+            broker.metrics.bad_frames.inc();
+            tracing::info!(%peer, pending, "client closed the connection mid-frame");
+            false
+        }
+        End::Idle => {
+            broker.metrics.conn.close("idle");
+            tracing::debug!(%peer, "closing an idle connection");
+            false
+        }
+        End::SlowFrame => {
+            broker.metrics.conn.close("request_read_timeout");
+            tracing::info!(%peer, timeout = ?bounds.frame_timeout, "closing a connection whose request frame did not arrive in time");
+            false
+        }
+    };
+    if !drain {
+        // Nobody will read the answers: drop the waiting requests (long
+        // polls, produce waits) now rather than when they complete.
+        writer.abort();
+    }
+    let _ = writer.await;
+    broker.metrics.connections.dec();
+}
+
+async fn read_loop(
+    rd: OwnedReadHalf,
+    tx: mpsc::UnboundedSender<(Outgoing, Ticket)>,
+    broker: &Arc<Broker>,
+    conn: &ConnInfo,
+    bounds: &Bounds,
+    mut shutdown: watch::Receiver<bool>,
+) -> End {
+    let frames = FrameDecoder::new(bounds.max_frame);
+    let in_flight = Arc::new(Semaphore::new(bounds.max_in_flight));
+    let gauge = &broker.metrics.conn.in_flight;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    let mut last_active = Instant::now();
+    // When the first byte of the (incomplete) frame at the front arrived.
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        let head = match frames.head(&buf) {
+            Ok(h) => h,
+            Err(e) => return End::Broken(e.to_string()),
+        };
+        let complete = head == Head::Complete;
+        if complete {
+            partial_since = None;
+            if permit.is_none() {
+                permit = in_flight.clone().try_acquire_owned().ok();
+            }
+            if let Some(p) = permit.take() {
+                let frame = match frames.decode(&mut buf) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
+                    Err(e) => return End::Broken(e.to_string()),
+                };
+                let out = match handle_frame(frame, broker, conn).await {
+                    Ok(out) => out,
+                    Err(reason) => return End::Broken(reason),
+                };
+                last_active = Instant::now();
+                if tx.send((out, Ticket::new(p, gauge))).is_err() {
+                    return End::Gone; // the writer saw the socket fail
+                }
+                continue;
+            }
+        } else if !buf.is_empty() && partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
+        // With a whole frame waiting for a slot, read only a little ahead.
+        let can_read = !complete || buf.len() < READ_AHEAD;
+        if can_read {
+            let want = match head {
+                Head::Partial { total: Some(t) } => t.saturating_sub(buf.len()),
+                _ => 4096,
+            };
+            buf.reserve(want.clamp(4096, MAX_RESERVE));
+        }
+        let interest = if can_read {
+            Interest::READABLE
+        } else {
+            Interest::ERROR
+        };
+        let idle_at = last_active + bounds.idle;
+        let slow_at = partial_since.map(|t| t + bounds.frame_timeout);
+        tokio::select! {
+            p = in_flight.clone().acquire_owned(), if complete => permit = p.ok(),
+            // Reading, or (in-flight cap reached, not reading) waiting for
+            // a reset: a client that hangs up with requests unread is seen
+            // without reading them. Readiness is only cleared by a read
+            // that would block, so no bytes are ever left unnoticed.
+            r = rd.as_ref().ready(interest) => match r {
+                Ok(_) if can_read => match rd.as_ref().try_read_buf(&mut buf) {
+                    Ok(0) if buf.is_empty() || complete => return End::Gone,
+                    Ok(0) => return End::Truncated(buf.len()),
+                    Ok(_) => last_active = Instant::now(),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        tracing::debug!(peer = %conn.peer, error = %e, "read failed; dropping the connection");
+                        return End::Gone;
+                    }
+                },
+                Ok(_) | Err(_) => return End::Gone,
+            },
+            _ = tokio::time::sleep_until(slow_at.unwrap_or(idle_at)), if slow_at.is_some() => {
+                return End::SlowFrame;
+            }
+            _ = tokio::time::sleep_until(idle_at) => {
+                if in_flight.available_permits() == bounds.max_in_flight && buf.is_empty() {
+                    return End::Idle;
+                }
+                // Busy (a long poll, a rebalance): not idle.
+                last_active = Instant::now();
+            }
+            _ = tx.closed() => return End::Gone,
+            _ = crate::server::until_shutdown(&mut shutdown) => return End::Shutdown,
+        }
+    }
+}
+
+/// Decodes and dispatches one frame. `Err` closes the connection.
+async fn handle_frame(
+    frame: Bytes,
+    broker: &Arc<Broker>,
+    conn: &ConnInfo,
+) -> Result<Outgoing, String> {
+    let req = match decode_request(frame.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            broker.metrics.bad_frames.inc();
+            return match e.answerable() {
+                Some(correlation_id) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "answering an unsupported request with an error");
+                    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+                    let bytes = encode_error_response(correlation_id, raw_key);
+                    Ok(futures::future::ready(Some(bytes)).boxed())
+                }
+                None => Err(e.to_string()),
+            };
+        }
+    };
+    let api_key = req.api_key;
+    let version = req.version;
+    let correlation_id = req.header.correlation_id;
+    let name = api_name(api_key);
+    broker.metrics.request(name);
+    let started = std::time::Instant::now();
+    let pending = handlers::dispatch(broker, req, conn).await;
+    let b = broker.clone();
+    Ok(async move {
+        let body = pending.await;
+        b.metrics.observe(name, started.elapsed().as_secs_f64());
+        let body = body?;
+        match encode_response(correlation_id, api_key, version, &body) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                // A broker bug; the client will time out and retry.
+                tracing::error!(error = %e, "dropping a response that cannot be encoded");
+                None
+            }
+        }
+    }
+    .boxed())
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<(Outgoing, Ticket)>,
+    peer: SocketAddr,
+) {
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            next = rx.recv(), if open => match next {
+                Some((f, ticket)) => pending.push_back(async move { (f.await, ticket) }),
+                None => open = false,
+            },
+            Some((resp, ticket)) = pending.next(), if !pending.is_empty() => {
+                if let Some(bytes) = resp {
+                    if let Err(e) = wr.write_all(&bytes).await {
+                        tracing::debug!(%peer, error = %e, "write failed; dropping the connection");
+                        return;
+                    }
+                }
+                // The slot frees only once the answer is out of our hands.
+                drop(ticket);
+            }
+            else => break,
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Kafka's name for an API, for logs and metrics.
+pub fn api_name(k: kafka_protocol::messages::ApiKey) -> &'static str {
+    use kafka_protocol::messages::ApiKey as K;
+    match k {
+        K::Produce => "Produce",
+        K::Fetch => "Fetch",
+        K::ListOffsets => "ListOffsets",
+        K::Metadata => "Metadata",
+        K::OffsetCommit => "OffsetCommit",
+        K::OffsetFetch => "OffsetFetch",
+        K::FindCoordinator => "FindCoordinator",
+        K::JoinGroup => "JoinGroup",
+        K::Heartbeat => "Heartbeat",
+        K::LeaveGroup => "LeaveGroup",
+        K::SyncGroup => "SyncGroup",
+        K::DescribeGroups => "DescribeGroups",
+        K::ListGroups => "ListGroups",
+        K::ApiVersions => "ApiVersions",
+        K::CreateTopics => "CreateTopics",
+        K::DeleteTopics => "DeleteTopics",
+        K::DescribeConfigs => "DescribeConfigs",
+        K::InitProducerId => "InitProducerId",
+        K::CreatePartitions => "CreatePartitions",
+        K::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    }
+}

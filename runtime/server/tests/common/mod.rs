@@ -1,0 +1,78 @@
+//! What the integration tests share: a raw Kafka client over TCP.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::SocketAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// One connection speaking the Kafka protocol with hand-built frames.
+pub struct Client {
+    /// The socket.
+    pub s: TcpStream,
+    /// Correlation id of the next request.
+    pub next_id: i32,
+}
+
+impl Client {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self {
+            s: TcpStream::connect(addr).await.expect("connect"),
+            next_id: 1,
+        }
+    }
+
+    /// Writes raw bytes.
+    pub async fn send_raw(&mut self, frame: &[u8]) {
+        self.s.write_all(frame).await.expect("write");
+    }
+
+    /// Reads one response frame; `None` if the broker closed the connection.
+    pub async fn recv_raw(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).await.ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// Sends one request and decodes its response.
+    pub async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = request_frame(api, version, id, &body);
+        self.send_raw(&frame).await;
+        let resp = self.recv_raw().await.expect("response");
+        decode_response(api, version, id, resp)
+    }
+}
+
+/// A request frame (size prefix included) for `body` with correlation id `id`.
+pub fn request_frame(api: ApiKey, version: i16, id: i32, body: &RequestKind) -> BytesMut {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(id)
+        .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+        .encode(&mut buf, api.request_header_version(version))
+        .expect("header");
+    body.encode(&mut buf, version).expect("body");
+    let n = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&n.to_be_bytes());
+    buf
+}
+
+/// Decodes a response frame, checking its correlation id.
+pub fn decode_response(api: ApiKey, version: i16, id: i32, mut resp: Bytes) -> ResponseKind {
+    let header = ResponseHeader::decode(&mut resp, api.response_header_version(version))
+        .expect("response header");
+    assert_eq!(header.correlation_id, id);
+    ResponseKind::decode(api, &mut resp, version).expect("response body")
+}
