@@ -149,12 +149,8 @@ pub fn check_records(h: &BatchHeader, records: &[u8]) -> Result<(), BatchError> 
             ));
         }
         for _ in 0..headers {
-            match rec
-                .bytes()
-                .map_err(|e| bad(i, format!("header key: {e}")))?
-            {
-                true => {}
-                false => return Err(bad(i, "null header key".into())),
+            if !rec.bytes().map_err(|e| bad(i, format!("header key: {e}")))? {
+                return Err(bad(i, "null header key".into()));
             }
             rec.bytes()
                 .map_err(|e| bad(i, format!("header value: {e}")))?;
