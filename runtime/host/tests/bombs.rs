@@ -95,7 +95,11 @@ fn many_small_bombs_in_one_read_share_one_budget() {
         "expected TooLarge, got {:?}",
         res.map(|b| b.records)
     );
-    assert!(peak < 4 * DEFAULT_DECOMPRESSED_LIMIT, "peak {} MiB", peak / MIB);
+    assert!(
+        peak < 4 * DEFAULT_DECOMPRESSED_LIMIT,
+        "peak {} MiB",
+        peak / MIB
+    );
 }
 
 #[test]
@@ -103,7 +107,11 @@ fn a_large_but_legitimate_compressed_batch_still_builds() {
     // 2 MiB of records compressed: well within the cap.
     let mut b = BatchBuilder::new(Compression::Zstd);
     for i in 0..2048i64 {
-        b = b.record(i, None, Some(Bytes::from(vec![b'a' + (i % 26) as u8; 1024])));
+        b = b.record(
+            i,
+            None,
+            Some(Bytes::from(vec![b'a' + (i % 26) as u8; 1024])),
+        );
     }
     let wire = b.build().expect("encodes");
     let built = build_batch(0, &wire, 0, None).expect("builds");

@@ -120,11 +120,21 @@ fn main() {
     for v in [1, 4, 7] {
         write(
             &requests,
-            &frame(ApiKey::ListOffsets, v, RequestKind::ListOffsets(by_time.clone())),
+            &frame(
+                ApiKey::ListOffsets,
+                v,
+                RequestKind::ListOffsets(by_time.clone()),
+            ),
         );
     }
 
-    for codec in [Codec::None, Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+    for codec in [
+        Codec::None,
+        Codec::Gzip,
+        Codec::Snappy,
+        Codec::Lz4,
+        Codec::Zstd,
+    ] {
         write(&batches, &batch(codec, 4));
     }
     let mut two = BytesMut::from(&batch(Codec::None, 2)[..]);
@@ -134,10 +144,20 @@ fn main() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut gz, &vec![0u8; 2 << 20]).expect("gzip");
     let bomb = gz.finish().expect("gzip");
-    write(&batches, &wrap_records(Compression::Gzip, 1, 0, &bomb).expect("wraps"));
+    write(
+        &batches,
+        &wrap_records(Compression::Gzip, 1, 0, &bomb).expect("wraps"),
+    );
     // Codec selector byte + raw compressed bytes, for the raw decompressor.
     let raw = batch(Codec::None, 3).slice(61..);
     write(&batches, &[&[1u8][..], &bomb[..]].concat());
-    write(&batches, &[&[4u8][..], &zstd::encode_all(&raw[..], 3).expect("zstd")[..]].concat());
+    write(
+        &batches,
+        &[
+            &[4u8][..],
+            &zstd::encode_all(&raw[..], 3).expect("zstd")[..],
+        ]
+        .concat(),
+    );
     println!("corpus written to {}", root.display());
 }

@@ -340,7 +340,9 @@ mod tests {
             .unwrap();
         assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
         match first_record_at_or_after(bomb, 0) {
-            Err(BatchError::TooLarge { limit, .. }) => assert_eq!(limit, DEFAULT_DECOMPRESSED_LIMIT),
+            Err(BatchError::TooLarge { limit, .. }) => {
+                assert_eq!(limit, DEFAULT_DECOMPRESSED_LIMIT)
+            }
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }

@@ -149,7 +149,10 @@ pub fn check_records(h: &BatchHeader, records: &[u8]) -> Result<(), BatchError> 
             ));
         }
         for _ in 0..headers {
-            if !rec.bytes().map_err(|e| bad(i, format!("header key: {e}")))? {
+            if !rec
+                .bytes()
+                .map_err(|e| bad(i, format!("header key: {e}")))?
+            {
                 return Err(bad(i, "null header key".into()));
             }
             rec.bytes()
