@@ -10,6 +10,8 @@
 #   npm:    kafkajs 2.2.4 in tests/clients/js (npm ci from package-lock.json)
 #   shim:   target/test-kcat-lib/librdkafka.so.1 -> the librdkafka bundled in
 #           the confluent-kafka wheel (2.16), used via LD_LIBRARY_PATH for kcat
+#   fuzz:   the nightly toolchain (rustup) and cargo-fuzz $CARGO_FUZZ_VERSION
+#           in target/cargo-tools (cached with target/), for scripts/fuzz.sh
 #
 # Expects: Debian 12 with python3 (+venv, pip), Node 20 + npm. Runs as root, or
 # uses sudo for apt-get when not root.
@@ -117,3 +119,19 @@ mkdir -p "$KCAT_LIB_DIR"
 ln -sfn "${libs[0]}" "$KCAT_LIB_DIR/librdkafka.so.1"
 kcat_version="$(LD_LIBRARY_PATH="$KCAT_LIB_DIR" kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' || true)"
 log "kcat uses ${kcat_version:-UNKNOWN librdkafka} via LD_LIBRARY_PATH=$KCAT_LIB_DIR"
+
+# ---------------------------------------------------------------- fuzz -----
+# scripts/fuzz.sh: cargo-fuzz needs nightly; cargo-fuzz itself is pinned and
+# installed inside target/ so a CI cache of target/ keeps it.
+CARGO_FUZZ_VERSION=0.13.2
+TOOLS_ROOT="$REPO_ROOT/target/cargo-tools"
+if ! rustup toolchain list | grep -q '^nightly'; then
+    log "rustup toolchain install nightly"
+    rustup toolchain install nightly --profile minimal
+fi
+if [ "$("$TOOLS_ROOT/bin/cargo-fuzz" --version 2>/dev/null || true)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    log "cargo-fuzz $CARGO_FUZZ_VERSION up to date ($TOOLS_ROOT/bin)"
+else
+    log "cargo install cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS_ROOT"
+    cargo install --locked --quiet cargo-fuzz --version "$CARGO_FUZZ_VERSION" --root "$TOOLS_ROOT"
+fi

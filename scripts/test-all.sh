@@ -9,7 +9,9 @@
 #   4. scripts/build-detectors.sh  (plugins + test detectors → target/wasm/*.wasm,
 #                                   with the toolchain from scripts/install-wasm.sh)
 #   5. cargo nextest run --workspace --release
-#   6. pytest tests/clients -v     (real Kafka clients against target/release/vigil)
+#   6. scripts/fuzz.sh             (cargo-fuzz on the frame and record-batch
+#                                   decoders, VIGIL_FUZZ_SECS=60 per target)
+#   7. pytest tests/clients -v     (real Kafka clients against target/release/vigil)
 # and prints a summary. Exits non-zero if any step failed.
 #
 # Options:
@@ -185,6 +187,13 @@ elif step_ok "cargo build --release"; then
     run_step "cargo nextest" run_nextest
 else
     skip_step "cargo nextest" "build failed"
+fi
+if [ "$CLIENTS_ONLY" -eq 1 ]; then
+    skip_step "fuzz (bounded)" "--clients-only"
+elif step_ok "install test deps"; then
+    run_step "fuzz (bounded)" bash "$REPO_ROOT/scripts/fuzz.sh"
+else
+    skip_step "fuzz (bounded)" "install failed"
 fi
 if step_ok "cargo build --release" && step_ok "install test deps"; then
     run_step "pytest tests/clients" run_pytest

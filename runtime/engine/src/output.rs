@@ -5,10 +5,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMillisecondType};
 use arrow_array::{Array, RecordBatch};
 use bytes::Bytes;
-use kafka_protocol::records::Compression;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::{Compression, Record};
 use vigil_abi::{columns, Alert};
-use vigil_protocol::batch::{BatchBuilder, BatchError};
+use vigil_protocol::batch::{inflate, BatchBuilder, BatchError};
 use vigil_storage::{Log, Partition};
 
 use super::DetectorError;
@@ -274,10 +273,13 @@ pub async fn scan_records(
         let mut buf = fetched.records.clone();
         let mut next = offset;
         while !buf.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| DetectorError::Corrupt {
-                key: format!("{what} at offset {offset}"),
-                message: format!("unreadable batch: {e:#}"),
-            })?;
+            // Bounded: an alert topic is a topic like any other, and a
+            // producer can write a compression bomb to it.
+            let set = inflate::decode_records(&mut buf, inflate::DEFAULT_DECOMPRESSED_LIMIT)
+                .map_err(|e| DetectorError::Corrupt {
+                    key: format!("{what} at offset {offset}"),
+                    message: format!("unreadable batch: {e}"),
+                })?;
             for r in &set.records {
                 next = next.max(r.offset + 1);
                 // The first batch may start before `offset`: those records

@@ -1,12 +1,13 @@
 //! Stored Kafka record batches → the Arrow [`RecordBatch`] a detector sees.
 //!
 //! The record section of each magic-v2 batch is parsed here rather than with
-//! `kafka_protocol::records::RecordBatchDecoder` (which is still used for
-//! decompression): the decoder keeps headers in a map, so duplicate header
-//! keys — legal in Kafka — would be lost; it ignores LogAppendTime batches'
+//! `kafka_protocol::records::RecordBatchDecoder`: the decoder keeps headers in
+//! a map, so duplicate header keys — legal in Kafka — would be lost; it ignores LogAppendTime batches'
 //! timestamp; and it re-checks the CRC the log already checked on produce.
 //! Parsing is defensive: every length is bounds-checked, so a corrupt batch
-//! is a [`RecordsError`], never a panic.
+//! is a [`RecordsError`], never a panic. Decompression goes through
+//! `vigil_protocol::batch::inflate` with a cap per batch and per read, so a
+//! compression bomb is a [`RecordsError::TooLarge`], never an OOM.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,7 +21,8 @@ use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 use vigil_abi::columns;
-use vigil_protocol::batch::{BatchHeader, Compression, RecordBatches, HEADER_LEN};
+use vigil_protocol::batch::inflate::{self, DEFAULT_DECOMPRESSED_LIMIT};
+use vigil_protocol::batch::{BatchError, BatchHeader, RecordBatches, HEADER_LEN};
 
 use crate::json;
 use crate::schema::ValueSchema;
@@ -79,6 +81,18 @@ pub enum RecordsError {
         codec: String,
         /// What the decompressor said.
         message: String,
+    },
+    /// A batch decompresses to more than the cap (8 × Kafka's default
+    /// `max.message.bytes` per batch, less if the read already decompressed
+    /// much): a compression bomb. The decompressor stopped at the cap.
+    #[error("record batch at offset {base_offset} decompresses ({codec}) to more than {limit} bytes: refused as a compression bomb")]
+    TooLarge {
+        /// The batch's base offset.
+        base_offset: i64,
+        /// The codec.
+        codec: &'static str,
+        /// The cap it hit.
+        limit: usize,
     },
     /// The records inside a batch are malformed.
     #[error("record batch at offset {base_offset} is corrupt: {message}")]
@@ -227,6 +241,7 @@ fn record_columns(partition: i32, p: &Parsed, rows: &[usize]) -> Vec<ArrayRef> {
 
 fn parse(wire: &Bytes, from_offset: i64) -> Result<Parsed, RecordsError> {
     let mut out = Parsed::default();
+    let (budget, mut used) = (read_budget(wire), 0usize);
     for item in RecordBatches::new(wire.clone()) {
         let (h, bytes) = item?;
         if h.last_offset() < from_offset {
@@ -244,7 +259,9 @@ fn parse(wire: &Bytes, from_offset: i64) -> Result<Parsed, RecordsError> {
             message,
         };
         let body = bytes.slice(HEADER_LEN.min(bytes.len())..);
-        let body = decompress(&h, body)?;
+        let limit = DEFAULT_DECOMPRESSED_LIMIT.min(budget.saturating_sub(used));
+        let body = decompress(&h, body, limit)?;
+        used += body.len();
         let count = usize::try_from(h.records_count)
             .map_err(|_| corrupt(format!("negative record count {}", h.records_count)))?;
         let mut cur = Cursor { buf: &body, pos: 0 };
@@ -262,29 +279,30 @@ fn parse(wire: &Bytes, from_offset: i64) -> Result<Parsed, RecordsError> {
     Ok(out)
 }
 
-fn decompress(h: &BatchHeader, body: Bytes) -> Result<Bytes, RecordsError> {
-    use bytes::Buf;
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    let take = |b: &mut Bytes| Ok(b.copy_to_bytes(b.remaining()));
-    let mut body = body;
-    let (codec, res) = match h.compression() {
-        Compression::None => return Ok(body),
-        Compression::Gzip => ("gzip", Gzip::decompress(&mut body, take)),
-        Compression::Snappy => ("snappy", Snappy::decompress(&mut body, take)),
-        Compression::Lz4 => ("lz4", Lz4::decompress(&mut body, take)),
-        Compression::Zstd => ("zstd", Zstd::decompress(&mut body, take)),
-        Compression::Unknown(n) => {
-            return Err(RecordsError::Decompress {
-                base_offset: h.base_offset,
-                codec: format!("codec {n}"),
-                message: "unknown compression codec".into(),
-            })
-        }
-    };
-    res.map_err(|e| RecordsError::Decompress {
-        base_offset: h.base_offset,
-        codec: codec.into(),
-        message: format!("{e:#}"),
+/// How many times its own (compressed) size one detector read may expand to
+/// in total, when that is more than one batch's cap: many small bombs in one
+/// read must not add up to more memory than one large batch may take.
+const READ_EXPANSION: usize = 32;
+
+/// The decompressed bytes one [`build_batch`] call may hold for `wire`.
+fn read_budget(wire: &Bytes) -> usize {
+    DEFAULT_DECOMPRESSED_LIMIT.max(wire.len().saturating_mul(READ_EXPANSION))
+}
+
+/// Decompresses one batch through the shared bounded decompressor, with at
+/// most `limit` bytes out.
+fn decompress(h: &BatchHeader, body: Bytes, limit: usize) -> Result<Bytes, RecordsError> {
+    inflate::decompress(h.compression(), body, limit).map_err(|e| match e {
+        BatchError::TooLarge { codec, limit } => RecordsError::TooLarge {
+            base_offset: h.base_offset,
+            codec,
+            limit,
+        },
+        e => RecordsError::Decompress {
+            base_offset: h.base_offset,
+            codec: inflate::codec_name(h.compression()).into(),
+            message: e.to_string(),
+        },
     })
 }
 

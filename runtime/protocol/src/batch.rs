@@ -42,9 +42,28 @@ pub enum BatchError {
         /// CRC computed over the bytes.
         actual: u32,
     },
-    /// `last_offset_delta` does not fit the record count.
+    /// `last_offset_delta` does not fit the record count, or the records
+    /// do not frame the declared count.
     #[error("record batch is inconsistent: {0}")]
     Inconsistent(String),
+    /// The records decompress to more than the broker's cap: a compression
+    /// bomb, or a batch far larger than `max.message.bytes`. The same bytes
+    /// fail again; a producer should send smaller batches.
+    #[error("record batch decompresses ({codec}) to more than {limit} bytes, the broker's cap (8 x max.message.bytes); send smaller batches")]
+    TooLarge {
+        /// The codec.
+        codec: &'static str,
+        /// The cap in bytes.
+        limit: usize,
+    },
+    /// The compressed records are not valid for their codec (not retriable).
+    #[error("record batch does not decompress ({codec}): {message}")]
+    Decompress {
+        /// The codec.
+        codec: &'static str,
+        /// What the decompressor said.
+        message: String,
+    },
 }
 
 /// Compression codec of a batch (attributes bits 0–2).
@@ -281,7 +300,9 @@ impl Iterator for RecordBatches {
 }
 
 mod builder;
-pub use builder::BatchBuilder;
+pub mod inflate;
+pub use builder::{wrap_records, BatchBuilder};
+pub use inflate::{check_batch, decode_records, decompress, DEFAULT_DECOMPRESSED_LIMIT};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! How storage failures become Kafka error codes.
 
 use kafka_protocol::ResponseError;
+use vigil_protocol::BatchError;
 use vigil_storage::{AppendError, StorageError};
 
 /// The error code a client should see for a storage error.
@@ -31,6 +32,12 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
 /// The error code for a refused append.
 pub fn append_code(e: &AppendError) -> ResponseError {
     match e {
+        // Decompresses past the cap: Java producers split such a batch and
+        // retry, which is what a legitimate oversized batch needs.
+        AppendError::Corrupt {
+            source: BatchError::TooLarge { .. },
+            ..
+        } => ResponseError::MessageTooLarge,
         AppendError::Corrupt { .. } => ResponseError::CorruptMessage,
         AppendError::InvalidRecord { .. } => ResponseError::InvalidRecord,
         AppendError::StaleEpoch { .. } => ResponseError::InvalidProducerEpoch,

@@ -246,6 +246,12 @@ impl Partition {
             });
         }
         batch::validate(records).map_err(corrupt)?;
+        // Kafka decompresses every batch on append to validate its records;
+        // so does vigil, through the one bounded decompressor: a compression
+        // bomb, or records that do not frame the declared count (which
+        // would make decoders reserve memory for them), are refused here
+        // instead of being stored for every reader to trip over.
+        batch::check_batch(records, batch::DEFAULT_DECOMPRESSED_LIMIT).map_err(corrupt)?;
         if header.is_control() || header.is_transactional() {
             return Err(AppendError::InvalidRecord {
                 topic: self.topic.clone(),

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use vigil_protocol::batch::BatchHeader;
-use vigil_protocol::kafka_protocol::records::RecordBatchDecoder;
+use vigil_protocol::batch::inflate::{decode_records, DEFAULT_DECOMPRESSED_LIMIT};
+use vigil_protocol::batch::{BatchError, BatchHeader};
 
 use crate::cache::BlockCache;
 use crate::error::{Result, StorageError};
@@ -235,7 +235,7 @@ pub(crate) async fn offset_for_timestamp(
     ts: i64,
 ) -> Result<Option<TimestampLookup>> {
     let hw = p.high_watermark();
-    let (segments, cached): (Vec<SegmentMeta>, Vec<Bytes>) = {
+    let (segments, cached): (Vec<SegmentMeta>, Vec<(BatchHeader, Bytes)>) = {
         let st = p.state.lock();
         let cached_from = st
             .cache
@@ -250,38 +250,100 @@ pub(crate) async fn offset_for_timestamp(
             st.cache
                 .iter()
                 .filter(|b| b.header.max_timestamp >= ts && b.header.last_offset() < hw)
-                .map(|b| b.bytes.clone())
+                .map(|b| (b.header, b.bytes.clone()))
                 .collect(),
         )
     };
     for seg in &segments {
-        let mut hit = None;
+        let mut hit = Ok(None);
         runs.walk(seg, seg.base_offset, |h, bytes| {
             if h.max_timestamp >= ts && h.last_offset() < hw {
-                hit = first_at_or_after(bytes.clone(), ts);
+                hit = first_at_or_after(p, h, bytes.clone(), ts);
             }
-            if hit.is_some() {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            match hit {
+                Ok(None) => ControlFlow::Continue(()),
+                _ => ControlFlow::Break(()),
             }
         })
         .await?;
-        if hit.is_some() {
-            return Ok(hit);
+        if let Some(found) = hit? {
+            return Ok(Some(found));
         }
     }
-    Ok(cached.into_iter().find_map(|b| first_at_or_after(b, ts)))
+    for b in cached {
+        if let Some(found) = first_at_or_after(p, &b.0, b.1, ts)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
 }
 
-/// Decodes one batch (decompressing it) to find the exact record.
-fn first_at_or_after(mut batch: Bytes, ts: i64) -> Option<TimestampLookup> {
-    let set = RecordBatchDecoder::decode(&mut batch).ok()?;
-    set.records
+/// Decodes one batch (decompressing it, at most to the broker's cap) to find
+/// the exact record. A batch that does not decode is an error rather than
+/// "no match": skipping it would answer with a later offset than the truth.
+fn first_at_or_after(
+    p: &Partition,
+    h: &BatchHeader,
+    batch: Bytes,
+    ts: i64,
+) -> Result<Option<TimestampLookup>> {
+    first_record_at_or_after(batch, ts).map_err(|e| {
+        tracing::warn!(topic = %p.topic, partition = p.index, base_offset = h.base_offset, error = %e, "ListOffsets by timestamp: record batch refused");
+        StorageError::Corrupt {
+            what: "record batch",
+            key: format!("{}-{}@{}", p.topic, p.index, h.base_offset),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// The first record of `batch` with timestamp ≥ `ts`, decoded with the
+/// shared bounded decompressor.
+fn first_record_at_or_after(
+    mut batch: Bytes,
+    ts: i64,
+) -> std::result::Result<Option<TimestampLookup>, BatchError> {
+    let set = decode_records(&mut batch, DEFAULT_DECOMPRESSED_LIMIT)?;
+    Ok(set
+        .records
         .iter()
         .find(|r| r.timestamp >= ts)
         .map(|r| TimestampLookup {
             offset: r.offset,
             timestamp: r.timestamp,
-        })
+        }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::batch::BatchBuilder;
+    use vigil_protocol::kafka_protocol::records::Compression as Codec;
+
+    #[test]
+    fn lookup_finds_the_record_in_a_compressed_batch() {
+        let b = BatchBuilder::new(Codec::Zstd)
+            .record(10, None, Some(Bytes::from("a")))
+            .record(20, None, Some(Bytes::from("b")))
+            .build()
+            .unwrap();
+        let hit = first_record_at_or_after(b, 15).unwrap().unwrap();
+        assert_eq!((hit.offset, hit.timestamp), (1, 20));
+    }
+
+    #[test]
+    fn a_compression_bomb_is_refused_at_the_cap() {
+        // One record of 64 MiB of zeros, zstd-compressed: a few KiB.
+        let bomb = BatchBuilder::new(Codec::Zstd)
+            .record(10, None, Some(Bytes::from(vec![0u8; 64 << 20])))
+            .build()
+            .unwrap();
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        match first_record_at_or_after(bomb, 0) {
+            Err(BatchError::TooLarge { limit, .. }) => {
+                assert_eq!(limit, DEFAULT_DECOMPRESSED_LIMIT)
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::Compression as Codec;
 
-use super::BatchError;
+use super::{BatchError, Compression};
 
 /// One record to encode.
 #[derive(Debug, Clone)]
@@ -165,18 +165,56 @@ fn encode_plain(records: &[Rec], producer: (i64, i16, i32)) -> Result<Bytes, Bat
     }
     let count = i32::try_from(records.len())
         .map_err(|_| BatchError::Inconsistent("too many records for one batch".into()))?;
-    let (producer_id, producer_epoch, base_sequence) = producer;
+    frame(0, count, (base_ts, max_ts), producer, &body)
+}
+
+/// Frames an already encoded (and possibly compressed) records section as a
+/// batch with a valid CRC, declaring `records_count` records and `timestamp`
+/// as both timestamps. The records are not checked: this is how tests and
+/// tools build batches a producer could send but an encoder would not
+/// (compression bombs, lying record counts).
+pub fn wrap_records(
+    codec: Compression,
+    records_count: i32,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<Bytes, BatchError> {
+    let bits = match codec {
+        Compression::None => 0,
+        Compression::Gzip => 1,
+        Compression::Snappy => 2,
+        Compression::Lz4 => 3,
+        Compression::Zstd => 4,
+        Compression::Unknown(n) => i16::from(n & 0x7),
+    };
+    frame(
+        bits,
+        records_count,
+        (timestamp, timestamp),
+        (-1, -1, -1),
+        body,
+    )
+}
+
+/// Header and CRC around a records section.
+fn frame(
+    attributes: i16,
+    count: i32,
+    (base_ts, max_ts): (i64, i64),
+    (producer_id, producer_epoch, base_sequence): (i64, i16, i32),
+    body: &[u8],
+) -> Result<Bytes, BatchError> {
     // Everything the CRC covers: attributes .. records.
     let mut tail = BytesMut::with_capacity(40 + body.len());
-    tail.put_i16(0); // attributes: no compression, create time
-    tail.put_i32(count - 1); // last offset delta
+    tail.put_i16(attributes);
+    tail.put_i32(count.saturating_sub(1)); // last offset delta
     tail.put_i64(base_ts);
     tail.put_i64(max_ts);
     tail.put_i64(producer_id);
     tail.put_i16(producer_epoch);
     tail.put_i32(base_sequence);
     tail.put_i32(count);
-    tail.put_slice(&body);
+    tail.put_slice(body);
     let crc = crc32c::crc32c(&tail);
     let batch_len = i32::try_from(4 + 1 + 4 + tail.len())
         .map_err(|_| BatchError::Inconsistent("batch larger than 2 GiB".into()))?;
