@@ -91,11 +91,7 @@ fn store_err(
 /// The highest claimed epoch, if any.
 async fn highest_claim(store: &Arc<dyn ObjectStore>) -> Result<Option<u64>> {
     let prefix = paths::epochs_prefix();
-    let metas: Vec<_> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| store_err("list", &prefix, e))?;
+    let metas = crate::store::list_all(store.as_ref(), &prefix).await?;
     Ok(metas
         .iter()
         .filter_map(|m| paths::parse_epoch_claim(&m.location))

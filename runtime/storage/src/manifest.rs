@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -112,16 +111,7 @@ impl ManifestStore {
     /// The newest manifest, or `None` for an empty store.
     pub async fn load_latest(&self) -> Result<Option<Manifest>> {
         let prefix = paths::manifest_prefix();
-        let metas: Vec<_> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|source| StorageError::ObjectStore {
-                    op: "list",
-                    key: prefix.to_string(),
-                    source,
-                })?;
+        let metas = crate::store::list_all(self.store.as_ref(), &prefix).await?;
         let Some(latest) = metas
             .iter()
             .filter_map(|m| paths::parse_manifest(&m.location))
@@ -276,16 +266,7 @@ impl ManifestStore {
     /// after they had been deleted once. Returns how many went.
     pub async fn delete_old(&self, latest: u64) -> Result<usize> {
         let prefix = paths::manifest_prefix();
-        let metas: Vec<_> =
-            self.store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|source| StorageError::ObjectStore {
-                    op: "list",
-                    key: prefix.to_string(),
-                    source,
-                })?;
+        let metas = crate::store::list_all(self.store.as_ref(), &prefix).await?;
         let mut n = 0;
         for m in metas {
             let Some(v) = paths::parse_manifest(&m.location) else {

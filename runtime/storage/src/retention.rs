@@ -148,17 +148,7 @@ impl Log {
         // both referenced from manifest segments; list both.
         let mut listed = Vec::new();
         for prefix in [paths::data_objects_prefix(), paths::segments_prefix()] {
-            let found: Vec<_> =
-                self.store
-                    .list(Some(&prefix))
-                    .try_collect()
-                    .await
-                    .map_err(|source| StorageError::ObjectStore {
-                        op: "list",
-                        key: prefix.to_string(),
-                        source,
-                    })?;
-            listed.extend(found);
+            listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);
         }
         let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;

@@ -12,6 +12,7 @@ mod cli_replay;
 mod client;
 mod demo;
 mod eval;
+mod fdlimit;
 mod wasm_build;
 
 // Keeps hostile array lengths in requests from aborting the broker; see
@@ -129,6 +130,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             settings.storage.wal_object_window_ms
         ),
     };
+    fdlimit::prepare(settings.server.max_connections);
     let components = vigil_server::Components::from_settings(&settings)?;
     let running = vigil_server::server::start(settings, components).await?;
     tracing::info!(

@@ -28,6 +28,24 @@ use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 
 use crate::error::StorageError;
 
+/// Every object under `prefix`, collected; a failure names the prefix (and
+/// is retriable, as every object store error is).
+pub(crate) async fn list_all(
+    store: &dyn ObjectStore,
+    prefix: &object_store::path::Path,
+) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+    use futures::TryStreamExt;
+    store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|source| StorageError::ObjectStore {
+            op: "list",
+            key: prefix.to_string(),
+            source,
+        })
+}
+
 pub use faulty::{FaultControl, FaultCounts, FaultKind, FaultyStore, InjectedFault};
 pub use instrumented::{InstrumentedStore, ObjectStoreMetrics, ObjectStoreStats, Outcome, StoreOp};
 

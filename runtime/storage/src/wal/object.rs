@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::sync::mpsc;
@@ -49,11 +48,7 @@ impl Objects {
         through: Option<(u64, u64)>,
     ) -> Result<(Vec<WalEntry>, Objects)> {
         let prefix = paths::wal_prefix();
-        let metas: Vec<_> = store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| store_err("list", &prefix, e))?;
+        let metas = crate::store::list_all(store.as_ref(), &prefix).await?;
         let mut keys: Vec<((u64, u64), Path)> = metas
             .into_iter()
             .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
@@ -125,12 +120,7 @@ impl Objects {
         let mut keys: Vec<Path> = std::mem::take(&mut *self.leftovers.lock());
         if let Some(t) = through {
             let prefix = Path::from(format!("wal/{:010}", self.fence.epoch()));
-            let mine: Vec<_> = self
-                .store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .map_err(|e| store_err("list", &prefix, e))?;
+            let mine = crate::store::list_all(self.store.as_ref(), &prefix).await?;
             keys.extend(
                 mine.into_iter()
                     .filter(|m| paths::parse_wal_object(&m.location).is_some_and(|(_, s)| s <= t))
