@@ -11,6 +11,7 @@ lost or duplicated" is checked the same way everywhere.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -175,3 +176,19 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the peer closes `sock` (EOF or reset) within `seconds`,
+    draining whatever it sends meanwhile."""
+    dl = Deadline(seconds, "peer close")
+    sock.settimeout(0.2)
+    while not dl.expired():
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 
-from chaos import AckLedger, peak_rss_kb
+from chaos import AckLedger, closed_within, peak_rss_kb
 from helpers import Deadline, ck_create_topic, unique_name
 
 HEADER_TIMEOUT_MS = 1000
@@ -68,21 +68,6 @@ def http(broker, method: str, path: str, body: bytes | None = None, timeout: flo
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
-
-
-def closed_within(sock: socket.socket, seconds: float) -> bool:
-    """Whether the peer closes `sock` (EOF or reset) within `seconds`."""
-    dl = Deadline(seconds, "peer close")
-    sock.settimeout(0.2)
-    while not dl.expired():
-        try:
-            if sock.recv(4096) == b"":
-                return True
-        except socket.timeout:
-            continue
-        except OSError:
-            return True
-    return False
 
 
 def test_slowloris_connections_are_closed(broker_factory):

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from chaos import AckLedger, peak_rss_kb, rss_kb
+from chaos import AckLedger, closed_within, peak_rss_kb, rss_kb
 from helpers import (Deadline, ck_create_topic, ck_producer, frame, kstring, recv_frame,
                      request_header, unique_name)
 
@@ -73,21 +73,6 @@ def api_versions(s: socket.socket, corr: int = 1) -> bool:
         return struct.unpack_from(">i", recv_frame(s))[0] == corr
     except (ConnectionError, OSError, AssertionError):
         return False
-
-
-def is_closed(s: socket.socket, timeout: float) -> bool:
-    """Whether the broker closes `s` within `timeout` (draining its bytes)."""
-    dl = Deadline(timeout, "")
-    s.settimeout(0.2)
-    while not dl.expired():
-        try:
-            if s.recv(65536) == b"":
-                return True
-        except socket.timeout:
-            continue
-        except OSError:
-            return True
-    return False
 
 
 def fetch_v4(corr: int, topic: str, max_wait_ms: int, offset: int = 0) -> bytes:
@@ -203,7 +188,7 @@ def test_idle_connections_are_closed(broker_factory):
     for i, s in enumerate(socks):
         assert api_versions(s, i + 1)
     for s in socks:
-        assert is_closed(s, 10), "an idle connection stayed open"
+        assert closed_within(s, 10), "an idle connection stayed open"
         s.close()
     # The ledger's producer is busy, so its connection is never idle.
     finish(ledger, "idle_connections", len(socks), broker)
@@ -252,7 +237,7 @@ def test_oversized_produces_and_frames_are_refused(broker_factory):
     for size in (0x7FFFFFFF, 50 * 1024 * 1024):
         s = connect(broker)
         s.sendall(struct.pack(">i", size) + b"\0\0\0\0")
-        assert is_closed(s, 5), f"a {size}-byte frame prefix was accepted"
+        assert closed_within(s, 5), f"a {size}-byte frame prefix was accepted"
         s.close()
         injected += 1
     finish(ledger, "oversized_produce_and_frames", injected, broker)

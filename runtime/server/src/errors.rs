@@ -16,9 +16,13 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Another broker owns the log now: clients refresh metadata and retry.
         StorageError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
-        // This broker cannot tell whether it still owns the log: the client
-        // refreshes metadata and retries, by then the store may answer.
-        StorageError::OwnershipUnconfirmed { .. } => ResponseError::NotLeaderOrFollower,
+        // Written, but this broker cannot tell whether it still owns the log,
+        // so it does not acknowledge. Kafka's "written but not acknowledged"
+        // code: clients treat it as possibly persisted and retry with the
+        // same sequence (an idempotent retry is answered from the original
+        // append), where NOT_LEADER_OR_FOLLOWER would claim it was not
+        // written and let a client re-send it as new.
+        StorageError::OwnershipUnconfirmed { .. } => ResponseError::NotEnoughReplicasAfterAppend,
         StorageError::WalIo { .. } | StorageError::WalClosed => ResponseError::KafkaStorageError,
         // Retriable in every client; see docs/design/0009-hardening.md, item 6.
         StorageError::Backpressure { .. } => ResponseError::KafkaStorageError,
