@@ -154,6 +154,7 @@ impl crate::log::Log {
                 if log.is_fenced() {
                     return;
                 }
+                let written = log.written_unconfirmed();
                 match log.fence.check().await {
                     Err(StorageError::Fenced { theirs, by, .. }) => {
                         tracing::error!(epoch = theirs, %by, "another broker took over the log; this one stops writing");
@@ -161,7 +162,8 @@ impl crate::log::Log {
                     }
                     // The store may be briefly unreachable: keep trying.
                     Err(e) => tracing::warn!(error = %e, "could not check log ownership"),
-                    Ok(()) => {}
+                    // The check started after those writes: they are safe.
+                    Ok(()) => crate::log::Log::publish_written(written),
                 }
                 renewals += 1;
                 let lease = crate::lease::Lease {

@@ -277,6 +277,27 @@ impl Log {
         self.fenced.load(Ordering::SeqCst)
     }
 
+    /// What was written while ownership could not be confirmed, per
+    /// partition: take it *before* an ownership check and pass it to
+    /// [`publish_written`](Log::publish_written) if the check passes, so
+    /// that only writes older than the check are published.
+    pub(crate) fn written_unconfirmed(&self) -> Vec<(Arc<Partition>, i64)> {
+        self.topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .map(|p| (p.clone(), p.written_unconfirmed()))
+            .collect()
+    }
+
+    /// Makes visible what was written while ownership was unconfirmed (its
+    /// producers were refused and retry; an idempotent retry is answered
+    /// from the original append once it is visible).
+    pub(crate) fn publish_written(marks: Vec<(Arc<Partition>, i64)>) {
+        for (p, to) in marks {
+            p.advance_high_watermark(to);
+        }
+    }
+
     /// Whether ownership of the log was confirmed recently enough to
     /// acknowledge without checking again (see [`crate::fence`]).
     pub fn ownership_confirmed(&self) -> bool {
@@ -351,8 +372,16 @@ impl Log {
         landed?;
         *current = next;
         drop(current);
-        self.fence.confirm().await?;
-        Ok(out)
+        match self.fence.confirm().await {
+            // The version is committed and the in-memory manifest says so:
+            // callers must treat it as done (an uploader that retried would
+            // upload the same offsets again into a second segment). If
+            // another broker did claim the log meanwhile, it reads this
+            // version after its wait, or its own commit of this version
+            // made ours fail above.
+            Ok(()) | Err(StorageError::OwnershipUnconfirmed { .. }) => Ok(out),
+            Err(e) => Err(e),
+        }
     }
 
     /// Appends one record batch to a partition and waits until it is durable
@@ -399,6 +428,9 @@ impl Log {
                     match &res {
                         Ok(()) => p2.advance_high_watermark(last + 1),
                         Err(StorageError::Fenced { .. }) => fenced.store(true, Ordering::SeqCst),
+                        Err(StorageError::OwnershipUnconfirmed { .. }) => {
+                            p2.note_written_unconfirmed(last + 1)
+                        }
                         Err(_) => {}
                     }
                     drop(permit);

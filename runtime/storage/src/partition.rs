@@ -61,6 +61,12 @@ pub struct Partition {
     pub index: i32,
     pub(crate) state: Mutex<State>,
     hw: watch::Sender<i64>,
+    /// End of what the WAL has written whose acknowledgement was refused
+    /// because ownership could not be confirmed at the time; published as
+    /// the high watermark once a later check confirms it (see
+    /// [`crate::fence`]). Without that, an idempotent producer's retries
+    /// would wait for a high watermark that nothing advances.
+    written_unconfirmed: std::sync::atomic::AtomicI64,
 }
 
 /// Why an append was refused. Nothing was written.
@@ -197,6 +203,7 @@ impl Partition {
                 producers: ProducerStates::from_snapshot(&m.producers),
             }),
             hw,
+            written_unconfirmed: std::sync::atomic::AtomicI64::new(m.uploaded_next),
         }
     }
 
@@ -225,6 +232,19 @@ impl Partition {
                 false
             }
         });
+    }
+
+    /// Notes that everything below `to` is written but not yet
+    /// acknowledged (ownership unconfirmed).
+    pub(crate) fn note_written_unconfirmed(&self, to: i64) {
+        self.written_unconfirmed
+            .fetch_max(to, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// End of what was written while ownership was unconfirmed.
+    pub(crate) fn written_unconfirmed(&self) -> i64 {
+        self.written_unconfirmed
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Validates `records` (exactly one batch, CRC) without the lock.
