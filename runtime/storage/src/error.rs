@@ -122,6 +122,19 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// An object store request `op` on `key` failed.
+    pub(crate) fn store(
+        op: &'static str,
+        key: &object_store::path::Path,
+        source: object_store::Error,
+    ) -> Self {
+        StorageError::ObjectStore {
+            op,
+            key: key.to_string(),
+            source,
+        }
+    }
+
     /// Whether retrying the same operation later can succeed.
     pub fn is_retriable(&self) -> bool {
         matches!(

@@ -76,18 +76,6 @@ impl std::fmt::Debug for Fence {
     }
 }
 
-fn store_err(
-    op: &'static str,
-    key: &object_store::path::Path,
-    source: object_store::Error,
-) -> StorageError {
-    StorageError::ObjectStore {
-        op,
-        key: key.to_string(),
-        source,
-    }
-}
-
 /// The highest claimed epoch, if any.
 async fn highest_claim(store: &Arc<dyn ObjectStore>) -> Result<Option<u64>> {
     let prefix = paths::epochs_prefix();
@@ -101,9 +89,12 @@ async fn highest_claim(store: &Arc<dyn ObjectStore>) -> Result<Option<u64>> {
 async fn read_claim(store: &Arc<dyn ObjectStore>, epoch: u64) -> Result<Option<Claim>> {
     let key = paths::epoch_claim(epoch);
     let bytes = match store.get(&key).await {
-        Ok(g) => g.bytes().await.map_err(|e| store_err("get", &key, e))?,
+        Ok(g) => g
+            .bytes()
+            .await
+            .map_err(|e| StorageError::store("get", &key, e))?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(store_err("get", &key, e)),
+        Err(e) => return Err(StorageError::store("get", &key, e)),
     };
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -153,7 +144,7 @@ impl Fence {
                 }
                 Err(e) => match read_claim(&store, epoch).await {
                     Ok(Some(c)) if c == claim => true,
-                    _ => return Err(store_err("put", &key, e)),
+                    _ => return Err(StorageError::store("put", &key, e)),
                 },
             };
             if landed {
@@ -267,7 +258,7 @@ impl Fence {
                     ),
                 })
             }
-            Ok(Err(e)) => return Err(store_err("list", &prefix, e)),
+            Ok(Err(e)) => return Err(StorageError::store("list", &prefix, e)),
             Ok(Ok(m)) => m,
         };
         let newer = metas

@@ -31,14 +31,6 @@ pub(super) struct Objects {
     leftovers: parking_lot::Mutex<Vec<Path>>,
 }
 
-fn store_err(op: &'static str, key: &Path, source: object_store::Error) -> StorageError {
-    StorageError::ObjectStore {
-        op,
-        key: key.to_string(),
-        source,
-    }
-}
-
 impl Objects {
     /// Lists WAL objects and replays, in order, those after `through` (the
     /// manifest's watermark).
@@ -62,10 +54,10 @@ impl Objects {
             let data = store
                 .get(key)
                 .await
-                .map_err(|e| store_err("get", key, e))?
+                .map_err(|e| StorageError::store("get", key, e))?
                 .bytes()
                 .await
-                .map_err(|e| store_err("get", key, e))?;
+                .map_err(|e| StorageError::store("get", key, e))?;
             let (found, valid) = decode_entries(&data);
             if valid != data.len() {
                 // PUTs are atomic, so this is corruption, not a torn write.
@@ -136,7 +128,7 @@ impl Objects {
                     // listing finds it again only if it is ours, so keep the
                     // leftover for another try.
                     self.leftovers.lock().push(key.clone());
-                    return Err(store_err("delete", &key, e));
+                    return Err(StorageError::store("delete", &key, e));
                 }
             }
         }
@@ -224,7 +216,7 @@ impl Writer {
                     return Ok(());
                 }
                 Err(e) => {
-                    let e = store_err("put", &key, e);
+                    let e = StorageError::store("put", &key, e);
                     tracing::warn!(key = %key, error = %e, "WAL object write failed; retrying");
                     if self.closing.load(Ordering::SeqCst) {
                         return Err(e);
