@@ -196,12 +196,7 @@ async fn local_wal_keeps_acking_while_uploads_and_reads_fail_then_catches_up() {
 /// answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_pause_while_ownership_cannot_be_confirmed_and_resume() {
-    for mode in [
-        WalMode::Local,
-        WalMode::Object {
-            window: Duration::from_millis(1),
-        },
-    ] {
+    for mode in wal_modes() {
         let env = Env::new();
         let data = tempfile::tempdir().expect("tempdir");
         let (log, control) = env.open(data.path(), mode.clone(), true).await;
@@ -243,6 +238,16 @@ async fn acks_pause_while_ownership_cannot_be_confirmed_and_resume() {
     }
 }
 
+/// Both WAL modes, the object one with a short batching window.
+fn wal_modes() -> [WalMode; 2] {
+    [
+        WalMode::Local,
+        WalMode::Object {
+            window: Duration::from_millis(1),
+        },
+    ]
+}
+
 fn topic() -> TopicConfig {
     TopicConfig {
         partitions: 1,
@@ -255,12 +260,7 @@ fn topic() -> TopicConfig {
 /// version find its own earlier write and fence the broker for good.
 #[tokio::test]
 async fn a_manifest_write_reported_failed_after_it_landed_does_not_fence_the_broker() {
-    for mode in [
-        WalMode::Local,
-        WalMode::Object {
-            window: Duration::from_millis(1),
-        },
-    ] {
+    for mode in wal_modes() {
         let env = Env::new();
         let data = tempfile::tempdir().expect("tempdir");
         let (log, control) = env.open(data.path(), mode.clone(), true).await;
