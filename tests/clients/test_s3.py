@@ -51,6 +51,7 @@ UPLOAD_MS = ["--upload-interval-ms", "200"]
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 MANIFEST_RE = re.compile(r"manifest/(\d{20})\.json")
 EPOCH_CLAIM_RE = re.compile(r"epochs/\d{20}\.json")
+STATE_OBJECT_RE = re.compile(rf"state/\d{{20}}-{UUID}\.json")        # key/value shards, producers
 DATA_OBJECT_RE = re.compile(r"objects/(\d{10})/(\d{20})\.dat")          # epoch, seq
 SEGMENT_RE = re.compile(rf"data/({UUID})/(\d{{5}})/(\d{{20}})-(\d{{10}})\.seg")  # topic, part, base, epoch
 WAL_OBJECT_RE = re.compile(r"wal/(\d{10})/(\d{20})\.wal")              # object WAL mode only
@@ -503,7 +504,7 @@ def test_s3_object_layout_under_the_prefix(broker_factory, seaweed):
     claims = [k for k in keys if EPOCH_CLAIM_RE.fullmatch(k)]
     assert claims, f"the broker's epoch claim is missing: {sorted(keys)}"
     stray = sorted(k for k in keys if k not in manifests and k not in data and not WAL_OBJECT_RE.fullmatch(k)
-                   and k != "owner/lease.json" and k not in claims)
+                   and k != "owner/lease.json" and k not in claims and not STATE_OBJECT_RE.fullmatch(k))
     print(f"{len(keys)} keys under s3://{seaweed.bucket}/{prefix}: {len(manifests)} manifests, "
           f"{len(data)} data objects, e.g. {manifests[-1]}, {data[:2]}")
     assert manifests, f"no manifest/<version>.json under s3://{seaweed.bucket}/{prefix}: {sorted(keys)}"

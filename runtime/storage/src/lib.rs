@@ -29,6 +29,7 @@ pub mod paths;
 pub mod producer;
 pub mod read;
 pub mod retention;
+pub mod state;
 pub mod store;
 pub mod upload;
 pub mod wal;

@@ -131,7 +131,7 @@ impl Log {
         let manifests = ManifestStore::new(store.clone());
         let fence_wait =
             crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
-        let floor = manifests.load_latest().await?.map_or(0, |m| m.writer_epoch);
+        let floor = manifests.load_latest_bare().await?.map_or(0, |m| m.writer_epoch);
         let fence = Arc::new(
             Fence::claim(
                 store.clone(),
@@ -202,7 +202,7 @@ impl Log {
             );
         }
 
-        let mut kv = manifest.kv.clone();
+        let mut kv = manifest.kv().clone();
         let (mut replayed, mut skipped) = (0usize, 0usize);
         for entry in replay.entries {
             match entry {
@@ -349,7 +349,7 @@ impl Log {
         let mut next = current.clone();
         let out = f(&mut next)?;
         next.version = current.version + 1;
-        let landed = match self.manifests.commit(&next).await {
+        let landed = match self.manifests.commit(&mut next).await {
             Ok(()) => Ok(()),
             Err(e @ StorageError::Fenced { .. }) => {
                 tracing::error!(error = %e, "this broker has been fenced; it will stop writing");

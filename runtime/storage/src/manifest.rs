@@ -9,6 +9,10 @@
 //! Old versions are deleted, so a create can succeed on a version another
 //! broker wrote long ago: that is why the log confirms its epoch with the
 //! fence after each commit instead of trusting the create alone.
+//!
+//! State that grows with client behaviour (committed offsets, producers)
+//! is not in the manifest but in state objects it references
+//! ([`crate::state`]), so a commit PUTs a small object.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,9 +42,18 @@ pub struct Manifest {
     pub next_producer_id: i64,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicManifest>,
-    /// Key/value state as of the last upload.
-    #[serde(default)]
-    pub kv: KvMap,
+    /// Key/value state as of the last upload. Persisted in state objects
+    /// ([`crate::state`]), not in the manifest; manifests written before
+    /// those existed held it here, hence it is still read.
+    #[serde(default, skip_serializing)]
+    pub(crate) kv: KvMap,
+    /// For each key/value shard, the state object holding it (`None`:
+    /// empty). Empty in manifests from before state objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv_shards: Vec<Option<String>>,
+    /// Shards changed since the state was loaded or persisted (bit = shard).
+    #[serde(skip)]
+    pub(crate) kv_dirty: u64,
     /// Highest WAL object `(epoch, seq)` whose contents this manifest
     /// reflects (object WAL mode); later ones are replayed at open, earlier
     /// ones are leftovers to delete and must never be replayed.
@@ -69,9 +82,55 @@ pub struct PartitionManifest {
     pub uploaded_next: i64,
     /// Segment objects, ascending and contiguous.
     pub segments: Vec<SegmentMeta>,
-    /// Idempotent producer state as of `uploaded_next`.
-    #[serde(default)]
-    pub producers: Vec<ProducerSnapshot>,
+    /// Idempotent producer state as of `uploaded_next`. Persisted in a state
+    /// object ([`crate::state`]); manifests from before those held it here.
+    #[serde(default, skip_serializing)]
+    pub(crate) producers: Vec<ProducerSnapshot>,
+    /// The state object holding `producers` (`None`: no producers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producers_in: Option<String>,
+    /// `producers` changed since it was loaded or persisted.
+    #[serde(skip)]
+    pub(crate) producers_dirty: bool,
+}
+
+impl Manifest {
+    /// The key/value state.
+    pub fn kv(&self) -> &KvMap {
+        &self.kv
+    }
+
+    /// Replaces the key/value state; the next commit persists the shards
+    /// that changed.
+    pub(crate) fn set_kv(&mut self, kv: KvMap) {
+        self.kv_dirty |= crate::state::changed_shards(&self.kv, &kv);
+        self.kv = kv;
+    }
+
+    /// Whether two manifests are the same commit: equal as stored (the
+    /// in-memory state is compared through the references to it).
+    pub fn same_commit(&self, other: &Manifest) -> bool {
+        match (serde_json::to_vec(self), serde_json::to_vec(other)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartitionManifest {
+    /// The idempotent producers' state as of `uploaded_next`.
+    pub fn producers(&self) -> &[ProducerSnapshot] {
+        &self.producers
+    }
+
+    /// Replaces the producers' state; the next commit persists it if it
+    /// changed.
+    pub(crate) fn set_producers(&mut self, producers: Vec<ProducerSnapshot>) {
+        if producers != self.producers {
+            self.producers = producers;
+            self.producers_dirty = true;
+        }
+    }
 }
 
 /// A stretch of one partition's log stored in an object: a run inside a
@@ -108,8 +167,18 @@ impl ManifestStore {
         Self { store }
     }
 
-    /// The newest manifest, or `None` for an empty store.
+    /// The newest manifest with its state (key/value shards, producers), or
+    /// `None` for an empty store.
     pub async fn load_latest(&self) -> Result<Option<Manifest>> {
+        let Some(mut m) = self.load_latest_bare().await? else {
+            return Ok(None);
+        };
+        crate::state::load(self.store.as_ref(), &mut m).await?;
+        Ok(Some(m))
+    }
+
+    /// The newest manifest as stored, without loading its state objects.
+    pub async fn load_latest_bare(&self) -> Result<Option<Manifest>> {
         let prefix = paths::manifest_prefix();
         let metas = crate::store::list_all(self.store.as_ref(), &prefix).await?;
         let Some(latest) = metas
@@ -128,7 +197,7 @@ impl ManifestStore {
     /// `None` if the store cannot tell us now.
     pub async fn landed(&self, next: &Manifest) -> Option<bool> {
         match self.load_version(next.version).await {
-            Ok(Some(stored)) => Some(stored == *next),
+            Ok(Some(stored)) => Some(stored.same_commit(next)),
             Ok(None) => Some(false),
             Err(_) => None,
         }
@@ -177,10 +246,14 @@ impl ManifestStore {
     }
 
     /// Writes `next` as version `next.version`, which must be one above the
-    /// version it was derived from. Fails with [`StorageError::Fenced`] when
-    /// another broker got there first. Committing the same manifest twice
-    /// succeeds: a PUT whose reply was lost can be retried.
-    pub async fn commit(&self, next: &Manifest) -> Result<()> {
+    /// version it was derived from, after persisting its changed state into
+    /// a state object (which updates `next`'s references). Fails with
+    /// [`StorageError::Fenced`] when another broker got there first.
+    /// Committing the same manifest twice succeeds: a PUT whose reply was
+    /// lost can be retried.
+    pub async fn commit(&self, next: &mut Manifest) -> Result<()> {
+        crate::state::persist(self.store.as_ref(), next).await?;
+        let next = &*next;
         let key = paths::manifest(next.version);
         let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {
             what: "manifest",
@@ -201,7 +274,7 @@ impl ManifestStore {
                 let theirs = self.load(next.version).await?;
                 // Our own earlier attempt (its reply was lost, or the
                 // store's client retried a PUT that had landed): done.
-                if theirs == *next {
+                if theirs.same_commit(next) {
                     tracing::debug!(
                         version = next.version,
                         "manifest version already holds this commit"
@@ -253,7 +326,7 @@ impl ManifestStore {
             next.version = base.as_ref().map_or(1, |b| b.version + 1);
             next.writer_epoch = epoch;
             next.writer = writer.to_string();
-            match self.commit(&next).await {
+            match self.commit(&mut next).await {
                 Ok(()) => return Ok(next),
                 Err(StorageError::Fenced { .. }) => continue,
                 Err(e) => return Err(e),
@@ -305,7 +378,7 @@ mod tests {
 
         let mut a_next = a.clone();
         a_next.version = 2;
-        match ms.commit(&a_next).await {
+        match ms.commit(&mut a_next).await {
             Err(StorageError::Fenced { ours, theirs, by }) => {
                 assert_eq!((ours, theirs, by.as_str()), (1, 2, "b"));
             }
@@ -326,7 +399,7 @@ mod tests {
         let mut dup = a.clone();
         dup.writer = "impostor".into();
         assert!(matches!(
-            ms.commit(&dup).await,
+            ms.commit(&mut dup).await,
             Err(StorageError::Fenced { .. })
         ));
         for epoch in 2..10 {

@@ -200,7 +200,7 @@ impl Partition {
                 cache: VecDeque::new(),
                 cache_bytes: 0,
                 segments: m.segments.clone(),
-                producers: ProducerStates::from_snapshot(&m.producers),
+                producers: ProducerStates::from_snapshot(m.producers()),
             }),
             hw,
             written_unconfirmed: std::sync::atomic::AtomicI64::new(m.uploaded_next),

@@ -5,6 +5,8 @@
 //! ```text
 //! epochs/00000000000000000007.json            writer epoch 7 was claimed (never deleted)
 //! manifest/00000000000000000042.json          manifest version 42
+//! state/00000000000000000042-<uuid>.json       key/value shards and producer
+//!                                              snapshots changed by manifest 42
 //! objects/0000000007/00000000000000000012.dat  data object 12 of writer epoch 7
 //!                                              (runs of many partitions)
 //! data/<topic-id>/00002/00000000000000001000-0000000007.seg
@@ -23,6 +25,7 @@ const MANIFEST_DIR: &str = "manifest";
 const DATA_DIR: &str = "data";
 const OBJECTS_DIR: &str = "objects";
 const WAL_DIR: &str = "wal";
+const STATE_DIR: &str = "state";
 
 /// Key of the owner lease.
 pub fn lease() -> Path {
@@ -64,6 +67,35 @@ pub fn manifest(version: u64) -> Path {
 pub fn parse_manifest(key: &Path) -> Option<u64> {
     let name = key.filename()?;
     name.strip_suffix(".json")?.parse().ok()
+}
+
+/// Prefix under which state objects are listed.
+pub fn state_prefix() -> Path {
+    Path::from(STATE_DIR)
+}
+
+/// Key of a state object written for manifest `version`. The nonce keeps
+/// two attempts at the same version (a retry after an unanswered PUT, or
+/// two brokers racing) from ever overwriting each other's object.
+pub fn state_object(version: u64, nonce: Uuid) -> Path {
+    Path::from(format!("{STATE_DIR}/{version:020}-{nonce}.json"))
+}
+
+/// Parses a state object key back into the manifest version it was
+/// written for.
+pub fn parse_state_object(key: &Path) -> Option<u64> {
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != STATE_DIR {
+        return None;
+    }
+    let name = parts.next()?;
+    let (version, rest) = name.as_ref().split_once('-')?;
+    let nonce = rest.strip_suffix(".json")?;
+    Uuid::parse_str(nonce).ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    version.parse().ok()
 }
 
 /// Key of a multi-partition data object. Epoch and sequence make it unique
@@ -165,6 +197,15 @@ mod tests {
         assert_eq!(parse_manifest(&manifest(42)), Some(42));
         assert!(manifest(9).as_ref() < manifest(10).as_ref());
         assert_eq!(parse_manifest(&Path::from("manifest/x.json")), None);
+    }
+
+    #[test]
+    fn state_object_keys_round_trip_and_sort() {
+        let a = state_object(9, Uuid::new_v4());
+        assert_eq!(parse_state_object(&a), Some(9));
+        assert!(a.as_ref() < state_object(10, Uuid::nil()).as_ref());
+        assert_eq!(parse_state_object(&manifest(9)), None);
+        assert_eq!(parse_state_object(&Path::from("state/9-x.json")), None);
     }
 
     #[test]

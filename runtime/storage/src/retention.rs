@@ -9,8 +9,9 @@
 //! or over an hour after, now): then it is when the run was uploaded, so a
 //! client's clock cannot get fresh data dropped or old data kept for ever.
 //!
-//! Garbage collection then deletes every data object under `objects/` and
-//! segment object under `data/` that no manifest segment references and that is older than the grace period. That
+//! Garbage collection then deletes every data object under `objects/`,
+//! segment object under `data/` and state object under `state/` that the
+//! manifest does not reference and that is older than the grace period. That
 //! one rule covers objects emptied by retention, objects of deleted topics,
 //! and uploads orphaned by a crash between PUT and manifest commit; the grace
 //! period keeps it away from an upload whose commit is still in flight. A
@@ -138,6 +139,7 @@ impl Log {
                 .values()
                 .flat_map(|t| t.partitions.iter())
                 .flat_map(|p| p.segments.iter().map(|s| s.key.clone()))
+                .chain(crate::state::referenced(&m).cloned())
                 .collect();
             (keys, m.version)
         };
@@ -145,9 +147,15 @@ impl Log {
             tracing::debug!(error = %e, "could not delete old manifest versions; the next cycle retries");
         }
         // Upload objects (`objects/`) and compacted segments (`data/`) are
-        // both referenced from manifest segments; list both.
+        // referenced from manifest segments, state objects (`state/`) from
+        // its state references; the grace period keeps the collector away
+        // from a state object whose commit is still in flight.
         let mut listed = Vec::new();
-        for prefix in [paths::data_objects_prefix(), paths::segments_prefix()] {
+        for prefix in [
+            paths::data_objects_prefix(),
+            paths::segments_prefix(),
+            paths::state_prefix(),
+        ] {
             listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);
         }
         let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);

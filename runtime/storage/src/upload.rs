@@ -150,7 +150,7 @@ impl Log {
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("upload packing task failed: {e}")))?;
-        let kv_changed = self.manifest.lock().await.kv != sealed.kv;
+        let kv_changed = *self.manifest.lock().await.kv() != sealed.kv;
         let mut stats = UploadStats::default();
         if !members.is_empty() || kv_changed {
             // Futures collected in a loop rather than through `map(|o| ..)`:
@@ -180,15 +180,15 @@ impl Log {
                     else {
                         continue; // deleted while uploading
                     };
-                    let mut producers = ProducerStates::from_snapshot(&pm.producers);
+                    let mut producers = ProducerStates::from_snapshot(pm.producers());
                     for b in &mem.batches {
                         producers.record(&b.header);
                     }
-                    pm.producers = producers.snapshot();
+                    pm.set_producers(producers.snapshot());
                     pm.uploaded_next = mem.meta.next_offset;
                     pm.segments.push(mem.meta.clone());
                 }
-                m.kv = kv;
+                m.set_kv(kv);
                 if wal_through.is_some() {
                     m.wal_objects_through = wal_through;
                 }
