@@ -1,0 +1,175 @@
+//! Test harness: a real etcd on loopback, backends to run the conformance
+//! suite against, and bounded waits.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vigil_coord::etcd::{EtcdCoordinator, EtcdSettings};
+use vigil_coord::store::{StoreCoordinator, StoreSettings};
+use vigil_coord::{Coordinator, NodeInfo, SessionSettings};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A single-member etcd on loopback (Debian `etcd-server`; installed by
+/// scripts/install-test-deps.sh). Killed on drop.
+pub struct Etcd {
+    pub client_port: u16,
+    peer_port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    /// Starts etcd and waits (at most 20 s) until it answers.
+    pub async fn start() -> Etcd {
+        let mut e = Etcd {
+            client_port: free_port(),
+            peer_port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        e.spawn().await;
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn spawn(&mut self) {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("log file");
+        let child = Command::new("etcd")
+            .args(["--name", "n1", "--data-dir"])
+            .arg(self.data_dir())
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("n1={peer}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd: is etcd-server installed (scripts/install-test-deps.sh)?");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = async {
+                let mut c = etcd_client::Client::connect([client.as_str()], None).await.ok()?;
+                c.get("probe", None).await.ok()
+            }
+            .await
+            .is_some();
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not answer within 20 s; log: {}", self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A coordinator on a fresh etcd key root (tests share nothing).
+pub async fn etcd_coord(etcd: &Etcd) -> EtcdCoordinator {
+    let root = format!("/test/{}", uuid::Uuid::new_v4().simple());
+    let s = EtcdSettings::from_url(&format!("etcd://{}{root}", etcd.endpoint())).expect("url");
+    EtcdCoordinator::connect(&s).await.expect("connect")
+}
+
+/// The store backend's settings for tests: fast polls.
+pub fn store_settings() -> StoreSettings {
+    StoreSettings {
+        root: "coord".to_string(),
+        poll_interval: Duration::from_millis(100),
+    }
+}
+
+/// The object store backend on an InMemory store.
+pub fn memory_coord() -> StoreCoordinator {
+    StoreCoordinator::new(Arc::new(object_store::memory::InMemory::new()), store_settings())
+}
+
+/// The object store backend on a LocalFileSystem store (the directory lives
+/// as long as the returned guard).
+pub fn local_coord() -> (StoreCoordinator, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
+    (StoreCoordinator::new(Arc::new(fs), store_settings()), dir)
+}
+
+/// Node `id` with made-up addresses.
+pub fn node(id: i32) -> NodeInfo {
+    NodeInfo {
+        node_id: id,
+        kafka_listener: format!("127.0.0.1:{}", 19000 + id),
+        admin_addr: format!("127.0.0.1:{}", 18000 + id),
+    }
+}
+
+/// Short sessions so expiry tests finish quickly.
+pub fn quick() -> SessionSettings {
+    SessionSettings::with_ttl(Duration::from_secs(2))
+}
+
+/// Polls `f` until it returns `Some`, failing the test after `within`.
+pub async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The next watch item, failing after `within`.
+pub async fn next<T>(rx: &mut tokio::sync::mpsc::Receiver<T>, within: Duration) -> T {
+    tokio::time::timeout(within, rx.recv())
+        .await
+        .expect("a watch item in time")
+        .expect("the watch is open")
+}
+
+/// Anything implementing the trait, boxed, for the shared suite.
+pub type Dyn = Arc<dyn Coordinator>;
