@@ -1,5 +1,6 @@
 //! The same suite against every backend: etcd (a real etcd on loopback),
-//! the object store on InMemory and on LocalFileSystem.
+//! the object store on InMemory, on LocalFileSystem and on SeaweedFS (S3
+//! with conditional PUT, on loopback).
 
 mod common;
 
@@ -302,6 +303,16 @@ macro_rules! suite {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     super::$name(Arc::new(memory_coord())).await;
+                }
+            )*
+        }
+        mod seaweedfs {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let s3 = Seaweed::start().await;
+                    super::$name(Arc::new(s3.coord())).await;
                 }
             )*
         }

@@ -299,24 +299,31 @@ struct Driver {
     key: String,
     heartbeat: Vec<u8>,
     version: AtomicU64,
+    renewing: tokio::sync::Mutex<()>,
 }
 
 #[async_trait]
 impl SessionDriver for Driver {
     async fn renew(&self, _session: &str) -> Result<Option<Duration>> {
+        // One renewal at a time: two would race each other for the next
+        // version and the loser would take itself for reaped.
+        let _one = self.renewing.lock().await;
         let v = self.version.load(Ordering::SeqCst);
-        if self
-            .coord
-            .kv()
-            .create(&self.key, v + 1, Some(&self.heartbeat))
-            .await?
-        {
+        if self.coord.kv().create(&self.key, v + 1, Some(&self.heartbeat)).await? {
             self.version.store(v + 1, Ordering::SeqCst);
             let hb: Heartbeat = decode("heartbeat", &self.key, &self.heartbeat)?;
             return Ok(Some(Duration::from_millis(hb.ttl_ms)));
         }
-        // Only a reaper writes our heartbeat besides us.
-        Ok(None)
+        match self.coord.kv().head(&self.key).await? {
+            // A reaper wrote the deletion: the session is gone.
+            None | Some(Head { value: None, .. }) => Ok(None),
+            // Only this session writes heartbeats: a newer one is ours (a
+            // retried request that landed twice). Catch up, renew next time.
+            Some(Head { version, .. }) => {
+                self.version.fetch_max(version, Ordering::SeqCst);
+                Err(CoordError::store("put", &self.key, "heartbeat version moved on; catching up"))
+            }
+        }
     }
 
     async fn leaders(&self) -> Result<Vec<Leader>> {
@@ -383,6 +390,7 @@ impl Coordinator for StoreCoordinator {
             key: hb_key,
             heartbeat,
             version: AtomicU64::new(1),
+            renewing: tokio::sync::Mutex::new(()),
         });
         let member = Member {
             node: node.clone(),

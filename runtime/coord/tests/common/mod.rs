@@ -173,3 +173,68 @@ pub async fn next<T>(rx: &mut tokio::sync::mpsc::Receiver<T>, within: Duration) 
 
 /// Anything implementing the trait, boxed, for the shared suite.
 pub type Dyn = Arc<dyn Coordinator>;
+
+/// SeaweedFS on loopback, started by tests/seaweed.py with the real-client
+/// suite's harness (target/test-venv from scripts/install-test-deps.sh).
+/// Stopped when dropped (closing the launcher's stdin).
+pub struct Seaweed {
+    child: tokio::process::Child,
+    /// The S3 store on its bucket.
+    pub store: Arc<dyn object_store::ObjectStore>,
+}
+
+impl Seaweed {
+    /// Starts it (at most 90 s, the harness retries on port clashes).
+    pub async fn start() -> Seaweed {
+        use tokio::io::AsyncBufReadExt;
+        let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let repo = manifest.join("../..");
+        let python = std::env::var_os("VIGIL_TEST_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join("target/test-venv/bin/python"));
+        let mut child = tokio::process::Command::new(&python)
+            .arg(manifest.join("tests/seaweed.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {} (run scripts/install-test-deps.sh): {e}", python.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
+            .await
+            .expect("SeaweedFS ready within 90 s")
+            .expect("read the launcher's output")
+            .expect("the launcher printed its settings (see its stderr)");
+        let env: std::collections::HashMap<String, String> =
+            serde_json::from_str(&line).expect("settings JSON");
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(&env["AWS_ENDPOINT_URL"])
+            .with_allow_http(true)
+            .with_region(&env["AWS_REGION"])
+            .with_access_key_id(&env["AWS_ACCESS_KEY_ID"])
+            .with_secret_access_key(&env["AWS_SECRET_ACCESS_KEY"])
+            .with_bucket_name(&env["BUCKET"])
+            .build()
+            .expect("S3 store");
+        Seaweed {
+            child,
+            store: Arc::new(s3),
+        }
+    }
+
+    /// A store backend on a fresh prefix of the bucket.
+    pub fn coord(&self) -> StoreCoordinator {
+        let prefix = object_store::path::Path::from(format!("t-{}", uuid::Uuid::new_v4().simple()));
+        let store = object_store::prefix::PrefixStore::new(self.store.clone(), prefix);
+        StoreCoordinator::new(Arc::new(store), store_settings())
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        // Closing stdin lets the launcher stop weed cleanly; kill_on_drop is
+        // the fallback.
+        drop(self.child.stdin.take());
+    }
+}
