@@ -70,24 +70,49 @@ async fn measure(name: &str, c: Arc<dyn Coordinator>, n: i32) -> Vec<Row> {
     }
     a.close().await.expect("close");
     b.close().await.expect("close");
-    [("acquire", acquire), ("check", check), ("transfer", transfer)]
-        .into_iter()
-        .map(|(op, mut samples)| {
-            samples.sort();
-            Row { backend: name.to_string(), op, samples }
-        })
-        .collect()
+    [
+        ("acquire", acquire),
+        ("check", check),
+        ("transfer", transfer),
+    ]
+    .into_iter()
+    .map(|(op, mut samples)| {
+        samples.sort();
+        Row {
+            backend: name.to_string(),
+            op,
+            samples,
+        }
+    })
+    .collect()
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: i32 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(200);
+    let n: i32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200);
     let etcd = common::Etcd::start().await;
     let mut rows = Vec::new();
-    rows.extend(measure("etcd 3.4 (loopback)", Arc::new(common::etcd_coord(&etcd).await), n).await);
+    rows.extend(
+        measure(
+            "etcd 3.4 (loopback)",
+            Arc::new(common::etcd_coord(&etcd).await),
+            n,
+        )
+        .await,
+    );
     let (local, _dir) = common::local_coord();
     rows.extend(measure("object store: LocalFileSystem", Arc::new(local), n).await);
-    rows.extend(measure("object store: InMemory", Arc::new(common::memory_coord()), n).await);
+    rows.extend(
+        measure(
+            "object store: InMemory",
+            Arc::new(common::memory_coord()),
+            n,
+        )
+        .await,
+    );
 
     println!("| backend | operation | n | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");

@@ -182,7 +182,8 @@ mod tests {
                 let a = assign(&nodes, &p, &start);
                 assert_balanced(&a, &nodes, p.len());
                 let on_one = start.values().filter(|n| **n == 1).count();
-                let share = p.len() / nodes.len() + usize::from(p.len() % nodes.len() > 0);
+                let share =
+                    p.len() / nodes.len() + usize::from(!p.len().is_multiple_of(nodes.len()));
                 let expected = p.len() - on_one.min(share);
                 assert_eq!(
                     moves(&start, &a).len(),

@@ -24,7 +24,13 @@ async fn membership(c: Dyn) {
     }
     let a = c.join(node(1), quick()).await.expect("1 joins");
     let b = c.join(node(2), quick()).await.expect("2 joins");
-    let ids: Vec<i32> = c.members().await.expect("members").iter().map(|m| m.node.node_id).collect();
+    let ids: Vec<i32> = c
+        .members()
+        .await
+        .expect("members")
+        .iter()
+        .map(|m| m.node.node_id)
+        .collect();
     assert_eq!(ids, vec![1, 2]);
     let member = c.members().await.expect("members").remove(0);
     assert_eq!(member.node, node(1));
@@ -48,7 +54,13 @@ async fn membership(c: Dyn) {
             break;
         }
     }
-    let ids: Vec<i32> = c.members().await.expect("members").iter().map(|m| m.node.node_id).collect();
+    let ids: Vec<i32> = c
+        .members()
+        .await
+        .expect("members")
+        .iter()
+        .map(|m| m.node.node_id)
+        .collect();
     assert_eq!(ids, vec![1]);
     // Node 2 can come back at once after a clean leave.
     let b2 = c.join(node(2), quick()).await.expect("2 rejoins");
@@ -114,23 +126,45 @@ async fn handover_and_forced_takeover(c: Dyn) {
     // Clean handover by the leader: a stops at once, b needs no wait.
     let l = c.transfer(&a, &tp, Some(1), 2).await.expect("handover");
     assert_eq!((l.node, l.epoch, l.fence_wait_ms), (2, 2, 0));
-    assert!(a.check(&tp, 1).is_err(), "the old leader stops before the write");
+    assert!(
+        a.check(&tp, 1).is_err(),
+        "the old leader stops before the write"
+    );
     b.refresh().await.expect("b learns");
-    b.check(&tp, 2).expect("b leads at once after a clean handover");
+    b.check(&tp, 2)
+        .expect("b leads at once after a clean handover");
     // A stale expectation loses.
-    assert!(matches!(c.transfer(&a, &tp, Some(1), 3).await, Err(CoordError::Conflict { .. })));
-    assert!(matches!(c.transfer(&a, &tp, None, 9).await, Err(CoordError::UnknownNode { node: 9 })));
+    assert!(matches!(
+        c.transfer(&a, &tp, Some(1), 3).await,
+        Err(CoordError::Conflict { .. })
+    ));
+    assert!(matches!(
+        c.transfer(&a, &tp, None, 9).await,
+        Err(CoordError::UnknownNode { node: 9 })
+    ));
 
     // Forced takeover by node 3 while b lives: 3 waits out b's validity.
     let forced = c.transfer(&cc, &tp, Some(2), 3).await.expect("forced");
     assert_eq!(forced.epoch, 3);
     assert_eq!(forced.fence_wait_ms, 1500);
-    assert!(matches!(cc.check(&tp, 3), Err(CoordError::Unconfirmed { .. })));
+    assert!(matches!(
+        cc.check(&tp, 3),
+        Err(CoordError::Unconfirmed { .. })
+    ));
     // Until b's view learns of it, b may still pass — but never once cc does.
     let t0 = std::time::Instant::now();
-    cc.wait_usable(&tp, 3, Duration::from_secs(5)).await.expect("usable after the wait");
-    assert!(t0.elapsed() >= Duration::from_millis(1400), "waited {:?}", t0.elapsed());
-    assert!(b.check(&tp, 2).is_err(), "b is fenced by the time 3 acknowledges");
+    cc.wait_usable(&tp, 3, Duration::from_secs(5))
+        .await
+        .expect("usable after the wait");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1400),
+        "waited {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        b.check(&tp, 2).is_err(),
+        "b is fenced by the time 3 acknowledges"
+    );
 }
 
 async fn concurrent_acquirers_get_growing_epochs(c: Dyn) {
@@ -144,7 +178,9 @@ async fn concurrent_acquirers_get_growing_epochs(c: Dyn) {
         let mut tasks = Vec::new();
         for s in &sessions {
             let (c, s, tp) = (c.clone(), s.clone(), tp.clone());
-            tasks.push(tokio::spawn(async move { c.acquire(&s, &tp).await.map(|l| (s, l)) }));
+            tasks.push(tokio::spawn(async move {
+                c.acquire(&s, &tp).await.map(|l| (s, l))
+            }));
         }
         let mut winners = Vec::new();
         for t in tasks {
@@ -163,7 +199,10 @@ async fn concurrent_acquirers_get_growing_epochs(c: Dyn) {
         epochs.push(l.epoch);
         c.release(&s, &tp, l.epoch).await.expect("release");
     }
-    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "epochs only grow: {epochs:?}");
+    assert!(
+        epochs.windows(2).all(|w| w[0] < w[1]),
+        "epochs only grow: {epochs:?}"
+    );
 
     // Racing transfers naming the same epoch: exactly one lands.
     let l = c.acquire(&sessions[0], &tp).await.expect("acquire");
@@ -172,7 +211,9 @@ async fn concurrent_acquirers_get_growing_epochs(c: Dyn) {
         let (c, s, tp) = (c.clone(), s.clone(), tp.clone());
         let to = (i as i32 % 4) + 1;
         let e = l.epoch;
-        tasks.push(tokio::spawn(async move { c.transfer(&s, &tp, Some(e), to).await }));
+        tasks.push(tokio::spawn(async move {
+            c.transfer(&s, &tp, Some(e), to).await
+        }));
     }
     let mut ok = 0;
     for t in tasks {
@@ -196,70 +237,125 @@ async fn session_expiry_frees_leadership(c: Dyn) {
     // a freezes: no more renewals (a crashed or SIGSTOPped process).
     a.abandon();
     let started = std::time::Instant::now();
-    let got = wait_for("b to take over after a's session expires", Duration::from_secs(15), || {
-        let (c, b, a, tp) = (c.clone(), b.clone(), a.clone(), tp.clone());
-        async move {
-            match c.acquire(&b, &tp).await {
-                Ok(l) => {
-                    // Never two leaders: a's check fails by now.
-                    assert!(a.check(&tp, 1).is_err(), "a still passes while b took over");
-                    Some(l)
+    let got = wait_for(
+        "b to take over after a's session expires",
+        Duration::from_secs(15),
+        || {
+            let (c, b, a, tp) = (c.clone(), b.clone(), a.clone(), tp.clone());
+            async move {
+                match c.acquire(&b, &tp).await {
+                    Ok(l) => {
+                        // Never two leaders: a's check fails by now.
+                        assert!(a.check(&tp, 1).is_err(), "a still passes while b took over");
+                        Some(l)
+                    }
+                    Err(CoordError::HeldElsewhere { .. }) => {
+                        let _ = b.refresh().await;
+                        None
+                    }
+                    Err(e) => panic!("unexpected {e:?}"),
                 }
-                Err(CoordError::HeldElsewhere { .. }) => {
-                    let _ = b.refresh().await;
-                    None
-                }
-                Err(e) => panic!("unexpected {e:?}"),
             }
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(got.epoch, l.epoch + 1);
-    assert!(started.elapsed() >= Duration::from_secs(1), "not before the TTL: {:?}", started.elapsed());
-    let ids: Vec<i32> = c.members().await.expect("members").iter().map(|m| m.node.node_id).collect();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "not before the TTL: {:?}",
+        started.elapsed()
+    );
+    let ids: Vec<i32> = c
+        .members()
+        .await
+        .expect("members")
+        .iter()
+        .map(|m| m.node.node_id)
+        .collect();
     assert_eq!(ids, vec![2], "the expired node left the membership");
     // a's renewal finds its session gone and says so.
     match a.refresh().await {
         Err(CoordError::SessionLost { node, .. }) => assert_eq!(node, 1),
         other => panic!("expected SessionLost, got {other:?}"),
     }
-    assert!(matches!(a.check(&tp, 1), Err(CoordError::SessionLost { .. })));
-    b.wait_usable(&tp, got.epoch, Duration::from_secs(5)).await.expect("b serves");
+    assert!(matches!(
+        a.check(&tp, 1),
+        Err(CoordError::SessionLost { .. })
+    ));
+    b.wait_usable(&tp, got.epoch, Duration::from_secs(5))
+        .await
+        .expect("b serves");
 }
 
 async fn metadata(c: Dyn) {
     let mut watch = c.watch_meta("topics/").await.expect("watch");
     assert_eq!(next(&mut watch, T).await, Watched::Resync(vec![]));
     let k = vigil_coord::keys::meta::topic("orders");
-    let v1 = c.meta_put(&k, Bytes::from_static(b"id-1"), Expect::Absent).await.expect("create");
+    let v1 = c
+        .meta_put(&k, Bytes::from_static(b"id-1"), Expect::Absent)
+        .await
+        .expect("create");
     assert!(matches!(
-        c.meta_put(&k, Bytes::from_static(b"id-2"), Expect::Absent).await,
+        c.meta_put(&k, Bytes::from_static(b"id-2"), Expect::Absent)
+            .await,
         Err(CoordError::Conflict { .. })
     ));
     let got = c.meta_get(&k).await.expect("get").expect("present");
     assert_eq!((got.value.as_ref(), got.version), (&b"id-1"[..], v1));
-    let v2 = c.meta_put(&k, Bytes::from_static(b"id-2"), Expect::Version(v1)).await.expect("cas");
+    let v2 = c
+        .meta_put(&k, Bytes::from_static(b"id-2"), Expect::Version(v1))
+        .await
+        .expect("cas");
     assert!(v2 > v1);
     assert!(matches!(
-        c.meta_put(&k, Bytes::from_static(b"stale"), Expect::Version(v1)).await,
+        c.meta_put(&k, Bytes::from_static(b"stale"), Expect::Version(v1))
+            .await,
         Err(CoordError::Conflict { .. })
     ));
-    c.meta_put("topics/alerts", Bytes::from_static(b"a"), Expect::Any).await.expect("put");
-    c.meta_put("assignments/orders", Bytes::from_static(b"x"), Expect::Any).await.expect("put");
-    let keys: Vec<String> = c.meta_list("topics/").await.expect("list").into_iter().map(|v| v.key).collect();
+    c.meta_put("topics/alerts", Bytes::from_static(b"a"), Expect::Any)
+        .await
+        .expect("put");
+    c.meta_put("assignments/orders", Bytes::from_static(b"x"), Expect::Any)
+        .await
+        .expect("put");
+    let keys: Vec<String> = c
+        .meta_list("topics/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
     assert_eq!(keys, vec!["topics/alerts", "topics/orders"]);
-    let keys: Vec<String> = c.meta_list("topics/or").await.expect("list").into_iter().map(|v| v.key).collect();
+    let keys: Vec<String> = c
+        .meta_list("topics/or")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
     assert_eq!(keys, vec!["topics/orders"]);
-    assert!(matches!(c.meta_delete(&k, Expect::Version(v1)).await, Err(CoordError::Conflict { .. })));
-    c.meta_delete(&k, Expect::Version(v2)).await.expect("delete");
+    assert!(matches!(
+        c.meta_delete(&k, Expect::Version(v1)).await,
+        Err(CoordError::Conflict { .. })
+    ));
+    c.meta_delete(&k, Expect::Version(v2))
+        .await
+        .expect("delete");
     assert_eq!(c.meta_get(&k).await.expect("get"), None);
-    c.meta_delete(&k, Expect::Any).await.expect("deleting nothing");
-    assert!(matches!(c.meta_get("../x").await, Err(CoordError::Invalid { .. })));
+    c.meta_delete(&k, Expect::Any)
+        .await
+        .expect("deleting nothing");
+    assert!(matches!(
+        c.meta_get("../x").await,
+        Err(CoordError::Invalid { .. })
+    ));
 
     // The watch converges on the same state. The store backend polls, so
     // changes between two polls may merge (orders' create, update and
     // delete can vanish entirely); etcd reports each one.
-    c.meta_put("topics/zeta", Bytes::from_static(b"z"), Expect::Absent).await.expect("put");
+    c.meta_put("topics/zeta", Bytes::from_static(b"z"), Expect::Absent)
+        .await
+        .expect("put");
     let mut view = std::collections::BTreeMap::new();
     while !view.contains_key("topics/zeta") {
         match next(&mut watch, T).await {
@@ -275,7 +371,9 @@ async fn metadata(c: Dyn) {
     }
     let keys: Vec<&String> = view.keys().collect();
     assert_eq!(keys, vec!["topics/alerts", "topics/zeta"]);
-    c.meta_delete("topics/alerts", Expect::Any).await.expect("delete");
+    c.meta_delete("topics/alerts", Expect::Any)
+        .await
+        .expect("delete");
     loop {
         if let Watched::Change(MetaEvent::Deleted(key)) = next(&mut watch, T).await {
             assert_eq!(key, "topics/alerts");

@@ -36,9 +36,17 @@ async fn brokers_share_one_store(coords: Vec<StoreCoordinator>) {
         }
     }
     won.sort_by(|a, b| a.tp.cmp(&b.tp));
-    assert_eq!(won.len(), parts.len(), "each partition won exactly once: {won:?}");
+    assert_eq!(
+        won.len(),
+        parts.len(),
+        "each partition won exactly once: {won:?}"
+    );
     for c in &coords {
-        assert_eq!(c.leaders().await.expect("leaders"), won, "every broker sees the same leaders");
+        assert_eq!(
+            c.leaders().await.expect("leaders"),
+            won,
+            "every broker sees the same leaders"
+        );
     }
     for l in &won {
         let holder = &sessions[(l.node - 1) as usize];
@@ -53,23 +61,36 @@ async fn brokers_share_one_store(coords: Vec<StoreCoordinator>) {
     for l in &mine {
         let (c2, s2, f) = (coords[1].clone(), sessions[1].clone(), frozen.clone());
         let tp = l.tp.clone();
-        let got = wait_for("broker 2 to take a frozen broker's partition", Duration::from_secs(20), || {
-            let (c2, s2, f, tp) = (c2.clone(), s2.clone(), f.clone(), tp.clone());
-            async move {
-                match c2.acquire(&s2, &tp).await {
-                    Ok(n) => {
-                        assert!(f.check(&tp, l.epoch).is_err(), "the frozen broker still passes");
-                        Some(n)
+        let got = wait_for(
+            "broker 2 to take a frozen broker's partition",
+            Duration::from_secs(20),
+            || {
+                let (c2, s2, f, tp) = (c2.clone(), s2.clone(), f.clone(), tp.clone());
+                async move {
+                    match c2.acquire(&s2, &tp).await {
+                        Ok(n) => {
+                            assert!(
+                                f.check(&tp, l.epoch).is_err(),
+                                "the frozen broker still passes"
+                            );
+                            Some(n)
+                        }
+                        Err(CoordError::HeldElsewhere { .. }) => None,
+                        Err(e) => panic!("unexpected {e:?}"),
                     }
-                    Err(CoordError::HeldElsewhere { .. }) => None,
-                    Err(e) => panic!("unexpected {e:?}"),
                 }
-            }
-        })
+            },
+        )
         .await;
         assert_eq!((got.node, got.epoch), (2, l.epoch + 1));
     }
-    let ids: Vec<i32> = coords[2].members().await.expect("members").iter().map(|m| m.node.node_id).collect();
+    let ids: Vec<i32> = coords[2]
+        .members()
+        .await
+        .expect("members")
+        .iter()
+        .map(|m| m.node.node_id)
+        .collect();
     assert_eq!(ids, vec![2, 3]);
 }
 
@@ -78,7 +99,8 @@ async fn local_fs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let coords = (0..3)
         .map(|_| {
-            let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("store");
+            let fs =
+                object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("store");
             StoreCoordinator::new(Arc::new(fs), store_settings())
         })
         .collect();

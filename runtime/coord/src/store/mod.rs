@@ -309,7 +309,12 @@ impl SessionDriver for Driver {
         // version and the loser would take itself for reaped.
         let _one = self.renewing.lock().await;
         let v = self.version.load(Ordering::SeqCst);
-        if self.coord.kv().create(&self.key, v + 1, Some(&self.heartbeat)).await? {
+        if self
+            .coord
+            .kv()
+            .create(&self.key, v + 1, Some(&self.heartbeat))
+            .await?
+        {
             self.version.store(v + 1, Ordering::SeqCst);
             let hb: Heartbeat = decode("heartbeat", &self.key, &self.heartbeat)?;
             return Ok(Some(Duration::from_millis(hb.ttl_ms)));
@@ -321,7 +326,11 @@ impl SessionDriver for Driver {
             // retried request that landed twice). Catch up, renew next time.
             Some(Head { version, .. }) => {
                 self.version.fetch_max(version, Ordering::SeqCst);
-                Err(CoordError::store("put", &self.key, "heartbeat version moved on; catching up"))
+                Err(CoordError::store(
+                    "put",
+                    &self.key,
+                    "heartbeat version moved on; catching up",
+                ))
             }
         }
     }

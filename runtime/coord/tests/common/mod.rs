@@ -56,8 +56,18 @@ impl Etcd {
         let child = Command::new("etcd")
             .args(["--name", "n1", "--data-dir"])
             .arg(self.data_dir())
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("n1={peer}")])
             .stdout(Stdio::null())
             .stderr(log)
@@ -67,7 +77,9 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let ok = async {
-                let mut c = etcd_client::Client::connect([client.as_str()], None).await.ok()?;
+                let mut c = etcd_client::Client::connect([client.as_str()], None)
+                    .await
+                    .ok()?;
                 c.get("probe", None).await.ok()
             }
             .await
@@ -75,7 +87,11 @@ impl Etcd {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "etcd did not answer within 20 s; log: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not answer within 20 s; log: {}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -122,14 +138,18 @@ pub fn store_settings() -> StoreSettings {
 
 /// The object store backend on an InMemory store.
 pub fn memory_coord() -> StoreCoordinator {
-    StoreCoordinator::new(Arc::new(object_store::memory::InMemory::new()), store_settings())
+    StoreCoordinator::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        store_settings(),
+    )
 }
 
 /// The object store backend on a LocalFileSystem store (the directory lives
 /// as long as the returned guard).
 pub fn local_coord() -> (StoreCoordinator, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
+    let fs =
+        object_store::local::LocalFileSystem::new_with_prefix(dir.path()).expect("local store");
     (StoreCoordinator::new(Arc::new(fs), store_settings()), dir)
 }
 
@@ -158,7 +178,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -198,7 +221,12 @@ impl Seaweed {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {} (run scripts/install-test-deps.sh): {e}", python.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start {} (run scripts/install-test-deps.sh): {e}",
+                    python.display()
+                )
+            });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(90), lines.next_line())
