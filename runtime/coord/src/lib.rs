@@ -18,6 +18,7 @@
 pub mod error;
 pub mod etcd;
 pub mod keys;
+mod leadership;
 pub mod placement;
 pub mod session;
 pub mod store;

@@ -96,6 +96,18 @@ pub enum Expect {
     Version(u64),
 }
 
+impl Expect {
+    /// Whether a key whose current value has version `present` (`None`: no
+    /// value) satisfies the condition.
+    pub fn admits(self, present: Option<u64>) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Absent => present.is_none(),
+            Expect::Version(v) => present == Some(v),
+        }
+    }
+}
+
 /// A membership change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {

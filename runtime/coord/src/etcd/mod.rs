@@ -20,16 +20,13 @@ use tokio::sync::mpsc;
 
 use crate::error::{CoordError, Result};
 use crate::keys::{validate_meta_key, Keys};
+use crate::leadership::{self, MAX_CAS_ATTEMPTS};
 use crate::session::{Session, SessionDriver, SessionSettings};
 use crate::types::{
     Expect, Leader, LeaderEpoch, LeaderWatch, Member, MetaWatch, NodeId, NodeInfo, NodeWatch,
     TopicPartition, Versioned,
 };
 use crate::Coordinator;
-
-/// How many times a leadership change is retried when a concurrent writer
-/// won the compare-and-swap (each attempt re-reads first).
-const MAX_CAS_ATTEMPTS: usize = 32;
 
 /// Settings of the etcd backend.
 #[derive(Debug, Clone)]
@@ -232,14 +229,6 @@ impl EtcdCoordinator {
             Some(kv) => decode("member", &kv).map(Some),
         }
     }
-
-    fn cas_exhausted(tp: &TopicPartition) -> CoordError {
-        CoordError::Conflict {
-            key: tp.to_string(),
-            expected: "a quiet moment".to_string(),
-            found: format!("{MAX_CAS_ATTEMPTS} concurrent leadership changes in a row"),
-        }
-    }
 }
 
 struct Driver {
@@ -379,23 +368,9 @@ impl Coordinator for EtcdCoordinator {
             let started = Instant::now();
             let (epoch, epoch_rev) = self.epoch_of(tp).await?;
             if let Some((holder, _)) = self.holder_of(tp).await? {
-                if holder.session == session.id() {
-                    return Ok(holder);
-                }
-                return Err(CoordError::HeldElsewhere {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    leader: holder.node,
-                    epoch: holder.epoch,
-                });
+                return leadership::already_led(session, &holder);
             }
-            let leader = Leader {
-                tp: tp.clone(),
-                node: session.node().node_id,
-                epoch: epoch + 1,
-                session: session.id().to_string(),
-                fence_wait_ms: 0,
-            };
+            let leader = leadership::acquired(session, tp, epoch);
             match self.swap_leader(tp, epoch_rev, None, &leader).await {
                 Ok(true) => {
                     session.hold(&leader, started);
@@ -408,7 +383,7 @@ impl Coordinator for EtcdCoordinator {
                 Err(e) => return Err(e),
             }
         }
-        Err(Self::cas_exhausted(tp))
+        Err(leadership::cas_exhausted(&tp.to_string()))
     }
 
     async fn transfer(
@@ -425,32 +400,10 @@ impl Coordinator for EtcdCoordinator {
                 .await?
                 .ok_or(CoordError::UnknownNode { node: to })?;
             let (epoch, epoch_rev) = self.epoch_of(tp).await?;
-            if let Some(exp) = expected {
-                if exp != epoch {
-                    return Err(CoordError::Conflict {
-                        key: tp.to_string(),
-                        expected: format!("epoch {exp}"),
-                        found: format!("epoch {epoch}"),
-                    });
-                }
-            }
+            leadership::check_expected(tp, expected, epoch)?;
             let holder = self.holder_of(tp).await?;
-            let fence_wait = match &holder {
-                Some((h, _)) if h.session == by.id() => {
-                    // A clean handover: stop acknowledging before the write.
-                    by.relinquish(tp, h.epoch);
-                    Duration::ZERO
-                }
-                Some(_) => by.settings().validity,
-                None => Duration::ZERO,
-            };
-            let leader = Leader {
-                tp: tp.clone(),
-                node: to,
-                epoch: epoch + 1,
-                session: target.session.clone(),
-                fence_wait_ms: fence_wait.as_millis() as u64,
-            };
+            let live = holder.as_ref().map(|(h, _)| h);
+            let leader = leadership::transferred(by, tp, live, epoch, to, &target.session);
             match self
                 .swap_leader(tp, epoch_rev, holder.as_ref().map(|(_, r)| *r), &leader)
                 .await
@@ -462,16 +415,8 @@ impl Coordinator for EtcdCoordinator {
                     tracing::info!(%tp, to, epoch = leader.epoch, "leadership transferred");
                     return Ok(leader);
                 }
-                Ok(false) if expected.is_some() => {
-                    let (now, _) = self.epoch_of(tp).await?;
-                    if now != epoch {
-                        return Err(CoordError::Conflict {
-                            key: tp.to_string(),
-                            expected: format!("epoch {epoch}"),
-                            found: format!("epoch {now}"),
-                        });
-                    }
-                }
+                // Lost the race: re-read (and fail if the epoch moved on
+                // while the caller named one).
                 Ok(false) => {}
                 // The target's lease expired between reading it and writing.
                 Err(CoordError::SessionLost { .. }) => {
@@ -480,7 +425,7 @@ impl Coordinator for EtcdCoordinator {
                 Err(e) => return Err(e),
             }
         }
-        Err(Self::cas_exhausted(tp))
+        Err(leadership::cas_exhausted(&tp.to_string()))
     }
 
     async fn release(
@@ -605,19 +550,9 @@ fn meta_compare(full: &str, expect: Expect) -> Option<Compare> {
 
 impl EtcdCoordinator {
     async fn meta_conflict(&self, key: &str, expect: Expect) -> CoordError {
-        let found = match self.meta_get(key).await {
-            Ok(Some(v)) => format!("version {}", v.version),
-            Ok(None) => "no value".to_string(),
-            Err(e) => format!("unknown ({e})"),
-        };
-        CoordError::Conflict {
-            key: key.to_string(),
-            expected: match expect {
-                Expect::Any => "anything".to_string(),
-                Expect::Absent => "no value".to_string(),
-                Expect::Version(v) => format!("version {v}"),
-            },
-            found,
+        match self.meta_get(key).await {
+            Ok(found) => leadership::meta_conflict(key, expect, found.map(|v| v.version)),
+            Err(e) => e,
         }
     }
 }

@@ -20,32 +20,31 @@
 //! docs/design/0014-coordinator.md says when to use etcd instead.
 
 mod poll;
+mod sessions;
 pub(crate) mod versioned;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use object_store::ObjectStore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::error::{CoordError, Result};
 use crate::keys::{validate_meta_key, Keys};
+use crate::leadership::{self, MAX_CAS_ATTEMPTS};
 use crate::session::{Session, SessionDriver, SessionSettings};
 use crate::types::{
     Expect, Leader, LeaderEpoch, LeaderWatch, Member, MetaWatch, NodeId, NodeInfo, NodeWatch,
     TopicPartition, Versioned as Value,
 };
 use crate::Coordinator;
+use sessions::Observed;
 use versioned::{Head, Versioned};
-
-/// How many times a write is retried when a concurrent writer took the
-/// version first (each attempt re-reads).
-const MAX_CAS_ATTEMPTS: usize = 32;
 
 /// Settings of the object store backend.
 #[derive(Debug, Clone)]
@@ -63,22 +62,6 @@ impl Default for StoreSettings {
             poll_interval: Duration::from_millis(500),
         }
     }
-}
-
-/// A heartbeat's content.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Heartbeat {
-    node: NodeId,
-    ttl_ms: u64,
-}
-
-/// What this process has seen of one session.
-#[derive(Debug, Clone)]
-struct Observed {
-    version: u64,
-    since: Instant,
-    ttl: Duration,
-    dead: bool,
 }
 
 struct Inner {
@@ -129,73 +112,6 @@ impl StoreCoordinator {
 
     fn keys(&self) -> &Keys {
         &self.inner.keys
-    }
-
-    /// The sessions alive as far as this process can tell, reaping those
-    /// it has seen unrenewed for their TTL.
-    async fn live_sessions(&self) -> Result<HashSet<String>> {
-        let prefix = self.keys().sessions();
-        let newest = self.kv().newest(&prefix).await?;
-        let listed_at = Instant::now();
-        let mut alive = HashSet::new();
-        for (key, version) in newest {
-            let Some(sid) = self.keys().parse_session(&key).map(str::to_string) else {
-                continue;
-            };
-            let known = self.inner.observed.lock().get(&sid).cloned();
-            let obs = match known {
-                Some(o) if o.version == version => o,
-                _ => {
-                    let Some(head) = self.kv().read_version(&key, version).await? else {
-                        // Pruned under us: it was renewed; see it next time.
-                        alive.insert(sid);
-                        continue;
-                    };
-                    let o = match head.value {
-                        None => Observed {
-                            version,
-                            since: listed_at,
-                            ttl: Duration::ZERO,
-                            dead: true,
-                        },
-                        Some(v) => {
-                            let hb: Heartbeat = decode("heartbeat", &key, &v)?;
-                            Observed {
-                                version,
-                                since: listed_at,
-                                ttl: Duration::from_millis(hb.ttl_ms),
-                                dead: false,
-                            }
-                        }
-                    };
-                    self.inner.observed.lock().insert(sid.clone(), o.clone());
-                    o
-                }
-            };
-            if obs.dead {
-                continue;
-            }
-            if listed_at.duration_since(obs.since) <= obs.ttl {
-                alive.insert(sid);
-                continue;
-            }
-            // Unrenewed for its TTL: reap it, racing its renewal.
-            if self.kv().create(&key, version + 1, None).await? {
-                tracing::warn!(session = %sid, "reaped an expired coordinator session");
-                self.inner.observed.lock().insert(
-                    sid,
-                    Observed {
-                        version: version + 1,
-                        since: listed_at,
-                        ttl: Duration::ZERO,
-                        dead: true,
-                    },
-                );
-            } else {
-                alive.insert(sid);
-            }
-        }
-        Ok(alive)
     }
 
     async fn head_of<T: serde::de::DeserializeOwned>(
@@ -267,85 +183,41 @@ impl StoreCoordinator {
         Ok((version, rec, live))
     }
 
-    fn cas_exhausted(key: &str) -> CoordError {
-        CoordError::Conflict {
-            key: key.to_string(),
-            expected: "a quiet moment".to_string(),
-            found: format!("{MAX_CAS_ATTEMPTS} concurrent writes in a row"),
-        }
+    /// Writes a partition's leader record as version `version + 1`.
+    async fn write_leader(&self, key: &str, version: u64, leader: &Leader) -> Result<bool> {
+        let body = encode("leader", key, leader)?;
+        self.kv().create(key, version + 1, Some(&body)).await
     }
 
-    fn conflict(key: &str, expect: Expect, found: &Option<Head>) -> CoordError {
-        CoordError::Conflict {
-            key: key.to_string(),
-            expected: match expect {
-                Expect::Any => "anything".to_string(),
-                Expect::Absent => "no value".to_string(),
-                Expect::Version(v) => format!("version {v}"),
-            },
-            found: match found {
-                Some(Head {
-                    version,
-                    value: Some(_),
-                }) => format!("version {version}"),
-                _ => "no value".to_string(),
-            },
-        }
-    }
-}
-
-struct Driver {
-    coord: StoreCoordinator,
-    key: String,
-    heartbeat: Vec<u8>,
-    version: AtomicU64,
-    renewing: tokio::sync::Mutex<()>,
-}
-
-#[async_trait]
-impl SessionDriver for Driver {
-    async fn renew(&self, _session: &str) -> Result<Option<Duration>> {
-        // One renewal at a time: two would race each other for the next
-        // version and the loser would take itself for reaped.
-        let _one = self.renewing.lock().await;
-        let v = self.version.load(Ordering::SeqCst);
-        if self
-            .coord
-            .kv()
-            .create(&self.key, v + 1, Some(&self.heartbeat))
-            .await?
-        {
-            self.version.store(v + 1, Ordering::SeqCst);
-            let hb: Heartbeat = decode("heartbeat", &self.key, &self.heartbeat)?;
-            return Ok(Some(Duration::from_millis(hb.ttl_ms)));
-        }
-        match self.coord.kv().head(&self.key).await? {
-            // A reaper wrote the deletion: the session is gone.
-            None | Some(Head { value: None, .. }) => Ok(None),
-            // Only this session writes heartbeats: a newer one is ours (a
-            // retried request that landed twice). Catch up, renew next time.
-            Some(Head { version, .. }) => {
-                self.version.fetch_max(version, Ordering::SeqCst);
-                Err(CoordError::store(
-                    "put",
-                    &self.key,
-                    "heartbeat version moved on; catching up",
-                ))
+    /// Writes (`Some`) or deletes (`None`) a metadata value under `expect`;
+    /// returns the new version (unchanged for deleting nothing).
+    async fn meta_write(&self, key: &str, value: Option<Bytes>, expect: Expect) -> Result<u64> {
+        validate_meta_key(key)?;
+        let full = self.keys().meta(key);
+        let present =
+            |h: &Option<Head>| h.as_ref().filter(|h| h.value.is_some()).map(|h| h.version);
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let head = self.kv().head(&full).await?;
+            if !expect.admits(present(&head)) {
+                return Err(leadership::meta_conflict(key, expect, present(&head)));
+            }
+            let version = head.as_ref().map_or(0, |h| h.version);
+            if value.is_none() && present(&head).is_none() {
+                return Ok(version);
+            }
+            if self
+                .kv()
+                .create(&full, version + 1, value.as_deref())
+                .await?
+            {
+                return Ok(version + 1);
+            }
+            if expect != Expect::Any {
+                let now = self.kv().head(&full).await?;
+                return Err(leadership::meta_conflict(key, expect, present(&now)));
             }
         }
-    }
-
-    async fn leaders(&self) -> Result<Vec<Leader>> {
-        self.coord.leaders().await
-    }
-
-    async fn end(&self, _session: &str) -> Result<()> {
-        let v = self.version.load(Ordering::SeqCst);
-        self.coord
-            .kv()
-            .create(&self.key, v + 1, None)
-            .await
-            .map(|_| ())
+        Err(leadership::cas_exhausted(key))
     }
 }
 
@@ -376,31 +248,7 @@ impl Coordinator for StoreCoordinator {
                 _ => break version,
             }
         };
-        let sid = uuid::Uuid::new_v4().simple().to_string();
-        let hb_key = self.keys().session(&sid);
-        let heartbeat = encode(
-            "heartbeat",
-            &hb_key,
-            &Heartbeat {
-                node: node.node_id,
-                ttl_ms: settings.ttl.as_millis() as u64,
-            },
-        )?;
-        let started = Instant::now();
-        if !self.kv().create(&hb_key, 1, Some(&heartbeat)).await? {
-            return Err(CoordError::store(
-                "put",
-                &hb_key,
-                "a fresh session id was already taken",
-            ));
-        }
-        let driver = Arc::new(Driver {
-            coord: self.clone(),
-            key: hb_key,
-            heartbeat,
-            version: AtomicU64::new(1),
-            renewing: tokio::sync::Mutex::new(()),
-        });
+        let (sid, driver, started) = self.start_session(&node, settings).await?;
         let member = Member {
             node: node.clone(),
             session: sid.clone(),
@@ -465,33 +313,15 @@ impl Coordinator for StoreCoordinator {
             let started = Instant::now();
             let (version, rec, live) = self.partition(tp).await?;
             if let Some(l) = rec.as_ref().filter(|_| live) {
-                if l.session == session.id() {
-                    return Ok(l.clone());
-                }
-                return Err(CoordError::HeldElsewhere {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    leader: l.node,
-                    epoch: l.epoch,
-                });
+                return leadership::already_led(session, l);
             }
-            let leader = Leader {
-                tp: tp.clone(),
-                node: session.node().node_id,
-                epoch: rec.map_or(0, |l| l.epoch) + 1,
-                session: session.id().to_string(),
-                fence_wait_ms: 0,
-            };
-            if self
-                .kv()
-                .create(&key, version + 1, Some(&encode("leader", &key, &leader)?))
-                .await?
-            {
+            let leader = leadership::acquired(session, tp, rec.map_or(0, |l| l.epoch));
+            if self.write_leader(&key, version, &leader).await? {
                 session.hold(&leader, started);
                 return Ok(leader);
             }
         }
-        Err(Self::cas_exhausted(&key))
+        Err(leadership::cas_exhausted(&key))
     }
 
     async fn transfer(
@@ -510,33 +340,10 @@ impl Coordinator for StoreCoordinator {
                 .ok_or(CoordError::UnknownNode { node: to })?;
             let (version, rec, live) = self.partition(tp).await?;
             let epoch = rec.as_ref().map_or(0, |l| l.epoch);
-            if let Some(exp) = expected.filter(|e| *e != epoch) {
-                return Err(CoordError::Conflict {
-                    key: tp.to_string(),
-                    expected: format!("epoch {exp}"),
-                    found: format!("epoch {epoch}"),
-                });
-            }
-            let fence_wait = match rec.as_ref().filter(|_| live) {
-                Some(l) if l.session == by.id() => {
-                    by.relinquish(tp, l.epoch);
-                    Duration::ZERO
-                }
-                Some(_) => by.settings().validity,
-                None => Duration::ZERO,
-            };
-            let leader = Leader {
-                tp: tp.clone(),
-                node: to,
-                epoch: epoch + 1,
-                session: target.session.clone(),
-                fence_wait_ms: fence_wait.as_millis() as u64,
-            };
-            if self
-                .kv()
-                .create(&key, version + 1, Some(&encode("leader", &key, &leader)?))
-                .await?
-            {
+            leadership::check_expected(tp, expected, epoch)?;
+            let live = rec.as_ref().filter(|_| live);
+            let leader = leadership::transferred(by, tp, live, epoch, to, &target.session);
+            if self.write_leader(&key, version, &leader).await? {
                 if target.session == by.id() {
                     by.hold(&leader, started);
                 }
@@ -544,7 +351,7 @@ impl Coordinator for StoreCoordinator {
                 return Ok(leader);
             }
         }
-        Err(Self::cas_exhausted(&key))
+        Err(leadership::cas_exhausted(&key))
     }
 
     async fn release(
@@ -636,63 +443,11 @@ impl Coordinator for StoreCoordinator {
     }
 
     async fn meta_put(&self, key: &str, value: Bytes, expect: Expect) -> Result<u64> {
-        validate_meta_key(key)?;
-        let full = self.keys().meta(key);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let head = self.kv().head(&full).await?;
-            let present = head
-                .as_ref()
-                .filter(|h| h.value.is_some())
-                .map(|h| h.version);
-            let ok = match expect {
-                Expect::Any => true,
-                Expect::Absent => present.is_none(),
-                Expect::Version(v) => present == Some(v),
-            };
-            if !ok {
-                return Err(Self::conflict(key, expect, &head));
-            }
-            let next = head.as_ref().map_or(0, |h| h.version) + 1;
-            if self.kv().create(&full, next, Some(&value)).await? {
-                return Ok(next);
-            }
-            if expect != Expect::Any {
-                let now = self.kv().head(&full).await?;
-                return Err(Self::conflict(key, expect, &now));
-            }
-        }
-        Err(Self::cas_exhausted(key))
+        self.meta_write(key, Some(value), expect).await
     }
 
     async fn meta_delete(&self, key: &str, expect: Expect) -> Result<()> {
-        validate_meta_key(key)?;
-        let full = self.keys().meta(key);
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            let head = self.kv().head(&full).await?;
-            let present = head
-                .as_ref()
-                .filter(|h| h.value.is_some())
-                .map(|h| h.version);
-            let ok = match expect {
-                Expect::Any => true,
-                Expect::Absent => present.is_none(),
-                Expect::Version(v) => present == Some(v),
-            };
-            if !ok {
-                return Err(Self::conflict(key, expect, &head));
-            }
-            let Some(version) = present else {
-                return Ok(());
-            };
-            if self.kv().create(&full, version + 1, None).await? {
-                return Ok(());
-            }
-            if expect != Expect::Any {
-                let now = self.kv().head(&full).await?;
-                return Err(Self::conflict(key, expect, &now));
-            }
-        }
-        Err(Self::cas_exhausted(key))
+        self.meta_write(key, None, expect).await.map(|_| ())
     }
 
     async fn watch_meta(&self, prefix: &str) -> Result<mpsc::Receiver<MetaWatch>> {
