@@ -24,13 +24,7 @@ async fn membership(c: Dyn) {
     }
     let a = c.join(node(1), quick()).await.expect("1 joins");
     let b = c.join(node(2), quick()).await.expect("2 joins");
-    let ids: Vec<i32> = c
-        .members()
-        .await
-        .expect("members")
-        .iter()
-        .map(|m| m.node.node_id)
-        .collect();
+    let ids = member_ids(c.as_ref()).await;
     assert_eq!(ids, vec![1, 2]);
     let member = c.members().await.expect("members").remove(0);
     assert_eq!(member.node, node(1));
@@ -54,13 +48,7 @@ async fn membership(c: Dyn) {
             break;
         }
     }
-    let ids: Vec<i32> = c
-        .members()
-        .await
-        .expect("members")
-        .iter()
-        .map(|m| m.node.node_id)
-        .collect();
+    let ids = member_ids(c.as_ref()).await;
     assert_eq!(ids, vec![1]);
     // Node 2 can come back at once after a clean leave.
     let b2 = c.join(node(2), quick()).await.expect("2 rejoins");
@@ -237,41 +225,15 @@ async fn session_expiry_frees_leadership(c: Dyn) {
     // a freezes: no more renewals (a crashed or SIGSTOPped process).
     a.abandon();
     let started = std::time::Instant::now();
-    let got = wait_for(
-        "b to take over after a's session expires",
-        Duration::from_secs(15),
-        || {
-            let (c, b, a, tp) = (c.clone(), b.clone(), a.clone(), tp.clone());
-            async move {
-                match c.acquire(&b, &tp).await {
-                    Ok(l) => {
-                        // Never two leaders: a's check fails by now.
-                        assert!(a.check(&tp, 1).is_err(), "a still passes while b took over");
-                        Some(l)
-                    }
-                    Err(CoordError::HeldElsewhere { .. }) => {
-                        let _ = b.refresh().await;
-                        None
-                    }
-                    Err(e) => panic!("unexpected {e:?}"),
-                }
-            }
-        },
-    )
-    .await;
+    let got =
+        take_over_from_frozen(c.as_ref(), &b, &a, &tp, l.epoch, Duration::from_secs(15)).await;
     assert_eq!(got.epoch, l.epoch + 1);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "not before the TTL: {:?}",
         started.elapsed()
     );
-    let ids: Vec<i32> = c
-        .members()
-        .await
-        .expect("members")
-        .iter()
-        .map(|m| m.node.node_id)
-        .collect();
+    let ids = member_ids(c.as_ref()).await;
     assert_eq!(ids, vec![2], "the expired node left the membership");
     // a's renewal finds its session gone and says so.
     match a.refresh().await {

@@ -59,38 +59,18 @@ async fn brokers_share_one_store(coords: Vec<StoreCoordinator>) {
     let mine: Vec<_> = won.iter().filter(|l| l.node == 1).cloned().collect();
     frozen.abandon();
     for l in &mine {
-        let (c2, s2, f) = (coords[1].clone(), sessions[1].clone(), frozen.clone());
-        let tp = l.tp.clone();
-        let got = wait_for(
-            "broker 2 to take a frozen broker's partition",
+        let got = take_over_from_frozen(
+            &coords[1],
+            &sessions[1],
+            frozen,
+            &l.tp,
+            l.epoch,
             Duration::from_secs(20),
-            || {
-                let (c2, s2, f, tp) = (c2.clone(), s2.clone(), f.clone(), tp.clone());
-                async move {
-                    match c2.acquire(&s2, &tp).await {
-                        Ok(n) => {
-                            assert!(
-                                f.check(&tp, l.epoch).is_err(),
-                                "the frozen broker still passes"
-                            );
-                            Some(n)
-                        }
-                        Err(CoordError::HeldElsewhere { .. }) => None,
-                        Err(e) => panic!("unexpected {e:?}"),
-                    }
-                }
-            },
         )
         .await;
         assert_eq!((got.node, got.epoch), (2, l.epoch + 1));
     }
-    let ids: Vec<i32> = coords[2]
-        .members()
-        .await
-        .expect("members")
-        .iter()
-        .map(|m| m.node.node_id)
-        .collect();
+    let ids = member_ids(&coords[2]).await;
     assert_eq!(ids, vec![2, 3]);
 }
 

@@ -497,38 +497,15 @@ impl Coordinator for EtcdCoordinator {
     }
 
     async fn meta_put(&self, key: &str, value: Bytes, expect: Expect) -> Result<u64> {
-        validate_meta_key(key)?;
         let full = self.keys.meta(key);
-        let mut txn = Txn::new();
-        if let Some(cmp) = meta_compare(&full, expect) {
-            txn = txn.when([cmp]);
-        }
-        let resp = self
-            .txn(
-                &full,
-                txn.and_then([TxnOp::put(full.clone(), value.to_vec(), None)]),
-            )
-            .await?;
-        if !resp.succeeded() {
-            return Err(self.meta_conflict(key, expect).await);
-        }
+        let op = TxnOp::put(full, value.to_vec(), None);
+        let resp = self.meta_txn(key, op, expect).await?;
         Ok(resp.header().map_or(0, |h| h.revision()) as u64)
     }
 
     async fn meta_delete(&self, key: &str, expect: Expect) -> Result<()> {
-        validate_meta_key(key)?;
-        let full = self.keys.meta(key);
-        let mut txn = Txn::new();
-        if let Some(cmp) = meta_compare(&full, expect) {
-            txn = txn.when([cmp]);
-        }
-        let resp = self
-            .txn(&full, txn.and_then([TxnOp::delete(full.clone(), None)]))
-            .await?;
-        if !resp.succeeded() {
-            return Err(self.meta_conflict(key, expect).await);
-        }
-        Ok(())
+        let op = TxnOp::delete(self.keys.meta(key), None);
+        self.meta_txn(key, op, expect).await.map(|_| ())
     }
 
     async fn watch_meta(&self, prefix: &str) -> Result<mpsc::Receiver<MetaWatch>> {
@@ -549,6 +526,26 @@ fn meta_compare(full: &str, expect: Expect) -> Option<Compare> {
 }
 
 impl EtcdCoordinator {
+    /// Runs `op` on metadata key `key` if `expect` holds.
+    async fn meta_txn(
+        &self,
+        key: &str,
+        op: TxnOp,
+        expect: Expect,
+    ) -> Result<etcd_client::TxnResponse> {
+        validate_meta_key(key)?;
+        let full = self.keys.meta(key);
+        let mut txn = Txn::new();
+        if let Some(cmp) = meta_compare(&full, expect) {
+            txn = txn.when([cmp]);
+        }
+        let resp = self.txn(&full, txn.and_then([op])).await?;
+        if !resp.succeeded() {
+            return Err(self.meta_conflict(key, expect).await);
+        }
+        Ok(resp)
+    }
+
     async fn meta_conflict(&self, key: &str, expect: Expect) -> CoordError {
         match self.meta_get(key).await {
             Ok(found) => leadership::meta_conflict(key, expect, found.map(|v| v.version)),

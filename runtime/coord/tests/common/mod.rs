@@ -194,6 +194,45 @@ pub async fn next<T>(rx: &mut tokio::sync::mpsc::Receiver<T>, within: Duration) 
         .expect("the watch is open")
 }
 
+/// Node ids of the live members, ascending.
+pub async fn member_ids(c: &dyn Coordinator) -> Vec<i32> {
+    let members = c.members().await.expect("members");
+    members.iter().map(|m| m.node.node_id).collect()
+}
+
+/// Keeps trying to acquire `tp` for `session` (at most `within`) while its
+/// leader is `frozen` (a session that stopped renewing); whenever it
+/// succeeds, `frozen` must already fail its check at `epoch`: never two
+/// leaders that both pass.
+pub async fn take_over_from_frozen(
+    c: &dyn Coordinator,
+    session: &vigil_coord::Session,
+    frozen: &vigil_coord::Session,
+    tp: &vigil_coord::TopicPartition,
+    epoch: i32,
+    within: Duration,
+) -> vigil_coord::Leader {
+    let deadline = Instant::now() + within;
+    loop {
+        match c.acquire(session, tp).await {
+            Ok(l) => {
+                assert!(
+                    frozen.check(tp, epoch).is_err(),
+                    "the frozen leader still passes its check"
+                );
+                return l;
+            }
+            Err(vigil_coord::CoordError::HeldElsewhere { .. }) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover of {tp} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Anything implementing the trait, boxed, for the shared suite.
 pub type Dyn = Arc<dyn Coordinator>;
 
