@@ -2,7 +2,8 @@
 //! by side: acquire (a vacant partition), check (the per-ack "still leader
 //! at epoch E?" question), transfer (a clean handover to another node).
 //!
-//! Starts its own etcd on loopback (Debian `etcd-server`). Run:
+//! Starts its own etcd (Debian `etcd-server`) and SeaweedFS (target/test-venv,
+//! both from scripts/install-test-deps.sh) on loopback. Run:
 //!
 //!     cargo run --release -p vigil-coord --example coord_bench [-- N]
 //!
@@ -113,6 +114,9 @@ async fn main() {
         )
         .await,
     );
+    let s3 = common::Seaweed::start().await;
+    let seaweed = Arc::new(s3.coord());
+    rows.extend(measure("object store: SeaweedFS (loopback S3)", seaweed, n).await);
 
     println!("| backend | operation | n | p50 | p99 |");
     println!("|---|---|---:|---:|---:|");
