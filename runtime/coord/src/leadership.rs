@@ -1,7 +1,7 @@
 //! Leadership and compare-and-swap rules both backends share, so that they
 //! decide the same way and only differ in how they store the result.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::CoordError;
 use crate::session::Session;
@@ -21,9 +21,16 @@ pub(crate) fn cas_exhausted(key: &str) -> CoordError {
 }
 
 /// What `acquire` answers when the partition has a live leader: that
-/// leadership if it is the caller's own, `HeldElsewhere` otherwise.
-pub(crate) fn already_led(session: &Session, live: &Leader) -> Result<Leader, CoordError> {
+/// leadership if it is the caller's own (held again locally, e.g. after a
+/// release that did not reach the backend; the read that showed it started
+/// after `started`), `HeldElsewhere` otherwise.
+pub(crate) fn already_led(
+    session: &Session,
+    live: &Leader,
+    started: Instant,
+) -> Result<Leader, CoordError> {
     if live.session == session.id() {
+        session.hold(live, started);
         return Ok(live.clone());
     }
     Err(CoordError::HeldElsewhere {

@@ -310,6 +310,18 @@ impl Session {
     pub(crate) fn hold(&self, leader: &Leader, op_started: Instant) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
+        inner
+            .relinquished
+            .remove(&(leader.tp.clone(), leader.epoch));
+        if let Some(h) = inner.held.get_mut(&leader.tp) {
+            if h.epoch == leader.epoch {
+                // Already held (an idempotent acquire): refresh, keeping the
+                // takeover wait it started with.
+                h.confirmed = h.confirmed.max(op_started);
+                h.set_at = now;
+                return;
+            }
+        }
         inner.held.insert(
             leader.tp.clone(),
             Held {

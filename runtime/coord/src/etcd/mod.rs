@@ -302,6 +302,18 @@ impl Coordinator for EtcdCoordinator {
     async fn join(&self, node: NodeInfo, settings: SessionSettings) -> Result<Arc<Session>> {
         settings.validate()?;
         let key = self.keys.member(node.node_id);
+        // A previous life of this node id may still be renewing, or may have
+        // crashed: wait up to one TTL for its lease to expire before refusing.
+        let deadline = Instant::now() + settings.ttl + Duration::from_secs(1);
+        while let Some(m) = self.member(node.node_id).await? {
+            if Instant::now() >= deadline {
+                return Err(CoordError::DuplicateNode {
+                    node: node.node_id,
+                    session: m.session,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let started = Instant::now();
         let mut c = self.client.clone();
         let grant = c
@@ -368,7 +380,7 @@ impl Coordinator for EtcdCoordinator {
             let started = Instant::now();
             let (epoch, epoch_rev) = self.epoch_of(tp).await?;
             if let Some((holder, _)) = self.holder_of(tp).await? {
-                return leadership::already_led(session, &holder);
+                return leadership::already_led(session, &holder, started);
             }
             let leader = leadership::acquired(session, tp, epoch);
             match self.swap_leader(tp, epoch_rev, None, &leader).await {

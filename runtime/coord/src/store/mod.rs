@@ -313,7 +313,7 @@ impl Coordinator for StoreCoordinator {
             let started = Instant::now();
             let (version, rec, live) = self.partition(tp).await?;
             if let Some(l) = rec.as_ref().filter(|_| live) {
-                return leadership::already_led(session, l);
+                return leadership::already_led(session, l, started);
             }
             let leader = leadership::acquired(session, tp, rec.map_or(0, |l| l.epoch));
             if self.write_leader(&key, version, &leader).await? {
