@@ -565,3 +565,30 @@ impl EtcdCoordinator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_urls_parse() {
+        let s = EtcdSettings::from_url("etcd://127.0.0.1:2379,10.0.0.2:2379").expect("url");
+        assert_eq!(
+            s.endpoints,
+            vec!["http://127.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(s.root, "/vigil");
+        let s = EtcdSettings::from_url("etcd://h:1/prod/c1").expect("url");
+        assert_eq!((s.endpoints.len(), s.root.as_str()), (1, "/prod/c1"));
+        assert!(EtcdSettings::from_url("http://h:1").is_err());
+        assert!(EtcdSettings::from_url("etcd://").is_err());
+    }
+
+    #[test]
+    fn session_ids_round_trip_lease_ids() {
+        for id in [1i64, 0x7fff_ffff_ffff_ffff, 694_206_942_069] {
+            assert_eq!(parse_lease(&lease_hex(id)).expect("parse"), id);
+        }
+        assert!(parse_lease("not-hex").is_err());
+    }
+}
