@@ -414,3 +414,66 @@ async fn produce_batches_over_max_message_bytes_get_message_too_large() {
     );
     broker.shutdown().await;
 }
+
+/// Issue 11 item 9: a client that pipelines a long poll and then fetches of
+/// available data, and never reads its answers, used to make the broker hold
+/// every answer queued behind the long poll (responses go out in order): up
+/// to max-in-flight (64) encoded responses of fetch-max-bytes each. Now the
+/// fetches of one connection hold at most fetch-max-bytes of responses
+/// between them (the next one waits until earlier answers are written).
+#[tokio::test]
+async fn fetches_queued_behind_a_long_poll_hold_at_most_fetch_max_bytes() {
+    const FETCH_MAX: usize = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start_with(dir.path(), |s| s.server.fetch_max_bytes = FETCH_MAX).await;
+    let mut admin = Client::connect(broker.kafka_addr).await;
+    create_topic(&mut admin, "quiet", &[]).await;
+    create_topic(&mut admin, "plenty", &[]).await;
+    for _ in 0..16 {
+        assert_eq!(produce(&mut admin, "plenty", batch(128, 1_000)).await, 0);
+    }
+    // A 5 s long poll, then 63 fetches answered with FETCH_MAX bytes each:
+    // 63 MiB queued behind the long poll if the broker computed them all.
+    let mut frames =
+        request_frame(ApiKey::Fetch, 12, 1, &fetch("quiet", 0, 5_000, 1 << 20)).to_vec();
+    for id in 2..=64 {
+        frames.extend_from_slice(&request_frame(
+            ApiKey::Fetch,
+            12,
+            id,
+            &fetch("plenty", 0, 0, 1 << 20),
+        ));
+    }
+    let mut c = Client::connect(broker.kafka_addr).await;
+    c.send_raw(&frames).await;
+    wait_until("64 fetches dispatched", || {
+        dispatched(&broker, "Fetch") >= 64
+    })
+    .await;
+    let held = &broker.broker.metrics.conn.response_bytes;
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_millis(1_000);
+    while Instant::now() < until {
+        peak = peak.max(held.get());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One answer may exceed its budget by the batch Kafka returns whole.
+    let bound = (FETCH_MAX + 256 * 1024) as i64;
+    println!("peak response bytes held: {peak} (bound {bound})");
+    assert!(
+        peak <= bound,
+        "{peak} bytes of responses held behind a long poll (bound {bound})"
+    );
+    // Every answer still arrives, in order, once the long poll ends.
+    for id in 1..=64 {
+        let resp = timeout(WAIT, c.recv_raw())
+            .await
+            .expect("answer in time")
+            .expect("an answer");
+        match decode_response(ApiKey::Fetch, 12, id, resp) {
+            ResponseKind::Fetch(f) => assert_eq!(f.responses[0].partitions[0].error_code, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    broker.shutdown().await;
+}

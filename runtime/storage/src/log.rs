@@ -131,7 +131,10 @@ impl Log {
         let manifests = ManifestStore::new(store.clone());
         let fence_wait =
             crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
-        let floor = manifests.load_latest_bare().await?.map_or(0, |m| m.writer_epoch);
+        let floor = manifests
+            .load_latest_bare()
+            .await?
+            .map_or(0, |m| m.writer_epoch);
         let fence = Arc::new(
             Fence::claim(
                 store.clone(),

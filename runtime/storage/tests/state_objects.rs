@@ -58,11 +58,10 @@ impl Env {
     }
 
     async fn state_objects(&self) -> Vec<String> {
-        let listed: Vec<_> = futures::TryStreamExt::try_collect(
-            self.store().list(Some(&paths::state_prefix())),
-        )
-        .await
-        .expect("list");
+        let listed: Vec<_> =
+            futures::TryStreamExt::try_collect(self.store().list(Some(&paths::state_prefix())))
+                .await
+                .expect("list");
         let mut keys: Vec<_> = listed.into_iter().map(|m| m.location.to_string()).collect();
         keys.sort();
         keys
@@ -106,7 +105,9 @@ async fn thousands_of_producers_do_not_grow_the_manifest_and_survive_a_wiped_dat
         pids.push(pid);
     }
     let p1 = log.partition("t", 1).expect("p1");
-    log.append(&p1, idempotent(pids[0], 0)).await.expect("append");
+    log.append(&p1, idempotent(pids[0], 0))
+        .await
+        .expect("append");
     log.upload_once().await.expect("upload");
     let flooded = env.manifest_bytes().await;
     println!("manifest: {empty} bytes, {flooded} bytes with {PRODUCERS} producers");
@@ -126,7 +127,9 @@ async fn thousands_of_producers_do_not_grow_the_manifest_and_survive_a_wiped_dat
     };
     let ms = ManifestStore::new(env.store());
     let before = refs(&ms.load_latest_bare().await.expect("load").expect("m"));
-    log.append(&p1, idempotent(pids[0], 1)).await.expect("append");
+    log.append(&p1, idempotent(pids[0], 1))
+        .await
+        .expect("append");
     log.upload_once().await.expect("upload");
     let after = refs(&ms.load_latest_bare().await.expect("load").expect("m"));
     assert_eq!(before[0], after[0], "partition 0's state was rewritten");
@@ -139,7 +142,9 @@ async fn thousands_of_producers_do_not_grow_the_manifest_and_survive_a_wiped_dat
     let (log, _data2) = env.open_fresh().await;
     let p0 = log.partition("t", 0).expect("p0");
     assert_eq!(
-        log.append(&p0, idempotent(pids[0], 0)).await.expect("retry"),
+        log.append(&p0, idempotent(pids[0], 0))
+            .await
+            .expect("retry"),
         AppendOutcome::Duplicate { base_offset: 0 }
     );
     assert_eq!(
@@ -172,7 +177,10 @@ async fn superseded_state_objects_are_collected_and_the_state_stays_whole() {
         .expect("load")
         .expect("m");
     let referenced: std::collections::BTreeSet<_> = m.kv_shards.iter().flatten().collect();
-    assert!(written > kept.len(), "{written} state objects, none collected");
+    assert!(
+        written > kept.len(),
+        "{written} state objects, none collected"
+    );
     assert_eq!(
         kept.iter().collect::<std::collections::BTreeSet<_>>(),
         referenced,

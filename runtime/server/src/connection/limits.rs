@@ -29,6 +29,8 @@ pub struct ConnMetrics {
     pub accept_errors: Counter,
     /// Requests dispatched and not yet answered, over all connections.
     pub in_flight: Gauge,
+    /// Bytes of encoded responses not yet written to their client.
+    pub response_bytes: Gauge,
 }
 
 impl ConnMetrics {
@@ -53,6 +55,11 @@ impl ConnMetrics {
             "requests_in_flight",
             "Kafka requests dispatched and not yet answered",
             self.in_flight.clone(),
+        );
+        registry.register(
+            "response_bytes_held",
+            "Bytes of encoded Kafka responses not yet written to their clients",
+            self.response_bytes.clone(),
         );
     }
 

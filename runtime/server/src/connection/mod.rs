@@ -12,7 +12,8 @@
 //! the client); a client that hangs up has its waiting requests dropped at
 //! once; a frame must arrive whole within `request-read-timeout-ms` of its
 //! first byte; a connection with nothing to do is closed after
-//! `connections-max-idle-ms`.
+//! `connections-max-idle-ms`; its fetch responses computed and not yet
+//! written stay within `fetch-max-bytes` ([`FetchBudget`]).
 
 mod limits;
 
@@ -24,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
+use kafka_protocol::messages::RequestKind;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -53,7 +55,34 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
 }
 
-type Outgoing = BoxFuture<'static, Option<Bytes>>;
+type Outgoing = BoxFuture<'static, Option<Response>>;
+
+/// An encoded response on its way to the client. What it holds of the
+/// broker (its bytes in the held-bytes gauge, its share of the connection's
+/// fetch budget) is given back when it is dropped: written, or abandoned
+/// with the connection.
+struct Response {
+    bytes: Bytes,
+    gauge: Gauge,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl Response {
+    fn new(bytes: Bytes, gauge: &Gauge, budget: Option<OwnedSemaphorePermit>) -> Response {
+        gauge.inc_by(bytes.len() as i64);
+        Response {
+            bytes,
+            gauge: gauge.clone(),
+            _budget: budget,
+        }
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes.len() as i64);
+    }
+}
 
 /// A dispatched request's place among the connection's in-flight ones,
 /// given back when its response has been written (or dropped).
@@ -84,6 +113,7 @@ struct Bounds {
     idle: Duration,
     frame_timeout: Duration,
     max_frame: usize,
+    fetch_max_bytes: usize,
 }
 
 /// Why reading stopped.
@@ -120,6 +150,7 @@ pub async fn serve(
         idle: c.connections_max_idle(),
         frame_timeout: c.request_read_timeout(),
         max_frame: c.max_frame_bytes(),
+        fetch_max_bytes: c.fetch_max_bytes,
     };
     let (rd, wr) = stream.into_split();
     // Unbounded only in type: the reader sends one entry per ticket.
@@ -170,6 +201,7 @@ async fn read_loop(
 ) -> End {
     let frames = FrameDecoder::new(bounds.max_frame);
     let in_flight = Arc::new(Semaphore::new(bounds.max_in_flight));
+    let fetch_budget = FetchBudget::new(bounds.fetch_max_bytes);
     let gauge = &broker.metrics.conn.in_flight;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut permit: Option<OwnedSemaphorePermit> = None;
@@ -193,7 +225,7 @@ async fn read_loop(
                     Ok(None) => continue,
                     Err(e) => return End::Broken(e.to_string()),
                 };
-                let out = match handle_frame(frame, broker, conn).await {
+                let out = match handle_frame(frame, broker, conn, &fetch_budget).await {
                     Ok(out) => out,
                     Err(reason) => return End::Broken(reason),
                 };
@@ -262,6 +294,7 @@ async fn handle_frame(
     frame: Bytes,
     broker: &Arc<Broker>,
     conn: &ConnInfo,
+    fetch_budget: &FetchBudget,
 ) -> Result<Outgoing, String> {
     let req = match decode_request(frame.clone()) {
         Ok(r) => r,
@@ -272,12 +305,20 @@ async fn handle_frame(
                     tracing::debug!(peer = %conn.peer, error = %e, "answering an unsupported request with an error");
                     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
                     let bytes = encode_error_response(correlation_id, raw_key);
-                    Ok(futures::future::ready(Some(bytes)).boxed())
+                    let resp = Response::new(bytes, &broker.metrics.conn.response_bytes, None);
+                    Ok(futures::future::ready(Some(resp)).boxed())
                 }
                 None => Err(e.to_string()),
             };
         }
     };
+    // What a fetch may add to the connection's held responses; taken before
+    // it reads (its future is lazy) and given back once its answer is out.
+    let fetch_cost = match &req.body {
+        RequestKind::Fetch(r) => Some(fetch_budget.cost(r.max_bytes)),
+        _ => None,
+    };
+    let budget = fetch_budget.permits.clone();
     let api_key = req.api_key;
     let version = req.version;
     let correlation_id = req.header.correlation_id;
@@ -287,11 +328,15 @@ async fn handle_frame(
     let pending = handlers::dispatch(broker, req, conn).await;
     let b = broker.clone();
     Ok(async move {
+        let permit = match fetch_cost {
+            Some(n) => budget.acquire_many_owned(n).await.ok(),
+            None => None,
+        };
         let body = pending.await;
         b.metrics.observe(name, started.elapsed().as_secs_f64());
         let body = body?;
         match encode_response(correlation_id, api_key, version, &body) {
-            Ok(bytes) => Some(bytes),
+            Ok(bytes) => Some(Response::new(bytes, &b.metrics.conn.response_bytes, permit)),
             Err(e) => {
                 // A broker bug; the client will time out and retry.
                 tracing::error!(error = %e, "dropping a response that cannot be encoded");
@@ -300,6 +345,31 @@ async fn handle_frame(
         }
     }
     .boxed())
+}
+
+/// The bytes of fetch responses one connection may hold between being
+/// computed and being written: `fetch-max-bytes`, so a client that pipelines
+/// fetches and does not read holds what one fetch may answer, as in Kafka
+/// (which reads a connection's next request only after answering the last).
+struct FetchBudget {
+    permits: Arc<Semaphore>,
+    total: u32,
+}
+
+impl FetchBudget {
+    fn new(fetch_max_bytes: usize) -> FetchBudget {
+        let total = u32::try_from(fetch_max_bytes).unwrap_or(u32::MAX).max(1);
+        FetchBudget {
+            permits: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// A fetch's share: what it may answer with, at least 1 and at most
+    /// the whole budget.
+    fn cost(&self, max_bytes: i32) -> u32 {
+        u32::try_from(max_bytes).unwrap_or(0).clamp(1, self.total)
+    }
 }
 
 async fn write_loop(
@@ -316,8 +386,8 @@ async fn write_loop(
                 None => open = false,
             },
             Some((resp, ticket)) = pending.next(), if !pending.is_empty() => {
-                if let Some(bytes) = resp {
-                    if let Err(e) = wr.write_all(&bytes).await {
+                if let Some(resp) = resp {
+                    if let Err(e) = wr.write_all(&resp.bytes).await {
                         tracing::debug!(%peer, error = %e, "write failed; dropping the connection");
                         return;
                     }
