@@ -80,14 +80,19 @@ def wait_for(driver, what: str, cond, timeout: float = 20):
             last = e
         if dl.expired():
             status = driver.find_element(By.ID, "status").text
-            shot(driver, f"timeout-{what.replace(' ', '-')[:40]}")
+            shot(driver, f"timeout-{what.replace(' ', '-')[:40]}", check=False)
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; status bar: {status!r}; last error {last!r}")
         time.sleep(0.2)
 
 
-def shot(driver, name: str) -> None:
+def shot(driver, name: str, check: bool = True) -> None:
+    """Saves a screenshot; with `check`, fails if the page reported an error
+    in its status bar (a failed request or a script error caught there)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    if check:
+        status = driver.find_element(By.ID, "status")
+        assert "error" not in (status.get_attribute("class") or ""), f"{name}: {status.text}"
 
 
 def goto(driver, base: str, route: str) -> None:

@@ -299,7 +299,7 @@ async function deploymentPage(name) {
 // One bar per input partition, one segment per module version over the
 // offsets it scored.
 function versionsTimeline(d) {
-  const W = 640, rowH = 22, L = 110;
+  const W = 760, rowH = 22, L = 230;
   const colors = ["#2f7fd8", "#8250df", "#1a7f37", "#bf8700", "#cf222e"];
   const modules = [...new Set(d.partitions.flatMap((p) => p.versions.map((v) => v.module)))];
   const s = svg("svg", { class: "timeline", width: W, height: rowH * d.partitions.length + 24 });
@@ -386,7 +386,9 @@ async function evalPage() {
   const out = el("div", { id: "eval-result" });
   const read = (input) => input.files[0].text().then(JSON.parse);
   reportInput.onchange = async () => { try { evalReport = await read(reportInput); await drawEval(out); } catch (e) { showError(e); } };
-  windowsInput.onchange = async () => { try { evalWindows = await read(windowsInput); await drawEval(out); } catch (e) { showError(e); } };
+  windowsInput.onchange = async () => {
+    try { evalWindows = await read(windowsInput); if (evalReport) await drawEval(out); } catch (e) { showError(e); }
+  };
   if (evalReport) await drawEval(out);
   return [
     el("h2", {}, "Eval reports"),

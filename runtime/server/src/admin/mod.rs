@@ -248,7 +248,9 @@ pub fn app(state: AdminState, limits: &AdminLimits) -> NormalizePath<Router> {
 
 /// The web console's page and assets, and the read-only views it draws
 /// (see `crate::console`).
-fn console_routes(q: impl Fn(MethodRouter<AdminState>) -> MethodRouter<AdminState>) -> Router<AdminState> {
+fn console_routes(
+    q: impl Fn(MethodRouter<AdminState>) -> MethodRouter<AdminState>,
+) -> Router<AdminState> {
     use crate::console::{self, views};
     Router::new()
         .route("/console", get(console::index))
@@ -291,7 +293,8 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let limits = broker.settings.admin.limits();
     let state = AdminState::of(broker.clone());
-    let sampler = crate::console::sampler::spawn(broker, state.console.history.clone(), shutdown.clone());
+    let sampler =
+        crate::console::sampler::spawn(broker, state.console.history.clone(), shutdown.clone());
     serve_with(listener, state, &limits, shutdown).await;
     let _ = sampler.await;
 }

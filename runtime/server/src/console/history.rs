@@ -186,6 +186,10 @@ mod tests {
         assert_eq!(r.rate("c", 4000, 5.0), None, "went down");
         r.sweep();
         r.sweep();
-        assert_eq!(r.rate("c", 5000, 10.0), None, "forgotten after a sweep unasked");
+        assert_eq!(
+            r.rate("c", 5000, 10.0),
+            None,
+            "forgotten after a sweep unasked"
+        );
     }
 }

@@ -69,10 +69,16 @@ async fn sample(broker: &Broker, history: &History, rates: &mut Rates) {
     let hits = rate(rates, "hits", cache.hits as f64);
     let misses = rate(rates, "misses", cache.misses as f64);
     if let (Some(h), Some(m)) = (hits, misses) {
-        put("storage.cache_hit_ratio", (h + m > 0.0).then(|| h / (h + m)));
+        put(
+            "storage.cache_hit_ratio",
+            (h + m > 0.0).then(|| h / (h + m)),
+        );
     }
     let store = broker.store_metrics.stats();
-    let store_requests: u64 = StoreOp::ALL.iter().map(|&op| store.total_requests(op)).sum();
+    let store_requests: u64 = StoreOp::ALL
+        .iter()
+        .map(|&op| store.total_requests(op))
+        .sum();
     put(
         "storage.object_store_requests_per_sec",
         rate(rates, "store", store_requests as f64),
@@ -90,10 +96,16 @@ async fn sample(broker: &Broker, history: &History, rates: &mut Rates) {
             &key("alerts_per_sec"),
             rate(rates, &key("alerts"), alerts as f64),
         );
-        put(&key("lag"), Some(ps.iter().map(|p| p.lag).sum::<i64>() as f64));
+        put(
+            &key("lag"),
+            Some(ps.iter().map(|p| p.lag).sum::<i64>() as f64),
+        );
         put(
             &key("event_age_ms"),
-            ps.iter().filter_map(|p| p.event_age_ms).max().map(|a| a as f64),
+            ps.iter()
+                .filter_map(|p| p.event_age_ms)
+                .max()
+                .map(|a| a as f64),
         );
     }
     rates.sweep();

@@ -274,12 +274,14 @@ pub async fn groups(State(s): State<AdminState>, _: Params<NoQuery>) -> Response
             .partition(&key.topic, key.partition)
             .ok()
             .map(|p| p.high_watermark());
-        let info = groups.entry(key.group.clone()).or_insert_with(|| GroupInfo {
-            group: key.group.clone(),
-            state: "Empty".to_string(),
-            members: Vec::new(),
-            offsets: Vec::new(),
-        });
+        let info = groups
+            .entry(key.group.clone())
+            .or_insert_with(|| GroupInfo {
+                group: key.group.clone(),
+                state: "Empty".to_string(),
+                members: Vec::new(),
+                offsets: Vec::new(),
+            });
         info.offsets.push(GroupOffset {
             topic: key.topic,
             partition: key.partition,

@@ -49,18 +49,20 @@ async fn topics_and_the_record_browser_read_the_log() {
     let h = Harness::new().await;
     h.create_topic("in").await;
     append(&h, "in", 10).await;
-    let topics: Vec<TopicInfo> = serde_json::from_value(h.get("/v1/topics").await.json())
-        .expect("topics");
+    let topics: Vec<TopicInfo> =
+        serde_json::from_value(h.get("/v1/topics").await.json()).expect("topics");
     assert_eq!(topics.len(), 1);
     assert_eq!(
-        (topics[0].partitions[0].high_watermark, topics[0].partitions[0].records),
+        (
+            topics[0].partitions[0].high_watermark,
+            topics[0].partitions[0].records
+        ),
         (10, 10)
     );
 
     // Default: the last records; with an offset, from there.
     let page: RecordsPage =
-        serde_json::from_value(h.get("/v1/topics/in/records?limit=3").await.json())
-            .expect("page");
+        serde_json::from_value(h.get("/v1/topics/in/records?limit=3").await.json()).expect("page");
     let offsets: Vec<i64> = page.records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![7, 8, 9]);
     let r = &page.records[0];
@@ -78,21 +80,29 @@ async fn topics_and_the_record_browser_read_the_log() {
     let offsets: Vec<i64> = page.records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![2, 3]);
 
-    h.get("/v1/topics/in/records?limit=0")
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, ErrorKind::Invalid, "limit");
-    h.get("/v1/topics/in/records?limit=501")
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, ErrorKind::Invalid, "limit");
-    h.get("/v1/topics/nope/records")
-        .await
-        .expect_error(StatusCode::NOT_FOUND, ErrorKind::NotFound, "nope");
+    h.get("/v1/topics/in/records?limit=0").await.expect_error(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid,
+        "limit",
+    );
+    h.get("/v1/topics/in/records?limit=501").await.expect_error(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid,
+        "limit",
+    );
+    h.get("/v1/topics/nope/records").await.expect_error(
+        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
+        "nope",
+    );
     h.get("/v1/topics/in/records?partition=1")
         .await
         .expect_error(StatusCode::NOT_FOUND, ErrorKind::NotFound, "partition 1");
-    h.get("/v1/topics/in/records?bogus=1")
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, ErrorKind::Invalid, "bogus");
+    h.get("/v1/topics/in/records?bogus=1").await.expect_error(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::Invalid,
+        "bogus",
+    );
     h.shutdown().await;
 }
 
@@ -105,10 +115,15 @@ async fn overview_history_groups_and_alerts_answer_without_a_broker() {
     let hist: History =
         serde_json::from_value(h.get("/v1/history?prefix=broker.").await.json()).expect("history");
     assert_eq!(hist.interval_ms, 2000);
-    assert!(hist.series.is_empty(), "nothing samples an admin API without a broker");
+    assert!(
+        hist.series.is_empty(),
+        "nothing samples an admin API without a broker"
+    );
     assert_eq!(h.get("/v1/groups").await.json(), serde_json::json!([]));
-    h.get("/v1/deployments/nope/alerts")
-        .await
-        .expect_error(StatusCode::NOT_FOUND, ErrorKind::NotFound, "nope");
+    h.get("/v1/deployments/nope/alerts").await.expect_error(
+        StatusCode::NOT_FOUND,
+        ErrorKind::NotFound,
+        "nope",
+    );
     h.shutdown().await;
 }
