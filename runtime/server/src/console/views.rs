@@ -185,7 +185,7 @@ pub async fn alerts(
         })
         .await?;
     }
-    records.sort_by(|a, b| (b.timestamp, b.offset).cmp(&(a.timestamp, a.offset)));
+    records.sort_by_key(|r| std::cmp::Reverse((r.timestamp, r.offset)));
     records.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let page = RecordsPage {
         topic: status.output,
