@@ -100,6 +100,16 @@ if ! weed_version="$("$VENV/bin/weed" version 2>&1)"; then
 fi
 log "SeaweedFS: $(head -n1 <<<"$weed_version")"
 
+# ---------------------------------------------------------------- console --
+# tests/clients/test_console.py drives the web console in a real headless
+# Chromium through chromedriver (Debian's pair, same version) and selenium.
+SELENIUM_VERSION=4.27.1
+apt_install chromium chromium-driver
+if [ "$("$VENV/bin/python" -c 'import selenium; print(selenium.__version__)' 2>/dev/null || true)" != "$SELENIUM_VERSION" ]; then
+    log "pip install selenium==$SELENIUM_VERSION"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "selenium==$SELENIUM_VERSION"
+fi
+
 # ---------------------------------------------------------------- npm ------
 lock_hash="$( (cat "$JS_DIR/package.json" "$JS_DIR/package-lock.json"; node --version) | sha256sum | cut -d' ' -f1)"
 js_stamp="$JS_DIR/node_modules/.vigil-lock.sha256"

@@ -9,6 +9,7 @@
 pub mod acks;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod console;
 pub mod diff;
 pub mod error;
 pub mod modules;

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod broker;
 pub mod connection;
+pub mod console;
 pub mod drills;
 pub mod errors;
 pub mod handlers;

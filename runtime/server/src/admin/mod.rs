@@ -20,6 +20,10 @@
 //! GET    /v1/replays/ID                   → replay status
 //! DELETE /v1/replays/ID                   → {"cancelled": ID}
 //! POST   /v1/diff                         body: diff request → diff report (see `diff`)
+//! GET    /v1/overview, /v1/history, /v1/topics, /v1/topics/NAME/records,
+//!        /v1/groups, /v1/deployments/NAME/alerts → the console's views
+//!                                         (see `vigil_api::console`)
+//! GET    /console[/app.js|/app.css]       → the web console (see `crate::console`)
 //! ```
 //!
 //! Every error is a [`vigil_api::ErrorBody`] (`{"error", "kind",
@@ -49,12 +53,13 @@ use vigil_engine::Detectors;
 use vigil_storage::Log;
 
 use crate::broker::Broker;
+use crate::console::Console;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 
 mod deployments;
 mod diff;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod guard;
 mod listener;
 mod modules;
@@ -128,9 +133,11 @@ impl MetricsSource for Broker {
 /// topics) and the metrics.
 #[derive(Clone)]
 pub struct AdminState {
-    detectors: Arc<Detectors>,
-    log: Arc<Log>,
-    metrics: Arc<dyn MetricsSource>,
+    pub(crate) detectors: Arc<Detectors>,
+    pub(crate) log: Arc<Log>,
+    pub(crate) metrics: Arc<dyn MetricsSource>,
+    /// What the web console's views read (see `crate::console`).
+    pub(crate) console: Arc<Console>,
 }
 
 impl AdminState {
@@ -140,12 +147,20 @@ impl AdminState {
             detectors,
             log,
             metrics,
+            console: Arc::new(Console::default()),
         }
+    }
+
+    /// The same state with the console's parts.
+    pub fn with_console(mut self, console: Arc<Console>) -> Self {
+        self.console = console;
+        self
     }
 
     /// State of a running broker.
     pub fn of(broker: Arc<Broker>) -> Self {
-        AdminState::new(broker.detectors.clone(), broker.log.clone(), broker)
+        let console = Arc::new(Console::of(&broker));
+        AdminState::new(broker.detectors.clone(), broker.log.clone(), broker).with_console(console)
     }
 }
 
@@ -211,6 +226,7 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
         )
         // Reads alert topics whole: a long read, but no compile.
         .route("/v1/diff", compiles(post(diff::diff)))
+        .merge(console_routes(q))
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), guard::record))
@@ -228,6 +244,24 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
 /// `/v1/deployments`, as clients have been able to write it).
 pub fn app(state: AdminState, limits: &AdminLimits) -> NormalizePath<Router> {
     NormalizePath::trim_trailing_slash(router(state, limits))
+}
+
+/// The web console's page and assets, and the read-only views it draws
+/// (see `crate::console`).
+fn console_routes(
+    q: impl Fn(MethodRouter<AdminState>) -> MethodRouter<AdminState>,
+) -> Router<AdminState> {
+    use crate::console::{self, views};
+    Router::new()
+        .route("/console", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
+        .route("/v1/overview", q(get(views::overview)))
+        .route("/v1/history", q(get(views::history)))
+        .route("/v1/topics", q(get(views::topics)))
+        .route("/v1/topics/{name}/records", q(get(views::records)))
+        .route("/v1/groups", q(get(views::groups)))
+        .route("/v1/deployments/{name}/alerts", q(get(views::alerts)))
 }
 
 async fn healthz() -> Response {
@@ -258,7 +292,11 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 /// finish for a few seconds.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let limits = broker.settings.admin.limits();
-    serve_with(listener, AdminState::of(broker), &limits, shutdown).await
+    let state = AdminState::of(broker.clone());
+    let sampler =
+        crate::console::sampler::spawn(broker, state.console.history.clone(), shutdown.clone());
+    serve_with(listener, state, &limits, shutdown).await;
+    let _ = sampler.await;
 }
 
 /// [`serve`] over explicit state and limits.

@@ -2,6 +2,7 @@
 //! real log and detector engine on an in-memory object store behind the
 //! fault-injecting store, so store failures are real ones.
 
+mod console;
 mod errors;
 mod http;
 mod listener;
