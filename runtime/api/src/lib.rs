@@ -11,7 +11,9 @@ pub mod acks;
 pub mod client;
 pub mod diff;
 pub mod error;
+pub mod logs;
 pub mod modules;
+pub mod openapi;
 pub mod replay;
 pub mod spec;
 pub mod status;
@@ -19,6 +21,7 @@ pub mod status;
 pub use acks::{Cancelled, Undeployed};
 pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
 pub use error::{ErrorBody, ErrorKind};
+pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use modules::{ModuleMeta, ShadowRequest, SwapRequest};
 pub use replay::{ReplayPartition, ReplaySpec, ReplayStatus};
 pub use spec::{

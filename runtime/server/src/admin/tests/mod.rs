@@ -5,6 +5,7 @@
 mod errors;
 mod http;
 mod listener;
+mod openapi;
 
 use std::sync::Arc;
 
