@@ -21,7 +21,7 @@ ROWS = [
         ("Connections", "short", [
             ("open", "vigil_connections"),
             ("requests in flight", "vigil_requests_in_flight"),
-            ("rejected / s", f"rate(vigil_connections_rejected_total[{R}])"),
+            ("accept errors / s", f"rate(vigil_accept_errors_total[{R}])"),
         ]),
     ]),
     ("Storage", [
