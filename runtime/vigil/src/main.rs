@@ -208,9 +208,15 @@ mod tests {
     fn flags_and_variables_follow_the_setting_names() {
         use clap::CommandFactory;
         let mut cmd = Cli::command();
+        // Global flags (`--log-format`) apply to `serve` too.
+        let globals: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .cloned()
+            .collect();
         let serve = cmd.find_subcommand_mut("serve").expect("serve");
         let mut seen = Vec::new();
-        for arg in serve.get_arguments() {
+        for arg in serve.get_arguments().chain(&globals) {
             let Some(long) = arg.get_long() else { continue };
             let env = arg
                 .get_env()
