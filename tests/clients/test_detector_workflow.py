@@ -50,6 +50,12 @@ def test_init_build_test_deploy_logs(broker, tmp_path):
                            capture_output=True, text=True, timeout=30)
     assert again.returncode != 0 and "not empty" in again.stderr, again.stderr
 
+    # The scaffold's native test, as `cargo test` runs it (release profile in
+    # the repo's target dir: the SDK's dependencies are already built there).
+    native = subprocess.run(["cargo", "test", "--release", "--offline"], cwd=crate, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "CARGO_TARGET_DIR": str(REPO_ROOT / "target")})
+    assert native.returncode == 0 and "2 passed" in native.stdout, native.stdout[-2000:] + native.stderr[-3000:]
+
     with open(crate / "vigil.toml", "a") as f:
         f.write(f'\n[build]\ntarget_dir = "{REPO_ROOT / "target" / "wasm"}"\n')
     built = vigil(crate, "detector", "build", timeout=600)
