@@ -16,7 +16,8 @@ use url::Url;
 
 use crate::{
     Cancelled, DeploymentSpec, DeploymentStatus, DiffReport, DiffRequest, ErrorBody, ErrorKind,
-    ModuleMeta, ReplaySpec, ReplayStatus, ShadowRequest, SwapRequest, Undeployed,
+    LogsPage, LogsQuery, ModuleMeta, ReplaySpec, ReplayStatus, ShadowRequest, SwapRequest,
+    Undeployed,
 };
 
 /// How long establishing a connection may take.
@@ -363,6 +364,18 @@ impl AdminClient {
     /// `DELETE /v1/deployments/NAME`.
     pub fn undeploy(&self, name: &str) -> Result<Undeployed, ClientError> {
         self.call("DELETE", self.url(&["v1", "deployments", name]), Body::None)
+    }
+
+    /// `GET /v1/deployments/NAME/logs`: the module's recent log lines.
+    pub fn logs(&self, name: &str, q: &LogsQuery) -> Result<LogsPage, ClientError> {
+        let mut url = self.url(&["v1", "deployments", name, "logs"]);
+        if let Some(a) = q.after {
+            url.query_pairs_mut().append_pair("after", &a.to_string());
+        }
+        if let Some(l) = q.limit {
+            url.query_pairs_mut().append_pair("limit", &l.to_string());
+        }
+        self.call("GET", url, Body::None)
     }
 
     /// `POST /v1/deployments/NAME/module`: hot swap of the module.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `POST /v1/diff` body: what to compare.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DiffRequest {
     /// A deployment name (its alert topic, only its records) or a topic name.
@@ -44,7 +44,7 @@ impl DiffRequest {
 }
 
 /// One source partition of a [`DiffReport`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartitionDiff {
     /// Source (input) topic.
     pub topic: String,
@@ -67,7 +67,7 @@ pub struct PartitionDiff {
 }
 
 /// Sums over all partitions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiffTotal {
     /// A alerts without a B match.
     pub only_a: u64,
@@ -78,7 +78,7 @@ pub struct DiffTotal {
 }
 
 /// `POST /v1/diff` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiffReport {
     /// A as requested.
     pub a: String,

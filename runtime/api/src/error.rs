@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The class of an admin operation's failure. Every library error that can
 /// reach the admin API says which one it is, and the server maps each to
 /// exactly one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// The request is wrong (bad spec, bad module, bad config): HTTP 400.
@@ -45,7 +45,7 @@ impl ErrorKind {
 }
 
 /// The body of every admin API error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorBody {
     /// What went wrong, naming the deployment/module/topic/key involved.
     pub error: String,

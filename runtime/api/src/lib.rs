@@ -12,7 +12,9 @@ pub mod client;
 pub mod console;
 pub mod diff;
 pub mod error;
+pub mod logs;
 pub mod modules;
+pub mod openapi;
 pub mod replay;
 pub mod spec;
 pub mod status;
@@ -20,6 +22,7 @@ pub mod status;
 pub use acks::{Cancelled, Undeployed};
 pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
 pub use error::{ErrorBody, ErrorKind};
+pub use logs::{LogLine, LogsPage, LogsQuery};
 pub use modules::{ModuleMeta, ShadowRequest, SwapRequest};
 pub use replay::{ReplayPartition, ReplaySpec, ReplayStatus};
 pub use spec::{

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Registry metadata of an uploaded module.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ModuleMeta {
     /// sha256 of the bytes, lowercase hex.
     pub hash: String,
@@ -22,7 +22,7 @@ pub struct ModuleMeta {
 }
 
 /// `POST /v1/deployments/NAME/module`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwapRequest {
     /// The new module (any reference the registry resolves).
@@ -38,7 +38,7 @@ pub struct SwapRequest {
 }
 
 /// `POST /v1/deployments/NAME/shadow`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowRequest {
     /// The candidate module.

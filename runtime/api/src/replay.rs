@@ -7,7 +7,7 @@ use crate::status::DeploymentState;
 use crate::Limits;
 
 /// `POST /v1/replays`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaySpec {
     /// Module reference (`NAME@VERSION`, `NAME`, hash or prefix).
@@ -37,6 +37,7 @@ pub struct ReplaySpec {
     pub value_schema: Option<serde_json::Value>,
     /// Per-instance limits.
     #[serde(default)]
+    #[schemars(with = "crate::openapi::LimitsDoc")]
     pub limits: Limits,
     /// Failure policy (default `skip`: a replay should get through history).
     #[serde(default)]
@@ -50,7 +51,7 @@ pub struct ReplaySpec {
 }
 
 /// `GET /v1/replays/ID`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplayStatus {
     /// Job id.
     pub id: String,
@@ -88,7 +89,7 @@ pub struct ReplayStatus {
 }
 
 /// One partition of a replay.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReplayPartition {
     /// Partition.
     pub partition: i32,

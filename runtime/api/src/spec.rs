@@ -5,7 +5,9 @@ use crate::Limits;
 use serde::{Deserialize, Serialize};
 
 /// Where a new deployment starts reading each input partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StartPosition {
     /// The log start.
@@ -22,7 +24,9 @@ pub enum StartPosition {
 /// What happens when a batch cannot be processed (the module trapped, ran out
 /// of CPU or memory, returned an error) or a record's value does not match
 /// the value schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailurePolicy {
     /// Stop the deployment and show the error; resume retries the batch.
@@ -47,7 +51,7 @@ impl FailurePolicy {
 }
 
 /// A deployment as submitted through the admin API or the CLI.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentSpec {
     /// Unique name: letters, digits, `.`, `_`, `-`; at most 64 characters.
@@ -68,6 +72,7 @@ pub struct DeploymentSpec {
     pub value_schema: Option<serde_json::Value>,
     /// Per-instance memory, CPU per batch and alerts per batch.
     #[serde(default)]
+    #[schemars(with = "crate::openapi::LimitsDoc")]
     pub limits: Limits,
     /// What to do when a batch fails.
     #[serde(default)]
@@ -98,7 +103,7 @@ pub struct DeploymentSpec {
 }
 
 /// Why a deployment exists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A live detector.
@@ -118,7 +123,7 @@ impl Kind {
 
 /// CPU and I/O a deployment may use, so that replays do not take latency
 /// from live produce, fetch and other deployments.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Input partitions processed at the same time (default: one per core).

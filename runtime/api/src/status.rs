@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase", tag = "state", content = "error")]
 pub enum DeploymentState {
     /// Processing input.
@@ -39,7 +39,7 @@ impl DeploymentState {
 }
 
 /// Live progress of one input partition.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, schemars::JsonSchema)]
 pub struct PartitionStatus {
     /// Input topic.
     pub topic: String,
@@ -79,7 +79,7 @@ pub struct PartitionStatus {
 }
 
 /// The offsets one module version scored on a partition.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct VersionStatus {
     /// Module hash.
     pub module: String,
@@ -94,7 +94,7 @@ pub struct VersionStatus {
 }
 
 /// A deployment as `GET /v1/deployments/NAME` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct DeploymentStatus {
     /// Name.
     pub name: String,

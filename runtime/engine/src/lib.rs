@@ -18,6 +18,7 @@ mod cycles;
 mod deployment;
 pub mod diff;
 mod error;
+pub mod logs;
 pub mod output;
 pub mod pool;
 mod rate;
@@ -56,6 +57,8 @@ pub struct Detectors {
     tx: mpsc::UnboundedSender<Msg>,
     /// What the supervisor last published.
     snapshot: watch::Receiver<Snapshot>,
+    /// Recent module log lines per deployment (the host's log sink).
+    logs: Arc<logs::ModuleLogs>,
 }
 
 impl Drop for Detectors {
@@ -86,6 +89,8 @@ impl Detectors {
         settings.validate()?;
         let store = log.object_store();
         let ctx = Arc::new(Context::new(log.clone(), store.clone(), settings)?);
+        let logs = Arc::new(logs::ModuleLogs::default());
+        host.set_log_sink(logs.clone());
         let registry = Registry::new(store, host, ctx.settings.max_compiled_modules);
         let loaded = load(&log, &registry).await;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -101,6 +106,7 @@ impl Detectors {
             registry,
             tx,
             snapshot,
+            logs,
         }))
     }
 
@@ -237,8 +243,13 @@ impl Detectors {
     /// objects. The alert topic stays.
     pub async fn undeploy(&self, name: &str) -> Result<(), DetectorError> {
         let name = name.to_string();
-        self.call("undeploy", |reply| Command::Undeploy { name, reply })
-            .await
+        self.call("undeploy", |reply| Command::Undeploy {
+            name: name.clone(),
+            reply,
+        })
+        .await?;
+        self.logs.forget(&name);
+        Ok(())
     }
 
     /// Stops every runner, letting each commit its progress.

@@ -12,6 +12,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAlloca
 
 use crate::error::{HostError, ModuleError};
 use crate::hostfns::{self, HostState};
+use crate::logsink::{GuestLogSink, SinkSlot};
 use crate::module::Module;
 
 /// Configuration of the process-wide [`Host`].
@@ -95,6 +96,8 @@ struct HostInner {
     config: HostConfig,
     layout: MemoryLayout,
     ticker: Arc<Ticker>,
+    /// Where guest log lines go besides `tracing`.
+    log_sink: SinkSlot,
     /// Loaded modules by hash. Strong references: a module is kept compiled
     /// until [`Host::unload`], so a redeploy of the same bytes is instant.
     modules: Mutex<HashMap<String, Arc<Module>>>,
@@ -106,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) config: HostConfig,
     /// Keeps the epoch ticker alive while any module exists.
     pub(crate) _ticker: Arc<Ticker>,
+    /// The host's guest log sink (shared: set once for every module).
+    pub(crate) log_sink: SinkSlot,
 }
 
 impl Host {
@@ -148,6 +153,7 @@ impl Host {
                 config,
                 layout,
                 ticker,
+                log_sink: SinkSlot::default(),
                 modules: Mutex::new(HashMap::new()),
             }),
         })
@@ -173,6 +179,7 @@ impl Host {
             engine: self.inner.engine.clone(),
             config: self.inner.config.clone(),
             _ticker: self.inner.ticker.clone(),
+            log_sink: self.inner.log_sink.clone(),
         };
         let module = Arc::new(Module::load(
             shared,
@@ -194,6 +201,13 @@ impl Host {
     /// The loaded module with this hash, if any.
     pub fn get(&self, hash: &str) -> Option<Arc<Module>> {
         self.lock_modules().get(hash).cloned()
+    }
+
+    /// Sends every guest log line (of instances created from now on, by any
+    /// module of this host) to `sink` as well as to `tracing`; replaces an
+    /// earlier sink.
+    pub fn set_log_sink(&self, sink: Arc<dyn GuestLogSink>) {
+        self.inner.log_sink.set(sink);
     }
 
     /// The memory layout [`Host::new`] settled on.

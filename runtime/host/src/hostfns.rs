@@ -10,6 +10,7 @@ use vigil_abi::{imports, Alert};
 use wasmtime::{Caller, Engine, Linker, Memory};
 
 use crate::limits::GuestLimiter;
+use crate::logsink::{GuestLogLine, GuestLogSink};
 
 /// Longest `log` line or `set_error` message kept, in bytes.
 pub(crate) const MAX_MESSAGE: usize = 4 << 10;
@@ -68,6 +69,8 @@ pub(crate) struct HostState {
     pub(crate) memory: Option<Memory>,
     pub(crate) phase: Phase,
     pub(crate) call: CallState,
+    /// Also receives log lines (the engine's per-deployment ring).
+    pub(crate) log_sink: Option<Arc<dyn GuestLogSink>>,
 }
 
 impl HostState {
@@ -79,6 +82,7 @@ impl HostState {
             memory: None,
             phase: Phase::Other,
             call: CallState::default(),
+            log_sink: None,
         }
     }
 
@@ -191,16 +195,25 @@ fn host_log(
         }
         let msg = message(bytes);
         macro_rules! ev {
-            ($lvl:expr) => {
-                tracing::event!(target: "vigil::guest", $lvl, label = %st.label, module = %st.module, "{}", msg)
-            };
+            ($lvl:expr) => {{
+                tracing::event!(target: "vigil::guest", $lvl, label = %st.label, module = %st.module, "{}", msg);
+                $lvl
+            }};
         }
-        match level {
+        let level = match level {
             i32::MIN..=0 => ev!(tracing::Level::ERROR),
             1 => ev!(tracing::Level::WARN),
             2 => ev!(tracing::Level::INFO),
             3 => ev!(tracing::Level::DEBUG),
             _ => ev!(tracing::Level::TRACE),
+        };
+        if let Some(sink) = &st.log_sink {
+            sink.line(&GuestLogLine {
+                label: &st.label,
+                module: &st.module,
+                level,
+                message: &msg,
+            });
         }
         Ok(())
     })

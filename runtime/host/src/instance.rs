@@ -56,11 +56,12 @@ impl Instance {
         // The pool slot cannot hold more than max_memory_bytes anyway; say
         // the effective limit in errors.
         limits.memory_bytes = limits.memory_bytes.min(shared.config.max_memory_bytes);
-        let state = HostState::new(
+        let mut state = HostState::new(
             GuestLimiter::new(limits.memory_bytes),
             Arc::from(label),
             Arc::from(module.short_hash()),
         );
+        state.log_sink = shared.log_sink.get();
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use vigil_api::client::{AdminClient, ClientError};
 use vigil_api::{DeploymentSpec, DeploymentStatus, FailurePolicy, ModuleMeta};
 
+use crate::output::OutputArgs;
+
 /// Admin API address shared by all detector commands.
 #[derive(Args, Debug, Clone)]
 pub struct AdminArgs {
@@ -24,10 +26,12 @@ pub struct AdminArgs {
 /// Detector commands.
 #[derive(Subcommand, Debug)]
 pub enum DetectorCommand {
+    /// Create a new detector crate (Cargo.toml, skeleton, native test, vigil.toml).
+    Init(crate::detector::InitArgs),
     /// Build detector crates to .wasm modules (one cargo run).
     Build {
-        /// Crate directories (each with a Cargo.toml).
-        #[arg(required = true)]
+        /// Crate directories (each with a Cargo.toml; default: the crate of
+        /// the vigil.toml in the current directory).
         paths: Vec<PathBuf>,
         /// Where cargo puts its output (default: <first crate>/target/vigil-wasm).
         #[arg(long)]
@@ -38,26 +42,34 @@ pub enum DetectorCommand {
         /// The module file.
         file: PathBuf,
     },
-    /// Deploy a module on input topics.
+    /// Run a built module on records from a JSON-lines file (no broker).
+    Test(crate::detector::TestArgs),
+    /// Deploy a module on input topics (default: the vigil.toml in the
+    /// current directory, with its built module).
     Deploy(Box<DeployArgs>),
+    /// Show the log lines a deployment's module wrote (SDK logging).
+    Logs(crate::detector::LogsArgs),
     /// List deployments (or uploaded modules with --modules).
     List {
         /// List uploaded modules instead.
         #[arg(long)]
         modules: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List the uploaded versions of a module, oldest first.
     Versions {
         /// Module name (the crate name it was built from).
         name: String,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Show a deployment's state and per-partition progress.
     Status {
         /// Deployment name.
         name: String,
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Pause a deployment (progress is committed; resume continues).
     Pause {
@@ -142,7 +154,7 @@ pub struct DeployArgs {
     /// Dead-letter topic (default <name>.dlq).
     #[arg(long)]
     dead_letter_topic: Option<String>,
-    /// earliest | latest | offset:N | timestamp:MS.
+    /// Where to start: earliest | latest | N (offset) | @RFC3339 | @MS (time).
     #[arg(long)]
     start: Option<String>,
     /// Memory limit per instance, MiB.
@@ -191,28 +203,37 @@ pub(crate) fn upload(admin: &AdminClient, file: &Path) -> anyhow::Result<ModuleM
     api(admin.upload_module(&bytes))
 }
 
-fn parse_start(s: &str) -> anyhow::Result<Value> {
-    Ok(match s.split_once(':') {
-        None if s == "earliest" || s == "latest" => json!(s),
-        Some(("offset", n)) => {
-            json!({ "offset": n.parse::<i64>().context("offset:N needs a number")? })
-        }
-        Some(("timestamp", n)) => {
-            json!({ "timestamp": n.parse::<i64>().context("timestamp:MS needs a number")? })
-        }
-        _ => bail!("--start must be earliest, latest, offset:N or timestamp:MS (got {s:?})"),
-    })
-}
-
 fn deploy_spec(admin: &AdminClient, a: DeployArgs) -> anyhow::Result<DeploymentSpec> {
-    // The spec file is the user's JSON; the flags override its fields, and
-    // the whole is then read as the API's type.
-    let mut spec = match &a.spec {
-        Some(p) if p.as_os_str() == "-" => {
+    // The spec file (or the project's vigil.toml) is the user's JSON; the
+    // flags override its fields, and the whole is then read as the API's type.
+    let project = match &a.spec {
+        None => crate::detector::Project::find(
+            &std::env::current_dir().context("cannot read the current directory")?,
+        )?,
+        Some(_) => None,
+    };
+    let mut spec = match (&a.spec, &project) {
+        (Some(p), _) if p.as_os_str() == "-" => {
             serde_json::from_reader(std::io::stdin()).context("spec on stdin is not JSON")?
         }
-        Some(p) => text_or_file(&format!("@{}", p.display()))?,
-        None => json!({}),
+        (Some(p), _) => text_or_file(&format!("@{}", p.display()))?,
+        (None, Some(project)) => {
+            let mut spec = project.spec_json()?;
+            if a.module.is_none() {
+                let wasm = project.built_wasm()?;
+                let meta = upload(admin, &wasm)?;
+                eprintln!(
+                    "uploaded {} as {}@{} ({})",
+                    wasm.display(),
+                    meta.name.as_deref().unwrap_or("?"),
+                    meta.version.as_deref().unwrap_or("?"),
+                    short_hash(&meta.hash)
+                );
+                spec["module"] = json!(meta.hash);
+            }
+            spec
+        }
+        (None, None) => json!({}),
     };
     let obj = spec
         .as_object_mut()
@@ -250,7 +271,7 @@ fn deploy_spec(admin: &AdminClient, a: DeployArgs) -> anyhow::Result<DeploymentS
         set("dead_letter_topic", json!(t));
     }
     if let Some(s) = a.start {
-        set("start", parse_start(&s)?);
+        set("start", serde_json::to_value(crate::offset::parse(&s)?)?);
     }
     let mut limits = obj.get("limits").cloned().unwrap_or_else(|| json!({}));
     if let Some(l) = limits.as_object_mut() {
@@ -337,8 +358,36 @@ pub(crate) fn print_status(s: &DeploymentStatus) {
 
 /// Runs one detector command.
 pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
-    if let DetectorCommand::Build { paths, target_dir } = cmd {
+    let cmd = match cmd {
+        DetectorCommand::Init(a) => {
+            let dir = crate::detector::init(&a)?;
+            println!(
+                "created {}: `cargo test` runs the native test; then `vigil detector build`, \
+                 `vigil detector test --input sample.jsonl`, `vigil detector deploy` in it",
+                dir.display()
+            );
+            return Ok(());
+        }
+        DetectorCommand::Test(a) => {
+            crate::detector::test(a)?;
+            return Ok(());
+        }
+        other => other,
+    };
+    if let DetectorCommand::Build {
+        mut paths,
+        target_dir,
+    } = cmd
+    {
+        let project = if paths.is_empty() {
+            let p = crate::detector::Project::current()?;
+            paths.push(p.dir.clone());
+            Some(p)
+        } else {
+            None
+        };
         let target = target_dir
+            .or_else(|| project.as_ref().map(|p| p.target_dir()))
             .or_else(|| paths.first().map(|p| p.join("target").join("vigil-wasm")))
             .context("give at least one crate directory")?;
         let out = crate::wasm_build::build(&paths, &target)?;
@@ -350,7 +399,8 @@ pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
     }
     let admin = &client(&admin.admin)?;
     match cmd {
-        DetectorCommand::Build { .. } => {}
+        DetectorCommand::Build { .. } | DetectorCommand::Init(_) | DetectorCommand::Test(_) => {}
+        DetectorCommand::Logs(a) => crate::detector::logs(admin, &a)?,
         DetectorCommand::Upload { file } => {
             let meta = upload(admin, &file)?;
             println!("{}", serde_json::to_string_pretty(&meta)?);
@@ -359,26 +409,30 @@ pub fn run(admin: &AdminArgs, cmd: DetectorCommand) -> anyhow::Result<()> {
             let spec = deploy_spec(admin, *a)?;
             print_status(&api(admin.deploy(&spec))?);
         }
-        DetectorCommand::Versions { name } => {
+        DetectorCommand::Versions { name, output } => {
             let list = api(admin.modules(Some(&name)))?;
             if list.is_empty() {
                 bail!("no uploaded module is named {name:?} (see `vigil detector list --modules`)");
             }
-            print_modules(&list);
+            output.print(&list, || print_modules(&list))?;
         }
-        DetectorCommand::List { modules: true } => print_modules(&api(admin.modules(None))?),
-        DetectorCommand::List { modules: false } => {
-            for s in api(admin.deployments())? {
-                print_status(&s);
-            }
+        DetectorCommand::List {
+            modules: true,
+            output,
+        } => {
+            let list = api(admin.modules(None))?;
+            output.print(&list, || print_modules(&list))?;
         }
-        DetectorCommand::Status { name, json } => {
+        DetectorCommand::List {
+            modules: false,
+            output,
+        } => {
+            let list = api(admin.deployments())?;
+            output.print(&list, || list.iter().for_each(print_status))?;
+        }
+        DetectorCommand::Status { name, output } => {
             let s = api(admin.status(&name))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                print_status(&s);
-            }
+            output.print(&s, || print_status(&s))?;
         }
         DetectorCommand::Pause { name } => print_status(&api(admin.pause(&name))?),
         DetectorCommand::Resume { name } => print_status(&api(admin.resume(&name))?),

@@ -10,9 +10,10 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vigil_api::client::{AdminClient, ClientError};
-use vigil_api::{Budget, ReplaySpec, ReplayStatus, StartPosition};
+use vigil_api::{Budget, ReplaySpec, ReplayStatus};
 
 use crate::cli::{api, client, or_dash, short_hash, upload, AdminArgs};
+use crate::output::OutputArgs;
 
 mod detector;
 pub use detector::{diff, shadow, swap, DiffArgs, ShadowArgs, SwapArgs};
@@ -48,15 +49,13 @@ enum ReplayCommand {
         /// Follow it with a progress bar until it ends.
         #[arg(long)]
         watch: bool,
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List replays.
     List {
-        /// Print the raw JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Cancel a replay and forget it (its output topic stays).
     Cancel {
@@ -74,10 +73,10 @@ struct StartArgs {
     /// Input topic.
     #[arg(long, required = true)]
     topic: Option<String>,
-    /// First record: an offset, an RFC 3339 time, or `earliest` (default).
+    /// First record: earliest (default) | latest | N | @RFC3339 | @MS.
     #[arg(long)]
     from: Option<String>,
-    /// End (exclusive): an offset, an RFC 3339 time, or `latest` (default: the high watermark now).
+    /// End (exclusive): latest (default: the high watermark now) | earliest | N | @RFC3339 | @MS.
     #[arg(long)]
     to: Option<String>,
     /// Input partitions, e.g. `0,1` (default: all).
@@ -110,24 +109,6 @@ fn module_ref(admin: &AdminClient, m: &str) -> anyhow::Result<String> {
     Ok(upload(admin, std::path::Path::new(m))?.hash)
 }
 
-/// `earliest`/`latest`, an offset, or an RFC 3339 time as the API's position.
-fn position(s: &str) -> anyhow::Result<StartPosition> {
-    match s {
-        "earliest" => return Ok(StartPosition::Earliest),
-        "latest" => return Ok(StartPosition::Latest),
-        _ => {}
-    }
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(StartPosition::Offset(n));
-    }
-    match chrono::DateTime::parse_from_rfc3339(s) {
-        Ok(t) => Ok(StartPosition::Timestamp(t.timestamp_millis())),
-        Err(e) => bail!(
-            "{s:?} is not an offset, an RFC 3339 time (e.g. 2024-05-01T12:00:00Z: {e}), earliest or latest"
-        ),
-    }
-}
-
 fn replay_spec(admin: &AdminClient, a: &StartArgs) -> anyhow::Result<ReplaySpec> {
     let (Some(module), Some(topic)) = (&a.module, &a.topic) else {
         bail!("`vigil replay` needs --module and --topic");
@@ -140,8 +121,8 @@ fn replay_spec(admin: &AdminClient, a: &StartArgs) -> anyhow::Result<ReplaySpec>
     Ok(ReplaySpec {
         module: module_ref(admin, module)?,
         topic: topic.clone(),
-        from: a.from.as_deref().map(position).transpose()?,
-        to: a.to.as_deref().map(position).transpose()?,
+        from: a.from.as_deref().map(crate::offset::parse).transpose()?,
+        to: a.to.as_deref().map(crate::offset::parse).transpose()?,
         partitions: (!a.partitions.is_empty()).then(|| a.partitions.clone()),
         output: a.output.clone(),
         id: a.id.clone(),
@@ -161,29 +142,21 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         bail!("--module/--topic submit a new replay; they do not go with `status`, `list` or `cancel`");
     }
     match args.command {
-        Some(ReplayCommand::List { json }) => {
+        Some(ReplayCommand::List { output }) => {
             let all = api(admin.replays())?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
-            } else {
+            output.print(&all, || {
                 if all.is_empty() {
                     println!("no replays");
                 }
-                for s in &all {
-                    print_line(s);
-                }
-            }
+                all.iter().for_each(print_line);
+            })?;
         }
-        Some(ReplayCommand::Status { id, watch, json }) => {
+        Some(ReplayCommand::Status { id, watch, output }) => {
             if watch {
                 return follow(admin, &id);
             }
             let s = api(admin.replay_status(&id))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                summary(&s);
-            }
+            output.print(&s, || summary(&s))?;
         }
         Some(ReplayCommand::Cancel { id }) => {
             let gone = api(admin.cancel_replay(&id))?;

@@ -11,8 +11,11 @@ mod cli;
 mod cli_replay;
 mod client;
 mod demo;
+mod detector;
 mod eval;
 mod fdlimit;
+mod offset;
+mod output;
 mod wasm_build;
 
 // Keeps hostile array lengths in requests from aborting the broker; see
@@ -27,8 +30,21 @@ static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::Laz
     about = "A Kafka-compatible broker on object storage, with wasm anomaly detectors next to the log"
 )]
 struct Cli {
+    /// Log line format on stderr: text, or json (one object per line, for
+    /// log shippers).
+    #[arg(long, value_enum, global = true, env = "VIGIL_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields, span.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -48,6 +64,11 @@ enum Command {
     Replay(cli_replay::ReplayArgs),
     /// Score a detector module on a labelled NAB-format corpus with a replay job.
     Eval(eval::EvalArgs),
+    /// Print a shell completion script (e.g. `vigil completions bash > /etc/bash_completion.d/vigil`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args)]
@@ -89,14 +110,23 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "vigil", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Serve(args) => {
             let settings = args.into_settings()?;
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -178,9 +208,15 @@ mod tests {
     fn flags_and_variables_follow_the_setting_names() {
         use clap::CommandFactory;
         let mut cmd = Cli::command();
+        // Global flags (`--log-format`) apply to `serve` too.
+        let globals: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .cloned()
+            .collect();
         let serve = cmd.find_subcommand_mut("serve").expect("serve");
         let mut seen = Vec::new();
-        for arg in serve.get_arguments() {
+        for arg in serve.get_arguments().chain(&globals) {
             let Some(long) = arg.get_long() else { continue };
             let env = arg
                 .get_env()
@@ -235,6 +271,7 @@ mod tests {
             "max-connections-per-ip",
             "connections-max-idle-ms",
             "request-read-timeout-ms",
+            "log-format",
         ];
         for flag in expected {
             assert!(

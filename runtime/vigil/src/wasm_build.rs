@@ -83,7 +83,7 @@ pub fn detect() -> Result<Toolchain, BuildError> {
 }
 
 /// Package name of the crate at `dir`.
-fn package_name(dir: &Path) -> Result<String, BuildError> {
+pub(crate) fn package_name(dir: &Path) -> Result<String, BuildError> {
     let path = dir.join("Cargo.toml");
     let text = std::fs::read_to_string(&path).map_err(|e| BuildError::Manifest {
         path: path.clone(),
@@ -103,6 +103,14 @@ fn package_name(dir: &Path) -> Result<String, BuildError> {
             path,
             reason: "no [package] name".into(),
         })
+}
+
+/// Where cargo puts the module of crate `name` under `target_dir`.
+pub fn output_path(target_dir: &Path, name: &str) -> PathBuf {
+    target_dir
+        .join(TARGET)
+        .join("release")
+        .join(format!("{}.wasm", name.replace('-', "_")))
 }
 
 /// Builds the detector crates in `dirs` (one cargo run) into `target_dir`
@@ -161,10 +169,7 @@ pub fn build(dirs: &[PathBuf], target_dir: &Path) -> Result<Vec<PathBuf>, BuildE
     names
         .iter()
         .map(|n| {
-            let p = target_dir
-                .join(TARGET)
-                .join("release")
-                .join(format!("{}.wasm", n.replace('-', "_")));
+            let p = output_path(target_dir, n);
             if p.exists() {
                 Ok(p)
             } else {

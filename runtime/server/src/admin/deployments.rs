@@ -99,3 +99,15 @@ pub async fn shadow(
     let status = s.detectors.shadow(&name, request).await?;
     Ok(json_response(StatusCode::CREATED, &status))
 }
+
+/// `GET /v1/deployments/{name}/logs[?after=SEQ&limit=N]` → the module's
+/// recent log lines (see `vigil_engine::logs`).
+pub async fn logs(
+    State(s): State<AdminState>,
+    Name(name): Name,
+    Params(q): Params<vigil_api::LogsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(vigil_engine::logs::MAX_PAGE);
+    let page = s.detectors.logs(&name, q.after.unwrap_or(0), limit)?;
+    Ok(json_response(StatusCode::OK, &page))
+}

@@ -5,6 +5,7 @@
 //! ```text
 //! GET    /healthz                         → "ok"
 //! GET    /metrics                         → OpenMetrics text
+//! GET    /openapi.json                    → this API's OpenAPI 3.1 description
 //! POST   /v1/modules                      body: .wasm bytes → module metadata
 //! GET    /v1/modules[?name=NAME]          → [module metadata], oldest first
 //! POST   /v1/deployments                  body: deployment spec → status
@@ -12,6 +13,7 @@
 //! GET    /v1/deployments/NAME             → status
 //! POST   /v1/deployments/NAME/pause       → status
 //! POST   /v1/deployments/NAME/resume      → status
+//! GET    /v1/deployments/NAME/logs[?after=SEQ&limit=N] → the module's recent log lines
 //! DELETE /v1/deployments/NAME             → {"undeployed": NAME}
 //! POST   /v1/deployments/NAME/module      body: {"module", "config"?, "rebuild_records"?} → status (hot swap)
 //! POST   /v1/deployments/NAME/shadow      body: {"module", "name"?, "output"?, "config"?} → status of the shadow
@@ -63,6 +65,7 @@ pub(crate) mod extract;
 mod guard;
 mod listener;
 mod modules;
+mod openapi;
 mod replays;
 #[cfg(test)]
 mod tests;
@@ -189,6 +192,7 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics).layer(scrape))
+        .route("/openapi.json", q(get(openapi::get)))
         .route(
             "/v1/modules",
             compiles(post(modules::upload))
@@ -208,6 +212,7 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
             "/v1/deployments/{name}/resume",
             q(post(deployments::resume)),
         )
+        .route("/v1/deployments/{name}/logs", q(get(deployments::logs)))
         .route(
             "/v1/deployments/{name}/module",
             compiles(post(deployments::swap)),

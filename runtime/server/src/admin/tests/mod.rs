@@ -6,6 +6,7 @@ mod console;
 mod errors;
 mod http;
 mod listener;
+mod openapi;
 
 use std::sync::Arc;
 
