@@ -34,7 +34,7 @@ pub mod config;
 pub mod context;
 pub mod model;
 
-use vigil_sdk::blocks::KeyedState;
+use vigil_sdk::blocks::{score_record, KeyedState};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
 
 pub use config::{Config, KeySpec};
@@ -80,7 +80,11 @@ impl Detector for Ensemble {
                 .series
                 .get_or_insert_with(key, || SeriesModel::new(cfg));
             let out = model.update(cfg, value);
-            if out.alert {
+            if cfg.scores {
+                if out.stream_score > 0.0 || out.alert {
+                    alerts.push(score_record(offset, out.stream_score, out.alert));
+                }
+            } else if out.alert {
                 let alert_key = match self.key {
                     KeySpec::None => batch.key(row),
                     _ => Some(key),
