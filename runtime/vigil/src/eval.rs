@@ -60,6 +60,11 @@ pub struct EvalArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also score the detector's score stream at the best threshold per
+    /// profile (NAB's optimiser): runs it with `"scores": true` added to its
+    /// config, which detectors emitting score records accept (`ensemble`).
+    #[arg(long)]
+    sweep: bool,
 }
 
 /// Rows per produce request: big enough to be fast, small enough to stay
@@ -102,7 +107,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         partitions: i32::try_from(dataset.files.len()).context("too many series")?,
         dataset,
         profiles,
-        config: json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({})),
+        config: detector_config(json_arg(args.config.as_deref(), "--config")?, args.sweep)?,
         limits: match json_arg(args.limits.as_deref(), "--limits")? {
             Some(v) => serde_json::from_value(v).context("--limits is not a limits object")?,
             None => Limits {
@@ -218,7 +223,21 @@ async fn evaluate(
         elapsed_ms,
         records_per_sec,
     };
-    build_report(dataset, profiles, &detections, &args.profile, run)
+    if args.sweep && detections.score_records == 0 {
+        bail!(
+            "--sweep: the detector wrote {} alerts but no score records; it does not emit a \
+             score stream (score records carry the field \"stream\": \"score\")",
+            detections.alerts
+        );
+    }
+    build_report(
+        dataset,
+        profiles,
+        &detections,
+        &args.profile,
+        args.sweep,
+        run,
+    )
 }
 
 /// Fails with what a NAB corpus looks like when `dir` is not one, instead of
@@ -238,6 +257,19 @@ fn check_corpus(dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The detector config: `--config` (default `{}`), with `"scores": true`
+/// for `--sweep` so the detector emits its score stream.
+fn detector_config(config: Option<Value>, sweep: bool) -> anyhow::Result<Value> {
+    let mut config = config.unwrap_or_else(|| json!({}));
+    if sweep {
+        let Some(obj) = config.as_object_mut() else {
+            bail!("--sweep needs --config to be a JSON object (it adds \"scores\": true)");
+        };
+        obj.insert("scores".into(), Value::Bool(true));
+    }
+    Ok(config)
 }
 
 /// Parses a JSON flag given inline or as `@FILE`.
@@ -451,6 +483,7 @@ async fn read_alerts(
                 got += 1;
                 let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()));
                 let a = alert_ref(headers, topic)
+                    .and_then(|a| a.with_value(r.value.as_deref()))
                     .map_err(|e| anyhow::anyhow!("{output}[{p}]@{}: {e}", r.offset))?;
                 alerts.push(a);
             }
