@@ -54,7 +54,8 @@ pub struct EvalArgs {
     /// Profile whose raw score the per-file table shows (all profiles' totals are printed).
     #[arg(long, default_value = "standard")]
     profile: String,
-    /// Resource limits of the replay as JSON (default: a 10 s CPU budget per batch).
+    /// Resource limits of the replay as JSON (default: a 10 s CPU budget per
+    /// batch; with --sweep also the most alerts per batch the broker allows).
     #[arg(long)]
     limits: Option<String>,
     /// Print the report as JSON instead of a table.
@@ -70,6 +71,8 @@ pub struct EvalArgs {
 /// Rows per produce request: big enough to be fast, small enough to stay
 /// far below any request size limit.
 const ROWS_PER_BATCH: usize = 5_000;
+/// Input bytes per replay batch with --sweep.
+const SWEEP_BATCH_BYTES: usize = 64 << 10;
 /// Historic NAB timestamps (2011–2015) are far older than the default
 /// 7-day retention, which would delete the data before the replay reads it.
 const TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "-1")];
@@ -112,6 +115,12 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
             Some(v) => serde_json::from_value(v).context("--limits is not a limits object")?,
             None => Limits {
                 cpu_per_batch: Duration::from_secs(10),
+                // A score stream is up to one record per input record.
+                max_alerts_per_batch: if args.sweep {
+                    vigil_api::spec::MAX_ALERTS_PER_BATCH
+                } else {
+                    Limits::default().max_alerts_per_batch
+                },
                 ..Limits::default()
             },
         },
@@ -193,7 +202,10 @@ async fn evaluate(
         // A skipped batch would silently score as "no detection".
         on_failure: Some(FailurePolicy::Fail),
         partitions: None,
-        max_batch_bytes: None,
+        // A score stream writes about one record per input record; small
+        // input batches keep each batch's alert write small (with the 1 MiB
+        // default, series of 18 000+ rows stalled the replay, see 0010).
+        max_batch_bytes: args.sweep.then_some(SWEEP_BATCH_BYTES),
         budget: None,
     };
     admin(api, move |c| c.replay(&spec)).await?;
