@@ -252,10 +252,12 @@ mod tests {
     fn cooldown_suppresses_new_incidents() {
         let mut inc = Incidents::new(0.5, 1, 5);
         let opened: Vec<i64> = (0..20)
-            .filter_map(|i| match inc.update(i, if i % 2 == 0 { 1.0 } else { 0.0 }) {
-                Some(IncidentEvent::Opened { start }) => Some(start),
-                _ => None,
-            })
+            .filter_map(
+                |i| match inc.update(i, if i % 2 == 0 { 1.0 } else { 0.0 }) {
+                    Some(IncidentEvent::Opened { start }) => Some(start),
+                    _ => None,
+                },
+            )
             .collect();
         // Every other record is hot, but openings are 5 records apart at least.
         assert_eq!(opened, vec![0, 6, 12, 18]);
