@@ -21,7 +21,9 @@
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
-//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000). Memory
+//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
+//! (false; true: emit the score stream as score records instead of alerts,
+//! for `vigil eval --sweep`). Memory
 //! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
 //! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
 //! (see `docs/design/0007-detector-ensemble.md`).

@@ -402,13 +402,7 @@ fn categories(
 
 /// The human-readable report: one line per series, then the corpus scores.
 pub fn format_table(r: &EvalReport) -> String {
-    let width = r
-        .files
-        .iter()
-        .map(|f| f.name.len())
-        .chain([4])
-        .max()
-        .unwrap_or(4);
+    let width = column_width(r.files.iter().map(|f| f.name.len()), 4);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -452,13 +446,7 @@ pub fn format_table(r: &EvalReport) -> String {
         "\nby category ({}; normalised over the category's own windows):",
         r.profile
     );
-    let cw = r
-        .categories
-        .iter()
-        .map(|c| c.category.len())
-        .chain([8])
-        .max()
-        .unwrap_or(8);
+    let cw = column_width(r.categories.iter().map(|c| c.category.len()), 8);
     let _ = writeln!(
         out,
         "  {:<cw$}  {:>5}  {:>7}  {:>5}  {:>7}  {:>7}",
@@ -520,6 +508,11 @@ pub fn format_table(r: &EvalReport) -> String {
         );
     }
     out
+}
+
+/// Width of a name column: the longest name, at least `min`.
+fn column_width(lens: impl Iterator<Item = usize>, min: usize) -> usize {
+    lens.chain([min]).max().unwrap_or(min)
 }
 
 /// Keeps the raw column narrow for the long profile names.
