@@ -8,7 +8,8 @@
 //! * `grid`: the deployed detector with the best threshold of a grid (an
 //!   upper bound of what re-tuning the threshold could give);
 //! * `sweep`: NAB's own threshold optimisation over the per-record score
-//!   stream (no cooldown), as NAB reports detectors that emit scores.
+//!   stream (0 during cooldowns, the stream `"scores": true` emits), as
+//!   NAB reports detectors that emit scores.
 //!
 //! The two splits exist to keep development honest: tune on one, check on
 //! the other, then swap (see `docs/design/0007-detector-ensemble.md`).
@@ -41,7 +42,7 @@ fn run(cfg: &Config, t: &Tuning, s: &SeriesFile) -> (Vec<f64>, Vec<bool>) {
     let mut alerts = Vec::with_capacity(s.len());
     for &v in &s.values {
         let o = m.update_tuned(cfg, t, v);
-        scores.push(o.score);
+        scores.push(o.stream_score);
         alerts.push(o.alert);
     }
     (scores, alerts)

@@ -28,6 +28,10 @@ pub struct Config {
     pub range_tolerance: f64,
     /// Most series tracked at once (least recently seen evicted beyond it).
     pub max_keys: usize,
+    /// Emit a score stream instead of alerts: one score record
+    /// (`vigil_sdk::blocks::score_record`) per record whose suppressed score
+    /// is above 0 or that alerts, for `vigil eval --sweep`.
+    pub scores: bool,
 }
 
 impl Default for Config {
@@ -42,6 +46,7 @@ impl Default for Config {
             short_window: 20,
             range_tolerance: 0.05,
             max_keys: 1000,
+            scores: false,
         }
     }
 }

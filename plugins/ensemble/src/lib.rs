@@ -21,7 +21,9 @@
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
-//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000). Memory
+//! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
+//! (false; true: emit the score stream as score records instead of alerts,
+//! for `vigil eval --sweep`). Memory
 //! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
 //! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
 //! (see `docs/design/0007-detector-ensemble.md`).
@@ -34,7 +36,7 @@ pub mod config;
 pub mod context;
 pub mod model;
 
-use vigil_sdk::blocks::KeyedState;
+use vigil_sdk::blocks::{score_record, KeyedState};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
 
 pub use config::{Config, KeySpec};
@@ -80,7 +82,11 @@ impl Detector for Ensemble {
                 .series
                 .get_or_insert_with(key, || SeriesModel::new(cfg));
             let out = model.update(cfg, value);
-            if out.alert {
+            if cfg.scores {
+                if out.stream_score > 0.0 || out.alert {
+                    alerts.push(score_record(offset, out.stream_score, out.alert));
+                }
+            } else if out.alert {
                 let alert_key = match self.key {
                     KeySpec::None => batch.key(row),
                     _ => Some(key),

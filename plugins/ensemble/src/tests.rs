@@ -160,3 +160,41 @@ fn model_bounds_memory_and_ignores_warmup() {
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
+
+#[test]
+fn score_stream_carries_the_alerts_and_is_quiet_in_cooldown() {
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    values[1700] += 12.0;
+    for v in &mut values[2300..] {
+        *v += 8.0;
+    }
+    let b = batches(&values, 500);
+    let alerts = run::<Ensemble>(json!({}), &b).unwrap();
+    let stream = run::<Ensemble>(json!({"scores": true}), &b).unwrap();
+    let field = |a: &Alert, name: &str| a.get_field(name).map(str::to_string);
+    assert!(stream
+        .iter()
+        .all(|a| field(a, "stream").as_deref() == Some("\"score\"")));
+    // The records the stream marks as alerting are exactly the alerts.
+    let marked: Vec<i64> = stream
+        .iter()
+        .filter(|a| field(a, "alert").as_deref() == Some("true"))
+        .map(Alert::source_offset)
+        .collect();
+    assert_eq!(marked, offsets(&alerts));
+    assert!(stream.len() > 10 * marked.len(), "{} records", stream.len());
+    // Within a cooldown (288 records) after an alert nothing is scored, and
+    // outside one no score reaches the threshold without alerting.
+    for &m in &marked {
+        assert!(
+            stream
+                .iter()
+                .all(|a| a.source_offset() <= m || a.source_offset() > m + 288),
+            "scores within the cooldown after {m}"
+        );
+    }
+    assert!(stream
+        .iter()
+        .filter(|a| a.get_score() >= 0.5)
+        .all(|a| marked.contains(&a.source_offset())));
+}

@@ -54,17 +54,25 @@ pub struct EvalArgs {
     /// Profile whose raw score the per-file table shows (all profiles' totals are printed).
     #[arg(long, default_value = "standard")]
     profile: String,
-    /// Resource limits of the replay as JSON (default: a 10 s CPU budget per batch).
+    /// Resource limits of the replay as JSON (default: a 10 s CPU budget per
+    /// batch; with --sweep also the most alerts per batch the broker allows).
     #[arg(long)]
     limits: Option<String>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also score the detector's score stream at the best threshold per
+    /// profile (NAB's optimiser): runs it with `"scores": true` added to its
+    /// config, which detectors emitting score records accept (`ensemble`).
+    #[arg(long)]
+    sweep: bool,
 }
 
 /// Rows per produce request: big enough to be fast, small enough to stay
 /// far below any request size limit.
 const ROWS_PER_BATCH: usize = 5_000;
+/// Input bytes per replay batch with --sweep.
+const SWEEP_BATCH_BYTES: usize = 64 << 10;
 /// Historic NAB timestamps (2011–2015) are far older than the default
 /// 7-day retention, which would delete the data before the replay reads it.
 const TOPIC_CONFIGS: &[(&str, &str)] = &[("retention.ms", "-1")];
@@ -102,11 +110,17 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         partitions: i32::try_from(dataset.files.len()).context("too many series")?,
         dataset,
         profiles,
-        config: json_arg(args.config.as_deref(), "--config")?.unwrap_or_else(|| json!({})),
+        config: detector_config(json_arg(args.config.as_deref(), "--config")?, args.sweep)?,
         limits: match json_arg(args.limits.as_deref(), "--limits")? {
             Some(v) => serde_json::from_value(v).context("--limits is not a limits object")?,
             None => Limits {
                 cpu_per_batch: Duration::from_secs(10),
+                // A score stream is up to one record per input record.
+                max_alerts_per_batch: if args.sweep {
+                    vigil_api::spec::MAX_ALERTS_PER_BATCH
+                } else {
+                    Limits::default().max_alerts_per_batch
+                },
                 ..Limits::default()
             },
         },
@@ -188,7 +202,10 @@ async fn evaluate(
         // A skipped batch would silently score as "no detection".
         on_failure: Some(FailurePolicy::Fail),
         partitions: None,
-        max_batch_bytes: None,
+        // A score stream writes about one record per input record; small
+        // input batches keep each batch's alert write small (with the 1 MiB
+        // default, series of 18 000+ rows stalled the replay, see 0010).
+        max_batch_bytes: args.sweep.then_some(SWEEP_BATCH_BYTES),
         budget: None,
     };
     admin(api, move |c| c.replay(&spec)).await?;
@@ -218,7 +235,21 @@ async fn evaluate(
         elapsed_ms,
         records_per_sec,
     };
-    build_report(dataset, profiles, &detections, &args.profile, run)
+    if args.sweep && detections.score_records == 0 {
+        bail!(
+            "--sweep: the detector wrote {} alerts but no score records; it does not emit a \
+             score stream (score records carry the field \"stream\": \"score\")",
+            detections.alerts
+        );
+    }
+    build_report(
+        dataset,
+        profiles,
+        &detections,
+        &args.profile,
+        args.sweep,
+        run,
+    )
 }
 
 /// Fails with what a NAB corpus looks like when `dir` is not one, instead of
@@ -238,6 +269,19 @@ fn check_corpus(dir: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The detector config: `--config` (default `{}`), with `"scores": true`
+/// for `--sweep` so the detector emits its score stream.
+fn detector_config(config: Option<Value>, sweep: bool) -> anyhow::Result<Value> {
+    let mut config = config.unwrap_or_else(|| json!({}));
+    if sweep {
+        let Some(obj) = config.as_object_mut() else {
+            bail!("--sweep needs --config to be a JSON object (it adds \"scores\": true)");
+        };
+        obj.insert("scores".into(), Value::Bool(true));
+    }
+    Ok(config)
 }
 
 /// Parses a JSON flag given inline or as `@FILE`.
@@ -451,6 +495,7 @@ async fn read_alerts(
                 got += 1;
                 let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()));
                 let a = alert_ref(headers, topic)
+                    .and_then(|a| a.with_value(r.value.as_deref()))
                     .map_err(|e| anyhow::anyhow!("{output}[{p}]@{}: {e}", r.offset))?;
                 alerts.push(a);
             }

@@ -46,7 +46,12 @@ fn dataset() -> Dataset {
 }
 
 fn at(partition: i32, offset: i64) -> AlertRef {
-    AlertRef { partition, offset }
+    AlertRef {
+        partition,
+        offset,
+        score: None,
+        alert: true,
+    }
 }
 
 fn headers<'a>(
@@ -165,6 +170,7 @@ fn report_scores_the_perfect_and_the_null_detector() {
         &profiles(),
         &detection_flags(&lens, &[]),
         "standard",
+        false,
         RunInfo::default(),
     )
     .unwrap();
@@ -173,7 +179,15 @@ fn report_scores_the_perfect_and_the_null_detector() {
         assert_eq!(s.windows, 2);
     }
     let perfect = detection_flags(&lens, &[at(0, 300), at(1, 150)]);
-    let r = build_report(&ds, &profiles(), &perfect, "standard", RunInfo::default()).unwrap();
+    let r = build_report(
+        &ds,
+        &profiles(),
+        &perfect,
+        "standard",
+        false,
+        RunInfo::default(),
+    )
+    .unwrap();
     assert_eq!(r.scores.len(), 3);
     for s in r.scores.values() {
         assert!((s.normalized - 100.0).abs() < 1e-9, "{s:?}");
@@ -203,12 +217,13 @@ fn report_counts_false_positives_under_the_table_profile() {
     // Row 100 is after the probation (60 rows) and before any window: a
     // false positive at the full fp cost. Row 10 is in the probation: free.
     let d = detection_flags(&lens, &[at(0, 10), at(0, 100), at(0, 300)]);
-    let std = build_report(&ds, &profiles(), &d, "standard", RunInfo::default()).unwrap();
+    let std = build_report(&ds, &profiles(), &d, "standard", false, RunInfo::default()).unwrap();
     let low_fp = build_report(
         &ds,
         &profiles(),
         &d,
         "reward_low_FP_rate",
+        false,
         RunInfo::default(),
     )
     .unwrap();
@@ -235,7 +250,7 @@ fn report_counts_false_positives_under_the_table_profile() {
 fn unknown_table_profile_is_an_error_naming_the_known_ones() {
     let ds = dataset();
     let d = detection_flags(&[400, 200], &[]);
-    let err = build_report(&ds, &profiles(), &d, "strict", RunInfo::default()).unwrap_err();
+    let err = build_report(&ds, &profiles(), &d, "strict", false, RunInfo::default()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("strict") && msg.contains("standard"), "{msg}");
 }
@@ -251,7 +266,7 @@ fn table_lists_every_file_the_totals_and_every_profile() {
         records_per_sec: 400.0,
         ..RunInfo::default()
     };
-    let r = build_report(&ds, &profiles(), &d, "standard", run).unwrap();
+    let r = build_report(&ds, &profiles(), &d, "standard", false, run).unwrap();
     let t = format_table(&r);
     let lines: Vec<&str> = t.lines().collect();
     assert!(
@@ -293,7 +308,7 @@ fn json_report_has_flat_run_info_and_scores_by_profile() {
         replay: "eval-1".into(),
         ..RunInfo::default()
     };
-    let r = build_report(&ds, &profiles(), &d, "standard", run).unwrap();
+    let r = build_report(&ds, &profiles(), &d, "standard", false, run).unwrap();
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["replay"], "eval-1");
     assert_eq!(v["files"][0]["windows_hit"], 1);
@@ -356,6 +371,7 @@ fn a_file_without_windows_shows_a_zero_not_a_negative_zero() {
         &profiles(),
         &detection_flags(&[100], &[]),
         "standard",
+        false,
         RunInfo::default(),
     )
     .unwrap();
@@ -411,4 +427,92 @@ fn module_references_are_checked_against_the_uploaded_ones() {
         );
     }
     assert_eq!(uploaded_labels(&[], "x"), Some(vec![]));
+}
+
+/// The broker's alert document for a score record, as the engine writes it.
+fn score_doc(score: f64, alert: bool) -> Vec<u8> {
+    serde_json::json!({
+        "severity": "info",
+        "score": score,
+        "fields": {"stream": "score", "alert": alert},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn score_records_are_told_apart_from_alerts() {
+    let plain = br#"{"score": 0.9, "fields": {"kind": "deviation"}}"#;
+    assert_eq!(at(0, 5).with_value(Some(plain)), Ok(at(0, 5)));
+    assert_eq!(at(0, 5).with_value(None), Ok(at(0, 5)));
+    let s = at(1, 7).with_value(Some(&score_doc(0.4, false))).unwrap();
+    assert_eq!((s.score, s.alert), (Some(0.4), false));
+    let s = at(1, 7).with_value(Some(&score_doc(0.8, true))).unwrap();
+    assert_eq!((s.score, s.alert), (Some(0.8), true));
+    let bad = br#"{"score": null, "fields": {"stream": "score"}}"#;
+    let err = at(1, 7).with_value(Some(bad)).unwrap_err();
+    assert!(err.contains("without a numeric score"), "{err}");
+}
+
+fn scored(partition: i32, offset: i64, score: f64, alert: bool) -> AlertRef {
+    at(partition, offset)
+        .with_value(Some(&score_doc(score, alert)))
+        .unwrap()
+}
+
+#[test]
+fn sweep_finds_the_threshold_the_deployed_one_misses() {
+    let ds = dataset();
+    let lens: Vec<usize> = ds.files.iter().map(SeriesFile::len).collect();
+    // Both windows score 0.6 at their first row; a false positive scores
+    // 0.5 and is the only record the detector itself alerts on.
+    let refs = [
+        scored(0, 300, 0.6, false),
+        scored(1, 150, 0.6, false),
+        scored(0, 200, 0.5, true),
+        scored(1, 10, 0.1, false),
+    ];
+    let d = detection_flags(&lens, &refs);
+    assert_eq!((d.alerts, d.score_records), (1, 4));
+    assert_eq!(d.scores[0][300], 0.6);
+    assert!(d.flags[0][200] && !d.flags[0][300]);
+    let r = build_report(&ds, &profiles(), &d, "standard", true, RunInfo::default()).unwrap();
+    let swept = r.swept.as_ref().unwrap();
+    for (name, s) in swept {
+        assert_eq!(s.threshold, Some(0.6), "{name}");
+        assert!((s.normalized - 100.0).abs() < 1e-9, "{name}: {s:?}");
+        assert!(
+            r.scores[name].normalized < 0.0,
+            "{name}: only a false positive"
+        );
+    }
+    assert_eq!(
+        r.categories
+            .iter()
+            .map(|c| (c.category.as_str(), c.windows, c.false_positives, c.swept))
+            .collect::<Vec<_>>(),
+        vec![("a", 1, 1, Some(100.0)), ("b", 1, 0, Some(100.0))]
+    );
+    assert!(r.categories[0].fixed < 0.0 && r.categories[1].fixed == 0.0);
+    let table = format_table(&r);
+    assert!(
+        table.contains("fixed = the detector's own alerts"),
+        "{table}"
+    );
+    assert!(table.contains("swept = best threshold"), "{table}");
+    assert!(table.contains("100.00 (0.600)"), "{table}");
+    // Without --sweep: no swept column values, and the JSON has no `swept`.
+    let r = build_report(&ds, &profiles(), &d, "standard", false, RunInfo::default()).unwrap();
+    assert!(r.swept.is_none() && r.categories.iter().all(|c| c.swept.is_none()));
+    assert!(serde_json::to_value(&r).unwrap().get("swept").is_none());
+}
+
+#[test]
+fn sweep_adds_scores_to_the_config() {
+    use super::detector_config;
+    let c = detector_config(Some(serde_json::json!({"threshold": 0.7})), true).unwrap();
+    assert_eq!(c, serde_json::json!({"threshold": 0.7, "scores": true}));
+    assert_eq!(detector_config(None, false).unwrap(), serde_json::json!({}));
+    let err = detector_config(Some(serde_json::json!([1])), true).unwrap_err();
+    assert!(err.to_string().contains("JSON object"), "{err}");
 }

@@ -6,6 +6,7 @@
 //! built from these blocks snapshots with one
 //! [`state::to_bytes(&self)`](crate::state::to_bytes).
 
+mod hygiene;
 mod keyed;
 mod likelihood;
 mod quantile;
@@ -13,6 +14,10 @@ mod series_key;
 mod stats;
 mod window;
 
+pub use hygiene::{
+    score_record, IncidentEvent, Incidents, Label, PeakSuppressor, LABELS_TOPIC_SUFFIX,
+    SCORE_ALERT_FIELD, SCORE_STREAM_FIELD, SCORE_STREAM_VALUE,
+};
 pub use keyed::KeyedState;
 pub use likelihood::{log_tail_score, normal_tail, AnomalyLikelihood};
 pub use quantile::QuantileSketch;
