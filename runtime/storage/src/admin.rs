@@ -112,6 +112,20 @@ impl Partition {
         st.log_start_offset
     }
 
+    /// Drops every cached batch that is already uploaded, so that reads of
+    /// that range go to the segments (after compaction by key rewrote
+    /// them, the cache would still show the records it dropped).
+    pub(crate) fn evict_uploaded(&self) {
+        let mut st = self.state.lock();
+        while let Some(b) = st.cache.front() {
+            if b.header.last_offset() >= st.uploaded_next {
+                break;
+            }
+            st.cache_bytes -= b.bytes.len();
+            st.cache.pop_front();
+        }
+    }
+
     /// The idempotent producers this partition remembers (DescribeProducers).
     pub fn producer_snapshot(&self) -> Vec<ProducerSnapshot> {
         self.state.lock().producers.snapshot()

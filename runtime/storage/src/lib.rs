@@ -20,6 +20,7 @@ pub mod config;
 pub mod dataobj;
 pub mod error;
 pub mod fence;
+pub mod keycompact;
 pub mod kv;
 pub mod kvkeys;
 pub mod lease;

@@ -132,6 +132,11 @@ impl Log {
                 tracing::info!(topic = %p.topic, partition = p.index, runs = drop, log_start_offset = start, "retention dropped old data");
             }
         }
+        // By key first: it takes all uploaded runs of a compacted
+        // partition, which the run compactor then has no need to merge.
+        if let Err(e) = self.compact_keys_once().await {
+            tracing::warn!(error = %e, "compaction by key failed; will retry");
+        }
         if let Err(e) = self.compact_once().await {
             tracing::warn!(error = %e, "compaction failed; will retry");
         }

@@ -12,14 +12,6 @@ use kafka_protocol::ResponseError;
 use vigil_protocol::batch::{decode_records, DEFAULT_DECOMPRESSED_LIMIT};
 
 use super::msg;
-use super::topic_configs::list_items;
-
-/// Whether a topic with these configs is compacted.
-pub(super) fn is_compacted(configs: &std::collections::BTreeMap<String, String>) -> bool {
-    configs
-        .get("cleanup.policy")
-        .is_some_and(|p| list_items(p).contains(&"compact"))
-}
 
 /// Indexes of the keyless records in `records` (one batch). A batch that
 /// does not decode is left to the append path, which refuses it with the
@@ -85,15 +77,5 @@ mod tests {
         let refused = refuse(0, "t", &keyless(&batch));
         assert_eq!(refused.error_code, ResponseError::InvalidRecord.code());
         assert_eq!(refused.record_errors.len(), 2);
-    }
-
-    #[test]
-    fn compact_policy_is_read_from_the_list() {
-        let mut c = std::collections::BTreeMap::new();
-        assert!(!is_compacted(&c));
-        c.insert("cleanup.policy".to_string(), "delete, compact".to_string());
-        assert!(is_compacted(&c));
-        c.insert("cleanup.policy".to_string(), "delete".to_string());
-        assert!(!is_compacted(&c));
     }
 }

@@ -31,7 +31,7 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
         let compacted = b
             .log
             .topic(&name)
-            .is_some_and(|t| compacted::is_compacted(&t.configs));
+            .is_some_and(|t| vigil_storage::keycompact::is_compacted(&t.configs));
         let mut slots = Vec::with_capacity(t.partition_data.len());
         for pd in t.partition_data {
             let slot = match (b.log.partition(&name, pd.index), pd.records) {

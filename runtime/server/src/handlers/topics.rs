@@ -51,8 +51,8 @@ pub(super) async fn create(
         let outcome: Result<Option<uuid::Uuid>, (ResponseError, String)> =
             if let Err(why) = &checked {
                 Err((ResponseError::InvalidConfig, why.clone()))
-            } else if let Some(why) = assignment_problem(&t.assignments, t.num_partitions) {
-                Err((ResponseError::InvalidReplicaAssignment, why))
+            } else if let Some(problem) = assignment_problem(&t.assignments, t.num_partitions) {
+                Err(problem)
             } else if partitions < 1 {
                 Err((
                     ResponseError::InvalidPartitions,
@@ -116,31 +116,37 @@ pub(super) async fn create(
     CreateTopicsResponse::default().with_topics(results)
 }
 
-/// Why manual replica assignments cannot be taken, if they cannot: Kafka
-/// requires partitions numbered 0..n without a partition count beside them.
-fn assignment_problem(assignments: &[CreatableReplicaAssignment], count: i32) -> Option<String> {
+/// Why manual replica assignments cannot be taken, if they cannot: as in
+/// Kafka, not together with a partition count (INVALID_REQUEST), and
+/// partitions numbered 0..n, each with a broker (INVALID_REPLICA_ASSIGNMENT).
+fn assignment_problem(
+    assignments: &[CreatableReplicaAssignment],
+    count: i32,
+) -> Option<(ResponseError, String)> {
     if assignments.is_empty() {
         return None;
     }
     if count != -1 {
-        return Some(
+        return Some((
+            ResponseError::InvalidRequest,
             "give either a partition count or manual replica assignments, not both".into(),
-        );
+        ));
     }
     let mut seen: Vec<i32> = assignments.iter().map(|a| a.partition_index).collect();
     seen.sort_unstable();
+    let bad = |why: String| Some((ResponseError::InvalidReplicaAssignment, why));
     if seen
         .iter()
         .enumerate()
         .any(|(i, p)| i64::from(*p) != i as i64)
     {
-        return Some(format!(
+        return bad(format!(
             "replica assignments must number partitions 0..{} consecutively (got {seen:?})",
             assignments.len()
         ));
     }
     if assignments.iter().any(|a| a.broker_ids.is_empty()) {
-        return Some("every assigned partition needs at least one broker id".into());
+        return bad("every assigned partition needs at least one broker id".into());
     }
     None
 }
