@@ -32,7 +32,9 @@ async function attempt(fn) {
   try {
     return { ok: await fn() }
   } catch (e) {
-    return { error: e.type || e.name, message: e.message }
+    // createTopics wraps per-topic errors in an aggregate error.
+    const inner = (e.errors && e.errors[0]) || e
+    return { error: inner.type || inner.name, message: inner.message }
   }
 }
 
