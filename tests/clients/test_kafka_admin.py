@@ -130,11 +130,18 @@ def test_create_topics_standard_configs_assignments_validate_only(broker):
         "retention.ms": "86400000",
     }
     # Manual replica assignments: three partitions on "broker 1"; storage is
-    # shared, so the broker accepts and places them itself.
-    futs = admin.create_topics([NewTopic(topic, num_partitions=-1, replication_factor=-1, replica_assignment=[[1], [1], [1]],
-                                         config=configs)],
-                               request_timeout=TIMEOUT)
-    futs[topic].result(TIMEOUT)
+    # shared, so the broker accepts them and places the partitions itself.
+    # (kafka-python here: confluent-kafka 2.16's binding refuses a
+    # replica_assignment client-side; kafkajs sends one below too.)
+    from kafka.admin import NewTopic as KNewTopic
+
+    kp = kp_admin(broker)
+    try:
+        kp.create_topics([KNewTopic(topic, num_partitions=-1, replication_factor=-1,
+                                    replica_assignments={0: [1], 1: [1], 2: [1]},
+                                    topic_configs=configs)])
+    finally:
+        kp.close()
     wait_topic_ready(broker.bootstrap, topic, 3)
     described = topic_configs(admin, topic)
     for k, v in configs.items():
@@ -449,7 +456,7 @@ def test_kafkajs_admin(broker, node_driver, tmp_path):
     assert out["alterInvalid"].get("error") == "INVALID_CONFIG", out["alterInvalid"]
     # AlterConfigs replaced the set: delete.retention.ms is back to its default.
     assert out["described"] == {"retention.ms": "3600000", "delete.retention.ms": "86400000"}
-    assert "ok" in out["deleteRecords"], out["deleteRecords"]
+    assert "error" not in out["deleteRecords"], out["deleteRecords"]  # resolves to undefined
     low = {o["partition"]: (int(o["low"]), int(o["high"])) for o in out["offsets"]}
     assert low[0] == (4, 10), out["offsets"]
     before = {p["partition"]: p["offset"] for t in out["committedBefore"] for p in t["partitions"]}

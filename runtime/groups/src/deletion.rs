@@ -14,7 +14,7 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{
     ConsumerProtocolSubscription, DeleteGroupsRequest, DeleteGroupsResponse, OffsetDeleteRequest,
-    OffsetDeleteResponse,
+    OffsetDeleteResponse, TopicName,
 };
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
@@ -76,6 +76,9 @@ fn subscribed(group: &Group, topic: &str) -> bool {
     })
 }
 
+/// Per partition of one topic: the error OffsetDelete answers, if any.
+type PartitionErrors = Vec<(i32, Option<ResponseError>)>;
+
 impl GroupCoordinator {
     /// DeleteGroups: a group without members loses its committed offsets
     /// (persisted as tombstones) and is forgotten. A group with members is
@@ -129,7 +132,7 @@ impl GroupCoordinator {
             return fail(ResponseError::GroupIdNotFound);
         };
         // (topic name, [(partition, error)]) in request order.
-        let mut answer: Vec<(_, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+        let mut answer: Vec<(TopicName, PartitionErrors)> = Vec::new();
         let (seq, write, keys) = {
             let mut g = group.lock();
             if g.state == GroupState::Dead {

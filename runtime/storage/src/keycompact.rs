@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use object_store::{ObjectStoreExt, PutPayload};
 use vigil_protocol::batch::{decode_records, RecordBatches, DEFAULT_DECOMPRESSED_LIMIT};
 use vigil_protocol::kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions,
@@ -140,20 +139,7 @@ impl Log {
             tracing::warn!(topic = %p.topic, partition = p.index, bytes = total, limit = MAX_KEY_COMPACTION_BYTES, "partition too large to compact by key in one pass; skipped");
             return Ok(None);
         }
-        let mut body = BytesMut::new();
-        for s in &segs {
-            let object_size = if s.object_size == 0 {
-                s.start + s.size
-            } else {
-                s.object_size
-            };
-            let bytes = self
-                .runs
-                .cache()
-                .get_range(&s.key, object_size, s.start..s.start + s.size)
-                .await?;
-            body.extend_from_slice(&bytes);
-        }
+        let body = self.read_runs(&segs).await?;
         let from = format!("{}-{} key compaction input", p.topic, p.index);
         let (kept, dropped) = keep_latest(decode_all(body.freeze(), &from)?);
         let mut out = BytesMut::new();
@@ -168,32 +154,13 @@ impl Log {
             )
             .map_err(|e| corrupt(&from, format!("cannot re-encode kept records: {e:#}")))?;
         }
-        let (object, size) = crate::compact::build_segment(&out)?;
-        let first = &segs[0];
-        let last = &segs[segs.len() - 1];
         let seq = self
             .next_object_seq
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let key = paths::keyed_segment(p.topic_id, p.index, first.base_offset, self.epoch, seq);
-        self.store
-            .put(&key, PutPayload::from(object.clone()))
-            .await
-            .map_err(|source| StorageError::ObjectStore {
-                op: "put",
-                key: key.to_string(),
-                source,
-            })?;
-        // The offset range stays that of the runs replaced, so the next
-        // run still follows on.
-        let merged = SegmentMeta {
-            key: key.to_string(),
-            start: 0,
-            object_size: object.len() as u64,
-            base_offset: first.base_offset,
-            next_offset: last.next_offset,
-            size,
-            max_timestamp: segs.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
-        };
+        let key = paths::keyed_segment(p.topic_id, p.index, segs[0].base_offset, self.epoch, seq);
+        // The offset range stays that of the runs replaced, so the next run
+        // still follows on.
+        let merged = self.put_segment(key, &out, &segs).await?;
         let name = |s: &SegmentMeta| format!("{}@{}", s.key, s.start);
         let replaced: Vec<String> = segs.iter().map(name).collect();
         let committed = self
