@@ -444,7 +444,8 @@ impl Partition {
     }
 
     /// Drops the first `n` segments after retention committed that; the log
-    /// now starts at `log_start`. Cached batches below it go too.
+    /// now starts at `log_start`. Cached batches below it go too, once
+    /// uploaded (see `Partition::advance_log_start`, storage/src/admin.rs).
     pub(crate) fn truncate_front(&self, n: usize, log_start: i64) {
         {
             let mut st = self.state.lock();
