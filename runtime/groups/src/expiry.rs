@@ -17,7 +17,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::state::GroupState;
-use super::{GroupCoordinator, OffsetKey};
+use super::GroupCoordinator;
 
 impl GroupCoordinator {
     /// Deletes the committed offsets of every group that has no members and whose newest
@@ -47,20 +47,8 @@ impl GroupCoordinator {
                     self.forget_if_unused(&group_id);
                     continue;
                 }
-                let seq = g.next_commit_seq;
-                g.next_commit_seq += 1;
-                let entries = keys
-                    .iter()
-                    .map(|(topic, partition)| {
-                        let key = OffsetKey {
-                            group: group_id.clone(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                        };
-                        (key, None)
-                    })
-                    .collect();
-                (seq, self.store.persist(entries), keys)
+                let (seq, persist) = super::deletion::send_tombstones(self, &mut g, &keys);
+                (seq, persist, keys)
             };
             match persist.await {
                 Ok(()) => {
@@ -79,7 +67,7 @@ impl GroupCoordinator {
     /// Removes a group that has neither members nor offsets from the map. It is marked
     /// `Dead` first, so a request that picked it up just before answers
     /// `COORDINATOR_NOT_AVAILABLE` and retries on a fresh group.
-    fn forget_if_unused(&self, group_id: &str) {
+    pub(crate) fn forget_if_unused(&self, group_id: &str) {
         // Map lock, then group lock: the order the rest of the coordinator allows.
         let mut groups = self.groups.lock();
         let Some(group) = groups.get(group_id).cloned() else {

@@ -14,6 +14,7 @@
 //! is held, so the two cannot deadlock.
 
 mod admin;
+mod deletion;
 mod expiry;
 pub mod log_store;
 mod membership;
@@ -180,7 +181,7 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     store: Arc<dyn GroupStore>,
     /// Group id → group. A group without members whose offsets expired is removed (see
-    /// [`expire_offsets`](Self::expire_offsets)); there is no DeleteGroups support yet.
+    /// [`expire_offsets`](Self::expire_offsets)) or deleted with DeleteGroups.
     groups: Mutex<HashMap<String, GroupRef>>,
 }
 

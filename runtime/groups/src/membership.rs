@@ -583,8 +583,17 @@ fn rejoin_static(group: &mut Group, old_id: &str, new: NewMember) -> Decision<Jo
         member.client_host = new.client_host;
     }
     match state {
-        GroupState::Stable if !changed && !is_leader => {
-            Decision::Now(group.current_join_outcome(new_id))
+        // No rebalance, the leader included (Kafka, KIP-345): a restarted
+        // leader is told the old leader id, so it does not compute an
+        // assignment a stable group would never hand out; its SyncGroup
+        // gets the assignment it had.
+        GroupState::Stable if !changed => {
+            let mut outcome = group.current_join_outcome(new_id);
+            if is_leader {
+                outcome.leader = old_id.to_string();
+                outcome.members = Vec::new();
+            }
+            Decision::Now(outcome)
         }
         GroupState::PreparingRebalance => {
             let rx = park_join(member);

@@ -106,6 +106,54 @@ pub fn build_segment(batches: &[u8]) -> Result<(Bytes, u64)> {
 }
 
 impl Log {
+    /// The batches of `runs` (one partition's, in order), back to back.
+    pub(crate) async fn read_runs(&self, runs: &[SegmentMeta]) -> Result<BytesMut> {
+        let mut body = BytesMut::new();
+        for s in runs {
+            let object_size = if s.object_size == 0 {
+                s.start + s.size
+            } else {
+                s.object_size
+            };
+            let bytes = self
+                .runs
+                .cache()
+                .get_range(&s.key, object_size, s.start..s.start + s.size)
+                .await?;
+            body.extend_from_slice(&bytes);
+        }
+        Ok(body)
+    }
+
+    /// Writes `batches` as segment object `key` standing for `replaced`
+    /// (consecutive runs: the segment covers their whole offset range) and
+    /// returns its manifest entry. Nothing references it until committed.
+    pub(crate) async fn put_segment(
+        &self,
+        key: object_store::path::Path,
+        batches: &[u8],
+        replaced: &[SegmentMeta],
+    ) -> Result<SegmentMeta> {
+        let (object, size) = build_segment(batches)?;
+        self.store
+            .put(&key, PutPayload::from(object.clone()))
+            .await
+            .map_err(|source| StorageError::ObjectStore {
+                op: "put",
+                key: key.to_string(),
+                source,
+            })?;
+        Ok(SegmentMeta {
+            key: key.to_string(),
+            start: 0,
+            object_size: object.len() as u64,
+            base_offset: replaced.first().map_or(0, |s| s.base_offset),
+            next_offset: replaced.last().map_or(0, |s| s.next_offset),
+            size,
+            max_timestamp: replaced.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
+        })
+    }
+
     /// Runs of shared data objects still waiting to be compacted.
     pub fn compaction_backlog(&self) -> usize {
         self.topics()
@@ -126,41 +174,9 @@ impl Log {
                     continue;
                 };
                 let chosen = &segs[from..to];
-                let mut body = BytesMut::new();
-                for s in chosen {
-                    let object_size = if s.object_size == 0 {
-                        s.start + s.size
-                    } else {
-                        s.object_size
-                    };
-                    let bytes = self
-                        .runs
-                        .cache()
-                        .get_range(&s.key, object_size, s.start..s.start + s.size)
-                        .await?;
-                    body.extend_from_slice(&bytes);
-                }
-                let (object, size) = build_segment(&body)?;
-                let first = &chosen[0];
-                let last = &chosen[chosen.len() - 1];
-                let key = paths::segment(p.topic_id, p.index, first.base_offset, self.epoch);
-                self.store
-                    .put(&key, PutPayload::from(object.clone()))
-                    .await
-                    .map_err(|source| StorageError::ObjectStore {
-                        op: "put",
-                        key: key.to_string(),
-                        source,
-                    })?;
-                let merged = SegmentMeta {
-                    key: key.to_string(),
-                    start: 0,
-                    object_size: object.len() as u64,
-                    base_offset: first.base_offset,
-                    next_offset: last.next_offset,
-                    size,
-                    max_timestamp: chosen.iter().map(|s| s.max_timestamp).max().unwrap_or(-1),
-                };
+                let body = self.read_runs(chosen).await?;
+                let key = paths::segment(p.topic_id, p.index, chosen[0].base_offset, self.epoch);
+                let merged = self.put_segment(key, &body, chosen).await?;
                 let replaced: Vec<String> = chosen
                     .iter()
                     .map(|s| format!("{}@{}", s.key, s.start))

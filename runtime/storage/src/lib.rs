@@ -12,6 +12,7 @@
 //! idempotent producer state and the key/value state the broker keeps (group
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
+pub mod admin;
 pub mod cache;
 pub mod clock;
 pub mod compact;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod dataobj;
 pub mod error;
 pub mod fence;
+pub mod keycompact;
 pub mod kv;
 pub mod kvkeys;
 pub mod lease;

@@ -444,19 +444,15 @@ impl Partition {
     }
 
     /// Drops the first `n` segments after retention committed that; the log
-    /// now starts at `log_start`. Cached batches below it go too.
+    /// now starts at `log_start`. Cached batches below it go too, once
+    /// uploaded (see `Partition::advance_log_start`, storage/src/admin.rs).
     pub(crate) fn truncate_front(&self, n: usize, log_start: i64) {
-        let mut st = self.state.lock();
-        let n = n.min(st.segments.len());
-        st.segments.drain(..n);
-        st.log_start_offset = st.log_start_offset.max(log_start);
-        while let Some(b) = st.cache.front() {
-            if b.header.last_offset() >= st.log_start_offset {
-                break;
-            }
-            st.cache_bytes -= b.bytes.len();
-            st.cache.pop_front();
+        {
+            let mut st = self.state.lock();
+            let n = n.min(st.segments.len());
+            st.segments.drain(..n);
         }
+        self.advance_log_start(log_start);
     }
 
     /// Replaces the runs named `key@start` in `replaced` (consecutive) by

@@ -146,6 +146,29 @@ pub fn segment(topic_id: Uuid, partition: i32, base_offset: i64, epoch: u64) -> 
     ))
 }
 
+/// Key of a segment written by compaction by key (see
+/// [`crate::keycompact`]): beside the writer epoch, a sequence number of
+/// the epoch, since one partition can be compacted again from the same base
+/// offset in the same epoch.
+pub fn keyed_segment(
+    topic_id: Uuid,
+    partition: i32,
+    base_offset: i64,
+    epoch: u64,
+    seq: u64,
+) -> Path {
+    Path::from(format!(
+        "{DATA_DIR}/{topic_id}/{partition:05}/{base_offset:020}-{epoch:010}-{seq:010}{KEYED_SUFFIX}"
+    ))
+}
+
+const KEYED_SUFFIX: &str = ".keyed.seg";
+
+/// Whether `key` names a segment written by compaction by key.
+pub fn is_keyed_segment(key: &str) -> bool {
+    key.starts_with(DATA_DIR) && key.ends_with(KEYED_SUFFIX)
+}
+
 /// Prefix of all data of a topic (for deletion).
 pub fn topic_data_prefix(topic_id: Uuid) -> Path {
     Path::from(format!("{DATA_DIR}/{topic_id}"))

@@ -59,17 +59,33 @@ impl Log {
         // (partition, runs to drop, new log start)
         let mut plan = Vec::new();
         for topic in self.topics() {
-            let retention_ms = config_i64(&topic.configs, "retention.ms", DEFAULT_RETENTION_MS);
-            let retention_bytes = config_i64(&topic.configs, "retention.bytes", -1);
+            // A compact-only topic keeps data by key, not by age or size
+            // (Kafka's cleanup.policy=compact); records below a log start
+            // offset set by DeleteRecords go either way.
+            let deletes = topic
+                .configs
+                .get("cleanup.policy")
+                .is_none_or(|p| p.split(',').any(|x| x.trim() == "delete"));
+            let (retention_ms, retention_bytes) = if deletes {
+                (
+                    config_i64(&topic.configs, "retention.ms", DEFAULT_RETENTION_MS),
+                    config_i64(&topic.configs, "retention.bytes", -1),
+                )
+            } else {
+                (-1, -1)
+            };
             // Saturating: `retention.ms` is a client's topic config, and
             // i64::MAX must mean "keep", not wrap around to "drop".
             let oldest_kept = now.saturating_sub(retention_ms);
             for p in &topic.partitions {
                 let segs = p.segments();
+                let log_start = p.log_start_offset();
                 let mut total: i64 = segs.iter().map(|s| s.size as i64).sum();
                 let mut drop = 0;
                 for s in &segs {
-                    let too_old = retention_ms >= 0
+                    let deleted = s.next_offset <= log_start;
+                    let too_old = !deleted
+                        && retention_ms >= 0
                         && match record_time(s.max_timestamp, now) {
                             Some(ts) => ts < oldest_kept,
                             None => uploaded
@@ -79,7 +95,7 @@ impl Log {
                                 .is_some_and(|t| *t < oldest_kept),
                         };
                     let too_big = retention_bytes >= 0 && total - s.size as i64 >= retention_bytes;
-                    if !(too_old || too_big) {
+                    if !(deleted || too_old || too_big) {
                         break;
                     }
                     total -= s.size as i64;
@@ -116,6 +132,11 @@ impl Log {
                 stats.runs_dropped += drop;
                 tracing::info!(topic = %p.topic, partition = p.index, runs = drop, log_start_offset = start, "retention dropped old data");
             }
+        }
+        // By key first: it takes all uploaded runs of a compacted
+        // partition, which the run compactor then has no need to merge.
+        if let Err(e) = self.compact_keys_once().await {
+            tracing::warn!(error = %e, "compaction by key failed; will retry");
         }
         if let Err(e) = self.compact_once().await {
             tracing::warn!(error = %e, "compaction failed; will retry");

@@ -1,5 +1,5 @@
-//! DescribeConfigs for topics and the broker, and validation of the topic
-//! configs CreateTopics accepts.
+//! DescribeConfigs for topics and the broker (the topic configs themselves
+//! are in [`super::topic_configs`]).
 
 use std::sync::Arc;
 
@@ -10,73 +10,19 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::topic_configs::{Effect, Kind, TOPIC_CONFIGS};
 use crate::broker::Broker;
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
+/// Kafka's ConfigResource type of a topic.
+pub(super) const RESOURCE_TOPIC: i8 = 2;
+/// Kafka's ConfigResource type of a broker.
+pub(super) const RESOURCE_BROKER: i8 = 4;
 const SOURCE_TOPIC: i8 = 1;
+/// DescribeConfigs documentation of a config vigil keeps without acting on it.
+const STORED_ONLY: &str =
+    "Stored and reported; vigil does not act on this config (see docs/design/0013-kafka-admin.md).";
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
-
-#[derive(Clone, Copy)]
-enum Kind {
-    Bool,
-    Long,
-    Int,
-    Str(&'static [&'static str]),
-}
-
-impl Kind {
-    /// Kafka's ConfigType numbering (DescribeConfigs v3+).
-    fn code(self) -> i8 {
-        match self {
-            Kind::Bool => 1,
-            Kind::Long => 5,
-            Kind::Int => 3,
-            Kind::Str(_) => 2,
-        }
-    }
-}
-
-/// Topic configs vigil knows, with Kafka's defaults. `retention.ms` and
-/// `retention.bytes` are enforced by the storage layer's retention pass.
-const TOPIC_CONFIGS: &[(&str, &str, Kind)] = &[
-    ("cleanup.policy", "delete", Kind::Str(&["delete"])),
-    ("compression.type", "producer", Kind::Str(&["producer"])),
-    ("max.message.bytes", "1048588", Kind::Int),
-    (
-        "message.timestamp.type",
-        "CreateTime",
-        Kind::Str(&["CreateTime"]),
-    ),
-    ("retention.bytes", "-1", Kind::Long),
-    ("retention.ms", "604800000", Kind::Long),
-    ("segment.bytes", "1073741824", Kind::Int),
-];
-
-/// Checks one topic config from CreateTopics.
-pub(super) fn validate_topic_config(name: &str, value: &str) -> Result<(), String> {
-    let Some((_, _, kind)) = TOPIC_CONFIGS.iter().find(|(n, _, _)| *n == name) else {
-        let known: Vec<_> = TOPIC_CONFIGS.iter().map(|(n, _, _)| *n).collect();
-        return Err(format!(
-            "unknown topic config {name:?}; vigil supports {}",
-            known.join(", ")
-        ));
-    };
-    let ok = match kind {
-        Kind::Bool => value.parse::<bool>().is_ok(),
-        Kind::Long => value.parse::<i64>().is_ok(),
-        Kind::Int => value.parse::<i32>().is_ok(),
-        Kind::Str(allowed) => allowed.contains(&value),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "topic config {name}={value:?} is not a valid value"
-        ))
-    }
-}
 
 fn entry(
     name: &str,
@@ -124,18 +70,35 @@ pub(super) fn describe(
                     Some(t) => base.with_configs(
                         TOPIC_CONFIGS
                             .iter()
-                            .filter(|(n, _, _)| wanted(n))
-                            .map(|(n, default, kind)| match t.configs.get(*n) {
-                                Some(set) => entry(n, set.clone(), SOURCE_TOPIC, *kind, v),
-                                // The broker's setting is the default it enforces.
-                                None if *n == "max.message.bytes" => entry(
-                                    n,
-                                    b.settings.server.message_max_bytes.to_string(),
-                                    SOURCE_DEFAULT,
-                                    *kind,
-                                    v,
-                                ),
-                                None => entry(n, default.to_string(), SOURCE_DEFAULT, *kind, v),
+                            .filter(|s| wanted(s.name))
+                            .map(|s| {
+                                let e = match t.configs.get(s.name) {
+                                    Some(set) => {
+                                        entry(s.name, set.clone(), SOURCE_TOPIC, s.kind, v)
+                                    }
+                                    // The broker's setting is the default it enforces.
+                                    None if s.name == "max.message.bytes" => entry(
+                                        s.name,
+                                        b.settings.server.message_max_bytes.to_string(),
+                                        SOURCE_DEFAULT,
+                                        s.kind,
+                                        v,
+                                    ),
+                                    None => entry(
+                                        s.name,
+                                        s.default.to_string(),
+                                        SOURCE_DEFAULT,
+                                        s.kind,
+                                        v,
+                                    ),
+                                };
+                                // Tools show this text: say which configs
+                                // are only kept, not acted on.
+                                if v >= 3 && s.effect == Effect::Stored {
+                                    e.with_documentation(super::msg(STORED_ONLY))
+                                } else {
+                                    e
+                                }
                             })
                             .collect(),
                     ),
@@ -151,9 +114,9 @@ pub(super) fn describe(
                         (
                             "num.partitions",
                             c.default_partitions.to_string(),
-                            Kind::Int,
+                            Kind::Int(1),
                         ),
-                        ("broker.id", c.node_id.to_string(), Kind::Int),
+                        ("broker.id", c.node_id.to_string(), Kind::Int(0)),
                     ];
                     base.with_configs(
                         all.into_iter()

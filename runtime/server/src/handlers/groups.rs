@@ -42,6 +42,8 @@ pub(super) fn dispatch(
             RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(g.describe_groups(r, v)),
             RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(g.offset_commit(r, v).await),
             RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(g.offset_fetch(r, v)),
+            RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(g.delete_groups(r).await),
+            RequestKind::OffsetDelete(r) => ResponseKind::OffsetDelete(g.offset_delete(r).await),
             other => {
                 // decode_request only lets served APIs through, and every
                 // served API has a handler; reaching here is a broker bug.

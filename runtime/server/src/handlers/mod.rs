@@ -12,13 +12,18 @@ use vigil_protocol::Request;
 use crate::broker::Broker;
 use crate::connection::ConnInfo;
 
+mod alter_configs;
 mod cluster;
+mod compacted;
 mod configs;
+mod describe_log;
 mod fetch;
 mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod records;
+mod topic_configs;
 mod topics;
 
 /// The rest of a request: resolves to the response body, or `None` when the
@@ -81,6 +86,30 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
             ))
         }
         .boxed(),
+        RequestKind::AlterConfigs(r) => async move {
+            Some(ResponseKind::AlterConfigs(
+                alter_configs::alter(&b, r).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::IncrementalAlterConfigs(r) => async move {
+            Some(ResponseKind::IncrementalAlterConfigs(
+                alter_configs::incremental(&b, r).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DeleteRecords(r) => async move {
+            Some(ResponseKind::DeleteRecords(
+                records::delete_records(&b, r).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::DescribeLogDirs(r) => ready(ResponseKind::DescribeLogDirs(
+            describe_log::log_dirs(broker, r),
+        )),
+        RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(
+            describe_log::producers(broker, r),
+        )),
         other => groups::dispatch(broker, other, v, client_id, conn),
     }
 }

@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
 use vigil_storage::{AppendError, AppendOutcome, PendingAppend};
 
-use super::Pending;
+use super::{compacted, Pending};
 use crate::broker::Broker;
 use crate::errors::{append_code, storage_code};
 
@@ -28,6 +28,10 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
     for t in r.topic_data {
         let name = t.name.0.to_string();
         let max_batch = max_message_bytes(b, &name);
+        let compacted = b
+            .log
+            .topic(&name)
+            .is_some_and(|t| vigil_storage::keycompact::is_compacted(&t.configs));
         let mut slots = Vec::with_capacity(t.partition_data.len());
         for pd in t.partition_data {
             let slot = match (b.log.partition(&name, pd.index), pd.records) {
@@ -45,13 +49,24 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
                         records.len()
                     ),
                 )),
-                (Ok(p), Some(records)) => match b.log.start_append(&p, records).await {
-                    Ok(pending) => Slot::Waiting(pd.index, pending, p.log_start_offset()),
-                    Err(e) => {
-                        tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
-                        Slot::Done(append_error(pd.index, &e))
+                (Ok(p), Some(records)) => {
+                    let keyless = if compacted {
+                        compacted::keyless(&records)
+                    } else {
+                        Vec::new()
+                    };
+                    if !keyless.is_empty() {
+                        Slot::Done(compacted::refuse(pd.index, &name, &keyless))
+                    } else {
+                        match b.log.start_append(&p, records).await {
+                            Ok(pending) => Slot::Waiting(pd.index, pending, p.log_start_offset()),
+                            Err(e) => {
+                                tracing::debug!(topic = %name, partition = pd.index, error = %e, "produce refused");
+                                Slot::Done(append_error(pd.index, &e))
+                            }
+                        }
                     }
-                },
+                }
             };
             slots.push(slot);
         }
@@ -102,8 +117,9 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
                     }
                 }
                 if v < 8 {
-                    // error_message exists from v8 on.
+                    // error_message and record_errors exist from v8 on.
                     p.error_message = None;
+                    p.record_errors.clear();
                 }
             }
         }

@@ -1,9 +1,9 @@
 //! CreateTopics, DeleteTopics, CreatePartitions.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
@@ -13,8 +13,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use vigil_storage::{StorageError, TopicConfig};
 
-use super::configs::validate_topic_config;
 use super::msg;
+use super::topic_configs;
 use crate::broker::Broker;
 use crate::errors::storage_code;
 
@@ -33,61 +33,60 @@ pub(super) async fn create(
     let mut results = Vec::with_capacity(r.topics.len());
     for t in r.topics {
         let name = t.name.0.to_string();
-        let partitions = if t.num_partitions == -1 {
-            b.settings.server.default_partitions
-        } else {
-            t.num_partitions
+        // Manual replica assignments are accepted: the object store holds
+        // every partition's data, so there are no replicas to place and
+        // the broker decides where partitions are served. Their count
+        // stands for the partition count, as in Kafka.
+        let partitions = match (t.num_partitions, t.assignments.len()) {
+            (-1, 0) => b.settings.server.default_partitions,
+            (-1, n) => i32::try_from(n).unwrap_or(i32::MAX),
+            (n, _) => n,
         };
-        let mut configs = BTreeMap::new();
-        let mut bad_config = None;
-        for c in &t.configs {
-            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-            if let Err(why) = validate_topic_config(&c.name, &value) {
-                bad_config = Some(why);
-            }
-            configs.insert(c.name.to_string(), value);
-        }
+        let checked = topic_configs::validate_all(
+            t.configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+        );
         let base = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome: Result<Option<uuid::Uuid>, (ResponseError, String)> = if let Some(why) =
-            bad_config
-        {
-            Err((ResponseError::InvalidConfig, why))
-        } else if !t.assignments.is_empty() {
-            Err((ResponseError::InvalidRequest, "manual replica assignments are not supported: vigil's durability comes from the object store".into()))
-        } else if partitions < 1 {
-            Err((
-                ResponseError::InvalidPartitions,
-                format!("partition count {partitions} must be at least 1"),
-            ))
-        } else if r.validate_only {
-            if b.log.topic(&name).is_some() {
+        let outcome: Result<Option<uuid::Uuid>, (ResponseError, String)> =
+            if let Err(why) = &checked {
+                Err((ResponseError::InvalidConfig, why.clone()))
+            } else if let Some(problem) = assignment_problem(&t.assignments, t.num_partitions) {
+                Err(problem)
+            } else if partitions < 1 {
                 Err((
-                    ResponseError::TopicAlreadyExists,
-                    format!("topic {name:?} already exists"),
+                    ResponseError::InvalidPartitions,
+                    format!("partition count {partitions} must be at least 1"),
                 ))
-            } else {
-                within_partition_limit(b, partitions).map(|()| None)
-            }
-        } else {
-            match b
-                .log
-                .create_topic(
-                    &name,
-                    TopicConfig {
-                        partitions,
-                        configs,
-                    },
-                )
-                .await
-            {
-                Ok(topic) => Ok(Some(topic.id)),
-                Err(StorageError::Invalid(m)) if m.contains("topic name") => {
-                    Err((ResponseError::InvalidTopicException, m))
+            } else if r.validate_only {
+                if b.log.topic(&name).is_some() {
+                    Err((
+                        ResponseError::TopicAlreadyExists,
+                        format!("topic {name:?} already exists"),
+                    ))
+                } else {
+                    within_partition_limit(b, partitions).map(|()| None)
                 }
-                Err(StorageError::Invalid(m)) => Err((ResponseError::InvalidPartitions, m)),
-                Err(e) => Err((topic_error(&e), e.to_string())),
-            }
-        };
+            } else {
+                match b
+                    .log
+                    .create_topic(
+                        &name,
+                        TopicConfig {
+                            partitions,
+                            configs: checked.unwrap_or_default(),
+                        },
+                    )
+                    .await
+                {
+                    Ok(topic) => Ok(Some(topic.id)),
+                    Err(StorageError::Invalid(m)) if m.contains("topic name") => {
+                        Err((ResponseError::InvalidTopicException, m))
+                    }
+                    Err(StorageError::Invalid(m)) => Err((ResponseError::InvalidPartitions, m)),
+                    Err(e) => Err((topic_error(&e), e.to_string())),
+                }
+            };
         let res = match outcome {
             Ok(id) => {
                 let mut ok = base;
@@ -115,6 +114,41 @@ pub(super) async fn create(
         results.push(res);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Why manual replica assignments cannot be taken, if they cannot: as in
+/// Kafka, not together with a partition count (INVALID_REQUEST), and
+/// partitions numbered 0..n, each with a broker (INVALID_REPLICA_ASSIGNMENT).
+fn assignment_problem(
+    assignments: &[CreatableReplicaAssignment],
+    count: i32,
+) -> Option<(ResponseError, String)> {
+    if assignments.is_empty() {
+        return None;
+    }
+    if count != -1 {
+        return Some((
+            ResponseError::InvalidRequest,
+            "give either a partition count or manual replica assignments, not both".into(),
+        ));
+    }
+    let mut seen: Vec<i32> = assignments.iter().map(|a| a.partition_index).collect();
+    seen.sort_unstable();
+    let bad = |why: String| Some((ResponseError::InvalidReplicaAssignment, why));
+    if seen
+        .iter()
+        .enumerate()
+        .any(|(i, p)| i64::from(*p) != i as i64)
+    {
+        return bad(format!(
+            "replica assignments must number partitions 0..{} consecutively (got {seen:?})",
+            assignments.len()
+        ));
+    }
+    if assignments.iter().any(|a| a.broker_ids.is_empty()) {
+        return bad("every assigned partition needs at least one broker id".into());
+    }
+    None
 }
 
 /// The partition limit as a validate-only CreateTopics sees it (the real
