@@ -29,34 +29,6 @@ fn frame(api: ApiKey, version: i16, body: RequestKind) -> Bytes {
     buf.freeze()
 }
 
-fn default_body(api: ApiKey) -> Option<RequestKind> {
-    Some(match api {
-        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
-        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
-        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
-        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
-        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
-        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
-        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
-        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
-        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
-        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
-        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
-        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
-        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
-        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
-        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
-        ApiKey::CreatePartitions => {
-            RequestKind::CreatePartitions(CreatePartitionsRequest::default())
-        }
-        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
-        _ => return None,
-    })
-}
-
 fn batch(codec: Codec, n: i64) -> Bytes {
     let mut b = BatchBuilder::new(codec).producer(1000, 0, 0);
     for i in 0..n {
@@ -89,7 +61,7 @@ fn main() {
     std::fs::create_dir_all(&batches).expect("mkdir");
 
     for &(api, min, max) in SUPPORTED_APIS {
-        let Some(body) = default_body(api) else {
+        let Some(body) = vigil_protocol::empty_request(api) else {
             continue;
         };
         for v in min..=max {

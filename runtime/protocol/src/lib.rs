@@ -21,6 +21,6 @@ pub use batch::{BatchBuilder, BatchError, BatchHeader, RecordBatches};
 pub use frame::{FrameDecoder, FrameError, Head, DEFAULT_MAX_FRAME_BYTES};
 pub use request::{decode_request, DecodeError, Request};
 pub use response::{encode_error_response, encode_response, EncodeError};
-pub use versions::{supported_range, SUPPORTED_APIS};
+pub use versions::{empty_request, supported_range, SUPPORTED_APIS};
 
 pub use kafka_protocol;

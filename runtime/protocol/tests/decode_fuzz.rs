@@ -24,37 +24,10 @@ fn valid_frame(api: ApiKey, version: i16) -> Bytes {
         .with_client_id(Some(StrBytes::from_static_str("fuzz")))
         .encode(&mut buf, api.request_header_version(version))
         .expect("header encodes");
-    let body = default_body(api);
+    let body = vigil_protocol::empty_request(api)
+        .unwrap_or_else(|| RequestKind::ApiVersions(Default::default()));
     body.encode(&mut buf, version).expect("body encodes");
     buf.freeze()
-}
-
-fn default_body(api: ApiKey) -> RequestKind {
-    use kafka_protocol::messages::*;
-    match api {
-        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default()),
-        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
-        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
-        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
-        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
-        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
-        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
-        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
-        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
-        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
-        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
-        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
-        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
-        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
-        ApiKey::CreatePartitions => {
-            RequestKind::CreatePartitions(CreatePartitionsRequest::default())
-        }
-        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
-        _ => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-    }
 }
 
 fn served() -> impl Strategy<Value = (ApiKey, i16)> {

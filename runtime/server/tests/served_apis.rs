@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
-use vigil_protocol::SUPPORTED_APIS;
+use vigil_protocol::{empty_request, SUPPORTED_APIS};
 use vigil_server::server;
 use vigil_server::{Components, Settings};
 
@@ -16,44 +16,13 @@ mod common;
 
 use common::Client;
 
-/// A minimal request of `api` (the protocol's defaults; produce with
-/// acks=1, which is answered).
+/// A minimal request of `api`: the empty one, with produce at acks=1 so
+/// that it is answered.
 fn default_request(api: ApiKey) -> RequestKind {
-    match api {
-        ApiKey::Produce => RequestKind::Produce(ProduceRequest::default().with_acks(1)),
-        ApiKey::Fetch => RequestKind::Fetch(FetchRequest::default()),
-        ApiKey::ListOffsets => RequestKind::ListOffsets(ListOffsetsRequest::default()),
-        ApiKey::Metadata => RequestKind::Metadata(MetadataRequest::default()),
-        ApiKey::OffsetCommit => RequestKind::OffsetCommit(OffsetCommitRequest::default()),
-        ApiKey::OffsetFetch => RequestKind::OffsetFetch(OffsetFetchRequest::default()),
-        ApiKey::FindCoordinator => RequestKind::FindCoordinator(FindCoordinatorRequest::default()),
-        ApiKey::JoinGroup => RequestKind::JoinGroup(JoinGroupRequest::default()),
-        ApiKey::Heartbeat => RequestKind::Heartbeat(HeartbeatRequest::default()),
-        ApiKey::LeaveGroup => RequestKind::LeaveGroup(LeaveGroupRequest::default()),
-        ApiKey::SyncGroup => RequestKind::SyncGroup(SyncGroupRequest::default()),
-        ApiKey::DescribeGroups => RequestKind::DescribeGroups(DescribeGroupsRequest::default()),
-        ApiKey::ListGroups => RequestKind::ListGroups(ListGroupsRequest::default()),
-        ApiKey::ApiVersions => RequestKind::ApiVersions(ApiVersionsRequest::default()),
-        ApiKey::CreateTopics => RequestKind::CreateTopics(CreateTopicsRequest::default()),
-        ApiKey::DeleteTopics => RequestKind::DeleteTopics(DeleteTopicsRequest::default()),
-        ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(DescribeConfigsRequest::default()),
-        ApiKey::InitProducerId => RequestKind::InitProducerId(InitProducerIdRequest::default()),
-        ApiKey::CreatePartitions => {
-            RequestKind::CreatePartitions(CreatePartitionsRequest::default())
-        }
-        ApiKey::DescribeCluster => RequestKind::DescribeCluster(DescribeClusterRequest::default()),
-        ApiKey::AlterConfigs => RequestKind::AlterConfigs(AlterConfigsRequest::default()),
-        ApiKey::IncrementalAlterConfigs => {
-            RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default())
-        }
-        ApiKey::DeleteGroups => RequestKind::DeleteGroups(DeleteGroupsRequest::default()),
-        ApiKey::OffsetDelete => RequestKind::OffsetDelete(OffsetDeleteRequest::default()),
-        ApiKey::DeleteRecords => RequestKind::DeleteRecords(DeleteRecordsRequest::default()),
-        ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
-        ApiKey::DescribeProducers => {
-            RequestKind::DescribeProducers(DescribeProducersRequest::default())
-        }
-        other => panic!("{other:?} is served: add a request for it here"),
+    match empty_request(api) {
+        Some(RequestKind::Produce(p)) => RequestKind::Produce(p.with_acks(1)),
+        Some(req) => req,
+        None => panic!("{api:?} is served: add it to vigil_protocol::empty_request"),
     }
 }
 
