@@ -185,6 +185,20 @@ async fn pipeline_fetches(addr: SocketAddr, topic: &str, n: i32, max_wait_ms: i3
     c
 }
 
+/// Reads the answers to fetches 1..=n, in order, each without error.
+async fn expect_fetch_answers(c: &mut Client, n: i32) {
+    for id in 1..=n {
+        let resp = timeout(WAIT, c.recv_raw())
+            .await
+            .expect("answer in time")
+            .expect("an answer");
+        match decode_response(ApiKey::Fetch, 12, id, resp) {
+            ResponseKind::Fetch(f) => assert_eq!(f.responses[0].partitions[0].error_code, 0),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_connection_is_not_read_past_its_in_flight_cap() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -206,16 +220,7 @@ async fn a_connection_is_not_read_past_its_in_flight_cap() {
     // Data arrives: every waiting fetch answers, the rest are read in turn,
     // and all 200 answers come back in order.
     assert_eq!(produce(&mut admin, "waiting", batch(1, 10)).await, 0);
-    for id in 1..=200 {
-        let resp = timeout(WAIT, c.recv_raw())
-            .await
-            .expect("answer in time")
-            .expect("an answer");
-        match decode_response(ApiKey::Fetch, 12, id, resp) {
-            ResponseKind::Fetch(f) => assert_eq!(f.responses[0].partitions[0].error_code, 0),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    expect_fetch_answers(&mut c, 200).await;
     broker.shutdown().await;
 }
 
@@ -465,15 +470,6 @@ async fn fetches_queued_behind_a_long_poll_hold_at_most_fetch_max_bytes() {
         "{peak} bytes of responses held behind a long poll (bound {bound})"
     );
     // Every answer still arrives, in order, once the long poll ends.
-    for id in 1..=64 {
-        let resp = timeout(WAIT, c.recv_raw())
-            .await
-            .expect("answer in time")
-            .expect("an answer");
-        match decode_response(ApiKey::Fetch, 12, id, resp) {
-            ResponseKind::Fetch(f) => assert_eq!(f.responses[0].partitions[0].error_code, 0),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    expect_fetch_answers(&mut c, 64).await;
     broker.shutdown().await;
 }
