@@ -165,9 +165,11 @@ impl BatchHeader {
         LENGTH_END + self.batch_length as usize
     }
 
-    /// Offset of the last record.
+    /// Offset of the last record. Saturating: the base offset is not
+    /// covered by the CRC, so a damaged one must not overflow.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Number of offsets the batch occupies.
@@ -228,7 +230,10 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
             actual,
         });
     }
-    if h.records_count < 0 || h.last_offset_delta < 0 || h.records_count > h.last_offset_delta + 1 {
+    if h.records_count < 0
+        || h.last_offset_delta < 0
+        || i64::from(h.records_count) > i64::from(h.last_offset_delta) + 1
+    {
         return Err(BatchError::Inconsistent(format!(
             "{} records with last_offset_delta {}",
             h.records_count, h.last_offset_delta

@@ -92,3 +92,21 @@ fn splits_concatenated_batches_and_reports_a_torn_tail() {
     assert_eq!(parts[1].as_ref().map(|(_, bytes)| bytes.clone()), Ok(b));
     assert!(matches!(parts[2], Err(BatchError::Truncated { .. })));
 }
+
+/// Found by the record_batch fuzz target: the base offset is outside the
+/// CRC, so a stored batch with a damaged one (or any bytes fuzzed as a
+/// batch) must not overflow when its last offset is computed.
+#[test]
+fn last_offset_saturates_on_a_base_offset_near_the_end_of_the_range() {
+    let mut b = BytesMut::from(&encoded_batch(3, Codec::None, -1, 0)[..]);
+    b[0..8].copy_from_slice(&(i64::MAX - 1).to_be_bytes());
+    let h = BatchHeader::parse(&b).expect("header");
+    assert_eq!(h.last_offset_delta, 2);
+    assert_eq!(h.last_offset(), i64::MAX);
+    // And the greatest delta a header can carry is checked without overflow.
+    b[23..27].copy_from_slice(&i32::MAX.to_be_bytes());
+    let crc = crc32c::crc32c(&b[CRC_COVERS_FROM..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    let h = validate(&b).expect("a sparse batch is consistent");
+    assert_eq!(h.offset_count(), 1 << 31);
+}
