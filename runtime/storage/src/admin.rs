@@ -73,10 +73,7 @@ impl Log {
         }
         self.update_manifest(|m| {
             let pm = m
-                .topics
-                .get_mut(&p.topic)
-                .filter(|t| t.id == p.topic_id)
-                .and_then(|t| t.partitions.get_mut(p.index as usize))
+                .partition_mut(p)
                 .ok_or_else(|| StorageError::UnknownPartition {
                     topic: p.topic.clone(),
                     partition: p.index,

@@ -183,12 +183,7 @@ impl Log {
                     .collect();
                 let committed = self
                     .update_manifest(|m| {
-                        let Some(pm) = m
-                            .topics
-                            .get_mut(&p.topic)
-                            .filter(|t| t.id == p.topic_id)
-                            .and_then(|t| t.partitions.get_mut(p.index as usize))
-                        else {
+                        let Some(pm) = m.partition_mut(p) else {
                             return Ok(false);
                         };
                         // Retention may have dropped some of them meanwhile.

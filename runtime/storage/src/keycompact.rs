@@ -165,12 +165,7 @@ impl Log {
         let replaced: Vec<String> = segs.iter().map(name).collect();
         let committed = self
             .update_manifest(|m| {
-                let Some(pm) = m
-                    .topics
-                    .get_mut(&p.topic)
-                    .filter(|t| t.id == p.topic_id)
-                    .and_then(|t| t.partitions.get_mut(p.index as usize))
-                else {
+                let Some(pm) = m.partition_mut(p) else {
                     return Ok(false);
                 };
                 // Retention or the run compactor may have changed the front

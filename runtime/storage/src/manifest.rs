@@ -95,6 +95,18 @@ pub struct PartitionManifest {
 }
 
 impl Manifest {
+    /// The entry of partition `p`, if its topic (same name and id: not
+    /// deleted and re-created meanwhile) and the partition are still there.
+    pub(crate) fn partition_mut(
+        &mut self,
+        p: &crate::partition::Partition,
+    ) -> Option<&mut PartitionManifest> {
+        self.topics
+            .get_mut(&p.topic)
+            .filter(|t| t.id == p.topic_id)
+            .and_then(|t| t.partitions.get_mut(p.index as usize))
+    }
+
     /// The key/value state.
     pub fn kv(&self) -> &KvMap {
         &self.kv

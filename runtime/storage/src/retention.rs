@@ -113,12 +113,7 @@ impl Log {
         if !plan.is_empty() {
             self.update_manifest(|m| {
                 for (p, drop, start) in &plan {
-                    if let Some(pm) = m
-                        .topics
-                        .get_mut(&p.topic)
-                        .filter(|t| t.id == p.topic_id)
-                        .and_then(|t| t.partitions.get_mut(p.index as usize))
-                    {
+                    if let Some(pm) = m.partition_mut(p) {
                         let n = (*drop).min(pm.segments.len());
                         pm.segments.drain(..n);
                         pm.log_start_offset = pm.log_start_offset.max(*start);

@@ -172,12 +172,7 @@ impl Log {
             self.update_manifest(|m| {
                 for mem in &members {
                     let p = &mem.partition;
-                    let Some(pm) = m
-                        .topics
-                        .get_mut(&p.topic)
-                        .filter(|t| t.id == p.topic_id)
-                        .and_then(|t| t.partitions.get_mut(p.index as usize))
-                    else {
+                    let Some(pm) = m.partition_mut(p) else {
                         continue; // deleted while uploading
                     };
                     let mut producers = ProducerStates::from_snapshot(pm.producers());
