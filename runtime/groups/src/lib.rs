@@ -16,6 +16,7 @@
 mod admin;
 mod deletion;
 mod expiry;
+mod leave;
 pub mod log_store;
 mod membership;
 mod offsets;
