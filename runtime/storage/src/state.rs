@@ -178,18 +178,7 @@ pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result
 /// manifest from before state objects keeps its inline state, marked to be
 /// moved out by the next commit.
 pub(crate) async fn load(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()> {
-    let keys: BTreeSet<String> = m
-        .kv_shards
-        .iter()
-        .flatten()
-        .chain(
-            m.topics
-                .values()
-                .flat_map(|t| t.partitions.iter())
-                .filter_map(|p| p.producers_in.as_ref()),
-        )
-        .cloned()
-        .collect();
+    let keys: BTreeSet<String> = referenced(m).cloned().collect();
     let objects: HashMap<String, StateObject> = stream::iter(keys.into_iter().map(|key| async {
         let path = object_store::path::Path::from(key.as_str());
         let bytes = store
