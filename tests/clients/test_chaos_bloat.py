@@ -158,7 +158,7 @@ def manifest_bytes_after(broker, since: float, timeout: float = 30) -> int:
             continue
         if st.st_mtime > since:
             segments = sum(len(json.dumps(p.get("segments", []), separators=(",", ":")))
-                           for t in body.get("topics", {}).values() for p in t["partitions"])
+                           for t in body.get("topics", {}).values() for p in t.get("partitions", []))
             return st.st_size - segments
         dl.check(f"(latest {m.name})")
         time.sleep(0.1)

@@ -8,7 +8,8 @@ source of truth.
   --wal object: at its next WAL write), the second serves what the first had
   made durable in the store and takes new writes;
 - the keys under the prefix follow runtime/storage/src/paths.rs
-  (manifest/<version>.json, objects/<epoch>/<seq>.dat data objects, and
+  (manifest/<version>.json, parts/<topic id>/<partition>/<version>.json
+  partition manifests, objects/<epoch>/<seq>.dat data objects, and
   data/<topic id>/<partition>/<base>-<epoch>.seg compacted segments) and are
   consistent with the manifest, byte ranges and data object footers included.
 
@@ -55,18 +56,31 @@ STATE_OBJECT_RE = re.compile(rf"state/\d{{20}}-{UUID}\.json")        # key/value
 DATA_OBJECT_RE = re.compile(r"objects/(\d{10})/(\d{20})\.dat")          # epoch, seq
 SEGMENT_RE = re.compile(rf"data/({UUID})/(\d{{5}})/(\d{{20}})-(\d{{10}})\.seg")  # topic, part, base, epoch
 WAL_OBJECT_RE = re.compile(r"wal/(\d{10})/(\d{20})\.wal")              # object WAL mode only
+PART_RE = re.compile(rf"parts/({UUID})/(\d{{5}})/(\d{{20}})\.json")       # topic, partition, version
 NOT_LEADER_OR_FOLLOWER = 6
 
 
 # ------------------------------------------------------------------ helpers --
 
 def latest_manifest(seaweed, prefix: str) -> dict | None:
-    """The newest manifest under `prefix` (parsed), or None."""
+    """The newest root manifest under `prefix` (parsed), with each topic's
+    `partitions` read from the newest version of each partition manifest
+    (a partition without one is empty), or None."""
     versions = sorted(int(m.group(1)) for k in seaweed.list_objects(prefix + "/manifest")
                       if (m := MANIFEST_RE.fullmatch("manifest/" + k)))
     if not versions:
         return None
-    return json.loads(seaweed.get(prefix, f"manifest/{versions[-1]:020}.json"))
+    root = json.loads(seaweed.get(prefix, f"manifest/{versions[-1]:020}.json"))
+    empty = {"log_start_offset": 0, "uploaded_next": 0, "segments": []}
+    for t in root["topics"].values():
+        assert "partitions" not in t, f"the root manifest holds partitions inline: {t}"
+        parts = []
+        for i in range(t["partition_count"]):
+            sub = f"parts/{t['id']}/{i:05}"
+            have = sorted(k for k in seaweed.list_objects(f"{prefix}/{sub}") if k.endswith(".json"))
+            parts.append(json.loads(seaweed.get(prefix, f"{sub}/{have[-1]}")) if have else dict(empty))
+        t["partitions"] = parts
+    return root
 
 
 def uploaded_next(manifest: dict | None, topic: str) -> dict[int, int]:
@@ -504,7 +518,9 @@ def test_s3_object_layout_under_the_prefix(broker_factory, seaweed):
     claims = [k for k in keys if EPOCH_CLAIM_RE.fullmatch(k)]
     assert claims, f"the broker's epoch claim is missing: {sorted(keys)}"
     stray = sorted(k for k in keys if k not in manifests and k not in data and not WAL_OBJECT_RE.fullmatch(k)
-                   and k != "owner/lease.json" and k not in claims and not STATE_OBJECT_RE.fullmatch(k))
+                   and k != "owner/lease.json" and k not in claims and not STATE_OBJECT_RE.fullmatch(k)
+                   and not PART_RE.fullmatch(k))
+    assert any(PART_RE.fullmatch(k) for k in keys), f"no partition manifest: {sorted(keys)}"
     print(f"{len(keys)} keys under s3://{seaweed.bucket}/{prefix}: {len(manifests)} manifests, "
           f"{len(data)} data objects, e.g. {manifests[-1]}, {data[:2]}")
     assert manifests, f"no manifest/<version>.json under s3://{seaweed.bucket}/{prefix}: {sorted(keys)}"

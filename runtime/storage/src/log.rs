@@ -226,6 +226,10 @@ impl Log {
                 WalEntry::Kv { key, value } => kv::apply(&mut kv, &key, value.as_deref()),
             }
         }
+        // This writer's epoch starts where the replayed log ends.
+        for p in by_id.values() {
+            p.start_epoch(crate::epochs::kafka_epoch(epoch));
+        }
         tracing::info!(
             epoch,
             manifest_version = manifest.version,

@@ -12,7 +12,8 @@
 //!
 //! State that grows with client behaviour (committed offsets, producers)
 //! is not in the manifest but in state objects it references
-//! ([`crate::state`]), so a commit PUTs a small object.
+//! ([`crate::state`]), and each partition's segments are in its own
+//! partition manifest ([`crate::parts`]), so a commit PUTs small objects.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,8 +70,19 @@ pub struct TopicManifest {
     /// Topic configs (retention.ms, …) as given at creation.
     #[serde(default)]
     pub configs: BTreeMap<String, String>,
-    /// Partitions by index.
+    /// Partitions by index. Each one is stored in its own partition
+    /// manifest ([`crate::parts`]); root manifests from before those held
+    /// them here, hence they are still read.
+    #[serde(default, skip_serializing)]
     pub partitions: Vec<PartitionManifest>,
+    /// Number of partitions, as stored (`None`: a root from before
+    /// partition manifests, with the partitions inline). Set by commit.
+    #[serde(
+        default,
+        rename = "partition_count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub(crate) stored_count: Option<usize>,
 }
 
 /// One partition's uploaded log.
@@ -92,6 +104,12 @@ pub struct PartitionManifest {
     /// `producers` changed since it was loaded or persisted.
     #[serde(skip)]
     pub(crate) producers_dirty: bool,
+    /// Leader epochs and where each started, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leader_epochs: Vec<crate::epochs::EpochStart>,
+    /// What is stored of this partition's manifest.
+    #[serde(skip)]
+    pub(crate) stored: crate::parts::Stored,
 }
 
 impl Manifest {
@@ -185,11 +203,13 @@ impl ManifestStore {
         let Some(mut m) = self.load_latest_bare().await? else {
             return Ok(None);
         };
+        crate::parts::load(self.store.as_ref(), &mut m).await?;
         crate::state::load(self.store.as_ref(), &mut m).await?;
         Ok(Some(m))
     }
 
-    /// The newest manifest as stored, without loading its state objects.
+    /// The newest root manifest as stored, without loading its partition
+    /// manifests and state objects.
     pub async fn load_latest_bare(&self) -> Result<Option<Manifest>> {
         let prefix = paths::manifest_prefix();
         let metas = crate::store::list_all(self.store.as_ref(), &prefix).await?;
@@ -259,12 +279,14 @@ impl ManifestStore {
 
     /// Writes `next` as version `next.version`, which must be one above the
     /// version it was derived from, after persisting its changed state into
-    /// a state object (which updates `next`'s references). Fails with
+    /// a state object and its changed partitions into their partition
+    /// manifests (which updates `next`'s references). Fails with
     /// [`StorageError::Fenced`] when another broker got there first.
     /// Committing the same manifest twice succeeds: a PUT whose reply was
     /// lost can be retried.
     pub async fn commit(&self, next: &mut Manifest) -> Result<()> {
         crate::state::persist(self.store.as_ref(), next).await?;
+        crate::parts::persist(self.store.as_ref(), next).await?;
         let next = &*next;
         let key = paths::manifest(next.version);
         let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {

@@ -48,6 +48,8 @@ pub(crate) struct State {
     pub segments: Vec<SegmentMeta>,
     /// Producer state including batches not yet durable.
     pub producers: ProducerStates,
+    /// Leader epochs, oldest first; the last one is current.
+    pub epochs: Vec<crate::epochs::EpochStart>,
 }
 
 /// A partition of a topic.
@@ -201,10 +203,41 @@ impl Partition {
                 cache_bytes: 0,
                 segments: m.segments.clone(),
                 producers: ProducerStates::from_snapshot(m.producers()),
+                epochs: m.leader_epochs.clone(),
             }),
             hw,
             written_unconfirmed: std::sync::atomic::AtomicI64::new(m.uploaded_next),
         }
+    }
+
+    /// The current leader epoch (`-1` before one started).
+    pub fn leader_epoch(&self) -> i32 {
+        self.state
+            .lock()
+            .epochs
+            .last()
+            .map_or(crate::epochs::UNDEFINED, |e| e.epoch)
+    }
+
+    /// `(epoch, end offset)` of leader epoch `requested`, as
+    /// OffsetsForLeaderEpoch answers it (see [`crate::epochs::end_offset_for`]);
+    /// the current epoch ends at the high watermark.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> (i32, i64) {
+        let hw = self.high_watermark();
+        crate::epochs::end_offset_for(&self.state.lock().epochs, hw, requested)
+    }
+
+    /// Starts leader epoch `epoch` at the current log end (ignored if not
+    /// above the current one). Returns whether it started.
+    pub(crate) fn start_epoch(&self, epoch: i32) -> bool {
+        let mut st = self.state.lock();
+        let end = st.next_offset;
+        crate::epochs::start(&mut st.epochs, epoch, end)
+    }
+
+    /// The leader epoch history, for the partition's manifest.
+    pub(crate) fn epoch_history(&self) -> Vec<crate::epochs::EpochStart> {
+        self.state.lock().epochs.clone()
     }
 
     /// High watermark: offsets below it are durable and readable.
@@ -337,9 +370,17 @@ impl Partition {
         let base_offset = st.next_offset;
         let mut owned = BytesMut::from(&records[..]);
         batch::set_base_offset(&mut owned, base_offset);
+        // Stamped as Kafka leaders do: clients take a fetched batch's epoch
+        // as the epoch of their position (KIP-320).
+        let leader_epoch = st
+            .epochs
+            .last()
+            .map_or(header.partition_leader_epoch, |e| e.epoch);
+        batch::set_partition_leader_epoch(&mut owned, leader_epoch);
         let bytes = owned.freeze();
         let header = BatchHeader {
             base_offset,
+            partition_leader_epoch: leader_epoch,
             ..header
         };
         st.next_offset = header.last_offset() + 1;

@@ -7,6 +7,9 @@
 //! manifest/00000000000000000042.json          manifest version 42
 //! state/00000000000000000042-<uuid>.json       key/value shards and producer
 //!                                              snapshots changed by manifest 42
+//! parts/<topic-id>/00002/00000000000000000009.json
+//!                                              version 9 of partition 2's manifest
+//!                                              (segments, offsets, producers' state)
 //! objects/0000000007/00000000000000000012.dat  data object 12 of writer epoch 7
 //!                                              (runs of many partitions)
 //! data/<topic-id>/00002/00000000000000001000-0000000007.seg
@@ -26,6 +29,7 @@ const DATA_DIR: &str = "data";
 const OBJECTS_DIR: &str = "objects";
 const WAL_DIR: &str = "wal";
 const STATE_DIR: &str = "state";
+const PARTS_DIR: &str = "parts";
 
 /// Key of the owner lease.
 pub fn lease() -> Path {
@@ -96,6 +100,36 @@ pub fn parse_state_object(key: &Path) -> Option<u64> {
         return None;
     }
     version.parse().ok()
+}
+
+/// Prefix under which the versions of one partition's manifest are listed.
+pub fn part_prefix(topic_id: Uuid, partition: i32) -> Path {
+    Path::from(format!("{PARTS_DIR}/{topic_id}/{partition:05}"))
+}
+
+/// Key of version `version` of a partition's manifest. Zero-padded so that
+/// a listing sorts by version.
+pub fn part(topic_id: Uuid, partition: i32, version: u64) -> Path {
+    Path::from(format!(
+        "{PARTS_DIR}/{topic_id}/{partition:05}/{version:020}.json"
+    ))
+}
+
+/// Parses a partition manifest key back into its version.
+pub fn parse_part(key: &Path) -> Option<u64> {
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != PARTS_DIR {
+        return None;
+    }
+    Uuid::parse_str(parts.next()?.as_ref()).ok()?;
+    parts.next()?.as_ref().parse::<u32>().ok()?;
+    let version = parts.next()?.as_ref().strip_suffix(".json")?.parse().ok()?;
+    parts.next().is_none().then_some(version)
+}
+
+/// Prefix of every partition manifest of a topic (for deletion).
+pub fn topic_parts_prefix(topic_id: Uuid) -> Path {
+    Path::from(format!("{PARTS_DIR}/{topic_id}"))
 }
 
 /// Key of a multi-partition data object. Epoch and sequence make it unique
@@ -229,6 +263,21 @@ mod tests {
         assert!(a.as_ref() < state_object(10, Uuid::nil()).as_ref());
         assert_eq!(parse_state_object(&manifest(9)), None);
         assert_eq!(parse_state_object(&Path::from("state/9-x.json")), None);
+    }
+
+    #[test]
+    fn part_keys_round_trip_sort_and_stay_under_their_prefixes() {
+        let id = Uuid::new_v4();
+        assert_eq!(parse_part(&part(id, 3, 9)), Some(9));
+        assert!(part(id, 3, 9).as_ref() < part(id, 3, 10).as_ref());
+        assert!(part(id, 3, 9)
+            .as_ref()
+            .starts_with(&format!("{}/", part_prefix(id, 3))));
+        assert!(part_prefix(id, 3)
+            .as_ref()
+            .starts_with(topic_parts_prefix(id).as_ref()));
+        assert_eq!(parse_part(&manifest(9)), None);
+        assert_eq!(parse_part(&Path::from("parts/x/00003/1.json")), None);
     }
 
     #[test]

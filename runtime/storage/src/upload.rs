@@ -182,6 +182,7 @@ impl Log {
                     pm.set_producers(producers.snapshot());
                     pm.uploaded_next = mem.meta.next_offset;
                     pm.segments.push(mem.meta.clone());
+                    pm.leader_epochs = p.epoch_history();
                 }
                 m.set_kv(kv);
                 if wal_through.is_some() {
@@ -277,12 +278,13 @@ fn chunk_batches(batches: Vec<CachedBatch>) -> Vec<Vec<CachedBatch>> {
 /// the objects are unreachable from the manifest either way.
 pub(crate) fn delete_topic_objects(store: Arc<dyn ObjectStore>, id: Uuid) {
     tokio::spawn(async move {
-        let prefix = paths::topic_data_prefix(id);
-        let keys = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-        let mut deleted = store.delete_stream(keys);
-        while let Some(r) = deleted.next().await {
-            if let Err(e) = r {
-                tracing::warn!(topic_id = %id, error = %e, "could not delete a segment of a deleted topic");
+        for prefix in [paths::topic_data_prefix(id), paths::topic_parts_prefix(id)] {
+            let keys = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+            let mut deleted = store.delete_stream(keys);
+            while let Some(r) = deleted.next().await {
+                if let Err(e) = r {
+                    tracing::warn!(topic_id = %id, error = %e, "could not delete an object of a deleted topic");
+                }
             }
         }
     });

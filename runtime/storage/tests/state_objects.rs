@@ -126,12 +126,12 @@ async fn thousands_of_producers_do_not_grow_the_manifest_and_survive_a_wiped_dat
             .collect()
     };
     let ms = ManifestStore::new(env.store());
-    let before = refs(&ms.load_latest_bare().await.expect("load").expect("m"));
+    let before = refs(&ms.load_latest().await.expect("load").expect("m"));
     log.append(&p1, idempotent(pids[0], 1))
         .await
         .expect("append");
     log.upload_once().await.expect("upload");
-    let after = refs(&ms.load_latest_bare().await.expect("load").expect("m"));
+    let after = refs(&ms.load_latest().await.expect("load").expect("m"));
     assert_eq!(before[0], after[0], "partition 0's state was rewritten");
     assert_ne!(before[1], after[1], "partition 1's state was not persisted");
     log.abandon().await;

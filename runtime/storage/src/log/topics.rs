@@ -35,17 +35,17 @@ impl Log {
                     id,
                     configs: config.configs.clone(),
                     partitions: vec![PartitionManifest::default(); config.partitions as usize],
+                    stored_count: None,
                 },
             );
             Ok(())
         })
         .await?;
-        let empty = PartitionManifest::default();
         let topic = Arc::new(Topic {
             name: name.to_string(),
             id,
             partitions: (0..config.partitions)
-                .map(|i| Arc::new(Partition::new(name, id, i, &empty)))
+                .map(|i| self.new_partition(name, id, i))
                 .collect(),
             configs: config.configs,
         });
@@ -99,10 +99,8 @@ impl Log {
             Ok(())
         })
         .await?;
-        let empty = PartitionManifest::default();
         let mut partitions = topic.partitions.clone();
-        partitions
-            .extend((have..total).map(|i| Arc::new(Partition::new(name, topic.id, i, &empty))));
+        partitions.extend((have..total).map(|i| self.new_partition(name, topic.id, i)));
         self.topics.write().insert(
             name.to_string(),
             Arc::new(Topic {
@@ -113,6 +111,15 @@ impl Log {
             }),
         );
         Ok(())
+    }
+}
+
+impl Log {
+    /// A partition created now: empty, in this writer's leader epoch.
+    fn new_partition(&self, topic: &str, id: Uuid, index: i32) -> Arc<Partition> {
+        let p = Partition::new(topic, id, index, &PartitionManifest::default());
+        p.start_epoch(crate::epochs::kafka_epoch(self.epoch));
+        Arc::new(p)
     }
 }
 
