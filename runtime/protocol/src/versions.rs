@@ -37,6 +37,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The version range vigil serves for `api`, or `None` if it does not serve it.
@@ -86,6 +87,9 @@ pub fn empty_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default()),
         ApiKey::DescribeProducers => {
             RequestKind::DescribeProducers(DescribeProducersRequest::default())
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            RequestKind::OffsetForLeaderEpoch(OffsetForLeaderEpochRequest::default())
         }
         _ => return None,
     })

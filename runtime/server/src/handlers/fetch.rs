@@ -25,6 +25,8 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     partition: Result<Arc<Partition>, StorageError>,
+    /// The request's `current_leader_epoch` does not match the partition's.
+    epoch_error: Option<ResponseError>,
 }
 
 pub(super) async fn handle(b: &Arc<Broker>, r: FetchRequest, _v: i16) -> FetchResponse {
@@ -32,12 +34,19 @@ pub(super) async fn handle(b: &Arc<Broker>, r: FetchRequest, _v: i16) -> FetchRe
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| Wanted {
-                topic: t.topic.clone(),
-                index: p.partition,
-                offset: p.fetch_offset,
-                max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
-                partition: b.log.partition(&t.topic.0, p.partition),
+            t.partitions.iter().map(|p| {
+                let partition = b.log.partition(&t.topic.0, p.partition);
+                let epoch_error = partition.as_ref().ok().and_then(|part| {
+                    super::leader_epoch::check(part, p.current_leader_epoch).err()
+                });
+                Wanted {
+                    topic: t.topic.clone(),
+                    index: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: usize::try_from(p.partition_max_bytes).unwrap_or(0),
+                    partition,
+                    epoch_error,
+                }
             })
         })
         .collect();
@@ -93,6 +102,10 @@ async fn read_all(
             Err(e) => {
                 any_error = true;
                 base.with_error_code(storage_code(e).code())
+            }
+            Ok(_) if w.epoch_error.is_some() => {
+                any_error = true;
+                base.with_error_code(w.epoch_error.map_or(0, |e| e.code()))
             }
             Ok(p) => {
                 // Once the response is full, the rest answer with no records.

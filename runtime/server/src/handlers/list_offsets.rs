@@ -22,8 +22,14 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ListOffsetsRequest, v: i16) -> Li
         for p in t.partitions {
             let base =
                 ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let resp = match b.log.partition(&t.name.0, p.partition_index) {
-                Err(e) => base.with_error_code(storage_code(&e).code()),
+            let part = b.log.partition(&t.name.0, p.partition_index);
+            let epoch = part.as_ref().map_or(-1, |part| part.leader_epoch());
+            let checked = part.map_err(|e| storage_code(&e)).and_then(|part| {
+                super::leader_epoch::check(&part, p.current_leader_epoch)?;
+                Ok(part)
+            });
+            let resp = match checked {
+                Err(e) => base.with_error_code(e.code()),
                 Ok(part) => match p.timestamp {
                     LATEST => base.with_offset(part.high_watermark()).with_timestamp(-1),
                     EARLIEST => base.with_offset(part.log_start_offset()).with_timestamp(-1),
@@ -37,7 +43,7 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ListOffsetsRequest, v: i16) -> Li
                 },
             };
             let resp = if v >= 4 && resp.error_code == 0 {
-                resp.with_leader_epoch(0)
+                resp.with_leader_epoch(epoch)
             } else {
                 resp
             };

@@ -107,7 +107,7 @@ fn topic_entry(t: &Topic, node: BrokerId, v: i16) -> MetadataResponseTopic {
                     MetadataResponsePartition::default()
                         .with_partition_index(p.index)
                         .with_leader_id(node)
-                        .with_leader_epoch(0)
+                        .with_leader_epoch(p.leader_epoch())
                         .with_replica_nodes(vec![node])
                         .with_isr_nodes(vec![node])
                 })

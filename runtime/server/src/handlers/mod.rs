@@ -19,6 +19,7 @@ mod configs;
 mod describe_log;
 mod fetch;
 mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -109,6 +110,9 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
         )),
         RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(
             describe_log::producers(broker, r),
+        )),
+        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(
+            leader_epoch::handle(broker, r),
         )),
         other => groups::dispatch(broker, other, v, client_id, conn),
     }
