@@ -40,12 +40,42 @@ fn run(cfg: &Config, t: &Tuning, s: &SeriesFile) -> (Vec<f64>, Vec<bool>) {
     let mut m = SeriesModel::with_tuning(cfg, t);
     let mut scores = Vec::with_capacity(s.len());
     let mut alerts = Vec::with_capacity(s.len());
-    for &v in &s.values {
-        let o = m.update_tuned(cfg, t, v);
+    for (&v, &ts) in s.values.iter().zip(&s.timestamps) {
+        let o = m.update_tuned(cfg, t, v, ts);
         scores.push(o.stream_score);
         alerts.push(o.alert);
     }
     (scores, alerts)
+}
+
+/// Per window: where it lies, the highest raw score in it and where the
+/// first alert fell (diagnostics for `--verbose`).
+fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
+    let mut m = SeriesModel::with_tuning(cfg, t);
+    let outs: Vec<_> = s
+        .values
+        .iter()
+        .zip(&s.timestamps)
+        .map(|(&v, &ts)| m.update_tuned(cfg, t, v, ts))
+        .collect();
+    for &(a, b) in &s.windows {
+        let lo = s.timestamps.partition_point(|&x| x < a);
+        let hi = s.timestamps.partition_point(|&x| x <= b);
+        let (mut best, mut at) = (0.0f64, lo);
+        for (i, o) in outs.iter().enumerate().take(hi).skip(lo) {
+            if o.score > best {
+                best = o.score;
+                at = i;
+            }
+        }
+        let first = (lo..hi).find(|&i| outs[i].alert);
+        let prev = (0..lo).rev().find(|&i| outs[i].alert);
+        println!(
+            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}",
+            s.len(),
+            outs[at].kind
+        );
+    }
 }
 
 fn subset(d: &Dataset, prefixes: &[&str]) -> (Dataset, Vec<usize>) {
@@ -67,6 +97,10 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "error_cap" => t.error_cap = v,
         "std_floor" => t.std_floor = v,
         "separate" => t.separate = v != 0.0,
+        "rearm_level" => t.rearm_level = v,
+        "rearm_quiet" => t.rearm_quiet = v as usize,
+        "tod_buckets" => t.tod_buckets = v as usize,
+        "tod_weekend" => t.tod_weekend = v != 0.0,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())
@@ -161,11 +195,12 @@ fn main() -> Res<()> {
                 thr.unwrap_or(vigil_nab::NULL_THRESHOLD)
             );
             if verbose && p.name == "standard" && *split == "total" {
-                for r in &f.per_file {
+                for (r, s) in f.per_file.iter().zip(&dataset.files) {
                     println!(
                         "  {:<58} windows {}/{}  fp {:3}  raw {:6.2}",
                         r.name, r.windows_hit, r.windows, r.false_positives, r.raw
                     );
+                    explain(&base, &tuning, s);
                 }
             }
         }

@@ -71,6 +71,7 @@ impl Detector for Ensemble {
         }
         let values = batch.column_f64(&self.cfg.field)?;
         let keys = self.key.keys(batch)?;
+        let stamps = batch.timestamps();
         for (row, (&value, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !value.is_finite() {
                 // Null or non-numeric: nothing to learn from, nothing to flag.
@@ -81,7 +82,7 @@ impl Detector for Ensemble {
             let model = self
                 .series
                 .get_or_insert_with(key, || SeriesModel::new(cfg));
-            let out = model.update(cfg, value);
+            let out = model.update(cfg, value, stamps.get(row).copied().unwrap_or(0));
             if cfg.scores {
                 if out.stream_score > 0.0 || out.alert {
                     alerts.push(score_record(offset, out.stream_score, out.alert));

@@ -79,6 +79,15 @@ pub struct Tuning {
     /// won on both category splits: a series that is noisy in value is not
     /// necessarily rich in new patterns, and vice versa.
     pub separate: bool,
+    /// Experimental: a cooldown also ends once the score has stayed below
+    /// this for `rearm_quiet` records (0: fixed cooldown only).
+    pub rearm_level: f64,
+    /// See `rearm_level`.
+    pub rearm_quiet: usize,
+    /// Experimental: time-of-day buckets of the (time, level) novelty (0: off).
+    pub tod_buckets: usize,
+    /// Experimental: the (time, level) context also holds the weekend flag.
+    pub tod_weekend: bool,
 }
 
 impl Default for Tuning {
@@ -89,6 +98,10 @@ impl Default for Tuning {
             error_cap: 6.0,
             std_floor: 0.03,
             separate: true,
+            rearm_level: 0.0,
+            rearm_quiet: 0,
+            tod_buckets: 0,
+            tod_weekend: false,
         }
     }
 }
@@ -118,6 +131,12 @@ pub struct SeriesModel {
     /// Likelihood of the contextual novelty (when `separate`).
     novelty_likelihood: AnomalyLikelihood,
     cooldown_left: usize,
+    #[serde(default)]
+    tod_seen: Vec<u64>,
+    #[serde(default)]
+    tod_likelihood: Option<AnomalyLikelihood>,
+    #[serde(default)]
+    quiet_run: usize,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -154,17 +173,27 @@ impl SeriesModel {
                 t.std_floor,
             ),
             cooldown_left: 0,
+            tod_seen: Vec::new(),
+            tod_likelihood: (t.tod_buckets > 0).then(|| {
+                AnomalyLikelihood::new(
+                    cfg.short_window,
+                    cfg.likelihood_window,
+                    cfg.likelihood_window.min(cfg.warmup.max(10)),
+                    t.std_floor,
+                )
+            }),
+            quiet_run: 0,
             scratch: Vec::new(),
         }
     }
 
     /// Feeds one finite `value` and scores it.
-    pub fn update(&mut self, cfg: &Config, value: f64) -> Output {
-        self.update_tuned(cfg, &Tuning::default(), value)
+    pub fn update(&mut self, cfg: &Config, value: f64, ts: i64) -> Output {
+        self.update_tuned(cfg, &Tuning::default(), value, ts)
     }
 
     /// [`SeriesModel::update`] with non-default internal constants.
-    pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64) -> Output {
+    pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64, ts: i64) -> Output {
         // Prediction: the median of the last few values (robust to single
         // outliers, follows level shifts within half a window).
         self.scratch.clear();
@@ -207,14 +236,30 @@ impl SeriesModel {
             self.grid = Some((lo, hi));
         }
         let (glo, ghi) = self.grid.unwrap_or((lo, hi));
-        let novel = self.context.observe(level(value, glo, ghi));
+        let lvl = level(value, glo, ghi);
+        let novel = self.context.observe(lvl);
+        let mut tod_lik = 0.0;
+        if let Some(tl) = self.tod_likelihood.as_mut() {
+            const DAY: i64 = 86_400_000;
+            let b = (ts.rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
+            let weekend = t.tod_weekend && matches!((ts.div_euclid(DAY) + 4).rem_euclid(7), 0 | 6);
+            let idx = ((b * 2 + weekend as usize) * crate::context::LEVELS) + lvl as usize;
+            let words = (t.tod_buckets * 2 * crate::context::LEVELS).div_ceil(64);
+            if self.tod_seen.len() < words {
+                self.tod_seen.resize(words, 0);
+            }
+            let (w, bit) = (idx / 64, idx % 64);
+            let new = self.tod_seen[w] & (1 << bit) == 0;
+            self.tod_seen[w] |= 1 << bit;
+            tod_lik = tl.update(if new { 1.0 } else { 0.0 });
+        }
 
         let err_part = (z.abs() / t.error_cap).min(1.0);
         let novel_part = if novel { 1.0 } else { 0.0 };
         let lik = if t.separate {
             let a = self.likelihood.update(err_part);
             let b = self.novelty_likelihood.update(novel_part);
-            a.max(b)
+            a.max(b).max(tod_lik)
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
             self.likelihood.update(raw)
@@ -240,6 +285,14 @@ impl SeriesModel {
         self.n += 1;
 
         let mut alert = false;
+        if score < t.rearm_level {
+            self.quiet_run += 1;
+        } else {
+            self.quiet_run = 0;
+        }
+        if t.rearm_level > 0.0 && self.quiet_run >= t.rearm_quiet {
+            self.cooldown_left = 0;
+        }
         let cooling = self.cooldown_left > 0;
         if cooling {
             self.cooldown_left -= 1;

@@ -145,7 +145,7 @@ fn model_bounds_memory_and_ignores_warmup() {
     let mut m = SeriesModel::new(&cfg);
     let mut sizes = Vec::new();
     for i in 0..20_000 {
-        let o = m.update(&cfg, sine(i) + 3.0 * noise(i + 11));
+        let o = m.update(&cfg, sine(i) + 3.0 * noise(i + 11), i as i64 * 300_000);
         if i < cfg.warmup {
             assert_eq!((o.score, o.alert, o.kind), (0.0, false, Kind::Normal));
         }
