@@ -101,6 +101,14 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "rearm_quiet" => t.rearm_quiet = v as usize,
         "tod_buckets" => t.tod_buckets = v as usize,
         "tod_weekend" => t.tod_weekend = v != 0.0,
+        "rarity" => t.rarity = v,
+        "tod_overlap" => t.tod_overlap = v as u8,
+        "breakout_bypass" => t.breakout_bypass = v != 0.0,
+        "spike_short" => t.spike_short = v as usize,
+        "tod_pair" => t.tod_pair = v != 0.0,
+        "cooldown_minutes" => t.cooldown_minutes = v as i64,
+        "season_mode" => t.season_mode = v as u8,
+        "season_half_width_min" => t.season_half_width_min = v as i64,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -88,6 +88,28 @@ pub struct Tuning {
     pub tod_buckets: usize,
     /// Experimental: the (time, level) context also holds the weekend flag.
     pub tod_weekend: bool,
+    /// Experimental: novelty of a pattern seen `c` times before is
+    /// `rarity^c` (0: only unseen patterns are novel).
+    pub rarity: f64,
+    /// Experimental: seasonal predictor (same time one day earlier, ±
+    /// `season_half_width_min` minutes): 0 off, 1 its own error likelihood,
+    /// 2 the error is the smaller of the two predictors'.
+    pub season_mode: u8,
+    /// See `season_mode`.
+    pub season_half_width_min: i64,
+    /// Experimental: a cooldown also ends this many minutes after the alert (0: off).
+    pub cooldown_minutes: i64,
+    /// Experimental: the (time, level) context pairs consecutive levels
+    /// (`tod_pair`) instead of one.
+    pub tod_pair: bool,
+    /// Experimental: short window of a second error likelihood (0: off).
+    pub spike_short: usize,
+    /// Experimental: a range breakout may alert during a cooldown that a
+    /// deviation alert started.
+    pub breakout_bypass: bool,
+    /// Experimental: second bucketing shifted by half a bucket; 1: new in
+    /// both, 2: new in either.
+    pub tod_overlap: u8,
 }
 
 impl Default for Tuning {
@@ -102,6 +124,14 @@ impl Default for Tuning {
             rearm_quiet: 0,
             tod_buckets: 0,
             tod_weekend: false,
+            rarity: 0.0,
+            season_mode: 0,
+            season_half_width_min: 15,
+            cooldown_minutes: 0,
+            tod_pair: false,
+            spike_short: 0,
+            breakout_bypass: false,
+            tod_overlap: 0,
         }
     }
 }
@@ -137,6 +167,22 @@ pub struct SeriesModel {
     tod_likelihood: Option<AnomalyLikelihood>,
     #[serde(default)]
     quiet_run: usize,
+    #[serde(default)]
+    last_alert_ts: i64,
+    #[serde(default)]
+    prev_level: u8,
+    #[serde(default)]
+    last_alert_breakout: bool,
+    #[serde(default)]
+    spike_likelihood: Option<AnomalyLikelihood>,
+    #[serde(default)]
+    day: VecDeque<(i64, f64)>,
+    #[serde(default)]
+    season_mae: f64,
+    #[serde(default)]
+    season_scored: u64,
+    #[serde(default)]
+    season_likelihood: Option<AnomalyLikelihood>,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -183,6 +229,28 @@ impl SeriesModel {
                 )
             }),
             quiet_run: 0,
+            last_alert_ts: 0,
+            prev_level: 0,
+            last_alert_breakout: false,
+            spike_likelihood: (t.spike_short > 0).then(|| {
+                AnomalyLikelihood::new(
+                    t.spike_short,
+                    cfg.likelihood_window,
+                    cfg.likelihood_window.min(cfg.warmup.max(10)),
+                    t.std_floor,
+                )
+            }),
+            day: VecDeque::new(),
+            season_mae: 0.0,
+            season_scored: 0,
+            season_likelihood: (t.season_mode == 1).then(|| {
+                AnomalyLikelihood::new(
+                    cfg.short_window,
+                    cfg.likelihood_window,
+                    cfg.likelihood_window.min(cfg.warmup.max(10)),
+                    t.std_floor,
+                )
+            }),
             scratch: Vec::new(),
         }
     }
@@ -239,27 +307,91 @@ impl SeriesModel {
         let lvl = level(value, glo, ghi);
         let novel = self.context.observe(lvl);
         let mut tod_lik = 0.0;
+        let mut tod_new = false;
         if let Some(tl) = self.tod_likelihood.as_mut() {
             const DAY: i64 = 86_400_000;
-            let b = (ts.rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
+            let b = ((ts + t.cooldown_minutes * 60_000).rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
             let weekend = t.tod_weekend && matches!((ts.div_euclid(DAY) + 4).rem_euclid(7), 0 | 6);
-            let idx = ((b * 2 + weekend as usize) * crate::context::LEVELS) + lvl as usize;
-            let words = (t.tod_buckets * 2 * crate::context::LEVELS).div_ceil(64);
+            let l = if false {
+                self.prev_level as usize * crate::context::LEVELS + lvl as usize
+            } else {
+                lvl as usize
+            };
+            let nl = if false { crate::context::LEVELS } else { 1 } * crate::context::LEVELS;
+            let idx = ((b * 2 + weekend as usize) * nl) + l;
+            let words = (t.tod_buckets * 2 * nl).div_ceil(64);
             if self.tod_seen.len() < words {
                 self.tod_seen.resize(words, 0);
             }
             let (w, bit) = (idx / 64, idx % 64);
-            let new = self.tod_seen[w] & (1 << bit) == 0;
+            let mut new = self.tod_seen[w] & (1 << bit) == 0;
             self.tod_seen[w] |= 1 << bit;
-            tod_lik = tl.update(if new { 1.0 } else { 0.0 });
+            if t.tod_overlap > 0 {
+                let half = DAY / t.tod_buckets as i64 / 2;
+                let b2 = ((ts + half + t.cooldown_minutes * 60_000).rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
+                let idx2 = ((b2 * 2 + 1) * nl) + l;
+                let (w2, bit2) = (idx2 / 64, idx2 % 64);
+                let new2 = self.tod_seen[w2] & (1 << bit2) == 0;
+                self.tod_seen[w2] |= 1 << bit2;
+                new = if t.tod_overlap == 1 { new && new2 } else { new || new2 };
+            }
+            if t.tod_pair {
+                tod_new = new;
+            } else {
+                tod_lik = tl.update(if new { 1.0 } else { 0.0 });
+            }
         }
+        self.prev_level = lvl;
 
-        let err_part = (z.abs() / t.error_cap).min(1.0);
-        let novel_part = if novel { 1.0 } else { 0.0 };
+        let mut zs = None;
+        if t.season_mode > 0 {
+            const DAY: i64 = 86_400_000;
+            let w = t.season_half_width_min * 60_000;
+            while self.day.front().is_some_and(|&(x, _)| x < ts - DAY - w) || self.day.len() > 4096 {
+                self.day.pop_front();
+            }
+            let a = self.day.partition_point(|&(x, _)| x < ts - DAY - w);
+            let b = self.day.partition_point(|&(x, _)| x <= ts - DAY + w);
+            if b > a {
+                self.scratch.clear();
+                self.scratch.extend(self.day.range(a..b).map(|&(_, v)| v));
+                if let Some(e) = median_in_place(&mut self.scratch) {
+                    let r = value - e;
+                    if self.season_scored > 0 {
+                        zs = Some(r / (MAE_TO_SIGMA * self.season_mae + tiny));
+                    }
+                    let err = r.abs();
+                    self.season_mae = if self.season_scored == 0 {
+                        err
+                    } else {
+                        self.season_mae
+                            + MAE_ALPHA
+                                * (err.min(MAE_CLIP * self.season_mae.max(f64::MIN_POSITIVE))
+                                    - self.season_mae)
+                    };
+                    self.season_scored += 1;
+                }
+            }
+            self.day.push_back((ts, value));
+        }
+        let mut err_part = (z.abs() / t.error_cap).min(1.0);
+        let mut season_lik = 0.0;
+        if let Some(l) = self.spike_likelihood.as_mut() {
+            season_lik = l.update(err_part);
+        }
+        if let Some(zs) = zs {
+            let sp = (zs.abs() / t.error_cap).min(1.0);
+            if t.season_mode == 2 {
+                err_part = err_part.min(sp);
+            } else if let Some(l) = self.season_likelihood.as_mut() {
+                season_lik = l.update(sp);
+            }
+        }
+        let novel_part = if novel || tod_new { 1.0 } else { 0.0 };
         let lik = if t.separate {
             let a = self.likelihood.update(err_part);
             let b = self.novelty_likelihood.update(novel_part);
-            a.max(b).max(tod_lik)
+            a.max(b).max(tod_lik).max(season_lik)
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
             self.likelihood.update(raw)
@@ -290,7 +422,17 @@ impl SeriesModel {
         } else {
             self.quiet_run = 0;
         }
+        if false && ts >= self.last_alert_ts + t.cooldown_minutes * 60_000 {
+            self.cooldown_left = 0;
+        }
         if t.rearm_level > 0.0 && self.quiet_run >= t.rearm_quiet {
+            self.cooldown_left = 0;
+        }
+        if t.breakout_bypass
+            && kind == Kind::RangeBreakout
+            && !self.last_alert_breakout
+            && score >= cfg.threshold
+        {
             self.cooldown_left = 0;
         }
         let cooling = self.cooldown_left > 0;
@@ -299,6 +441,8 @@ impl SeriesModel {
         } else if warm && score >= cfg.threshold {
             alert = true;
             self.cooldown_left = cfg.cooldown;
+            self.last_alert_ts = ts;
+            self.last_alert_breakout = kind == Kind::RangeBreakout;
         }
         Output {
             score,
