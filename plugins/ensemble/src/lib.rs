@@ -54,6 +54,10 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "2": the time-of-day context joined the per-series state; a state
+    /// of format "1" is not restored (the series re-warm instead).
+    const STATE_FORMAT: &'static str = "2";
+
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
             bail!("{e}");
@@ -82,7 +86,9 @@ impl Detector for Ensemble {
             let model = self
                 .series
                 .get_or_insert_with(key, || SeriesModel::new(cfg));
-            let out = model.update(cfg, value, stamps.get(row).copied().unwrap_or(0));
+            // Every row has a timestamp; 0 only guards a malformed batch.
+            let ts = stamps.get(row).copied().unwrap_or(0);
+            let out = model.update(cfg, value, ts);
             if cfg.scores {
                 if out.stream_score > 0.0 || out.alert {
                     alerts.push(score_record(offset, out.stream_score, out.alert));
@@ -123,9 +129,10 @@ fn severity(out: &Output) -> Severity {
 }
 
 fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, threshold: f64) -> Alert {
-    let what = match (out.kind, out.novel) {
-        (Kind::RangeBreakout, _) => "left the range seen so far",
-        (_, true) => "a pattern of movement not seen before",
+    let what = match (out.kind, out.novel, out.novel_time_of_day) {
+        (Kind::RangeBreakout, _, _) => "left the range seen so far",
+        (_, true, _) => "a pattern of movement not seen before",
+        (_, _, true) => "a level not seen before at this time of day",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);
@@ -143,6 +150,7 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         .field("residual", out.residual)
         .field("z", out.z)
         .field("novel_pattern", out.novel)
+        .field("novel_time_of_day", out.novel_time_of_day)
         .field("anomaly_score", out.score)
         .field("threshold", threshold)
         .field("kind", out.kind.as_str());

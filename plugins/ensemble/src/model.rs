@@ -1,6 +1,7 @@
-//! The per-series model: a robust short-term predictor, a contextual
-//! novelty memory, the anomaly likelihood of each surprise, a
-//! range-breakout check and alert cooldown. Pure Rust with no batch types,
+//! The per-series model: a robust short-term predictor, contextual
+//! novelty memories (movement patterns; level at the time of day), the
+//! anomaly likelihood of each surprise, a range-breakout check and alert
+//! cooldown. Pure Rust with no batch types,
 //! so it can be unit tested and driven directly by the NAB benchmark example.
 
 use std::collections::VecDeque;
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
-use crate::context::{level, ContextMemory};
+use crate::context::{level, ContextMemory, TimeOfDayMemory};
 
 /// Why a record scored high.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +58,12 @@ pub struct Output {
     pub z: f64,
     /// The record completed a pattern of movement never seen before.
     pub novel: bool,
+    /// The record's level had never been seen at this time of day.
+    pub novel_time_of_day: bool,
+    /// The anomaly likelihoods of (prediction error, movement novelty,
+    /// time-of-day novelty); `score` is their maximum unless the value
+    /// broke out of the seen range.
+    pub likelihoods: [f64; 3],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -79,37 +86,16 @@ pub struct Tuning {
     /// won on both category splits: a series that is noisy in value is not
     /// necessarily rich in new patterns, and vice versa.
     pub separate: bool,
-    /// Experimental: a cooldown also ends once the score has stayed below
-    /// this for `rearm_quiet` records (0: fixed cooldown only).
-    pub rearm_level: f64,
-    /// See `rearm_level`.
-    pub rearm_quiet: usize,
-    /// Experimental: time-of-day buckets of the (time, level) novelty (0: off).
+    /// Parts of the day for the time-of-day novelty (0: off). Hours: the
+    /// natural unit of daily rhythms; 48 half-hours scored the same on
+    /// the tuning split and did not beat hours once the day is cut twice
+    /// (design 0007).
     pub tod_buckets: usize,
-    /// Experimental: the (time, level) context also holds the weekend flag.
-    pub tod_weekend: bool,
-    /// Experimental: novelty of a pattern seen `c` times before is
-    /// `rarity^c` (0: only unseen patterns are novel).
-    pub rarity: f64,
-    /// Experimental: seasonal predictor (same time one day earlier, ±
-    /// `season_half_width_min` minutes): 0 off, 1 its own error likelihood,
-    /// 2 the error is the smaller of the two predictors'.
-    pub season_mode: u8,
-    /// See `season_mode`.
-    pub season_half_width_min: i64,
-    /// Experimental: a cooldown also ends this many minutes after the alert (0: off).
-    pub cooldown_minutes: i64,
-    /// Experimental: the (time, level) context pairs consecutive levels
-    /// (`tod_pair`) instead of one.
-    pub tod_pair: bool,
-    /// Experimental: short window of a second error likelihood (0: off).
-    pub spike_short: usize,
-    /// Experimental: a range breakout may alert during a cooldown that a
-    /// deviation alert started.
+    /// A range breakout may alert while a cooldown started by a softer
+    /// (deviation) alert runs: a value beyond everything seen is news even
+    /// shortly after an alert on a wobble, and without this an early false
+    /// positive hid a breakout in the next labelled window.
     pub breakout_bypass: bool,
-    /// Experimental: second bucketing shifted by half a bucket; 1: new in
-    /// both, 2: new in either.
-    pub tod_overlap: u8,
 }
 
 impl Default for Tuning {
@@ -120,18 +106,8 @@ impl Default for Tuning {
             error_cap: 6.0,
             std_floor: 0.03,
             separate: true,
-            rearm_level: 0.0,
-            rearm_quiet: 0,
-            tod_buckets: 0,
-            tod_weekend: false,
-            rarity: 0.0,
-            season_mode: 0,
-            season_half_width_min: 15,
-            cooldown_minutes: 0,
-            tod_pair: false,
-            spike_short: 0,
-            breakout_bypass: false,
-            tod_overlap: 0,
+            tod_buckets: 24,
+            breakout_bypass: true,
         }
     }
 }
@@ -160,29 +136,14 @@ pub struct SeriesModel {
     likelihood: AnomalyLikelihood,
     /// Likelihood of the contextual novelty (when `separate`).
     novelty_likelihood: AnomalyLikelihood,
+    /// Levels seen at each time of day (created at the end of warm-up;
+    /// never when `tod_buckets` is 0).
+    time_of_day: Option<TimeOfDayMemory>,
+    /// Likelihood of the time-of-day novelty (created with `time_of_day`).
+    time_of_day_likelihood: Option<AnomalyLikelihood>,
     cooldown_left: usize,
-    #[serde(default)]
-    tod_seen: Vec<u64>,
-    #[serde(default)]
-    tod_likelihood: Option<AnomalyLikelihood>,
-    #[serde(default)]
-    quiet_run: usize,
-    #[serde(default)]
-    last_alert_ts: i64,
-    #[serde(default)]
-    prev_level: u8,
-    #[serde(default)]
-    last_alert_breakout: bool,
-    #[serde(default)]
-    spike_likelihood: Option<AnomalyLikelihood>,
-    #[serde(default)]
-    day: VecDeque<(i64, f64)>,
-    #[serde(default)]
-    season_mae: f64,
-    #[serde(default)]
-    season_scored: u64,
-    #[serde(default)]
-    season_likelihood: Option<AnomalyLikelihood>,
+    /// The running cooldown was started by a range breakout.
+    cooling_after_breakout: bool,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -206,62 +167,24 @@ impl SeriesModel {
             max: f64::NEG_INFINITY,
             context: ContextMemory::default(),
             grid: None,
-            likelihood: AnomalyLikelihood::new(
-                cfg.short_window,
-                cfg.likelihood_window,
-                cfg.likelihood_window.min(cfg.warmup.max(10)),
-                t.std_floor,
-            ),
-            novelty_likelihood: AnomalyLikelihood::new(
-                cfg.short_window,
-                cfg.likelihood_window,
-                cfg.likelihood_window.min(cfg.warmup.max(10)),
-                t.std_floor,
-            ),
+            likelihood: new_likelihood(cfg, t),
+            novelty_likelihood: new_likelihood(cfg, t),
+            time_of_day: None,
+            time_of_day_likelihood: None,
             cooldown_left: 0,
-            tod_seen: Vec::new(),
-            tod_likelihood: (t.tod_buckets > 0).then(|| {
-                AnomalyLikelihood::new(
-                    cfg.short_window,
-                    cfg.likelihood_window,
-                    cfg.likelihood_window.min(cfg.warmup.max(10)),
-                    t.std_floor,
-                )
-            }),
-            quiet_run: 0,
-            last_alert_ts: 0,
-            prev_level: 0,
-            last_alert_breakout: false,
-            spike_likelihood: (t.spike_short > 0).then(|| {
-                AnomalyLikelihood::new(
-                    t.spike_short,
-                    cfg.likelihood_window,
-                    cfg.likelihood_window.min(cfg.warmup.max(10)),
-                    t.std_floor,
-                )
-            }),
-            day: VecDeque::new(),
-            season_mae: 0.0,
-            season_scored: 0,
-            season_likelihood: (t.season_mode == 1).then(|| {
-                AnomalyLikelihood::new(
-                    cfg.short_window,
-                    cfg.likelihood_window,
-                    cfg.likelihood_window.min(cfg.warmup.max(10)),
-                    t.std_floor,
-                )
-            }),
+            cooling_after_breakout: false,
             scratch: Vec::new(),
         }
     }
 
-    /// Feeds one finite `value` and scores it.
-    pub fn update(&mut self, cfg: &Config, value: f64, ts: i64) -> Output {
-        self.update_tuned(cfg, &Tuning::default(), value, ts)
+    /// Feeds one finite `value` with its record timestamp (epoch
+    /// milliseconds) and scores it.
+    pub fn update(&mut self, cfg: &Config, value: f64, ts_ms: i64) -> Output {
+        self.update_tuned(cfg, &Tuning::default(), value, ts_ms)
     }
 
     /// [`SeriesModel::update`] with non-default internal constants.
-    pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64, ts: i64) -> Output {
+    pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64, ts_ms: i64) -> Output {
         // Prediction: the median of the last few values (robust to single
         // outliers, follows level shifts within half a window).
         self.scratch.clear();
@@ -306,96 +229,27 @@ impl SeriesModel {
         let (glo, ghi) = self.grid.unwrap_or((lo, hi));
         let lvl = level(value, glo, ghi);
         let novel = self.context.observe(lvl);
-        let mut tod_lik = 0.0;
-        let mut tod_new = false;
-        if let Some(tl) = self.tod_likelihood.as_mut() {
-            const DAY: i64 = 86_400_000;
-            let b = ((ts + t.cooldown_minutes * 60_000).rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
-            let weekend = t.tod_weekend && matches!((ts.div_euclid(DAY) + 4).rem_euclid(7), 0 | 6);
-            let l = if false {
-                self.prev_level as usize * crate::context::LEVELS + lvl as usize
-            } else {
-                lvl as usize
-            };
-            let nl = if false { crate::context::LEVELS } else { 1 } * crate::context::LEVELS;
-            let idx = ((b * 2 + weekend as usize) * nl) + l;
-            let words = (t.tod_buckets * 2 * nl).div_ceil(64);
-            if self.tod_seen.len() < words {
-                self.tod_seen.resize(words, 0);
-            }
-            let (w, bit) = (idx / 64, idx % 64);
-            let mut new = self.tod_seen[w] & (1 << bit) == 0;
-            self.tod_seen[w] |= 1 << bit;
-            if t.tod_overlap > 0 {
-                let half = DAY / t.tod_buckets as i64 / 2;
-                let b2 = ((ts + half + t.cooldown_minutes * 60_000).rem_euclid(DAY) * t.tod_buckets as i64 / DAY) as usize;
-                let idx2 = ((b2 * 2 + 1) * nl) + l;
-                let (w2, bit2) = (idx2 / 64, idx2 % 64);
-                let new2 = self.tod_seen[w2] & (1 << bit2) == 0;
-                self.tod_seen[w2] |= 1 << bit2;
-                new = if t.tod_overlap == 1 { new && new2 } else { new || new2 };
-            }
-            if t.tod_pair {
-                tod_new = new;
-            } else {
-                tod_lik = tl.update(if new { 1.0 } else { 0.0 });
-            }
-        }
-        self.prev_level = lvl;
+        // Levels on the grid that still moves during warm-up would fill the
+        // time-of-day memory with contexts that mean nothing afterwards.
+        let (novel_time_of_day, time_lik) = if self.grid.is_some() {
+            self.observe_time_of_day(cfg, t, ts_ms, lvl)
+        } else {
+            (false, 0.0)
+        };
 
-        let mut zs = None;
-        if t.season_mode > 0 {
-            const DAY: i64 = 86_400_000;
-            let w = t.season_half_width_min * 60_000;
-            while self.day.front().is_some_and(|&(x, _)| x < ts - DAY - w) || self.day.len() > 4096 {
-                self.day.pop_front();
-            }
-            let a = self.day.partition_point(|&(x, _)| x < ts - DAY - w);
-            let b = self.day.partition_point(|&(x, _)| x <= ts - DAY + w);
-            if b > a {
-                self.scratch.clear();
-                self.scratch.extend(self.day.range(a..b).map(|&(_, v)| v));
-                if let Some(e) = median_in_place(&mut self.scratch) {
-                    let r = value - e;
-                    if self.season_scored > 0 {
-                        zs = Some(r / (MAE_TO_SIGMA * self.season_mae + tiny));
-                    }
-                    let err = r.abs();
-                    self.season_mae = if self.season_scored == 0 {
-                        err
-                    } else {
-                        self.season_mae
-                            + MAE_ALPHA
-                                * (err.min(MAE_CLIP * self.season_mae.max(f64::MIN_POSITIVE))
-                                    - self.season_mae)
-                    };
-                    self.season_scored += 1;
-                }
-            }
-            self.day.push_back((ts, value));
-        }
-        let mut err_part = (z.abs() / t.error_cap).min(1.0);
-        let mut season_lik = 0.0;
-        if let Some(l) = self.spike_likelihood.as_mut() {
-            season_lik = l.update(err_part);
-        }
-        if let Some(zs) = zs {
-            let sp = (zs.abs() / t.error_cap).min(1.0);
-            if t.season_mode == 2 {
-                err_part = err_part.min(sp);
-            } else if let Some(l) = self.season_likelihood.as_mut() {
-                season_lik = l.update(sp);
-            }
-        }
-        let novel_part = if novel || tod_new { 1.0 } else { 0.0 };
-        let lik = if t.separate {
-            let a = self.likelihood.update(err_part);
-            let b = self.novelty_likelihood.update(novel_part);
-            a.max(b).max(tod_lik).max(season_lik)
+        let err_part = (z.abs() / t.error_cap).min(1.0);
+        let novel_part = if novel { 1.0 } else { 0.0 };
+        let likelihoods = if t.separate {
+            [
+                self.likelihood.update(err_part),
+                self.novelty_likelihood.update(novel_part),
+                time_lik,
+            ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-            self.likelihood.update(raw)
+            [self.likelihood.update(raw), 0.0, time_lik]
         };
+        let lik = likelihoods.iter().copied().fold(0.0, f64::max);
 
         let mut score = 0.0;
         let mut kind = Kind::Normal;
@@ -417,20 +271,9 @@ impl SeriesModel {
         self.n += 1;
 
         let mut alert = false;
-        if score < t.rearm_level {
-            self.quiet_run += 1;
-        } else {
-            self.quiet_run = 0;
-        }
-        if false && ts >= self.last_alert_ts + t.cooldown_minutes * 60_000 {
-            self.cooldown_left = 0;
-        }
-        if t.rearm_level > 0.0 && self.quiet_run >= t.rearm_quiet {
-            self.cooldown_left = 0;
-        }
         if t.breakout_bypass
             && kind == Kind::RangeBreakout
-            && !self.last_alert_breakout
+            && !self.cooling_after_breakout
             && score >= cfg.threshold
         {
             self.cooldown_left = 0;
@@ -441,8 +284,7 @@ impl SeriesModel {
         } else if warm && score >= cfg.threshold {
             alert = true;
             self.cooldown_left = cfg.cooldown;
-            self.last_alert_ts = ts;
-            self.last_alert_breakout = kind == Kind::RangeBreakout;
+            self.cooling_after_breakout = kind == Kind::RangeBreakout;
         }
         Output {
             score,
@@ -453,8 +295,32 @@ impl SeriesModel {
             residual,
             z,
             novel,
+            novel_time_of_day,
+            likelihoods,
             kind,
         }
+    }
+
+    /// Records the level at this time of day; returns whether that was new
+    /// and the likelihood of such novelty (0 when `tod_buckets` is 0).
+    fn observe_time_of_day(
+        &mut self,
+        cfg: &Config,
+        t: &Tuning,
+        ts_ms: i64,
+        lvl: u8,
+    ) -> (bool, f64) {
+        if t.tod_buckets == 0 {
+            return (false, 0.0);
+        }
+        let memory = self
+            .time_of_day
+            .get_or_insert_with(|| TimeOfDayMemory::new(t.tod_buckets));
+        let novel = memory.observe(ts_ms, lvl);
+        let likelihood = self
+            .time_of_day_likelihood
+            .get_or_insert_with(|| new_likelihood(cfg, t));
+        (novel, likelihood.update(if novel { 1.0 } else { 0.0 }))
     }
 
     /// Records seen so far.
@@ -466,6 +332,17 @@ impl SeriesModel {
     pub fn range(&self) -> Option<(f64, f64)> {
         (self.n > 0).then_some((self.min, self.max))
     }
+}
+
+/// The anomaly likelihood every surprise goes through: learning for the
+/// warm-up (at most the whole window) before it scores.
+fn new_likelihood(cfg: &Config, t: &Tuning) -> AnomalyLikelihood {
+    AnomalyLikelihood::new(
+        cfg.short_window,
+        cfg.likelihood_window,
+        cfg.likelihood_window.min(cfg.warmup.max(10)),
+        t.std_floor,
+    )
 }
 
 /// Median of `xs` (finite values); reorders `xs`.
