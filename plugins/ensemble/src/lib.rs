@@ -1,32 +1,38 @@
 //! vigil detector plugin **ensemble**: an anomaly detector for metric
 //! streams (CPU, latency, request counts, temperatures, …) built to hold up
-//! on series it was not tuned on. Per series it combines three self-scaling
+//! on series it was not tuned on. Per series it combines self-scaling
 //! signals:
 //!
 //! * **contextual novelty** — each value is placed on one of 10 levels of
-//!   the range learned during warm-up (plus 3 outside on each side), and a pattern of 4 consecutive levels that has
-//!   never occurred before is novel (the idea of CAD OSE and ARTime, on a
-//!   fixed grid);
+//!   the range learned during warm-up (plus 3 outside on each side), and a
+//!   pattern of 4 consecutive levels that has never occurred before is
+//!   novel (the idea of CAD OSE and ARTime, on a fixed grid);
+//! * **time-of-day novelty** — a level never seen before at this hour of
+//!   the day (UTC, from the record timestamp), as HTM's time-of-day
+//!   encoding gives it;
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the larger of the two counts; and a value beyond the seen range by
+//!   against its own noise; the largest of the three counts;
+//! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
-//! `threshold`, then the series stays quiet for `cooldown` records. Config
+//! `threshold`, then the series stays quiet for `cooldown` records (except
+//! for a range breakout after a softer alert). Alerts carry the expected
+//! value and usual range, z, which context was new and the kind. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
-//! for `vigil eval --sweep`). Memory
-//! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
-//! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
-//! (see `docs/design/0007-detector-ensemble.md`).
+//! for `vigil eval --sweep`). Memory per series is about 24 bytes ×
+//! `likelihood_window` plus 8 KiB of pattern bits. The benchmark on the
+//! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
+//! `docs/design/0007-detector-ensemble.md`).
 //!
 //! ```json
 //! {"field": "cpu", "key": "record_key", "threshold": 0.5}
