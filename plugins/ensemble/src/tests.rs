@@ -155,9 +155,9 @@ fn model_bounds_memory_and_ignores_warmup() {
     }
     // Bounded whatever the stream length: three likelihoods of (64 + 20)
     // f64s each, the pattern bitset (1024 words of at most 10 varint
-    // bytes), the time-of-day bitset (2 cuts × 24 hours × 16 levels = 12
+    // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
     // words), the 10-value predictor window and scalars.
-    let cap = 3 * 8 * (64 + 20) + 10 * (1024 + 12) + 8 * 10 + 300;
+    let cap = 3 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300;
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
