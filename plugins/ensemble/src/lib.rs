@@ -23,7 +23,8 @@
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
 //! `threshold`, then the series stays quiet for `cooldown` records (except
 //! for a range breakout after a softer alert). Alerts carry the expected
-//! value and usual range, z, which context was new and the kind. Config
+//! value and usual range, z, which contexts were new, the kind and the
+//! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
@@ -135,10 +136,11 @@ fn severity(out: &Output) -> Severity {
 }
 
 fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, threshold: f64) -> Alert {
-    let what = match (out.kind, out.novel, out.novel_time_of_day) {
-        (Kind::RangeBreakout, _, _) => "left the range seen so far",
-        (_, true, _) => "a pattern of movement not seen before",
-        (_, _, true) => "a level not seen before at this time of day",
+    let signal = out.signal();
+    let what = match signal {
+        "range_breakout" => "left the range seen so far",
+        "movement_pattern" => "more new patterns of movement than this series shows",
+        "time_of_day" => "levels not seen before at this time of day",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);
@@ -159,7 +161,8 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         .field("novel_time_of_day", out.novel_time_of_day)
         .field("anomaly_score", out.score)
         .field("threshold", threshold)
-        .field("kind", out.kind.as_str());
+        .field("kind", out.kind.as_str())
+        .field("signal", signal);
     if let Some(k) = key {
         a = a.key(k);
     }

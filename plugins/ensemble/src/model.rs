@@ -68,6 +68,27 @@ pub struct Output {
     pub kind: Kind,
 }
 
+impl Output {
+    /// Which signal made the score: `"range_breakout"`, else the largest
+    /// likelihood: `"prediction_error"`, `"movement_pattern"` or
+    /// `"time_of_day"` (`"none"` while nothing scores).
+    pub fn signal(&self) -> &'static str {
+        if self.kind == Kind::RangeBreakout {
+            return "range_breakout";
+        }
+        let [error, pattern, time] = self.likelihoods;
+        if self.score <= 0.0 {
+            "none"
+        } else if time > error && time > pattern {
+            "time_of_day"
+        } else if pattern > error {
+            "movement_pattern"
+        } else {
+            "prediction_error"
+        }
+    }
+}
+
 /// Internal constants of the model, gathered so the benchmark example can
 /// ablate them; deployments always use [`Tuning::default`].
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -86,6 +86,13 @@ fn in_range_change_of_behaviour_is_flagged() {
         "alerts at {got:?}"
     );
     assert_eq!(alerts[0].get_field("kind"), Some("\"deviation\""));
+    // Flipping between two in-range values is both a large error against
+    // the recent median and new movement; either may be the larger.
+    let signal = alerts[0].get_field("signal").unwrap_or_default();
+    assert!(
+        ["\"prediction_error\"", "\"movement_pattern\""].contains(&signal),
+        "{signal}"
+    );
 }
 
 #[test]
@@ -273,7 +280,9 @@ fn detector_alert_names_the_time_of_day_context() {
         .find(|a| a.source_offset() >= start as i64)
         .unwrap_or_else(|| panic!("no alert after {start}: {:?}", offsets(&alerts)));
     assert!(a.source_offset() < (start + 2 * DAY / 24) as i64);
-    assert_eq!(a.get_field("novel_time_of_day"), Some("true"));
+    assert_eq!(a.get_field("signal"), Some("\"time_of_day\""));
+    let message = a.get_message().unwrap_or_default();
+    assert!(message.contains("at this time of day"), "{message}");
 }
 
 #[test]
