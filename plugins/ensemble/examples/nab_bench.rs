@@ -15,7 +15,8 @@
 //! the other, then swap (see `docs/design/0007-detector-ensemble.md`).
 //!
 //! Usage: `cargo run --release -p vigil-plugin-ensemble --example nab_bench --
-//!   [--data DIR] [--set field=json]... [--tune name=number]... [--verbose]`
+//!   [--data DIR] [--set field=json]... [--tune name=number]...
+//!   [--shift-minutes N] [--verbose]`
 //! (DIR defaults to `$NAB_DATA` or `../shared/data/nab`; `examples/data/nab`
 //! in this repository is a small corpus in the same layout).
 
@@ -40,12 +41,56 @@ fn run(cfg: &Config, t: &Tuning, s: &SeriesFile) -> (Vec<f64>, Vec<bool>) {
     let mut m = SeriesModel::with_tuning(cfg, t);
     let mut scores = Vec::with_capacity(s.len());
     let mut alerts = Vec::with_capacity(s.len());
-    for &v in &s.values {
-        let o = m.update_tuned(cfg, t, v);
+    for (&v, &ts) in s.values.iter().zip(&s.timestamps) {
+        let o = m.update_tuned(cfg, t, v, ts);
         scores.push(o.stream_score);
         alerts.push(o.alert);
     }
     (scores, alerts)
+}
+
+/// Per window: where it lies, the highest raw score in it and where the
+/// first alert fell (diagnostics for `--verbose`).
+fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
+    let mut m = SeriesModel::with_tuning(cfg, t);
+    let outs: Vec<_> = s
+        .values
+        .iter()
+        .zip(&s.timestamps)
+        .map(|(&v, &ts)| m.update_tuned(cfg, t, v, ts))
+        .collect();
+    let inside = |i: usize| {
+        s.windows
+            .iter()
+            .any(|&(a, b)| s.timestamps[i] >= a && s.timestamps[i] <= b)
+    };
+    let probation = vigil_nab::probation_rows(s.len());
+    for (i, o) in outs.iter().enumerate() {
+        if o.alert && i >= probation && !inside(i) {
+            println!(
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day) {:.2?}",
+                o.kind, o.score, o.likelihoods
+            );
+        }
+    }
+    for &(a, b) in &s.windows {
+        let lo = s.timestamps.partition_point(|&x| x < a);
+        let hi = s.timestamps.partition_point(|&x| x <= b);
+        let (mut best, mut at) = (0.0f64, lo);
+        for (i, o) in outs.iter().enumerate().take(hi).skip(lo) {
+            if o.score > best {
+                best = o.score;
+                at = i;
+            }
+        }
+        let first = (lo..hi).find(|&i| outs[i].alert);
+        let prev = (0..lo).rev().find(|&i| outs[i].alert);
+        println!(
+            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}",
+            s.len(),
+            outs[at].kind
+        );
+    }
 }
 
 fn subset(d: &Dataset, prefixes: &[&str]) -> (Dataset, Vec<usize>) {
@@ -67,6 +112,8 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "error_cap" => t.error_cap = v,
         "std_floor" => t.std_floor = v,
         "separate" => t.separate = v != 0.0,
+        "tod_buckets" => t.tod_buckets = v as usize,
+        "breakout_bypass" => t.breakout_bypass = v != 0.0,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())
@@ -78,11 +125,19 @@ fn main() -> Res<()> {
     let mut tuning = Tuning::default();
     let grid: Vec<f64> = (1..=19).map(|i| i as f64 * 0.05).collect();
     let mut verbose = false;
+    let mut shift_ms = 0i64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--data" => data = args.next().ok_or("--data needs a directory")?,
             "--verbose" => verbose = true,
+            "--shift-minutes" => {
+                shift_ms = args
+                    .next()
+                    .ok_or("--shift-minutes needs a number")?
+                    .parse::<i64>()?
+                    * 60_000
+            }
             "--set" => {
                 let kv = args.next().ok_or("--set needs field=value")?;
                 let (k, v) = kv.split_once('=').ok_or("--set needs field=value")?;
@@ -103,7 +158,16 @@ fn main() -> Res<()> {
     base.validate()?;
     let data = PathBuf::from(data);
     let profiles = Profile::load_all(&data)?;
-    let dataset = Dataset::load(&data)?;
+    let mut dataset = Dataset::load(&data)?;
+    // Moving every timestamp (and window) by the same amount changes
+    // nothing NAB scores, only where the day's bucket boundaries fall: a
+    // robustness check of the time-of-day context.
+    for f in &mut dataset.files {
+        f.timestamps.iter_mut().for_each(|t| *t += shift_ms);
+        f.windows
+            .iter_mut()
+            .for_each(|w| *w = (w.0 + shift_ms, w.1 + shift_ms));
+    }
     let started = std::time::Instant::now();
     let runs: Vec<(Vec<f64>, Vec<bool>)> = dataset
         .files
@@ -161,11 +225,12 @@ fn main() -> Res<()> {
                 thr.unwrap_or(vigil_nab::NULL_THRESHOLD)
             );
             if verbose && p.name == "standard" && *split == "total" {
-                for r in &f.per_file {
+                for (r, s) in f.per_file.iter().zip(&dataset.files) {
                     println!(
                         "  {:<58} windows {}/{}  fp {:3}  raw {:6.2}",
                         r.name, r.windows_hit, r.windows, r.false_positives, r.raw
                     );
+                    explain(&base, &tuning, s);
                 }
             }
         }

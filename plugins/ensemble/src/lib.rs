@@ -1,32 +1,39 @@
 //! vigil detector plugin **ensemble**: an anomaly detector for metric
 //! streams (CPU, latency, request counts, temperatures, …) built to hold up
-//! on series it was not tuned on. Per series it combines three self-scaling
+//! on series it was not tuned on. Per series it combines self-scaling
 //! signals:
 //!
 //! * **contextual novelty** — each value is placed on one of 10 levels of
-//!   the range learned during warm-up (plus 3 outside on each side), and a pattern of 4 consecutive levels that has
-//!   never occurred before is novel (the idea of CAD OSE and ARTime, on a
-//!   fixed grid);
+//!   the range learned during warm-up (plus 3 outside on each side), and a
+//!   pattern of 4 consecutive levels that has never occurred before is
+//!   novel (the idea of CAD OSE and ARTime, on a fixed grid);
+//! * **time-of-day novelty** — a level never seen before at this hour of
+//!   the day (UTC, from the record timestamp), as HTM's time-of-day
+//!   encoding gives it;
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the larger of the two counts; and a value beyond the seen range by
+//!   against its own noise; the largest of the three counts;
+//! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
-//! `threshold`, then the series stays quiet for `cooldown` records. Config
+//! `threshold`, then the series stays quiet for `cooldown` records (except
+//! for a range breakout after a softer alert). Alerts carry the expected
+//! value and usual range, z, which contexts were new, the kind and the
+//! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
 //! records), `cooldown` (288 records), `likelihood_window` (2000),
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
-//! for `vigil eval --sweep`). Memory
-//! per series is about 16 bytes × `likelihood_window` plus 8 KiB of pattern bits. The
-//! benchmark on the Numenta Anomaly Benchmark is `examples/nab_bench.rs`
-//! (see `docs/design/0007-detector-ensemble.md`).
+//! for `vigil eval --sweep`). Memory per series is about 24 bytes ×
+//! `likelihood_window` plus 8 KiB of pattern bits. The benchmark on the
+//! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
+//! `docs/design/0007-detector-ensemble.md`).
 //!
 //! ```json
 //! {"field": "cpu", "key": "record_key", "threshold": 0.5}
@@ -54,6 +61,10 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "2": the time-of-day context joined the per-series state; a state
+    /// of format "1" is not restored (the series re-warm instead).
+    const STATE_FORMAT: &'static str = "2";
+
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
             bail!("{e}");
@@ -71,6 +82,7 @@ impl Detector for Ensemble {
         }
         let values = batch.column_f64(&self.cfg.field)?;
         let keys = self.key.keys(batch)?;
+        let stamps = batch.timestamps();
         for (row, (&value, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !value.is_finite() {
                 // Null or non-numeric: nothing to learn from, nothing to flag.
@@ -81,7 +93,9 @@ impl Detector for Ensemble {
             let model = self
                 .series
                 .get_or_insert_with(key, || SeriesModel::new(cfg));
-            let out = model.update(cfg, value);
+            // Every row has a timestamp; 0 only guards a malformed batch.
+            let ts = stamps.get(row).copied().unwrap_or(0);
+            let out = model.update(cfg, value, ts);
             if cfg.scores {
                 if out.stream_score > 0.0 || out.alert {
                     alerts.push(score_record(offset, out.stream_score, out.alert));
@@ -122,9 +136,11 @@ fn severity(out: &Output) -> Severity {
 }
 
 fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, threshold: f64) -> Alert {
-    let what = match (out.kind, out.novel) {
-        (Kind::RangeBreakout, _) => "left the range seen so far",
-        (_, true) => "a pattern of movement not seen before",
+    let signal = out.signal();
+    let what = match signal {
+        "range_breakout" => "left the range seen so far",
+        "movement_pattern" => "more new patterns of movement than this series shows",
+        "time_of_day" => "levels not seen before at this time of day",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);
@@ -142,9 +158,11 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         .field("residual", out.residual)
         .field("z", out.z)
         .field("novel_pattern", out.novel)
+        .field("novel_time_of_day", out.novel_time_of_day)
         .field("anomaly_score", out.score)
         .field("threshold", threshold)
-        .field("kind", out.kind.as_str());
+        .field("kind", out.kind.as_str())
+        .field("signal", signal);
     if let Some(k) = key {
         a = a.key(k);
     }

@@ -5,7 +5,7 @@ use vigil_sdk::testing::{
 use vigil_sdk::{Alert, Batch, Severity};
 
 use crate::config::Config;
-use crate::model::{Kind, SeriesModel};
+use crate::model::{Kind, SeriesModel, Tuning};
 use crate::Ensemble;
 
 const STEP_MS: i64 = 300_000; // 5-minute metric
@@ -86,6 +86,13 @@ fn in_range_change_of_behaviour_is_flagged() {
         "alerts at {got:?}"
     );
     assert_eq!(alerts[0].get_field("kind"), Some("\"deviation\""));
+    // Flipping between two in-range values is both a large error against
+    // the recent median and new movement; either may be the larger.
+    let signal = alerts[0].get_field("signal").unwrap_or_default();
+    assert!(
+        ["\"prediction_error\"", "\"movement_pattern\""].contains(&signal),
+        "{signal}"
+    );
 }
 
 #[test]
@@ -145,7 +152,7 @@ fn model_bounds_memory_and_ignores_warmup() {
     let mut m = SeriesModel::new(&cfg);
     let mut sizes = Vec::new();
     for i in 0..20_000 {
-        let o = m.update(&cfg, sine(i) + 3.0 * noise(i + 11));
+        let o = m.update(&cfg, sine(i) + 3.0 * noise(i + 11), i as i64 * STEP_MS);
         if i < cfg.warmup {
             assert_eq!((o.score, o.alert, o.kind), (0.0, false, Kind::Normal));
         }
@@ -153,10 +160,11 @@ fn model_bounds_memory_and_ignores_warmup() {
             sizes.push(vigil_sdk::state::to_bytes(&m).unwrap().len());
         }
     }
-    // Bounded whatever the stream length: two likelihoods of (64 + 20)
+    // Bounded whatever the stream length: three likelihoods of (64 + 20)
     // f64s each, the pattern bitset (1024 words of at most 10 varint
-    // bytes), the 10-value predictor window and scalars.
-    let cap = 2 * 8 * (64 + 20) + 10 * 1024 + 8 * 10 + 300;
+    // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
+    // words), the 10-value predictor window and scalars.
+    let cap = 3 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300;
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
@@ -197,4 +205,111 @@ fn score_stream_carries_the_alerts_and_is_quiet_in_cooldown() {
         .iter()
         .filter(|a| a.get_score() >= 0.5)
         .all(|a| marked.contains(&a.source_offset())));
+}
+
+/// Office-hours load: 20 from 08:00 to 20:00 UTC, 5 otherwise, with noise.
+fn office_hours(i: usize) -> f64 {
+    let hour = (i % DAY) * 24 / DAY;
+    let base = if (8..20).contains(&hour) { 20.0 } else { 5.0 };
+    base + 0.5 * noise(i)
+}
+
+/// Runs the model over `values` (5-minute steps from midnight UTC) and
+/// returns the records that alert, with their outputs.
+fn alerts_of(t: &Tuning, values: &[f64]) -> Vec<(usize, crate::model::Output)> {
+    let cfg = Config::default();
+    let mut m = SeriesModel::with_tuning(&cfg, t);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * STEP_MS)))
+        .filter(|(_, o)| o.alert)
+        .collect()
+}
+
+#[test]
+fn daytime_level_at_night_is_flagged_by_the_time_of_day_context() {
+    // Day 12, 02:00-04:00: the daytime level, at night. Every value and
+    // every movement (a jump from 5 to 20 and back) has been seen before,
+    // only never at that time of day.
+    let mut values: Vec<f64> = (0..14 * DAY).map(office_hours).collect();
+    let start = 12 * DAY + 2 * DAY / 24;
+    let end = start + 2 * DAY / 24;
+    for (k, v) in values[start..end].iter_mut().enumerate() {
+        *v = 20.0 + 0.5 * noise(k + 5);
+    }
+    let in_anomaly = |i: &usize| (start..end).contains(i);
+
+    let with = alerts_of(&Tuning::default(), &values);
+    let hit = with.iter().find(|(i, _)| in_anomaly(i));
+    let (_, out) = hit.unwrap_or_else(|| panic!("no alert in {start}..{end}: {with:?}"));
+    assert!(out.likelihoods[2] >= 0.5, "{out:?}");
+    assert_eq!(out.kind, Kind::Deviation);
+    // Outside the anomaly the daily rhythm raises nothing after warm-up days.
+    assert!(
+        with.iter().all(|(i, _)| in_anomaly(i) || *i < 3 * DAY),
+        "{:?}",
+        with.iter().map(|(i, _)| i).collect::<Vec<_>>()
+    );
+
+    let without = Tuning {
+        tod_buckets: 0,
+        ..Tuning::default()
+    };
+    let missed = alerts_of(&without, &values);
+    assert!(
+        !missed.iter().any(|(i, _)| in_anomaly(i)),
+        "the other signals alone see it too: {missed:?}"
+    );
+}
+
+#[test]
+fn detector_alert_names_the_time_of_day_context() {
+    let mut values: Vec<f64> = (0..14 * DAY).map(office_hours).collect();
+    let start = 12 * DAY + 2 * DAY / 24;
+    for v in &mut values[start..start + 2 * DAY / 24] {
+        *v = 20.0;
+    }
+    // metric_batches starts at 1_400_000_000_000 ms = 16:53:20 UTC; start
+    // the series at midnight so the hours above are UTC hours.
+    let midnight = 1_400_000_000_000 - 1_400_000_000_000 % 86_400_000;
+    let alerts =
+        run::<Ensemble>(json!({}), &metric_batches(&values, 500, midnight, STEP_MS)).unwrap();
+    let a = alerts
+        .iter()
+        .find(|a| a.source_offset() >= start as i64)
+        .unwrap_or_else(|| panic!("no alert after {start}: {:?}", offsets(&alerts)));
+    assert!(a.source_offset() < (start + 2 * DAY / 24) as i64);
+    assert_eq!(a.get_field("signal"), Some("\"time_of_day\""));
+    let message = a.get_message().unwrap_or_default();
+    assert!(message.contains("at this time of day"), "{message}");
+}
+
+#[test]
+fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
+    // A change of movement inside the range alerts (deviation) and starts a
+    // cooldown; 100 records later the value leaves the range.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let change = 8 * DAY + 10;
+    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
+    }
+    let breakout = change + 150;
+    values[breakout] = 40.0;
+    let got = |t: &Tuning| -> Vec<(usize, Kind)> {
+        alerts_of(t, &values)
+            .into_iter()
+            .filter(|(i, _)| *i >= change)
+            .map(|(i, o)| (i, o.kind))
+            .collect()
+    };
+    let with = got(&Tuning::default());
+    assert_eq!(with.len(), 2, "{with:?}");
+    assert_eq!(with[0].1, Kind::Deviation);
+    assert_eq!(with[1], (breakout, Kind::RangeBreakout));
+    let without = got(&Tuning {
+        breakout_bypass: false,
+        ..Tuning::default()
+    });
+    assert_eq!(without.len(), 1, "{without:?}");
 }
