@@ -120,6 +120,7 @@ pub fn storage_kind(e: &StorageError) -> ErrorKind {
         | StorageError::Backpressure { .. }
         | StorageError::ObjectStore { .. }
         | StorageError::Fenced { .. }
+        | StorageError::NotLeader { .. }
         | StorageError::OwnershipUnconfirmed { .. }
         | StorageError::OwnedElsewhere { .. } => ErrorKind::Unavailable,
         StorageError::Corrupt { .. } => ErrorKind::Internal,

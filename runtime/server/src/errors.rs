@@ -15,7 +15,9 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         StorageError::Invalid(_) => ResponseError::InvalidRequest,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         // Another broker owns the log now: clients refresh metadata and retry.
-        StorageError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        StorageError::Fenced { .. } | StorageError::NotLeader { .. } => {
+            ResponseError::NotLeaderOrFollower
+        }
         // Written, but this broker cannot tell whether it still owns the log,
         // so it does not acknowledge. Kafka's "written but not acknowledged"
         // code: clients treat it as possibly persisted and retry with the

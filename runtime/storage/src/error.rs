@@ -39,6 +39,17 @@ pub enum StorageError {
         /// Underlying error.
         source: object_store::Error,
     },
+    /// This broker does not lead the partition (it was moved, or is being
+    /// handed over); clients refresh metadata and go to the new leader.
+    #[error("{topic}-{partition}: this broker is not its leader ({reason}); refresh metadata")]
+    NotLeader {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why.
+        reason: String,
+    },
     /// Another broker committed a newer manifest with a higher writer epoch.
     #[error("fenced: broker epoch {ours} was superseded by epoch {theirs} (written by {by}); this broker must stop writing")]
     Fenced {

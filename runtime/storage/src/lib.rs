@@ -24,6 +24,7 @@ pub mod fence;
 pub mod keycompact;
 pub mod kv;
 pub mod kvkeys;
+pub mod leadership;
 pub mod lease;
 pub mod log;
 pub mod manifest;

@@ -24,6 +24,8 @@ use crate::partition::{
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Wal, WalEntry, WalOptions};
 
+mod commit;
+mod ownership;
 mod pressure;
 mod topics;
 
@@ -107,6 +109,8 @@ pub struct Log {
     /// Set once this broker learns another epoch owns the log; shared with
     /// WAL completions, which can learn it first in object mode.
     fenced: Arc<AtomicBool>,
+    /// Which partitions this broker may acknowledge writes to.
+    leadership: RwLock<Arc<dyn crate::leadership::Leadership>>,
     /// Activity counters.
     pub stats: StorageStats,
     /// "Now" for retention and garbage collection.
@@ -262,6 +266,7 @@ impl Log {
             fenced: fence.fenced_flag(),
             fence,
             next_object_seq: Arc::new(AtomicU64::new(0)),
+            leadership: RwLock::new(Arc::new(crate::leadership::SoleLeader)),
             stats: StorageStats::default(),
             clock,
         }))
@@ -340,57 +345,6 @@ impl Log {
             })
     }
 
-    /// Applies `f` to a copy of the manifest and commits it as the next
-    /// version; the in-memory copy changes only if the commit lands. The
-    /// commit counts only once the fence confirms this broker still owns the
-    /// log: a create can land on a version number another broker wrote and
-    /// deleted long ago.
-    pub(crate) async fn update_manifest<T>(
-        &self,
-        f: impl FnOnce(&mut Manifest) -> Result<T>,
-    ) -> Result<T> {
-        if self.fence.is_fenced() {
-            return Err(self.fence.fenced_error());
-        }
-        let mut current = self.manifest.lock().await;
-        let mut next = current.clone();
-        let out = f(&mut next)?;
-        next.version = current.version + 1;
-        let landed = match self.manifests.commit(&mut next).await {
-            Ok(()) => Ok(()),
-            Err(e @ StorageError::Fenced { .. }) => {
-                tracing::error!(error = %e, "this broker has been fenced; it will stop writing");
-                if let StorageError::Fenced { theirs, by, .. } = &e {
-                    self.fence.mark_fenced(*theirs, by);
-                }
-                Err(e)
-            }
-            // An error without an answer may hide a PUT that landed: then
-            // this version is ours and committed, and building the next
-            // commit on the old version would collide with it.
-            Err(e) => match self.manifests.landed(&next).await {
-                Some(true) => {
-                    tracing::info!(version = next.version, error = %e, "manifest commit reported an error but landed");
-                    Ok(())
-                }
-                _ => Err(e),
-            },
-        };
-        landed?;
-        *current = next;
-        drop(current);
-        match self.fence.confirm().await {
-            // The version is committed and the in-memory manifest says so:
-            // callers must treat it as done (an uploader that retried would
-            // upload the same offsets again into a second segment). If
-            // another broker did claim the log meanwhile, it reads this
-            // version after its wait, or its own commit of this version
-            // made ours fail above.
-            Ok(()) | Err(StorageError::OwnershipUnconfirmed { .. }) => Ok(out),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Appends one record batch to a partition and waits until it is durable
     /// (fsync'd in the WAL). A retried idempotent batch is answered with its
     /// original offset.
@@ -413,6 +367,9 @@ impl Log {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(self.fence.fenced_error().into());
         }
+        if !p.is_serving() {
+            return Err(p.not_leader("it was handed over").into());
+        }
         // Disk full / upload backlog: refuse at once (log/pressure.rs).
         self.admit_append(records.len())?;
         let header = p.validate(&records)?;
@@ -422,6 +379,7 @@ impl Log {
             issued_below: self.issued_producer_ids.load(Ordering::SeqCst),
             now_ms: self.clock.now_ms(),
         };
+        let leadership = self.leadership.read().clone();
         let begun = p.begin_append(header, &records, producers, |bytes, last| {
             let p2 = p.clone();
             let fenced = self.fenced.clone();
@@ -432,6 +390,9 @@ impl Log {
                     batch: bytes,
                 },
                 Box::new(move |res| {
+                    // Durable; acknowledged only if this broker still leads
+                    // the partition at the epoch that wrote it.
+                    let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
                     match &res {
                         Ok(()) => p2.advance_high_watermark(last + 1),
                         Err(StorageError::Fenced { .. }) => fenced.store(true, Ordering::SeqCst),
@@ -465,6 +426,9 @@ impl Log {
         offset: i64,
         max_bytes: usize,
     ) -> Result<FetchedBatches> {
+        if !p.is_serving() {
+            return Err(p.not_leader("it was handed over"));
+        }
         let r = read::read(p, &self.runs, offset, max_bytes).await?;
         let counter = if r.from_object_store {
             &self.stats.object_reads

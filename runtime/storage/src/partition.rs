@@ -69,6 +69,12 @@ pub struct Partition {
     /// [`crate::fence`]). Without that, an idempotent producer's retries
     /// would wait for a high watermark that nothing advances.
     written_unconfirmed: std::sync::atomic::AtomicI64,
+    /// Whether this broker serves the partition (leads it). Cleared when it
+    /// is handed over; a partition taken over again is a new object.
+    serving: std::sync::atomic::AtomicBool,
+    /// The current leader epoch (the last of `State::epochs`), readable
+    /// without the lock (acknowledgements check it under other locks).
+    current_epoch: std::sync::atomic::AtomicI32,
 }
 
 /// Why an append was refused. Nothing was written.
@@ -207,16 +213,43 @@ impl Partition {
             }),
             hw,
             written_unconfirmed: std::sync::atomic::AtomicI64::new(m.uploaded_next),
+            serving: std::sync::atomic::AtomicBool::new(true),
+            current_epoch: std::sync::atomic::AtomicI32::new(
+                m.leader_epochs
+                    .last()
+                    .map_or(crate::epochs::UNDEFINED, |e| e.epoch),
+            ),
         }
+    }
+
+    /// Whether this broker serves (leads) the partition.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops serving: appends and reads are refused from now on.
+    pub(crate) fn stop_serving(&self) {
+        self.serving
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The error for a request to a partition this broker does not serve.
+    pub(crate) fn not_leader(&self, reason: &str) -> StorageError {
+        StorageError::NotLeader {
+            topic: self.topic.clone(),
+            partition: self.index,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Log end offset: the next offset to assign.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.state.lock().next_offset
     }
 
     /// The current leader epoch (`-1` before one started).
     pub fn leader_epoch(&self) -> i32 {
-        self.state
-            .lock()
-            .epochs
-            .last()
-            .map_or(crate::epochs::UNDEFINED, |e| e.epoch)
+        self.current_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// `(epoch, end offset)` of leader epoch `requested`, as
@@ -232,7 +265,12 @@ impl Partition {
     pub(crate) fn start_epoch(&self, epoch: i32) -> bool {
         let mut st = self.state.lock();
         let end = st.next_offset;
-        crate::epochs::start(&mut st.epochs, epoch, end)
+        let started = crate::epochs::start(&mut st.epochs, epoch, end);
+        if started {
+            self.current_epoch
+                .store(epoch, std::sync::atomic::Ordering::SeqCst);
+        }
+        started
     }
 
     /// The leader epoch history, for the partition's manifest.

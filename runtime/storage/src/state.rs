@@ -180,16 +180,7 @@ pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result
 pub(crate) async fn load(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()> {
     let keys: BTreeSet<String> = referenced(m).cloned().collect();
     let objects: HashMap<String, StateObject> = stream::iter(keys.into_iter().map(|key| async {
-        let path = object_store::path::Path::from(key.as_str());
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(|source| StorageError::store("get", &path, source))?
-            .bytes()
-            .await
-            .map_err(|source| StorageError::store("get", &path, source))?;
-        let obj: StateObject =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(&key, e.to_string()))?;
+        let obj = get(store, &key).await?;
         Ok::<_, StorageError>((key, obj))
     }))
     .buffer_unordered(LOAD_CONCURRENCY)
@@ -242,6 +233,46 @@ pub(crate) async fn load(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()
             }
         }
     }
+    Ok(())
+}
+
+async fn get(store: &dyn ObjectStore, key: &str) -> Result<StateObject> {
+    let path = object_store::path::Path::from(key);
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(|source| StorageError::store("get", &path, source))?
+        .bytes()
+        .await
+        .map_err(|source| StorageError::store("get", &path, source))?;
+    serde_json::from_slice(&bytes).map_err(|e| corrupt(key, e.to_string()))
+}
+
+/// Fills one partition's producer state from the state object its manifest
+/// references (a partition taken over from another broker).
+pub(crate) async fn load_producers(
+    store: &dyn ObjectStore,
+    topic_id: Uuid,
+    partition: i32,
+    p: &mut crate::manifest::PartitionManifest,
+) -> Result<()> {
+    let Some(key) = p.producers_in.clone() else {
+        p.producers_dirty = !p.producers.is_empty();
+        return Ok(());
+    };
+    let found = get(store, &key)
+        .await?
+        .producers
+        .into_iter()
+        .find(|pp| pp.topic_id == topic_id && pp.partition == partition)
+        .ok_or_else(|| {
+            corrupt(
+                &key,
+                format!("a partition manifest says it holds producers of {topic_id} {partition}, but it does not"),
+            )
+        })?;
+    p.producers = found.producers;
+    p.producers_dirty = false;
     Ok(())
 }
 

@@ -220,7 +220,11 @@ async fn batch_epochs(log: &Log, topic: &str, p: i32) -> Vec<i32> {
     let mut epochs = Vec::new();
     let mut offset = 0;
     while offset < part.high_watermark() {
-        let mut bytes = log.read(&part, offset, 1 << 20).await.expect("read").records;
+        let mut bytes = log
+            .read(&part, offset, 1 << 20)
+            .await
+            .expect("read")
+            .records;
         while bytes.len() >= 61 {
             let h = vigil_protocol::BatchHeader::parse(&bytes).expect("header");
             epochs.push(h.partition_leader_epoch);

@@ -1,0 +1,149 @@
+//! Handing partitions over: the per-partition leadership check before each
+//! acknowledgement, and [`Log::release_partition`] /
+//! [`Log::acquire_partition`], which a cluster's placement calls when a
+//! partition moves (see [`crate::leadership`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Log, Topic};
+use crate::error::{Result, StorageError};
+use crate::leadership::{LeaderCheckError, Leadership};
+use crate::partition::Partition;
+
+/// How long a release waits for appends already queued on the WAL.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The per-acknowledgement check: `Ok` if this broker still leads `p` at
+/// its current epoch.
+pub(super) fn confirm(l: &dyn Leadership, p: &Partition) -> Result<()> {
+    match l.check(&p.topic, p.index, p.leader_epoch()) {
+        Ok(()) => Ok(()),
+        Err(LeaderCheckError::NotLeader(reason)) => Err(p.not_leader(&reason)),
+        Err(LeaderCheckError::Unconfirmed(reason)) => Err(StorageError::OwnershipUnconfirmed {
+            epoch: u64::try_from(p.leader_epoch()).unwrap_or(0),
+            reason,
+        }),
+    }
+}
+
+impl Log {
+    /// Installs the leadership check every acknowledgement asks from now
+    /// on (the default leads every partition).
+    pub fn set_leadership(&self, leadership: Arc<dyn Leadership>) {
+        *self.leadership.write() = leadership;
+    }
+
+    /// Hands a partition over: refuses new appends and reads to it
+    /// (NOT_LEADER_OR_FOLLOWER), waits for the appends already queued, and
+    /// uploads, so the next leader finds everything this broker acknowledged
+    /// in the object store (also in local-WAL mode). Call it before giving
+    /// up the partition's leadership.
+    pub async fn release_partition(&self, topic: &str, index: i32) -> Result<()> {
+        let p = self.partition(topic, index)?;
+        p.stop_serving();
+        let mut hw = p.watch_high_watermark();
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            loop {
+                let end = p.next_offset();
+                if *hw.borrow_and_update() >= end || p.written_unconfirmed() >= end {
+                    return;
+                }
+                if hw.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                topic,
+                partition = index,
+                "appends still in flight after the drain timeout; uploading what is durable"
+            );
+        }
+        self.upload_once().await?;
+        tracing::info!(
+            topic,
+            partition = index,
+            epoch = p.leader_epoch(),
+            uploaded_next = p.high_watermark(),
+            "partition released"
+        );
+        Ok(())
+    }
+
+    /// Takes a partition (over) at `leader_epoch`: its state is read afresh
+    /// from its partition manifest in the object store, which the previous
+    /// leader (another broker, or this one before) wrote, and a new leader
+    /// epoch starts at its end. A partition this broker already serves only
+    /// starts the new epoch. Epochs must grow: a `leader_epoch` not above the
+    /// partition's newest is refused.
+    pub async fn acquire_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        leader_epoch: i32,
+    ) -> Result<Arc<Partition>> {
+        let old = self.partition(topic, index)?;
+        if old.is_serving() {
+            if old.leader_epoch() >= leader_epoch && leader_epoch >= 0 {
+                return Err(stale_epoch(&old, leader_epoch));
+            }
+            old.start_epoch(leader_epoch);
+            return Ok(old);
+        }
+        let mut state =
+            crate::parts::load_partition(self.store.as_ref(), old.topic_id, index).await?;
+        crate::state::load_producers(self.store.as_ref(), old.topic_id, index, &mut state).await?;
+        let fresh = Arc::new(Partition::new(topic, old.topic_id, index, &state));
+        if !fresh.start_epoch(leader_epoch) {
+            return Err(stale_epoch(&fresh, leader_epoch));
+        }
+        {
+            // Under the manifest lock, so no upload cycle commits between
+            // the manifest's view and the partition's.
+            let mut m = self.manifest.lock().await;
+            match m.partition_mut(&old) {
+                Some(pm) => *pm = state,
+                None => return Err(StorageError::UnknownTopic(topic.to_string())),
+            }
+            let mut topics = self.topics.write();
+            let t = topics
+                .get(topic)
+                .filter(|t| t.id == old.topic_id)
+                .cloned()
+                .ok_or_else(|| StorageError::UnknownTopic(topic.to_string()))?;
+            let mut partitions = t.partitions.clone();
+            if let Some(slot) = partitions.get_mut(index as usize) {
+                *slot = fresh.clone();
+            }
+            topics.insert(
+                topic.to_string(),
+                Arc::new(Topic {
+                    name: t.name.clone(),
+                    id: t.id,
+                    partitions,
+                    configs: t.configs.clone(),
+                }),
+            );
+        }
+        tracing::info!(
+            topic,
+            partition = index,
+            leader_epoch,
+            log_end = fresh.high_watermark(),
+            "partition acquired"
+        );
+        Ok(fresh)
+    }
+}
+
+fn stale_epoch(p: &Partition, asked: i32) -> StorageError {
+    StorageError::Invalid(format!(
+        "{}-{}: leader epoch {asked} is not above the partition's epoch {}",
+        p.topic,
+        p.index,
+        p.leader_epoch()
+    ))
+}

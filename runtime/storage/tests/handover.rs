@@ -1,0 +1,169 @@
+//! Handing a partition over and taking it back: a released partition
+//! refuses appends and reads with NotLeader and leaves everything it
+//! acknowledged in the object store; an acquired one continues from its
+//! partition manifest in a new leader epoch, idempotent producers included;
+//! and no append is acknowledged unless the leadership check passes.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::ObjectStore;
+use vigil_protocol::kafka_protocol::records::Compression;
+use vigil_protocol::BatchBuilder;
+use vigil_storage::leadership::{LeaderCheckError, Leadership};
+use vigil_storage::manifest::ManifestStore;
+use vigil_storage::{AppendError, AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
+
+fn batch(tag: &str, producer: Option<(i64, i32)>) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    if let Some((pid, seq)) = producer {
+        b = b.producer(pid, 0, seq);
+    }
+    b.record(1, None, Some(Bytes::from(tag.to_string())))
+        .build()
+        .expect("encode")
+}
+
+async fn open(objects: &std::path::Path, data: &std::path::Path) -> Arc<Log> {
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(objects).expect("store"));
+    let mut c = LogConfig::new(data);
+    c.lease_interval = Duration::from_millis(10);
+    let log = Log::open(c, store).await.expect("open");
+    log.create_topic(
+        "t",
+        TopicConfig {
+            partitions: 2,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create");
+    log
+}
+
+fn is_not_leader(e: &AppendError) -> bool {
+    matches!(e, AppendError::Storage(StorageError::NotLeader { .. }))
+}
+
+#[tokio::test]
+async fn a_released_partition_refuses_work_and_an_acquired_one_continues_from_the_store() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let log = open(objects.path(), data.path()).await;
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p0 = log.partition("t", 0).expect("p0");
+    let first_epoch = p0.leader_epoch();
+    for (seq, tag) in ["a", "b", "c"].iter().enumerate() {
+        log.append(&p0, batch(tag, Some((pid, seq as i32))))
+            .await
+            .expect("append");
+    }
+
+    log.release_partition("t", 0).await.expect("release");
+    let refused = log
+        .append(&p0, batch("x", None))
+        .await
+        .expect_err("refused");
+    assert!(is_not_leader(&refused), "{refused:?}");
+    assert!(matches!(
+        log.read(&p0, 0, 1 << 20).await,
+        Err(StorageError::NotLeader { .. })
+    ));
+    // The other partition is not affected.
+    let p1 = log.partition("t", 1).expect("p1");
+    log.append(&p1, batch("other", None))
+        .await
+        .expect("p1 append");
+    // Everything acknowledged is in the store, with nothing left in the WAL
+    // that only this broker could replay.
+    let stored = ManifestStore::new(log.object_store())
+        .load_latest()
+        .await
+        .expect("load")
+        .expect("manifest");
+    assert_eq!(stored.topics["t"].partitions[0].uploaded_next, 3);
+
+    let next_epoch = first_epoch + 5;
+    let p0 = log
+        .acquire_partition("t", 0, next_epoch)
+        .await
+        .expect("acquire");
+    assert!(p0.is_serving());
+    assert_eq!(p0.leader_epoch(), next_epoch);
+    assert_eq!(p0.high_watermark(), 3);
+    // A producer's retry from before the handover is still a duplicate.
+    assert_eq!(
+        log.append(&p0, batch("c", Some((pid, 2))))
+            .await
+            .expect("retry"),
+        AppendOutcome::Duplicate { base_offset: 2 }
+    );
+    assert_eq!(
+        log.append(&p0, batch("d", Some((pid, 3))))
+            .await
+            .expect("append"),
+        AppendOutcome::Appended { base_offset: 3 }
+    );
+    assert_eq!(p0.end_offset_for_epoch(first_epoch), (first_epoch, 3));
+    let read = log.read(&p0, 0, 1 << 20).await.expect("read");
+    assert!(!read.records.is_empty());
+    // Epochs only grow.
+    assert!(log.acquire_partition("t", 0, first_epoch).await.is_err());
+    log.close().await;
+}
+
+/// A leadership check whose answer a test switches: 0 leads, 1 not the
+/// leader, 2 unconfirmed.
+#[derive(Default)]
+struct Switch(AtomicU8);
+
+impl Leadership for Switch {
+    fn check(&self, _: &str, _: i32, _: i32) -> Result<(), LeaderCheckError> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            1 => Err(LeaderCheckError::NotLeader("moved to broker 2".into())),
+            _ => Err(LeaderCheckError::Unconfirmed("session not renewed".into())),
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
+    let objects = tempfile::tempdir().expect("tempdir");
+    let data = tempfile::tempdir().expect("tempdir");
+    let log = open(objects.path(), data.path()).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    let p = log.partition("t", 0).expect("p");
+    log.append(&p, batch("a", None)).await.expect("leads");
+
+    switch.0.store(1, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("b", None))
+        .await
+        .expect_err("not leader");
+    assert!(is_not_leader(&e), "{e:?}");
+    assert_eq!(p.high_watermark(), 1, "a refused ack must not publish");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("c", None))
+        .await
+        .expect_err("unconfirmed");
+    assert!(
+        matches!(
+            e,
+            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(p.high_watermark(), 1);
+
+    switch.0.store(0, Ordering::SeqCst);
+    log.append(&p, batch("d", None)).await.expect("leads again");
+    log.close().await;
+}
