@@ -4,16 +4,14 @@
 //! says where an epoch ended, also after a restart started a new one.
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, FetchRequest, MetadataRequest, OffsetForLeaderEpochRequest,
-    ProduceRequest, RequestKind, ResponseKind, TopicName,
+    ApiKey, FetchRequest, MetadataRequest, OffsetForLeaderEpochRequest, RequestKind, ResponseKind,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -48,20 +46,7 @@ async fn produce(c: &mut Client, n: i64) {
         .build()
         .expect("encode");
     let r = c
-        .call(
-            ApiKey::Produce,
-            9,
-            RequestKind::Produce(
-                ProduceRequest::default()
-                    .with_acks(-1)
-                    .with_timeout_ms(5_000)
-                    .with_topic_data(vec![TopicProduceData::default()
-                        .with_name(name())
-                        .with_partition_data(vec![PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(records))])]),
-            ),
-        )
+        .call(ApiKey::Produce, 9, common::produce_request(TOPIC, records))
         .await;
     match r {
         ResponseKind::Produce(p) => assert_eq!(p.responses[0].partition_responses[0].error_code, 0),
@@ -139,21 +124,7 @@ async fn epoch_end(c: &mut Client, epoch: i32) -> (i16, i32, i64) {
 async fn leader_epochs_are_reported_checked_and_answered_across_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (running, mut c) = start(dir.path()).await;
-    let r = c
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            RequestKind::CreateTopics(
-                CreateTopicsRequest::default()
-                    .with_timeout_ms(5_000)
-                    .with_topics(vec![CreatableTopic::default()
-                        .with_name(name())
-                        .with_num_partitions(1)
-                        .with_replication_factor(1)]),
-            ),
-        )
-        .await;
-    assert!(matches!(r, ResponseKind::CreateTopics(t) if t.topics[0].error_code == 0));
+    assert_eq!(common::create_topic_code(&mut c, TOPIC, &[]).await, 0);
     produce(&mut c, 3).await;
     let first = metadata_epoch(&mut c).await;
     assert!(first > 0, "leader epoch {first}");

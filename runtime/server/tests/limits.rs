@@ -11,12 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestKind,
-    ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, FetchRequest, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
@@ -89,34 +86,8 @@ async fn api_versions_ok(c: &mut Client) -> bool {
 }
 
 async fn create_topic(c: &mut Client, name: &str, configs: &[(&str, &str)]) {
-    let r = c
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            RequestKind::CreateTopics(
-                CreateTopicsRequest::default()
-                    .with_timeout_ms(5_000)
-                    .with_topics(vec![CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.into())))
-                        .with_num_partitions(1)
-                        .with_replication_factor(1)
-                        .with_configs(
-                            configs
-                                .iter()
-                                .map(|(k, v)| {
-                                    CreatableTopicConfig::default()
-                                        .with_name(StrBytes::from_string(k.to_string()))
-                                        .with_value(Some(StrBytes::from_string(v.to_string())))
-                                })
-                                .collect(),
-                        )]),
-            ),
-        )
-        .await;
-    match r {
-        ResponseKind::CreateTopics(r) => assert_eq!(r.topics[0].error_code, 0, "create {name}"),
-        other => panic!("unexpected {other:?}"),
-    }
+    let code = common::create_topic_code(c, name, configs).await;
+    assert_eq!(code, 0, "create {name}");
 }
 
 /// One uncompressed batch of `n` records of `size` bytes each (incompressible
@@ -133,20 +104,7 @@ fn batch(n: usize, size: usize) -> Bytes {
 
 async fn produce(c: &mut Client, topic: &str, records: Bytes) -> i16 {
     let r = c
-        .call(
-            ApiKey::Produce,
-            9,
-            RequestKind::Produce(
-                ProduceRequest::default()
-                    .with_acks(-1)
-                    .with_timeout_ms(5_000)
-                    .with_topic_data(vec![TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.into())))
-                        .with_partition_data(vec![PartitionProduceData::default()
-                            .with_index(0)
-                            .with_records(Some(records))])]),
-            ),
-        )
+        .call(ApiKey::Produce, 9, common::produce_request(topic, records))
         .await;
     match r {
         ResponseKind::Produce(p) => p.responses[0].partition_responses[0].error_code,

@@ -5,12 +5,9 @@
 use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, ProduceRequest, RequestKind,
-    ResponseKind, TopicName,
+    ApiKey, ApiVersionsRequest, FetchRequest, RequestKind, ResponseKind, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::records::Compression;
@@ -56,16 +53,7 @@ fn batch(n: i64) -> Bytes {
 }
 
 fn produce(topic: &str, records: Bytes) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default()
-            .with_acks(-1)
-            .with_timeout_ms(5_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.into())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(records))])]),
-    )
+    common::produce_request(topic, records)
 }
 
 fn produce_result(r: ResponseKind) -> (i16, i64) {
@@ -83,24 +71,7 @@ async fn create_topic(c: &mut Client, name: &str) {
 }
 
 async fn create_topic_code(c: &mut Client, name: &str) -> i16 {
-    let r = c
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            RequestKind::CreateTopics(
-                CreateTopicsRequest::default()
-                    .with_timeout_ms(5_000)
-                    .with_topics(vec![CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.into())))
-                        .with_num_partitions(1)
-                        .with_replication_factor(1)]),
-            ),
-        )
-        .await;
-    match r {
-        ResponseKind::CreateTopics(r) => r.topics[0].error_code,
-        other => panic!("unexpected {other:?}"),
-    }
+    common::create_topic_code(c, name, &[]).await
 }
 
 #[tokio::test]
@@ -146,10 +117,13 @@ async fn corrupt_batches_get_corrupt_message_and_valid_ones_round_trip() {
             let p = &f.responses[0].partitions[0];
             assert_eq!((p.error_code, p.high_watermark), (0, 3));
             let records = p.records.clone().expect("records");
+            // The broker sets the base offset and stamps its leader epoch
+            // (bytes 12..16, outside the CRC); the rest is the producer's.
+            assert!(i32::from_be_bytes([records[12], records[13], records[14], records[15]]) > 0);
             assert_eq!(
-                &records[8..],
-                &good[8..],
-                "stored bytes are the producer's, base offset aside"
+                (&records[8..12], &records[16..]),
+                (&good[8..12], &good[16..]),
+                "stored bytes are the producer's, base offset and leader epoch aside"
             );
         }
         other => panic!("unexpected {other:?}"),

@@ -6,43 +6,19 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::Bytes;
-use object_store::local::LocalFileSystem;
-use object_store::ObjectStore;
-use vigil_protocol::kafka_protocol::records::Compression;
-use vigil_protocol::BatchBuilder;
 use vigil_storage::leadership::{LeaderCheckError, Leadership};
 use vigil_storage::manifest::ManifestStore;
-use vigil_storage::{AppendError, AppendOutcome, Log, LogConfig, StorageError, TopicConfig};
+use vigil_storage::{AppendError, AppendOutcome, Log, StorageError};
 
-fn batch(tag: &str, producer: Option<(i64, i32)>) -> Bytes {
-    let mut b = BatchBuilder::new(Compression::None);
-    if let Some((pid, seq)) = producer {
-        b = b.producer(pid, 0, seq);
-    }
-    b.record(1, None, Some(Bytes::from(tag.to_string())))
-        .build()
-        .expect("encode")
-}
+mod common;
 
-async fn open(objects: &std::path::Path, data: &std::path::Path) -> Arc<Log> {
-    let store: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(objects).expect("store"));
-    let mut c = LogConfig::new(data);
-    c.lease_interval = Duration::from_millis(10);
-    let log = Log::open(c, store).await.expect("open");
-    log.create_topic(
-        "t",
-        TopicConfig {
-            partitions: 2,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("create");
-    log
+use common::{batch, create_topic, StoreDir};
+
+async fn open(env: &StoreDir) -> (Arc<Log>, tempfile::TempDir) {
+    let (log, data) = env.open_fresh().await;
+    create_topic(&log, "t", 2).await;
+    (log, data)
 }
 
 fn is_not_leader(e: &AppendError) -> bool {
@@ -51,9 +27,8 @@ fn is_not_leader(e: &AppendError) -> bool {
 
 #[tokio::test]
 async fn a_released_partition_refuses_work_and_an_acquired_one_continues_from_the_store() {
-    let objects = tempfile::tempdir().expect("tempdir");
-    let data = tempfile::tempdir().expect("tempdir");
-    let log = open(objects.path(), data.path()).await;
+    let env = StoreDir::new();
+    let (log, _data) = open(&env).await;
     let pid = log.allocate_producer_id().await.expect("pid");
     let p0 = log.partition("t", 0).expect("p0");
     let first_epoch = p0.leader_epoch();
@@ -133,9 +108,8 @@ impl Leadership for Switch {
 
 #[tokio::test]
 async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
-    let objects = tempfile::tempdir().expect("tempdir");
-    let data = tempfile::tempdir().expect("tempdir");
-    let log = open(objects.path(), data.path()).await;
+    let env = StoreDir::new();
+    let (log, _data) = open(&env).await;
     let switch = Arc::new(Switch::default());
     log.set_leadership(switch.clone());
     let p = log.partition("t", 0).expect("p");

@@ -2,45 +2,21 @@
 //! objects, the root manifest holds none, a commit rewrites only the
 //! partitions that changed, and roots from before the split still open.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use object_store::local::LocalFileSystem;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use vigil_protocol::kafka_protocol::records::{Compression, RecordBatchDecoder};
-use vigil_protocol::BatchBuilder;
+use object_store::{ObjectStoreExt, PutPayload};
+use vigil_protocol::kafka_protocol::records::RecordBatchDecoder;
 use vigil_storage::manifest::ManifestStore;
-use vigil_storage::{paths, Log, LogConfig, TopicConfig};
+use vigil_storage::{paths, Log};
 
-struct Env {
-    objects: tempfile::TempDir,
-}
+mod common;
+
+use common::StoreDir as Env;
 
 impl Env {
-    fn new() -> Self {
-        Self {
-            objects: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(LocalFileSystem::new_with_prefix(self.objects.path()).expect("store"))
-    }
-
-    /// Opens the log on a fresh data dir: everything comes from the store.
-    async fn open_fresh(&self) -> (Arc<Log>, tempfile::TempDir) {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut c = LogConfig::new(data.path());
-        c.lease_interval = Duration::from_millis(10);
-        let log = Log::open(c, self.store()).await.expect("open log");
-        (log, data)
-    }
-
     /// Versions of partition `p`'s manifest in the store.
     async fn part_versions(&self, log: &Log, topic: &str, p: i32) -> Vec<u64> {
         let id = log.topic(topic).expect("topic").id;
-        let mut v: Vec<u64> = list(&self.store(), &paths::part_prefix(id, p))
+        let mut v: Vec<u64> = self
+            .list(&paths::part_prefix(id, p))
             .await
             .iter()
             .filter_map(paths::parse_part)
@@ -51,41 +27,12 @@ impl Env {
 
     /// The newest root manifest, as JSON.
     async fn root_json(&self) -> serde_json::Value {
-        let m = ManifestStore::new(self.store())
-            .load_latest_bare()
-            .await
-            .expect("load")
-            .expect("a manifest");
-        let body = self
-            .store()
-            .get(&paths::manifest(m.version))
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("read");
-        serde_json::from_slice(&body).expect("json")
+        serde_json::from_slice(&self.root_bytes().await).expect("json")
     }
 }
 
-async fn list(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &object_store::path::Path,
-) -> Vec<object_store::path::Path> {
-    use futures::TryStreamExt;
-    store
-        .list(Some(prefix))
-        .map_ok(|m| m.location)
-        .try_collect()
-        .await
-        .expect("list")
-}
-
-fn batch(tag: &str) -> Bytes {
-    BatchBuilder::new(Compression::None)
-        .record(1, None, Some(Bytes::from(tag.to_string())))
-        .build()
-        .expect("encode")
+fn batch(tag: &str) -> bytes::Bytes {
+    common::batch(tag, None)
 }
 
 async fn values(log: &Log, topic: &str, p: i32) -> Vec<String> {
@@ -103,15 +50,7 @@ async fn values(log: &Log, topic: &str, p: i32) -> Vec<String> {
 async fn each_partition_has_its_own_manifest_and_only_changed_ones_are_rewritten() {
     let env = Env::new();
     let (log, _data) = env.open_fresh().await;
-    log.create_topic(
-        "t",
-        TopicConfig {
-            partitions: 3,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("create");
+    common::create_topic(&log, "t", 3).await;
     // Creating a topic writes no partition manifest.
     for p in 0..3 {
         assert!(env.part_versions(&log, "t", p).await.is_empty());
@@ -152,15 +91,7 @@ async fn each_partition_has_its_own_manifest_and_only_changed_ones_are_rewritten
 async fn a_root_from_before_partition_manifests_opens_and_is_written_out() {
     let env = Env::new();
     let (log, _data) = env.open_fresh().await;
-    log.create_topic(
-        "t",
-        TopicConfig {
-            partitions: 2,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("create");
+    common::create_topic(&log, "t", 2).await;
     let p1 = log.partition("t", 1).expect("p1");
     log.append(&p1, batch("old")).await.expect("append");
     log.upload_once().await.expect("upload");
@@ -184,7 +115,7 @@ async fn a_root_from_before_partition_manifests_opens_and_is_written_out() {
         serde_json::to_value(&full.topics["t"].partitions).expect("partitions"),
     );
     let store = env.store();
-    for key in list(&store, &object_store::path::Path::from("parts")).await {
+    for key in env.list(&object_store::path::Path::from("parts")).await {
         store.delete(&key).await.expect("delete");
     }
     store
@@ -239,15 +170,7 @@ async fn batch_epochs(log: &Log, topic: &str, p: i32) -> Vec<i32> {
 async fn each_open_starts_a_leader_epoch_that_batches_carry_and_the_manifest_keeps() {
     let env = Env::new();
     let (log, _data) = env.open_fresh().await;
-    log.create_topic(
-        "t",
-        TopicConfig {
-            partitions: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("create");
+    common::create_topic(&log, "t", 1).await;
     let p = log.partition("t", 0).expect("p");
     let first = p.leader_epoch();
     assert!(first > 0, "no leader epoch: {first}");

@@ -4,88 +4,40 @@
 //! with a wiped data dir, manifests from before state objects are migrated,
 //! and superseded state objects are collected.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Bytes;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use vigil_protocol::kafka_protocol::records::Compression;
-use vigil_protocol::BatchBuilder;
+use object_store::{ObjectStoreExt, PutPayload};
 use vigil_storage::manifest::ManifestStore;
-use vigil_storage::{paths, AppendOutcome, Log, LogConfig, TopicConfig};
+use vigil_storage::{paths, AppendOutcome, Log};
 
-struct Env {
-    objects: tempfile::TempDir,
-}
+mod common;
+
+use common::StoreDir as Env;
 
 impl Env {
-    fn new() -> Self {
-        Self {
-            objects: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn store(&self) -> Arc<dyn ObjectStore> {
-        Arc::new(LocalFileSystem::new_with_prefix(self.objects.path()).expect("store"))
-    }
-
-    /// Opens the log on a fresh data dir: everything must come from the
-    /// object store.
-    async fn open_fresh(&self) -> (Arc<Log>, tempfile::TempDir) {
-        let data = tempfile::tempdir().expect("tempdir");
-        let mut c = LogConfig::new(data.path());
-        c.lease_interval = Duration::from_millis(10);
-        c.gc_grace = Duration::ZERO;
-        let log = Log::open(c, self.store()).await.expect("open log");
-        (log, data)
-    }
-
     /// The newest manifest object's stored size.
     async fn manifest_bytes(&self) -> usize {
-        let m = ManifestStore::new(self.store())
-            .load_latest_bare()
-            .await
-            .expect("load")
-            .expect("a manifest");
-        let body = self
-            .store()
-            .get(&paths::manifest(m.version))
-            .await
-            .expect("get");
-        body.bytes().await.expect("read").len()
+        self.root_bytes().await.len()
     }
 
     async fn state_objects(&self) -> Vec<String> {
-        let listed: Vec<_> =
-            futures::TryStreamExt::try_collect(self.store().list(Some(&paths::state_prefix())))
-                .await
-                .expect("list");
-        let mut keys: Vec<_> = listed.into_iter().map(|m| m.location.to_string()).collect();
+        let mut keys: Vec<_> = self
+            .list(&paths::state_prefix())
+            .await
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         keys.sort();
         keys
     }
 }
 
 fn idempotent(pid: i64, seq: i32) -> Bytes {
-    BatchBuilder::new(Compression::None)
-        .producer(pid, 0, seq)
-        .record(1, None, Some(Bytes::from_static(b"v")))
-        .build()
-        .expect("encode")
+    common::batch("v", Some((pid, seq)))
 }
 
 async fn topic(log: &Log, name: &str, partitions: i32) {
-    log.create_topic(
-        name,
-        TopicConfig {
-            partitions,
-            configs: Default::default(),
-        },
-    )
-    .await
-    .expect("create");
+    common::create_topic(log, name, partitions).await
 }
 
 #[tokio::test]

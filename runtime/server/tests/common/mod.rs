@@ -76,3 +76,53 @@ pub fn decode_response(api: ApiKey, version: i16, id: i32, mut resp: Bytes) -> R
     assert_eq!(header.correlation_id, id);
     ResponseKind::decode(api, &mut resp, version).expect("response body")
 }
+
+/// A Produce request (acks=all) of `records` to partition 0 of `topic`.
+pub fn produce_request(topic: &str, records: Bytes) -> RequestKind {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records))])]),
+    )
+}
+
+/// Creates a one-partition topic with topic `configs`; returns the error
+/// code.
+pub async fn create_topic_code(c: &mut Client, name: &str, configs: &[(&str, &str)]) -> i16 {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    let configs = configs
+        .iter()
+        .map(|(k, v)| {
+            CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect();
+    let r = c
+        .call(
+            ApiKey::CreateTopics,
+            5,
+            RequestKind::CreateTopics(
+                CreateTopicsRequest::default()
+                    .with_timeout_ms(5_000)
+                    .with_topics(vec![CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(name.into())))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)
+                        .with_configs(configs)]),
+            ),
+        )
+        .await;
+    match r {
+        ResponseKind::CreateTopics(r) => r.topics[0].error_code,
+        other => panic!("unexpected {other:?}"),
+    }
+}
