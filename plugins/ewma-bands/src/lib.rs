@@ -6,19 +6,21 @@
 //! regimes at a rate set by `alpha` (weight of each new value) or
 //! `half_life` (records after which a value's weight halves; give one, not
 //! both; default half-life 20). Config fields: `field` (required), `key`
-//! (`"record_key"`, the default, or a string column), `alpha` / `half_life`,
-//! `k` (3.0), `warmup` (20 values), `max_keys` (10000). Severity grows with
-//! the deviation in std units over `k` (medium < 1.5×, high < 2.5×, else
-//! critical); alerts carry `value`, `mean`, `std`, `upper`, `lower`,
-//! `deviation` and `band` fields.
+//! (`"record_key"`, the default, `"none"` for one series per partition, or a
+//! string column), `alpha` / `half_life`, `k` (3.0), `warmup` (20 values),
+//! `max_keys` (10000; least recently seen keys are forgotten beyond it,
+//! counted in each alert's `keys_evicted`). Severity grows with the deviation
+//! in std units over `k` (medium < 1.5×, high < 2.5×, else critical); alerts
+//! carry `value`, `mean`, `std`, `upper`, `lower`, `deviation`, `band`, the
+//! expected range (`expected` = mean, `expected_low`/`expected_high` = the
+//! band), `keys_tracked` and `keys_evicted`.
 //!
 //! ```json
 //! {"field": "latency_ms", "key": "endpoint", "half_life": 50, "k": 3.0, "warmup": 30}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::arrow_array::Array;
-use vigil_sdk::blocks::{Ewma, KeyedState};
+use vigil_sdk::blocks::{Ewma, KeySpec, KeyedModels};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
@@ -27,7 +29,8 @@ use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, S
 pub struct Config {
     /// Numeric value column (declared in the deployment's value schema).
     pub field: String,
-    /// `"record_key"` (default) or a string column that identifies the key.
+    /// `"record_key"` (default), `"none"` (one series per partition) or a
+    /// string column that identifies the key.
     #[serde(default = "default_key")]
     pub key: String,
     /// Weight of each new value, in (0, 1).
@@ -65,7 +68,7 @@ pub use vigil_sdk::blocks::CONSTANT_DEVIATION;
 pub struct EwmaBands {
     cfg: Config,
     alpha: f64,
-    keys: KeyedState<Ewma>,
+    keys: KeyedModels<Ewma>,
 }
 
 #[detector]
@@ -97,7 +100,7 @@ impl Detector for EwmaBands {
             bail!("`max_keys` must be at least 1");
         }
         Ok(EwmaBands {
-            keys: KeyedState::new(cfg.max_keys),
+            keys: KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys),
             alpha,
             cfg,
         })
@@ -108,22 +111,15 @@ impl Detector for EwmaBands {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match self.cfg.key.as_str() {
-            "record_key" => None,
-            col => Some(batch.str(col).map_err(|e| e.context("`key`"))?),
-        };
+        let keys = self.keys.keys(batch)?;
         let k = self.cfg.k;
         for (row, (&x, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !x.is_finite() {
                 continue;
             }
-            let key: &[u8] = match key_col {
-                Some(c) if c.is_valid(row) => c.value(row).as_bytes(),
-                Some(_) => b"",
-                None => batch.key(row).unwrap_or_default(),
-            };
+            let key = keys.get(row);
             let alpha = self.alpha;
-            let ew = self.keys.get_or_insert_with(key, || Ewma::new(alpha));
+            let ew = self.keys.model(key, || Ewma::new(alpha));
             let seen = ew.count();
             let (mean, std) = (ew.mean(), ew.std());
             ew.update(x);
@@ -143,32 +139,36 @@ impl Detector for EwmaBands {
             };
             let field = &self.cfg.field;
             alerts.push(
-                Alert::new(offset)
-                    .key(key)
-                    .severity(severity)
-                    .score(d)
-                    .message(format!(
-                        "{field} {x} broke the {band} band [{lower:.4}, {upper:.4}] \
-                         (EWMA {mean:.4} ± {k}·{std:.4})"
-                    ))
-                    .field("value", x)
-                    .field("mean", mean)
-                    .field("std", std)
-                    .field("upper", upper)
-                    .field("lower", lower)
-                    .field("deviation", d)
-                    .field("band", band),
+                self.keys.annotate(
+                    Alert::new(offset)
+                        .key(key)
+                        .severity(severity)
+                        .score(d)
+                        .message(format!(
+                            "{field} {x} broke the {band} band [{lower:.4}, {upper:.4}] \
+                             (EWMA {mean:.4} ± {k}·{std:.4})"
+                        ))
+                        .field("value", x)
+                        .field("mean", mean)
+                        .field("std", std)
+                        .field("upper", upper)
+                        .field("lower", lower)
+                        .field("deviation", d)
+                        .field("band", band)
+                        .expected(mean, lower, upper),
+                ),
             );
         }
+        self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(&self.keys))
+        Some(state::to_bytes(self.keys.state()))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys = k))
+        Some(state::from_bytes(bytes).map(|k| self.keys.set_state(k)))
     }
 }
 

@@ -5,19 +5,21 @@
 //! `|z| ≥ threshold` raises an alert once the key has `min_samples` values.
 //! A key whose history is constant alerts on any different value (reported
 //! with `z = ±1e9`). Config fields: `field` (required: the numeric value
-//! column), `key` (`"record_key"`, the default, or a string column), `window`
-//! (100), `threshold` (3.0), `min_samples` (20), `max_keys` (10000; least
-//! recently seen keys are forgotten beyond it). Severity grows with |z| /
-//! threshold: medium below 1.5×, high below 2.5×, critical above. Alerts carry
-//! `value`, `mean`, `std`, `z`, `samples` and `threshold` fields.
+//! column), `key` (`"record_key"`, the default, `"none"` for one series per
+//! partition, or a string column), `window` (100), `threshold` (3.0),
+//! `min_samples` (20), `max_keys` (10000; least recently seen keys are
+//! forgotten beyond it, counted in each alert's `keys_evicted`). Severity
+//! grows with |z| / threshold: medium below 1.5×, high below 2.5×, critical
+//! above. Alerts carry `value`, `mean`, `std`, `z`, `samples`, `threshold`,
+//! the expected range (`expected` = mean, `expected_low`/`expected_high` =
+//! mean ∓ threshold·std), `keys_tracked` and `keys_evicted`.
 //!
 //! ```json
 //! {"field": "amount", "key": "record_key", "window": 100, "threshold": 3.0, "min_samples": 20}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::arrow_array::Array;
-use vigil_sdk::blocks::{KeyedState, RollingStats};
+use vigil_sdk::blocks::{KeySpec, KeyedModels, RollingStats};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
@@ -26,7 +28,8 @@ use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, S
 pub struct Config {
     /// Numeric value column (declared in the deployment's value schema).
     pub field: String,
-    /// `"record_key"` (default) or a string column that identifies the key.
+    /// `"record_key"` (default), `"none"` (one series per partition) or a
+    /// string column that identifies the key.
     #[serde(default = "default_key")]
     pub key: String,
     /// Values per key the mean and std are taken over.
@@ -65,7 +68,7 @@ pub use vigil_sdk::blocks::CONSTANT_DEVIATION as CONSTANT_Z;
 #[derive(Debug)]
 pub struct ZScore {
     cfg: Config,
-    keys: KeyedState<RollingStats>,
+    keys: KeyedModels<RollingStats>,
 }
 
 /// Severity from how far past the threshold |z| is.
@@ -108,7 +111,7 @@ impl Detector for ZScore {
             bail!("`max_keys` must be at least 1");
         }
         Ok(ZScore {
-            keys: KeyedState::new(cfg.max_keys),
+            keys: KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys),
             cfg,
         })
     }
@@ -118,23 +121,14 @@ impl Detector for ZScore {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match self.cfg.key.as_str() {
-            "record_key" => None,
-            col => Some(batch.str(col).map_err(|e| e.context("`key`"))?),
-        };
+        let keys = self.keys.keys(batch)?;
         for (row, (&x, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !x.is_finite() {
                 continue; // null or non-numeric: not a sample
             }
-            let key: &[u8] = match key_col {
-                Some(c) if c.is_valid(row) => c.value(row).as_bytes(),
-                Some(_) => b"",
-                None => batch.key(row).unwrap_or_default(),
-            };
+            let key = keys.get(row);
             let window = self.cfg.window;
-            let stats = self
-                .keys
-                .get_or_insert_with(key, || RollingStats::new(window));
+            let stats = self.keys.model(key, || RollingStats::new(window));
             let samples = stats.len();
             let scored = (samples >= self.cfg.min_samples).then(|| {
                 let (mean, std) = (stats.mean(), stats.std());
@@ -157,29 +151,34 @@ impl Detector for ZScore {
                     z.abs()
                 )
             };
+            let t = self.cfg.threshold;
             alerts.push(
-                Alert::new(offset)
-                    .key(key)
-                    .severity(severity(z, self.cfg.threshold))
-                    .score(z)
-                    .message(message)
-                    .field("value", x)
-                    .field("mean", mean)
-                    .field("std", std)
-                    .field("z", z)
-                    .field("samples", samples)
-                    .field("threshold", self.cfg.threshold),
+                self.keys.annotate(
+                    Alert::new(offset)
+                        .key(key)
+                        .severity(severity(z, t))
+                        .score(z)
+                        .message(message)
+                        .field("value", x)
+                        .field("mean", mean)
+                        .field("std", std)
+                        .field("z", z)
+                        .field("samples", samples)
+                        .field("threshold", t)
+                        .expected(mean, mean - t * std, mean + t * std),
+                ),
             );
         }
+        self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(&self.keys))
+        Some(state::to_bytes(self.keys.state()))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys = k))
+        Some(state::from_bytes(bytes).map(|k| self.keys.set_state(k)))
     }
 }
 
