@@ -63,6 +63,11 @@ impl Forest {
         self.filled
     }
 
+    /// Whether the window is empty.
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
     /// Whether the window is full (scores are then comparable over time).
     pub fn is_full(&self) -> bool {
         self.filled == self.sample_size

@@ -103,7 +103,6 @@ impl Tree {
     }
 
     /// Whether the tree is empty.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.root == NONE
     }
