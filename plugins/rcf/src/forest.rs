@@ -29,7 +29,7 @@ pub struct Scored {
 }
 
 /// The forest (see the module docs).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Forest {
     dims: usize,
     sample_size: usize,

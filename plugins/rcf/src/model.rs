@@ -51,7 +51,7 @@ pub struct Output {
 }
 
 /// The per-series state (see the module docs).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesModel {
     forest: Forest,
     /// Scaled rows, oldest first, `shingle * columns` values once full.

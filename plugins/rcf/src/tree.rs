@@ -68,7 +68,7 @@ pub struct Displacement {
 }
 
 /// A robust random cut tree over points of `dims` dimensions.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Tree {
     dims: usize,
     root: Ref,
@@ -80,6 +80,9 @@ pub struct Tree {
     /// Coordinates of `leaves`: `dims` values each.
     points: Vec<f64>,
     free_leaves: Vec<u32>,
+    /// Insertion's merged box, kept to avoid an allocation per insert.
+    #[serde(skip)]
+    merged: Vec<f64>,
 }
 
 impl Tree {
@@ -94,6 +97,7 @@ impl Tree {
             leaves: Vec::new(),
             points: Vec::new(),
             free_leaves: Vec::new(),
+            merged: Vec::new(),
         }
     }
 
@@ -201,8 +205,17 @@ impl Tree {
             return l;
         }
         let d = self.dims;
-        let mut node = self.root;
-        let mut merged = vec![0.0; 2 * d];
+        let node = self.root;
+        let mut merged = std::mem::take(&mut self.merged);
+        merged.resize(2 * d, 0.0);
+        let leaf = self.descend(point, node, &mut merged, rng);
+        self.merged = merged;
+        leaf
+    }
+
+    /// The insertion proper, from `node` down (see [`Tree::insert`]).
+    fn descend(&mut self, point: &[f64], mut node: Ref, merged: &mut [f64], rng: &mut Rng) -> u32 {
+        let d = self.dims;
         loop {
             let (lo, hi) = self.bounds(node);
             let mut total = 0.0;
@@ -218,7 +231,7 @@ impl Tree {
                 self.leaves[l as usize].count += 1;
                 return l;
             }
-            let (dim, cut) = draw_cut(&merged, total, rng);
+            let (dim, cut) = draw_cut(merged, total, rng);
             let (lo_d, hi_d) = (lo[dim], hi[dim]);
             if cut < lo_d || cut >= hi_d {
                 // The cut separates `point` from everything below `node`.
@@ -239,7 +252,7 @@ impl Tree {
                         cut,
                         count,
                     },
-                    &merged,
+                    merged,
                 );
                 self.set_parent(leaf, n);
                 self.set_parent(node, n);
@@ -249,7 +262,7 @@ impl Tree {
             // Within `node`'s box on that dimension: `node` is internal (a
             // leaf's box is a point), and `point` goes below it.
             let i = node as usize;
-            self.boxes[i * 2 * d..(i + 1) * 2 * d].copy_from_slice(&merged);
+            self.boxes[i * 2 * d..(i + 1) * 2 * d].copy_from_slice(merged);
             let n = &mut self.nodes[i];
             n.count += 1;
             node = if point[n.dim as usize] <= n.cut {
@@ -293,20 +306,29 @@ impl Tree {
         }
     }
 
-    /// Recomputes node `n`'s box from its children's.
+    /// Coordinate `i` of the low and high corners of `r`'s box.
+    fn corner(&self, r: Ref, i: usize) -> (f64, f64) {
+        let d = self.dims;
+        if is_leaf(r) {
+            let p = self.points[(r & !LEAF) as usize * d + i];
+            (p, p)
+        } else {
+            let b = r as usize * 2 * d;
+            (self.boxes[b + i], self.boxes[b + d + i])
+        }
+    }
+
+    /// Recomputes node `n`'s box from its children's (no allocation: this
+    /// runs for every ancestor of every deleted point).
     fn refit(&mut self, n: u32) {
         let d = self.dims;
         let (l, r) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
-        let mut b = vec![0.0; 2 * d];
-        {
-            let (llo, lhi) = self.bounds(l);
-            let (rlo, rhi) = self.bounds(r);
-            for i in 0..d {
-                b[i] = llo[i].min(rlo[i]);
-                b[d + i] = lhi[i].max(rhi[i]);
-            }
+        let base = n as usize * 2 * d;
+        for i in 0..d {
+            let ((llo, lhi), (rlo, rhi)) = (self.corner(l, i), self.corner(r, i));
+            self.boxes[base + i] = llo.min(rlo);
+            self.boxes[base + d + i] = lhi.max(rhi);
         }
-        self.boxes[n as usize * 2 * d..(n as usize + 1) * 2 * d].copy_from_slice(&b);
     }
 
     /// CoDisp of the point at `leaf` and where it was isolated.
