@@ -70,7 +70,7 @@ impl Default for Config {
             level_half_life: 500.0,
             score_half_life: 2000.0,
             max_keys: 16,
-            seed: 0x5eed_0f_c0ff_ee,
+            seed: 0x005e_ed0f_c0ff_ee00,
             scores: false,
         }
     }
