@@ -64,6 +64,10 @@ pub struct SeriesModel {
 
 /// Spread below which a column counts as constant, relative to its level.
 const FLAT: f64 = 1e-9;
+/// Largest value magnitude the level statistics take in.
+const VALUE_MAX: f64 = 1e150;
+/// Largest scaled coordinate (in spreads from the level).
+const SCALED_MAX: f64 = 1e12;
 /// Values per column after which updates are clamped to the expected range.
 const CLAMP_AFTER: u64 = 30;
 
@@ -103,18 +107,25 @@ impl SeriesModel {
             // clamped to the expected range, so an anomaly barely moves the
             // scale, which would otherwise shift every later point away
             // from the window and look like an anomaly itself.
+            //
+            // Beyond ±VALUE_MAX a value counts as ±VALUE_MAX, so squares in
+            // the spread stay finite (1e300 is still "very far").
+            let xs = x.clamp(-VALUE_MAX, VALUE_MAX);
             let spread = std.max(FLAT * (1.0 + mean.abs()));
             let (low, high) = (mean - cfg.band * std, mean + cfg.band * std);
-            if seen < CLAMP_AFTER {
-                level.update(x);
+            // NaN bounds (a spread that overflowed) do not clamp.
+            let ordered = low <= high;
+            if seen < CLAMP_AFTER || !ordered {
+                level.update(xs);
             } else {
-                level.update(x.clamp(low, high));
+                level.update(xs.clamp(low, high));
             }
             let (expected, deviation) = if seen == 0 {
                 scaled.push(0.0);
                 (x, 0.0)
             } else {
-                scaled.push((x - mean) / spread);
+                // Clamped too, so sums of extents stay finite.
+                scaled.push(((xs - mean) / spread).clamp(-SCALED_MAX, SCALED_MAX));
                 (mean, vigil_sdk::blocks::deviation(x, mean, std))
             };
             columns.push(ColumnReport {

@@ -234,3 +234,33 @@ fn bad_configs_are_refused_with_the_field_named() {
         .to_string();
     assert!(e.contains("gpu"), "{e}");
 }
+
+#[test]
+fn extreme_values_and_constant_columns_do_not_break_the_forest() {
+    // A constant column that then jumps to 1e300, and ±1e308 values: the
+    // scaled coordinates are clamped, so cuts stay finite and nothing panics.
+    let mut b = Rows::new(0, 0).schema(&[("a", FieldType::F64), ("b", FieldType::F64)]);
+    for i in 0..1500i64 {
+        let a = match i {
+            1000 => 1e300,
+            1200 => -1e308,
+            _ => 5.0,
+        };
+        b = b.row(i, None, json!({"a": a, "b": (i % 7) as f64}));
+    }
+    let mut c = json!({"fields": ["a", "b"], "sample_size": 64, "trees": 9, "warmup": 100});
+    let alerts = run::<Rcf>(c.clone(), &[b.build()]).unwrap();
+    let open = opened(&alerts);
+    assert!(
+        open.iter().any(|a| a.source_offset() == 1000),
+        "{alerts:#?}"
+    );
+    assert_eq!(field(open[0], "field"), "a");
+    c["shingle"] = json!(3);
+    let mut b = Rows::new(0, 0).schema(&[("a", FieldType::F64), ("b", FieldType::F64)]);
+    for i in 0..300i64 {
+        let a = if i % 2 == 0 { f64::MAX } else { -f64::MAX };
+        b = b.row(i, None, json!({"a": a, "b": 1.0}));
+    }
+    run::<Rcf>(c, &[b.build()]).unwrap();
+}

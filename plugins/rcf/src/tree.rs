@@ -195,7 +195,8 @@ impl Tree {
         }
     }
 
-    /// Inserts `point` (of `dims` finite values); returns its leaf (shared
+    /// Inserts `point` (of `dims` values, finite for meaningful cuts: the
+    /// model clamps them); returns its leaf (shared
     /// with an identical point already held).
     pub fn insert(&mut self, point: &[f64], rng: &mut Rng) -> u32 {
         debug_assert_eq!(point.len(), self.dims);
@@ -233,7 +234,10 @@ impl Tree {
             }
             let (dim, cut) = draw_cut(merged, total, rng);
             let (lo_d, hi_d) = (lo[dim], hi[dim]);
-            if cut < lo_d || cut >= hi_d {
+            // A leaf's box is a point, so any cut separates there; testing
+            // `is_leaf` too keeps a non-finite coordinate (NaN cut) from
+            // descending into a leaf.
+            if cut < lo_d || cut >= hi_d || is_leaf(node) {
                 // The cut separates `point` from everything below `node`.
                 let parent = self.parent(node);
                 let count = self.count(node) + 1;
