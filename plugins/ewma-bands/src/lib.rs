@@ -13,14 +13,19 @@
 //! in std units over `k` (medium < 1.5×, high < 2.5×, else critical); alerts
 //! carry `value`, `mean`, `std`, `upper`, `lower`, `deviation`, `band`, the
 //! expected range (`expected` = mean, `expected_low`/`expected_high` = the
-//! band), `keys_tracked` and `keys_evicted`.
+//! band), `keys_tracked` and `keys_evicted`. With `quiet` set, a key's run of
+//! out-of-band values is one incident: one alert when it opens (fields
+//! `incident: "opened"`, `incident_start`), an `Info` notice when `quiet`
+//! values in a row are back inside the band (`incident: "closed"`,
+//! `incident_start`, `incident_end`, `incident_peak` in units of `k`,
+//! `incident_records`), and no new incident within `cooldown` values.
 //!
 //! ```json
 //! {"field": "latency_ms", "key": "endpoint", "half_life": 50, "k": 3.0, "warmup": 30}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::blocks::{Ewma, KeySpec, KeyedModels};
+use vigil_sdk::blocks::{Ewma, IncidentEvent, Incidents, KeySpec, KeyedModels};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
@@ -46,6 +51,15 @@ pub struct Config {
     /// Most keys tracked at once.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Set: group a key's consecutive out-of-band values into one incident
+    /// (`vigil_sdk::blocks::Incidents`): one alert when it opens, an `Info`
+    /// notice with start and end once this many values in a row are back
+    /// inside the band. Unset (default): one alert per out-of-band value.
+    pub quiet: Option<usize>,
+    /// With `quiet`: values after an incident opens during which that key
+    /// opens no new one (default 0).
+    #[serde(default)]
+    pub cooldown: usize,
 }
 
 fn default_key() -> String {
@@ -69,6 +83,11 @@ pub struct EwmaBands {
     cfg: Config,
     alpha: f64,
     keys: KeyedModels<Ewma>,
+    /// With `quiet`: each key's incident state. Touched for the same keys
+    /// in the same order as `keys`, so both evict the same key at the same
+    /// time; a separate map keeps the snapshot of the default config as it
+    /// was (no format change for existing deployments).
+    incidents: Option<KeyedModels<Incidents>>,
 }
 
 #[detector]
@@ -99,8 +118,17 @@ impl Detector for EwmaBands {
         if cfg.max_keys == 0 {
             bail!("`max_keys` must be at least 1");
         }
+        if cfg.quiet == Some(0) {
+            bail!("`quiet` must be at least 1 value");
+        }
+        if cfg.cooldown > 0 && cfg.quiet.is_none() {
+            bail!("`cooldown` needs `quiet` (it spaces incidents)");
+        }
         Ok(EwmaBands {
             keys: KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys),
+            incidents: cfg
+                .quiet
+                .map(|_| KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys)),
             alpha,
             cfg,
         })
@@ -123,11 +151,23 @@ impl Detector for EwmaBands {
             let seen = ew.count();
             let (mean, std) = (ew.mean(), ew.std());
             ew.update(x);
+            let (quiet, cooldown) = (self.cfg.quiet.unwrap_or(1), self.cfg.cooldown);
+            let incidents = self
+                .incidents
+                .as_mut()
+                .map(|m| m.model(key, || Incidents::new(1.0, quiet, cooldown)));
             if seen < self.cfg.warmup {
                 continue;
             }
             let d = vigil_sdk::blocks::deviation(x, mean, std);
-            if d.abs() <= k {
+            let event = incidents.and_then(|inc| inc.update(offset, d.abs() / k));
+            if let Some(ev @ IncidentEvent::Closed { .. }) = event {
+                if let Some(n) = ev.notice(offset) {
+                    alerts.push(n.key(key));
+                }
+                continue;
+            }
+            if d.abs() <= k || (self.incidents.is_some() && event.is_none()) {
                 continue;
             }
             let (upper, lower) = (mean + k * std, mean - k * std);
@@ -138,37 +178,48 @@ impl Detector for EwmaBands {
                 _ => Severity::Medium,
             };
             let field = &self.cfg.field;
-            alerts.push(
-                self.keys.annotate(
-                    Alert::new(offset)
-                        .key(key)
-                        .severity(severity)
-                        .score(d)
-                        .message(format!(
-                            "{field} {x} broke the {band} band [{lower:.4}, {upper:.4}] \
+            let alert = self.keys.annotate(
+                Alert::new(offset)
+                    .key(key)
+                    .severity(severity)
+                    .score(d)
+                    .message(format!(
+                        "{field} {x} broke the {band} band [{lower:.4}, {upper:.4}] \
                              (EWMA {mean:.4} ± {k}·{std:.4})"
-                        ))
-                        .field("value", x)
-                        .field("mean", mean)
-                        .field("std", std)
-                        .field("upper", upper)
-                        .field("lower", lower)
-                        .field("deviation", d)
-                        .field("band", band)
-                        .expected(mean, lower, upper),
-                ),
+                    ))
+                    .field("value", x)
+                    .field("mean", mean)
+                    .field("std", std)
+                    .field("upper", upper)
+                    .field("lower", lower)
+                    .field("deviation", d)
+                    .field("band", band)
+                    .expected(mean, lower, upper),
             );
+            alerts.push(match event {
+                Some(ev) => ev.annotate(alert),
+                None => alert,
+            });
         }
         self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(self.keys.state()))
+        Some(match &self.incidents {
+            None => state::to_bytes(self.keys.state()),
+            Some(inc) => state::to_bytes(&(self.keys.state(), inc.state())),
+        })
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys.set_state(k)))
+        Some(match &mut self.incidents {
+            None => state::from_bytes(bytes).map(|k| self.keys.set_state(k)),
+            Some(inc) => state::from_bytes(bytes).map(|(k, i)| {
+                self.keys.set_state(k);
+                inc.set_state(i);
+            }),
+        })
     }
 }
 
