@@ -25,8 +25,8 @@
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::blocks::{Ewma, IncidentEvent, Incidents, KeySpec, KeyedModels};
-use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
+use vigil_sdk::blocks::{Ewma, KeySpec, KeyedIncidents, KeyedModels, Verdict};
+use vigil_sdk::{bail, detector, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,11 +83,9 @@ pub struct EwmaBands {
     cfg: Config,
     alpha: f64,
     keys: KeyedModels<Ewma>,
-    /// With `quiet`: each key's incident state. Touched for the same keys
-    /// in the same order as `keys`, so both evict the same key at the same
-    /// time; a separate map keeps the snapshot of the default config as it
-    /// was (no format change for existing deployments).
-    incidents: Option<KeyedModels<Incidents>>,
+    /// With `quiet`: each key's incident state (off: the snapshot is
+    /// `keys` alone, as before the option existed).
+    incidents: KeyedIncidents,
 }
 
 #[detector]
@@ -118,17 +116,12 @@ impl Detector for EwmaBands {
         if cfg.max_keys == 0 {
             bail!("`max_keys` must be at least 1");
         }
-        if cfg.quiet == Some(0) {
-            bail!("`quiet` must be at least 1 value");
-        }
-        if cfg.cooldown > 0 && cfg.quiet.is_none() {
-            bail!("`cooldown` needs `quiet` (it spaces incidents)");
-        }
+        let spec = KeySpec::parse(&cfg.key);
+        let incidents = KeyedIncidents::new(spec.clone(), cfg.max_keys, cfg.quiet, cfg.cooldown)
+            .map_err(vigil_sdk::Error::msg)?;
         Ok(EwmaBands {
-            keys: KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys),
-            incidents: cfg
-                .quiet
-                .map(|_| KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys)),
+            keys: KeyedModels::new(spec, cfg.max_keys),
+            incidents,
             alpha,
             cfg,
         })
@@ -151,25 +144,21 @@ impl Detector for EwmaBands {
             let seen = ew.count();
             let (mean, std) = (ew.mean(), ew.std());
             ew.update(x);
-            let (quiet, cooldown) = (self.cfg.quiet.unwrap_or(1), self.cfg.cooldown);
-            let incidents = self
-                .incidents
-                .as_mut()
-                .map(|m| m.model(key, || Incidents::new(1.0, quiet, cooldown)));
-            if seen < self.cfg.warmup {
-                continue;
-            }
+            let warm = seen >= self.cfg.warmup;
             let d = vigil_sdk::blocks::deviation(x, mean, std);
-            let event = incidents.and_then(|inc| inc.update(offset, d.abs() / k));
-            if let Some(ev @ IncidentEvent::Closed { .. }) = event {
-                if let Some(n) = ev.notice(offset) {
-                    alerts.push(n.key(key));
+            let event = match self
+                .incidents
+                .judge(key, offset, d.abs() / k, d.abs() > k, warm)
+            {
+                Verdict::Quiet => continue,
+                Verdict::Closed(ev) => {
+                    if let Some(n) = ev.notice(offset) {
+                        alerts.push(n.key(key));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if d.abs() <= k || (self.incidents.is_some() && event.is_none()) {
-                continue;
-            }
+                Verdict::Alert(ev) => ev,
+            };
             let (upper, lower) = (mean + k * std, mean - k * std);
             let band = if d > 0.0 { "upper" } else { "lower" };
             let severity = match d.abs() / k {
@@ -206,20 +195,11 @@ impl Detector for EwmaBands {
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(match &self.incidents {
-            None => state::to_bytes(self.keys.state()),
-            Some(inc) => state::to_bytes(&(self.keys.state(), inc.state())),
-        })
+        Some(self.incidents.snapshot(&self.keys))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(match &mut self.incidents {
-            None => state::from_bytes(bytes).map(|k| self.keys.set_state(k)),
-            Some(inc) => state::from_bytes(bytes).map(|(k, i)| {
-                self.keys.set_state(k);
-                inc.set_state(i);
-            }),
-        })
+        Some(self.incidents.restore(&mut self.keys, bytes))
     }
 }
 

@@ -119,7 +119,10 @@ fn with_quiet_a_continuing_anomaly_is_one_incident_with_start_and_end() {
         *x += 40.0;
     }
     let plain = run::<EwmaBands>(cfg(), &[batch(0, "api", &v)]).unwrap();
-    assert!(plain.len() >= 3, "one alert per out-of-band value: {plain:?}");
+    assert!(
+        plain.len() >= 3,
+        "one alert per out-of-band value: {plain:?}"
+    );
     let mut c = cfg();
     c["quiet"] = json!(5);
     c["cooldown"] = json!(50);

@@ -12,15 +12,19 @@
 //! grows with |z| / threshold: medium below 1.5×, high below 2.5×, critical
 //! above. Alerts carry `value`, `mean`, `std`, `z`, `samples`, `threshold`,
 //! the expected range (`expected` = mean, `expected_low`/`expected_high` =
-//! mean ∓ threshold·std), `keys_tracked` and `keys_evicted`.
+//! mean ∓ threshold·std), `keys_tracked` and `keys_evicted`. With `quiet` set,
+//! a key's run of outlying values is one incident (alert on opening with
+//! `incident: "opened"`, `Info` notice with `incident_start`/`incident_end`
+//! when `quiet` values in a row are back below the threshold, no new one
+//! within `cooldown` values); see `vigil_sdk::blocks::KeyedIncidents`.
 //!
 //! ```json
 //! {"field": "amount", "key": "record_key", "window": 100, "threshold": 3.0, "min_samples": 20}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::blocks::{KeySpec, KeyedModels, RollingStats};
-use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
+use vigil_sdk::blocks::{KeySpec, KeyedIncidents, KeyedModels, RollingStats, Verdict};
+use vigil_sdk::{bail, detector, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +48,14 @@ pub struct Config {
     /// Most keys tracked at once.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Set: a key's run of outlying values is one incident (one alert when
+    /// it opens, an `Info` notice once this many values in a row are back
+    /// below the threshold). Unset (default): one alert per outlying value.
+    pub quiet: Option<usize>,
+    /// With `quiet`: values after an incident opens during which that key
+    /// opens no new one (default 0).
+    #[serde(default)]
+    pub cooldown: usize,
 }
 
 fn default_key() -> String {
@@ -69,6 +81,8 @@ pub use vigil_sdk::blocks::CONSTANT_DEVIATION as CONSTANT_Z;
 pub struct ZScore {
     cfg: Config,
     keys: KeyedModels<RollingStats>,
+    /// With `quiet`: each key's incident state.
+    incidents: KeyedIncidents,
 }
 
 /// Severity from how far past the threshold |z| is.
@@ -110,8 +124,12 @@ impl Detector for ZScore {
         if cfg.max_keys == 0 {
             bail!("`max_keys` must be at least 1");
         }
+        let spec = KeySpec::parse(&cfg.key);
+        let incidents = KeyedIncidents::new(spec.clone(), cfg.max_keys, cfg.quiet, cfg.cooldown)
+            .map_err(vigil_sdk::Error::msg)?;
         Ok(ZScore {
-            keys: KeyedModels::new(KeySpec::parse(&cfg.key), cfg.max_keys),
+            keys: KeyedModels::new(spec, cfg.max_keys),
+            incidents,
             cfg,
         })
     }
@@ -135,12 +153,27 @@ impl Detector for ZScore {
                 (mean, std, vigil_sdk::blocks::deviation(x, mean, std))
             });
             stats.push(x);
+            let t = self.cfg.threshold;
+            let z_now = scored.map_or(0.0, |(_, _, z)| z);
+            let event = match self.incidents.judge(
+                key,
+                offset,
+                z_now.abs() / t,
+                z_now.abs() >= t,
+                scored.is_some(),
+            ) {
+                Verdict::Quiet => continue,
+                Verdict::Closed(ev) => {
+                    if let Some(n) = ev.notice(offset) {
+                        alerts.push(n.key(key));
+                    }
+                    continue;
+                }
+                Verdict::Alert(ev) => ev,
+            };
             let Some((mean, std, z)) = scored else {
                 continue;
             };
-            if z.abs() < self.cfg.threshold {
-                continue;
-            }
             let dir = if z > 0.0 { "above" } else { "below" };
             let field = &self.cfg.field;
             let message = if z.abs() == CONSTANT_Z {
@@ -151,34 +184,35 @@ impl Detector for ZScore {
                     z.abs()
                 )
             };
-            let t = self.cfg.threshold;
-            alerts.push(
-                self.keys.annotate(
-                    Alert::new(offset)
-                        .key(key)
-                        .severity(severity(z, t))
-                        .score(z)
-                        .message(message)
-                        .field("value", x)
-                        .field("mean", mean)
-                        .field("std", std)
-                        .field("z", z)
-                        .field("samples", samples)
-                        .field("threshold", t)
-                        .expected(mean, mean - t * std, mean + t * std),
-                ),
+            let alert = self.keys.annotate(
+                Alert::new(offset)
+                    .key(key)
+                    .severity(severity(z, t))
+                    .score(z)
+                    .message(message)
+                    .field("value", x)
+                    .field("mean", mean)
+                    .field("std", std)
+                    .field("z", z)
+                    .field("samples", samples)
+                    .field("threshold", t)
+                    .expected(mean, mean - t * std, mean + t * std),
             );
+            alerts.push(match event {
+                Some(ev) => ev.annotate(alert),
+                None => alert,
+            });
         }
         self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(self.keys.state()))
+        Some(self.incidents.snapshot(&self.keys))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys.set_state(k)))
+        Some(self.incidents.restore(&mut self.keys, bytes))
     }
 }
 

@@ -22,7 +22,7 @@ pub use hygiene::{
 };
 pub use keyed::KeyedState;
 pub use likelihood::{log_tail_score, normal_tail, AnomalyLikelihood};
-pub use per_key::{KeyedModels, KEYS_EVICTED_FIELD, KEYS_TRACKED_FIELD};
+pub use per_key::{KeyedIncidents, KeyedModels, Verdict, KEYS_EVICTED_FIELD, KEYS_TRACKED_FIELD};
 pub use quantile::QuantileSketch;
 pub use series_key::{KeySpec, SeriesKeys};
 pub use stats::{deviation, zscore, Ewma, RollingStats, ZScore, CONSTANT_DEVIATION};

@@ -9,7 +9,10 @@
 //! doubles ([`KeyedModels::end_batch`]), so a `max_keys` too small for the
 //! key space shows up instead of silently resetting models.
 
-use crate::blocks::{KeySpec, KeyedState, SeriesKeys};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::blocks::{IncidentEvent, Incidents, KeySpec, KeyedState, SeriesKeys};
 use crate::{Alert, Batch, Result};
 
 /// Alert field: keys tracked when the alert was raised.
@@ -109,6 +112,115 @@ impl<M> KeyedModels<M> {
     }
 }
 
+/// What to do with one record of a detector with opt-in incidents
+/// ([`KeyedIncidents::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Nothing to report.
+    Quiet,
+    /// Raise the detector's alert; with incidents on, annotate it with the
+    /// event ([`IncidentEvent::annotate`]).
+    Alert(Option<IncidentEvent>),
+    /// An incident closed: write [`IncidentEvent::notice`].
+    Closed(IncidentEvent),
+}
+
+/// Opt-in incident grouping per key for a detector built on
+/// [`KeyedModels`] (configs `quiet` and `cooldown`): off, every hot record
+/// alerts; on, a key's run of hot records is one [`Incidents`] incident.
+///
+/// The incident states are a second [`KeyedModels`] that must be touched
+/// for the same keys in the same order as the detector's models (call
+/// [`judge`](Self::judge) for every record, warm or not), so both evict
+/// the same key at the same time. They are kept apart so that a detector's
+/// snapshot with incidents off is exactly its models' state, as before the
+/// option existed.
+#[derive(Debug, Clone)]
+pub struct KeyedIncidents {
+    states: Option<KeyedModels<Incidents>>,
+    quiet: usize,
+    cooldown: usize,
+}
+
+impl KeyedIncidents {
+    /// Incidents on when `quiet` is set (records below threshold that close
+    /// one, at least 1); `cooldown` (records between openings) needs it.
+    pub fn new(
+        spec: KeySpec,
+        max_keys: usize,
+        quiet: Option<usize>,
+        cooldown: usize,
+    ) -> std::result::Result<Self, String> {
+        match quiet {
+            Some(0) => return Err("`quiet` must be at least 1 record".into()),
+            None if cooldown > 0 => {
+                return Err("`cooldown` needs `quiet` (it spaces incidents)".into())
+            }
+            _ => {}
+        }
+        Ok(KeyedIncidents {
+            states: quiet.map(|_| KeyedModels::new(spec, max_keys)),
+            quiet: quiet.unwrap_or(1),
+            cooldown,
+        })
+    }
+
+    /// Whether incidents are on.
+    pub fn enabled(&self) -> bool {
+        self.states.is_some()
+    }
+
+    /// The verdict on the record at `offset` of `key`: `ratio` is its
+    /// score over the alert threshold (≥ 1: hot, for incidents), `hot`
+    /// whether the detector alerts on it without incidents, `warm` whether
+    /// it is scored at all.
+    pub fn judge(&mut self, key: &[u8], offset: i64, ratio: f64, hot: bool, warm: bool) -> Verdict {
+        let (quiet, cooldown) = (self.quiet, self.cooldown);
+        let Some(states) = self.states.as_mut() else {
+            return if warm && hot {
+                Verdict::Alert(None)
+            } else {
+                Verdict::Quiet
+            };
+        };
+        let inc = states.model(key, || Incidents::new(1.0, quiet, cooldown));
+        if !warm {
+            return Verdict::Quiet;
+        }
+        match inc.update(offset, ratio) {
+            Some(ev @ IncidentEvent::Opened { .. }) => Verdict::Alert(Some(ev)),
+            Some(ev @ IncidentEvent::Closed { .. }) => Verdict::Closed(ev),
+            None => Verdict::Quiet,
+        }
+    }
+
+    /// The snapshot of `models` and, when on, the incident states.
+    pub fn snapshot<M: Serialize>(&self, models: &KeyedModels<M>) -> Result<Vec<u8>> {
+        match &self.states {
+            None => crate::state::to_bytes(models.state()),
+            Some(inc) => crate::state::to_bytes(&(models.state(), inc.state())),
+        }
+    }
+
+    /// Restores what [`snapshot`](Self::snapshot) wrote with the same
+    /// `quiet` setting.
+    pub fn restore<M: DeserializeOwned>(
+        &mut self,
+        models: &mut KeyedModels<M>,
+        bytes: &[u8],
+    ) -> Result<()> {
+        match &mut self.states {
+            None => models.set_state(crate::state::from_bytes(bytes)?),
+            Some(inc) => {
+                let (m, i) = crate::state::from_bytes(bytes)?;
+                models.set_state(m);
+                inc.set_state(i);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +274,49 @@ mod tests {
         let m: KeyedModels<u32> = KeyedModels::new(KeySpec::parse("host"), 3);
         let e = m.keys(&batch).err().unwrap().to_string();
         assert!(e.contains("`key`") && e.contains("host"), "{e}");
+    }
+
+    #[test]
+    fn keyed_incidents_off_alerts_each_hot_record_on_groups_them() {
+        let spec = KeySpec::parse("record_key");
+        assert!(KeyedIncidents::new(spec.clone(), 4, Some(0), 0).is_err());
+        let e = KeyedIncidents::new(spec.clone(), 4, None, 5).err().unwrap();
+        assert!(e.contains("`cooldown` needs `quiet`"), "{e}");
+        let mut off = KeyedIncidents::new(spec.clone(), 4, None, 0).unwrap();
+        assert!(!off.enabled());
+        assert_eq!(off.judge(b"k", 1, 2.0, true, true), Verdict::Alert(None));
+        assert_eq!(off.judge(b"k", 2, 2.0, true, false), Verdict::Quiet);
+        let mut on = KeyedIncidents::new(spec, 4, Some(2), 0).unwrap();
+        let got: Vec<Verdict> = [2.0, 3.0, 0.1, 0.1, 0.1]
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| on.judge(b"k", i as i64, r, r >= 1.0, true))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                Verdict::Alert(Some(IncidentEvent::Opened { start: 0 })),
+                Verdict::Quiet,
+                Verdict::Quiet,
+                Verdict::Closed(IncidentEvent::Closed {
+                    start: 0,
+                    end: 1,
+                    peak: 3.0,
+                    records: 2
+                }),
+                Verdict::Quiet,
+            ]
+        );
+        // The snapshot carries both states; restored, the next hot record
+        // opens a new incident as in the original.
+        let models: KeyedModels<u32> = KeyedModels::new(KeySpec::parse("record_key"), 4);
+        let bytes = on.snapshot(&models).unwrap();
+        let mut back = KeyedIncidents::new(KeySpec::parse("record_key"), 4, Some(2), 0).unwrap();
+        let mut m2: KeyedModels<u32> = KeyedModels::new(KeySpec::parse("record_key"), 4);
+        back.restore(&mut m2, &bytes).unwrap();
+        assert_eq!(
+            back.judge(b"k", 9, 5.0, true, true),
+            on.judge(b"k", 9, 5.0, true, true)
+        );
     }
 }
