@@ -151,10 +151,8 @@ impl Detector for EwmaBands {
                 .judge(key, offset, d.abs() / k, d.abs() > k, warm)
             {
                 Verdict::Quiet => continue,
-                Verdict::Closed(ev) => {
-                    if let Some(n) = ev.notice(offset) {
-                        alerts.push(n.key(key));
-                    }
+                Verdict::Notice(n) => {
+                    alerts.push(n);
                     continue;
                 }
                 Verdict::Alert(ev) => ev,

@@ -163,10 +163,8 @@ impl Detector for ZScore {
                 scored.is_some(),
             ) {
                 Verdict::Quiet => continue,
-                Verdict::Closed(ev) => {
-                    if let Some(n) = ev.notice(offset) {
-                        alerts.push(n.key(key));
-                    }
+                Verdict::Notice(n) => {
+                    alerts.push(n);
                     continue;
                 }
                 Verdict::Alert(ev) => ev,

@@ -114,15 +114,16 @@ impl<M> KeyedModels<M> {
 
 /// What to do with one record of a detector with opt-in incidents
 /// ([`KeyedIncidents::judge`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Nothing to report.
     Quiet,
     /// Raise the detector's alert; with incidents on, annotate it with the
     /// event ([`IncidentEvent::annotate`]).
     Alert(Option<IncidentEvent>),
-    /// An incident closed: write [`IncidentEvent::notice`].
-    Closed(IncidentEvent),
+    /// An incident closed: write this notice ([`IncidentEvent::notice`],
+    /// keyed by the record's key).
+    Notice(Alert),
 }
 
 /// Opt-in incident grouping per key for a detector built on
@@ -189,7 +190,10 @@ impl KeyedIncidents {
         }
         match inc.update(offset, ratio) {
             Some(ev @ IncidentEvent::Opened { .. }) => Verdict::Alert(Some(ev)),
-            Some(ev @ IncidentEvent::Closed { .. }) => Verdict::Closed(ev),
+            Some(ev @ IncidentEvent::Closed { .. }) => match ev.notice(offset) {
+                Some(n) => Verdict::Notice(n.key(key)),
+                None => Verdict::Quiet,
+            },
             None => Verdict::Quiet,
         }
     }
@@ -298,12 +302,17 @@ mod tests {
                 Verdict::Alert(Some(IncidentEvent::Opened { start: 0 })),
                 Verdict::Quiet,
                 Verdict::Quiet,
-                Verdict::Closed(IncidentEvent::Closed {
-                    start: 0,
-                    end: 1,
-                    peak: 3.0,
-                    records: 2
-                }),
+                Verdict::Notice(
+                    IncidentEvent::Closed {
+                        start: 0,
+                        end: 1,
+                        peak: 3.0,
+                        records: 2
+                    }
+                    .notice(3)
+                    .unwrap()
+                    .key(b"k")
+                ),
                 Verdict::Quiet,
             ]
         );
