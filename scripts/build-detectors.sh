@@ -8,5 +8,5 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 VIGIL="${VIGIL_BIN:-$REPO_ROOT/target/release/vigil}"
 "$VIGIL" detector build --target-dir "$REPO_ROOT/target/wasm" \
-    plugins/zscore plugins/ewma-bands plugins/rate-spike plugins/threshold-rules plugins/seasonal plugins/ensemble \
+    plugins/zscore plugins/ewma-bands plugins/rate-spike plugins/threshold-rules plugins/seasonal plugins/ensemble plugins/rcf \
     tests/detectors/hostile

@@ -4,7 +4,7 @@
 //!
 //! What it measures, in one run:
 //!
-//! 1. **Throughput** (no broker): the zscore and rate-spike plugins compiled
+//! 1. **Throughput** (no broker): the zscore, rate-spike and rcf plugins compiled
 //!    natively (their `Detector` impls through the rlib) vs the same plugins
 //!    as wasm modules in `vigil-host`, on the same Kafka record batches (JSON
 //!    values, built once with `BatchBuilder`). Both sides pay for the host's

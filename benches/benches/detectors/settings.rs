@@ -185,6 +185,8 @@ pub(crate) struct Wasm {
     pub(crate) zscore_path: PathBuf,
     /// Absent: the rate-spike rows are skipped.
     pub(crate) rate_spike: Option<(Vec<u8>, PathBuf)>,
+    /// Absent: the rcf rows are skipped.
+    pub(crate) rcf: Option<(Vec<u8>, PathBuf)>,
     /// Plugin sources newer than their module (the module may be stale).
     pub(crate) stale: Vec<String>,
 }
@@ -202,14 +204,20 @@ impl Wasm {
         })?;
         let rs_path = p.wasm_dir.join("vigil_plugin_rate_spike.wasm");
         let rate_spike = std::fs::read(&rs_path).ok().map(|b| (b, rs_path));
+        let rcf_path = p.wasm_dir.join("vigil_plugin_rcf.wasm");
+        let rcf = std::fs::read(&rcf_path).ok().map(|b| (b, rcf_path));
         let mut stale: Vec<String> = stale_module("zscore", &zscore_path).into_iter().collect();
         if let Some((_, path)) = &rate_spike {
             stale.extend(stale_module("rate-spike", path));
+        }
+        if let Some((_, path)) = &rcf {
+            stale.extend(stale_module("rcf", path));
         }
         Ok(Wasm {
             zscore,
             zscore_path,
             rate_spike,
+            rcf,
             stale,
         })
     }
@@ -235,6 +243,9 @@ pub(crate) fn print_header(p: &Params, root: &Path, wasm: &Wasm) {
             None => ", rate-spike module not found (its rows are skipped)".into(),
         }
     );
+    if wasm.rcf.is_none() {
+        println!("          rcf module not found (its rows are skipped)");
+    }
     for s in &wasm.stale {
         println!(
             "WARNING:  {s}: native and wasm may run different code; rebuild with `{BUILD_CMD}`"

@@ -218,6 +218,17 @@ pub(crate) fn section_throughput(p: &Params, wasm: &Wasm, root: &Path) -> Result
             native: native::<vigil_plugin_rate_spike::RateSpike>,
         });
     }
+    if let Some((bytes, _)) = &wasm.rcf {
+        // One forest per partition over `amount` shingled 3 deep: 3
+        // dimensions, the cost of 3 columns unshingled (the multivariate
+        // default), with the default 40 trees of 512 points.
+        plugins.push(Plugin {
+            name: "rcf",
+            wasm: bytes,
+            config: json!({"fields": ["amount"], "shingle": 3}),
+            native: native::<vigil_plugin_rcf::Rcf>,
+        });
+    }
     let mut rows = Vec::new();
     for plugin in &plugins {
         let t = Instant::now();

@@ -6,20 +6,27 @@
 //! regimes at a rate set by `alpha` (weight of each new value) or
 //! `half_life` (records after which a value's weight halves; give one, not
 //! both; default half-life 20). Config fields: `field` (required), `key`
-//! (`"record_key"`, the default, or a string column), `alpha` / `half_life`,
-//! `k` (3.0), `warmup` (20 values), `max_keys` (10000). Severity grows with
-//! the deviation in std units over `k` (medium < 1.5×, high < 2.5×, else
-//! critical); alerts carry `value`, `mean`, `std`, `upper`, `lower`,
-//! `deviation` and `band` fields.
+//! (`"record_key"`, the default, `"none"` for one series per partition, or a
+//! string column), `alpha` / `half_life`, `k` (3.0), `warmup` (20 values),
+//! `max_keys` (10000; least recently seen keys are forgotten beyond it,
+//! counted in each alert's `keys_evicted`). Severity grows with the deviation
+//! in std units over `k` (medium < 1.5×, high < 2.5×, else critical); alerts
+//! carry `value`, `mean`, `std`, `upper`, `lower`, `deviation`, `band`, the
+//! expected range (`expected` = mean, `expected_low`/`expected_high` = the
+//! band), `keys_tracked` and `keys_evicted`. With `quiet` set, a key's run of
+//! out-of-band values is one incident: one alert when it opens (fields
+//! `incident: "opened"`, `incident_start`), an `Info` notice when `quiet`
+//! values in a row are back inside the band (`incident: "closed"`,
+//! `incident_start`, `incident_end`, `incident_peak` in units of `k`,
+//! `incident_records`), and no new incident within `cooldown` values.
 //!
 //! ```json
 //! {"field": "latency_ms", "key": "endpoint", "half_life": 50, "k": 3.0, "warmup": 30}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::arrow_array::Array;
-use vigil_sdk::blocks::{Ewma, KeyedState};
-use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
+use vigil_sdk::blocks::{Ewma, KeySpec, KeyedIncidents, KeyedModels, Verdict};
+use vigil_sdk::{bail, detector, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,7 +34,8 @@ use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, S
 pub struct Config {
     /// Numeric value column (declared in the deployment's value schema).
     pub field: String,
-    /// `"record_key"` (default) or a string column that identifies the key.
+    /// `"record_key"` (default), `"none"` (one series per partition) or a
+    /// string column that identifies the key.
     #[serde(default = "default_key")]
     pub key: String,
     /// Weight of each new value, in (0, 1).
@@ -43,6 +51,15 @@ pub struct Config {
     /// Most keys tracked at once.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Set: group a key's consecutive out-of-band values into one incident
+    /// (`vigil_sdk::blocks::Incidents`): one alert when it opens, an `Info`
+    /// notice with start and end once this many values in a row are back
+    /// inside the band. Unset (default): one alert per out-of-band value.
+    pub quiet: Option<usize>,
+    /// With `quiet`: values after an incident opens during which that key
+    /// opens no new one (default 0).
+    #[serde(default)]
+    pub cooldown: usize,
 }
 
 fn default_key() -> String {
@@ -65,7 +82,10 @@ pub use vigil_sdk::blocks::CONSTANT_DEVIATION;
 pub struct EwmaBands {
     cfg: Config,
     alpha: f64,
-    keys: KeyedState<Ewma>,
+    keys: KeyedModels<Ewma>,
+    /// With `quiet`: each key's incident state (off: the snapshot is
+    /// `keys` alone, as before the option existed).
+    incidents: KeyedIncidents,
 }
 
 #[detector]
@@ -96,8 +116,12 @@ impl Detector for EwmaBands {
         if cfg.max_keys == 0 {
             bail!("`max_keys` must be at least 1");
         }
+        let spec = KeySpec::parse(&cfg.key);
+        let incidents = KeyedIncidents::new(spec.clone(), cfg.max_keys, cfg.quiet, cfg.cooldown)
+            .map_err(vigil_sdk::Error::msg)?;
         Ok(EwmaBands {
-            keys: KeyedState::new(cfg.max_keys),
+            keys: KeyedModels::new(spec, cfg.max_keys),
+            incidents,
             alpha,
             cfg,
         })
@@ -108,32 +132,31 @@ impl Detector for EwmaBands {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match self.cfg.key.as_str() {
-            "record_key" => None,
-            col => Some(batch.str(col).map_err(|e| e.context("`key`"))?),
-        };
+        let keys = self.keys.keys(batch)?;
         let k = self.cfg.k;
         for (row, (&x, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !x.is_finite() {
                 continue;
             }
-            let key: &[u8] = match key_col {
-                Some(c) if c.is_valid(row) => c.value(row).as_bytes(),
-                Some(_) => b"",
-                None => batch.key(row).unwrap_or_default(),
-            };
+            let key = keys.get(row);
             let alpha = self.alpha;
-            let ew = self.keys.get_or_insert_with(key, || Ewma::new(alpha));
+            let ew = self.keys.model(key, || Ewma::new(alpha));
             let seen = ew.count();
             let (mean, std) = (ew.mean(), ew.std());
             ew.update(x);
-            if seen < self.cfg.warmup {
-                continue;
-            }
+            let warm = seen >= self.cfg.warmup;
             let d = vigil_sdk::blocks::deviation(x, mean, std);
-            if d.abs() <= k {
-                continue;
-            }
+            let event = match self
+                .incidents
+                .judge(key, offset, d.abs() / k, d.abs() > k, warm)
+            {
+                Verdict::Quiet => continue,
+                Verdict::Notice(n) => {
+                    alerts.push(n);
+                    continue;
+                }
+                Verdict::Alert(ev) => ev,
+            };
             let (upper, lower) = (mean + k * std, mean - k * std);
             let band = if d > 0.0 { "upper" } else { "lower" };
             let severity = match d.abs() / k {
@@ -142,14 +165,14 @@ impl Detector for EwmaBands {
                 _ => Severity::Medium,
             };
             let field = &self.cfg.field;
-            alerts.push(
+            let alert = self.keys.annotate(
                 Alert::new(offset)
                     .key(key)
                     .severity(severity)
                     .score(d)
                     .message(format!(
                         "{field} {x} broke the {band} band [{lower:.4}, {upper:.4}] \
-                         (EWMA {mean:.4} ± {k}·{std:.4})"
+                             (EWMA {mean:.4} ± {k}·{std:.4})"
                     ))
                     .field("value", x)
                     .field("mean", mean)
@@ -157,18 +180,24 @@ impl Detector for EwmaBands {
                     .field("upper", upper)
                     .field("lower", lower)
                     .field("deviation", d)
-                    .field("band", band),
+                    .field("band", band)
+                    .expected(mean, lower, upper),
             );
+            alerts.push(match event {
+                Some(ev) => ev.annotate(alert),
+                None => alert,
+            });
         }
+        self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(&self.keys))
+        Some(self.incidents.snapshot(&self.keys))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys = k))
+        Some(self.incidents.restore(&mut self.keys, bytes))
     }
 }
 

@@ -110,3 +110,48 @@ fn config_errors_are_clear() {
     assert!(err(json!({"field": "x", "warmup": 1})).contains("`warmup`"));
     assert!(err(json!({"field": "x", "kk": 1})).contains("unknown field `kk`"));
 }
+
+#[test]
+fn with_quiet_a_continuing_anomaly_is_one_incident_with_start_and_end() {
+    // 8 records 40 above the level (20 std), then back.
+    let mut v: Vec<f64> = (0..300).map(|i| 100.0 + 2.0 * noise(i)).collect();
+    for x in &mut v[200..208] {
+        *x += 40.0;
+    }
+    let plain = run::<EwmaBands>(cfg(), &[batch(0, "api", &v)]).unwrap();
+    assert!(
+        plain.len() >= 3,
+        "one alert per out-of-band value: {plain:?}"
+    );
+    let mut c = cfg();
+    c["quiet"] = json!(5);
+    c["cooldown"] = json!(50);
+    let alerts = run::<EwmaBands>(c.clone(), &[batch(0, "api", &v)]).unwrap();
+    let incident: Vec<&str> = alerts
+        .iter()
+        .map(|a| a.get_field("incident").unwrap())
+        .collect();
+    assert_eq!(incident, vec!["\"opened\"", "\"closed\""], "{alerts:#?}");
+    assert_eq!(alerts[0].source_offset(), 200);
+    assert_eq!(alerts[0].get_field("band"), Some("\"upper\""));
+    let closed = &alerts[1];
+    assert_eq!(closed.get_severity(), Severity::Info);
+    assert_eq!(closed.get_key(), Some(&b"api"[..]));
+    assert_eq!(closed.get_field("incident_start"), Some("200"));
+    let end: i64 = closed.get_field("incident_end").unwrap().parse().unwrap();
+    assert!((200..215).contains(&end), "{end}");
+    // The incident state is in the snapshot: restored mid-incident, the
+    // rest of the stream gives the same notice.
+    let mut d = new_detector::<EwmaBands>(c.clone()).unwrap();
+    let first = process_all(&mut d, &[batch(0, "api", &v[..203])]).unwrap();
+    assert_eq!(first.len(), 1);
+    let mut back = snapshot_round_trip::<EwmaBands>(c.clone(), &d).unwrap();
+    let rest = process_all(&mut back, &[batch(203, "api", &v[203..])]).unwrap();
+    assert_eq!(rest, alerts[1..].to_vec());
+    // `cooldown` alone is refused.
+    let e = new_detector::<EwmaBands>(json!({"field": "latency", "cooldown": 5}))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("`cooldown` needs `quiet`"), "{e}");
+}

@@ -11,7 +11,8 @@
 //! `min_events` (5), `baseline_half_life_ms` (3600000), `key` (`"record_key"`,
 //! the default, or a string column), `max_keys` (100000). Severity grows with
 //! count / alert level (medium < 1.5×, high < 3×, else critical); alerts carry
-//! `count`, `expected`, `window_ms`, `rate_per_sec`, `factor` and `new_key`.
+//! `count`, `expected` (with `expected_low` 0 and `expected_high` the count
+//! that alerts), `window_ms`, `rate_per_sec`, `factor` and `new_key`.
 //!
 //! ```json
 //! {"window_ms": 60000, "factor": 3.0, "min_events": 5, "baseline_half_life_ms": 3600000}
@@ -163,7 +164,8 @@ impl Detector for RateSpike {
                     .score(o.count as f64 / o.expected.max(1.0))
                     .message(format!("{} events in {secs} s: {why}", o.count))
                     .field("count", o.count)
-                    .field("expected", o.expected)
+                    // Counts below `level` would not have alerted.
+                    .expected(o.expected, 0.0, level)
                     .field("window_ms", cfg.window_ms)
                     .field("rate_per_sec", o.count as f64 / secs)
                     .field("factor", cfg.factor)

@@ -127,11 +127,18 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         .severity(severity(out))
         .score(out.score)
         .message(format!(
-            "value {value} vs expected {:.4} (z {:.2}, {season}): {what}",
-            out.expected, out.z
+            "value {value} vs expected {:.4} (usual range {:.4}..{:.4}, z {:.2}, {season}): {what}",
+            out.expected,
+            out.expected - out.band,
+            out.expected + out.band,
+            out.z
         ))
         .field("value", value)
-        .field("expected", out.expected)
+        .expected(
+            out.expected,
+            out.expected - out.band,
+            out.expected + out.band,
+        )
         .field("residual", out.residual)
         .field("z", out.z)
         .field("anomaly_score", out.score)

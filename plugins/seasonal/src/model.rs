@@ -43,6 +43,9 @@ pub struct Output {
     pub residual: f64,
     /// Residual in units of the baseline's typical error.
     pub z: f64,
+    /// Half-width of the usual range around `expected`: 3 typical errors
+    /// (infinite before the baseline can predict).
+    pub band: f64,
     /// Season used for the baseline, in records (0: none).
     pub period: usize,
     /// Why the score is high.
@@ -265,6 +268,11 @@ impl SeriesModel {
             expected: out_expected,
             residual: out_resid,
             z,
+            band: if usable {
+                3.0 * 1.2533 * out_scale
+            } else {
+                f64::INFINITY
+            },
             period: out_period,
             kind,
         }

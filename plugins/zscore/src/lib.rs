@@ -5,20 +5,26 @@
 //! `|z| ≥ threshold` raises an alert once the key has `min_samples` values.
 //! A key whose history is constant alerts on any different value (reported
 //! with `z = ±1e9`). Config fields: `field` (required: the numeric value
-//! column), `key` (`"record_key"`, the default, or a string column), `window`
-//! (100), `threshold` (3.0), `min_samples` (20), `max_keys` (10000; least
-//! recently seen keys are forgotten beyond it). Severity grows with |z| /
-//! threshold: medium below 1.5×, high below 2.5×, critical above. Alerts carry
-//! `value`, `mean`, `std`, `z`, `samples` and `threshold` fields.
+//! column), `key` (`"record_key"`, the default, `"none"` for one series per
+//! partition, or a string column), `window` (100), `threshold` (3.0),
+//! `min_samples` (20), `max_keys` (10000; least recently seen keys are
+//! forgotten beyond it, counted in each alert's `keys_evicted`). Severity
+//! grows with |z| / threshold: medium below 1.5×, high below 2.5×, critical
+//! above. Alerts carry `value`, `mean`, `std`, `z`, `samples`, `threshold`,
+//! the expected range (`expected` = mean, `expected_low`/`expected_high` =
+//! mean ∓ threshold·std), `keys_tracked` and `keys_evicted`. With `quiet` set,
+//! a key's run of outlying values is one incident (alert on opening with
+//! `incident: "opened"`, `Info` notice with `incident_start`/`incident_end`
+//! when `quiet` values in a row are back below the threshold, no new one
+//! within `cooldown` values); see `vigil_sdk::blocks::KeyedIncidents`.
 //!
 //! ```json
 //! {"field": "amount", "key": "record_key", "window": 100, "threshold": 3.0, "min_samples": 20}
 //! ```
 
 use serde::Deserialize;
-use vigil_sdk::arrow_array::Array;
-use vigil_sdk::blocks::{KeyedState, RollingStats};
-use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
+use vigil_sdk::blocks::{KeySpec, KeyedIncidents, KeyedModels, RollingStats, Verdict};
+use vigil_sdk::{bail, detector, Alert, Alerts, Batch, Detector, Result, Severity};
 
 /// Config JSON of the detector.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,7 +32,8 @@ use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, S
 pub struct Config {
     /// Numeric value column (declared in the deployment's value schema).
     pub field: String,
-    /// `"record_key"` (default) or a string column that identifies the key.
+    /// `"record_key"` (default), `"none"` (one series per partition) or a
+    /// string column that identifies the key.
     #[serde(default = "default_key")]
     pub key: String,
     /// Values per key the mean and std are taken over.
@@ -41,6 +48,14 @@ pub struct Config {
     /// Most keys tracked at once.
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Set: a key's run of outlying values is one incident (one alert when
+    /// it opens, an `Info` notice once this many values in a row are back
+    /// below the threshold). Unset (default): one alert per outlying value.
+    pub quiet: Option<usize>,
+    /// With `quiet`: values after an incident opens during which that key
+    /// opens no new one (default 0).
+    #[serde(default)]
+    pub cooldown: usize,
 }
 
 fn default_key() -> String {
@@ -65,7 +80,9 @@ pub use vigil_sdk::blocks::CONSTANT_DEVIATION as CONSTANT_Z;
 #[derive(Debug)]
 pub struct ZScore {
     cfg: Config,
-    keys: KeyedState<RollingStats>,
+    keys: KeyedModels<RollingStats>,
+    /// With `quiet`: each key's incident state.
+    incidents: KeyedIncidents,
 }
 
 /// Severity from how far past the threshold |z| is.
@@ -107,8 +124,12 @@ impl Detector for ZScore {
         if cfg.max_keys == 0 {
             bail!("`max_keys` must be at least 1");
         }
+        let spec = KeySpec::parse(&cfg.key);
+        let incidents = KeyedIncidents::new(spec.clone(), cfg.max_keys, cfg.quiet, cfg.cooldown)
+            .map_err(vigil_sdk::Error::msg)?;
         Ok(ZScore {
-            keys: KeyedState::new(cfg.max_keys),
+            keys: KeyedModels::new(spec, cfg.max_keys),
+            incidents,
             cfg,
         })
     }
@@ -118,35 +139,39 @@ impl Detector for ZScore {
             return Ok(());
         }
         let values = batch.column_f64(&self.cfg.field)?;
-        let key_col = match self.cfg.key.as_str() {
-            "record_key" => None,
-            col => Some(batch.str(col).map_err(|e| e.context("`key`"))?),
-        };
+        let keys = self.keys.keys(batch)?;
         for (row, (&x, &offset)) in values.iter().zip(batch.offsets()).enumerate() {
             if !x.is_finite() {
                 continue; // null or non-numeric: not a sample
             }
-            let key: &[u8] = match key_col {
-                Some(c) if c.is_valid(row) => c.value(row).as_bytes(),
-                Some(_) => b"",
-                None => batch.key(row).unwrap_or_default(),
-            };
+            let key = keys.get(row);
             let window = self.cfg.window;
-            let stats = self
-                .keys
-                .get_or_insert_with(key, || RollingStats::new(window));
+            let stats = self.keys.model(key, || RollingStats::new(window));
             let samples = stats.len();
             let scored = (samples >= self.cfg.min_samples).then(|| {
                 let (mean, std) = (stats.mean(), stats.std());
                 (mean, std, vigil_sdk::blocks::deviation(x, mean, std))
             });
             stats.push(x);
+            let t = self.cfg.threshold;
+            let z_now = scored.map_or(0.0, |(_, _, z)| z);
+            let event = match self.incidents.judge(
+                key,
+                offset,
+                z_now.abs() / t,
+                z_now.abs() >= t,
+                scored.is_some(),
+            ) {
+                Verdict::Quiet => continue,
+                Verdict::Notice(n) => {
+                    alerts.push(n);
+                    continue;
+                }
+                Verdict::Alert(ev) => ev,
+            };
             let Some((mean, std, z)) = scored else {
                 continue;
             };
-            if z.abs() < self.cfg.threshold {
-                continue;
-            }
             let dir = if z > 0.0 { "above" } else { "below" };
             let field = &self.cfg.field;
             let message = if z.abs() == CONSTANT_Z {
@@ -157,10 +182,10 @@ impl Detector for ZScore {
                     z.abs()
                 )
             };
-            alerts.push(
+            let alert = self.keys.annotate(
                 Alert::new(offset)
                     .key(key)
-                    .severity(severity(z, self.cfg.threshold))
+                    .severity(severity(z, t))
                     .score(z)
                     .message(message)
                     .field("value", x)
@@ -168,18 +193,24 @@ impl Detector for ZScore {
                     .field("std", std)
                     .field("z", z)
                     .field("samples", samples)
-                    .field("threshold", self.cfg.threshold),
+                    .field("threshold", t)
+                    .expected(mean, mean - t * std, mean + t * std),
             );
+            alerts.push(match event {
+                Some(ev) => ev.annotate(alert),
+                None => alert,
+            });
         }
+        self.keys.end_batch();
         Ok(())
     }
 
     fn snapshot(&self) -> Option<Result<Vec<u8>>> {
-        Some(state::to_bytes(&self.keys))
+        Some(self.incidents.snapshot(&self.keys))
     }
 
     fn restore(&mut self, bytes: &[u8]) -> Option<Result<()>> {
-        Some(state::from_bytes(bytes).map(|k| self.keys = k))
+        Some(self.incidents.restore(&mut self.keys, bytes))
     }
 }
 

@@ -125,3 +125,32 @@ fn config_errors_are_clear() {
     let e = run::<ZScore>(json!({"field": "amt"}), &[batch(0, &[("a", Some(1.0))])]).unwrap_err();
     assert!(e.to_string().contains("no column `amt`"), "{e}");
 }
+
+#[test]
+fn with_quiet_a_run_of_outliers_is_one_incident() {
+    let mut rows: Vec<(&str, Option<f64>)> = (0..200)
+        .map(|i| ("a", Some(100.0 + 10.0 * noise(i))))
+        .collect();
+    for r in &mut rows[120..125] {
+        r.1 = Some(400.0);
+    }
+    let plain = run::<ZScore>(cfg(), &[batch(0, &rows)]).unwrap();
+    assert!(plain.len() >= 2, "{plain:?}");
+    let mut c = cfg();
+    c["quiet"] = json!(3);
+    let alerts = run::<ZScore>(c.clone(), &[batch(0, &rows)]).unwrap();
+    let kinds: Vec<&str> = alerts
+        .iter()
+        .map(|a| a.get_field("incident").unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["\"opened\"", "\"closed\""], "{alerts:#?}");
+    assert_eq!(alerts[0].source_offset(), 120);
+    assert_eq!(alerts[1].get_field("incident_start"), Some("120"));
+    assert_eq!(alerts[1].get_severity(), Severity::Info);
+    // Snapshot mid-incident, restore: the same closing notice.
+    let mut d = new_detector::<ZScore>(c.clone()).unwrap();
+    process_all(&mut d, &[batch(0, &rows[..122])]).unwrap();
+    let mut back = snapshot_round_trip::<ZScore>(c, &d).unwrap();
+    let rest = process_all(&mut back, &[batch(122, &rows[122..])]).unwrap();
+    assert_eq!(rest, alerts[1..].to_vec());
+}

@@ -7,12 +7,18 @@
 //!
 //! The broker is an embedded one in a temporary directory (as `vigil demo`)
 //! unless `--admin`/`--bootstrap` name a running broker.
+//!
+//! With `--alerts TOPIC --bootstrap HOST:PORT` it instead scores a live
+//! deployment's alerts against operator labels on `TOPIC.labels` (see
+//! `eval/labels.rs` for the matching and the metrics).
 
+mod labels;
+mod live;
+mod progress;
 mod report;
 #[cfg(test)]
 mod tests;
 
-use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -31,25 +37,40 @@ use vigil_nab::{Dataset, Profile, DATA_DIR, PROFILES_FILE, WINDOWS_FILE};
 use vigil_protocol::BatchBuilder;
 use vigil_server::Settings;
 
+use progress::Progress;
 use report::{alert_ref, build_report, chunks, detection_flags, record_value, AlertRef, RunInfo};
 
 /// `vigil eval` flags.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
     /// Detector module: NAME@VERSION, NAME, a hash, or a .wasm file (uploaded first).
-    #[arg(long)]
-    module: String,
+    #[arg(long, required_unless_present = "alerts")]
+    module: Option<String>,
     /// NAB-format corpus: combined_windows.json, profiles.json and data/**.csv.
-    #[arg(long)]
-    dataset: PathBuf,
+    #[arg(long, required_unless_present = "alerts")]
+    dataset: Option<PathBuf>,
+    /// Score a live deployment instead: its alert topic, read with the
+    /// labels topic from the broker at --bootstrap (precision, recall and
+    /// F1 over labelled records; see --labels, --window).
+    #[arg(long, requires = "bootstrap", conflicts_with_all = ["module", "dataset", "sweep", "config", "limits", "admin"])]
+    alerts: Option<String>,
+    /// With --alerts: the labels topic (default `<alerts>.labels`), whose
+    /// records are `{"topic", "partition", "offset", "anomaly": bool}`.
+    #[arg(long, requires = "alerts")]
+    labels: Option<String>,
+    /// With --alerts: an alert and a label match when their offsets in the
+    /// same partition differ by at most this (0: the same record).
+    #[arg(long, requires = "alerts", default_value_t = 0)]
+    window: i64,
     /// Detector config as JSON, or @FILE holding it (default: `{}`).
     #[arg(long)]
     config: Option<String>,
     /// Admin API of a running broker (default: start an embedded one).
     #[arg(long, requires = "bootstrap")]
     admin: Option<String>,
-    /// Kafka address (HOST:PORT) of the broker given with --admin.
-    #[arg(long, requires = "admin")]
+    /// Kafka address (HOST:PORT) of the broker given with --admin (or
+    /// read with --alerts).
+    #[arg(long)]
     bootstrap: Option<String>,
     /// Profile whose raw score the per-file table shows (all profiles' totals are printed).
     #[arg(long, default_value = "standard")]
@@ -88,11 +109,24 @@ struct Plan {
     limits: Limits,
 }
 
+impl EvalArgs {
+    /// The corpus (clap requires it unless --alerts is given).
+    fn dataset(&self) -> &Path {
+        self.dataset.as_deref().unwrap_or(Path::new(""))
+    }
+
+    /// The module (clap requires it unless --alerts is given).
+    fn module(&self) -> &str {
+        self.module.as_deref().unwrap_or_default()
+    }
+}
+
 fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
-    check_corpus(&args.dataset)?;
-    let dataset = Dataset::load(&args.dataset)
-        .with_context(|| format!("cannot load the NAB corpus {}", args.dataset.display()))?;
-    let profiles = Profile::load_all(&args.dataset)?;
+    let dir = args.dataset();
+    check_corpus(dir)?;
+    let dataset = Dataset::load(dir)
+        .with_context(|| format!("cannot load the NAB corpus {}", dir.display()))?;
+    let profiles = Profile::load_all(dir)?;
     if !profiles.iter().any(|p| p.name == args.profile) {
         let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
         bail!(
@@ -101,10 +135,7 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
         );
     }
     if dataset.files.is_empty() {
-        bail!(
-            "{} lists no series",
-            args.dataset.join(WINDOWS_FILE).display()
-        );
+        bail!("{} lists no series", dir.join(WINDOWS_FILE).display());
     }
     Ok(Plan {
         partitions: i32::try_from(dataset.files.len()).context("too many series")?,
@@ -129,6 +160,22 @@ fn plan(args: &EvalArgs) -> anyhow::Result<Plan> {
 
 /// Runs `vigil eval`.
 pub async fn run(args: EvalArgs) -> anyhow::Result<()> {
+    if let Some(alerts) = &args.alerts {
+        let Some(bootstrap) = &args.bootstrap else {
+            bail!("--alerts needs --bootstrap HOST:PORT of the broker");
+        };
+        return live::run(live::LiveArgs {
+            kafka: resolve(bootstrap).await?,
+            alerts,
+            labels: args.labels.as_deref(),
+            window: args.window,
+            json: args.json,
+        })
+        .await;
+    }
+    if args.bootstrap.is_some() && args.admin.is_none() {
+        bail!("--bootstrap needs --admin (the admin API of the same broker) to run a replay");
+    }
     let plan = plan(&args)?;
     // Keeps the embedded broker's files until the end of the run.
     let tmp = tempfile::tempdir()?;
@@ -171,9 +218,9 @@ async fn evaluate(
         ..
     } = plan;
     let partitions = *partitions;
-    let module = resolve_module(api, &args.module).await?;
+    let module = resolve_module(api, args.module()).await?;
     let millis = chrono::Utc::now().timestamp_millis();
-    let topic = format!("eval.{}.{millis}", topic_part(&args.dataset));
+    let topic = format!("eval.{}.{millis}", topic_part(args.dataset()));
     let output = format!("{topic}.alerts");
     let mut client = KafkaClient::connect(kafka).await?;
     client
@@ -222,12 +269,12 @@ async fn evaluate(
         _ => 0.0,
     };
     let run = RunInfo {
-        dataset: args.dataset.display().to_string(),
+        dataset: args.dataset().display().to_string(),
         module: status
             .module_label
             .as_deref()
             .filter(|s| !s.is_empty())
-            .unwrap_or(&args.module)
+            .unwrap_or(args.module())
             .to_string(),
         replay: id,
         topic,
@@ -502,49 +549,4 @@ async fn read_alerts(
         }
     }
     Ok(alerts)
-}
-
-/// One status line on stderr, rewritten in place on a terminal and
-/// throttled to one line every few seconds otherwise (logs stay readable).
-struct Progress {
-    tty: bool,
-    last: std::cell::Cell<Option<Instant>>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        Progress {
-            tty: std::io::stderr().is_terminal(),
-            last: std::cell::Cell::new(None),
-        }
-    }
-
-    fn show(&self, line: &str) {
-        let every = if self.tty { 100 } else { 5_000 };
-        if self
-            .last
-            .get()
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(every))
-        {
-            return;
-        }
-        self.last.set(Some(Instant::now()));
-        let mut err = std::io::stderr();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K{line}");
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
-    }
-
-    fn done(&self, line: &str) {
-        let mut err = std::io::stderr();
-        if self.tty {
-            let _ = write!(err, "\r\x1b[2K");
-        }
-        if !line.is_empty() {
-            let _ = writeln!(err, "{line}");
-        }
-    }
 }

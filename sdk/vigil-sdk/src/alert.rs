@@ -3,6 +3,13 @@
 use serde::Serialize;
 use vigil_abi::Severity;
 
+/// Alert field: the value the detector expected (see [`Alert::expected`]).
+pub const EXPECTED_FIELD: &str = "expected";
+/// Alert field: low end of the expected range.
+pub const EXPECTED_LOW_FIELD: &str = "expected_low";
+/// Alert field: high end of the expected range.
+pub const EXPECTED_HIGH_FIELD: &str = "expected_high";
+
 /// One alert, built fluently:
 ///
 /// ```
@@ -63,6 +70,16 @@ impl Alert {
             None => self.0.fields.push((name.to_string(), json)),
         }
         self
+    }
+
+    /// Adds what the detector expected: fields `expected` (the value it
+    /// predicted), `expected_low` and `expected_high` (the range it would
+    /// not have alerted on). The metric detectors all use these names, so
+    /// a consumer can show "value v, expected e (lo..hi)" for any of them.
+    pub fn expected(self, expected: f64, low: f64, high: f64) -> Self {
+        self.field(EXPECTED_FIELD, expected)
+            .field(EXPECTED_LOW_FIELD, low)
+            .field(EXPECTED_HIGH_FIELD, high)
     }
 
     /// Offset of the record the alert is about.
@@ -233,6 +250,10 @@ mod tests {
         assert_eq!(a.get_field("nan"), Some("null"));
         assert_eq!(a.get_field("v"), Some("[1.0,null]"));
         assert_eq!(a.get_field("missing"), None);
+        let r = Alert::new(1).expected(5.0, 4.0, 6.5);
+        assert_eq!(r.get_field(EXPECTED_FIELD), Some("5.0"));
+        assert_eq!(r.get_field(EXPECTED_LOW_FIELD), Some("4.0"));
+        assert_eq!(r.get_field(EXPECTED_HIGH_FIELD), Some("6.5"));
         let d = Alert::new(1);
         assert_eq!(d.get_severity(), Severity::Medium);
         assert_eq!(d.get_score(), 0.0);

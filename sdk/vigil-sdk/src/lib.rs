@@ -52,7 +52,7 @@ pub mod testing;
 #[cfg(target_arch = "wasm32")]
 mod guest;
 
-pub use alert::{Alert, Alerts};
+pub use alert::{Alert, Alerts, EXPECTED_FIELD, EXPECTED_HIGH_FIELD, EXPECTED_LOW_FIELD};
 pub use arrow_array;
 pub use arrow_schema;
 pub use batch::Batch;

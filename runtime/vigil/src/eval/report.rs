@@ -9,7 +9,9 @@ use std::ops::Range;
 
 use serde::Serialize;
 use vigil_nab::{best_threshold, normalize, score_dataset, Dataset, FileScore, Profile};
-use vigil_sdk::blocks::{SCORE_ALERT_FIELD, SCORE_STREAM_FIELD, SCORE_STREAM_VALUE};
+use vigil_sdk::blocks::{
+    INCIDENT_CLOSED, INCIDENT_FIELD, SCORE_ALERT_FIELD, SCORE_STREAM_FIELD, SCORE_STREAM_VALUE,
+};
 
 /// Header naming the input partition an alert concerns (set by the broker).
 pub const H_SOURCE_PARTITION: &str = "vigil.source.partition";
@@ -60,13 +62,19 @@ pub struct AlertRef {
 impl AlertRef {
     /// Reads the record's JSON value (the broker's alert document): a
     /// record whose `fields.stream` is `"score"` is a score record carrying
-    /// `score` and `fields.alert`; anything else is a plain alert.
+    /// `score` and `fields.alert`; a notice closing an incident
+    /// (`fields.incident` = `"closed"`) is no detection; anything else is a
+    /// plain alert.
     pub fn with_value(mut self, value: Option<&[u8]>) -> Result<Self, String> {
         let Some(doc) = value.and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
         else {
             return Ok(self);
         };
         let fields = &doc["fields"];
+        if fields[INCIDENT_FIELD].as_str() == Some(INCIDENT_CLOSED) {
+            self.alert = false;
+            return Ok(self);
+        }
         if fields[SCORE_STREAM_FIELD].as_str() != Some(SCORE_STREAM_VALUE) {
             return Ok(self);
         }
@@ -79,13 +87,12 @@ impl AlertRef {
     }
 }
 
-/// Reads an alert's provenance headers. `topic` is the eval's input topic:
-/// an alert about another topic is an error, as is a missing or
-/// non-numeric header.
-pub fn alert_ref<'a>(
+/// Reads an alert's provenance headers: the input topic (when the header
+/// is there), partition and offset; a missing or non-numeric partition or
+/// offset is an error.
+pub fn alert_source<'a>(
     headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-    topic: &str,
-) -> Result<AlertRef, String> {
+) -> Result<(Option<String>, i32, i64), String> {
     let (mut partition, mut offset, mut source) = (None, None, None);
     for (k, v) in headers {
         let text = v.map(|b| String::from_utf8_lossy(b).into_owned());
@@ -96,9 +103,6 @@ pub fn alert_ref<'a>(
             _ => {}
         }
     }
-    if let Some(s) = source.as_deref().filter(|s| *s != topic) {
-        return Err(format!("alert about topic {s:?}, expected {topic:?}"));
-    }
     let num = |name: &str, v: Option<String>| -> Result<i64, String> {
         let v = v.ok_or_else(|| format!("alert without a {name} header"))?;
         v.trim()
@@ -106,10 +110,25 @@ pub fn alert_ref<'a>(
             .map_err(|_| format!("alert with a non-numeric {name} header {v:?}"))
     };
     let partition = num(H_SOURCE_PARTITION, partition)?;
+    let partition = i32::try_from(partition)
+        .map_err(|_| format!("alert with partition {partition} out of range"))?;
+    Ok((source, partition, num(H_SOURCE_OFFSET, offset)?))
+}
+
+/// Reads an alert's provenance headers. `topic` is the eval's input topic:
+/// an alert about another topic is an error, as is a missing or
+/// non-numeric header.
+pub fn alert_ref<'a>(
+    headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    topic: &str,
+) -> Result<AlertRef, String> {
+    let (source, partition, offset) = alert_source(headers)?;
+    if let Some(s) = source.as_deref().filter(|s| *s != topic) {
+        return Err(format!("alert about topic {s:?}, expected {topic:?}"));
+    }
     Ok(AlertRef {
-        partition: i32::try_from(partition)
-            .map_err(|_| format!("alert with partition {partition} out of range"))?,
-        offset: num(H_SOURCE_OFFSET, offset)?,
+        partition,
+        offset,
         score: None,
         alert: true,
     })

@@ -42,6 +42,64 @@ pub fn score_record(source_offset: i64, score: f64, alert: bool) -> Alert {
         .field(SCORE_ALERT_FIELD, alert)
 }
 
+/// Field of an alert that is about an incident ([`Incidents`]): value
+/// [`INCIDENT_OPENED`] on the alert raised when it opens, and
+/// [`INCIDENT_CLOSED`] on the notice written when it closes.
+pub const INCIDENT_FIELD: &str = "incident";
+/// [`INCIDENT_FIELD`] of the alert that opens an incident.
+pub const INCIDENT_OPENED: &str = "opened";
+/// [`INCIDENT_FIELD`] of the notice that closes one. It is not a new
+/// detection: evaluations (`vigil eval`) skip it.
+pub const INCIDENT_CLOSED: &str = "closed";
+
+impl IncidentEvent {
+    /// Adds this event's fields to `alert`: `incident` (`"opened"` /
+    /// `"closed"`), `incident_start`, and for a closing also
+    /// `incident_end`, `incident_peak` and `incident_records`. A closing
+    /// notice should also get severity `Info` (see [`IncidentEvent::notice`]).
+    pub fn annotate(&self, alert: Alert) -> Alert {
+        match *self {
+            IncidentEvent::Opened { start } => alert
+                .field(INCIDENT_FIELD, INCIDENT_OPENED)
+                .field("incident_start", start),
+            IncidentEvent::Closed {
+                start,
+                end,
+                peak,
+                records,
+            } => alert
+                .field(INCIDENT_FIELD, INCIDENT_CLOSED)
+                .field("incident_start", start)
+                .field("incident_end", end)
+                .field("incident_peak", peak)
+                .field("incident_records", records),
+        }
+    }
+
+    /// The notice written at the record `at` where a closed incident was
+    /// found to be over (severity `Info`, score = its peak); `None` for
+    /// [`IncidentEvent::Opened`], which the detector reports with an alert
+    /// of its own.
+    pub fn notice(&self, at: i64) -> Option<Alert> {
+        let IncidentEvent::Closed {
+            start,
+            end,
+            peak,
+            records,
+        } = *self
+        else {
+            return None;
+        };
+        let alert = Alert::new(at)
+            .severity(crate::Severity::Info)
+            .score(peak)
+            .message(format!(
+                "incident over: offsets {start}..={end}, {records} anomalous records, peak score {peak:.4}"
+            ));
+        Some(self.annotate(alert))
+    }
+}
+
 /// Suffix of the labels topic of an alert topic: labels for alerts written
 /// to `payments.alerts` go to `payments.alerts.labels`.
 pub const LABELS_TOPIC_SUFFIX: &str = ".labels";
@@ -288,5 +346,19 @@ mod tests {
         assert_eq!(r.get_field(SCORE_STREAM_FIELD), Some("\"score\""));
         assert_eq!(r.get_field(SCORE_ALERT_FIELD), Some("true"));
         assert_eq!(r.get_score(), 0.25);
+        let closed = IncidentEvent::Closed {
+            start: 3,
+            end: 9,
+            peak: 2.5,
+            records: 4,
+        };
+        let n = closed.notice(12).unwrap();
+        assert_eq!(n.source_offset(), 12);
+        assert_eq!(n.get_severity(), crate::Severity::Info);
+        assert_eq!(n.get_field(INCIDENT_FIELD), Some("\"closed\""));
+        assert_eq!(n.get_field("incident_end"), Some("9"));
+        assert!(IncidentEvent::Opened { start: 3 }.notice(3).is_none());
+        let o = IncidentEvent::Opened { start: 3 }.annotate(Alert::new(3));
+        assert_eq!(o.get_field(INCIDENT_FIELD), Some("\"opened\""));
     }
 }

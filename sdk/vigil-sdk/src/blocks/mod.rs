@@ -9,17 +9,20 @@
 mod hygiene;
 mod keyed;
 mod likelihood;
+mod per_key;
 mod quantile;
 mod series_key;
 mod stats;
 mod window;
 
 pub use hygiene::{
-    score_record, IncidentEvent, Incidents, Label, PeakSuppressor, LABELS_TOPIC_SUFFIX,
-    SCORE_ALERT_FIELD, SCORE_STREAM_FIELD, SCORE_STREAM_VALUE,
+    score_record, IncidentEvent, Incidents, Label, PeakSuppressor, INCIDENT_CLOSED, INCIDENT_FIELD,
+    INCIDENT_OPENED, LABELS_TOPIC_SUFFIX, SCORE_ALERT_FIELD, SCORE_STREAM_FIELD,
+    SCORE_STREAM_VALUE,
 };
 pub use keyed::KeyedState;
 pub use likelihood::{log_tail_score, normal_tail, AnomalyLikelihood};
+pub use per_key::{KeyedIncidents, KeyedModels, Verdict, KEYS_EVICTED_FIELD, KEYS_TRACKED_FIELD};
 pub use quantile::QuantileSketch;
 pub use series_key::{KeySpec, SeriesKeys};
 pub use stats::{deviation, zscore, Ewma, RollingStats, ZScore, CONSTANT_DEVIATION};
