@@ -297,11 +297,21 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 /// finish for a few seconds.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let limits = broker.settings.admin.limits();
+    let tls = admin_tls(&broker);
     let state = AdminState::of(broker.clone());
     let sampler =
         crate::console::sampler::spawn(broker, state.console.history.clone(), shutdown.clone());
-    serve_with(listener, state, &limits, shutdown).await;
+    serve_tls(listener, state, &limits, tls, shutdown).await;
     let _ = sampler.await;
+}
+
+/// The admin TLS acceptor, when `admin-tls` is on.
+fn admin_tls(broker: &Broker) -> Option<tokio_rustls::TlsAcceptor> {
+    let sec = &broker.security;
+    sec.settings()
+        .admin_tls
+        .then(|| sec.tls.as_ref().map(|t| t.for_admin()))
+        .flatten()
 }
 
 /// [`serve`] over explicit state and limits.
@@ -311,6 +321,17 @@ pub async fn serve_with(
     limits: &AdminLimits,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_tls(listener, state, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AdminState,
+    limits: &AdminLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
     let metrics = state.metrics.clone();
-    listener::serve(listener, app(state, limits), limits, metrics, shutdown).await
+    listener::serve(listener, app(state, limits), limits, tls, metrics, shutdown).await
 }
