@@ -336,7 +336,7 @@ fn encode_saslname(s: &str) -> String {
 }
 
 /// The value of attribute `name` (`name=value`) in `part`.
-fn attr<'a>(part: Option<&'a str>, name: char) -> Result<&'a str, ScramError> {
+fn attr(part: Option<&str>, name: char) -> Result<&str, ScramError> {
     part.and_then(|p| p.strip_prefix(name))
         .and_then(|p| p.strip_prefix('='))
         .ok_or_else(|| ScramError::Malformed(format!("expected attribute {name}=")))

@@ -16,6 +16,7 @@ mod eval;
 mod fdlimit;
 mod offset;
 mod output;
+mod user;
 mod wasm_build;
 
 // Keeps hostile array lengths in requests from aborting the broker; see
@@ -60,6 +61,13 @@ enum Command {
     },
     /// Run the fraud demo: embedded broker, a detector on `payments`, alerts printed.
     Demo(demo::DemoArgs),
+    /// Manage SCRAM users (AlterUserScramCredentials over the Kafka API).
+    User {
+        #[command(flatten)]
+        conn: user::ConnArgs,
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Re-run a detector over a range of a topic's history (a job on the broker).
     Replay(cli_replay::ReplayArgs),
     /// Score a detector module on a labelled NAB-format corpus with a replay job.
@@ -137,6 +145,11 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Detector { admin, command } => cli::run(&admin, command),
         Command::Replay(args) => cli_replay::run(args),
+        Command::User { conn, command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(user::run(&conn, command)),
         Command::Demo(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -25,12 +25,16 @@ use crate::errors::storage_code;
 use crate::security::CredentialError;
 
 type Change = (String, Mechanism, Option<Credential>);
+/// An upsertion's mechanism code, iterations, salt and salted password.
+type Upsert<'a> = (i8, i32, &'a [u8], &'a [u8]);
+/// One user's upsertions and deleted mechanism codes.
+type UserOps<'a> = (Vec<Upsert<'a>>, Vec<i8>);
 
 /// One user's changes, or why they are refused.
 fn user_changes(
     b: &Broker,
     user: &str,
-    upserts: &[(i8, i32, &[u8], &[u8])],
+    upserts: &[Upsert<'_>],
     deletes: &[i8],
 ) -> Result<Vec<Change>, (ResponseError, String)> {
     if user.is_empty() {
@@ -97,7 +101,7 @@ pub(super) async fn alter(
     r: AlterUserScramCredentialsRequest,
     principal: &str,
 ) -> AlterUserScramCredentialsResponse {
-    let mut users: BTreeMap<String, (Vec<(i8, i32, &[u8], &[u8])>, Vec<i8>)> = BTreeMap::new();
+    let mut users: BTreeMap<String, UserOps<'_>> = BTreeMap::new();
     for u in &r.upsertions {
         users.entry(u.name.to_string()).or_default().0.push((
             u.mechanism,

@@ -53,7 +53,7 @@ pub enum SecurityError {
         /// The super user.
         user: String,
         /// What failed.
-        source: CredentialError,
+        source: Box<CredentialError>,
     },
 }
 
@@ -149,10 +149,10 @@ impl Security {
                 let cred = Credential::new(m, &password, vigil_auth::scram::MIN_ITERATIONS)
                     .map_err(|e| SecurityError::Bootstrap {
                         user: user.clone(),
-                        source: CredentialError::Invalid {
+                        source: Box::new(CredentialError::Invalid {
                             user: user.clone(),
                             source: e,
-                        },
+                        }),
                     })?;
                 changes.push((user.clone(), m, Some(cred)));
             }
@@ -161,7 +161,7 @@ impl Security {
                 .await
                 .map_err(|source| SecurityError::Bootstrap {
                     user: user.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             tracing::info!(%user, "bootstrapped the super user's SCRAM credentials");
         }
