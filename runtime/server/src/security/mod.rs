@@ -122,7 +122,8 @@ impl Security {
         let missing: Vec<&String> = s
             .superuser
             .iter()
-            .filter(|u| self.credentials.any(u).is_none())
+            // A certificate subject (`CN=...`) logs in with its certificate.
+            .filter(|u| !u.contains('=') && self.credentials.any(u).is_none())
             .collect();
         if missing.is_empty() {
             return Ok(());

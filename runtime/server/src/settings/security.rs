@@ -57,12 +57,15 @@ pub struct SecuritySettings {
         arg(long, env = "VIGIL_SASL_MECHANISMS", value_delimiter = ',')
     )]
     pub sasl_mechanisms: Vec<String>,
-    /// A super user (repeatable). Super users may manage SCRAM credentials;
-    /// with `VIGIL_BOOTSTRAP_PASSWORD` or `bootstrap-password-file`, each
-    /// one without credentials gets them at startup.
+    /// A super user (repeatable): a SASL user name, or the subject of a
+    /// TLS client certificate (`CN=client,O=Example`). Super users may
+    /// manage SCRAM credentials; with `VIGIL_BOOTSTRAP_PASSWORD` or
+    /// `bootstrap-password-file`, each one without credentials gets them at
+    /// startup. The variable separates names with `;` (Kafka's
+    /// `super.users` style), as subjects contain commas.
     #[cfg_attr(
         feature = "cli",
-        arg(long, env = "VIGIL_SUPERUSER", value_delimiter = ',')
+        arg(long, env = "VIGIL_SUPERUSER", value_delimiter = ';')
     )]
     pub superuser: Vec<String>,
     /// File holding the bootstrap password of the super users (instead of
