@@ -172,8 +172,11 @@ pub async fn serve(
     {
         Ok(a) => a,
         Err(reason) => {
+            // Counted (vigil_connections_closed_by_broker_total{reason="tls_handshake"})
+            // and logged at debug: a scan or a misconfigured client retrying
+            // in a loop would flood the log at info.
             broker.metrics.conn.close("tls_handshake");
-            tracing::info!(%peer, %reason, "closing connection");
+            tracing::debug!(%peer, %reason, "closing connection");
             broker.metrics.connections.dec();
             return;
         }
