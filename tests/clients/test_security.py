@@ -397,3 +397,47 @@ def test_failed_logins_are_rate_limited_per_address(broker_factory, certs):
     assert err == 58 and "too many failed logins" in (msg or ""), (err, msg)
     # Logged once for the burst, not once per attempt.
     assert s.broker.log_text().count("failed login") == 1, s.broker.log_text()[-4000:]
+
+
+def http(url: str, method: str = "GET", auth: tuple[str, str] | None = None, body: bytes | None = None):
+    import base64
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, method=method, data=body)
+    if body is not None:
+        req.add_header("content-type", "application/json")
+    if auth:
+        req.add_header("authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_admin_api_needs_credentials_and_metrics_has_its_own_listener(broker_factory, certs):
+    metrics_port = free_port()
+    s = start_secure(broker_factory, certs, ["--admin-auth", "true", "--metrics-listen",
+                                             f"127.0.0.1:{metrics_port}", "--max-failed-logins", "1000"])
+    create_alice(s)
+    base = s.broker.admin_url
+    # Probes stay open; everything else needs credentials.
+    assert http(base + "/healthz")[0] == 200
+    for path in ("/v1/deployments", "/metrics", "/openapi.json"):
+        status, headers, _ = http(base + path)
+        assert status == 401, (path, status)
+        assert "Basic" in headers.get("WWW-Authenticate", headers.get("www-authenticate", "")), headers
+    assert http(base + "/v1/deployments", auth=("alice", "wrong"))[0] == 401
+    assert http(base + "/v1/deployments", auth=("nobody", "x"))[0] == 401
+    # Any user may read; only a super user may change things.
+    assert http(base + "/v1/deployments", auth=("alice", ALICE_PASSWORD))[0] == 200
+    status, _, body = http(base + "/v1/replays", "POST", ("alice", ALICE_PASSWORD), b"{}")
+    assert status == 403, (status, body)
+    status, _, body = http(base + "/v1/replays", "POST", ("admin", ADMIN_PASSWORD), b"{}")
+    assert status == 400, (status, body)  # authorized; the empty spec is invalid
+    # /metrics without credentials on its own listener, and nothing else there.
+    status, _, page = http(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200 and b"vigil_" in page
+    assert http(f"http://127.0.0.1:{metrics_port}/v1/deployments")[0] == 404
+    assert "HTTP Basic (admin API)" in s.broker.log_text()

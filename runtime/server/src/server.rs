@@ -77,6 +77,8 @@ pub struct Running {
     pub kafka_addrs: Vec<std::net::SocketAddr>,
     /// Admin address actually bound.
     pub admin_addr: std::net::SocketAddr,
+    /// The `metrics-listen` address actually bound, if set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -100,6 +102,20 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
         })?;
         kafka_listeners.push((listener, addr));
     }
+    // Bound before the log opens, like the other listeners, so that a busy
+    // address fails startup before anything is running.
+    let metrics = match settings.security.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    what: "metrics",
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let kafka_addrs: Vec<_> = kafka_listeners.iter().map(|(_, a)| *a).collect();
     let kafka_addr = kafka_addrs[0];
     let config = &settings.server;
@@ -139,6 +155,15 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
             tracing::error!(error = %e, "the uploader task failed");
         }
     });
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics {
+        metrics_addr = listener.local_addr().ok();
+        tasks.spawn(crate::admin::serve_metrics(
+            listener,
+            broker.clone(),
+            rx.clone(),
+        ));
+    }
     tasks.spawn(crate::admin::serve(admin, broker.clone(), rx.clone()));
     let c = &broker.settings.server;
     // One cap over all listeners: it bounds the broker's descriptors.
@@ -168,6 +193,7 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
         kafka_addr,
         kafka_addrs,
         admin_addr,
+        metrics_addr,
         shutdown,
         tasks,
     })

@@ -61,7 +61,7 @@ pub(super) async fn serve(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     backoff = None;
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         refuse(&stream);
@@ -76,11 +76,11 @@ pub(super) async fn serve(
                         let open = metrics.metrics().admin_connections.clone();
                         open.inc();
                         match tls {
-                            None => serve_conn(&http, stream, app, stop).await,
+                            None => serve_conn(&http, stream, peer, app, stop).await,
                             // The handshake counts against the header-read
                             // timeout: a client stalling it is a slowloris too.
                             Some(tls) => match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
-                                Ok(Ok(stream)) => serve_conn(&http, stream, app, stop).await,
+                                Ok(Ok(stream)) => serve_conn(&http, stream, peer, app, stop).await,
                                 Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake failed"),
                                 Err(_) => tracing::debug!("admin TLS handshake timed out"),
                             },
@@ -122,16 +122,24 @@ pub(super) async fn serve(
 }
 
 /// Serves HTTP/1 on one accepted connection (plain or TLS) until it ends
-/// or the broker shuts down.
+/// or the broker shuts down. Requests carry the peer's address
+/// (`ConnectInfo`) for the failed-login budget.
 async fn serve_conn<I>(
     http: &hyper::server::conn::http1::Builder,
     io: I,
+    peer: std::net::SocketAddr,
     app: NormalizePath<Router>,
     mut stop: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(app);
+    let inner = TowerToHyperService::new(app);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            hyper::service::Service::call(&inner, req)
+        });
     let conn = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     tokio::select! {

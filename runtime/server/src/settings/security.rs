@@ -44,6 +44,18 @@ pub struct SecuritySettings {
     /// one but authenticate with SASL.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_TLS_CLIENT_CA"))]
     pub tls_client_ca: Option<PathBuf>,
+    /// Require HTTP Basic credentials (a SCRAM user) on the admin API:
+    /// any user may read, only super users may change anything. `/healthz`
+    /// stays open.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, env = "VIGIL_ADMIN_AUTH", action = clap::ArgAction::Set)
+    )]
+    pub admin_auth: bool,
+    /// Serve `/metrics` (and `/healthz`) without credentials on this
+    /// address too, apart from the admin API.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_METRICS_LISTEN"))]
+    pub metrics_listen: Option<SocketAddr>,
     /// Serve the admin HTTP API over TLS (with `tls-cert`/`tls-key`).
     #[cfg_attr(
         feature = "cli",
@@ -100,6 +112,8 @@ impl Default for SecuritySettings {
             tls_key: None,
             tls_client_ca: None,
             admin_tls: false,
+            admin_auth: false,
+            metrics_listen: None,
             sasl_mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
             superuser: Vec::new(),
             bootstrap_password_file: None,
