@@ -284,6 +284,20 @@ mod tests {
             "max-connections-per-ip",
             "connections-max-idle-ms",
             "request-read-timeout-ms",
+            "security-protocol",
+            "listener",
+            "tls-cert",
+            "tls-key",
+            "tls-client-ca",
+            "admin-auth",
+            "metrics-listen",
+            "admin-tls",
+            "sasl-mechanisms",
+            "superuser",
+            "bootstrap-password-file",
+            "connections-max-reauth-ms",
+            "max-failed-logins",
+            "failed-login-window-ms",
             "log-format",
         ];
         for flag in expected {
@@ -358,6 +372,39 @@ mod tests {
         .expect("valid");
         assert!(s.storage.takeover && !s.server.auto_create_topics);
         assert_eq!(s.storage.wal, WalKind::Object);
+    }
+
+    /// List flags repeat; defaults of list settings survive when not given;
+    /// a certificate subject (commas and all) is one super user.
+    #[test]
+    fn security_list_flags() {
+        let s = serve_args(&[])
+            .expect("parse")
+            .into_settings()
+            .expect("valid");
+        assert_eq!(
+            s.security.sasl_mechanisms,
+            ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+        );
+        assert!(s.security.listener.is_empty() && s.security.superuser.is_empty());
+        let s = serve_args(&[
+            "--listener",
+            "SASL_PLAINTEXT://127.0.0.1:0",
+            "--listener",
+            "PLAINTEXT://127.0.0.1:0@kafka.example:19092",
+            "--superuser",
+            "admin",
+            "--superuser",
+            "CN=client-1,O=Example",
+            "--sasl-mechanisms",
+            "PLAIN,SCRAM-SHA-512",
+        ])
+        .expect("parse")
+        .into_settings()
+        .expect("valid");
+        assert_eq!(s.security.listener.len(), 2);
+        assert_eq!(s.security.superuser, ["admin", "CN=client-1,O=Example"]);
+        assert_eq!(s.security.sasl_mechanisms, ["PLAIN", "SCRAM-SHA-512"]);
     }
 
     #[test]
