@@ -61,6 +61,10 @@ apt_install() {
 
 apt_install kcat
 
+# openssl CLI: tests/clients/test_security.py makes its CA and certificates
+# at run time (no private key is committed).
+apt_install openssl
+
 # etcd for runtime/coord's tests and benchmark (they start their own on
 # free loopback ports; a system service the package may start is not used).
 apt_install etcd-server

@@ -55,6 +55,7 @@ SERVED = {
     14: (0, 5),   # SyncGroup
     15: (0, 5),   # DescribeGroups
     16: (0, 4),   # ListGroups
+    17: (1, 1),   # SaslHandshake
     18: (0, 4),   # ApiVersions
     19: (2, 7),   # CreateTopics
     20: (1, 6),   # DeleteTopics
@@ -64,10 +65,13 @@ SERVED = {
     32: (1, 4),   # DescribeConfigs
     33: (0, 2),   # AlterConfigs
     35: (1, 4),   # DescribeLogDirs
+    36: (0, 2),   # SaslAuthenticate
     37: (0, 3),   # CreatePartitions
     42: (0, 2),   # DeleteGroups
     44: (0, 1),   # IncrementalAlterConfigs
     47: (0, 0),   # OffsetDelete
+    50: (0, 0),   # DescribeUserScramCredentials
+    51: (0, 0),   # AlterUserScramCredentials
     60: (0, 1),   # DescribeCluster
     61: (0, 0),   # DescribeProducers
 }

@@ -84,6 +84,8 @@ pub struct Broker {
     pub cluster_id: String,
     /// Detector modules and deployments.
     pub detectors: Arc<Detectors>,
+    /// Listeners per security protocol, TLS, SASL credentials.
+    pub security: Arc<crate::security::Security>,
 }
 
 impl Broker {
@@ -116,6 +118,7 @@ impl Broker {
             components.clock,
         )
         .await?;
+        let security = Arc::new(crate::security::Security::open(&settings, log.clone()).await?);
         let group_store = Arc::new(LogGroupStore::new(log.clone()));
         let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
         let restored = group_store.restore_into(&groups);
@@ -146,6 +149,7 @@ impl Broker {
             store_metrics,
             cluster_id,
             detectors,
+            security,
         }))
     }
 
@@ -155,5 +159,14 @@ impl Broker {
             &self.advertised_listener.0,
             i32::from(self.advertised_listener.1),
         )
+    }
+
+    /// Host and port of Kafka listener `listener` (an index into
+    /// `security.listeners`; 0 is `listen`), for clients connected to it.
+    pub fn advertised_on(&self, listener: usize) -> (&str, i32) {
+        match self.security.listeners.get(listener) {
+            Some(l) if listener > 0 => (&l.advertised.0, i32::from(l.advertised.1)),
+            _ => self.advertised(),
+        }
     }
 }

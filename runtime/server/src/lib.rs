@@ -14,6 +14,7 @@ pub mod drills;
 pub mod errors;
 pub mod handlers;
 pub mod metrics;
+pub mod security;
 pub mod server;
 pub mod settings;
 

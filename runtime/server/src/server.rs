@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::broker::{Broker, Components};
-use crate::connection::{self, ConnLimits};
+use crate::connection::{self, ConnLimits, Endpoint};
 use crate::settings::{Settings, SettingsError};
 
 /// How long shutdown waits for connections to finish their current request.
@@ -61,6 +61,9 @@ pub enum ServeError {
     /// The detector engine could not start.
     #[error("cannot start detectors: {0}")]
     Detectors(#[source] vigil_engine::DetectorError),
+    /// TLS files, listeners or the bootstrap super user are unusable.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// A running broker.
@@ -69,8 +72,13 @@ pub struct Running {
     pub broker: Arc<Broker>,
     /// Kafka address actually bound (port 0 resolved).
     pub kafka_addr: std::net::SocketAddr,
+    /// Every Kafka listener's bound address: `kafka_addr`, then one per
+    /// `listener` setting, in order.
+    pub kafka_addrs: Vec<std::net::SocketAddr>,
     /// Admin address actually bound.
     pub admin_addr: std::net::SocketAddr,
+    /// The `metrics-listen` address actually bound, if set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -78,14 +86,39 @@ pub struct Running {
 /// Binds the listeners, opens the log on `components` and starts serving.
 pub async fn start(mut settings: Settings, components: Components) -> Result<Running, ServeError> {
     settings.validate()?;
-    let config = &settings.server;
-    let kafka = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
+    let specs = settings.security.kafka_listeners(&settings.server)?;
+    let mut kafka_listeners = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        let bound = TcpListener::bind(spec.bind).await;
+        let listener = bound.map_err(|source| ServeError::Bind {
             what: "kafka",
-            addr: config.listen,
+            addr: spec.bind,
             source,
         })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            what: "kafka",
+            addr: spec.bind,
+            source,
+        })?;
+        kafka_listeners.push((listener, addr));
+    }
+    // Bound before the log opens, like the other listeners, so that a busy
+    // address fails startup before anything is running.
+    let metrics = match settings.security.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    what: "metrics",
+                    addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let kafka_addrs: Vec<_> = kafka_listeners.iter().map(|(_, a)| *a).collect();
+    let kafka_addr = kafka_addrs[0];
+    let config = &settings.server;
     let admin = TcpListener::bind(config.admin_listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -93,11 +126,6 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
             addr: config.admin_listen,
             source,
         })?;
-    let kafka_addr = kafka.local_addr().map_err(|source| ServeError::Bind {
-        what: "kafka",
-        addr: config.listen,
-        source,
-    })?;
     let admin_addr = admin.local_addr().map_err(|source| ServeError::Bind {
         what: "admin",
         addr: config.admin_listen,
@@ -107,6 +135,11 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
     // which one we got, so that it is advertised and names this broker.
     settings.server.listen = kafka_addr;
     settings.server.admin_listen = admin_addr;
+    settings.security.listener = specs[1..]
+        .iter()
+        .zip(&kafka_addrs[1..])
+        .map(|(spec, addr)| spec.bound_to(*addr))
+        .collect();
     let broker = Broker::open(settings, components).await?;
     let (shutdown, rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -122,22 +155,59 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
             tracing::error!(error = %e, "the uploader task failed");
         }
     });
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics {
+        metrics_addr = listener.local_addr().ok();
+        tasks.spawn(crate::admin::serve_metrics(
+            listener,
+            broker.clone(),
+            rx.clone(),
+        ));
+    }
     tasks.spawn(crate::admin::serve(admin, broker.clone(), rx.clone()));
-    tasks.spawn(accept_loop(kafka, broker.clone(), rx));
+    let c = &broker.settings.server;
+    // One cap over all listeners: it bounds the broker's descriptors.
+    let limits = ConnLimits::new(c.max_connections, c.max_connections_per_ip);
+    for (index, (listener, _)) in kafka_listeners.into_iter().enumerate() {
+        let protocol = specs[index].protocol;
+        let tls = broker
+            .security
+            .tls
+            .as_ref()
+            .and_then(|t| t.for_kafka(protocol));
+        let endpoint = Endpoint {
+            index,
+            protocol,
+            tls,
+        };
+        tasks.spawn(accept_loop(
+            listener,
+            endpoint,
+            limits.clone(),
+            broker.clone(),
+            rx.clone(),
+        ));
+    }
     Ok(Running {
         broker,
         kafka_addr,
+        kafka_addrs,
         admin_addr,
+        metrics_addr,
         shutdown,
         tasks,
     })
 }
 
-async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    limits: Arc<ConnLimits>,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     let mut stop = shutdown.clone();
-    let c = &broker.settings.server;
-    let limits = ConnLimits::new(c.max_connections, c.max_connections_per_ip);
     let mut backoff = AcceptBackoff::default();
     let mut refused = LogEvery::default();
     loop {
@@ -149,7 +219,7 @@ async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, shutdown: watch
                     match limits.admit(peer.ip()) {
                         Ok(slot) => {
                             let _ = stream.set_nodelay(true);
-                            conns.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone(), slot));
+                            conns.spawn(connection::serve(stream, peer, broker.clone(), shutdown.clone(), slot, endpoint.clone()));
                         }
                         Err(why) => {
                             // Accepted and closed at once: the client sees a

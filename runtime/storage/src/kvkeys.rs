@@ -8,12 +8,15 @@
 //!                                              (JSON array: group ids may hold any character)
 //! detectors/deployment/<name>                  a detector deployment's spec and life-cycle state
 //! detectors/checkpoint/<name>/<topic>/<p>      committed progress of one input partition
+//! security/scram/["<user>","<mechanism>"]      a user's salted SCRAM credential (JSON array:
+//!                                              user names may hold any character)
 //! ```
 
 const CLUSTER_ID: &str = "cluster/id";
 const GROUP_OFFSET_PREFIX: &str = "offsets/";
 const DEPLOYMENT_PREFIX: &str = "detectors/deployment/";
 const CHECKPOINT_PREFIX: &str = "detectors/checkpoint/";
+const SCRAM_PREFIX: &str = "security/scram/";
 
 /// Key of the cluster id.
 pub fn cluster_id() -> &'static str {
@@ -69,6 +72,23 @@ pub fn checkpoint_input<'a>(name: &str, key: &'a str) -> Option<&'a str> {
         .strip_prefix('/')
 }
 
+/// Key of a user's SCRAM credential for one mechanism (`SCRAM-SHA-256`,
+/// `SCRAM-SHA-512`).
+pub fn scram_credential(user: &str, mechanism: &str) -> String {
+    let id = serde_json::json!([user, mechanism]);
+    format!("{SCRAM_PREFIX}{id}")
+}
+
+/// Prefix of every SCRAM credential key (for a scan).
+pub fn scram_credential_prefix() -> &'static str {
+    SCRAM_PREFIX
+}
+
+/// `(user, mechanism)` of a SCRAM credential key, if it is one.
+pub fn parse_scram_credential(key: &str) -> Option<(String, String)> {
+    serde_json::from_str(key.strip_prefix(SCRAM_PREFIX)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +100,10 @@ mod tests {
         assert_eq!(deployment("d1"), "detectors/deployment/d1");
         assert_eq!(checkpoint("d1", "t.x", 2), "detectors/checkpoint/d1/t.x/2");
         assert_eq!(checkpoint_prefix("d1"), "detectors/checkpoint/d1/");
+        assert_eq!(
+            scram_credential("alice", "SCRAM-SHA-512"),
+            r#"security/scram/["alice","SCRAM-SHA-512"]"#
+        );
     }
 
     #[test]
@@ -99,5 +123,12 @@ mod tests {
         assert_eq!(checkpoint_input("d", &c), Some("in/4"));
         // A deployment whose name is a prefix of another's does not claim it.
         assert_eq!(checkpoint_input("d", &checkpoint("dd", "in", 4)), None);
+        let k = scram_credential("we\"ird/user", "SCRAM-SHA-256");
+        assert!(k.starts_with(scram_credential_prefix()));
+        assert_eq!(
+            parse_scram_credential(&k),
+            Some(("we\"ird/user".into(), "SCRAM-SHA-256".into()))
+        );
+        assert_eq!(parse_scram_credential(&group_offset("g", "t", 0)), None);
     }
 }

@@ -15,8 +15,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Record, RecordBatchDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A byte stream to a broker: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Client failures.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +49,7 @@ pub enum ClientError {
 /// One connection to a broker.
 pub struct KafkaClient {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_id: i32,
 }
 
@@ -56,14 +60,20 @@ impl KafkaClient {
             .await
             .map_err(|source| ClientError::Io { addr, source })?;
         let _ = stream.set_nodelay(true);
-        Ok(KafkaClient {
+        Ok(KafkaClient::over(addr, Box::new(stream)))
+    }
+
+    /// A client on an established stream (TLS, say) to `addr`.
+    pub fn over(addr: SocketAddr, stream: Box<dyn Io>) -> Self {
+        KafkaClient {
             addr,
             stream,
             next_id: 1,
-        })
+        }
     }
 
-    async fn call(
+    /// Sends one request and reads its response.
+    pub async fn call(
         &mut self,
         api: ApiKey,
         version: i16,

@@ -16,6 +16,7 @@ mod eval;
 mod fdlimit;
 mod offset;
 mod output;
+mod user;
 mod wasm_build;
 
 // Keeps hostile array lengths in requests from aborting the broker; see
@@ -60,6 +61,13 @@ enum Command {
     },
     /// Run the fraud demo: embedded broker, a detector on `payments`, alerts printed.
     Demo(demo::DemoArgs),
+    /// Manage SCRAM users (AlterUserScramCredentials over the Kafka API).
+    User {
+        #[command(flatten)]
+        conn: user::ConnArgs,
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Re-run a detector over a range of a topic's history (a job on the broker).
     Replay(cli_replay::ReplayArgs),
     /// Score a detector module on a labelled NAB-format corpus with a replay job.
@@ -137,6 +145,11 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Detector { admin, command } => cli::run(&admin, command),
         Command::Replay(args) => cli_replay::run(args),
+        Command::User { conn, command } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?
+            .block_on(user::run(&conn, command)),
         Command::Demo(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -271,6 +284,20 @@ mod tests {
             "max-connections-per-ip",
             "connections-max-idle-ms",
             "request-read-timeout-ms",
+            "security-protocol",
+            "listener",
+            "tls-cert",
+            "tls-key",
+            "tls-client-ca",
+            "admin-auth",
+            "metrics-listen",
+            "admin-tls",
+            "sasl-mechanisms",
+            "superuser",
+            "bootstrap-password-file",
+            "connections-max-reauth-ms",
+            "max-failed-logins",
+            "failed-login-window-ms",
             "log-format",
         ];
         for flag in expected {
@@ -345,6 +372,39 @@ mod tests {
         .expect("valid");
         assert!(s.storage.takeover && !s.server.auto_create_topics);
         assert_eq!(s.storage.wal, WalKind::Object);
+    }
+
+    /// List flags repeat; defaults of list settings survive when not given;
+    /// a certificate subject (commas and all) is one super user.
+    #[test]
+    fn security_list_flags() {
+        let s = serve_args(&[])
+            .expect("parse")
+            .into_settings()
+            .expect("valid");
+        assert_eq!(
+            s.security.sasl_mechanisms,
+            ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+        );
+        assert!(s.security.listener.is_empty() && s.security.superuser.is_empty());
+        let s = serve_args(&[
+            "--listener",
+            "SASL_PLAINTEXT://127.0.0.1:0",
+            "--listener",
+            "PLAINTEXT://127.0.0.1:0@kafka.example:19092",
+            "--superuser",
+            "admin",
+            "--superuser",
+            "CN=client-1,O=Example",
+            "--sasl-mechanisms",
+            "PLAIN,SCRAM-SHA-512",
+        ])
+        .expect("parse")
+        .into_settings()
+        .expect("valid");
+        assert_eq!(s.security.listener.len(), 2);
+        assert_eq!(s.security.superuser, ["admin", "CN=client-1,O=Example"]);
+        assert_eq!(s.security.sasl_mechanisms, ["PLAIN", "SCRAM-SHA-512"]);
     }
 
     #[test]

@@ -34,6 +34,10 @@ function kafkaFor(cmd) {
   return new Kafka({
     clientId: 'vigil-kafkajs-test',
     brokers: cmd.brokers,
+    // Optional security (test_security.py): ssl = {ca: PEM path},
+    // sasl = {mechanism, username, password}.
+    ssl: cmd.ssl ? { ca: [fs.readFileSync(cmd.ssl.ca, 'utf-8')] } : undefined,
+    sasl: cmd.sasl || undefined,
     logLevel: logLevel.INFO,
     logCreator: stderrLogger,
     connectionTimeout: 10000,

@@ -46,9 +46,11 @@ pub(super) async fn serve(
     listener: TcpListener,
     app: NormalizePath<Router>,
     limits: &AdminLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     metrics: Arc<dyn MetricsSource>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let handshake_timeout = limits.header_read_timeout;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -59,7 +61,7 @@ pub(super) async fn serve(
     loop {
         tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     backoff = None;
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
                         refuse(&stream);
@@ -67,20 +69,21 @@ pub(super) async fn serve(
                         continue;
                     };
                     let (http, app, metrics) = (http.clone(), app.clone(), metrics.clone());
-                    let mut stop = shutdown.clone();
+                    let stop = shutdown.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
                         let _slot = slot;
                         let open = metrics.metrics().admin_connections.clone();
                         open.inc();
-                        let service = TowerToHyperService::new(app);
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            r = conn.as_mut() => finished(r),
-                            () = crate::server::until_shutdown(&mut stop) => {
-                                conn.as_mut().graceful_shutdown();
-                                finished(conn.await);
-                            }
+                        match tls {
+                            None => serve_conn(&http, stream, peer, app, stop).await,
+                            // The handshake counts against the header-read
+                            // timeout: a client stalling it is a slowloris too.
+                            Some(tls) => match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                                Ok(Ok(stream)) => serve_conn(&http, stream, peer, app, stop).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "admin TLS handshake failed"),
+                                Err(_) => tracing::debug!("admin TLS handshake timed out"),
+                            },
                         }
                         open.dec();
                     });
@@ -115,6 +118,36 @@ pub(super) async fn serve(
             "admin requests did not finish within {DRAIN_TIMEOUT:?} of shutdown; closing them"
         );
         conns.abort_all();
+    }
+}
+
+/// Serves HTTP/1 on one accepted connection (plain or TLS) until it ends
+/// or the broker shuts down. Requests carry the peer's address
+/// (`ConnectInfo`) for the failed-login budget.
+async fn serve_conn<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    peer: std::net::SocketAddr,
+    app: NormalizePath<Router>,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let inner = TowerToHyperService::new(app);
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            hyper::service::Service::call(&inner, req)
+        });
+    let conn = http.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => finished(r),
+        () = crate::server::until_shutdown(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            finished(conn.await);
+        }
     }
 }
 

@@ -58,6 +58,7 @@ use crate::broker::Broker;
 use crate::console::Console;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 
+mod auth;
 mod deployments;
 mod diff;
 pub mod error;
@@ -141,6 +142,8 @@ pub struct AdminState {
     pub(crate) metrics: Arc<dyn MetricsSource>,
     /// What the web console's views read (see `crate::console`).
     pub(crate) console: Arc<Console>,
+    /// Whose credentials the API checks (`admin-auth`); `None`: open.
+    pub(crate) auth: Option<Arc<crate::security::Security>>,
 }
 
 impl AdminState {
@@ -151,6 +154,7 @@ impl AdminState {
             log,
             metrics,
             console: Arc::new(Console::default()),
+            auth: None,
         }
     }
 
@@ -163,7 +167,15 @@ impl AdminState {
     /// State of a running broker.
     pub fn of(broker: Arc<Broker>) -> Self {
         let console = Arc::new(Console::of(&broker));
-        AdminState::new(broker.detectors.clone(), broker.log.clone(), broker).with_console(console)
+        let auth = broker
+            .security
+            .settings()
+            .admin_auth
+            .then(|| broker.security.clone());
+        let mut state = AdminState::new(broker.detectors.clone(), broker.log.clone(), broker)
+            .with_console(console);
+        state.auth = auth;
+        state
     }
 }
 
@@ -234,6 +246,7 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
         .merge(console_routes(q))
         .fallback(guard::not_found)
         .method_not_allowed_fallback(guard::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require))
         .layer(from_fn_with_state(state.clone(), guard::record))
         .layer(DefaultBodyLimit::max(limits.json_body))
         .layer(
@@ -297,11 +310,49 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 /// finish for a few seconds.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let limits = broker.settings.admin.limits();
+    let tls = admin_tls(&broker);
     let state = AdminState::of(broker.clone());
     let sampler =
         crate::console::sampler::spawn(broker, state.console.history.clone(), shutdown.clone());
-    serve_with(listener, state, &limits, shutdown).await;
+    serve_tls(listener, state, &limits, tls, shutdown).await;
     let _ = sampler.await;
+}
+
+/// The admin TLS acceptor, when `admin-tls` is on.
+fn admin_tls(broker: &Broker) -> Option<tokio_rustls::TlsAcceptor> {
+    let sec = &broker.security;
+    sec.settings()
+        .admin_tls
+        .then(|| sec.tls.as_ref().map(|t| t.for_admin()))
+        .flatten()
+}
+
+/// Serves `/metrics` (and `/healthz`) alone on `listener`, without
+/// credentials: what Prometheus scrapes, apart from the admin API
+/// (`metrics-listen`).
+pub async fn serve_metrics(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let limits = broker.settings.admin.limits();
+    let mut state = AdminState::of(broker);
+    state.auth = None;
+    let source = state.metrics.clone();
+    let scrape = from_fn_with_state(
+        guard::Guard::new(
+            Arc::new(Semaphore::new(MAX_CONCURRENT_SCRAPES)),
+            limits.request_timeout,
+        ),
+        guard::guard,
+    );
+    let router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics).layer(scrape))
+        .fallback(guard::not_found)
+        .with_state(state);
+    let app = NormalizePath::trim_trailing_slash(router);
+    listener::serve(listener, app, &limits, None, source, shutdown).await
 }
 
 /// [`serve`] over explicit state and limits.
@@ -311,6 +362,17 @@ pub async fn serve_with(
     limits: &AdminLimits,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_tls(listener, state, limits, None, shutdown).await
+}
+
+/// [`serve_with`], over TLS when `tls` is given.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AdminState,
+    limits: &AdminLimits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
     let metrics = state.metrics.clone();
-    listener::serve(listener, app(state, limits), limits, metrics, shutdown).await
+    listener::serve(listener, app(state, limits), limits, tls, metrics, shutdown).await
 }

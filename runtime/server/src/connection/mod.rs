@@ -16,6 +16,7 @@
 //! written stay within `fetch-max-bytes` ([`FetchBudget`]).
 
 mod limits;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,17 +28,20 @@ use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use kafka_protocol::messages::RequestKind;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use vigil_protocol::{decode_request, encode_error_response, encode_response, FrameDecoder, Head};
 
 pub use limits::{ConnLimits, ConnMetrics, ConnSlot, ReasonLabel, Rejected};
+pub use transport::Endpoint;
+use transport::{ReadEvent, Reader, Writer};
 
 use crate::broker::Broker;
 use crate::handlers;
+use crate::security::session::{After, Gate};
+use crate::security::Session;
 
 /// Bytes read ahead past a complete frame that waits for an in-flight slot:
 /// enough to see a hang-up (and so drop the client's waiting requests) in
@@ -53,6 +57,11 @@ const MAX_RESERVE: usize = 1024 * 1024;
 pub struct ConnInfo {
     /// Remote address.
     pub peer: SocketAddr,
+    /// Which Kafka listener it came in on (see [`Endpoint::index`]).
+    pub listener: usize,
+    /// Who the client is: `User:NAME` after SASL, `User:<subject>` with a
+    /// TLS client certificate, else `User:ANONYMOUS`.
+    pub principal: String,
 }
 
 type Outgoing = BoxFuture<'static, Option<Response>>;
@@ -130,21 +139,48 @@ enum End {
     Idle,
     /// A frame did not arrive whole within `request-read-timeout-ms`.
     SlowFrame,
+    /// Authentication refused the client (a request before SASL, an
+    /// expired session, a failed login): answer what was dispatched (the
+    /// SASL error among it), then close.
+    Refused(String),
+}
+
+/// What a decoded frame leads to.
+enum Handled {
+    /// A response on its way, then the next request.
+    Next(Outgoing),
+    /// A last response (a failed login), then close.
+    Last(Outgoing, String),
 }
 
 /// Serves one connection until the client closes it, a frame is broken, a
 /// limit closes it, or the broker shuts down. `slot` is its place under the
-/// connection caps, freed when this returns.
+/// connection caps, freed when this returns; `endpoint` the listener it
+/// came in on (TLS, SASL).
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
     slot: ConnSlot,
+    endpoint: Endpoint,
 ) {
     let _slot = slot;
     broker.metrics.connections.inc();
     let c = &broker.settings.server;
+    let accepted = match transport::accept(stream, peer, &endpoint, c.request_read_timeout()).await
+    {
+        Ok(a) => a,
+        Err(reason) => {
+            // Counted (vigil_connections_closed_by_broker_total{reason="tls_handshake"})
+            // and logged at debug: a scan or a misconfigured client retrying
+            // in a loop would flood the log at info.
+            broker.metrics.conn.close("tls_handshake");
+            tracing::debug!(%peer, %reason, "closing connection");
+            broker.metrics.connections.dec();
+            return;
+        }
+    };
     let bounds = Bounds {
         max_in_flight: c.max_in_flight_requests_per_connection,
         idle: c.connections_max_idle(),
@@ -152,12 +188,26 @@ pub async fn serve(
         max_frame: c.max_frame_bytes(),
         fetch_max_bytes: c.fetch_max_bytes,
     };
-    let (rd, wr) = stream.into_split();
     // Unbounded only in type: the reader sends one entry per ticket.
     let (tx, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(write_loop(wr, rx, peer));
-    let conn = ConnInfo { peer };
-    let end = read_loop(rd, tx, &broker, &conn, &bounds, shutdown).await;
+    let writer = tokio::spawn(write_loop(accepted.writer, rx, peer));
+    let mut conn = ConnInfo {
+        peer,
+        listener: endpoint.index,
+        principal: accepted
+            .cert_principal
+            .unwrap_or_else(|| crate::security::ANONYMOUS.to_string()),
+    };
+    let mut session = Session::new(endpoint.protocol.sasl());
+    let end = read_loop(
+        accepted.reader,
+        tx,
+        &broker,
+        (&mut conn, &mut session),
+        &bounds,
+        shutdown,
+    )
+    .await;
     let drain = match end {
         End::Shutdown => true,
         End::Broken(reason) => {
@@ -181,6 +231,11 @@ pub async fn serve(
             tracing::info!(%peer, timeout = ?bounds.frame_timeout, "closing a connection whose request frame did not arrive in time");
             false
         }
+        End::Refused(reason) => {
+            broker.metrics.conn.close("authentication");
+            tracing::info!(%peer, principal = %conn.principal, %reason, "closing connection");
+            true
+        }
     };
     if !drain {
         // Nobody will read the answers: drop the waiting requests (long
@@ -191,11 +246,18 @@ pub async fn serve(
     broker.metrics.connections.dec();
 }
 
+/// What happened while the read loop waited.
+enum Event {
+    Permit(Option<OwnedSemaphorePermit>),
+    Socket(std::io::Result<ReadEvent>),
+    IdleTimer,
+}
+
 async fn read_loop(
-    rd: OwnedReadHalf,
+    mut rd: Reader,
     tx: mpsc::UnboundedSender<(Outgoing, Ticket)>,
     broker: &Arc<Broker>,
-    conn: &ConnInfo,
+    (conn, session): (&mut ConnInfo, &mut Session),
     bounds: &Bounds,
     mut shutdown: watch::Receiver<bool>,
 ) -> End {
@@ -225,13 +287,18 @@ async fn read_loop(
                     Ok(None) => continue,
                     Err(e) => return End::Broken(e.to_string()),
                 };
-                let out = match handle_frame(frame, broker, conn, &fetch_budget).await {
-                    Ok(out) => out,
-                    Err(reason) => return End::Broken(reason),
-                };
+                let (out, last) =
+                    match handle_frame(frame, broker, conn, session, &fetch_budget).await {
+                        Ok(Handled::Next(out)) => (out, None),
+                        Ok(Handled::Last(out, reason)) => (out, Some(reason)),
+                        Err(end) => return end,
+                    };
                 last_active = Instant::now();
                 if tx.send((out, Ticket::new(p, gauge))).is_err() {
                     return End::Gone; // the writer saw the socket fail
+                }
+                if let Some(reason) = last {
+                    return End::Refused(reason);
                 }
                 continue;
             }
@@ -247,44 +314,41 @@ async fn read_loop(
             };
             buf.reserve(want.clamp(4096, MAX_RESERVE));
         }
-        let interest = if can_read {
-            Interest::READABLE
-        } else {
-            Interest::ERROR
-        };
         let idle_at = last_active + bounds.idle;
         let slow_at = partial_since.map(|t| t + bounds.frame_timeout);
-        tokio::select! {
-            p = in_flight.clone().acquire_owned(), if complete => permit = p.ok(),
+        let event = tokio::select! {
+            p = in_flight.clone().acquire_owned(), if complete => Event::Permit(p.ok()),
             // Reading, or (in-flight cap reached, not reading) waiting for
             // a reset: a client that hangs up with requests unread is seen
-            // without reading them. Readiness is only cleared by a read
-            // that would block, so no bytes are ever left unnoticed.
-            r = rd.as_ref().ready(interest) => match r {
-                Ok(_) if can_read => match rd.as_ref().try_read_buf(&mut buf) {
-                    Ok(0) if buf.is_empty() || complete => return End::Gone,
-                    Ok(0) => return End::Truncated(buf.len()),
-                    Ok(_) => last_active = Instant::now(),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        tracing::debug!(peer = %conn.peer, error = %e, "read failed; dropping the connection");
-                        return End::Gone;
-                    }
-                },
-                Ok(_) | Err(_) => return End::Gone,
-            },
+            // without reading them (see `transport`).
+            r = rd.next(&mut buf, can_read) => Event::Socket(r),
             _ = tokio::time::sleep_until(slow_at.unwrap_or(idle_at)), if slow_at.is_some() => {
                 return End::SlowFrame;
             }
-            _ = tokio::time::sleep_until(idle_at) => {
+            _ = tokio::time::sleep_until(idle_at) => Event::IdleTimer,
+            _ = tx.closed() => return End::Gone,
+            _ = crate::server::until_shutdown(&mut shutdown) => return End::Shutdown,
+        };
+        match event {
+            Event::Permit(p) => permit = p,
+            Event::Socket(Ok(ReadEvent::Read(0))) if buf.is_empty() || complete => {
+                return End::Gone
+            }
+            Event::Socket(Ok(ReadEvent::Read(0))) => return End::Truncated(buf.len()),
+            Event::Socket(Ok(ReadEvent::Read(_))) => last_active = Instant::now(),
+            Event::Socket(Ok(ReadEvent::Nothing)) => {}
+            Event::Socket(Ok(ReadEvent::HungUp)) => return End::Gone,
+            Event::Socket(Err(e)) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "read failed; dropping the connection");
+                return End::Gone;
+            }
+            Event::IdleTimer => {
                 if in_flight.available_permits() == bounds.max_in_flight && buf.is_empty() {
                     return End::Idle;
                 }
                 // Busy (a long poll, a rebalance): not idle.
                 last_active = Instant::now();
             }
-            _ = tx.closed() => return End::Gone,
-            _ = crate::server::until_shutdown(&mut shutdown) => return End::Shutdown,
         }
     }
 }
@@ -293,9 +357,10 @@ async fn read_loop(
 async fn handle_frame(
     frame: Bytes,
     broker: &Arc<Broker>,
-    conn: &ConnInfo,
+    conn: &mut ConnInfo,
+    session: &mut Session,
     fetch_budget: &FetchBudget,
-) -> Result<Outgoing, String> {
+) -> Result<Handled, End> {
     let req = match decode_request(frame.clone()) {
         Ok(r) => r,
         Err(e) => {
@@ -306,12 +371,17 @@ async fn handle_frame(
                     let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
                     let bytes = encode_error_response(correlation_id, raw_key);
                     let resp = Response::new(bytes, &broker.metrics.conn.response_bytes, None);
-                    Ok(futures::future::ready(Some(resp)).boxed())
+                    Ok(Handled::Next(futures::future::ready(Some(resp)).boxed()))
                 }
-                None => Err(e.to_string()),
+                None => Err(End::Broken(e.to_string())),
             };
         }
     };
+    match session.gate(req.api_key, Instant::now().into_std()) {
+        Gate::Pass => {}
+        Gate::Refuse(reason) => return Err(End::Refused(reason.to_string())),
+        Gate::Sasl => return Ok(sasl(req, broker, conn, session).await),
+    }
     // What a fetch may add to the connection's held responses; taken before
     // it reads (its future is lazy) and given back once its answer is out.
     let fetch_cost = match &req.body {
@@ -327,24 +397,78 @@ async fn handle_frame(
     let started = std::time::Instant::now();
     let pending = handlers::dispatch(broker, req, conn).await;
     let b = broker.clone();
-    Ok(async move {
-        let permit = match fetch_cost {
-            Some(n) => budget.acquire_many_owned(n).await.ok(),
-            None => None,
-        };
-        let body = pending.await;
-        b.metrics.observe(name, started.elapsed().as_secs_f64());
-        let body = body?;
-        match encode_response(correlation_id, api_key, version, &body) {
-            Ok(bytes) => Some(Response::new(bytes, &b.metrics.conn.response_bytes, permit)),
-            Err(e) => {
-                // A broker bug; the client will time out and retry.
-                tracing::error!(error = %e, "dropping a response that cannot be encoded");
-                None
+    Ok(Handled::Next(
+        async move {
+            let permit = match fetch_cost {
+                Some(n) => budget.acquire_many_owned(n).await.ok(),
+                None => None,
+            };
+            let body = pending.await;
+            b.metrics.observe(name, started.elapsed().as_secs_f64());
+            let body = body?;
+            match encode_response(correlation_id, api_key, version, &body) {
+                Ok(bytes) => Some(Response::new(bytes, &b.metrics.conn.response_bytes, permit)),
+                Err(e) => {
+                    // A broker bug; the client will time out and retry.
+                    tracing::error!(error = %e, "dropping a response that cannot be encoded");
+                    None
+                }
             }
         }
+        .boxed(),
+    ))
+}
+
+/// Answers SaslHandshake or SaslAuthenticate from the connection's
+/// session; a successful login makes its user the connection's principal.
+async fn sasl(
+    req: vigil_protocol::Request,
+    broker: &Arc<Broker>,
+    conn: &mut ConnInfo,
+    session: &mut Session,
+) -> Handled {
+    use kafka_protocol::messages::ResponseKind;
+    let security = &broker.security;
+    let name = api_name(req.api_key);
+    broker.metrics.request(name);
+    let (body, after) = match req.body {
+        RequestKind::SaslHandshake(r) => {
+            let (resp, after) = session.handshake(r, security);
+            (ResponseKind::SaslHandshake(resp), after)
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let (resp, after, user) = session
+                .authenticate(r, req.version, security, conn.peer)
+                .await;
+            if let Some(user) = user {
+                conn.principal = format!("User:{user}");
+            }
+            (ResponseKind::SaslAuthenticate(resp), after)
+        }
+        // The gate sends only these two here.
+        _ => {
+            return Handled::Last(
+                futures::future::ready(None).boxed(),
+                "not a SASL request".into(),
+            )
+        }
+    };
+    let resp = match encode_response(req.header.correlation_id, req.api_key, req.version, &body) {
+        Ok(bytes) => Some(Response::new(
+            bytes,
+            &broker.metrics.conn.response_bytes,
+            None,
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "dropping a SASL response that cannot be encoded");
+            None
+        }
+    };
+    let out = futures::future::ready(resp).boxed();
+    match after {
+        After::Continue => Handled::Next(out),
+        After::Close => Handled::Last(out, format!("{name} refused the client")),
     }
-    .boxed())
 }
 
 /// The bytes of fetch responses one connection may hold between being
@@ -373,7 +497,7 @@ impl FetchBudget {
 }
 
 async fn write_loop(
-    mut wr: OwnedWriteHalf,
+    mut wr: Writer,
     mut rx: mpsc::UnboundedReceiver<(Outgoing, Ticket)>,
     peer: SocketAddr,
 ) {
@@ -425,6 +549,10 @@ pub fn api_name(k: kafka_protocol::messages::ApiKey) -> &'static str {
         K::InitProducerId => "InitProducerId",
         K::CreatePartitions => "CreatePartitions",
         K::DescribeCluster => "DescribeCluster",
+        K::SaslHandshake => "SaslHandshake",
+        K::SaslAuthenticate => "SaslAuthenticate",
+        K::AlterUserScramCredentials => "AlterUserScramCredentials",
+        K::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         _ => "Other",
     }
 }

@@ -23,8 +23,9 @@ pub(super) fn find_coordinator(
     b: &Arc<Broker>,
     r: FindCoordinatorRequest,
     v: i16,
+    listener: usize,
 ) -> FindCoordinatorResponse {
-    let (host, port) = b.advertised();
+    let (host, port) = b.advertised_on(listener);
     let node = BrokerId(b.settings.server.node_id);
     let host = StrBytes::from_string(host.to_string());
     // Key type 0 is a group, 1 a transaction; this broker coordinates groups.
@@ -66,8 +67,8 @@ pub(super) fn find_coordinator(
     }
 }
 
-pub(super) fn describe_cluster(b: &Arc<Broker>) -> DescribeClusterResponse {
-    let (host, port) = b.advertised();
+pub(super) fn describe_cluster(b: &Arc<Broker>, listener: usize) -> DescribeClusterResponse {
+    let (host, port) = b.advertised_on(listener);
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
         .with_controller_id(BrokerId(b.settings.server.node_id))

@@ -13,8 +13,13 @@ use vigil_storage::{StorageError, Topic};
 use crate::broker::Broker;
 use crate::errors::storage_code;
 
-pub(super) async fn handle(b: &Arc<Broker>, r: MetadataRequest, v: i16) -> MetadataResponse {
-    let (host, port) = b.advertised();
+pub(super) async fn handle(
+    b: &Arc<Broker>,
+    r: MetadataRequest,
+    v: i16,
+    listener: usize,
+) -> MetadataResponse {
+    let (host, port) = b.advertised_on(listener);
     let node = BrokerId(b.settings.server.node_id);
     // v0 sends an empty list to mean all topics; v1+ sends null.
     let requested: Option<Vec<String>> = match r.topics {

@@ -24,6 +24,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod records;
+mod scram_users;
 mod topic_configs;
 mod topics;
 
@@ -48,7 +49,13 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
     match req.body {
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(cluster::api_versions())),
         RequestKind::Metadata(r) => {
-            async move { Some(ResponseKind::Metadata(metadata::handle(&b, r, v).await)) }.boxed()
+            let listener = conn.listener;
+            async move {
+                Some(ResponseKind::Metadata(
+                    metadata::handle(&b, r, v, listener).await,
+                ))
+            }
+            .boxed()
         }
         RequestKind::Produce(r) => produce::handle(broker, r, v).await,
         RequestKind::Fetch(r) => {
@@ -76,10 +83,10 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
             broker, r, v,
         ))),
         RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(
-            cluster::find_coordinator(broker, r, v),
+            cluster::find_coordinator(broker, r, v, conn.listener),
         )),
         RequestKind::DescribeCluster(_) => ready(ResponseKind::DescribeCluster(
-            cluster::describe_cluster(broker),
+            cluster::describe_cluster(broker, conn.listener),
         )),
         RequestKind::InitProducerId(r) => async move {
             Some(ResponseKind::InitProducerId(
@@ -114,6 +121,20 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
         RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(
             leader_epoch::handle(broker, r),
         )),
+        RequestKind::AlterUserScramCredentials(r) => {
+            let principal = conn.principal.clone();
+            async move {
+                Some(ResponseKind::AlterUserScramCredentials(
+                    scram_users::alter(&b, r, &principal).await,
+                ))
+            }
+            .boxed()
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ready(ResponseKind::DescribeUserScramCredentials(
+                scram_users::describe(broker, r, &conn.principal),
+            ))
+        }
         other => groups::dispatch(broker, other, v, client_id, conn),
     }
 }

@@ -11,7 +11,9 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
 use serde::Serialize;
 
-use super::{AdminSettings, GroupSettings, Layer, ServerSettings, StorageSettings};
+use super::{
+    AdminSettings, GroupSettings, Layer, SecuritySettings, ServerSettings, StorageSettings,
+};
 
 /// The settings flags of `vigil serve`: flatten into a clap command, then
 /// [`into_layer`](SettingsArgs::into_layer) for [`Settings::load`](super::Settings::load).
@@ -47,8 +49,17 @@ fn augment<T: Args + Default + Serialize>(cmd: Command) -> Command {
     // defaults still apply when the layers are merged.
     let defaults = toml::Table::try_from(T::default()).unwrap_or_default();
     for (key, value) in defaults {
-        let text = value_text(&value);
-        cmd = cmd.mut_arg(arg_id(&key), |a| a.required(false).default_value(text));
+        cmd = match value {
+            // A list flag defaults to its items (none: no default).
+            toml::Value::Array(items) => {
+                let texts: Vec<String> = items.iter().map(value_text).collect();
+                cmd.mut_arg(arg_id(&key), |a| a.required(false).default_values(texts))
+            }
+            value => {
+                let text = value_text(&value);
+                cmd.mut_arg(arg_id(&key), |a| a.required(false).default_value(text))
+            }
+        };
     }
     cmd
 }
@@ -87,6 +98,7 @@ impl FromArgMatches for SettingsArgs {
         given::<StorageSettings>(m, "storage", &mut layer)?;
         given::<GroupSettings>(m, "groups", &mut layer)?;
         given::<AdminSettings>(m, "admin", &mut layer)?;
+        given::<SecuritySettings>(m, "security", &mut layer)?;
         Ok(SettingsArgs { layer })
     }
 
@@ -101,7 +113,8 @@ impl Args for SettingsArgs {
         let cmd = augment::<ServerSettings>(cmd);
         let cmd = augment::<StorageSettings>(cmd);
         let cmd = augment::<GroupSettings>(cmd);
-        augment::<AdminSettings>(cmd)
+        let cmd = augment::<AdminSettings>(cmd);
+        augment::<SecuritySettings>(cmd)
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {

@@ -9,7 +9,7 @@
 //! (`--config`) over the defaults.
 //!
 //! The TOML file may group keys in sections (`[server]`, `[storage]`,
-//! `[groups]`, `[admin]`, `[detectors]`) or write them flat at the top level, as files did before
+//! `[groups]`, `[admin]`, `[security]`, `[detectors]`) or write them flat at the top level, as files did before
 //! sections existed; a flat key goes to the section that has it.
 //!
 //! Settings are plain data. What the broker runs on (the object store, the
@@ -21,6 +21,7 @@ mod admin;
 mod cli;
 mod groups;
 mod introspect;
+mod security;
 mod server;
 mod storage;
 #[cfg(test)]
@@ -36,6 +37,7 @@ pub use admin::AdminSettings;
 #[cfg(feature = "cli")]
 pub use cli::SettingsArgs;
 pub use groups::GroupSettings;
+pub use security::{ListenerSpec, SecurityProtocol, SecuritySettings};
 pub use server::ServerSettings;
 pub use storage::{StorageSettings, WalKind};
 
@@ -51,6 +53,8 @@ pub struct Settings {
     pub groups: GroupSettings,
     /// Admin HTTP API limits.
     pub admin: AdminSettings,
+    /// TLS, SASL and listeners per security protocol.
+    pub security: SecuritySettings,
     /// The detector engine's tuning (TOML `[detectors]` only: these are
     /// rarely changed, so they get no flags).
     pub detectors: vigil_engine::EngineSettings,
@@ -78,12 +82,13 @@ impl SettingsError {
 }
 
 /// Section names and the keys each one has.
-fn sections() -> [(&'static str, &'static [&'static str]); 5] {
+fn sections() -> [(&'static str, &'static [&'static str]); 6] {
     [
         ("server", introspect::field_names::<ServerSettings>()),
         ("storage", introspect::field_names::<StorageSettings>()),
         ("groups", introspect::field_names::<GroupSettings>()),
         ("admin", introspect::field_names::<AdminSettings>()),
+        ("security", introspect::field_names::<SecuritySettings>()),
         (
             "detectors",
             introspect::field_names::<vigil_engine::EngineSettings>(),
@@ -235,6 +240,7 @@ impl Settings {
             storage: section("storage", layer.take_section("storage"))?,
             groups: section("groups", layer.take_section("groups"))?,
             admin: section("admin", layer.take_section("admin"))?,
+            security: section("security", layer.take_section("security"))?,
             detectors: section("detectors", layer.take_section("detectors"))?,
         };
         if let Some(unknown) = layer.sections.keys().next() {
@@ -250,6 +256,7 @@ impl Settings {
         self.storage.validate()?;
         self.groups.validate()?;
         self.admin.validate()?;
+        self.security.validate(&self.server)?;
         self.detectors
             .validate()
             .map_err(|e| SettingsError::new(e.setting.replace('_', "-"), e.message))

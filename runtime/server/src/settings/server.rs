@@ -228,7 +228,7 @@ impl ServerSettings {
 }
 
 /// `host:port` or `[v6]:port`.
-fn parse_host_port(s: &str) -> Option<(String, u16)> {
+pub(super) fn parse_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then(|| Some((host.to_string(), port.parse().ok()?)))?

@@ -163,7 +163,8 @@ fn a_file_is_read_and_a_missing_one_is_an_error() {
 
 #[test]
 fn sections_know_their_keys() {
-    let [server, storage, groups, admin, detectors] = sections();
+    let [server, storage, groups, admin, security, detectors] = sections();
+    assert!(security.1.contains(&"tls-client-ca"), "{:?}", security.1);
     assert!(
         admin.1.contains(&"admin-header-read-timeout-ms"),
         "{:?}",
@@ -192,6 +193,7 @@ fn sections_know_their_keys() {
             "storage" => toml::Table::try_from(StorageSettings::default()),
             "groups" => toml::Table::try_from(GroupSettings::default()),
             "admin" => toml::Table::try_from(AdminSettings::default()),
+            "security" => toml::Table::try_from(super::SecuritySettings::default()),
             _ => toml::Table::try_from(vigil_engine::EngineSettings::default()),
         }
         .expect("serializable");
