@@ -184,10 +184,7 @@ async fn write(
             }
             // Created and pruned meanwhile: only a writer that wrote newer
             // versions prunes, so move past them (or be fenced by them).
-            version = latest_version(store, topic_id, partition)
-                .await?
-                .map_or(version, |v| v.max(version))
-                + 1;
+            version = past_latest(store, topic_id, partition, version, epoch).await?;
             continue;
         };
         if theirs.writer_epoch == epoch && content_hash(&theirs.state)? == hash {
@@ -201,14 +198,43 @@ async fn write(
             });
         }
         // Left by our own epoch (an attempt whose commit did not complete)
-        // or by an older writer: what we hold supersedes it.
-        version = latest_version(store, topic_id, partition)
-            .await?
-            .map_or(version, |v| v.max(version))
-            + 1;
+        // or by an older writer: what we hold supersedes it, unless a newer
+        // writer has written since.
+        version = past_latest(store, topic_id, partition, version, epoch).await?;
     }
     Err(StorageError::Invalid(format!(
         "partition manifest {topic_id}/{partition}: {MAX_SKIPS} versions in a row were taken by this writer's own earlier attempts"
+    )))
+}
+
+/// The version after the newest stored one (and after `tried`), or
+/// [`StorageError::Fenced`] if the newest was written by a newer writer.
+async fn past_latest(
+    store: &dyn ObjectStore,
+    topic_id: Uuid,
+    partition: i32,
+    tried: u64,
+    epoch: u64,
+) -> Result<u64> {
+    for _ in 0..MAX_SKIPS {
+        let Some(latest) = latest_version(store, topic_id, partition).await? else {
+            return Ok(tried + 1);
+        };
+        // Pruned between the listing and the GET: list again.
+        let Some(obj) = load_version(store, topic_id, partition, latest).await? else {
+            continue;
+        };
+        if obj.writer_epoch > epoch {
+            return Err(StorageError::Fenced {
+                ours: epoch,
+                theirs: obj.writer_epoch,
+                by: obj.writer,
+            });
+        }
+        return Ok(latest.max(tried) + 1);
+    }
+    Err(StorageError::Invalid(format!(
+        "partition manifest {topic_id}/{partition}: its newest version kept disappearing while being read"
     )))
 }
 
@@ -394,6 +420,23 @@ mod tests {
         }
         let loaded = load_partition(&store, Uuid::nil(), 0).await.expect("load");
         assert_eq!(loaded.uploaded_next, 10);
+    }
+
+    #[tokio::test]
+    async fn moving_past_a_leftover_never_overwrites_a_newer_writer() {
+        let store = InMemory::new();
+        // v1 ours (epoch 2); v2 a leftover of an older writer (epoch 1);
+        // v3 a newer writer's (epoch 3).
+        let ours = put(&store, Stored::Nothing, 10, 2).await.expect("v1");
+        let leftover = put(&store, ours, 11, 1).await.expect("v2");
+        assert_eq!(version(leftover), 2);
+        put(&store, leftover, 12, 3).await.expect("v3");
+        match put(&store, ours, 13, 2).await {
+            Err(StorageError::Fenced { ours, theirs, .. }) => assert_eq!((ours, theirs), (2, 3)),
+            other => panic!("expected fencing, got {other:?}"),
+        }
+        let loaded = load_partition(&store, Uuid::nil(), 0).await.expect("load");
+        assert_eq!(loaded.uploaded_next, 12);
     }
 
     #[tokio::test]
