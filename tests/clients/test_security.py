@@ -424,7 +424,10 @@ def test_admin_api_needs_credentials_and_metrics_has_its_own_listener(broker_fac
     base = s.broker.admin_url
     # Probes stay open; everything else needs credentials.
     assert http(base + "/healthz")[0] == 200
-    for path in ("/v1/deployments", "/metrics", "/openapi.json"):
+    # The web console and the views it draws (the record browser shows
+    # topic data) are behind the same login as the admin API.
+    for path in ("/v1/deployments", "/metrics", "/openapi.json", "/console", "/console/app.js",
+                 "/v1/overview", "/v1/topics", "/v1/topics/any/records"):
         status, headers, _ = http(base + path)
         assert status == 401, (path, status)
         assert "Basic" in headers.get("WWW-Authenticate", headers.get("www-authenticate", "")), headers
@@ -432,6 +435,8 @@ def test_admin_api_needs_credentials_and_metrics_has_its_own_listener(broker_fac
     assert http(base + "/v1/deployments", auth=("nobody", "x"))[0] == 401
     # Any user may read; only a super user may change things.
     assert http(base + "/v1/deployments", auth=("alice", ALICE_PASSWORD))[0] == 200
+    for path in ("/console", "/v1/overview"):
+        assert http(base + path, auth=("alice", ALICE_PASSWORD))[0] == 200, path
     status, _, body = http(base + "/v1/replays", "POST", ("alice", ALICE_PASSWORD), b"{}")
     assert status == 403, (status, body)
     status, _, body = http(base + "/v1/replays", "POST", ("admin", ADMIN_PASSWORD), b"{}")
