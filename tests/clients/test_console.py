@@ -147,7 +147,8 @@ def test_console_pages_plots_diff_eval_and_undeploy(broker, browser, tmp_path):
     consumer.commit(asynchronous=False)
 
     replay = admin.expect(201, "POST", "/v1/replays", json_body={"module": module, "topic": topic,
-                                                                 "config": above(5000), "value_schema": SCHEMA})
+                                                                 "config": above(5000), "value_schema": SCHEMA,
+                                                                 "budget": {"parallelism": 2, "cpu_share": 0.5}})
     # A NAB-style eval against this broker, so its input topic stays here.
     corpus = tmp_path / "corpus"
     make_corpus(corpus)
@@ -209,6 +210,8 @@ def test_console_pages_plots_diff_eval_and_undeploy(broker, browser, tmp_path):
     goto(browser, base, "replays")
     rr = wait_for(browser, "replay row", lambda d: [r for r in rows(d, "replay-row") if r.startswith(replay["id"])])
     assert "completed" in rr[0], rr[0]
+    # The budget it ran under, as given.
+    assert "2 partitions at once, 0.5 cores" in rr[0], rr[0]
     shot(browser, "replays")
 
     # -------------------------------------------------------------- diff

@@ -84,6 +84,9 @@ pub struct ReplayStatus {
     pub eta_secs: Option<f64>,
     /// Milliseconds since the job was created (to completion when done).
     pub elapsed_ms: i64,
+    /// The CPU/IO budget it runs under (`None`: the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     /// Per partition.
     pub partitions: Vec<ReplayPartition>,
 }

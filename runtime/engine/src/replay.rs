@@ -123,6 +123,7 @@ fn replay_status(v: &View) -> ReplayStatus {
         rows_per_sec: rows_per_sec.round(),
         eta_secs,
         elapsed_ms,
+        budget: v.spec().and_then(|spec| spec.budget),
         partitions: parts,
     }
 }

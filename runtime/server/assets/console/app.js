@@ -332,16 +332,26 @@ function alertsTable(records) {
   }), "alert-row");
 }
 
+// A replay's CPU/IO budget in words ("defaults" when none was given).
+function budgetText(b) {
+  if (!b) return "defaults";
+  const parts = [];
+  if (b.parallelism != null) parts.push(`${b.parallelism} partitions at once`);
+  if (b.max_bytes_per_sec != null) parts.push(`${(b.max_bytes_per_sec / 1e6).toFixed(1)} MB/s`);
+  if (b.cpu_share != null) parts.push(`${b.cpu_share} cores`);
+  return parts.length ? parts.join(", ") : "defaults";
+}
+
 async function replaysPage() {
   const rs = await api("/v1/replays");
   return [
     el("h2", {}, "Replays"),
     rs.length === 0 ? el("p", { class: "muted" }, "No replay jobs.") :
-      table(["Id", "Module", "Topic → alerts", "State", "Progress", "ETA", "Records/s", "Elapsed", "Alerts", "Failed batches", "Result"], rs.map((r) => {
+      table(["Id", "Module", "Topic → alerts", "State", "Progress", "ETA", "Records/s", "Budget", "Elapsed", "Alerts", "Failed batches", "Result"], rs.map((r) => {
         const frac = r.records_total > 0 ? r.records_done / r.records_total : 1;
         return [r.id, r.module_label || r.module.slice(0, 12), `${r.topic} → ${r.output}`, stateCell(r.state),
           el("div", {}, el("div", { class: "progress" }, el("div", { style: `width:${(frac * 100).toFixed(1)}%` })), `${fmt.num(r.records_done)} / ${fmt.num(r.records_total)}`),
-          r.eta_secs === null ? "–" : `${r.eta_secs.toFixed(1)} s`, r.rows_per_sec, fmt.ms(r.elapsed_ms), r.alerts, r.failed_batches,
+          r.eta_secs === null ? "–" : `${r.eta_secs.toFixed(1)} s`, r.rows_per_sec, budgetText(r.budget), fmt.ms(r.elapsed_ms), r.alerts, r.failed_batches,
           r.state === "failed" ? el("span", { class: "error-text" }, r.error) :
             r.state === "completed" ? el("a", { href: `#/diff?b=${encodeURIComponent(r.output)}` }, "compare alerts") : "–"];
       }), "replay-row"),
