@@ -93,13 +93,16 @@ fn content_hash(p: &PartitionManifest) -> Result<u64> {
     Ok(h.finish())
 }
 
-/// Whether `p` differs from what is stored for it.
-fn changed(p: &PartitionManifest) -> Result<bool> {
-    Ok(match p.stored {
-        Stored::Inline => true,
-        Stored::Nothing => content_hash(p)? != content_hash(&PartitionManifest::default())?,
-        Stored::Version { hash, .. } => content_hash(p)? != hash,
-    })
+/// The hash of `p`'s content if it differs from what is stored for it
+/// (`empty`: the hash of a partition that has no object).
+fn changed(p: &PartitionManifest, empty: u64) -> Result<Option<u64>> {
+    let hash = content_hash(p)?;
+    let stored = match p.stored {
+        Stored::Inline => None,
+        Stored::Nothing => Some(empty),
+        Stored::Version { hash, .. } => Some(hash),
+    };
+    Ok((stored != Some(hash)).then_some(hash))
 }
 
 /// Writes the manifest of every partition of `m` that changed, and records
@@ -107,20 +110,21 @@ fn changed(p: &PartitionManifest) -> Result<bool> {
 /// newer writer wrote one of them.
 pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()> {
     let (epoch, writer) = (m.writer_epoch, m.writer.clone());
+    let empty = content_hash(&PartitionManifest::default())?;
     let mut todo = Vec::new();
     for (name, t) in m.topics.iter_mut() {
         t.stored_count = Some(t.partitions.len());
         for (i, p) in t.partitions.iter().enumerate() {
-            if changed(p)? {
-                todo.push((name.clone(), t.id, i, p.clone()));
+            if let Some(hash) = changed(p, empty)? {
+                todo.push((name.clone(), t.id, i, p.clone(), hash));
             }
         }
     }
     let written: Vec<(String, usize, Stored)> =
-        stream::iter(todo.into_iter().map(|(name, id, i, p)| {
+        stream::iter(todo.into_iter().map(|(name, id, i, p, hash)| {
             let writer = writer.clone();
             async move {
-                let stored = write(store, id, i as i32, p, epoch, writer).await?;
+                let stored = write(store, id, i as i32, p, hash, epoch, writer).await?;
                 Ok::<_, StorageError>((name, i, stored))
             }
         }))
@@ -139,16 +143,17 @@ pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result
     Ok(())
 }
 
-/// Writes one partition's state as the version after the one it knows.
+/// Writes one partition's state, whose content hashes to `hash`, as the
+/// version after the one it knows.
 async fn write(
     store: &dyn ObjectStore,
     topic_id: Uuid,
     partition: i32,
     state: PartitionManifest,
+    hash: u64,
     epoch: u64,
     writer: String,
 ) -> Result<Stored> {
-    let hash = content_hash(&state)?;
     let mut version = match state.stored {
         Stored::Version { version, .. } => version + 1,
         Stored::Nothing | Stored::Inline => 1,
@@ -370,7 +375,8 @@ mod tests {
     async fn put(store: &InMemory, base: Stored, next: i64, epoch: u64) -> Result<Stored> {
         let mut p = state(next);
         p.stored = base;
-        write(store, Uuid::nil(), 0, p, epoch, format!("b{epoch}")).await
+        let hash = content_hash(&p).expect("hash");
+        write(store, Uuid::nil(), 0, p, hash, epoch, format!("b{epoch}")).await
     }
 
     fn version(s: Stored) -> u64 {
