@@ -58,6 +58,19 @@ pub struct Topic {
     pub configs: BTreeMap<String, String>,
 }
 
+impl Topic {
+    /// The same topic with `partitions` instead of its own (grown, or one
+    /// of them taken over).
+    pub(crate) fn with_partitions(&self, partitions: Vec<Arc<Partition>>) -> Topic {
+        Topic {
+            name: self.name.clone(),
+            id: self.id,
+            partitions,
+            configs: self.configs.clone(),
+        }
+    }
+}
+
 /// Counters of storage activity, read by the broker's /metrics.
 #[derive(Debug, Default)]
 pub struct StorageStats {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Log, Topic};
+use super::Log;
 use crate::error::{Result, StorageError};
 use crate::leadership::{LeaderCheckError, Leadership};
 use crate::partition::Partition;
@@ -118,15 +118,7 @@ impl Log {
             if let Some(slot) = partitions.get_mut(index as usize) {
                 *slot = fresh.clone();
             }
-            topics.insert(
-                topic.to_string(),
-                Arc::new(Topic {
-                    name: t.name.clone(),
-                    id: t.id,
-                    partitions,
-                    configs: t.configs.clone(),
-                }),
-            );
+            topics.insert(topic.to_string(), Arc::new(t.with_partitions(partitions)));
         }
         tracing::info!(
             topic,

@@ -103,12 +103,7 @@ impl Log {
         partitions.extend((have..total).map(|i| self.new_partition(name, topic.id, i)));
         self.topics.write().insert(
             name.to_string(),
-            Arc::new(Topic {
-                name: name.to_string(),
-                id: topic.id,
-                partitions,
-                configs: topic.configs.clone(),
-            }),
+            Arc::new(topic.with_partitions(partitions)),
         );
         Ok(())
     }
