@@ -20,7 +20,6 @@ use vigil_protocol::batch::RecordBatches;
 use crate::error::{Result, StorageError};
 use crate::log::Log;
 use crate::manifest::SegmentMeta;
-use crate::paths;
 
 /// Runs smaller than this are worth merging.
 const SMALL_RUN: u64 = 8 << 20;
@@ -168,14 +167,17 @@ impl Log {
     pub async fn compact_once(&self) -> Result<CompactionStats> {
         let mut stats = CompactionStats::default();
         for topic in self.topics() {
-            for p in &topic.partitions {
+            // Only the leader changes a partition (a cluster node leads some).
+            for p in topic.partitions.iter().filter(|p| p.is_serving()) {
                 let segs = p.segments();
                 let Some((from, to)) = pick(&segs) else {
                     continue;
                 };
                 let chosen = &segs[from..to];
                 let body = self.read_runs(chosen).await?;
-                let key = paths::segment(p.topic_id, p.index, chosen[0].base_offset, self.epoch);
+                let key = self
+                    .layout
+                    .segment(p.topic_id, p.index, chosen[0].base_offset, self.epoch);
                 let merged = self.put_segment(key, &body, chosen).await?;
                 let replaced: Vec<String> = chosen
                     .iter()

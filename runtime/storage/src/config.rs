@@ -12,6 +12,11 @@ pub struct LogConfig {
     pub data_dir: PathBuf,
     /// Name written into manifests so operators can tell who holds the epoch.
     pub broker_id: String,
+    /// The cluster node this log belongs to: `None` for a single broker
+    /// owning the whole store; `Some(id)` keeps the node's own objects
+    /// under `nodes/<id>/` (see [`crate::paths::Layout`]) and serves no
+    /// partition until it is acquired.
+    pub node: Option<u32>,
     /// Longest time durable data waits in the WAL before it is uploaded.
     pub upload_interval: Duration,
     /// Bytes of already-uploaded batches kept in memory per partition for tail
@@ -48,11 +53,18 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
+    /// Where this log's own objects live.
+    pub fn layout(&self) -> crate::paths::Layout {
+        self.node
+            .map_or(crate::paths::Layout::SINGLE, crate::paths::Layout::node)
+    }
+
     /// Defaults for a data dir.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
             broker_id: "vigil-0".to_string(),
+            node: None,
             upload_interval: Duration::from_secs(1),
             cache_bytes_per_partition: 32 << 20,
             segment_cache_bytes: 256 << 20,
@@ -78,6 +90,13 @@ impl LogConfig {
         }
         if self.max_unuploaded_bytes == 0 {
             return Err("the un-uploaded byte limit must be greater than zero".into());
+        }
+        if self.node.is_some() && !matches!(self.wal_mode, WalMode::Object { .. }) {
+            return Err(
+                "a cluster node needs the object WAL: with the local WAL, what a node acknowledged \
+                 and did not upload would be lost with its disk when its partitions move"
+                    .into(),
+            );
         }
         if self.max_partitions == 0 {
             return Err("the partition limit must be greater than zero".into());

@@ -114,7 +114,8 @@ impl Log {
             if !is_compacted(&topic.configs) {
                 continue;
             }
-            for p in &topic.partitions {
+            // Only the leader changes a partition (a cluster node leads some).
+            for p in topic.partitions.iter().filter(|p| p.is_serving()) {
                 if let Some(dropped) = self.compact_partition_keys(p).await? {
                     stats.partitions += 1;
                     stats.records_dropped += dropped;
@@ -157,7 +158,9 @@ impl Log {
         let seq = self
             .next_object_seq
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let key = paths::keyed_segment(p.topic_id, p.index, segs[0].base_offset, self.epoch, seq);
+        let key =
+            self.layout
+                .keyed_segment(p.topic_id, p.index, segs[0].base_offset, self.epoch, seq);
         // The offset range stays that of the runs replaced, so the next run
         // still follows on.
         let merged = self.put_segment(key, &out, &segs).await?;

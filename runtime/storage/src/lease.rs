@@ -173,7 +173,7 @@ impl crate::log::Log {
                     released: false,
                     validity_ms: Some(log.fence.validity().as_millis() as u64),
                 };
-                if let Err(e) = crate::lease::write(&log.store, &lease).await {
+                if let Err(e) = crate::lease::write(&log.private, &lease).await {
                     tracing::warn!(error = %e, "could not renew the owner lease");
                 }
             }

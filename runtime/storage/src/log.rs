@@ -26,6 +26,8 @@ use crate::wal::{Wal, WalEntry, WalOptions};
 
 mod commit;
 mod ownership;
+mod producer_ids;
+mod recover;
 mod pressure;
 mod topics;
 
@@ -98,7 +100,14 @@ pub struct StorageStats {
 /// The log.
 pub struct Log {
     pub(crate) config: LogConfig,
+    /// The shared store: data, segments and state objects (under this
+    /// log's layout), partition manifests, modules.
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// This log's private store: epoch claims, lease, root manifests, WAL
+    /// objects (the shared store itself for a single broker).
+    pub(crate) private: Arc<dyn ObjectStore>,
+    /// Where this log's own objects live.
+    pub(crate) layout: crate::paths::Layout,
     pub(crate) manifests: ManifestStore,
     /// Latest committed manifest. An async mutex because it is held across
     /// the object store write that commits the next version: that is what
@@ -145,16 +154,19 @@ impl Log {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Log>> {
         config.validate().map_err(StorageError::Invalid)?;
-        let manifests = ManifestStore::new(store.clone());
+        let layout = config.layout();
+        let private = layout.private_store(store.clone());
+        let manifests = ManifestStore::with_layout(store.clone(), layout);
         let fence_wait =
-            crate::lease::wait_until_free(&store, config.lease_interval, config.takeover).await?;
+            crate::lease::wait_until_free(&private, config.lease_interval, config.takeover)
+                .await?;
         let floor = manifests
             .load_latest_bare()
             .await?
             .map_or(0, |m| m.writer_epoch);
         let fence = Arc::new(
             Fence::claim(
-                store.clone(),
+                private.clone(),
                 &config.broker_id,
                 floor,
                 config.ownership_validity(),
@@ -176,7 +188,7 @@ impl Log {
         // Claimed at once, so a newcomer can see the log is held before the
         // first renewal.
         crate::lease::write(
-            &store,
+            &private,
             &crate::lease::Lease {
                 epoch,
                 broker: config.broker_id.clone(),
@@ -192,8 +204,9 @@ impl Log {
                 dir: config.wal_dir(),
                 segment_bytes: config.wal_segment_bytes,
                 group_bytes: config.wal_group_bytes,
+                keep_found_objects: config.node.is_some(),
             },
-            store.clone(),
+            private.clone(),
             fence.clone(),
             manifest.wal_objects_through,
         )
@@ -226,6 +239,10 @@ impl Log {
         let (mut replayed, mut skipped) = (0usize, 0usize);
         for entry in replay.entries {
             match entry {
+                // A node's partitions move while it is down: whoever
+                // acquires one recovers its batches from these objects
+                // (log/recover.rs).
+                WalEntry::Batch { .. } if config.node.is_some() => skipped += 1,
                 WalEntry::Batch {
                     topic_id,
                     partition,
@@ -243,9 +260,14 @@ impl Log {
                 WalEntry::Kv { key, value } => kv::apply(&mut kv, &key, value.as_deref()),
             }
         }
-        // This writer's epoch starts where the replayed log ends.
         for p in by_id.values() {
-            p.start_epoch(crate::epochs::kafka_epoch(epoch));
+            if config.node.is_some() {
+                // A node serves a partition once placement gives it one.
+                p.stop_serving();
+            } else {
+                // This writer's epoch starts where the replayed log ends.
+                p.start_epoch(crate::epochs::kafka_epoch(epoch));
+            }
         }
         tracing::info!(
             epoch,
@@ -263,10 +285,12 @@ impl Log {
                 ..BlockCacheConfig::default()
             },
         ));
-        let issued_producer_ids = manifest.next_producer_id;
+        let issued_producer_ids = producer_ids::producer_id_base(layout) + manifest.next_producer_id;
         Ok(Arc::new(Log {
             config,
             store,
+            private,
+            layout,
             manifests,
             manifest: AsyncMutex::new(manifest),
             topics: RwLock::new(topics),
@@ -389,7 +413,7 @@ impl Log {
         let permit = self.wal.reserve(records.len()).await?;
         let (tx, rx) = oneshot::channel();
         let producers = ProducerCheck {
-            issued_below: self.issued_producer_ids.load(Ordering::SeqCst),
+            issued_below: self.issued_below(header.producer_id),
             now_ms: self.clock.now_ms(),
         };
         let leadership = self.leadership.read().clone();
@@ -505,26 +529,6 @@ impl Log {
         self.store.clone()
     }
 
-    /// A producer id never handed out before, by any broker on this store.
-    pub async fn allocate_producer_id(&self) -> Result<i64> {
-        let mut ids = self.producer_ids.lock().await;
-        if ids.0 >= ids.1 {
-            let start = self
-                .update_manifest(|m| {
-                    let start = m.next_producer_id;
-                    m.next_producer_id += PRODUCER_ID_BLOCK;
-                    Ok(start)
-                })
-                .await?;
-            *ids = (start, start + PRODUCER_ID_BLOCK);
-            self.issued_producer_ids
-                .fetch_max(start + PRODUCER_ID_BLOCK, Ordering::SeqCst);
-        }
-        let id = ids.0;
-        ids.0 += 1;
-        Ok(id)
-    }
-
     /// Age of the oldest appended byte not yet in the object store (zero
     /// when everything is uploaded).
     pub fn upload_lag(&self) -> std::time::Duration {
@@ -561,7 +565,7 @@ impl Log {
                 released: true,
                 validity_ms: Some(self.fence.validity().as_millis() as u64),
             };
-            if let Err(e) = crate::lease::write(&self.store, &released).await {
+            if let Err(e) = crate::lease::write(&self.private, &released).await {
                 tracing::warn!(error = %e, "could not release the lease; the next broker waits a few seconds");
             }
         }

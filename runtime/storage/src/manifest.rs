@@ -188,13 +188,27 @@ pub struct SegmentMeta {
 /// Reads and writes manifests with compare-and-swap.
 #[derive(Clone)]
 pub struct ManifestStore {
+    /// Where root manifests live (the layout's private store).
     store: Arc<dyn ObjectStore>,
+    /// Where partition manifests and state objects live.
+    shared: Arc<dyn ObjectStore>,
+    layout: paths::Layout,
 }
 
 impl ManifestStore {
-    /// Manifests in `store`.
+    /// A single broker's manifests in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self::with_layout(store, paths::Layout::SINGLE)
+    }
+
+    /// The manifests of `layout` (a single broker's or a cluster node's) in
+    /// the shared `store`.
+    pub fn with_layout(store: Arc<dyn ObjectStore>, layout: paths::Layout) -> Self {
+        Self {
+            store: layout.private_store(store.clone()),
+            shared: store,
+            layout,
+        }
     }
 
     /// The newest manifest with its state (key/value shards, producers), or
@@ -203,8 +217,8 @@ impl ManifestStore {
         let Some(mut m) = self.load_latest_bare().await? else {
             return Ok(None);
         };
-        crate::parts::load(self.store.as_ref(), &mut m).await?;
-        crate::state::load(self.store.as_ref(), &mut m).await?;
+        crate::parts::load(self.shared.as_ref(), &mut m).await?;
+        crate::state::load(self.shared.as_ref(), &mut m).await?;
         Ok(Some(m))
     }
 
@@ -283,10 +297,16 @@ impl ManifestStore {
     /// manifests (which updates `next`'s references). Fails with
     /// [`StorageError::Fenced`] when another broker got there first.
     /// Committing the same manifest twice succeeds: a PUT whose reply was
-    /// lost can be retried.
-    pub async fn commit(&self, next: &mut Manifest) -> Result<()> {
-        crate::state::persist(self.store.as_ref(), next).await?;
-        crate::parts::persist(self.store.as_ref(), next).await?;
+    /// lost can be retried. Returns the partitions (topic, index) a newer
+    /// leader took over (a cluster node's only; their state in `next` is
+    /// now that leader's).
+    pub async fn commit(&self, next: &mut Manifest) -> Result<Vec<(String, i32)>> {
+        crate::state::persist(self.shared.as_ref(), self.layout, next).await?;
+        let fencing = match self.layout.node_id() {
+            None => crate::parts::Fencing::WriterEpoch,
+            Some(_) => crate::parts::Fencing::LeaderEpoch,
+        };
+        let lost = crate::parts::persist(self.shared.as_ref(), next, fencing).await?;
         let next = &*next;
         let key = paths::manifest(next.version);
         let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {
@@ -313,7 +333,7 @@ impl ManifestStore {
                         version = next.version,
                         "manifest version already holds this commit"
                     );
-                    return Ok(());
+                    return Ok(lost);
                 }
                 return Err(StorageError::Fenced {
                     ours: next.writer_epoch,
@@ -339,7 +359,7 @@ impl ManifestStore {
                 }
             }
         }
-        Ok(())
+        Ok(lost)
     }
 
     /// Takes ownership for `epoch` (claimed with [`crate::fence::Fence`]):
@@ -361,7 +381,7 @@ impl ManifestStore {
             next.writer_epoch = epoch;
             next.writer = writer.to_string();
             match self.commit(&mut next).await {
-                Ok(()) => return Ok(next),
+                Ok(_) => return Ok(next),
                 Err(StorageError::Fenced { .. }) => continue,
                 Err(e) => return Err(e),
             }

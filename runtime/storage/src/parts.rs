@@ -105,42 +105,89 @@ fn changed(p: &PartitionManifest, empty: u64) -> Result<Option<u64>> {
     Ok((stored != Some(hash)).then_some(hash))
 }
 
+/// Which epoch fences the writes of a partition's chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fencing {
+    /// The log's writer epoch: a single broker owns every chain.
+    WriterEpoch,
+    /// The partition's leader epoch: in a cluster each partition has its
+    /// own leader, and writer epochs of different nodes do not compare.
+    LeaderEpoch,
+}
+
 /// Writes the manifest of every partition of `m` that changed, and records
-/// the versions written in `m`. Fails with [`StorageError::Fenced`] when a
-/// newer writer wrote one of them.
-pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()> {
-    let (epoch, writer) = (m.writer_epoch, m.writer.clone());
+/// the versions written in `m`. When a newer writer wrote one of them, fails
+/// with [`StorageError::Fenced`] under [`Fencing::WriterEpoch`]; under
+/// [`Fencing::LeaderEpoch`] that partition's state in `m` becomes the newer
+/// leader's and it is returned among the partitions this writer lost.
+pub(crate) async fn persist(
+    store: &dyn ObjectStore,
+    m: &mut Manifest,
+    per: Fencing,
+) -> Result<Vec<(String, i32)>> {
+    let writer = m.writer.clone();
     let empty = content_hash(&PartitionManifest::default())?;
     let mut todo = Vec::new();
     for (name, t) in m.topics.iter_mut() {
         t.stored_count = Some(t.partitions.len());
         for (i, p) in t.partitions.iter().enumerate() {
             if let Some(hash) = changed(p, empty)? {
-                todo.push((name.clone(), t.id, i, p.clone(), hash));
+                let epoch = match per {
+                    Fencing::WriterEpoch => m.writer_epoch,
+                    Fencing::LeaderEpoch => p
+                        .leader_epochs
+                        .last()
+                        .map_or(0, |e| u64::try_from(e.epoch).unwrap_or(0)),
+                };
+                todo.push((name.clone(), t.id, i, p.clone(), hash, epoch));
             }
         }
     }
-    let written: Vec<(String, usize, Stored)> =
-        stream::iter(todo.into_iter().map(|(name, id, i, p, hash)| {
+    let written: Vec<(String, usize, Written)> =
+        stream::iter(todo.into_iter().map(|(name, id, i, p, hash, epoch)| {
             let writer = writer.clone();
             async move {
-                let stored = write(store, id, i as i32, p, hash, epoch, writer).await?;
-                Ok::<_, StorageError>((name, i, stored))
+                let res = write(store, id, i as i32, p, hash, epoch, writer).await;
+                let done = match (res, per) {
+                    (Ok(stored), _) => Written::Stored(stored),
+                    // Another node leads the partition now: take its state
+                    // and let the rest of the commit land.
+                    (Err(StorageError::Fenced { .. }), Fencing::LeaderEpoch) => {
+                        Written::Lost(load_partition(store, id, i as i32).await?)
+                    }
+                    (Err(e), _) => return Err(e),
+                };
+                Ok::<_, StorageError>((name, i, done))
             }
         }))
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
-    for (name, i, stored) in written {
-        if let Some(p) = m
+    let mut lost = Vec::new();
+    for (name, i, done) in written {
+        let Some(p) = m
             .topics
             .get_mut(&name)
             .and_then(|t| t.partitions.get_mut(i))
-        {
-            p.stored = stored;
+        else {
+            continue;
+        };
+        match done {
+            Written::Stored(stored) => p.stored = stored,
+            Written::Lost(theirs) => {
+                *p = theirs;
+                lost.push((name, i as i32));
+            }
         }
     }
-    Ok(())
+    Ok(lost)
+}
+
+/// What became of one partition's write.
+enum Written {
+    Stored(Stored),
+    /// Fenced by a newer leader epoch: the chain's newest state.
+    Lost(PartitionManifest),
 }
 
 /// Writes one partition's state, whose content hashes to `hash`, as the

@@ -18,6 +18,8 @@
 //! modules/<sha256>.json                        its registry metadata
 //! deployments/<name>/<topic-id>/00002/00000000000000001000.state
 //!                                              detector state of partition 2 at input offset 1000
+//! nodes/00003/epochs/..., nodes/00003/manifest/..., nodes/00003/objects/...
+//!                                              cluster node 3's own objects (see [`Layout`])
 //! ```
 
 use object_store::path::Path;
@@ -69,8 +71,12 @@ pub fn manifest(version: u64) -> Path {
 
 /// Parses a manifest key back into its version.
 pub fn parse_manifest(key: &Path) -> Option<u64> {
-    let name = key.filename()?;
-    name.strip_suffix(".json")?.parse().ok()
+    let mut parts = key.parts();
+    if parts.next()?.as_ref() != MANIFEST_DIR {
+        return None;
+    }
+    let version = parts.next()?.as_ref().strip_suffix(".json")?.parse().ok()?;
+    parts.next().is_none().then_some(version)
 }
 
 /// Prefix under which state objects are listed.
@@ -200,12 +206,127 @@ const KEYED_SUFFIX: &str = ".keyed.seg";
 
 /// Whether `key` names a segment written by compaction by key.
 pub fn is_keyed_segment(key: &str) -> bool {
-    key.starts_with(DATA_DIR) && key.ends_with(KEYED_SUFFIX)
+    let in_data = key.starts_with(&format!("{DATA_DIR}/"))
+        || (key.starts_with(&format!("{NODES_DIR}/")) && key.contains(&format!("/{DATA_DIR}/")));
+    in_data && key.ends_with(KEYED_SUFFIX)
 }
 
 /// Prefix of all data of a topic (for deletion).
 pub fn topic_data_prefix(topic_id: Uuid) -> Path {
     Path::from(format!("{DATA_DIR}/{topic_id}"))
+}
+
+const NODES_DIR: &str = "nodes";
+
+/// Where one writer's own objects live. A single broker keeps them at the
+/// root (the layout above, unchanged since before clusters). A cluster node
+/// keeps them under `nodes/<id>/`: its epoch claims, lease, root manifest
+/// and state objects are then its own (nodes do not fence each other), and
+/// its data objects, segments, state objects and WAL objects have keys no
+/// other node can produce, so they stay readable by whichever node leads a
+/// partition next.
+/// Partition manifests (`parts/`), modules and detector state are shared
+/// and stay at the root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Layout {
+    node: Option<u32>,
+}
+
+/// Prefix under which cluster nodes keep their own objects.
+pub fn nodes_prefix() -> Path {
+    Path::from(NODES_DIR)
+}
+
+impl Layout {
+    /// The layout of the node whose directory is `dir` (an entry of
+    /// [`nodes_prefix`]), if it names one.
+    pub fn parse_node_dir(dir: &Path) -> Option<Layout> {
+        let mut parts = dir.parts();
+        if parts.next()?.as_ref() != NODES_DIR {
+            return None;
+        }
+        let id = parts.next()?.as_ref().parse().ok()?;
+        parts.next().is_none().then_some(Layout::node(id))
+    }
+
+    /// A single broker's layout: everything at the root.
+    pub const SINGLE: Layout = Layout { node: None };
+
+    /// Cluster node `id`'s layout: its own objects under `nodes/<id>/`.
+    pub fn node(id: u32) -> Layout {
+        Layout { node: Some(id) }
+    }
+
+    /// The cluster node this layout belongs to, if any.
+    pub fn node_id(&self) -> Option<u32> {
+        self.node
+    }
+
+    fn scoped(&self, key: Path) -> Path {
+        match self.node {
+            None => key,
+            Some(n) => Path::from(format!("{NODES_DIR}/{n:05}/{key}")),
+        }
+    }
+
+    /// The store this layout's private objects (epoch claims, lease,
+    /// root manifests, WAL objects) are read and written through: `shared`
+    /// itself for a single broker, `shared` under `nodes/<id>/` for a
+    /// node. Objects another node must read (data, segments, state) are
+    /// written through `shared` with this layout's keys instead, so that
+    /// the keys partition manifests record are the same for every reader.
+    pub fn private_store(
+        &self,
+        shared: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        match self.node {
+            None => shared,
+            Some(n) => std::sync::Arc::new(object_store::prefix::PrefixStore::new(
+                shared,
+                format!("{NODES_DIR}/{n:05}"),
+            )),
+        }
+    }
+
+    /// Prefix of the state objects.
+    pub fn state_prefix(&self) -> Path {
+        self.scoped(state_prefix())
+    }
+    /// Key of a state object written for manifest `version`.
+    pub fn state_object(&self, version: u64, nonce: Uuid) -> Path {
+        self.scoped(state_object(version, nonce))
+    }
+    /// Prefix of the data objects.
+    pub fn data_objects_prefix(&self) -> Path {
+        self.scoped(data_objects_prefix())
+    }
+    /// Key of data object `seq` of writer `epoch`.
+    pub fn data_object(&self, epoch: u64, seq: u64) -> Path {
+        self.scoped(data_object(epoch, seq))
+    }
+    /// Prefix of the compacted segments.
+    pub fn segments_prefix(&self) -> Path {
+        self.scoped(segments_prefix())
+    }
+    /// Key of a compacted segment.
+    pub fn segment(&self, topic_id: Uuid, partition: i32, base_offset: i64, epoch: u64) -> Path {
+        self.scoped(segment(topic_id, partition, base_offset, epoch))
+    }
+    /// Key of a segment compacted by key.
+    pub fn keyed_segment(
+        &self,
+        topic_id: Uuid,
+        partition: i32,
+        base_offset: i64,
+        epoch: u64,
+        seq: u64,
+    ) -> Path {
+        self.scoped(keyed_segment(topic_id, partition, base_offset, epoch, seq))
+    }
+    /// Prefix of this layout's segments of a topic (for deletion).
+    pub fn topic_data_prefix(&self, topic_id: Uuid) -> Path {
+        self.scoped(topic_data_prefix(topic_id))
+    }
 }
 
 const MODULES_DIR: &str = "modules";
@@ -298,6 +419,25 @@ mod tests {
     fn data_object_keys_sort_by_epoch_then_sequence() {
         assert!(data_object(7, 99).as_ref() < data_object(7, 100).as_ref());
         assert!(data_object(7, 100).as_ref() < data_object(8, 0).as_ref());
+    }
+
+    #[test]
+    fn node_layouts_scope_their_own_keys() {
+        let (a, b) = (Layout::node(1), Layout::node(2));
+        assert_eq!(
+            a.data_object(4, 5).as_ref(),
+            "nodes/00001/objects/0000000004/00000000000000000005.dat"
+        );
+        assert!(a.data_object(4, 5).as_ref().starts_with(a.data_objects_prefix().as_ref()));
+        assert!(!b.data_object(4, 5).as_ref().starts_with(a.data_objects_prefix().as_ref()));
+        assert_eq!(parse_manifest(&Path::from("nodes/00001/manifest/1.json")), None);
+        assert_eq!(Layout::parse_node_dir(&Path::from("nodes/00007")), Some(Layout::node(7)));
+        assert_eq!(Layout::parse_node_dir(&Path::from("nodes/x")), None);
+        assert_ne!(a.data_object(1, 1), b.data_object(1, 1));
+        assert_eq!(Layout::SINGLE.data_object(1, 1), data_object(1, 1));
+        let k = a.keyed_segment(Uuid::nil(), 0, 0, 1, 1);
+        assert!(is_keyed_segment(k.as_ref()));
+        assert!(!is_keyed_segment(a.segment(Uuid::nil(), 0, 0, 1).as_ref()));
     }
 
     #[test]

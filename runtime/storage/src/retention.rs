@@ -26,7 +26,6 @@ use object_store::ObjectStoreExt;
 
 use crate::error::{Result, StorageError};
 use crate::log::Log;
-use crate::paths;
 
 /// Kafka's default `retention.ms` (7 days).
 const DEFAULT_RETENTION_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -77,7 +76,8 @@ impl Log {
             // Saturating: `retention.ms` is a client's topic config, and
             // i64::MAX must mean "keep", not wrap around to "drop".
             let oldest_kept = now.saturating_sub(retention_ms);
-            for p in &topic.partitions {
+            // Only the leader changes a partition (a cluster node leads some).
+            for p in topic.partitions.iter().filter(|p| p.is_serving()) {
                 let segs = p.segments();
                 let log_start = p.log_start_offset();
                 let mut total: i64 = segs.iter().map(|s| s.size as i64).sum();
@@ -148,7 +148,7 @@ impl Log {
         // confirmation: the new owner may have claimed the log a moment ago
         // (its objects are then younger than the grace period).
         self.fence.check().await?;
-        let (referenced, version): (HashSet<String>, u64) = {
+        let (mut referenced, version, chains): (HashSet<String>, u64, Vec<(uuid::Uuid, i32)>) = {
             let m = self.manifest.lock().await;
             let keys = m
                 .topics
@@ -157,8 +157,24 @@ impl Log {
                 .flat_map(|p| p.segments.iter().map(|s| s.key.clone()))
                 .chain(crate::state::referenced(&m).cloned())
                 .collect();
-            (keys, m.version)
+            let chains = m
+                .topics
+                .values()
+                .flat_map(|t| (0..t.partitions.len()).map(move |i| (t.id, i as i32)))
+                .collect();
+            (keys, m.version, chains)
         };
+        if self.layout.node_id().is_some() {
+            // In a cluster, partitions other nodes lead now reference
+            // objects this node uploaded before they moved. A chain another
+            // node writes after this read can only drop such references
+            // (its new objects are its own), so reading first is safe.
+            for (id, index) in chains {
+                let p = crate::parts::load_partition(self.store.as_ref(), id, index).await?;
+                referenced.extend(p.segments.into_iter().map(|s| s.key));
+                referenced.extend(p.producers_in);
+            }
+        }
         if let Err(e) = self.manifests.delete_old(version).await {
             tracing::debug!(error = %e, "could not delete old manifest versions; the next cycle retries");
         }
@@ -168,9 +184,9 @@ impl Log {
         // from a state object whose commit is still in flight.
         let mut listed = Vec::new();
         for prefix in [
-            paths::data_objects_prefix(),
-            paths::segments_prefix(),
-            paths::state_prefix(),
+            self.layout.data_objects_prefix(),
+            self.layout.segments_prefix(),
+            self.layout.state_prefix(),
         ] {
             listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);
         }
@@ -235,7 +251,7 @@ impl UploadTimes {
     async fn get_or_list(&mut self, log: &Log) -> &std::collections::HashMap<String, i64> {
         if self.0.is_none() {
             let mut times = std::collections::HashMap::new();
-            for prefix in [paths::data_objects_prefix(), paths::segments_prefix()] {
+            for prefix in [log.layout.data_objects_prefix(), log.layout.segments_prefix()] {
                 let listed: std::result::Result<Vec<_>, _> =
                     log.store.list(Some(&prefix)).try_collect().await;
                 match listed {

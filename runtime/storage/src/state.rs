@@ -115,7 +115,11 @@ fn corrupt(key: &str, reason: String) -> StorageError {
 /// persisted into one new state object and points `m`'s references at it.
 /// Called right before `m` is committed; if the commit fails, `m` is
 /// dropped and the object becomes garbage.
-pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result<()> {
+pub(crate) async fn persist(
+    store: &dyn ObjectStore,
+    layout: paths::Layout,
+    m: &mut Manifest,
+) -> Result<()> {
     let kv_dirty = m.kv_dirty;
     let producers_dirty = m
         .topics
@@ -146,7 +150,7 @@ pub(crate) async fn persist(store: &dyn ObjectStore, m: &mut Manifest) -> Result
             }
         }
     }
-    let key = paths::state_object(m.version, Uuid::new_v4());
+    let key = layout.state_object(m.version, Uuid::new_v4());
     let key_str = key.to_string();
     if !obj.kv.is_empty() || !obj.producers.is_empty() {
         let body = serde_json::to_vec(&obj)

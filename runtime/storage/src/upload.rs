@@ -60,6 +60,7 @@ struct PlannedObject {
 
 /// Packs pending runs into data objects of about [`OBJECT_TARGET_BYTES`].
 struct Packer {
+    layout: paths::Layout,
     epoch: u64,
     seq: Arc<AtomicU64>,
     builder: DataObjectBuilder,
@@ -84,7 +85,7 @@ impl Packer {
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::SeqCst);
-        let key = paths::data_object(self.epoch, seq);
+        let key = self.layout.data_object(self.epoch, seq);
         let (chunks, len, _) = std::mem::take(&mut self.builder).finish_chunks();
         let body: PutPayload = chunks.into_iter().collect();
         for (partition, batches, run) in self.pending.drain(..) {
@@ -132,6 +133,7 @@ impl Log {
         // CPU work that must not stall the runtime's workers (and with them
         // produce acks): it runs on the blocking pool.
         let mut packer = Packer {
+            layout: self.layout,
             epoch: self.epoch,
             seq: self.next_object_seq.clone(),
             builder: DataObjectBuilder::new(),
@@ -276,9 +278,11 @@ fn chunk_batches(batches: Vec<CachedBatch>) -> Vec<Vec<CachedBatch>> {
 
 /// Deletes a deleted topic's objects in the background. Failures are logged;
 /// the objects are unreachable from the manifest either way.
-pub(crate) fn delete_topic_objects(store: Arc<dyn ObjectStore>, id: Uuid) {
+pub(crate) fn delete_topic_objects(store: Arc<dyn ObjectStore>, layout: paths::Layout, id: Uuid) {
     tokio::spawn(async move {
-        for prefix in [paths::topic_data_prefix(id), paths::topic_parts_prefix(id)] {
+        // Other nodes' segments of the topic are no longer referenced by
+        // any partition manifest: their own collectors delete them.
+        for prefix in [layout.topic_data_prefix(id), paths::topic_parts_prefix(id)] {
             let keys = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
             let mut deleted = store.delete_stream(keys);
             while let Some(r) = deleted.next().await {

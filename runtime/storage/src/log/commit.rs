@@ -23,7 +23,15 @@ impl Log {
         let out = f(&mut next)?;
         next.version = current.version + 1;
         let landed = match self.manifests.commit(&mut next).await {
-            Ok(()) => Ok(()),
+            Ok(lost) => {
+                for (topic, index) in lost {
+                    if let Ok(p) = self.partition(&topic, index) {
+                        tracing::warn!(%topic, partition = index, "another node leads this partition now; this one stops serving it");
+                        p.stop_serving();
+                    }
+                }
+                Ok(())
+            }
             Err(e @ StorageError::Fenced { .. }) => {
                 tracing::error!(error = %e, "this broker has been fenced; it will stop writing");
                 if let StorageError::Fenced { theirs, by, .. } = &e {

@@ -97,6 +97,18 @@ impl Log {
             crate::parts::load_partition(self.store.as_ref(), old.topic_id, index).await?;
         crate::state::load_producers(self.store.as_ref(), old.topic_id, index, &mut state).await?;
         let fresh = Arc::new(Partition::new(topic, old.topic_id, index, &state));
+        if self.layout.node_id().is_some() {
+            let recovered = self.recover_from_wal_objects(&fresh).await?;
+            if recovered > 0 {
+                tracing::info!(
+                    topic,
+                    partition = index,
+                    recovered,
+                    log_end = fresh.next_offset(),
+                    "recovered batches a previous leader acknowledged but did not upload"
+                );
+            }
+        }
         if !fresh.start_epoch(leader_epoch) {
             return Err(stale_epoch(&fresh, leader_epoch));
         }

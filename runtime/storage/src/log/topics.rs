@@ -13,6 +13,19 @@ use crate::partition::Partition;
 impl Log {
     /// Creates a topic.
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        self.create_topic_with_id(name, config, Uuid::new_v4())
+            .await
+    }
+
+    /// Creates a topic under a given id: a cluster node adding a topic of
+    /// the cluster's catalog, whose partitions' manifests (`parts/<id>/`)
+    /// other nodes may already have written.
+    pub async fn create_topic_with_id(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        id: Uuid,
+    ) -> Result<Arc<Topic>> {
         validate_topic_name(name)?;
         if config.partitions < 1 || config.partitions > MAX_PARTITIONS {
             return Err(StorageError::Invalid(format!(
@@ -20,7 +33,6 @@ impl Log {
                 config.partitions
             )));
         }
-        let id = Uuid::new_v4();
         let limit = self.config.max_partitions;
         self.update_manifest(|m| {
             if m.topics.contains_key(name) {
@@ -66,7 +78,7 @@ impl Log {
             .await?;
         self.topics.write().remove(name);
         tracing::info!(topic = name, %id, "topic deleted");
-        crate::upload::delete_topic_objects(self.store.clone(), id);
+        crate::upload::delete_topic_objects(self.store.clone(), self.layout, id);
         Ok(())
     }
 
@@ -113,7 +125,12 @@ impl Log {
     /// A partition created now: empty, in this writer's leader epoch.
     fn new_partition(&self, topic: &str, id: Uuid, index: i32) -> Arc<Partition> {
         let p = Partition::new(topic, id, index, &PartitionManifest::default());
-        p.start_epoch(crate::epochs::kafka_epoch(self.epoch));
+        if self.layout.node_id().is_some() {
+            // Served once acquired (log/ownership.rs).
+            p.stop_serving();
+        } else {
+            p.start_epoch(crate::epochs::kafka_epoch(self.epoch));
+        }
         Arc::new(p)
     }
 }

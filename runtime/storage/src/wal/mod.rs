@@ -29,7 +29,7 @@
 mod codec;
 mod health;
 mod local;
-mod object;
+pub(crate) mod object;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -135,6 +135,10 @@ pub struct WalOptions {
     pub segment_bytes: u64,
     /// Most bytes one group writes.
     pub group_bytes: usize,
+    /// Leave the WAL objects found at open in place (a cluster node: the
+    /// partitions they hold may be recovered by other nodes, see
+    /// `log/recover.rs`) instead of deleting them after the next upload.
+    pub keep_found_objects: bool,
 }
 
 /// Entries found at open, in write order.
@@ -155,7 +159,8 @@ impl Wal {
     ) -> Result<(Replay, impl FnOnce(KvMap) -> Result<Wal>)> {
         let (mut entries, dir) = local::Dir::open(&opts.dir)?;
         let (object_entries, objects) =
-            object::Objects::open(store, fence.clone(), objects_through).await?;
+            object::Objects::open(store, fence.clone(), objects_through, opts.keep_found_objects)
+                .await?;
         entries.extend(object_entries);
         let start = move |kv: KvMap| -> Result<Wal> {
             let (tx, rx) = mpsc::unbounded_channel();

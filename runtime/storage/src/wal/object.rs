@@ -38,37 +38,9 @@ impl Objects {
         store: Arc<dyn ObjectStore>,
         fence: Arc<Fence>,
         through: Option<(u64, u64)>,
+        keep_found: bool,
     ) -> Result<(Vec<WalEntry>, Objects)> {
-        let prefix = paths::wal_prefix();
-        let metas = crate::store::list_all(store.as_ref(), &prefix).await?;
-        let mut keys: Vec<((u64, u64), Path)> = metas
-            .into_iter()
-            .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
-            .collect();
-        keys.sort();
-        let mut entries = Vec::new();
-        for (pos, key) in &keys {
-            if through.is_some_and(|t| *pos <= t) {
-                continue;
-            }
-            let data = store
-                .get(key)
-                .await
-                .map_err(|e| StorageError::store("get", key, e))?
-                .bytes()
-                .await
-                .map_err(|e| StorageError::store("get", key, e))?;
-            let (found, valid) = decode_entries(&data);
-            if valid != data.len() {
-                // PUTs are atomic, so this is corruption, not a torn write.
-                return Err(StorageError::Corrupt {
-                    what: "WAL object",
-                    key: key.to_string(),
-                    reason: format!("only {valid} of {} bytes decode", data.len()),
-                });
-            }
-            entries.extend(found);
-        }
+        let (entries, keys) = read_objects(store.as_ref(), through).await?;
         if !keys.is_empty() {
             tracing::info!(
                 objects = keys.len(),
@@ -81,7 +53,7 @@ impl Objects {
             Objects {
                 store,
                 fence,
-                leftovers: parking_lot::Mutex::new(keys.into_iter().map(|(_, k)| k).collect()),
+                leftovers: parking_lot::Mutex::new(if keep_found { Vec::new() } else { keys }),
             },
         ))
     }
@@ -227,4 +199,44 @@ impl Writer {
             }
         }
     }
+}
+
+/// Reads, in order, the entries of every WAL object in `store` (a node's
+/// private store) after `through`; returns them with every WAL object key
+/// listed (those before `through` included).
+pub(crate) async fn read_objects(
+    store: &dyn ObjectStore,
+    through: Option<(u64, u64)>,
+) -> Result<(Vec<WalEntry>, Vec<Path>)> {
+        let prefix = paths::wal_prefix();
+        let metas = crate::store::list_all(store, &prefix).await?;
+        let mut keys: Vec<((u64, u64), Path)> = metas
+            .into_iter()
+            .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
+            .collect();
+        keys.sort();
+        let mut entries = Vec::new();
+        for (pos, key) in &keys {
+            if through.is_some_and(|t| *pos <= t) {
+                continue;
+            }
+            let data = store
+                .get(key)
+                .await
+                .map_err(|e| StorageError::store("get", key, e))?
+                .bytes()
+                .await
+                .map_err(|e| StorageError::store("get", key, e))?;
+            let (found, valid) = decode_entries(&data);
+            if valid != data.len() {
+                // PUTs are atomic, so this is corruption, not a torn write.
+                return Err(StorageError::Corrupt {
+                    what: "WAL object",
+                    key: key.to_string(),
+                    reason: format!("only {valid} of {} bytes decode", data.len()),
+                });
+            }
+            entries.extend(found);
+        }
+    Ok((entries, keys.into_iter().map(|(_, k)| k).collect()))
 }

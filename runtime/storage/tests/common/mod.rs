@@ -45,6 +45,22 @@ impl StoreDir {
         (log, data)
     }
 
+    /// Opens cluster node `id`'s log (object WAL) on a fresh data dir.
+    pub async fn open_node(&self, id: u32) -> (Arc<Log>, tempfile::TempDir) {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut c = LogConfig::new(data.path());
+        c.node = Some(id);
+        c.broker_id = format!("node-{id}");
+        c.wal_mode = vigil_storage::config::WalMode::Object {
+            window: Duration::from_millis(1),
+        };
+        c.upload_interval = Duration::from_secs(3600);
+        c.lease_interval = Duration::from_millis(10);
+        c.gc_grace = Duration::ZERO;
+        let log = Log::open(c, self.store()).await.expect("open node log");
+        (log, data)
+    }
+
     /// Every key under `prefix`.
     pub async fn list(&self, prefix: &Path) -> Vec<Path> {
         let listed: Vec<_> = futures::TryStreamExt::try_collect(self.store().list(Some(prefix)))
