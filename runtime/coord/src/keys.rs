@@ -187,6 +187,16 @@ pub mod meta {
         format!("deployments/{name}")
     }
 
+    /// Key of an operator's request to move a partition to a node.
+    pub fn movement(topic: &str, partition: i32) -> String {
+        format!("moves/{topic}/{partition}")
+    }
+
+    /// Prefix of every requested move.
+    pub fn movements() -> &'static str {
+        "moves/"
+    }
+
     /// Key of the cluster id.
     pub fn cluster_id() -> &'static str {
         "cluster/id"

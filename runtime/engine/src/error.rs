@@ -122,8 +122,11 @@ pub fn storage_kind(e: &StorageError) -> ErrorKind {
         | StorageError::Fenced { .. }
         | StorageError::NotLeader { .. }
         | StorageError::OwnershipUnconfirmed { .. }
-        | StorageError::OwnedElsewhere { .. } => ErrorKind::Unavailable,
-        StorageError::Corrupt { .. } => ErrorKind::Internal,
+        | StorageError::OwnedElsewhere { .. }
+        | StorageError::Catalog {
+            retriable: true, ..
+        } => ErrorKind::Unavailable,
+        StorageError::Corrupt { .. } | StorageError::Catalog { .. } => ErrorKind::Internal,
         StorageError::UnknownTopic(_) | StorageError::UnknownPartition { .. } => {
             ErrorKind::NotFound
         }

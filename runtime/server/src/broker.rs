@@ -86,6 +86,9 @@ pub struct Broker {
     pub detectors: Arc<Detectors>,
     /// Listeners per security protocol, TLS, SASL credentials.
     pub security: Arc<crate::security::Security>,
+    /// This broker's cluster membership (`--coordinator`); `None` for a
+    /// single broker owning the whole store.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Broker {
@@ -112,12 +115,24 @@ impl Broker {
             "vigil-{}@{}",
             settings.server.node_id, settings.server.listen
         );
-        let log = Log::open_with_clock(
-            settings.storage.log_config(broker_id),
-            store,
-            components.clock,
-        )
-        .await?;
+        let mut log_config = settings.storage.log_config(broker_id);
+        if settings.server.coordinator.is_some() {
+            // Validated: 0..=99999.
+            log_config.node = u32::try_from(settings.server.node_id).ok();
+        }
+        let log = Log::open_with_clock(log_config, store.clone(), components.clock).await?;
+        let cluster = match &settings.server.coordinator {
+            Some(url) => {
+                let node = vigil_coord::NodeInfo {
+                    node_id: settings.server.node_id,
+                    kafka_listener: format!("{}:{}", advertised_listener.0, advertised_listener.1),
+                    admin_addr: settings.server.admin_listen.to_string(),
+                };
+                let ttl = std::time::Duration::from_millis(settings.server.session_ttl_ms);
+                Some(crate::cluster::Cluster::join(url, store, node, ttl, log.clone()).await?)
+            }
+            None => None,
+        };
         let security = Arc::new(crate::security::Security::open(&settings, log.clone()).await?);
         let group_store = Arc::new(LogGroupStore::new(log.clone()));
         let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
@@ -133,6 +148,10 @@ impl Broker {
                 .await?;
                 id
             }
+        };
+        let cluster_id = match &cluster {
+            Some(c) => c.cluster_id(cluster_id).await?,
+            None => cluster_id,
         };
         let detectors =
             Detectors::open_with(log.clone(), components.host, settings.detectors.clone())
@@ -150,6 +169,7 @@ impl Broker {
             cluster_id,
             detectors,
             security,
+            cluster,
         }))
     }
 

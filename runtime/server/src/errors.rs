@@ -32,6 +32,11 @@ pub fn storage_code(e: &StorageError) -> ResponseError {
         StorageError::ObjectStore { .. } => ResponseError::KafkaStorageError,
         StorageError::Corrupt { .. } => ResponseError::CorruptMessage,
         StorageError::OwnedElsewhere { .. } => ResponseError::NotLeaderOrFollower,
+        // The coordinator could not be reached: retriable in every client.
+        StorageError::Catalog {
+            retriable: true, ..
+        } => ResponseError::RequestTimedOut,
+        StorageError::Catalog { .. } => ResponseError::UnknownServerError,
     }
 }
 

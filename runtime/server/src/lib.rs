@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod connection;
 pub mod console;
 pub mod drills;

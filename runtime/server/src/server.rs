@@ -59,6 +59,8 @@ pub enum ServeError {
     #[error("cannot start the wasm host: {0}")]
     Host(#[from] vigil_host::HostError),
     /// The detector engine could not start.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] vigil_coord::CoordError),
     #[error("cannot start detectors: {0}")]
     Detectors(#[source] vigil_engine::DetectorError),
     /// TLS files, listeners or the bootstrap super user are unusable.
@@ -149,6 +151,15 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
             tracing::error!(error = %e, "the lease renewal task failed");
         }
     });
+    if let Some(cluster) = &broker.cluster {
+        for task in cluster.spawn(rx.clone()) {
+            tasks.spawn(async move {
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "a cluster task failed");
+                }
+            });
+        }
+    }
     let uploader = broker.log.spawn_uploader(rx.clone());
     tasks.spawn(async move {
         if let Err(e) = uploader.await {
@@ -326,6 +337,11 @@ impl Running {
         // Detector runners commit their checkpoints through the WAL, so they
         // stop while it still takes writes.
         self.broker.detectors.shutdown().await;
+        if let Some(cluster) = &self.broker.cluster {
+            // Hand partitions over while the listeners still answer, so
+            // clients learn the new leaders from this broker's metadata.
+            cluster.drain().await;
+        }
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
         self.broker.log.close().await;

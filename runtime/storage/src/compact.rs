@@ -175,9 +175,9 @@ impl Log {
                 };
                 let chosen = &segs[from..to];
                 let body = self.read_runs(chosen).await?;
-                let key = self
-                    .layout
-                    .segment(p.topic_id, p.index, chosen[0].base_offset, self.epoch);
+                let key =
+                    self.layout
+                        .segment(p.topic_id, p.index, chosen[0].base_offset, self.epoch);
                 let merged = self.put_segment(key, &body, chosen).await?;
                 let replaced: Vec<String> = chosen
                     .iter()

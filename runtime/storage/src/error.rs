@@ -102,6 +102,14 @@ pub enum StorageError {
     /// A topic with this name already exists.
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    /// The cluster's topic catalog could not be read or written.
+    #[error("topic catalog: {reason} (retriable: {retriable})")]
+    Catalog {
+        /// What failed, naming the topic.
+        reason: String,
+        /// Whether asking again can help.
+        retriable: bool,
+    },
     /// Bad topic name, partition count or config.
     #[error("invalid request: {0}")]
     Invalid(String),
@@ -154,6 +162,10 @@ impl StorageError {
                 | StorageError::ObjectStore { .. }
                 | StorageError::OwnershipUnconfirmed { .. }
                 | StorageError::Backpressure { .. }
+                | StorageError::Catalog {
+                    retriable: true,
+                    ..
+                }
         )
     }
 }

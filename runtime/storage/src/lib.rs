@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod catalog;
 pub mod clock;
 pub mod compact;
 pub mod config;

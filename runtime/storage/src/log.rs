@@ -26,9 +26,9 @@ use crate::wal::{Wal, WalEntry, WalOptions};
 
 mod commit;
 mod ownership;
+mod pressure;
 mod producer_ids;
 mod recover;
-mod pressure;
 mod topics;
 
 /// Producer ids reserved per manifest write.
@@ -131,6 +131,8 @@ pub struct Log {
     /// Set once this broker learns another epoch owns the log; shared with
     /// WAL completions, which can learn it first in object mode.
     fenced: Arc<AtomicBool>,
+    /// The cluster's topic catalog (none for a single broker).
+    catalog: RwLock<Option<Arc<dyn crate::catalog::Catalog>>>,
     /// Which partitions this broker may acknowledge writes to.
     leadership: RwLock<Arc<dyn crate::leadership::Leadership>>,
     /// Activity counters.
@@ -158,8 +160,7 @@ impl Log {
         let private = layout.private_store(store.clone());
         let manifests = ManifestStore::with_layout(store.clone(), layout);
         let fence_wait =
-            crate::lease::wait_until_free(&private, config.lease_interval, config.takeover)
-                .await?;
+            crate::lease::wait_until_free(&private, config.lease_interval, config.takeover).await?;
         let floor = manifests
             .load_latest_bare()
             .await?
@@ -285,7 +286,8 @@ impl Log {
                 ..BlockCacheConfig::default()
             },
         ));
-        let issued_producer_ids = producer_ids::producer_id_base(layout) + manifest.next_producer_id;
+        let issued_producer_ids =
+            producer_ids::producer_id_base(layout) + manifest.next_producer_id;
         Ok(Arc::new(Log {
             config,
             store,
@@ -303,6 +305,7 @@ impl Log {
             fenced: fence.fenced_flag(),
             fence,
             next_object_seq: Arc::new(AtomicU64::new(0)),
+            catalog: RwLock::new(None),
             leadership: RwLock::new(Arc::new(crate::leadership::SoleLeader)),
             stats: StorageStats::default(),
             clock,

@@ -428,10 +428,22 @@ mod tests {
             a.data_object(4, 5).as_ref(),
             "nodes/00001/objects/0000000004/00000000000000000005.dat"
         );
-        assert!(a.data_object(4, 5).as_ref().starts_with(a.data_objects_prefix().as_ref()));
-        assert!(!b.data_object(4, 5).as_ref().starts_with(a.data_objects_prefix().as_ref()));
-        assert_eq!(parse_manifest(&Path::from("nodes/00001/manifest/1.json")), None);
-        assert_eq!(Layout::parse_node_dir(&Path::from("nodes/00007")), Some(Layout::node(7)));
+        assert!(a
+            .data_object(4, 5)
+            .as_ref()
+            .starts_with(a.data_objects_prefix().as_ref()));
+        assert!(!b
+            .data_object(4, 5)
+            .as_ref()
+            .starts_with(a.data_objects_prefix().as_ref()));
+        assert_eq!(
+            parse_manifest(&Path::from("nodes/00001/manifest/1.json")),
+            None
+        );
+        assert_eq!(
+            Layout::parse_node_dir(&Path::from("nodes/00007")),
+            Some(Layout::node(7))
+        );
         assert_eq!(Layout::parse_node_dir(&Path::from("nodes/x")), None);
         assert_ne!(a.data_object(1, 1), b.data_object(1, 1));
         assert_eq!(Layout::SINGLE.data_object(1, 1), data_object(1, 1));

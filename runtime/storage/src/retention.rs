@@ -251,7 +251,10 @@ impl UploadTimes {
     async fn get_or_list(&mut self, log: &Log) -> &std::collections::HashMap<String, i64> {
         if self.0.is_none() {
             let mut times = std::collections::HashMap::new();
-            for prefix in [log.layout.data_objects_prefix(), log.layout.segments_prefix()] {
+            for prefix in [
+                log.layout.data_objects_prefix(),
+                log.layout.segments_prefix(),
+            ] {
                 let listed: std::result::Result<Vec<_>, _> =
                     log.store.list(Some(&prefix)).try_collect().await;
                 match listed {

@@ -71,23 +71,39 @@ async fn partitions_move_between_nodes_through_the_store() {
 
     // Nothing is served before it is acquired.
     let p0 = a.partition("t", 0).expect("p0");
-    assert!(not_leader(&a.append(&p0, batch("x", None)).await.expect_err("not acquired")));
+    assert!(not_leader(
+        &a.append(&p0, batch("x", None))
+            .await
+            .expect_err("not acquired")
+    ));
 
     // Clean handover: a leads t-0, uploads as it releases, b continues.
-    a.acquire_partition("t", 0, 1).await.expect("a acquires t-0");
+    a.acquire_partition("t", 0, 1)
+        .await
+        .expect("a acquires t-0");
     append_n(&a, 0, "a", 5).await;
     a.release_partition("t", 0).await.expect("release");
-    b.acquire_partition("t", 0, 2).await.expect("b acquires t-0");
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b acquires t-0");
     append_n(&b, 0, "b", 3).await;
     assert_eq!(records(&b, 0).await, 8);
     let stale = a.partition("t", 0).expect("p0");
-    assert!(not_leader(&a.append(&stale, batch("late", None)).await.expect_err("released")));
+    assert!(not_leader(
+        &a.append(&stale, batch("late", None))
+            .await
+            .expect_err("released")
+    ));
 
     // Takeover after a crash: b acknowledges t-1 and never uploads; a
     // recovers the batches from b's WAL objects.
-    b.acquire_partition("t", 1, 1).await.expect("b acquires t-1");
+    b.acquire_partition("t", 1, 1)
+        .await
+        .expect("b acquires t-1");
     append_n(&b, 1, "c", 4).await;
-    a.acquire_partition("t", 1, 2).await.expect("a takes t-1 over");
+    a.acquire_partition("t", 1, 2)
+        .await
+        .expect("a takes t-1 over");
     assert_eq!(records(&a, 1).await, 4);
     append_n(&a, 1, "d", 1).await;
     a.upload_once().await.expect("a uploads");
@@ -104,10 +120,14 @@ async fn partitions_move_between_nodes_through_the_store() {
     let (c, _dc) = env.open_node(3).await;
     topic_on(&c, id).await;
     b.release_partition("t", 0).await.expect("release t-0");
-    c.acquire_partition("t", 0, 3).await.expect("c acquires t-0");
+    c.acquire_partition("t", 0, 3)
+        .await
+        .expect("c acquires t-0");
     assert_eq!(records(&c, 0).await, 9);
     a.release_partition("t", 1).await.expect("release t-1");
-    c.acquire_partition("t", 1, 3).await.expect("c acquires t-1");
+    c.acquire_partition("t", 1, 3)
+        .await
+        .expect("c acquires t-1");
     assert_eq!(records(&c, 1).await, 5);
 
     // Every node's objects are under its own prefix.

@@ -59,6 +59,7 @@ use crate::console::Console;
 use crate::metrics::{Metrics, CONTENT_TYPE};
 
 mod auth;
+mod cluster;
 mod deployments;
 mod diff;
 pub mod error;
@@ -144,6 +145,10 @@ pub struct AdminState {
     pub(crate) console: Arc<Console>,
     /// Whose credentials the API checks (`admin-auth`); `None`: open.
     pub(crate) auth: Option<Arc<crate::security::Security>>,
+    /// The broker's cluster membership, if it is a node of one.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// This broker's node id.
+    pub(crate) node_id: i32,
 }
 
 impl AdminState {
@@ -155,6 +160,8 @@ impl AdminState {
             metrics,
             console: Arc::new(Console::default()),
             auth: None,
+            cluster: None,
+            node_id: 0,
         }
     }
 
@@ -172,9 +179,12 @@ impl AdminState {
             .settings()
             .admin_auth
             .then(|| broker.security.clone());
+        let (node_id, cluster) = (broker.settings.server.node_id, broker.cluster.clone());
         let mut state = AdminState::new(broker.detectors.clone(), broker.log.clone(), broker)
             .with_console(console);
         state.auth = auth;
+        state.node_id = node_id;
+        state.cluster = cluster;
         state
     }
 }
@@ -241,6 +251,8 @@ pub fn router(state: AdminState, limits: &AdminLimits) -> Router {
             "/v1/replays/{id}",
             q(get(replays::get)).merge(q(delete(replays::cancel))),
         )
+        .route("/v1/cluster", q(get(cluster::status)))
+        .route("/v1/cluster/move", q(post(cluster::move_partition)))
         // Reads alert topics whole: a long read, but no compile.
         .route("/v1/diff", compiles(post(diff::diff)))
         .merge(console_routes(q))

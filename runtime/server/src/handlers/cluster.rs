@@ -19,15 +19,34 @@ pub(super) fn api_versions() -> ApiVersionsResponse {
     vigil_protocol::response::api_versions_body(0)
 }
 
+/// The broker coordinating group `key`: this one, or in a cluster the
+/// node the group hashes to among the live nodes.
+fn group_coordinator(b: &Broker, key: &str, listener: usize) -> (BrokerId, StrBytes, i32) {
+    if let Some(node) = b.cluster.as_ref().and_then(|c| c.group_coordinator(key)) {
+        if let Some((h, p)) = node.kafka_listener.rsplit_once(':') {
+            if let Ok(port) = p.parse() {
+                return (
+                    BrokerId(node.node_id),
+                    StrBytes::from_string(h.to_string()),
+                    port,
+                );
+            }
+        }
+    }
+    let (host, port) = b.advertised_on(listener);
+    (
+        BrokerId(b.settings.server.node_id),
+        StrBytes::from_string(host.to_string()),
+        port,
+    )
+}
+
 pub(super) fn find_coordinator(
     b: &Arc<Broker>,
     r: FindCoordinatorRequest,
     v: i16,
     listener: usize,
 ) -> FindCoordinatorResponse {
-    let (host, port) = b.advertised_on(listener);
-    let node = BrokerId(b.settings.server.node_id);
-    let host = StrBytes::from_string(host.to_string());
     // Key type 0 is a group, 1 a transaction; this broker coordinates groups.
     let error = (r.key_type != 0).then_some(ResponseError::CoordinatorNotAvailable);
     if v >= 4 {
@@ -35,11 +54,14 @@ pub(super) fn find_coordinator(
             r.coordinator_keys
                 .into_iter()
                 .map(|key| match error {
-                    None => Coordinator::default()
-                        .with_key(key)
-                        .with_node_id(node)
-                        .with_host(host.clone())
-                        .with_port(port),
+                    None => {
+                        let (node, host, port) = group_coordinator(b, &key, listener);
+                        Coordinator::default()
+                            .with_key(key)
+                            .with_node_id(node)
+                            .with_host(host)
+                            .with_port(port)
+                    }
                     Some(e) => Coordinator::default()
                         .with_key(key)
                         .with_node_id(BrokerId(-1))
@@ -50,10 +72,13 @@ pub(super) fn find_coordinator(
         );
     }
     match error {
-        None => FindCoordinatorResponse::default()
-            .with_node_id(node)
-            .with_host(host)
-            .with_port(port),
+        None => {
+            let (node, host, port) = group_coordinator(b, &r.key, listener);
+            FindCoordinatorResponse::default()
+                .with_node_id(node)
+                .with_host(host)
+                .with_port(port)
+        }
         Some(e) => {
             let resp = FindCoordinatorResponse::default()
                 .with_error_code(e.code())
@@ -69,13 +94,35 @@ pub(super) fn find_coordinator(
 
 pub(super) fn describe_cluster(b: &Arc<Broker>, listener: usize) -> DescribeClusterResponse {
     let (host, port) = b.advertised_on(listener);
+    let me = DescribeClusterBroker::default()
+        .with_broker_id(BrokerId(b.settings.server.node_id))
+        .with_host(StrBytes::from_string(host.to_string()))
+        .with_port(port);
+    let brokers: Vec<DescribeClusterBroker> = match &b.cluster {
+        None => vec![me],
+        Some(c) => c
+            .members()
+            .into_iter()
+            .filter_map(|m| {
+                let (h, p) = m.kafka_listener.rsplit_once(':')?;
+                Some(
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(m.node_id))
+                        .with_host(StrBytes::from_string(h.to_string()))
+                        .with_port(p.parse().ok()?),
+                )
+            })
+            .collect(),
+    };
+    let controller = brokers
+        .iter()
+        .map(|b| b.broker_id)
+        .min()
+        .unwrap_or(BrokerId(b.settings.server.node_id));
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(b.cluster_id.clone()))
-        .with_controller_id(BrokerId(b.settings.server.node_id))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.settings.server.node_id))
-            .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)])
+        .with_controller_id(controller)
+        .with_brokers(brokers)
 }
 
 pub(super) async fn init_producer_id(

@@ -1,4 +1,5 @@
-//! Metadata: brokers, topics and partition leaders (always this broker).
+//! Metadata: brokers, topics and partition leaders (this broker alone, or
+//! the cluster's live nodes and each partition's leader and epoch).
 
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ pub(super) async fn handle(
     // Before v4 there is no flag and auto-creation is the broker's choice.
     let auto_create =
         b.settings.server.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
+    let leaders = Leaders::of(b, node);
+    let topic_entry = |t: &Topic, _node: BrokerId, v: i16| topic_entry(t, &leaders, v);
     let topics = match requested {
         None => b
             .log
@@ -57,12 +60,30 @@ pub(super) async fn handle(
             out
         }
     };
-    let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
+    let brokers = match &b.cluster {
+        None => vec![MetadataResponseBroker::default()
             .with_node_id(node)
             .with_host(StrBytes::from_string(host.to_string()))
-            .with_port(port)])
-        .with_controller_id(node)
+            .with_port(port)],
+        Some(c) => c
+            .members()
+            .into_iter()
+            .filter_map(|m| {
+                let (h, p) = m.kafka_listener.rsplit_once(':')?;
+                Some(
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(m.node_id))
+                        .with_host(StrBytes::from_string(h.to_string()))
+                        .with_port(p.parse().ok()?),
+                )
+            })
+            .collect(),
+    };
+    // The lowest live node id: Kafka clients only need some live broker.
+    let controller = brokers.iter().map(|b| b.node_id).min().unwrap_or(node);
+    let mut resp = MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_controller_id(controller)
         .with_topics(topics);
     if v >= 2 {
         resp = resp.with_cluster_id(Some(StrBytes::from_string(b.cluster_id.clone())));
@@ -102,19 +123,52 @@ fn create_error_code(e: &StorageError) -> ResponseError {
     }
 }
 
-fn topic_entry(t: &Topic, node: BrokerId, v: i16) -> MetadataResponseTopic {
+/// Who leads each partition: this broker alone, or the cluster's view.
+enum Leaders<'a> {
+    Sole(BrokerId),
+    Cluster(&'a crate::cluster::Cluster),
+}
+
+impl<'a> Leaders<'a> {
+    fn of(b: &'a Broker, node: BrokerId) -> Self {
+        match &b.cluster {
+            Some(c) => Leaders::Cluster(c),
+            None => Leaders::Sole(node),
+        }
+    }
+
+    /// Leader node and epoch of a partition; `None` while it has none
+    /// (its leader died and the session has not expired yet, or it is
+    /// moving).
+    fn of_partition(&self, p: &vigil_storage::Partition) -> Option<(BrokerId, i32)> {
+        match self {
+            Leaders::Sole(node) => Some((*node, p.leader_epoch())),
+            Leaders::Cluster(c) => c
+                .leader(&p.topic, p.index)
+                .map(|l| (BrokerId(l.node), l.epoch)),
+        }
+    }
+}
+
+fn topic_entry(t: &Topic, leaders: &Leaders<'_>, v: i16) -> MetadataResponseTopic {
     let mut e = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_partitions(
             t.partitions
                 .iter()
                 .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p.index)
-                        .with_leader_id(node)
-                        .with_leader_epoch(p.leader_epoch())
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
+                    let entry = MetadataResponsePartition::default().with_partition_index(p.index);
+                    match leaders.of_partition(p) {
+                        Some((node, epoch)) => entry
+                            .with_leader_id(node)
+                            .with_leader_epoch(epoch)
+                            .with_replica_nodes(vec![node])
+                            .with_isr_nodes(vec![node]),
+                        None => entry
+                            .with_error_code(ResponseError::LeaderNotAvailable.code())
+                            .with_leader_id(BrokerId(-1))
+                            .with_leader_epoch(-1),
+                    }
                 })
                 .collect(),
         );

@@ -254,6 +254,31 @@ impl Settings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.server.validate()?;
         self.storage.validate()?;
+        if self.server.coordinator.is_some() {
+            if self.storage.wal != WalKind::Object {
+                return Err(SettingsError::new(
+                    "coordinator",
+                    "a cluster node needs --wal object: with the local WAL, what a node \
+                     acknowledged and did not upload would be lost with its disk when its \
+                     partitions move",
+                ));
+            }
+            if !(0..=99_999).contains(&self.server.node_id) {
+                return Err(SettingsError::new(
+                    "node-id",
+                    format!("{} is not between 0 and 99999", self.server.node_id),
+                ));
+            }
+            if !(1_000..=3_600_000).contains(&self.server.session_ttl_ms) {
+                return Err(SettingsError::new(
+                    "session-ttl-ms",
+                    format!(
+                        "{} is not between 1000 and 3600000",
+                        self.server.session_ttl_ms
+                    ),
+                ));
+            }
+        }
         self.groups.validate()?;
         self.admin.validate()?;
         self.security.validate(&self.server)?;

@@ -31,9 +31,19 @@ pub struct ServerSettings {
     /// Partitions of auto-created topics and of CreateTopics asking for -1.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_DEFAULT_PARTITIONS"))]
     pub default_partitions: i32,
-    /// Broker node id.
+    /// Broker node id (unique in a cluster).
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_NODE_ID"))]
     pub node_id: i32,
+    /// Join a cluster through this coordinator: `etcd://host:port[,host:port...][/root]`,
+    /// or `store` for the object store's own conditional writes. Unset: a
+    /// single broker owning the whole store. Every node of a cluster shares
+    /// one `--object-store` and runs `--wal object`.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_COORDINATOR"))]
+    pub coordinator: Option<String>,
+    /// Cluster session time-to-live (ms): a node that stops renewing for
+    /// this long loses its partitions to the others.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_SESSION_TTL_MS"))]
+    pub session_ttl_ms: u64,
     /// Largest record batch a produce may carry, in bytes, for topics without
     /// their own `max.message.bytes` (Kafka's broker `message.max.bytes`).
     /// Larger batches get MESSAGE_TOO_LARGE.
@@ -111,6 +121,8 @@ impl Default for ServerSettings {
             auto_create_topics: true,
             default_partitions: 1,
             node_id: 0,
+            coordinator: None,
+            session_ttl_ms: 6_000,
             message_max_bytes: DEFAULT_MESSAGE_MAX_BYTES,
             socket_request_max_bytes: None,
             fetch_max_bytes: 52_428_800,

@@ -13,12 +13,12 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::partition::Partition;
 use crate::paths::{self, Layout};
 use crate::wal::WalEntry;
+use bytes::Bytes;
 
 impl Log {
     /// Appends to `p` (just loaded from its partition manifest, not yet
@@ -58,7 +58,10 @@ impl Log {
                     .get(&h.base_offset)
                     .is_none_or(|(epoch, _, _)| h.partition_leader_epoch > *epoch);
                 if newer {
-                    found.insert(h.base_offset, (h.partition_leader_epoch, h.last_offset(), batch));
+                    found.insert(
+                        h.base_offset,
+                        (h.partition_leader_epoch, h.last_offset(), batch),
+                    );
                 }
             }
         }

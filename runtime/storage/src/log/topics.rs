@@ -6,15 +6,57 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::{Log, Topic, TopicConfig, MAX_PARTITIONS, MAX_TOPIC_NAME};
+use crate::catalog::{Catalog, CatalogTopic};
 use crate::error::{Result, StorageError};
 use crate::manifest::{Manifest, PartitionManifest, TopicManifest};
 use crate::partition::Partition;
 
 impl Log {
-    /// Creates a topic.
+    /// Creates a topic (in a cluster, registered in the catalog first:
+    /// if another node registered the name meanwhile, its topic is added
+    /// here and this fails with [`StorageError::TopicExists`]).
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
-        self.create_topic_with_id(name, config, Uuid::new_v4())
-            .await
+        let catalog = self.catalog.read().clone();
+        let Some(catalog) = catalog else {
+            return self
+                .create_topic_with_id(name, config, Uuid::new_v4())
+                .await;
+        };
+        validate_topic_name(name)?;
+        if self.topic(name).is_some() {
+            return Err(StorageError::TopicExists(name.to_string()));
+        }
+        let entry = CatalogTopic {
+            id: Uuid::new_v4(),
+            partitions: config.partitions,
+            configs: config.configs.clone(),
+        };
+        match catalog.register(name, &entry).await? {
+            None => match self.create_topic_with_id(name, config, entry.id).await {
+                // The catalog follower applied our own registration first.
+                Err(StorageError::TopicExists(_)) => self
+                    .topic(name)
+                    .filter(|t| t.id == entry.id)
+                    .ok_or_else(|| StorageError::TopicExists(name.to_string())),
+                other => other,
+            },
+            Some(theirs) => {
+                let config = TopicConfig {
+                    partitions: theirs.partitions,
+                    configs: theirs.configs,
+                };
+                match self.create_topic_with_id(name, config, theirs.id).await {
+                    Ok(_) | Err(StorageError::TopicExists(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                Err(StorageError::TopicExists(name.to_string()))
+            }
+        }
+    }
+
+    /// Installs the cluster's topic catalog.
+    pub fn set_catalog(&self, catalog: Arc<dyn Catalog>) {
+        *self.catalog.write() = Some(catalog);
     }
 
     /// Creates a topic under a given id: a cluster node adding a topic of
@@ -66,8 +108,22 @@ impl Log {
         Ok(topic)
     }
 
-    /// Deletes a topic and (in the background) its objects.
+    /// Deletes a topic and (in the background) its objects; in a cluster,
+    /// from the catalog first.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let catalog = self.catalog.read().clone();
+        if let Some(catalog) = catalog {
+            if self.topic(name).is_none() {
+                return Err(StorageError::UnknownTopic(name.to_string()));
+            }
+            catalog.unregister(name).await?;
+        }
+        self.delete_topic_locally(name).await
+    }
+
+    /// Deletes a topic from this log only (a cluster node applying the
+    /// catalog's deletion).
+    pub async fn delete_topic_locally(&self, name: &str) -> Result<()> {
         let id = self
             .update_manifest(|m| {
                 m.topics
@@ -84,6 +140,24 @@ impl Log {
 
     /// Grows a topic to `total` partitions.
     pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let catalog = self.catalog.read().clone();
+        if let (Some(catalog), Some(topic)) = (catalog, self.topic(name)) {
+            let have = topic.partitions.len() as i32;
+            if total > have && total <= MAX_PARTITIONS {
+                let entry = CatalogTopic {
+                    id: topic.id,
+                    partitions: total,
+                    configs: topic.configs.clone(),
+                };
+                catalog.update(name, &entry).await?;
+            }
+        }
+        self.create_partitions_locally(name, total).await
+    }
+
+    /// Grows a topic in this log only (a cluster node applying the
+    /// catalog's change).
+    pub async fn create_partitions_locally(&self, name: &str, total: i32) -> Result<()> {
         let topic = self
             .topic(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;

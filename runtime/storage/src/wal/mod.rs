@@ -158,9 +158,13 @@ impl Wal {
         objects_through: Option<(u64, u64)>,
     ) -> Result<(Replay, impl FnOnce(KvMap) -> Result<Wal>)> {
         let (mut entries, dir) = local::Dir::open(&opts.dir)?;
-        let (object_entries, objects) =
-            object::Objects::open(store, fence.clone(), objects_through, opts.keep_found_objects)
-                .await?;
+        let (object_entries, objects) = object::Objects::open(
+            store,
+            fence.clone(),
+            objects_through,
+            opts.keep_found_objects,
+        )
+        .await?;
         entries.extend(object_entries);
         let start = move |kv: KvMap| -> Result<Wal> {
             let (tx, rx) = mpsc::unbounded_channel();

@@ -208,35 +208,35 @@ pub(crate) async fn read_objects(
     store: &dyn ObjectStore,
     through: Option<(u64, u64)>,
 ) -> Result<(Vec<WalEntry>, Vec<Path>)> {
-        let prefix = paths::wal_prefix();
-        let metas = crate::store::list_all(store, &prefix).await?;
-        let mut keys: Vec<((u64, u64), Path)> = metas
-            .into_iter()
-            .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
-            .collect();
-        keys.sort();
-        let mut entries = Vec::new();
-        for (pos, key) in &keys {
-            if through.is_some_and(|t| *pos <= t) {
-                continue;
-            }
-            let data = store
-                .get(key)
-                .await
-                .map_err(|e| StorageError::store("get", key, e))?
-                .bytes()
-                .await
-                .map_err(|e| StorageError::store("get", key, e))?;
-            let (found, valid) = decode_entries(&data);
-            if valid != data.len() {
-                // PUTs are atomic, so this is corruption, not a torn write.
-                return Err(StorageError::Corrupt {
-                    what: "WAL object",
-                    key: key.to_string(),
-                    reason: format!("only {valid} of {} bytes decode", data.len()),
-                });
-            }
-            entries.extend(found);
+    let prefix = paths::wal_prefix();
+    let metas = crate::store::list_all(store, &prefix).await?;
+    let mut keys: Vec<((u64, u64), Path)> = metas
+        .into_iter()
+        .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
+        .collect();
+    keys.sort();
+    let mut entries = Vec::new();
+    for (pos, key) in &keys {
+        if through.is_some_and(|t| *pos <= t) {
+            continue;
         }
+        let data = store
+            .get(key)
+            .await
+            .map_err(|e| StorageError::store("get", key, e))?
+            .bytes()
+            .await
+            .map_err(|e| StorageError::store("get", key, e))?;
+        let (found, valid) = decode_entries(&data);
+        if valid != data.len() {
+            // PUTs are atomic, so this is corruption, not a torn write.
+            return Err(StorageError::Corrupt {
+                what: "WAL object",
+                key: key.to_string(),
+                reason: format!("only {valid} of {} bytes decode", data.len()),
+            });
+        }
+        entries.extend(found);
+    }
     Ok((entries, keys.into_iter().map(|(_, k)| k).collect()))
 }

@@ -1,0 +1,190 @@
+"""A vigil cluster: three brokers on one object store and a real etcd.
+
+Partitions spread over the live brokers, unmodified clients follow their
+leaders, a broker killed with SIGKILL loses its partitions to the others
+after the session TTL without losing an acknowledged record (the new
+leaders recover the dead one's WAL objects from the store), a joining
+broker takes its share, and a broker stopped with SIGTERM hands its
+partitions over before it exits.
+"""
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import Broker, free_port
+from helpers import Deadline, ck_admin, ck_consumer, ck_create_topic, ck_producer
+
+TTL_MS = 3000
+PARTITIONS = 6
+
+
+class Etcd:
+    """A single-member etcd on loopback (Debian etcd-server)."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        self.client_port = free_port()
+        self.peer_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    def start(self) -> None:
+        etcd = shutil.which("etcd")
+        if etcd is None:
+            pytest.fail("etcd not found: run scripts/install-test-deps.sh (Debian etcd-server)",
+                        pytrace=False)
+        client = f"http://127.0.0.1:{self.client_port}"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.log = open(self.dir / "etcd.log", "wb")
+        self.proc = subprocess.Popen(
+            [etcd, "--name", "n1", "--data-dir", str(self.dir / "etcd-data"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"n1={peer}"],
+            stdout=subprocess.DEVNULL, stderr=self.log)
+        dl = Deadline(20, "etcd answering")
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
+                    return
+            except OSError:
+                dl.check()
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    e = Etcd(tmp_path)
+    e.start()
+    yield e
+    e.stop()
+
+
+def node(tmp_path: Path, etcd: Etcd, objects: Path, node_id: int, root: str) -> Broker:
+    work = tmp_path / f"node{node_id}"
+    work.mkdir()
+    return Broker(work, name=f"vigil-{node_id}", object_store=f"file://{objects}", extra_args=[
+        "--coordinator", f"etcd://{etcd.endpoint}/{root}",
+        "--node-id", str(node_id),
+        "--wal", "object",
+        "--session-ttl-ms", str(TTL_MS),
+        "--upload-interval-ms", "60000",
+    ])
+
+
+def leaders(bootstrap: str, topic: str) -> dict[int, int]:
+    md = ck_admin(bootstrap).list_topics(topic, timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return {}
+    return {p: m.leader for p, m in t.partitions.items()}
+
+
+def wait_leaders(bootstrap: str, topic: str, on: set[int], per_node: int, timeout: float = 30) -> dict:
+    """Until every partition has a leader in `on`, each leading `per_node`."""
+    dl = Deadline(timeout, f"leaders of {topic} spread over {sorted(on)}")
+    last = {}
+    while True:
+        try:
+            last = leaders(bootstrap, topic)
+        except Exception as e:  # metadata from a broker that is going away
+            last = {"error": str(e)}
+        if len(last) == PARTITIONS and all(n in on for n in last.values()):
+            counts = {n: list(last.values()).count(n) for n in on}
+            if all(c == per_node for c in counts.values()):
+                return last
+        dl.check(f"(last: {last})")
+        time.sleep(0.2)
+
+
+def produce(bootstrap: str, topic: str, start: int, n: int) -> None:
+    p = ck_producer(bootstrap, **{"message.timeout.ms": 45000})
+    errors = []
+    for i in range(start, start + n):
+        p.produce(topic, key=str(i).encode(), value=f"v{i}".encode(),
+                  on_delivery=lambda err, msg: errors.append(err) if err else None)
+        p.poll(0)
+    assert p.flush(60) == 0, "records still in flight after 60 s"
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[0]}"
+
+
+def consume_all(bootstrap: str, topic: str, want: int) -> list[str]:
+    c = ck_consumer(bootstrap, f"g-{uuid.uuid4().hex[:8]}")
+    c.subscribe([topic])
+    out: list[str] = []
+    dl = Deadline(60, f"consuming {want} records of {topic}")
+    try:
+        while len(out) < want:
+            dl.check(f"(got {len(out)})")
+            for m in c.consume(num_messages=500, timeout=1.0):
+                assert m.error() is None, m.error()
+                out.append(m.value().decode())
+        # Nothing beyond what was produced (no duplicates).
+        for m in c.consume(num_messages=500, timeout=1.0):
+            assert m.error() is None, m.error()
+            out.append(m.value().decode())
+    finally:
+        c.close()
+    return sorted(out)
+
+
+def test_partitions_spread_move_on_kill_join_and_drain(tmp_path, etcd):
+    objects = tmp_path / "objects"
+    objects.mkdir()
+    root = f"vigil-{uuid.uuid4().hex[:8]}"
+    b = {i: node(tmp_path, etcd, objects, i, root).start() for i in (1, 2, 3)}
+    topic = "orders"
+    ck_create_topic(b[1].bootstrap, topic, partitions=PARTITIONS)
+    # Metadata from any broker shows every live broker and balanced leaders.
+    wait_leaders(b[3].bootstrap, topic, {1, 2, 3}, 2)
+    md = ck_admin(b[2].bootstrap).list_topics(timeout=5)
+    assert sorted(md.brokers) == [1, 2, 3], md.brokers
+    assert len({ck_admin(x.bootstrap).list_topics(timeout=5).cluster_id for x in b.values()}) == 1
+
+    all_boot = ",".join(x.bootstrap for x in b.values())
+    produce(all_boot, topic, 0, 600)
+    want = sorted(f"v{i}" for i in range(600))
+    assert consume_all(all_boot, topic, 600) == want
+
+    # SIGKILL: the dead broker's partitions move after the session TTL,
+    # with every record it acknowledged.
+    b[2].kill9()
+    t0 = time.monotonic()
+    wait_leaders(b[1].bootstrap, topic, {1, 3}, 3, timeout=TTL_MS / 1000 + 30)
+    moved_after = time.monotonic() - t0
+    live = f"{b[1].bootstrap},{b[3].bootstrap}"
+    produce(live, topic, 600, 300)
+    want = sorted(f"v{i}" for i in range(900))
+    assert consume_all(live, topic, 900) == want
+    assert moved_after < TTL_MS / 1000 + 20, moved_after
+
+    # A new broker joins and takes its share.
+    b[4] = node(tmp_path, etcd, objects, 4, root).start()
+    wait_leaders(b[1].bootstrap, topic, {1, 3, 4}, 2)
+
+    # SIGTERM: broker 1 hands its partitions over before exiting, well
+    # before its session would expire.
+    t0 = time.monotonic()
+    b[1].stop()
+    wait_leaders(b[3].bootstrap, topic, {3, 4}, 3, timeout=10)
+    assert time.monotonic() - t0 < TTL_MS / 1000 + 10
+    live = f"{b[3].bootstrap},{b[4].bootstrap}"
+    assert consume_all(live, topic, 900) == want
+    for x in b.values():
+        if x.alive():
+            x.stop()
