@@ -114,6 +114,9 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "separate" => t.separate = v != 0.0,
         "tod_buckets" => t.tod_buckets = v as usize,
         "breakout_bypass" => t.breakout_bypass = v != 0.0,
+        "cooldown_minutes" => t.cooldown_minutes = v,
+        "flat_signal" => t.flat_signal = v != 0.0,
+        "threshold_growth" => t.threshold_growth = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

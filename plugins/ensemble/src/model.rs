@@ -117,6 +117,15 @@ pub struct Tuning {
     /// shortly after an alert on a wobble, and without this an early false
     /// positive hid a breakout in the next labelled window.
     pub breakout_bypass: bool,
+    /// A cooldown also ends once this much record time has passed since
+    /// the alert (0: records only).
+    pub cooldown_minutes: f64,
+    /// Likelihood of "the value did not change" (stuck sensors, drop-outs
+    /// to a constant).
+    pub flat_signal: bool,
+    /// The deviation threshold rises by this much per tenfold records
+    /// beyond `THRESHOLD_BASE_RECORDS` (0: fixed threshold).
+    pub threshold_growth: f64,
 }
 
 impl Default for Tuning {
@@ -129,10 +138,15 @@ impl Default for Tuning {
             separate: true,
             tod_buckets: 24,
             breakout_bypass: true,
+            cooldown_minutes: 0.0,
+            flat_signal: false,
+            threshold_growth: 0.0,
         }
     }
 }
 
+/// Records after which the threshold starts rising (`threshold_growth`).
+const THRESHOLD_BASE_RECORDS: f64 = 4000.0;
 /// Weight of each new error in the running mean absolute error.
 const MAE_ALPHA: f64 = 0.01;
 /// Errors are clipped at this many MAEs so one outlier can't inflate the scale.
@@ -165,6 +179,12 @@ pub struct SeriesModel {
     cooldown_left: usize,
     /// The running cooldown was started by a range breakout.
     cooling_after_breakout: bool,
+    /// Likelihood of repeated values (created on first use).
+    #[serde(default)]
+    flat_likelihood: Option<AnomalyLikelihood>,
+    /// Timestamp of the last alert (epoch ms).
+    #[serde(default)]
+    alert_ts: i64,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -194,6 +214,8 @@ impl SeriesModel {
             time_of_day_likelihood: None,
             cooldown_left: 0,
             cooling_after_breakout: false,
+            alert_ts: 0,
+            flat_likelihood: None,
             scratch: Vec::new(),
         }
     }
@@ -233,6 +255,8 @@ impl SeriesModel {
             };
             self.scored += 1;
         }
+        let k = self.recent.len();
+        let repeated = k >= 2 && self.recent.iter().skip(k - 2).all(|&x| x == value);
         if self.recent.len() == self.level_window {
             self.recent.pop_front();
         }
@@ -270,7 +294,14 @@ impl SeriesModel {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
             [self.likelihood.update(raw), 0.0, time_lik]
         };
-        let lik = likelihoods.iter().copied().fold(0.0, f64::max);
+        let mut lik = likelihoods.iter().copied().fold(0.0, f64::max);
+        if t.flat_signal {
+            let l = self
+                .flat_likelihood
+                .get_or_insert_with(|| new_likelihood(cfg, t))
+                .update(if repeated { 1.0 } else { 0.0 });
+            lik = lik.max(l);
+        }
 
         let mut score = 0.0;
         let mut kind = Kind::Normal;
@@ -291,11 +322,24 @@ impl SeriesModel {
         self.max = hi;
         self.n += 1;
 
+        // Deviation scores are compared with a threshold that may rise with
+        // the records seen; shifting the score instead keeps "stream cut at
+        // the configured threshold = the alerts".
+        if kind == Kind::Deviation && t.threshold_growth > 0.0 {
+            let ratio = (self.n as f64 / THRESHOLD_BASE_RECORDS).max(1.0);
+            score = (score - t.threshold_growth * ratio.log10()).max(0.0);
+        }
         let mut alert = false;
         if t.breakout_bypass
             && kind == Kind::RangeBreakout
             && !self.cooling_after_breakout
             && score >= cfg.threshold
+        {
+            self.cooldown_left = 0;
+        }
+        if self.cooldown_left > 0
+            && t.cooldown_minutes > 0.0
+            && (ts_ms.saturating_sub(self.alert_ts) as f64) >= t.cooldown_minutes * 60_000.0
         {
             self.cooldown_left = 0;
         }
@@ -305,6 +349,7 @@ impl SeriesModel {
         } else if warm && score >= cfg.threshold {
             alert = true;
             self.cooldown_left = cfg.cooldown;
+            self.alert_ts = ts_ms;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
         }
         Output {
