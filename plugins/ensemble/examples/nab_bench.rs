@@ -68,7 +68,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     for (i, o) in outs.iter().enumerate() {
         if o.alert && i >= probation && !inside(i) {
             println!(
-                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day) {:.2?}",
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats) {:.2?}",
                 o.kind, o.score, o.likelihoods
             );
         }
@@ -114,7 +114,6 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "separate" => t.separate = v != 0.0,
         "tod_buckets" => t.tod_buckets = v as usize,
         "breakout_bypass" => t.breakout_bypass = v != 0.0,
-        "cooldown_minutes" => t.cooldown_minutes = v,
         "flat_signal" => t.flat_signal = v != 0.0,
         "threshold_growth" => t.threshold_growth = v,
         other => return Err(format!("unknown tuning {other}").into()),
