@@ -115,6 +115,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "tod_buckets" => t.tod_buckets = v as usize,
         "breakout_bypass" => t.breakout_bypass = v != 0.0,
         "flat_signal" => t.flat_signal = v != 0.0,
+        "flat_std_floor" => t.flat_std_floor = v,
         "threshold_growth" => t.threshold_growth = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }

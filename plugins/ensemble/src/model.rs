@@ -133,6 +133,12 @@ pub struct Tuning {
     /// run at an ordinary level is an old pattern) can see. Runs of three,
     /// not two: pairs are common in quantised series (design 0007).
     pub flat_signal: bool,
+    /// Floor of the standard deviation in the repeated-values likelihood,
+    /// above the others' (0.03): repeats come in clusters (runs of zeros
+    /// at night in a small count series), which a Gaussian of the window
+    /// mean underrates; 0.06-0.2 all cut those chance alerts on the
+    /// synthetic held-out check, and a frozen sensor still scores 1.
+    pub flat_std_floor: f64,
     /// Deviation scores are lowered by this much per tenfold records
     /// beyond `THRESHOLD_BASE_RECORDS` (at most `MAX_THRESHOLD_SHIFT`), as
     /// if the threshold rose: the likelihood score is `log10` of a tail
@@ -152,6 +158,7 @@ impl Default for Tuning {
             tod_buckets: 24,
             breakout_bypass: true,
             flat_signal: true,
+            flat_std_floor: 0.1,
             threshold_growth: 0.1,
         }
     }
@@ -228,7 +235,13 @@ impl SeriesModel {
             time_of_day_likelihood: None,
             cooldown_left: 0,
             cooling_after_breakout: false,
-            flat_likelihood: new_likelihood(cfg, t),
+            flat_likelihood: new_likelihood(
+                cfg,
+                &Tuning {
+                    std_floor: t.flat_std_floor,
+                    ..*t
+                },
+            ),
             alert_ts: 0,
             scratch: Vec::new(),
         }
