@@ -36,8 +36,8 @@
 //! days), `likelihood_window` (2000),
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
-//! for `vigil eval --sweep`). Memory per series is about 24 bytes ×
-//! `likelihood_window` plus 8 KiB of pattern bits. The benchmark on the
+//! for `vigil eval --sweep`). Memory per series is about 32 bytes ×
+//! `likelihood_window` (four likelihood windows) plus 8 KiB of pattern bits. The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
