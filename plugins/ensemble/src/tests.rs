@@ -138,6 +138,9 @@ fn config_is_validated() {
     assert!(err(json!({"likelihood_window": 2})).contains("`likelihood_window`"));
     assert!(err(json!({"short_window": 0})).contains("`short_window`"));
     assert!(err(json!({"max_keys": 0})).contains("`max_keys`"));
+    assert!(err(json!({"cooldown_minutes": 2_000_000_000u64})).contains("`cooldown_minutes`"));
+    assert!(new_detector::<Ensemble>(json!({"cooldown_minutes": -1})).is_err());
+    assert!(new_detector::<Ensemble>(json!({"cooldown_minutes": 0})).is_ok());
     assert!(err(json!({"treshold": 0.5})).contains("unknown field `treshold`"));
     let e = run::<Ensemble>(json!({"field": "cpu"}), &batches(&[1.0], 1)).unwrap_err();
     assert!(e.to_string().contains("no column `cpu`"), "{e}");
