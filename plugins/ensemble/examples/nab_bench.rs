@@ -68,7 +68,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     for (i, o) in outs.iter().enumerate() {
         if o.alert && i >= probation && !inside(i) {
             println!(
-                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day) {:.2?}",
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats) {:.2?}",
                 o.kind, o.score, o.likelihoods
             );
         }
@@ -114,6 +114,9 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "separate" => t.separate = v != 0.0,
         "tod_buckets" => t.tod_buckets = v as usize,
         "breakout_bypass" => t.breakout_bypass = v != 0.0,
+        "flat_signal" => t.flat_signal = v != 0.0,
+        "flat_std_floor" => t.flat_std_floor = v,
+        "threshold_growth" => t.threshold_growth = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())
@@ -203,9 +206,30 @@ fn main() -> Res<()> {
         "{:<6} {:<20} {:>7} {:>15} {:>15}",
         "split", "profile", "fixed", "grid (thr)", "sweep (thr)"
     );
-    for (split, prefixes) in SPLITS {
-        let (sub, idx) = subset(&dataset, prefixes);
+    // The fixed splits, then every category alone (standard profile only):
+    // the synthetic held-out corpus has its own categories.
+    let mut categories: Vec<String> = dataset
+        .files
+        .iter()
+        .filter_map(|f| f.name.split_once('/').map(|(c, _)| format!("{c}/")))
+        .collect();
+    categories.dedup();
+    let splits: Vec<(String, Vec<String>)> = SPLITS
+        .iter()
+        .map(|(n, p)| (n.to_string(), p.iter().map(|s| s.to_string()).collect()))
+        .chain(categories.iter().map(|c| (c.clone(), vec![c.clone()])))
+        .collect();
+    for (split, prefixes) in &splits {
+        let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+        let (sub, idx) = subset(&dataset, &prefixes);
+        if sub.files.is_empty() {
+            continue;
+        }
+        let per_category = !SPLITS.iter().any(|(n, _)| n == split);
         for p in &profiles {
+            if per_category && p.name != "standard" {
+                continue;
+            }
             let f = score_dataset(&sub, &pick(&fixed, &idx), p)?;
             let mut best = (f64::NEG_INFINITY, 0.0);
             for (g, thr) in per_threshold.iter().zip(&grid) {
@@ -216,7 +240,8 @@ fn main() -> Res<()> {
             }
             let (thr, sw) = best_threshold(&sub, &pick(&scores, &idx), p)?;
             println!(
-                "{split:<6} {:<20} {:>7.2} {:>8.2} ({:.2}) {:>8.2} ({:.3})",
+                "{:<6} {:<20} {:>7.2} {:>8.2} ({:.2}) {:>8.2} ({:.3})",
+                split.trim_end_matches('/'),
                 p.name,
                 f.normalized,
                 best.0,
@@ -224,7 +249,7 @@ fn main() -> Res<()> {
                 sw.normalized,
                 thr.unwrap_or(vigil_nab::NULL_THRESHOLD)
             );
-            if verbose && p.name == "standard" && *split == "total" {
+            if verbose && p.name == "standard" && split == "total" {
                 for (r, s) in f.per_file.iter().zip(&dataset.files) {
                     println!(
                         "  {:<58} windows {}/{}  fp {:3}  raw {:6.2}",

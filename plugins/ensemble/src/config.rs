@@ -19,6 +19,10 @@ pub struct Config {
     /// Records after an alert during which that series raises no new alert
     /// (one continuing anomaly gives one alert).
     pub cooldown: usize,
+    /// The cooldown also ends once this many minutes of record time have
+    /// passed since the alert (0: `cooldown` records only): 288 records
+    /// are a day of 5-minute data but twelve days of hourly data.
+    pub cooldown_minutes: u64,
     /// Records over which the distribution of recent surprise is estimated.
     pub likelihood_window: usize,
     /// Records averaged into the short-term surprise compared with that distribution.
@@ -42,6 +46,7 @@ impl Default for Config {
             threshold: 0.5,
             warmup: 300,
             cooldown: 288,
+            cooldown_minutes: 4320,
             likelihood_window: 2000,
             short_window: 20,
             range_tolerance: 0.05,
@@ -67,6 +72,12 @@ impl Config {
             return Err(format!(
                 "`warmup` must be at most 1000000 records, got {}",
                 self.warmup
+            ));
+        }
+        if self.cooldown_minutes > 1_000_000_000 {
+            return Err(format!(
+                "`cooldown_minutes` must be at most 1000000000, got {}",
+                self.cooldown_minutes
             ));
         }
         if !(10..=100_000).contains(&self.likelihood_window) {

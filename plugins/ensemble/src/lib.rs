@@ -10,28 +10,34 @@
 //! * **time-of-day novelty** — a level never seen before at this hour of
 //!   the day (UTC, from the record timestamp), as HTM's time-of-day
 //!   encoding gives it;
+//! * **repeated values** — a value equal to the previous two (a stuck
+//!   sensor, a drop-out to a constant);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the largest of the three counts;
+//!   against its own noise; the largest of the four counts, lowered by
+//!   0.1 per tenfold records past 4000 (at most 0.2) so that a long series
+//!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
-//! `threshold`, then the series stays quiet for `cooldown` records (except
-//! for a range breakout after a softer alert). Alerts carry the expected
+//! `threshold`, then the series stays quiet for `cooldown` records or
+//! `cooldown_minutes` of record time, whichever ends first (except for a
+//! range breakout after a softer alert). Alerts carry the expected
 //! value and usual range, z, which contexts were new, the kind and the
 //! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
 //! "record_key"; or a string column), `threshold` (0.5), `warmup` (300
-//! records), `cooldown` (288 records), `likelihood_window` (2000),
+//! records), `cooldown` (288 records), `cooldown_minutes` (4320, three
+//! days), `likelihood_window` (2000),
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
-//! for `vigil eval --sweep`). Memory per series is about 24 bytes ×
-//! `likelihood_window` plus 8 KiB of pattern bits. The benchmark on the
+//! for `vigil eval --sweep`). Memory per series is about 32 bytes ×
+//! `likelihood_window` (four likelihood windows) plus 8 KiB of pattern bits. The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -61,9 +67,10 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
-    /// "2": the time-of-day context joined the per-series state; a state
-    /// of format "1" is not restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "2";
+    /// "3": the repeated-values likelihood and the alert time joined the
+    /// per-series state ("2": the time-of-day context); an older state is
+    /// not restored (the series re-warm instead).
+    const STATE_FORMAT: &'static str = "3";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
@@ -141,6 +148,7 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         "range_breakout" => "left the range seen so far",
         "movement_pattern" => "more new patterns of movement than this series shows",
         "time_of_day" => "levels not seen before at this time of day",
+        "repeated_values" => "the value keeps repeating (stuck or constant)",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);

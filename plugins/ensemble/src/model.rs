@@ -61,31 +61,40 @@ pub struct Output {
     /// The record's level had never been seen at this time of day.
     pub novel_time_of_day: bool,
     /// The anomaly likelihoods of (prediction error, movement novelty,
-    /// time-of-day novelty); `score` is their maximum unless the value
-    /// broke out of the seen range.
-    pub likelihoods: [f64; 3],
+    /// time-of-day novelty, repeated values); `score` is their maximum
+    /// (lowered on long series, see `Tuning::threshold_growth`) unless the
+    /// value broke out of the seen range.
+    pub likelihoods: [f64; 4],
     /// Why the score is high.
     pub kind: Kind,
 }
 
 impl Output {
     /// Which signal made the score: `"range_breakout"`, else the largest
-    /// likelihood: `"prediction_error"`, `"movement_pattern"` or
-    /// `"time_of_day"` (`"none"` while nothing scores).
+    /// likelihood: `"prediction_error"`, `"movement_pattern"`,
+    /// `"time_of_day"` or `"repeated_values"` (`"none"` while nothing
+    /// scores).
     pub fn signal(&self) -> &'static str {
         if self.kind == Kind::RangeBreakout {
             return "range_breakout";
         }
-        let [error, pattern, time] = self.likelihoods;
         if self.score <= 0.0 {
-            "none"
-        } else if time > error && time > pattern {
-            "time_of_day"
-        } else if pattern > error {
-            "movement_pattern"
-        } else {
-            "prediction_error"
+            return "none";
         }
+        // The first of equal maxima wins, in this order.
+        const NAMES: [&str; 4] = [
+            "prediction_error",
+            "movement_pattern",
+            "time_of_day",
+            "repeated_values",
+        ];
+        let mut best = 0;
+        for (i, &l) in self.likelihoods.iter().enumerate() {
+            if l > self.likelihoods[best] {
+                best = i;
+            }
+        }
+        NAMES[best]
     }
 }
 
@@ -117,6 +126,25 @@ pub struct Tuning {
     /// shortly after an alert on a wobble, and without this an early false
     /// positive hid a breakout in the next labelled window.
     pub breakout_bypass: bool,
+    /// A fourth likelihood, of "the value repeats the previous two"
+    /// (a stuck sensor, a drop-out to a constant): in a series that rarely
+    /// repeats itself a run of identical values is news, which neither
+    /// the error (a run is perfectly predicted) nor the patterns (a flat
+    /// run at an ordinary level is an old pattern) can see. Runs of three,
+    /// not two: pairs are common in quantised series (design 0007).
+    pub flat_signal: bool,
+    /// Floor of the standard deviation in the repeated-values likelihood,
+    /// above the others' (0.03): repeats come in clusters (runs of zeros
+    /// at night in a small count series), which a Gaussian of the window
+    /// mean underrates; 0.06-0.2 all cut those chance alerts on the
+    /// synthetic held-out check, and a frozen sensor still scores 1.
+    pub flat_std_floor: f64,
+    /// Deviation scores are lowered by this much per tenfold records
+    /// beyond `THRESHOLD_BASE_RECORDS` (at most `MAX_THRESHOLD_SHIFT`), as
+    /// if the threshold rose: the likelihood score is `log10` of a tail
+    /// probability over 10, so 0.1 per decade keeps the expected number
+    /// of chance alerts of a series from growing with its length (0: off).
+    pub threshold_growth: f64,
 }
 
 impl Default for Tuning {
@@ -129,10 +157,19 @@ impl Default for Tuning {
             separate: true,
             tod_buckets: 24,
             breakout_bypass: true,
+            flat_signal: true,
+            flat_std_floor: 0.1,
+            threshold_growth: 0.1,
         }
     }
 }
 
+/// Records after which deviation scores start to be lowered
+/// (`threshold_growth`): NAB's usual file length.
+const THRESHOLD_BASE_RECORDS: f64 = 4000.0;
+/// Most that deviation scores are lowered by (reached after 400 000
+/// records): a long-lived deployment keeps alerting on deviations.
+const MAX_THRESHOLD_SHIFT: f64 = 0.2;
 /// Weight of each new error in the running mean absolute error.
 const MAE_ALPHA: f64 = 0.01;
 /// Errors are clipped at this many MAEs so one outlier can't inflate the scale.
@@ -165,6 +202,10 @@ pub struct SeriesModel {
     cooldown_left: usize,
     /// The running cooldown was started by a range breakout.
     cooling_after_breakout: bool,
+    /// Likelihood of repeated values (`Tuning::flat_signal`).
+    flat_likelihood: AnomalyLikelihood,
+    /// Timestamp of the last alert (epoch ms), for `cooldown_minutes`.
+    alert_ts: i64,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -194,6 +235,14 @@ impl SeriesModel {
             time_of_day_likelihood: None,
             cooldown_left: 0,
             cooling_after_breakout: false,
+            flat_likelihood: new_likelihood(
+                cfg,
+                &Tuning {
+                    std_floor: t.flat_std_floor,
+                    ..*t
+                },
+            ),
+            alert_ts: 0,
             scratch: Vec::new(),
         }
     }
@@ -233,6 +282,8 @@ impl SeriesModel {
             };
             self.scored += 1;
         }
+        let k = self.recent.len();
+        let repeated = k >= 2 && self.recent.iter().skip(k - 2).all(|&x| x == value);
         if self.recent.len() == self.level_window {
             self.recent.pop_front();
         }
@@ -260,15 +311,22 @@ impl SeriesModel {
 
         let err_part = (z.abs() / t.error_cap).min(1.0);
         let novel_part = if novel { 1.0 } else { 0.0 };
+        let flat_lik = if t.flat_signal {
+            self.flat_likelihood
+                .update(if repeated { 1.0 } else { 0.0 })
+        } else {
+            0.0
+        };
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
                 self.novelty_likelihood.update(novel_part),
                 time_lik,
+                flat_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-            [self.likelihood.update(raw), 0.0, time_lik]
+            [self.likelihood.update(raw), 0.0, time_lik, flat_lik]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
 
@@ -291,11 +349,26 @@ impl SeriesModel {
         self.max = hi;
         self.n += 1;
 
+        // Lowering the score rather than raising the threshold keeps the
+        // stream cut at the configured threshold equal to the alerts.
+        if kind == Kind::Deviation && t.threshold_growth > 0.0 {
+            let decades = (self.n as f64 / THRESHOLD_BASE_RECORDS).max(1.0).log10();
+            score = (score - (t.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)).max(0.0);
+        }
         let mut alert = false;
         if t.breakout_bypass
             && kind == Kind::RangeBreakout
             && !self.cooling_after_breakout
             && score >= cfg.threshold
+        {
+            self.cooldown_left = 0;
+        }
+        // A cooldown in records alone would span a day of 5-minute data
+        // but twelve days of hourly data: it also ends after
+        // `cooldown_minutes` of record time.
+        if self.cooldown_left > 0
+            && cfg.cooldown_minutes > 0
+            && ts_ms.saturating_sub(self.alert_ts) >= cfg.cooldown_minutes as i64 * 60_000
         {
             self.cooldown_left = 0;
         }
@@ -305,6 +378,7 @@ impl SeriesModel {
         } else if warm && score >= cfg.threshold {
             alert = true;
             self.cooldown_left = cfg.cooldown;
+            self.alert_ts = ts_ms;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
         }
         Output {

@@ -138,6 +138,9 @@ fn config_is_validated() {
     assert!(err(json!({"likelihood_window": 2})).contains("`likelihood_window`"));
     assert!(err(json!({"short_window": 0})).contains("`short_window`"));
     assert!(err(json!({"max_keys": 0})).contains("`max_keys`"));
+    assert!(err(json!({"cooldown_minutes": 2_000_000_000u64})).contains("`cooldown_minutes`"));
+    assert!(new_detector::<Ensemble>(json!({"cooldown_minutes": -1})).is_err());
+    assert!(new_detector::<Ensemble>(json!({"cooldown_minutes": 0})).is_ok());
     assert!(err(json!({"treshold": 0.5})).contains("unknown field `treshold`"));
     let e = run::<Ensemble>(json!({"field": "cpu"}), &batches(&[1.0], 1)).unwrap_err();
     assert!(e.to_string().contains("no column `cpu`"), "{e}");
@@ -160,11 +163,11 @@ fn model_bounds_memory_and_ignores_warmup() {
             sizes.push(vigil_sdk::state::to_bytes(&m).unwrap().len());
         }
     }
-    // Bounded whatever the stream length: three likelihoods of (64 + 20)
+    // Bounded whatever the stream length: four likelihoods of (64 + 20)
     // f64s each, the pattern bitset (1024 words of at most 10 varint
     // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
     // words), the 10-value predictor window and scalars.
-    let cap = 3 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300;
+    let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300;
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
@@ -267,8 +270,9 @@ fn daytime_level_at_night_is_flagged_by_the_time_of_day_context() {
 fn detector_alert_names_the_time_of_day_context() {
     let mut values: Vec<f64> = (0..14 * DAY).map(office_hours).collect();
     let start = 12 * DAY + 2 * DAY / 24;
-    for v in &mut values[start..start + 2 * DAY / 24] {
-        *v = 20.0;
+    // Noisy, so that the repeated-values signal has nothing to say.
+    for (k, v) in values[start..start + 2 * DAY / 24].iter_mut().enumerate() {
+        *v = 20.0 + 0.5 * noise(k + 5);
     }
     // metric_batches starts at 1_400_000_000_000 ms = 16:53:20 UTC; start
     // the series at midnight so the hours above are UTC hours.
@@ -312,4 +316,109 @@ fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
         ..Tuning::default()
     });
     assert_eq!(without.len(), 1, "{without:?}");
+}
+
+#[test]
+fn a_stuck_sensor_is_flagged_as_repeated_values() {
+    // Day 8: the sensor freezes at its last reading for three hours, at an
+    // ordinary level: no error, no new movement, no new level.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let start = 8 * DAY + 100;
+    let end = start + 36;
+    let frozen = values[start - 1];
+    values[start..end].iter_mut().for_each(|v| *v = frozen);
+    let with = alerts_of(&Tuning::default(), &values);
+    let hit = with
+        .iter()
+        .find(|(i, _)| (start..end).contains(i))
+        .unwrap_or_else(|| panic!("no alert in {start}..{end}: {with:?}"));
+    assert_eq!(hit.1.signal(), "repeated_values", "{:?}", hit.1);
+    assert!(
+        with.iter().all(|(i, _)| (start..end).contains(i)),
+        "{with:?}"
+    );
+    let without = Tuning {
+        flat_signal: false,
+        ..Tuning::default()
+    };
+    let missed = alerts_of(&without, &values);
+    assert!(
+        !missed.iter().any(|(i, _)| (start..end).contains(i)),
+        "the other signals see it too: {missed:?}"
+    );
+}
+
+#[test]
+fn series_that_often_repeat_themselves_are_not_flagged_for_it() {
+    // Small integer counts repeat all the time; a run of three is ordinary.
+    let values: Vec<f64> = (0..12 * DAY)
+        .map(|i| (sine(i) / 3.0 + noise(i + 3)).round())
+        .collect();
+    let alerts = alerts_of(&Tuning::default(), &values);
+    assert!(
+        alerts.iter().all(|(_, o)| o.signal() != "repeated_values"),
+        "{alerts:?}"
+    );
+}
+
+#[test]
+fn the_cooldown_also_ends_after_cooldown_minutes() {
+    // An hourly series: 288 records are twelve days. Two breakouts four
+    // days apart are two anomalies.
+    const HOUR_MS: i64 = 3_600_000;
+    let mut values: Vec<f64> = (0..1000)
+        .map(|i| 10.0 + 3.0 * (i as f64 / 24.0 * std::f64::consts::TAU).sin() + 0.3 * noise(i))
+        .collect();
+    values[600] = 40.0;
+    values[700] = -30.0;
+    let run = |cfg: &Config| -> Vec<usize> {
+        let mut m = SeriesModel::new(cfg);
+        (0..values.len())
+            .filter(|&i| m.update(cfg, values[i], i as i64 * HOUR_MS).alert)
+            .collect()
+    };
+    assert_eq!(run(&Config::default()), vec![600, 700]);
+    let records_only = Config {
+        cooldown_minutes: 0,
+        ..Config::default()
+    };
+    assert_eq!(run(&records_only), vec![600]);
+}
+
+#[test]
+fn deviation_scores_are_lowered_on_long_series() {
+    // Two models on the same long stream, with and without the growth:
+    // their deviation scores differ by 0.1 per decade past 4000 records,
+    // at most 0.2.
+    let cfg = Config::default();
+    let flat = Tuning {
+        threshold_growth: 0.0,
+        ..Tuning::default()
+    };
+    let (mut a, mut b) = (
+        SeriesModel::new(&cfg),
+        SeriesModel::with_tuning(&cfg, &flat),
+    );
+    let mut checked = 0;
+    for i in 0..60_000usize {
+        // An occasional burst of noise keeps deviation scores coming.
+        let v = sine(i)
+            + if i % 5000 < 30 {
+                4.0 * noise(i + 1)
+            } else {
+                0.0
+            };
+        let ts = i as i64 * STEP_MS;
+        let (x, y) = (a.update(&cfg, v, ts), b.update_tuned(&cfg, &flat, v, ts));
+        if y.kind == Kind::Deviation && y.score > 0.25 && x.kind == Kind::Deviation {
+            let n = (i + 1) as f64;
+            let want = (0.1 * (n / 4000.0).max(1.0).log10()).min(0.2);
+            assert!(
+                (y.score - x.score - want).abs() < 1e-9,
+                "record {i}: {x:?} vs {y:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} deviation scores compared");
 }
