@@ -197,6 +197,37 @@ pub mod meta {
         "moves/"
     }
 
+    /// Key of a consumer group's committed offset of a partition (the
+    /// group id hex-encoded: group ids may hold any character).
+    pub fn group_offset(group: &str, topic: &str, partition: i32) -> String {
+        let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("offsets/g{hex}/{topic}/{partition}")
+    }
+
+    /// Parses a key of [`group_offset`] into (group, topic, partition).
+    pub fn parse_group_offset(key: &str) -> Option<(String, String, i32)> {
+        let rest = key.strip_prefix("offsets/g")?;
+        let (hex, rest) = rest.split_once('/')?;
+        let (topic, partition) = rest.rsplit_once('/')?;
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        Some((
+            String::from_utf8(bytes?).ok()?,
+            topic.to_string(),
+            partition.parse().ok()?,
+        ))
+    }
+
+    /// Prefix of every committed offset.
+    pub fn group_offsets() -> &'static str {
+        "offsets/"
+    }
+
     /// Key of the cluster id.
     pub fn cluster_id() -> &'static str {
         "cluster/id"
@@ -206,6 +237,19 @@ pub mod meta {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn group_offset_keys_round_trip_any_group_id() {
+        for g in ["g", "we/ird ~group", "", "..", "ünï"] {
+            let k = meta::group_offset(g, "t.1", 7);
+            validate_meta_key(&k).expect("valid key");
+            assert_eq!(
+                meta::parse_group_offset(&k),
+                Some((g.to_string(), "t.1".to_string(), 7))
+            );
+        }
+        assert_eq!(meta::parse_group_offset("offsets/gzz/t/1"), None);
+    }
 
     #[test]
     fn partition_keys_round_trip_and_do_not_collide() {

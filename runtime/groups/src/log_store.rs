@@ -8,12 +8,36 @@ use vigil_storage::Log;
 
 use crate::{CommittedOffset, GroupCoordinator, GroupStore, GroupStoreError, OffsetKey};
 
+/// A committed offset as stored (JSON), by this store and by a cluster's
+/// store in the coordinator's metadata.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Stored {
     offset: i64,
     leader_epoch: i32,
     metadata: Option<String>,
     commit_timestamp_ms: i64,
+}
+
+/// Encodes a committed offset as stored.
+pub fn encode_offset(c: &CommittedOffset) -> Option<String> {
+    serde_json::to_string(&Stored {
+        offset: c.offset,
+        leader_epoch: c.leader_epoch,
+        metadata: c.metadata.clone(),
+        commit_timestamp_ms: c.commit_timestamp_ms,
+    })
+    .ok()
+}
+
+/// Decodes a stored committed offset.
+pub fn decode_offset(s: &str) -> Option<CommittedOffset> {
+    let s: Stored = serde_json::from_str(s).ok()?;
+    Some(CommittedOffset {
+        offset: s.offset,
+        leader_epoch: s.leader_epoch,
+        metadata: s.metadata,
+        commit_timestamp_ms: s.commit_timestamp_ms,
+    })
 }
 
 /// Key of an offset in the key/value state (built by `vigil_storage::kvkeys`).
@@ -52,17 +76,9 @@ impl LogGroupStore {
             if !k.starts_with(vigil_storage::kvkeys::group_offset_prefix()) {
                 break;
             }
-            match (parse_key(k), serde_json::from_str::<Stored>(v)) {
-                (Some(key), Ok(s)) => {
-                    coordinator.restore(
-                        key,
-                        Some(CommittedOffset {
-                            offset: s.offset,
-                            leader_epoch: s.leader_epoch,
-                            metadata: s.metadata,
-                            commit_timestamp_ms: s.commit_timestamp_ms,
-                        }),
-                    );
+            match (parse_key(k), decode_offset(v)) {
+                (Some(key), Some(offset)) => {
+                    coordinator.restore(key, Some(offset));
                     n += 1;
                 }
                 _ => tracing::warn!(key = %k, "ignoring an unreadable committed offset"),
@@ -85,15 +101,7 @@ impl GroupStore for LogGroupStore {
         let kv: Vec<(String, Option<String>)> = entries
             .iter()
             .map(|(k, v)| {
-                let value = v.as_ref().and_then(|c| {
-                    serde_json::to_string(&Stored {
-                        offset: c.offset,
-                        leader_epoch: c.leader_epoch,
-                        metadata: c.metadata.clone(),
-                        commit_timestamp_ms: c.commit_timestamp_ms,
-                    })
-                    .ok()
-                });
+                let value = v.as_ref().and_then(encode_offset);
                 (kv_key(k), value)
             })
             .collect();

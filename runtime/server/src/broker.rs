@@ -11,7 +11,7 @@ use crate::server::ServeError;
 use crate::settings::{Settings, StorageSettings};
 use vigil_engine::Detectors;
 use vigil_groups::log_store::LogGroupStore;
-use vigil_groups::GroupCoordinator;
+use vigil_groups::{GroupCoordinator, GroupStore};
 
 /// What the broker runs on, passed in rather than built from [`Settings`]
 /// so that tests can put a fault-injecting or in-memory store (or a host
@@ -74,8 +74,9 @@ pub struct Broker {
     pub log: Arc<Log>,
     /// Consumer groups.
     pub groups: Arc<GroupCoordinator>,
-    /// Where group offsets are persisted.
-    pub group_store: Arc<LogGroupStore>,
+    /// Where group offsets are persisted (the log's state, or a cluster's
+    /// coordinator).
+    pub group_store: Arc<dyn GroupStore>,
     /// Metrics.
     pub metrics: Metrics,
     /// Object store request counters.
@@ -134,9 +135,20 @@ impl Broker {
             None => None,
         };
         let security = Arc::new(crate::security::Security::open(&settings, log.clone()).await?);
-        let group_store = Arc::new(LogGroupStore::new(log.clone()));
-        let groups = GroupCoordinator::new(settings.groups.group_config(), group_store.clone());
-        let restored = group_store.restore_into(&groups);
+        let (group_store, groups, restored): (Arc<dyn GroupStore>, _, _) = match &cluster {
+            None => {
+                let store = Arc::new(LogGroupStore::new(log.clone()));
+                let groups = GroupCoordinator::new(settings.groups.group_config(), store.clone());
+                let restored = store.restore_into(&groups);
+                (store, groups, restored)
+            }
+            Some(c) => {
+                let store = c.group_store();
+                let groups = GroupCoordinator::new(settings.groups.group_config(), store.clone());
+                let restored = c.share_groups(groups.clone()).await?;
+                (store, groups, restored)
+            }
+        };
         let cluster_id = match log.kv_at_open().get(vigil_storage::kvkeys::cluster_id()) {
             Some(id) => id.clone(),
             None => {

@@ -140,3 +140,25 @@ async fn partitions_move_between_nodes_through_the_store() {
     }
     let _: Vec<Arc<Log>> = vec![a, b, c];
 }
+
+#[tokio::test]
+async fn a_node_that_still_serves_a_stale_partition_reloads_it_when_it_leads_again() {
+    let env = StoreDir::new();
+    let (a, _da) = env.open_node(1).await;
+    let (b, _db) = env.open_node(2).await;
+    let id = Uuid::new_v4();
+    topic_on(&a, id).await;
+    topic_on(&b, id).await;
+    a.acquire_partition("t", 0, 1).await.expect("a leads");
+    append_n(&a, 0, "a", 2).await;
+    // a is paused: b takes over and writes more.
+    b.acquire_partition("t", 0, 2).await.expect("b takes over");
+    append_n(&b, 0, "b", 3).await;
+    b.release_partition("t", 0).await.expect("b hands back");
+    // a wakes up still serving its old view and is given the partition.
+    assert!(a.partition("t", 0).expect("p").is_serving());
+    a.acquire_partition("t", 0, 3).await.expect("a leads again");
+    assert_eq!(records(&a, 0).await, 5);
+    append_n(&a, 0, "c", 1).await;
+    assert_eq!(records(&a, 0).await, 6);
+}

@@ -9,6 +9,7 @@
 //! Design: docs/design/0018-cluster.md.
 
 mod catalog;
+pub mod offsets;
 mod placement;
 
 use std::collections::BTreeMap;
@@ -50,10 +51,18 @@ pub struct Movement {
 /// This broker's membership in a cluster.
 pub struct Cluster {
     coord: Arc<dyn Coordinator>,
-    session: Arc<Session>,
+    /// The current session; replaced when a lost one (a paused or cut-off
+    /// node) rejoins.
+    session: RwLock<Arc<Session>>,
+    /// This node, as it joins.
+    node: NodeInfo,
+    ttl: Duration,
     log: Arc<Log>,
     view: RwLock<View>,
     moving: RwLock<BTreeMap<TopicPartition, Movement>>,
+    /// The consumer groups, reloaded from the shared offsets whenever the
+    /// nodes change (groups move with them).
+    groups: RwLock<Option<Arc<vigil_groups::GroupCoordinator>>>,
 }
 
 impl Cluster {
@@ -80,19 +89,22 @@ impl Cluster {
         let session = coord
             .join(node.clone(), SessionSettings::with_ttl(ttl))
             .await?;
+        log.set_leadership(Arc::new(SessionLeadership(session.clone())));
         tracing::info!(
             node = node.node_id,
             backend = coord.backend(),
             listener = %node.kafka_listener,
             "joined the cluster"
         );
-        log.set_leadership(Arc::new(SessionLeadership(session.clone())));
         let cluster = Arc::new(Cluster {
             coord: coord.clone(),
-            session,
+            session: RwLock::new(session),
+            node,
+            ttl,
             log: log.clone(),
             view: RwLock::new(View::default()),
             moving: RwLock::new(BTreeMap::new()),
+            groups: RwLock::new(None),
         });
         catalog::sync(&coord, &log).await?;
         log.set_catalog(Arc::new(catalog::MetaCatalog::new(coord)));
@@ -102,7 +114,31 @@ impl Cluster {
 
     /// This node's id.
     pub fn node_id(&self) -> NodeId {
-        self.session.node().node_id
+        self.node.node_id
+    }
+
+    /// The current session.
+    fn session(&self) -> Arc<Session> {
+        self.session.read().clone()
+    }
+
+    /// Joins again after the session was lost (the node was paused or cut
+    /// off past its TTL, and its partitions moved): a new session, which
+    /// the log's checks ask from now on; it leads nothing until placement
+    /// gives it partitions.
+    async fn rejoin(&self) -> Result<(), CoordError> {
+        let session = self
+            .coord
+            .join(self.node.clone(), SessionSettings::with_ttl(self.ttl))
+            .await?;
+        self.log
+            .set_leadership(Arc::new(SessionLeadership(session.clone())));
+        *self.session.write() = session;
+        tracing::warn!(
+            node = self.node.node_id,
+            "the cluster session was lost; joined again with a new one"
+        );
+        Ok(())
     }
 
     /// The coordinator backend's name.
@@ -236,16 +272,48 @@ impl Cluster {
         }
     }
 
-    /// Re-reads members and leaders.
+    /// A group store sharing committed offsets through the coordinator,
+    /// with every offset loaded into `groups`, which this node then keeps
+    /// up to date as groups move between nodes.
+    pub async fn share_groups(
+        &self,
+        groups: Arc<vigil_groups::GroupCoordinator>,
+    ) -> Result<usize, CoordError> {
+        let n = offsets::restore_all(&self.coord, &groups).await?;
+        *self.groups.write() = Some(groups);
+        Ok(n)
+    }
+
+    /// The group store of this cluster.
+    pub fn group_store(&self) -> Arc<offsets::MetaGroupStore> {
+        Arc::new(offsets::MetaGroupStore::new(
+            self.coord.clone(),
+            self.log.clone(),
+        ))
+    }
+
+    /// Re-reads members and leaders; reloads the groups' offsets when the
+    /// nodes changed (a group this node coordinates now may have committed
+    /// elsewhere since it last did).
     async fn refresh(&self) -> Result<(), CoordError> {
         let members = self.coord.members().await?;
         let leaders = self.coord.leaders().await?;
-        let mut view = self.view.write();
-        view.members = members
-            .into_iter()
-            .map(|m| (m.node.node_id, m.node))
-            .collect();
-        view.leaders = leaders.into_iter().map(|l| (l.tp.clone(), l)).collect();
+        let changed = {
+            let mut view = self.view.write();
+            let members: BTreeMap<NodeId, NodeInfo> = members
+                .into_iter()
+                .map(|m| (m.node.node_id, m.node))
+                .collect();
+            let changed = !members.keys().eq(view.members.keys());
+            view.members = members;
+            view.leaders = leaders.into_iter().map(|l| (l.tp.clone(), l)).collect();
+            changed
+        };
+        let groups = self.groups.read().clone();
+        if let (true, Some(groups)) = (changed, groups) {
+            let n = offsets::restore_all(&self.coord, &groups).await?;
+            tracing::info!(offsets = n, "nodes changed: committed offsets reloaded");
+        }
         Ok(())
     }
 }

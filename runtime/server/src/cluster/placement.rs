@@ -67,8 +67,8 @@ impl Cluster {
     /// One round: refresh the view, then act on this node's differences
     /// from the assignment.
     pub(super) async fn reconcile(&self) -> Result<(), CoordError> {
-        if self.session.is_lost() {
-            return Ok(());
+        if self.session().is_lost() {
+            self.rejoin().await?;
         }
         self.refresh().await?;
         let (nodes, leaders) = {
@@ -111,7 +111,7 @@ impl Cluster {
 
     /// Acquires a vacant partition.
     async fn take(&self, tp: &TopicPartition) -> Result<(), CoordError> {
-        let leader = match self.coord.acquire(&self.session, tp).await {
+        let leader = match self.coord.acquire(&self.session(), tp).await {
             Ok(l) => l,
             // Someone else was quicker: the next round sees it.
             Err(CoordError::HeldElsewhere { .. }) => return Ok(()),
@@ -130,11 +130,12 @@ impl Cluster {
         if p.is_serving() && p.leader_epoch() == l.epoch {
             return Ok(());
         }
-        let wait = self.session.settings().validity + self.session.settings().renew_interval() * 2;
-        if let Err(e) = self.session.refresh().await {
+        let session = self.session();
+        let wait = session.settings().validity + session.settings().renew_interval() * 2;
+        if let Err(e) = session.refresh().await {
             tracing::debug!(error = %e, "session refresh before serving failed");
         }
-        self.session.wait_usable(&l.tp, l.epoch, wait).await?;
+        session.wait_usable(&l.tp, l.epoch, wait).await?;
         match self
             .log
             .acquire_partition(&l.tp.topic, l.tp.partition, l.epoch)
@@ -185,7 +186,7 @@ impl Cluster {
         }
         let moved = self
             .coord
-            .transfer(&self.session, &l.tp, Some(l.epoch), to)
+            .transfer(&self.session(), &l.tp, Some(l.epoch), to)
             .await;
         self.moving.write().remove(&l.tp);
         let new = moved?;
@@ -232,7 +233,7 @@ impl Cluster {
                 }
             }
         }
-        if let Err(e) = self.session.close().await {
+        if let Err(e) = self.session().close().await {
             tracing::warn!(error = %e, "could not end the cluster session; it expires on its own");
         }
     }

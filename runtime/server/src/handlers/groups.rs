@@ -25,6 +25,9 @@ pub(super) fn dispatch(
     conn: &ConnInfo,
 ) -> Pending {
     let req = detach(req);
+    if let Some(refused) = not_coordinator(b, &req) {
+        return async move { Some(refused) }.boxed();
+    }
     let g = b.groups.clone();
     let client = ClientInfo {
         client_id,
@@ -53,6 +56,70 @@ pub(super) fn dispatch(
         })
     }
     .boxed()
+}
+
+/// In a cluster, NOT_COORDINATOR for a group another node coordinates now
+/// (the nodes changed since the client's FindCoordinator): the client looks
+/// the coordinator up again. Offsets are shared, so nothing is lost.
+fn not_coordinator(b: &Broker, req: &RequestKind) -> Option<ResponseKind> {
+    use kafka_protocol::messages::offset_commit_response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    use kafka_protocol::messages::{
+        HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, OffsetCommitResponse,
+        SyncGroupResponse,
+    };
+    use kafka_protocol::ResponseError;
+    let cluster = b.cluster.as_ref()?;
+    let group = match req {
+        RequestKind::JoinGroup(r) => &r.group_id,
+        RequestKind::SyncGroup(r) => &r.group_id,
+        RequestKind::Heartbeat(r) => &r.group_id,
+        RequestKind::LeaveGroup(r) => &r.group_id,
+        RequestKind::OffsetCommit(r) => &r.group_id,
+        _ => return None,
+    };
+    let owner = cluster.group_coordinator(group.as_str())?;
+    if owner.node_id == b.settings.server.node_id {
+        return None;
+    }
+    let code = ResponseError::NotCoordinator.code();
+    Some(match req {
+        RequestKind::JoinGroup(_) => {
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::SyncGroup(_) => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::Heartbeat(_) => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+        }
+        RequestKind::LeaveGroup(_) => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(
+            OffsetCommitResponse::default().with_topics(
+                r.topics
+                    .iter()
+                    .map(|t| {
+                        OffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partitions
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetCommitResponsePartition::default()
+                                            .with_partition_index(p.partition_index)
+                                            .with_error_code(code)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        ),
+        _ => return None,
+    })
 }
 
 /// `req` with the byte fields the coordinator keeps copied out of the

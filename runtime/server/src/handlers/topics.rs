@@ -194,7 +194,8 @@ pub(super) async fn delete(
             Ok(()) => {
                 let keys = b.groups.forget_topic(&topic);
                 if !keys.is_empty() {
-                    if let Err(e) = b.group_store.delete(&keys).await {
+                    let deletions = keys.iter().map(|k| (k.clone(), None)).collect();
+                    if let Err(e) = b.group_store.persist(deletions).await {
                         tracing::warn!(%topic, error = %e, "could not delete committed offsets of a deleted topic");
                     }
                 }

@@ -85,7 +85,14 @@ impl Log {
         index: i32,
         leader_epoch: i32,
     ) -> Result<Arc<Partition>> {
-        let old = self.partition(topic, index)?;
+        let mut old = self.partition(topic, index)?;
+        if old.is_serving() && self.layout.node_id().is_some() {
+            // In a cluster another node may have led it meanwhile (this one
+            // was paused or cut off): hand over what is ours, then read the
+            // partition afresh like any new leader.
+            self.release_partition(topic, index).await?;
+            old = self.partition(topic, index)?;
+        }
         if old.is_serving() {
             if old.leader_epoch() >= leader_epoch && leader_epoch >= 0 {
                 return Err(stale_epoch(&old, leader_epoch));
