@@ -10,6 +10,7 @@ broker that coordinated the group, and a broker paused past its session
 acknowledges nothing for the partitions it lost.
 """
 
+import json
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Broker, free_port
+from conftest import Broker, free_port, vigil_bin
 from helpers import Deadline, ck_admin, ck_consumer, ck_create_topic, ck_producer
 
 TTL_MS = 3000
@@ -77,10 +78,11 @@ def etcd(tmp_path):
     e.stop()
 
 
-def node(tmp_path: Path, etcd: Etcd, objects: Path, node_id: int, root: str) -> Broker:
+def node(tmp_path: Path, etcd: Etcd, store: tuple[str, dict], node_id: int, root: str) -> Broker:
     work = tmp_path / f"node{node_id}"
     work.mkdir()
-    return Broker(work, name=f"vigil-{node_id}", object_store=f"file://{objects}", extra_args=[
+    url, env = store
+    return Broker(work, name=f"vigil-{node_id}", object_store=url, env=env, extra_args=[
         "--coordinator", f"etcd://{etcd.endpoint}/{root}",
         "--node-id", str(node_id),
         "--wal", "object",
@@ -161,10 +163,21 @@ def consume_all(bootstrap: str, topic: str, want: int, group: str | None = None)
     return sorted(out)
 
 
-def test_partitions_spread_move_on_kill_join_and_drain(tmp_path, etcd):
-    objects = tmp_path / "objects"
-    objects.mkdir()
+def cli(*args: str) -> str:
+    out = subprocess.run([str(vigil_bin()), *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("store_kind", ["file", "s3"])
+def test_partitions_spread_move_on_kill_join_and_drain(request, tmp_path, etcd, store_kind):
     root = f"vigil-{uuid.uuid4().hex[:8]}"
+    if store_kind == "s3":
+        sw = request.getfixturevalue("seaweed")
+        objects = (sw.url(root), sw.env())
+    else:
+        (tmp_path / "objects").mkdir()
+        objects = (f"file://{tmp_path / 'objects'}", {})
     b = {i: node(tmp_path, etcd, objects, i, root).start() for i in (1, 2, 3)}
     topic = "orders"
     ck_create_topic(b[1].bootstrap, topic, partitions=PARTITIONS)
@@ -210,6 +223,17 @@ def test_partitions_spread_move_on_kill_join_and_drain(tmp_path, etcd):
     # A new broker joins and takes its share.
     b[4] = node(tmp_path, etcd, objects, 4, root).start()
     wait_leaders(b[1].bootstrap, topic, {1, 3, 4}, PARTITIONS // 3)
+
+    # `vigil cluster status` shows the nodes and leaders; `move` moves one.
+    st = json.loads(cli("cluster", "status", "--admin", b[4].admin_url, "-o", "json"))
+    assert sorted(n["node_id"] for n in st["nodes"]) == [1, 3, 4], st
+    p0 = next(p for p in st["partitions"] if p["topic"] == topic and p["partition"] == 0)
+    to = next(n for n in (1, 3, 4) if n != p0["leader"])
+    cli("cluster", "move", topic, "0", "--to", str(to), "--admin", b[1].admin_url)
+    dl = Deadline(15, f"partition 0 moving to node {to}")
+    while leaders(b[4].bootstrap, topic).get(0) != to:
+        dl.check(f"(leaders {leaders(b[4].bootstrap, topic)})")
+        time.sleep(0.2)
 
     # SIGTERM: broker 1 hands its partitions over before exiting, well
     # before its session would expire.

@@ -319,6 +319,19 @@ impl AdminClient {
         self.call("POST", url, Body::Json(json))
     }
 
+    /// `GET /v1/cluster`: brokers, leaders, movements.
+    pub fn cluster(&self) -> Result<crate::ClusterStatus, ClientError> {
+        self.call("GET", self.url(&["v1", "cluster"]), Body::None)
+    }
+
+    /// `POST /v1/cluster/move`: asks for a partition to move to a node.
+    pub fn move_partition(
+        &self,
+        req: &crate::MoveRequest,
+    ) -> Result<crate::MoveRequest, ClientError> {
+        self.post_json(&["v1", "cluster", "move"], req)
+    }
+
     /// `POST /v1/modules`: uploads a wasm module.
     pub fn upload_module(&self, wasm: &[u8]) -> Result<ModuleMeta, ClientError> {
         self.call("POST", self.url(&["v1", "modules"]), Body::Wasm(wasm))

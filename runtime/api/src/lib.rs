@@ -9,6 +9,7 @@
 pub mod acks;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod cluster;
 pub mod console;
 pub mod diff;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod spec;
 pub mod status;
 
 pub use acks::{Cancelled, Undeployed};
+pub use cluster::{ClusterNode, ClusterStatus, MoveRequest, Movement, PartitionLeader};
 pub use diff::{DiffReport, DiffRequest, DiffTotal, PartitionDiff};
 pub use error::{ErrorBody, ErrorKind};
 pub use logs::{LogLine, LogsPage, LogsQuery};

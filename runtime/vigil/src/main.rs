@@ -8,6 +8,7 @@ use tracing_subscriber::EnvFilter;
 use vigil_server::settings::{Settings, SettingsArgs, WalKind};
 
 mod cli;
+mod cli_cluster;
 mod cli_replay;
 mod client;
 mod demo;
@@ -70,6 +71,8 @@ enum Command {
     },
     /// Re-run a detector over a range of a topic's history (a job on the broker).
     Replay(cli_replay::ReplayArgs),
+    /// Show the cluster (brokers, leaders, epochs, movements) or move a partition.
+    Cluster(cli_cluster::ClusterArgs),
     /// Score a detector module on a labelled NAB-format corpus with a replay job.
     Eval(eval::EvalArgs),
     /// Print a shell completion script (e.g. `vigil completions bash > /etc/bash_completion.d/vigil`).
@@ -145,6 +148,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Detector { admin, command } => cli::run(&admin, command),
         Command::Replay(args) => cli_replay::run(args),
+        Command::Cluster(args) => cli_cluster::run(args),
         Command::User { conn, command } => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

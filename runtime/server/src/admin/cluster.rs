@@ -4,41 +4,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use vigil_api::ErrorKind;
+use vigil_api::{ClusterNode as Node, ClusterStatus as Status, ErrorKind, MoveRequest};
 
 use super::error::{json_response, ApiError};
 use super::extract::{decode, Body, NoQuery, Params};
 use super::AdminState;
-use crate::cluster::Movement;
-
-/// One broker of the cluster.
-#[derive(Debug, Serialize)]
-struct Node {
-    node_id: i32,
-    kafka_listener: String,
-    admin_addr: String,
-}
-
-/// One partition's leadership.
-#[derive(Debug, Serialize)]
-struct PartitionLeader {
-    topic: String,
-    partition: i32,
-    /// `None` while the partition has no live leader.
-    leader: Option<i32>,
-    epoch: Option<i32>,
-}
-
-#[derive(Debug, Serialize)]
-struct Status {
-    /// `none` for a single broker, else the coordinator backend.
-    coordinator: &'static str,
-    node_id: i32,
-    nodes: Vec<Node>,
-    partitions: Vec<PartitionLeader>,
-    movements: Vec<Movement>,
-}
 
 /// `GET /v1/cluster`.
 pub async fn status(State(s): State<AdminState>, _: Params<NoQuery>) -> Result<Response, ApiError> {
@@ -52,7 +22,7 @@ pub async fn status(State(s): State<AdminState>, _: Params<NoQuery>) -> Result<R
                 },
                 None => (Some(s.node_id), Some(p.leader_epoch())),
             };
-            partitions.push(PartitionLeader {
+            partitions.push(vigil_api::PartitionLeader {
                 topic: t.name.clone(),
                 partition: p.index,
                 leader,
@@ -62,7 +32,7 @@ pub async fn status(State(s): State<AdminState>, _: Params<NoQuery>) -> Result<R
     }
     let status = match &s.cluster {
         Some(c) => Status {
-            coordinator: c.backend(),
+            coordinator: c.backend().to_string(),
             node_id: c.node_id(),
             nodes: c
                 .members()
@@ -77,7 +47,7 @@ pub async fn status(State(s): State<AdminState>, _: Params<NoQuery>) -> Result<R
             movements: c.movements(),
         },
         None => Status {
-            coordinator: "none",
+            coordinator: "none".to_string(),
             node_id: s.node_id,
             nodes: Vec::new(),
             partitions,
@@ -85,15 +55,6 @@ pub async fn status(State(s): State<AdminState>, _: Params<NoQuery>) -> Result<R
         },
     };
     Ok(json_response(StatusCode::OK, &status))
-}
-
-/// Body of `POST /v1/cluster/move`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MoveSpec {
-    topic: String,
-    partition: i32,
-    to: i32,
 }
 
 /// `POST /v1/cluster/move`: the partition's leader hands it over to `to`
@@ -104,7 +65,7 @@ pub async fn move_partition(
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
-    let spec: MoveSpec = decode(&raw, "move")?;
+    let spec: MoveRequest = decode(&raw, "move")?;
     let Some(c) = &s.cluster else {
         return Err(ApiError::new(
             ErrorKind::Invalid,
@@ -114,8 +75,5 @@ pub async fn move_partition(
     c.request_move(&spec.topic, spec.partition, spec.to)
         .await
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e))?;
-    Ok(json_response(
-        StatusCode::ACCEPTED,
-        &serde_json::json!({"topic": spec.topic, "partition": spec.partition, "to": spec.to}),
-    ))
+    Ok(json_response(StatusCode::ACCEPTED, &spec))
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use object_store::ObjectStore;
 use parking_lot::RwLock;
-use serde::Serialize;
+use vigil_api::Movement;
 use vigil_coord::{
     keys, CoordError, Coordinator, Expect, Leader, NodeId, NodeInfo, Session, SessionSettings,
     TopicPartition,
@@ -31,21 +31,6 @@ use vigil_storage::Log;
 struct View {
     members: BTreeMap<NodeId, NodeInfo>,
     leaders: BTreeMap<TopicPartition, Leader>,
-}
-
-/// A partition handover this node started and has not finished.
-#[derive(Debug, Clone, Serialize)]
-pub struct Movement {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// The node it leaves.
-    pub from: NodeId,
-    /// The node it goes to.
-    pub to: NodeId,
-    /// Why: `rebalance`, `drain` or `manual`.
-    pub reason: &'static str,
 }
 
 /// This broker's membership in a cluster.

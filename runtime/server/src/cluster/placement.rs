@@ -20,8 +20,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_coord::{placement, CoordError, Leader, NodeId, TopicPartition};
+use vigil_storage::StorageError;
 
-use super::{Cluster, Movement};
+use vigil_api::Movement;
+
+use super::Cluster;
 
 /// How often the loop runs without a membership or leadership change.
 const TICK: Duration = Duration::from_millis(500);
@@ -146,6 +149,20 @@ impl Cluster {
                 self.moving.write().remove(&l.tp);
                 Ok(())
             }
+            // This node already served the partition at this epoch and let
+            // it go (a handover whose transfer failed): the log needs a new
+            // epoch, so take one from the coordinator; the next round
+            // serves it.
+            Err(StorageError::Invalid(reason)) if p.leader_epoch() >= l.epoch => {
+                tracing::info!(partition = %l.tp, epoch = l.epoch, %reason, "taking a new leader epoch to serve the partition again");
+                let me = self.node_id();
+                let new = self
+                    .coord
+                    .transfer(&self.session(), &l.tp, Some(l.epoch), me)
+                    .await?;
+                self.view.write().leaders.insert(l.tp.clone(), new);
+                Ok(())
+            }
             Err(e) => {
                 tracing::error!(partition = %l.tp, epoch = l.epoch, error = %e, "cannot take the partition in the log");
                 Ok(())
@@ -167,7 +184,7 @@ impl Cluster {
                 partition: l.tp.partition,
                 from: self.node_id(),
                 to,
-                reason,
+                reason: reason.to_string(),
             },
         );
         if let Err(e) = self
@@ -189,6 +206,9 @@ impl Cluster {
             .transfer(&self.session(), &l.tp, Some(l.epoch), to)
             .await;
         self.moving.write().remove(&l.tp);
+        // If the transfer failed (the target left meanwhile), this node
+        // still leads the partition at `l.epoch` with its log no longer
+        // serving it: the next round's `serve` takes a new epoch for it.
         let new = moved?;
         tracing::info!(partition = %l.tp, to, epoch = new.epoch, reason, "partition handed over");
         self.view.write().leaders.insert(l.tp.clone(), new);
