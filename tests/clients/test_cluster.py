@@ -15,6 +15,8 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -78,12 +80,12 @@ def etcd(tmp_path):
     e.stop()
 
 
-def node(tmp_path: Path, etcd: Etcd, store: tuple[str, dict], node_id: int, root: str) -> Broker:
+def node(tmp_path: Path, coordinator: str, store: tuple[str, dict], node_id: int) -> Broker:
     work = tmp_path / f"node{node_id}"
     work.mkdir()
     url, env = store
     return Broker(work, name=f"vigil-{node_id}", object_store=url, env=env, extra_args=[
-        "--coordinator", f"etcd://{etcd.endpoint}/{root}",
+        "--coordinator", coordinator,
         "--node-id", str(node_id),
         "--wal", "object",
         "--session-ttl-ms", str(TTL_MS),
@@ -169,16 +171,20 @@ def cli(*args: str) -> str:
     return out.stdout
 
 
-@pytest.mark.parametrize("store_kind", ["file", "s3"])
-def test_partitions_spread_move_on_kill_join_and_drain(request, tmp_path, etcd, store_kind):
+@pytest.mark.parametrize("store_kind,coord", [("file", "etcd"), ("s3", "etcd"), ("file", "store")])
+def test_partitions_spread_move_on_kill_join_and_drain(request, tmp_path, store_kind, coord):
     root = f"vigil-{uuid.uuid4().hex[:8]}"
+    if coord == "etcd":
+        coordinator = f"etcd://{request.getfixturevalue('etcd').endpoint}/{root}"
+    else:
+        coordinator = "store"
     if store_kind == "s3":
         sw = request.getfixturevalue("seaweed")
         objects = (sw.url(root), sw.env())
     else:
         (tmp_path / "objects").mkdir()
         objects = (f"file://{tmp_path / 'objects'}", {})
-    b = {i: node(tmp_path, etcd, objects, i, root).start() for i in (1, 2, 3)}
+    b = {i: node(tmp_path, coordinator, objects, i).start() for i in (1, 2, 3)}
     topic = "orders"
     ck_create_topic(b[1].bootstrap, topic, partitions=PARTITIONS)
     # Metadata from any broker shows every live broker and balanced leaders.
@@ -221,8 +227,16 @@ def test_partitions_spread_move_on_kill_join_and_drain(request, tmp_path, etcd, 
     assert consume_all(b[3].bootstrap, topic, 1200) == want
 
     # A new broker joins and takes its share.
-    b[4] = node(tmp_path, etcd, objects, 4, root).start()
+    b[4] = node(tmp_path, coordinator, objects, 4).start()
     wait_leaders(b[1].bootstrap, topic, {1, 3, 4}, PARTITIONS // 3)
+
+    # Detectors do not follow partitions yet: refused, not half-run.
+    req = urllib.request.Request(b[4].admin_url + "/v1/deployments", method="POST",
+                                 data=b"{}", headers={"content-type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 409
+    assert b"cluster" in refused.value.read()
 
     # `vigil cluster status` shows the nodes and leaders; `move` moves one.
     st = json.loads(cli("cluster", "status", "--admin", b[4].admin_url, "-o", "json"))

@@ -15,6 +15,7 @@ pub async fn create(
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
+    super::cluster::detectors_here(&s)?;
     let spec: ReplaySpec = decode(&raw, "replay spec")?;
     let status = s.detectors.replay(spec).await?;
     Ok(json_response(StatusCode::CREATED, &status))
