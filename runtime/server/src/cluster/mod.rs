@@ -136,6 +136,11 @@ impl Cluster {
         self.view.read().members.values().cloned().collect()
     }
 
+    /// Every live node as Kafka clients address it: (node id, host, port).
+    pub fn brokers(&self) -> Vec<(NodeId, String, i32)> {
+        self.members().iter().filter_map(kafka_address).collect()
+    }
+
     /// The live leader of a partition, as last seen.
     pub fn leader(&self, topic: &str, partition: i32) -> Option<Leader> {
         self.view
@@ -301,6 +306,13 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// A node's Kafka listener as (node id, host, port); `None` if it does not
+/// parse (a node that registered a bad address is left out of metadata).
+pub fn kafka_address(n: &NodeInfo) -> Option<(NodeId, String, i32)> {
+    let (host, port) = n.kafka_listener.rsplit_once(':')?;
+    Some((n.node_id, host.to_string(), port.parse().ok()?))
 }
 
 /// The log's leadership check: the coordinator session's view, which is

@@ -22,16 +22,9 @@ pub(super) fn api_versions() -> ApiVersionsResponse {
 /// The broker coordinating group `key`: this one, or in a cluster the
 /// node the group hashes to among the live nodes.
 fn group_coordinator(b: &Broker, key: &str, listener: usize) -> (BrokerId, StrBytes, i32) {
-    if let Some(node) = b.cluster.as_ref().and_then(|c| c.group_coordinator(key)) {
-        if let Some((h, p)) = node.kafka_listener.rsplit_once(':') {
-            if let Ok(port) = p.parse() {
-                return (
-                    BrokerId(node.node_id),
-                    StrBytes::from_string(h.to_string()),
-                    port,
-                );
-            }
-        }
+    let owner = b.cluster.as_ref().and_then(|c| c.group_coordinator(key));
+    if let Some((id, host, port)) = owner.as_ref().and_then(crate::cluster::kafka_address) {
+        return (BrokerId(id), StrBytes::from_string(host), port);
     }
     let (host, port) = b.advertised_on(listener);
     (
@@ -101,16 +94,13 @@ pub(super) fn describe_cluster(b: &Arc<Broker>, listener: usize) -> DescribeClus
     let brokers: Vec<DescribeClusterBroker> = match &b.cluster {
         None => vec![me],
         Some(c) => c
-            .members()
+            .brokers()
             .into_iter()
-            .filter_map(|m| {
-                let (h, p) = m.kafka_listener.rsplit_once(':')?;
-                Some(
-                    DescribeClusterBroker::default()
-                        .with_broker_id(BrokerId(m.node_id))
-                        .with_host(StrBytes::from_string(h.to_string()))
-                        .with_port(p.parse().ok()?),
-                )
+            .map(|(id, h, p)| {
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(h))
+                    .with_port(p)
             })
             .collect(),
     };

@@ -66,16 +66,13 @@ pub(super) async fn handle(
             .with_host(StrBytes::from_string(host.to_string()))
             .with_port(port)],
         Some(c) => c
-            .members()
+            .brokers()
             .into_iter()
-            .filter_map(|m| {
-                let (h, p) = m.kafka_listener.rsplit_once(':')?;
-                Some(
-                    MetadataResponseBroker::default()
-                        .with_node_id(BrokerId(m.node_id))
-                        .with_host(StrBytes::from_string(h.to_string()))
-                        .with_port(p.parse().ok()?),
-                )
+            .map(|(id, h, p)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(StrBytes::from_string(h))
+                    .with_port(p)
             })
             .collect(),
     };

@@ -23,6 +23,7 @@ mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod reassign;
 mod records;
 mod scram_users;
 mod topic_configs;
@@ -121,6 +122,18 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
         RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(
             leader_epoch::handle(broker, r),
         )),
+        RequestKind::ElectLeaders(r) => ready(ResponseKind::ElectLeaders(reassign::elect_leaders(
+            broker, r,
+        ))),
+        RequestKind::AlterPartitionReassignments(r) => async move {
+            Some(ResponseKind::AlterPartitionReassignments(
+                reassign::alter(&b, r).await,
+            ))
+        }
+        .boxed(),
+        RequestKind::ListPartitionReassignments(r) => ready(
+            ResponseKind::ListPartitionReassignments(reassign::list(broker, r)),
+        ),
         RequestKind::AlterUserScramCredentials(r) => {
             let principal = conn.principal.clone();
             async move {
