@@ -228,3 +228,74 @@ def test_acl_apis_without_authorizer_are_security_disabled(broker_factory):
         with pytest.raises(KafkaException) as e:
             f.result(TIMEOUT)
         assert e.value.args[0].code() == KafkaError.SECURITY_DISABLED, e.value
+
+
+def test_detectors_run_as_the_deploying_user(broker_factory, certs):
+    from detectors import wasm_bytes
+    from test_security import http
+
+    s = start_secure(broker_factory, certs, extra=["--authorizer", "on", "--admin-auth", "true",
+                                                   "--max-failed-logins", "1000"])
+    create_alice(s)
+    base = s.broker.admin_url
+    admin = admin_as(s, "admin", ADMIN_PASSWORD)
+    tin, tout, other = unique_name("det-in"), unique_name("det-out"), unique_name("det-other")
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in (tin, tout, other)],
+                                 request_timeout=TIMEOUT).values():
+        f.result(TIMEOUT)
+
+    import base64
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(base + "/v1/modules", method="POST",
+                                 data=wasm_bytes("vigil_plugin_threshold_rules"),
+                                 headers={"content-type": "application/wasm", "authorization": "Basic "
+                                          + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        module = json.loads(r.read())["hash"]
+    spec = {"name": unique_name("alice-det"), "module": module, "inputs": [tin], "output": tout,
+            "config": {"rules": [{"name": "big", "field": "amount", "op": ">", "value": 50, "severity": "high"}]},
+            "value_schema": {"amount": "float64"}, "start": "earliest",
+            "principal": "User:admin"}  # ignored: the broker sets it
+    body = json.dumps(spec).encode()
+    alice = ("alice", ALICE_PASSWORD)
+
+    # Without READ on the input: refused, naming the topic and the operation.
+    status, _, err = http(base + "/v1/deployments", "POST", alice, body)
+    assert status == 403 and b"READ" in err and tin.encode() in err, (status, err)
+    # READ but no WRITE on the alert topic: refused too.
+    create_acls(admin, [allow(ResourceType.TOPIC, tin, AclOperation.READ)])
+    status, _, err = http(base + "/v1/deployments", "POST", alice, body)
+    assert status == 403 and b"WRITE" in err and tout.encode() in err, (status, err)
+    # Replays likewise: no READ on `other`.
+    replay = json.dumps({"module": module, "topic": other, "output": tout,
+                         "config": spec["config"], "value_schema": spec["value_schema"]}).encode()
+    status, _, err = http(base + "/v1/replays", "POST", alice, replay)
+    assert status == 403 and other.encode() in err, (status, err)
+
+    create_acls(admin, [allow(ResourceType.TOPIC, tout, AclOperation.WRITE)])
+    status, _, out = http(base + "/v1/deployments", "POST", alice, body)
+    assert status == 201, (status, out)
+    status, _, out = http(base + f"/v1/deployments/{spec['name']}", auth=alice)
+    assert status == 200, (status, out)
+
+    p = Producer(s.conf("SASL_SSL", MECH, "admin", ADMIN_PASSWORD))
+    for amount in (10, 100, 20, 200):
+        p.produce(tin, value=json.dumps({"amount": amount}).encode())
+    assert p.flush(30) == 0
+    c = Consumer(dict(s.conf("SASL_SSL", MECH, "admin", ADMIN_PASSWORD),
+                      **{"group.id": unique_name("g"), "auto.offset.reset": "earliest"}))
+    c.subscribe([tout])
+    alerts = []
+    dl = Deadline(60, "two alerts from alice's deployment")
+    try:
+        while len(alerts) < 2:
+            dl.check(f"{len(alerts)} alerts")
+            m = c.poll(0.5)
+            if m is None or m.error() is not None:
+                continue
+            alerts.append(dict((k, v.decode()) for k, v in (m.headers() or [])))
+    finally:
+        c.close()
+    assert all(h.get("vigil.principal") == "User:alice" for h in alerts), alerts
