@@ -36,9 +36,7 @@ impl Detectors {
         let spec = DeploymentSpec {
             name: deployment_name(&id),
             module: r.module,
-            output: r
-                .output
-                .unwrap_or_else(|| default_output(&r.topic, &id)),
+            output: r.output.unwrap_or_else(|| default_output(&r.topic, &id)),
             inputs: vec![r.topic],
             config: r.config,
             value_schema: r.value_schema,

@@ -61,11 +61,7 @@ async fn verify(security: &Security, user: &str, password: String) -> bool {
 }
 
 /// The middleware: passes the request on, or answers 401/403/429.
-pub(super) async fn require(
-    State(s): State<AdminState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn require(State(s): State<AdminState>, mut req: Request, next: Next) -> Response {
     let Some(security) = s.auth.clone() else {
         return next.run(req).await;
     };

@@ -1,9 +1,9 @@
 //! `/v1/deployments`: live deployments, their hot swaps and shadows.
 
 use axum::extract::State;
-use axum::Extension;
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Extension;
 use vigil_api::{ShadowRequest, SwapRequest};
 use vigil_engine::spec::{DeploymentSpec, FailurePolicy, Kind};
 

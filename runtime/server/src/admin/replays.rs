@@ -1,9 +1,9 @@
 //! `/v1/replays`: bounded runs of a module over a range of a topic.
 
 use axum::extract::State;
-use axum::Extension;
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Extension;
 use vigil_api::{FailurePolicy, ReplaySpec};
 
 use super::error::{json_response, ApiError};

@@ -24,13 +24,16 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// table starts over (so memory stays bounded under a flood of names).
 const LOG_KEYS: usize = 10_000;
 
+/// What denials are rate-limited by: principal, operation, resource type.
+type DenialKey = (String, Operation, ResourceType);
+
 /// The broker's authorizer.
 pub struct Authorizer {
     enabled: bool,
     super_users: Vec<String>,
     /// The ACL bindings.
     pub acls: AclStore,
-    logged: Mutex<HashMap<(String, Operation, ResourceType), (Instant, u64)>>,
+    logged: Mutex<HashMap<DenialKey, (Instant, u64)>>,
 }
 
 impl Authorizer {
