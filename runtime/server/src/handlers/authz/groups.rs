@@ -25,7 +25,10 @@ use kafka_protocol::messages::{
 };
 use vigil_auth::acl::{Operation, ResourceType};
 
-use super::{fixup, split, Gated, Later, GROUP_DENIED, TOPIC_DENIED, TXN_DENIED};
+use super::{
+    entries, fixup, split, take_denied, Denied, Gated, Later, GROUP_DENIED, TOPIC_DENIED,
+    TXN_DENIED,
+};
 use crate::broker::Broker;
 use crate::connection::ConnInfo;
 use crate::handlers::msg;
@@ -115,41 +118,33 @@ membership!(sync, SyncGroup, SyncGroupRequest, SyncGroupResponse);
 membership!(heartbeat, Heartbeat, HeartbeatRequest, HeartbeatResponse);
 membership!(leave, LeaveGroup, LeaveGroupRequest, LeaveGroupResponse);
 
-/// Denied topics with their partitions.
-type Denied = Vec<(TopicName, Vec<i32>)>;
-
 pub(super) fn offset_commit(c: &Check<'_>, mut r: OffsetCommitRequest) -> Gated {
     let group_ok = c.group(Operation::Read, &r.group_id.0);
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        group_ok && c.topic(Operation::Read, &t.name.0)
-    });
-    let code = if group_ok { TOPIC_DENIED } else { GROUP_DENIED };
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| {
+    let denied = take_denied(
+        &mut r.topics,
+        |t| group_ok && c.topic(Operation::Read, &t.name.0),
+        |t| {
             (
                 t.name,
                 t.partitions.iter().map(|p| p.partition_index).collect(),
             )
-        })
-        .collect();
+        },
+    );
+    let code = if group_ok { TOPIC_DENIED } else { GROUP_DENIED };
     let add = move |mut resp: OffsetCommitResponse| {
-        for (name, parts) in denied {
-            resp.topics.push(
+        resp.topics.extend(entries(
+            denied,
+            |name, parts| {
                 OffsetCommitResponseTopic::default()
                     .with_name(name)
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(i)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_partitions(parts)
+            },
+            |i| {
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_error_code(code)
+            },
+        ));
         resp
     };
     if !group_ok {
@@ -157,7 +152,6 @@ pub(super) fn offset_commit(c: &Check<'_>, mut r: OffsetCommitRequest) -> Gated 
             OffsetCommitResponse::default(),
         )));
     }
-    r.topics = keep;
     Gated::Pass(RequestKind::OffsetCommit(r), fixup!(OffsetCommit, add))
 }
 
@@ -167,30 +161,33 @@ pub(super) fn offset_delete(c: &Check<'_>, mut r: OffsetDeleteRequest) -> Gated 
             OffsetDeleteResponse::default().with_error_code(GROUP_DENIED),
         ));
     }
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Read, &t.name.0)
-    });
-    r.topics = keep;
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Read, &t.name.0),
+        |t| {
+            (
+                t.name,
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        },
+    );
     if denied.is_empty() {
         return Gated::Pass(RequestKind::OffsetDelete(r), None);
     }
     let f = fixup!(OffsetDelete, move |mut resp: OffsetDeleteResponse| {
-        for t in denied {
-            resp.topics.push(
+        resp.topics.extend(entries(
+            denied,
+            |name, parts| {
                 OffsetDeleteResponseTopic::default()
-                    .with_name(t.name)
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                OffsetDeleteResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_name(name)
+                    .with_partitions(parts)
+            },
+            |i| {
+                OffsetDeleteResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_error_code(TOPIC_DENIED)
+            },
+        ));
         resp
     });
     Gated::Pass(RequestKind::OffsetDelete(r), f)

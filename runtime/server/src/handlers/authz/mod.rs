@@ -23,7 +23,7 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{RequestKind, ResponseKind, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
@@ -84,6 +84,33 @@ pub(crate) fn check<'a>(b: &'a Broker, conn: &'a ConnInfo) -> Check<'a> {
 /// Splits `items` into the allowed and the denied ones, in order.
 pub(crate) fn split<T>(items: Vec<T>, mut allowed: impl FnMut(&T) -> bool) -> (Vec<T>, Vec<T>) {
     items.into_iter().partition(|t| allowed(t))
+}
+
+/// Denied topics with the partitions the request named.
+pub(crate) type Denied = Vec<(TopicName, Vec<i32>)>;
+
+/// Removes the topic entries of a request the principal may not act on;
+/// returns them as `key` makes them (topic, partitions).
+pub(crate) fn take_denied<T>(
+    items: &mut Vec<T>,
+    allowed: impl FnMut(&T) -> bool,
+    key: impl Fn(T) -> (TopicName, Vec<i32>),
+) -> Denied {
+    let (keep, out) = split(std::mem::take(items), allowed);
+    *items = keep;
+    out.into_iter().map(key).collect()
+}
+
+/// Response entries for denied topics: `topic(name, its partitions)`, each
+/// partition made by `partition(index)`.
+pub(crate) fn entries<T, P>(
+    denied: Denied,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+    partition: impl Fn(i32) -> P,
+) -> impl Iterator<Item = T> {
+    denied
+        .into_iter()
+        .map(move |(name, parts)| topic(name, parts.into_iter().map(&partition).collect()))
 }
 
 /// Decides `body` for the connection's principal (see the module doc).

@@ -25,167 +25,140 @@ use kafka_protocol::messages::{
 };
 use vigil_auth::acl::{Operation, ResourceType};
 
-use super::{fixup, split, Gated, Later, TOPIC_DENIED, TXN_DENIED};
+use super::{entries, fixup, split, take_denied, Gated, Later, TOPIC_DENIED, TXN_DENIED};
 use crate::broker::Broker;
 use crate::connection::ConnInfo;
 use crate::security::Check;
-
-/// A denied topic with the partitions the request named.
-type Denied = Vec<(TopicName, Vec<i32>)>;
 
 pub(super) fn produce(c: &Check<'_>, mut r: ProduceRequest) -> Gated {
     let txn_ok = r
         .transactional_id
         .as_ref()
         .is_none_or(|id| c.can(Operation::Write, ResourceType::TransactionalId, &id.0));
-    let (keep, denied) = split(std::mem::take(&mut r.topic_data), |t| {
-        txn_ok && c.topic(Operation::Write, &t.name.0)
-    });
-    r.topic_data = keep;
+    let denied = take_denied(
+        &mut r.topic_data,
+        |t| txn_ok && c.topic(Operation::Write, &t.name.0),
+        |t| (t.name, t.partition_data.iter().map(|p| p.index).collect()),
+    );
     if denied.is_empty() {
         return Gated::Pass(RequestKind::Produce(r), None);
     }
     let code = if txn_ok { TOPIC_DENIED } else { TXN_DENIED };
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| (t.name, t.partition_data.iter().map(|p| p.index).collect()))
-        .collect();
     // acks=0 has no response, so the fixup never runs: the denied records
     // are dropped, as Kafka drops them.
     let f = fixup!(Produce, move |mut resp: ProduceResponse| {
-        for (name, parts) in denied {
-            resp.responses.push(
+        resp.responses.extend(entries(
+            denied,
+            |name, parts| {
                 TopicProduceResponse::default()
                     .with_name(name)
-                    .with_partition_responses(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                PartitionProduceResponse::default()
-                                    .with_index(i)
-                                    .with_error_code(code)
-                                    .with_base_offset(-1)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_partition_responses(parts)
+            },
+            |i| {
+                PartitionProduceResponse::default()
+                    .with_index(i)
+                    .with_error_code(code)
+                    .with_base_offset(-1)
+            },
+        ));
         resp
     });
     Gated::Pass(RequestKind::Produce(r), f)
 }
 
 pub(super) fn fetch(c: &Check<'_>, mut r: FetchRequest) -> Gated {
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Read, &t.topic.0)
-    });
-    r.topics = keep;
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Read, &t.topic.0),
+        |t| (t.topic, t.partitions.iter().map(|p| p.partition).collect()),
+    );
     if denied.is_empty() {
         return Gated::Pass(RequestKind::Fetch(r), None);
     }
     // An error answers at once, as in Kafka: no long poll for the rest.
     r.max_wait_ms = 0;
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect()))
-        .collect();
     let f = fixup!(Fetch, move |mut resp: FetchResponse| {
-        for (name, parts) in denied {
-            resp.responses.push(
+        resp.responses.extend(entries(
+            denied,
+            |name, parts| {
                 FetchableTopicResponse::default()
                     .with_topic(name)
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                PartitionData::default()
-                                    .with_partition_index(i)
-                                    .with_error_code(TOPIC_DENIED)
-                                    .with_high_watermark(-1)
-                                    .with_last_stable_offset(-1)
-                                    .with_log_start_offset(-1)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_partitions(parts)
+            },
+            |i| {
+                PartitionData::default()
+                    .with_partition_index(i)
+                    .with_error_code(TOPIC_DENIED)
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+            },
+        ));
         resp
     });
     Gated::Pass(RequestKind::Fetch(r), f)
 }
 
 pub(super) fn list_offsets(c: &Check<'_>, mut r: ListOffsetsRequest) -> Gated {
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Describe, &t.name.0)
-    });
-    r.topics = keep;
-    if denied.is_empty() {
-        return Gated::Pass(RequestKind::ListOffsets(r), None);
-    }
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| {
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Describe, &t.name.0),
+        |t| {
             (
                 t.name,
                 t.partitions.iter().map(|p| p.partition_index).collect(),
             )
-        })
-        .collect();
+        },
+    );
+    if denied.is_empty() {
+        return Gated::Pass(RequestKind::ListOffsets(r), None);
+    }
     let f = fixup!(ListOffsets, move |mut resp: ListOffsetsResponse| {
-        for (name, parts) in denied {
-            resp.topics.push(
+        resp.topics.extend(entries(
+            denied,
+            |name, parts| {
                 ListOffsetsTopicResponse::default()
                     .with_name(name)
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                ListOffsetsPartitionResponse::default()
-                                    .with_partition_index(i)
-                                    .with_error_code(TOPIC_DENIED)
-                                    .with_timestamp(-1)
-                                    .with_offset(-1)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_partitions(parts)
+            },
+            |i| {
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(i)
+                    .with_error_code(TOPIC_DENIED)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+            },
+        ));
         resp
     });
     Gated::Pass(RequestKind::ListOffsets(r), f)
 }
 
 pub(super) fn leader_epoch(c: &Check<'_>, mut r: OffsetForLeaderEpochRequest) -> Gated {
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Describe, &t.topic.0)
-    });
-    r.topics = keep;
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Describe, &t.topic.0),
+        |t| (t.topic, t.partitions.iter().map(|p| p.partition).collect()),
+    );
     if denied.is_empty() {
         return Gated::Pass(RequestKind::OffsetForLeaderEpoch(r), None);
     }
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| (t.topic, t.partitions.iter().map(|p| p.partition).collect()))
-        .collect();
     let f = fixup!(
         OffsetForLeaderEpoch,
         move |mut resp: OffsetForLeaderEpochResponse| {
-            for (name, parts) in denied {
-                resp.topics.push(
+            resp.topics.extend(entries(
+                denied,
+                |name, parts| {
                     OffsetForLeaderTopicResult::default()
                         .with_topic(name)
-                        .with_partitions(
-                            parts
-                                .into_iter()
-                                .map(|i| {
-                                    EpochEndOffset::default()
-                                        .with_partition(i)
-                                        .with_error_code(TOPIC_DENIED)
-                                })
-                                .collect(),
-                        ),
-                );
-            }
+                        .with_partitions(parts)
+                },
+                |i| {
+                    EpochEndOffset::default()
+                        .with_partition(i)
+                        .with_error_code(TOPIC_DENIED)
+                },
+            ));
             resp
         }
     );
@@ -193,34 +166,30 @@ pub(super) fn leader_epoch(c: &Check<'_>, mut r: OffsetForLeaderEpochRequest) ->
 }
 
 pub(super) fn describe_producers(c: &Check<'_>, mut r: DescribeProducersRequest) -> Gated {
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Read, &t.name.0)
-    });
-    r.topics = keep;
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Read, &t.name.0),
+        |t| (t.name, t.partition_indexes),
+    );
     if denied.is_empty() {
         return Gated::Pass(RequestKind::DescribeProducers(r), None);
     }
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| (t.name, t.partition_indexes))
-        .collect();
     let f = fixup!(
         DescribeProducers,
         move |mut resp: DescribeProducersResponse| {
-            for (name, parts) in denied {
-                resp.topics.push(
-                    TopicResponse::default().with_name(name).with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                PartitionResponse::default()
-                                    .with_partition_index(i)
-                                    .with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    ),
-                );
-            }
+            resp.topics.extend(entries(
+                denied,
+                |name, parts| {
+                    TopicResponse::default()
+                        .with_name(name)
+                        .with_partitions(parts)
+                },
+                |i| {
+                    PartitionResponse::default()
+                        .with_partition_index(i)
+                        .with_error_code(TOPIC_DENIED)
+                },
+            ));
             resp
         }
     );
@@ -228,40 +197,34 @@ pub(super) fn describe_producers(c: &Check<'_>, mut r: DescribeProducersRequest)
 }
 
 pub(super) fn delete_records(c: &Check<'_>, mut r: DeleteRecordsRequest) -> Gated {
-    let (keep, denied) = split(std::mem::take(&mut r.topics), |t| {
-        c.topic(Operation::Delete, &t.name.0)
-    });
-    r.topics = keep;
-    if denied.is_empty() {
-        return Gated::Pass(RequestKind::DeleteRecords(r), None);
-    }
-    let denied: Denied = denied
-        .into_iter()
-        .map(|t| {
+    let denied = take_denied(
+        &mut r.topics,
+        |t| c.topic(Operation::Delete, &t.name.0),
+        |t| {
             (
                 t.name,
                 t.partitions.iter().map(|p| p.partition_index).collect(),
             )
-        })
-        .collect();
+        },
+    );
+    if denied.is_empty() {
+        return Gated::Pass(RequestKind::DeleteRecords(r), None);
+    }
     let f = fixup!(DeleteRecords, move |mut resp: DeleteRecordsResponse| {
-        for (name, parts) in denied {
-            resp.topics.push(
+        resp.topics.extend(entries(
+            denied,
+            |name, parts| {
                 DeleteRecordsTopicResult::default()
                     .with_name(name)
-                    .with_partitions(
-                        parts
-                            .into_iter()
-                            .map(|i| {
-                                DeleteRecordsPartitionResult::default()
-                                    .with_partition_index(i)
-                                    .with_low_watermark(-1)
-                                    .with_error_code(TOPIC_DENIED)
-                            })
-                            .collect(),
-                    ),
-            );
-        }
+                    .with_partitions(parts)
+            },
+            |i| {
+                DeleteRecordsPartitionResult::default()
+                    .with_partition_index(i)
+                    .with_low_watermark(-1)
+                    .with_error_code(TOPIC_DENIED)
+            },
+        ));
         resp
     });
     Gated::Pass(RequestKind::DeleteRecords(r), f)
