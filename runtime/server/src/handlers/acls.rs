@@ -115,25 +115,21 @@ pub(super) async fn create(
     CreateAclsResponse::default().with_results(results)
 }
 
-fn filter_of(
-    ty: i8,
-    name: Option<&StrBytes>,
-    pattern: i8,
-    principal: Option<&StrBytes>,
-    host: Option<&StrBytes>,
-    op: i8,
-    perm: i8,
-) -> Result<AclFilter, (i16, Option<StrBytes>)> {
-    AclFilter::from_wire(
-        ty,
-        name.map(|n| &**n),
-        pattern,
-        principal.map(|p| &**p),
-        host.map(|h| &**h),
-        op,
-        perm,
-    )
-    .map_err(|e| (ResponseError::InvalidRequest.code(), msg(e.to_string())))
+/// The filter of a DescribeAclsRequest or a DeleteAclsFilter (the same
+/// fields in two generated types).
+macro_rules! filter_of {
+    ($f:expr) => {
+        AclFilter::from_wire(
+            $f.resource_type_filter,
+            $f.resource_name_filter.as_deref(),
+            $f.pattern_type_filter,
+            $f.principal_filter.as_deref(),
+            $f.host_filter.as_deref(),
+            $f.operation,
+            $f.permission_type,
+        )
+        .map_err(|e| (ResponseError::InvalidRequest.code(), msg(e.to_string())))
+    };
 }
 
 pub(super) fn describe(
@@ -141,17 +137,7 @@ pub(super) fn describe(
     r: DescribeAclsRequest,
     conn: &ConnInfo,
 ) -> DescribeAclsResponse {
-    let filter = allowed(b, conn, Operation::Describe).and_then(|()| {
-        filter_of(
-            r.resource_type_filter,
-            r.resource_name_filter.as_ref(),
-            r.pattern_type_filter,
-            r.principal_filter.as_ref(),
-            r.host_filter.as_ref(),
-            r.operation,
-            r.permission_type,
-        )
-    });
+    let filter = allowed(b, conn, Operation::Describe).and_then(|()| filter_of!(r));
     let filter = match filter {
         Ok(f) => f,
         Err((code, message)) => {
@@ -210,21 +196,8 @@ pub(super) async fn delete(
         return DeleteAclsResponse::default().with_filter_results(results);
     }
     // Invalid filters fail alone; the valid ones are applied together.
-    let parsed: Vec<Result<AclFilter, (i16, Option<StrBytes>)>> = r
-        .filters
-        .iter()
-        .map(|f| {
-            filter_of(
-                f.resource_type_filter,
-                f.resource_name_filter.as_ref(),
-                f.pattern_type_filter,
-                f.principal_filter.as_ref(),
-                f.host_filter.as_ref(),
-                f.operation,
-                f.permission_type,
-            )
-        })
-        .collect();
+    let parsed: Vec<Result<AclFilter, (i16, Option<StrBytes>)>> =
+        r.filters.iter().map(|f| filter_of!(f)).collect();
     let valid: Vec<AclFilter> = parsed
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
