@@ -195,6 +195,14 @@ def test_grant_revoke_prefixed_and_deny(broker_factory, certs):
     # The READ allow still implies DESCRIBE: a deny of READ does not deny it.
     assert mine in listed and other not in listed and topic in listed
 
+    # Deleting needs DELETE: granted on "alice." (ALL), not on the orders topic.
+    fs = alice_admin.delete_topics([mine, topic], request_timeout=TIMEOUT)
+    fs[mine].result(TIMEOUT)
+    with pytest.raises(KafkaException) as e:
+        fs[topic].result(TIMEOUT)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, e.value
+    assert topic in admin.list_topics(timeout=TIMEOUT).topics
+
     # Denials are counted for Prometheus.
     metrics = urllib.request.urlopen(f"{s.broker.admin_url}/metrics", timeout=10).read().decode()
     denied = [line for line in metrics.splitlines()
