@@ -222,7 +222,7 @@ async fn metadata_coordinators_producer_ids_and_acl_apis_follow_the_acls() {
     let ResponseKind::DescribeAcls(r) = c.call(ApiKey::DescribeAcls, 3, describe()).await else {
         panic!("not a DescribeAcls response")
     };
-    assert_eq!(r.error_code, 0);
+    assert_eq!((r.error_code, r.error_message.as_deref()), (0, None));
     let bindings: usize = r.resources.iter().map(|res| res.acls.len()).sum();
     assert_eq!(bindings, 5, "{r:?}");
     let req = CreateAclsRequest::default().with_creations(vec![

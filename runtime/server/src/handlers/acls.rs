@@ -85,7 +85,8 @@ pub(super) async fn create(
         ) {
             Ok(binding) => {
                 valid.push((i, binding));
-                results.push(AclCreationResult::default());
+                // Kafka answers a null message on success.
+                results.push(AclCreationResult::default().with_error_message(None));
             }
             Err(e) => results.push(
                 AclCreationResult::default()
@@ -174,7 +175,9 @@ pub(super) fn describe(
                 .with_acls(acls)
         })
         .collect();
-    DescribeAclsResponse::default().with_resources(resources)
+    DescribeAclsResponse::default()
+        .with_error_message(None)
+        .with_resources(resources)
 }
 
 pub(super) async fn delete(
@@ -227,21 +230,24 @@ pub(super) async fn delete(
                 for binding in &matched {
                     tracing::info!(by = %conn.principal, ?binding, "ACL deleted");
                 }
-                DeleteAclsFilterResult::default().with_matching_acls(
-                    matched
-                        .into_iter()
-                        .map(|a| {
-                            DeleteAclsMatchingAcl::default()
-                                .with_resource_type(a.resource_type.code())
-                                .with_resource_name(StrBytes::from_string(a.resource_name))
-                                .with_pattern_type(a.pattern_type.code())
-                                .with_principal(StrBytes::from_string(a.principal))
-                                .with_host(StrBytes::from_string(a.host))
-                                .with_operation(a.operation.code())
-                                .with_permission_type(a.permission.code())
-                        })
-                        .collect(),
-                )
+                DeleteAclsFilterResult::default()
+                    .with_error_message(None)
+                    .with_matching_acls(
+                        matched
+                            .into_iter()
+                            .map(|a| {
+                                DeleteAclsMatchingAcl::default()
+                                    .with_error_message(None)
+                                    .with_resource_type(a.resource_type.code())
+                                    .with_resource_name(StrBytes::from_string(a.resource_name))
+                                    .with_pattern_type(a.pattern_type.code())
+                                    .with_principal(StrBytes::from_string(a.principal))
+                                    .with_host(StrBytes::from_string(a.host))
+                                    .with_operation(a.operation.code())
+                                    .with_permission_type(a.permission.code())
+                            })
+                            .collect(),
+                    )
             }
         })
         .collect();
