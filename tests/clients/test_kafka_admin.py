@@ -62,6 +62,9 @@ SERVED = {
     21: (0, 2),   # DeleteRecords
     22: (0, 4),   # InitProducerId
     23: (2, 4),   # OffsetForLeaderEpoch
+    29: (1, 3),   # DescribeAcls
+    30: (1, 3),   # CreateAcls
+    31: (1, 3),   # DeleteAcls
     32: (1, 4),   # DescribeConfigs
     33: (0, 2),   # AlterConfigs
     35: (1, 4),   # DescribeLogDirs

@@ -48,6 +48,10 @@ pub struct ReplaySpec {
     /// CPU/IO budget.
     #[serde(default)]
     pub budget: Option<Budget>,
+    /// The principal the job runs as (set by the broker from the admin
+    /// API's credentials; what a client sends is replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// `GET /v1/replays/ID`.

@@ -100,6 +100,12 @@ pub struct DeploymentSpec {
     /// What created the deployment (set by the broker, not by users).
     #[serde(default, skip_serializing_if = "Kind::is_live")]
     pub kind: Kind,
+    /// The principal (`User:NAME`) that created the deployment and whose
+    /// ACLs it runs under; named in its alerts' `vigil.principal` header.
+    /// Set by the broker from the admin API's credentials (what a client
+    /// sends is replaced); absent in specs stored before ACLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// Why a deployment exists.

@@ -9,8 +9,10 @@
 //!   salted credentials;
 //! - [`x509`]: the subject of a TLS client certificate, as the principal name
 //!   Kafka gives it (RFC 2253 form);
-//! - [`limiter`]: failed-login accounting per source address.
+//! - [`limiter`]: failed-login accounting per source address;
+//! - [`acl`]: Kafka ACL bindings, filters and the allow/deny decision.
 
+pub mod acl;
 pub mod limiter;
 pub mod plain;
 pub mod scram;

@@ -35,6 +35,8 @@ pub mod headers {
     pub const ERROR: &str = "vigil.error";
     /// Dead letters: the error class (`trap`, `cpu`, `schema`, ...).
     pub const CAUSE: &str = "vigil.error.cause";
+    /// The principal (`User:NAME`) the deployment runs as, when it has one.
+    pub const PRINCIPAL: &str = "vigil.principal";
 }
 
 /// Who wrote a record and from which input.
@@ -48,18 +50,25 @@ pub struct Provenance<'a> {
     pub topic: &'a str,
     /// Input partition.
     pub partition: i32,
+    /// The principal the deployment runs as (deployments made before ACLs,
+    /// and local test runs, have none).
+    pub principal: Option<&'a str>,
 }
 
 impl Provenance<'_> {
     fn headers(&self, source_offset: i64) -> Vec<(String, Option<Bytes>)> {
         let h = |k: &str, v: String| (k.to_string(), Some(Bytes::from(v)));
-        vec![
+        let mut out = vec![
             h(headers::DEPLOYMENT, self.deployment.to_string()),
             h(headers::MODULE, self.module.to_string()),
             h(headers::SOURCE_TOPIC, self.topic.to_string()),
             h(headers::SOURCE_PARTITION, self.partition.to_string()),
             h(headers::SOURCE_OFFSET, source_offset.to_string()),
-        ]
+        ];
+        if let Some(p) = self.principal {
+            out.push(h(headers::PRINCIPAL, p.to_string()));
+        }
+        out
     }
 }
 

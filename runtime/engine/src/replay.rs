@@ -14,21 +14,29 @@ use super::status::PartitionStatus;
 use super::{DetectorError, Detectors};
 use vigil_api::{ReplayPartition, ReplaySpec, ReplayStatus};
 
-fn deployment_name(id: &str) -> String {
+/// A new replay job id, for a spec without one (`r<milliseconds>`).
+pub fn default_id() -> String {
+    format!("r{}", chrono::Utc::now().timestamp_millis())
+}
+
+/// The alert topic of replay `id` over `topic`, for a spec without one.
+pub fn default_output(topic: &str, id: &str) -> String {
+    format!("{topic}.replay.{id}")
+}
+
+/// The name of replay `id`'s deployment.
+pub fn deployment_name(id: &str) -> String {
     format!("{REPLAY_PREFIX}{id}")
 }
 
 impl Detectors {
     /// Starts a replay job.
     pub async fn replay(&self, r: ReplaySpec) -> Result<ReplayStatus, DetectorError> {
-        let id =
-            r.id.unwrap_or_else(|| format!("r{}", chrono::Utc::now().timestamp_millis()));
+        let id = r.id.unwrap_or_else(default_id);
         let spec = DeploymentSpec {
             name: deployment_name(&id),
             module: r.module,
-            output: r
-                .output
-                .unwrap_or_else(|| format!("{}.replay.{id}", r.topic)),
+            output: r.output.unwrap_or_else(|| default_output(&r.topic, &id)),
             inputs: vec![r.topic],
             config: r.config,
             value_schema: r.value_schema,
@@ -41,6 +49,7 @@ impl Detectors {
             end: Some(r.to.unwrap_or(StartPosition::Latest)),
             budget: r.budget,
             kind: Kind::Replay,
+            principal: r.principal,
         };
         if spec.name.len() > 64 {
             return Err(SpecError(format!(

@@ -110,6 +110,7 @@ impl Runner {
             module: &self.deployment.module.hash,
             topic: &self.topic,
             partition: self.input.index,
+            principal: self.deployment.spec.principal.as_deref(),
         }
     }
 

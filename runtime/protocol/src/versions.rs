@@ -47,6 +47,11 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // v0 (no pattern types) is not in the codec; every client since Kafka
+    // 2.0 sends v1+.
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The version range vigil serves for `api`, or `None` if it does not serve it.
@@ -117,6 +122,9 @@ pub fn empty_request(api: ApiKey) -> Option<RequestKind> {
         ApiKey::AlterUserScramCredentials => {
             RequestKind::AlterUserScramCredentials(AlterUserScramCredentialsRequest::default())
         }
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(DescribeAclsRequest::default()),
+        ApiKey::CreateAcls => RequestKind::CreateAcls(CreateAclsRequest::default()),
+        ApiKey::DeleteAcls => RequestKind::DeleteAcls(DeleteAclsRequest::default()),
         _ => return None,
     })
 }

@@ -67,6 +67,15 @@ pub struct AdminRouteLabel {
     pub route: String,
 }
 
+/// Label set of an authorization denial.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DenialLabel {
+    /// ACL operation, e.g. "READ".
+    pub operation: String,
+    /// Resource type, e.g. "TOPIC".
+    pub resource_type: String,
+}
+
 /// All broker metrics.
 pub struct Metrics {
     registry: Registry,
@@ -98,6 +107,9 @@ pub struct Metrics {
     /// The Kafka listener's limits: refused and closed connections, accept
     /// errors, requests in flight.
     pub conn: crate::connection::ConnMetrics,
+    /// Requests (or parts of them) refused by the authorizer, by operation
+    /// and resource type.
+    pub authz_denied: Family<DenialLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,6 +181,12 @@ impl Default for Metrics {
         );
         let conn = crate::connection::ConnMetrics::default();
         conn.register(&mut registry);
+        let authz_denied = Family::<DenialLabel, Counter>::default();
+        registry.register(
+            "authorization_denied",
+            "Kafka operations refused by the ACL authorizer, by operation and resource type",
+            authz_denied.clone(),
+        );
         let scrape = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(ScrapeCollector::new(scrape.clone())));
         Self {
@@ -186,6 +204,7 @@ impl Default for Metrics {
             admin_connections_refused,
             compiled_modules,
             conn,
+            authz_denied,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! detectors/checkpoint/<name>/<topic>/<p>      committed progress of one input partition
 //! security/scram/["<user>","<mechanism>"]      a user's salted SCRAM credential (JSON array:
 //!                                              user names may hold any character)
+//! security/acl/[<type>,"<name>",<pattern>,"<principal>","<host>",<op>,<perm>]
+//!                                              one Kafka ACL binding (wire codes; value "")
 //! ```
 
 const CLUSTER_ID: &str = "cluster/id";
@@ -17,6 +19,7 @@ const GROUP_OFFSET_PREFIX: &str = "offsets/";
 const DEPLOYMENT_PREFIX: &str = "detectors/deployment/";
 const CHECKPOINT_PREFIX: &str = "detectors/checkpoint/";
 const SCRAM_PREFIX: &str = "security/scram/";
+const ACL_PREFIX: &str = "security/acl/";
 
 /// Key of the cluster id.
 pub fn cluster_id() -> &'static str {
@@ -89,6 +92,42 @@ pub fn parse_scram_credential(key: &str) -> Option<(String, String)> {
     serde_json::from_str(key.strip_prefix(SCRAM_PREFIX)?).ok()
 }
 
+/// Key of one ACL binding, from its wire codes: the binding is the key
+/// (a JSON array), so creating an existing binding again is a no-op.
+pub fn acl(
+    resource_type: i8,
+    resource_name: &str,
+    pattern_type: i8,
+    principal: &str,
+    host: &str,
+    operation: i8,
+    permission: i8,
+) -> String {
+    let id = serde_json::json!([
+        resource_type,
+        resource_name,
+        pattern_type,
+        principal,
+        host,
+        operation,
+        permission
+    ]);
+    format!("{ACL_PREFIX}{id}")
+}
+
+/// The wire codes and names of an ACL key, in [`acl`]'s order, if it is one.
+pub type AclKey = (i8, String, i8, String, String, i8, i8);
+
+/// Prefix of every ACL key (for a scan).
+pub fn acl_prefix() -> &'static str {
+    ACL_PREFIX
+}
+
+/// The fields of an ACL key, if it is one.
+pub fn parse_acl(key: &str) -> Option<AclKey> {
+    serde_json::from_str(key.strip_prefix(ACL_PREFIX)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +142,10 @@ mod tests {
         assert_eq!(
             scram_credential("alice", "SCRAM-SHA-512"),
             r#"security/scram/["alice","SCRAM-SHA-512"]"#
+        );
+        assert_eq!(
+            acl(2, "t", 3, "User:a", "*", 3, 3),
+            r#"security/acl/[2,"t",3,"User:a","*",3,3]"#
         );
     }
 
@@ -130,5 +173,20 @@ mod tests {
             Some(("we\"ird/user".into(), "SCRAM-SHA-256".into()))
         );
         assert_eq!(parse_scram_credential(&group_offset("g", "t", 0)), None);
+        let k = acl(4, "kafka-cluster", 3, "User:we\"ird", "10.0.0.1", 7, 2);
+        assert!(k.starts_with(acl_prefix()));
+        assert_eq!(
+            parse_acl(&k),
+            Some((
+                4,
+                "kafka-cluster".into(),
+                3,
+                "User:we\"ird".into(),
+                "10.0.0.1".into(),
+                7,
+                2
+            ))
+        );
+        assert_eq!(parse_acl(&scram_credential("u", "m")), None);
     }
 }

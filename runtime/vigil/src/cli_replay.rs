@@ -132,6 +132,7 @@ fn replay_spec(admin: &AdminClient, a: &StartArgs) -> anyhow::Result<ReplaySpec>
         on_failure: a.module_input.on_failure()?,
         max_batch_bytes: None,
         budget,
+        principal: None,
     })
 }
 

@@ -254,6 +254,7 @@ async fn evaluate(
         // default, series of 18 000+ rows stalled the replay, see 0010).
         max_batch_bytes: args.sweep.then_some(SWEEP_BATCH_BYTES),
         budget: None,
+        principal: None,
     };
     admin(api, move |c| c.replay(&spec)).await?;
     let status = wait_replay(api, &id).await?;

@@ -255,6 +255,8 @@ mod tests {
             "auto-create-topics",
             "default-partitions",
             "node-id",
+            "coordinator",
+            "session-ttl-ms",
             "upload-interval-ms",
             "group-initial-rebalance-delay-ms",
             "wal",

@@ -174,6 +174,7 @@ fn replay_and_diff_answers_decode() {
         on_failure: None,
         max_batch_bytes: None,
         budget: None,
+        principal: None,
     };
     let started = api.replay(&spec).expect("replay");
     assert_eq!(

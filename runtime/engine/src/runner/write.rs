@@ -48,6 +48,7 @@ impl Runner {
                     module: &d.module.hash,
                     topic: &topic,
                     partition,
+                    principal: d.spec.principal.as_deref(),
                 };
                 output::alert_batch(&p, &alerts, &input, input_end)
             })

@@ -2,7 +2,9 @@
 //! on: HTTP Basic with the broker's SCRAM users (the password is checked
 //! against the salted credential, as SASL/PLAIN is). Reading (GET, HEAD)
 //! needs any user; changing anything (upload, deploy, undeploy, replay,
-//! pause, ...) a super user. `/healthz` stays open for probes; `/metrics`
+//! pause, ...) a super user. With `--authorizer on`, any user may also
+//! create deployments and replays: they run as that user and its topic
+//! ACLs decide (`run_as`). `/healthz` stays open for probes; `/metrics`
 //! can be served without credentials on its own listener
 //! (`metrics-listen`).
 //!
@@ -22,6 +24,7 @@ use base64::Engine as _;
 use vigil_api::ErrorKind;
 
 use super::error::ApiError;
+use super::run_as::AdminPrincipal;
 use super::AdminState;
 use crate::security::Security;
 
@@ -58,7 +61,7 @@ async fn verify(security: &Security, user: &str, password: String) -> bool {
 }
 
 /// The middleware: passes the request on, or answers 401/403/429.
-pub(super) async fn require(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+pub(super) async fn require(State(s): State<AdminState>, mut req: Request, next: Next) -> Response {
     let Some(security) = s.auth.clone() else {
         return next.run(req).await;
     };
@@ -74,7 +77,11 @@ pub(super) async fn require(State(s): State<AdminState>, req: Request, next: Nex
         Err(r) => r,
         Ok(user) => {
             let reading = matches!(*req.method(), Method::GET | Method::HEAD);
-            if !reading && !security.is_super_user(&format!("User:{user}")) {
+            let principal = format!("User:{user}");
+            let under_acls = security.authz.enabled()
+                && *req.method() == Method::POST
+                && matches!(req.uri().path(), "/v1/deployments" | "/v1/replays");
+            if !reading && !under_acls && !security.is_super_user(&principal) {
                 return ApiError::with_status(
                     StatusCode::FORBIDDEN,
                     ErrorKind::Invalid,
@@ -82,6 +89,10 @@ pub(super) async fn require(State(s): State<AdminState>, req: Request, next: Nex
                 )
                 .into_response();
             }
+            req.extensions_mut().insert(AdminPrincipal {
+                principal,
+                host: peer.ip().to_string(),
+            });
             next.run(req).await
         }
     }

@@ -3,26 +3,34 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use axum::Extension;
 use vigil_api::{ShadowRequest, SwapRequest};
-use vigil_engine::spec::{DeploymentSpec, Kind};
+use vigil_engine::spec::{DeploymentSpec, FailurePolicy, Kind};
 
 use super::error::{json_response, ApiError};
 use super::extract::{decode, Body, Name, NoQuery, Params};
+use super::run_as::{run_as, AdminPrincipal};
 use super::AdminState;
 
 /// `POST /v1/deployments`, body: a deployment spec → 201 with its status.
 pub async fn create(
     State(s): State<AdminState>,
+    who: Option<Extension<AdminPrincipal>>,
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
     super::cluster::detectors_here(&s)?;
-    let spec: DeploymentSpec = decode(&raw, "deployment spec")?;
+    let mut spec: DeploymentSpec = decode(&raw, "deployment spec")?;
     if spec.kind != Kind::Live {
         return Err(ApiError::invalid(
             "invalid deployment spec: `kind` is set by the broker (use /v1/replays or /v1/deployments/NAME/shadow)",
         ));
     }
+    let mut writes = vec![spec.output.clone()];
+    if spec.on_failure == FailurePolicy::DeadLetter {
+        writes.push(spec.dead_letter_topic());
+    }
+    spec.principal = Some(run_as(&s, who.as_deref(), &spec.inputs, &writes)?);
     let status = s.detectors.deploy(spec).await?;
     Ok(json_response(StatusCode::CREATED, &status))
 }

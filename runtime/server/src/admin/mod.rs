@@ -69,6 +69,7 @@ mod listener;
 mod modules;
 mod openapi;
 mod replays;
+pub mod run_as;
 #[cfg(test)]
 mod tests;
 

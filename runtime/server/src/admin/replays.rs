@@ -3,20 +3,43 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use vigil_api::ReplaySpec;
+use axum::Extension;
+use vigil_api::{FailurePolicy, ReplaySpec};
 
 use super::error::{json_response, ApiError};
 use super::extract::{decode, Body, Name, NoQuery, Params};
+use super::run_as::{run_as, AdminPrincipal};
 use super::AdminState;
 
 /// `POST /v1/replays`, body: a replay spec → 201 with the job's status.
 pub async fn create(
     State(s): State<AdminState>,
+    who: Option<Extension<AdminPrincipal>>,
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
     super::cluster::detectors_here(&s)?;
-    let spec: ReplaySpec = decode(&raw, "replay spec")?;
+    let mut spec: ReplaySpec = decode(&raw, "replay spec")?;
+    // The id and alert topic are fixed here, so that the topic checked is
+    // the one the job writes.
+    let id = spec
+        .id
+        .get_or_insert_with(vigil_engine::replay::default_id)
+        .clone();
+    let output = spec
+        .output
+        .get_or_insert_with(|| vigil_engine::replay::default_output(&spec.topic, &id))
+        .clone();
+    let mut writes = vec![output];
+    if spec.on_failure == Some(FailurePolicy::DeadLetter) {
+        // A replay's dead letters go to its deployment's default topic.
+        writes.push(format!(
+            "{}.dlq",
+            vigil_engine::replay::deployment_name(&id)
+        ));
+    }
+    let reads = std::slice::from_ref(&spec.topic);
+    spec.principal = Some(run_as(&s, who.as_deref(), reads, &writes)?);
     let status = s.detectors.replay(spec).await?;
     Ok(json_response(StatusCode::CREATED, &status))
 }

@@ -12,7 +12,9 @@ use vigil_protocol::Request;
 use crate::broker::Broker;
 use crate::connection::ConnInfo;
 
+mod acls;
 mod alter_configs;
+pub(crate) mod authz;
 mod cluster;
 mod compacted;
 mod configs;
@@ -40,14 +42,34 @@ fn ready(r: ResponseKind) -> Pending {
 /// Routes a decoded request to its handler.
 pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pending {
     let v = req.version;
-    let b = broker.clone();
     let client_id = req
         .header
         .client_id
         .as_ref()
         .map(|s| s.to_string())
         .unwrap_or_default();
-    match req.body {
+    // ACLs first: a denied request is answered here, a partly denied one
+    // goes on without the denied parts, whose errors the fixup adds.
+    let (body, fixup) = match authz::gate(broker, req.body, v, conn) {
+        authz::Gated::Pass(body, fixup) => (body, fixup),
+        authz::Gated::Answer(r) => return ready(r),
+    };
+    let pending = route(broker, body, v, client_id, conn).await;
+    match fixup {
+        Some(f) => pending.map(|r| r.map(f)).boxed(),
+        None => pending,
+    }
+}
+
+async fn route(
+    broker: &Arc<Broker>,
+    body: RequestKind,
+    v: i16,
+    client_id: String,
+    conn: &ConnInfo,
+) -> Pending {
+    let b = broker.clone();
+    match body {
         RequestKind::ApiVersions(_) => ready(ResponseKind::ApiVersions(cluster::api_versions())),
         RequestKind::Metadata(r) => {
             let listener = conn.listener;
@@ -147,6 +169,17 @@ pub async fn dispatch(broker: &Arc<Broker>, req: Request, conn: &ConnInfo) -> Pe
             ready(ResponseKind::DescribeUserScramCredentials(
                 scram_users::describe(broker, r, &conn.principal),
             ))
+        }
+        RequestKind::CreateAcls(r) => {
+            let conn = conn.clone();
+            async move { Some(ResponseKind::CreateAcls(acls::create(&b, r, &conn).await)) }.boxed()
+        }
+        RequestKind::DescribeAcls(r) => {
+            ready(ResponseKind::DescribeAcls(acls::describe(broker, r, conn)))
+        }
+        RequestKind::DeleteAcls(r) => {
+            let conn = conn.clone();
+            async move { Some(ResponseKind::DeleteAcls(acls::delete(&b, r, &conn).await)) }.boxed()
         }
         other => groups::dispatch(broker, other, v, client_id, conn),
     }

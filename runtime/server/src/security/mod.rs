@@ -5,6 +5,8 @@
 //!
 //! The SCRAM and PLAIN logic itself is in the `vigil-auth` crate.
 
+pub mod acls;
+pub mod authz;
 pub mod credentials;
 pub mod session;
 pub mod tls;
@@ -17,6 +19,8 @@ use parking_lot::Mutex;
 use vigil_auth::{Credential, LoginLimiter, Mechanism};
 use vigil_storage::Log;
 
+pub use acls::AclStore;
+pub use authz::{Authorizer, Check};
 pub use credentials::{CredentialError, CredentialStore};
 pub use session::Session;
 pub use tls::{Tls, TlsError};
@@ -72,6 +76,8 @@ pub struct Listener {
 pub struct Security {
     /// SCRAM credentials.
     pub credentials: CredentialStore,
+    /// Kafka ACLs and `--authorizer`.
+    pub authz: Authorizer,
     /// The Kafka listeners, `listen` first.
     pub listeners: Vec<Listener>,
     /// TLS acceptors, if a certificate is configured.
@@ -101,7 +107,8 @@ impl Security {
             });
         }
         let security = Security {
-            credentials: CredentialStore::load(log),
+            credentials: CredentialStore::load(log.clone()),
+            authz: Authorizer::new(s.authorizer, s.superuser.clone(), AclStore::load(log)),
             listeners,
             tls,
             settings: s.clone(),
@@ -171,16 +178,16 @@ impl Security {
 
     /// Whether `principal` (`User:NAME`) is a super user.
     pub fn is_super_user(&self, principal: &str) -> bool {
-        principal
-            .strip_prefix("User:")
-            .is_some_and(|name| self.settings.superuser.iter().any(|s| s == name))
+        self.authz.is_super_user(principal)
     }
 
     /// Whether `principal` may read and change SCRAM credentials: super
     /// users, or anyone while no super user is configured (a broker
     /// without security, as before).
+    /// With `--authorizer on` the ACLs have decided already (ALTER or
+    /// DESCRIBE on the cluster, checked before the request is handled).
     pub fn may_manage_users(&self, principal: &str) -> bool {
-        self.settings.superuser.is_empty() || self.is_super_user(principal)
+        self.authz.enabled() || self.settings.superuser.is_empty() || self.is_super_user(principal)
     }
 
     /// The settings.

@@ -98,6 +98,19 @@ pub struct SecuritySettings {
     /// The window of `max-failed-logins` (ms).
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_FAILED_LOGIN_WINDOW_MS"))]
     pub failed_login_window_ms: u64,
+    /// Enforce Kafka ACLs (`on`/`off`): every API checks the principal's
+    /// ACLs (super users pass); CreateAcls/DescribeAcls/DeleteAcls manage
+    /// them. Off: everyone may do everything, as before.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            env = "VIGIL_AUTHORIZER",
+            action = clap::ArgAction::Set,
+            value_parser = clap::builder::BoolishValueParser::new()
+        )
+    )]
+    pub authorizer: bool,
 }
 
 impl Default for SecuritySettings {
@@ -120,6 +133,7 @@ impl Default for SecuritySettings {
             connections_max_reauth_ms: 0,
             max_failed_logins: 10,
             failed_login_window_ms: 60_000,
+            authorizer: false,
         }
     }
 }

@@ -158,6 +158,7 @@ pub fn run(a: TestArgs) -> anyhow::Result<usize> {
         module: &m.hash,
         topic: &topic,
         partition: 0,
+        principal: None,
     };
     let mut stdout = std::io::stdout().lock();
     let (mut alerts, mut bad) = (0, 0);
