@@ -257,6 +257,7 @@ mod tests {
             "node-id",
             "coordinator",
             "session-ttl-ms",
+            "authorizer",
             "upload-interval-ms",
             "group-initial-rebalance-delay-ms",
             "wal",
