@@ -41,6 +41,7 @@ pub(crate) fn replay_spec(
         limits: Default::default(),
         on_failure: None,
         max_batch_bytes: None,
+        principal: None,
     }
 }
 
