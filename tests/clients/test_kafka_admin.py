@@ -457,7 +457,7 @@ def test_kafkajs_admin(broker, node_driver, tmp_path):
     topic = unique_name("adm-js")
     group = unique_name("g-js")
     out = driver.run({"action": "admin-scenario", "brokers": [broker.bootstrap], "topic": topic,
-                      "group": group}, tmp_path, timeout=120)
+                      "group": group, "nodeId": 0}, tmp_path, timeout=120)
     assert out["create"] == {"ok": True}, out["create"]
     assert out["partitions"] == [0, 1]
     assert out["createUnknownConfig"].get("error") == "INVALID_CONFIG", out["createUnknownConfig"]
@@ -476,4 +476,24 @@ def test_kafkajs_admin(broker, node_driver, tmp_path):
     assert out["deleteUnknownGroup"].get("error"), out["deleteUnknownGroup"]
     after = {p["partition"]: p["offset"] for t in out["committedAfter"] for p in t["partitions"]}
     assert after[0] == "-1", out["committedAfter"]
+    assert "error" not in out["reassignSelf"], out["reassignSelf"]  # resolves to undefined
+    assert out["reassignUnknown"].get("error") == "INVALID_REPLICA_ASSIGNMENT", out["reassignUnknown"]
+    assert out["reassignments"].get("ok", {}).get("topics") == [], out["reassignments"]
+
+
+def test_elect_leaders_is_never_needed(broker):
+    """ElectLeaders: each partition's only replica is its leader."""
+    from confluent_kafka import ElectionType, KafkaException, TopicPartition
+
+    topic = unique_name("elect")
+    ck_create_topic(broker.bootstrap, topic, partitions=2)
+    admin = ck_admin(broker.bootstrap)
+    fut = admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, 0), TopicPartition(topic, 1)])
+    try:
+        result = fut.result(timeout=30)
+    except KafkaException as e:
+        raise AssertionError(f"elect_leaders failed as a whole: {e}")
+    codes = {tp.partition: (err.code() if err else 0) for tp, err in result.items()}
+    # 84 = ELECTION_NOT_NEEDED
+    assert codes == {0: 84, 1: 84}, result
 

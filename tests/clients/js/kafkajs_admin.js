@@ -113,6 +113,15 @@ async function scenario(cmd) {
     out.deleteGroups = await attempt(() => admin.deleteGroups([group]))
     out.deleteUnknownGroup = await attempt(() => admin.deleteGroups([group + '-never']))
     out.committedAfter = await admin.fetchOffsets({ groupId: group, topics: [topic] })
+    // One broker: reassigning to itself is a no-op, to a broker that does
+    // not exist is refused; nothing is ever in progress.
+    out.reassignSelf = await attempt(() => admin.alterPartitionReassignments({
+      topics: [{ topic, partitionAssignment: [{ partition: 0, replicas: [cmd.nodeId] }] }],
+    }))
+    out.reassignUnknown = await attempt(() => admin.alterPartitionReassignments({
+      topics: [{ topic, partitionAssignment: [{ partition: 0, replicas: [cmd.nodeId + 7] }] }],
+    }))
+    out.reassignments = await attempt(() => admin.listPartitionReassignments({}))
   } finally {
     await admin.disconnect()
   }
