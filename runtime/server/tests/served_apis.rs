@@ -69,10 +69,10 @@ async fn every_advertised_api_and_version_is_answered_in_kind() {
         }
     }
 
-    // Not served (ElectLeaders waits for the cluster): UNSUPPORTED_VERSION.
+    // Not served (transactions are not supported yet): UNSUPPORTED_VERSION.
     let mut f = BytesMut::new();
     f.put_i32(10);
-    f.put_i16(ApiKey::ElectLeaders as i16);
+    f.put_i16(ApiKey::AddPartitionsToTxn as i16);
     f.put_i16(0);
     f.put_i32(99);
     f.put_i16(-1);
