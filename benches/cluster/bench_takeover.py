@@ -161,13 +161,18 @@ def run(fill: int, work: Path, etcd: str) -> dict:
     objects.mkdir()
     nodes = {i: Node(work, i, etcd, objects) for i in (1, 2, 3)}
     boot = ",".join(n.bootstrap for n in nodes.values())
-    AdminClient({"bootstrap.servers": boot}).create_topics(
-        [NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
+    admin = AdminClient({"bootstrap.servers": boot})
+    admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
     wait_balanced(nodes[1], {1, 2, 3})
     filler = Producer({"bootstrap.servers": boot, "acks": "all", "linger.ms": 20,
                        "enable.idempotence": True})
     for i in range(fill):
-        filler.produce(TOPIC, b"y" * 1000, partition=i % PARTITIONS)
+        while True:
+            try:
+                filler.produce(TOPIC, b"y" * 1000, partition=i % PARTITIONS)
+                break
+            except BufferError:
+                filler.poll(0.05)
         if i % 1000 == 0:
             filler.poll(0)
     filler.flush(120)
