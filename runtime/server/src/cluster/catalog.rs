@@ -138,6 +138,13 @@ async fn apply(log: &Log, name: &str, t: CatalogTopic) {
     }
 }
 
+/// Applies one catalog key/value (`topics/<name>`) to the log.
+async fn apply_entry(log: &Log, v: &vigil_coord::Versioned) {
+    if let (Some(name), Some(t)) = (v.key.strip_prefix(meta::topics()), decode(&v.key, &v.value)) {
+        apply(log, name, t).await;
+    }
+}
+
 /// Brings the log in line with the catalog once (at join): adds what the
 /// catalog has, and registers topics only this log has (a store that
 /// served a single broker before).
@@ -145,13 +152,10 @@ pub(super) async fn sync(coord: &Arc<dyn Coordinator>, log: &Log) -> Result<(), 
     let entries = coord.meta_list(meta::topics()).await?;
     let mut known = std::collections::BTreeSet::new();
     for v in entries {
-        let Some(name) = v.key.strip_prefix(meta::topics()) else {
-            continue;
-        };
-        known.insert(name.to_string());
-        if let Some(t) = decode(&v.key, &v.value) {
-            apply(log, name, t).await;
+        if let Some(name) = v.key.strip_prefix(meta::topics()) {
+            known.insert(name.to_string());
         }
+        apply_entry(log, &v).await;
     }
     for t in log.topics() {
         if known.contains(&t.name) {
@@ -162,9 +166,13 @@ pub(super) async fn sync(coord: &Arc<dyn Coordinator>, log: &Log) -> Result<(), 
             partitions: t.partitions.len() as i32,
             configs: t.configs.clone(),
         };
-        let value = serde_json::to_vec(&entry)
-            .map(Bytes::from)
-            .unwrap_or_default();
+        let value = match encode(&t.name, &entry) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(topic = %t.name, error = %e, "cannot register a local topic in the catalog");
+                continue;
+            }
+        };
         match coord
             .meta_put(&meta::topic(&t.name), value, Expect::Absent)
             .await
@@ -203,20 +211,10 @@ pub(super) async fn follow(
                 None => break,
                 Some(Watched::Resync(all)) => {
                     for v in all {
-                        if let (Some(name), Some(t)) =
-                            (v.key.strip_prefix(meta::topics()), decode(&v.key, &v.value))
-                        {
-                            apply(&log, name, t).await;
-                        }
+                        apply_entry(&log, &v).await;
                     }
                 }
-                Some(Watched::Change(MetaEvent::Put(v))) => {
-                    if let (Some(name), Some(t)) =
-                        (v.key.strip_prefix(meta::topics()), decode(&v.key, &v.value))
-                    {
-                        apply(&log, name, t).await;
-                    }
-                }
+                Some(Watched::Change(MetaEvent::Put(v))) => apply_entry(&log, &v).await,
                 Some(Watched::Change(MetaEvent::Deleted(key))) => {
                     let Some(name) = key.strip_prefix(meta::topics()) else {
                         continue;

@@ -36,21 +36,20 @@ pub(super) async fn handle(
     let auto_create =
         b.settings.server.auto_create_topics && (v < 4 || r.allow_auto_topic_creation);
     let leaders = Leaders::of(b, node);
-    let topic_entry = |t: &Topic, _node: BrokerId, v: i16| topic_entry(t, &leaders, v);
     let topics = match requested {
         None => b
             .log
             .topics()
             .iter()
-            .map(|t| topic_entry(t, node, v))
+            .map(|t| topic_entry(t, &leaders, v))
             .collect(),
         Some(names) => {
             let mut out = Vec::with_capacity(names.len());
             for name in names {
                 let entry = match b.log.topic(&name) {
-                    Some(t) => topic_entry(&t, node, v),
+                    Some(t) => topic_entry(&t, &leaders, v),
                     None if auto_create => match auto_create_topic(b, &name).await {
-                        Ok(t) => topic_entry(&t, node, v),
+                        Ok(t) => topic_entry(&t, &leaders, v),
                         Err(e) => error_entry(&name, create_error_code(&e)),
                     },
                     None => error_entry(&name, ResponseError::UnknownTopicOrPartition),
