@@ -70,6 +70,80 @@ pub fn assign(
     out
 }
 
+/// Partitions that must be placed on one node, by a representative: each
+/// partition maps to the smallest member of its group. Groups are the
+/// connected components of `links` (a detector's input partition and the
+/// alert partition it writes to are linked, so its runner appends locally
+/// under the same leadership it reads under); partitions in no link are
+/// their own group, and links naming unknown partitions are ignored.
+pub fn groups(
+    partitions: &[TopicPartition],
+    links: &[(TopicPartition, TopicPartition)],
+) -> BTreeMap<TopicPartition, TopicPartition> {
+    let mut rep: BTreeMap<TopicPartition, TopicPartition> =
+        partitions.iter().map(|p| (p.clone(), p.clone())).collect();
+    fn root(rep: &BTreeMap<TopicPartition, TopicPartition>, p: &TopicPartition) -> TopicPartition {
+        let mut at = p.clone();
+        while let Some(up) = rep.get(&at).filter(|up| **up != at) {
+            at = up.clone();
+        }
+        at
+    }
+    for (a, b) in links {
+        if !rep.contains_key(a) || !rep.contains_key(b) {
+            continue;
+        }
+        let (ra, rb) = (root(&rep, a), root(&rep, b));
+        // The smaller root wins, so the result does not depend on the
+        // order of the links.
+        let (keep, drop) = if ra <= rb { (ra, rb) } else { (rb, ra) };
+        rep.insert(drop, keep);
+    }
+    let keys: Vec<TopicPartition> = rep.keys().cloned().collect();
+    keys.into_iter()
+        .map(|p| {
+            let r = root(&rep, &p);
+            (p, r)
+        })
+        .collect()
+}
+
+/// [`assign`] over groups of linked partitions (see [`groups`]): each group
+/// is placed as one unit, on the node that currently leads most of its
+/// members (the lowest such id on a tie) where balance allows. Balance
+/// counts groups, not partitions.
+pub fn assign_linked(
+    nodes: &[NodeId],
+    partitions: &[TopicPartition],
+    links: &[(TopicPartition, TopicPartition)],
+    current: &BTreeMap<TopicPartition, NodeId>,
+) -> BTreeMap<TopicPartition, NodeId> {
+    let rep = groups(partitions, links);
+    let mut votes: BTreeMap<&TopicPartition, BTreeMap<NodeId, usize>> = BTreeMap::new();
+    for (p, r) in &rep {
+        let v = votes.entry(r).or_default();
+        if let Some(n) = current.get(p) {
+            *v.entry(*n).or_default() += 1;
+        }
+    }
+    let units: Vec<TopicPartition> = votes.keys().map(|r| (*r).clone()).collect();
+    let unit_current: BTreeMap<TopicPartition, NodeId> = votes
+        .iter()
+        .filter_map(|(r, v)| {
+            // Most members; on a tie the lowest id (max_by_key keeps the last).
+            let best = v
+                .iter()
+                .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+                .map(|(n, _)| *n)?;
+            Some(((*r).clone(), best))
+        })
+        .collect();
+    let placed = assign(nodes, &units, &unit_current);
+    rep.into_iter()
+        .filter_map(|(p, r)| Some((p, *placed.get(&r)?)))
+        .collect()
+}
+
 /// The partitions whose assignment differs between `from` and `to`, with
 /// their new node: the moves a rebalance has to make.
 pub fn moves(
@@ -192,6 +266,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn linked_partitions_stay_together_and_groups_balance() {
+        let p = parts(&[("in", 12), ("alerts", 12), ("other", 3)]);
+        let links: Vec<(TopicPartition, TopicPartition)> = (0..12)
+            .map(|i| (TopicPartition::new("in", i), TopicPartition::new("alerts", i)))
+            .collect();
+        let nodes = [1, 2, 3];
+        // Start split: the inputs on 1, the alerts spread.
+        let start: BTreeMap<TopicPartition, NodeId> = p
+            .iter()
+            .map(|tp| (tp.clone(), if tp.topic == "in" { 1 } else { 1 + tp.partition % 3 }))
+            .collect();
+        let a = assign_linked(&nodes, &p, &links, &start);
+        assert_eq!(a.len(), p.len());
+        for i in 0..12 {
+            assert_eq!(
+                a[&TopicPartition::new("in", i)],
+                a[&TopicPartition::new("alerts", i)],
+                "pair {i} together"
+            );
+        }
+        let mut per: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (tp, n) in &a {
+            if tp.topic != "alerts" {
+                *per.entry(*n).or_default() += 1;
+            }
+        }
+        let (max, min) = (per.values().max().copied(), per.values().min().copied());
+        assert!(max.zip(min).is_some_and(|(x, y)| x - y <= 1), "{per:?}");
+        // Order of inputs does not matter.
+        let mut rev = p.clone();
+        rev.reverse();
+        let mut rlinks = links.clone();
+        rlinks.reverse();
+        assert_eq!(a, assign_linked(&nodes, &rev, &rlinks, &start));
+    }
+
+    #[test]
+    fn a_one_partition_alert_topic_joins_everything_it_collects() {
+        let p = parts(&[("in", 4), ("alerts", 1)]);
+        let links: Vec<(TopicPartition, TopicPartition)> = (0..4)
+            .map(|i| (TopicPartition::new("in", i), TopicPartition::new("alerts", 0)))
+            .collect();
+        let g = groups(&p, &links);
+        let reps: std::collections::BTreeSet<_> = g.values().collect();
+        assert_eq!(reps.len(), 1, "{g:?}");
+        // Links to partitions that do not exist are ignored.
+        let g = groups(&p, &[(TopicPartition::new("in", 0), TopicPartition::new("gone", 0))]);
+        assert_eq!(g.len(), p.len());
+        assert!(g.iter().all(|(p, r)| p == r));
     }
 
     #[test]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use vigil_storage::kvkeys;
 
-use super::checkpoint::{Checkpoint, VersionSpan};
+use super::checkpoint::Checkpoint;
 use super::deployment::{Deployment, Stored, View};
 use super::spec::{FailurePolicy, Kind, SpecError};
 use super::status::{DeploymentState, DeploymentStatus};
-use super::supervisor::{corrupt_spec, Entry, Starts, Supervisor};
+use super::supervisor::{corrupt_spec, swapped, Entry, Starts, Supervisor};
 use super::DetectorError;
 
 impl Supervisor {
@@ -44,7 +44,14 @@ impl Supervisor {
         let mut entries = Vec::new();
         let mut initial = Vec::new();
         for (t, p) in ctx.input_partitions(spec)? {
-            let start = match starts.get(&format!("{}/{}", t.name, p.index)) {
+            let given = starts.get(&format!("{}/{}", t.name, p.index));
+            if ctx.shared() && given.is_none() {
+                // In a cluster this broker may not lead the partition (its
+                // offsets here are stale): the leader's first run resolves
+                // the start position (`Supervisor::fresh_checkpoint`).
+                continue;
+            }
+            let start = match given {
                 Some(o) => *o,
                 None => ctx.start_offset(&p, spec.start).await?,
             };
@@ -93,8 +100,18 @@ impl Supervisor {
         if e.view.kind() != Kind::Live {
             return Err(SpecError(format!("{live} is not a live deployment")).into());
         }
-        let starts: Starts = self
-            .checkpoints
+        // In a cluster the live deployment's progress is in the shared
+        // store (other brokers ran some of its partitions).
+        let shared = if self.ctx.shared() {
+            self.stored_checkpoints(live)
+                .await?
+                .into_iter()
+                .map(|(k, (cp, _))| (k, cp))
+                .collect()
+        } else {
+            self.checkpoints.clone()
+        };
+        let starts: Starts = shared
             .iter()
             .filter_map(|(k, cp)| Some((kvkeys::checkpoint_input(live, k)?.to_string(), cp.offset)))
             .collect();
@@ -191,25 +208,18 @@ impl Supervisor {
         // version starts from those commits.
         self.stop_runners(name).await;
         let prefix = kvkeys::checkpoint_prefix(name);
+        // In a cluster each broker applies the swap to the checkpoints of
+        // the partitions it runs when it starts them (`start` sees the
+        // module differ); rewriting them here could move another broker's
+        // progress back.
+        let shared = self.ctx.shared();
         let updated: Vec<(String, Checkpoint)> = self
             .checkpoints
             .iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !shared && k.starts_with(&prefix))
             .map(|(k, cp)| {
                 let mut cp = cp.clone();
-                cp.module = d.spec.module.clone();
-                let span = VersionSpan {
-                    module: d.spec.module.clone(),
-                    label: d.module.label(),
-                    from: cp.offset,
-                    state: None,
-                };
-                // Two swaps at the same offset: the first version scored nothing.
-                if cp.versions.last().is_some_and(|v| v.from == cp.offset) {
-                    cp.versions.pop();
-                }
-                cp.versions.push(span);
-                cp.swap_rebuild = Some(rebuild);
+                swapped(&mut cp, &d, rebuild);
                 (k.clone(), cp)
             })
             .collect();
@@ -219,6 +229,7 @@ impl Supervisor {
             state: state.clone(),
             created_ms: e.view.created_ms,
             finished_ms: e.view.finished_ms,
+            swap_rebuild: Some(rebuild),
         };
         let mut entries = Vec::with_capacity(updated.len() + 1);
         for (k, cp) in &updated {
@@ -239,6 +250,7 @@ impl Supervisor {
         if let Some(e) = self.entries.get_mut(name) {
             e.view = View {
                 partitions: std::mem::take(&mut e.view.partitions),
+                swap_rebuild: Some(rebuild),
                 ..View::new(
                     d.clone(),
                     state.clone(),
@@ -264,12 +276,22 @@ impl Supervisor {
         let was_running = self.entry(name)?.stop.is_some();
         self.stop_runners(name).await;
         let prefix = kvkeys::checkpoint_prefix(name);
-        let mut keys: Vec<String> = self
-            .checkpoints
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
+        let mut keys: Vec<String> = if self.ctx.shared() {
+            // Keys only: an unreadable checkpoint is deleted too.
+            self.ctx
+                .records
+                .list(&prefix)
+                .await?
+                .into_iter()
+                .map(|r| r.key)
+                .collect()
+        } else {
+            self.checkpoints
+                .keys()
+                .filter(|k| k.starts_with(&prefix))
+                .cloned()
+                .collect()
+        };
         keys.extend(self.entry(name)?.corrupt.iter().cloned());
         let mut entries: Vec<(String, Option<String>)> =
             keys.iter().map(|k| (k.clone(), None)).collect();

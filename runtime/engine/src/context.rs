@@ -9,6 +9,7 @@ use vigil_storage::{Log, Partition, StorageError, Topic, TopicConfig};
 
 use super::pool::DetectorPool;
 use super::settings::EngineSettings;
+use super::store::DeploymentStore;
 use super::spec::{DeploymentSpec, SpecError, StartPosition};
 use super::DetectorError;
 
@@ -19,6 +20,9 @@ pub(crate) type InputPartition = (Arc<Topic>, Arc<Partition>);
 pub(crate) struct Context {
     pub(crate) log: Arc<Log>,
     pub(crate) store: Arc<dyn ObjectStore>,
+    /// Where deployment records and checkpoints live (the log's key/value
+    /// state, or the cluster's shared metadata).
+    pub(crate) records: Arc<dyn DeploymentStore>,
     pub(crate) settings: EngineSettings,
     /// Live and shadow deployments' threads.
     pub(crate) pool: Arc<DetectorPool>,
@@ -33,6 +37,7 @@ impl Context {
     pub(crate) fn new(
         log: Arc<Log>,
         store: Arc<dyn ObjectStore>,
+        records: Arc<dyn DeploymentStore>,
         settings: EngineSettings,
     ) -> Result<Self, DetectorError> {
         let pool = DetectorPool::new(
@@ -50,6 +55,7 @@ impl Context {
         Ok(Context {
             log,
             store,
+            records,
             settings,
             pool: Arc::new(pool),
             replay_pool: Arc::new(replay_pool),
@@ -154,13 +160,25 @@ impl Context {
         }
     }
 
-    /// Writes key/value changes durably. The write-ahead log retries a
-    /// failed store write itself and never drops an entry, so this waits
-    /// through a store outage; callers bound their wait, not this.
+    /// Writes deployment records and checkpoints durably. The log's
+    /// write-ahead log retries a failed store write itself and never drops
+    /// an entry, so this waits through a store outage; callers bound their
+    /// wait, not this.
     pub(crate) async fn persist(
         &self,
         entries: Vec<(String, Option<String>)>,
     ) -> Result<(), DetectorError> {
-        self.log.kv_put(entries).await.map_err(DetectorError::from)
+        self.records.put(entries).await
+    }
+
+    /// Whether other brokers share the deployments (a cluster).
+    pub(crate) fn shared(&self) -> bool {
+        self.records.shared()
+    }
+
+    /// The partition of `topic` that input partition `index` writes to.
+    pub(crate) fn output_partition(topic: &Topic, index: i32) -> Option<Arc<Partition>> {
+        let n = topic.partitions.len();
+        (n > 0).then(|| topic.partitions[index as usize % n].clone())
     }
 }

@@ -11,7 +11,7 @@ use vigil_host::{Module, ValueSchema};
 use super::checkpoint::Checkpoint;
 use super::rate::LivePartition;
 use super::spec::{DeploymentSpec, FailurePolicy, Kind, REPLAY_PREFIX};
-use super::status::{DeploymentState, DeploymentStatus, VersionStatus};
+use super::status::{DeploymentState, DeploymentStatus, PartitionStatus, VersionStatus};
 use super::DetectorError;
 
 /// A deployment's fixed part. A swap replaces the whole value; nothing in it
@@ -41,6 +41,10 @@ pub(crate) struct Stored {
     /// When a bounded run completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) finished_ms: Option<i64>,
+    /// The last hot swap's rebuild length: a broker that first runs a
+    /// partition after the swap applies it to that partition's checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) swap_rebuild: Option<i64>,
 }
 
 impl Stored {
@@ -74,6 +78,10 @@ pub(crate) struct View {
     /// When it was created and (bounded runs) completed, ms since the epoch.
     pub(crate) created_ms: i64,
     pub(crate) finished_ms: Option<i64>,
+    /// See [`Stored::swap_rebuild`].
+    pub(crate) swap_rebuild: Option<i64>,
+    /// Partitions other brokers of a cluster run, as last committed.
+    pub(crate) remote: Arc<Vec<PartitionStatus>>,
     /// When the runners last started, with the offsets covered then (for
     /// the rate since, which survives neither restarts nor swaps).
     pub(crate) started: (Instant, i64),
@@ -95,8 +103,18 @@ impl View {
             state,
             created_ms,
             finished_ms,
+            swap_rebuild: None,
+            remote: Arc::default(),
             started: (Instant::now(), 0),
             partitions: Vec::new(),
+        }
+    }
+
+    /// The view of a stored record whose module is loaded.
+    pub(crate) fn from_stored(d: Arc<Deployment>, s: &Stored) -> Self {
+        View {
+            swap_rebuild: s.swap_rebuild,
+            ..View::new(d, s.state.clone(), s.created_ms, s.finished_ms)
         }
     }
 
@@ -114,6 +132,8 @@ impl View {
             state: DeploymentState::Failed(why),
             created_ms,
             finished_ms: None,
+            swap_rebuild: None,
+            remote: Arc::default(),
             started: (Instant::now(), 0),
             partitions: Vec::new(),
         }
@@ -143,6 +163,7 @@ impl View {
             state,
             created_ms: self.created_ms,
             finished_ms: self.finished_ms,
+            swap_rebuild: self.swap_rebuild,
         })
     }
 
@@ -160,6 +181,7 @@ impl View {
                 out.event_age_ms = s.newest_timestamp.map(|t| (wall - t).max(0));
                 out
             })
+            .chain(self.remote.iter().cloned())
             .collect();
         let spec = self.spec();
         DeploymentStatus {

@@ -18,6 +18,7 @@ mod cycles;
 mod deployment;
 pub mod diff;
 mod error;
+mod follow;
 pub mod logs;
 pub mod output;
 pub mod pool;
@@ -26,6 +27,7 @@ pub mod registry;
 pub mod replay;
 mod runner;
 pub mod settings;
+pub mod store;
 mod supervisor;
 pub mod versions;
 
@@ -37,6 +39,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use vigil_host::{Host, HostConfig, Module, ValueSchema};
 use vigil_storage::{kvkeys, Log};
+
+pub use store::{DeploymentStore, LogStore};
 
 use checkpoint::Checkpoint;
 use context::Context;
@@ -52,7 +56,7 @@ use supervisor::{Command, Msg, Reply, Snapshot, Starts, Supervisor};
 /// All deployments of this broker.
 pub struct Detectors {
     ctx: Arc<Context>,
-    registry: Registry,
+    registry: Arc<Registry>,
     /// The supervisor's one channel.
     tx: mpsc::UnboundedSender<Msg>,
     /// What the supervisor last published.
@@ -86,13 +90,36 @@ impl Detectors {
         host: Host,
         settings: EngineSettings,
     ) -> Result<Arc<Self>, DetectorError> {
+        let records = Arc::new(store::LogStore::new(log.clone()));
+        Self::open_on(log, host, settings, records).await
+    }
+
+    /// [`open_with`](Self::open_with), keeping deployment records and
+    /// checkpoints in `records`. With a shared store (a cluster) the engine
+    /// follows deployments created on other brokers and runs the
+    /// partitions this broker serves.
+    pub async fn open_on(
+        log: Arc<Log>,
+        host: Host,
+        settings: EngineSettings,
+        records: Arc<dyn store::DeploymentStore>,
+    ) -> Result<Arc<Self>, DetectorError> {
         settings.validate()?;
         let store = log.object_store();
-        let ctx = Arc::new(Context::new(log.clone(), store.clone(), settings)?);
+        let ctx = Arc::new(Context::new(
+            log.clone(),
+            store.clone(),
+            records.clone(),
+            settings,
+        )?);
         let logs = Arc::new(logs::ModuleLogs::default());
         host.set_log_sink(logs.clone());
-        let registry = Registry::new(store, host, ctx.settings.max_compiled_modules);
-        let loaded = load(&log, &registry).await;
+        let registry = Arc::new(Registry::new(
+            store,
+            host,
+            ctx.settings.max_compiled_modules,
+        ));
+        let loaded = load(&*records, &registry).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (published, snapshot) = watch::channel(Snapshot::default());
         let mut sup = Supervisor::new(ctx.clone(), loaded.checkpoints, tx.clone(), published);
@@ -101,6 +128,14 @@ impl Detectors {
         }
         sup.publish();
         tokio::spawn(sup.run(rx));
+        if records.shared() {
+            tokio::spawn(follow::follow(
+                records,
+                registry.clone(),
+                snapshot.clone(),
+                tx.clone(),
+            ));
+        }
         Ok(Arc::new(Detectors {
             ctx,
             registry,
@@ -252,6 +287,39 @@ impl Detectors {
         Ok(())
     }
 
+    /// (input topic, output topic) pairs of every deployment: input
+    /// partition `i` writes to output partition `i % n`, so a cluster places
+    /// the two together (see `vigil_coord::placement::groups`).
+    pub fn colocated(&self) -> Vec<(String, String)> {
+        let snapshot = self.snapshot.borrow().clone();
+        let mut out = Vec::new();
+        for spec in snapshot.values().filter_map(|v| v.spec()) {
+            let mut outputs = vec![spec.output.clone()];
+            if spec.on_failure == spec::FailurePolicy::DeadLetter {
+                outputs.push(spec.dead_letter_topic());
+            }
+            for i in &spec.inputs {
+                for o in &outputs {
+                    out.push((i.clone(), o.clone()));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Stops the runners of partitions this broker no longer serves (each
+    /// commits) and starts those of partitions it newly serves; a cluster's
+    /// placement calls this after handing a partition over, before the new
+    /// leader takes it, so the two never run it at once.
+    pub async fn settle(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Command(Command::Settle { reply })).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Stops every runner, letting each commit its progress.
     pub async fn shutdown(&self) {
         let (reply, rx) = oneshot::channel();
@@ -277,24 +345,28 @@ struct Loaded {
 /// Reads every deployment and checkpoint record. Nothing unreadable is
 /// dropped or replaced by a default: its deployment is listed as failed,
 /// naming the key.
-async fn load(log: &Log, registry: &Registry) -> Loaded {
+async fn load(
+    records: &dyn store::DeploymentStore,
+    registry: &Registry,
+) -> Result<Loaded, DetectorError> {
     let mut checkpoints = HashMap::new();
     let mut bad_checkpoints: Vec<(String, DetectorError)> = Vec::new();
-    let mut records = Vec::new();
-    for (k, v) in log.kv_at_open().iter() {
-        if kvkeys::is_checkpoint(k) {
-            match Checkpoint::decode(k, v) {
-                Ok(cp) => {
-                    checkpoints.insert(k.clone(), cp);
-                }
-                Err(e) => bad_checkpoints.push((k.clone(), e)),
+    let mut found = Vec::new();
+    for r in records.list(kvkeys::checkpoints_prefix()).await? {
+        match Checkpoint::decode(&r.key, &r.value) {
+            Ok(cp) => {
+                checkpoints.insert(r.key, cp);
             }
-        } else if let Some(name) = kvkeys::parse_deployment(k) {
-            records.push((name.to_string(), Stored::decode(k, v)));
+            Err(e) => bad_checkpoints.push((r.key, e)),
+        }
+    }
+    for r in records.list(kvkeys::deployments_prefix()).await? {
+        if let Some(name) = kvkeys::parse_deployment(&r.key) {
+            found.push((name.to_string(), Stored::decode(&r.key, &r.value)));
         }
     }
     let mut deployments = Vec::new();
-    for (name, record) in records {
+    for (name, record) in found {
         let corrupt: Vec<&(String, DetectorError)> = bad_checkpoints
             .iter()
             .filter(|(k, _)| kvkeys::checkpoint_input(&name, k).is_some())
@@ -311,14 +383,12 @@ async fn load(log: &Log, registry: &Registry) -> Loaded {
                     View::unloaded(&name, Some(s.spec), s.created_ms, e.to_string())
                 }
                 Ok(d) => {
-                    let state = match corrupt.first() {
-                        Some((_, e)) => {
-                            tracing::error!(deployment = %name, error = %e, "unreadable checkpoint; not starting the deployment");
-                            DeploymentState::Failed(e.to_string())
-                        }
-                        None => s.state,
-                    };
-                    View::new(d, state, s.created_ms, s.finished_ms)
+                    let mut view = View::from_stored(d, &s);
+                    if let Some((_, e)) = corrupt.first() {
+                        tracing::error!(deployment = %name, error = %e, "unreadable checkpoint; not starting the deployment");
+                        view.state = DeploymentState::Failed(e.to_string());
+                    }
+                    view
                 }
             },
         };
@@ -332,13 +402,13 @@ async fn load(log: &Log, registry: &Registry) -> Loaded {
             tracing::warn!(key = %k, error = %e, "unreadable checkpoint of no deployment");
         }
     }
-    Loaded {
+    Ok(Loaded {
         checkpoints,
         deployments,
-    }
+    })
 }
 
-async fn load_one(registry: &Registry, s: &Stored) -> Result<Arc<Deployment>, DetectorError> {
+pub(crate) async fn load_one(registry: &Registry, s: &Stored) -> Result<Arc<Deployment>, DetectorError> {
     let module: Arc<Module> = registry.module(&s.spec.module).await?;
     let schema = parse_schema(&s.spec)?;
     Ok(Arc::new(Deployment {

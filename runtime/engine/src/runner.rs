@@ -16,6 +16,7 @@ use super::batch::{last_offset_in, process, BatchFailure};
 use super::checkpoint::{self, Checkpoint};
 use super::output::{self, DeadLetter, Provenance};
 use super::spec::FailurePolicy;
+use super::store::{CommitError, DeploymentStore, Version};
 use super::supervisor::Msg;
 use super::Deployment;
 
@@ -41,6 +42,10 @@ pub(crate) enum RunnerReport {
     Finished { key: String, checkpoint: Checkpoint },
     /// The `fail` policy stopped the deployment.
     Failed { error: String },
+    /// The checkpoint was written elsewhere (a cluster: another broker
+    /// leads the partition now, or a command there rewrote it); this
+    /// runner stopped without committing.
+    Fenced,
 }
 
 /// A runner's one route to the supervisor.
@@ -73,6 +78,8 @@ pub(crate) struct RunnerExit {
 pub(crate) struct Runner {
     pub log: Arc<Log>,
     pub store: Arc<dyn ObjectStore>,
+    /// Where the checkpoint is committed.
+    pub records: Arc<dyn DeploymentStore>,
     pub deployment: Arc<Deployment>,
     pub pool: Arc<super::pool::DetectorPool>,
     pub topic: String,
@@ -81,6 +88,8 @@ pub(crate) struct Runner {
     pub dead_letters: Option<Arc<Partition>>,
     pub status: Arc<parking_lot::Mutex<crate::rate::LivePartition>>,
     pub checkpoint: Checkpoint,
+    /// The stored version of `checkpoint`: commits are fenced on it.
+    pub version: Version,
     pub stop: watch::Receiver<bool>,
     pub report: Reporter,
     /// Alerts with source offsets up to here are already in the alert topic.
@@ -467,12 +476,19 @@ impl Runner {
                 return Ok(());
             }
         };
-        if let Err(e) = self.log.kv_put(vec![(self.key.clone(), Some(json))]).await {
-            if self.log.is_fenced() {
+        match self.records.commit(&self.key, json, self.version).await {
+            Ok(v) => self.version = v,
+            Err(CommitError::Fenced { key }) => {
+                tracing::info!(deployment = %name, %key, "checkpoint written elsewhere; this runner stops");
+                if self.records.shared() {
+                    self.report.send(RunnerReport::Fenced);
+                }
                 return Err(Stop::Requested);
             }
-            self.note_error(&format!("committing checkpoint: {e}"));
-            return Ok(());
+            Err(CommitError::Failed(e)) => {
+                self.note_error(&format!("committing checkpoint: {e}"));
+                return Ok(());
+            }
         }
         if let Some(old) = &self.checkpoint.state {
             if cp.state.as_ref() != Some(old) {

@@ -7,19 +7,20 @@
 //! a snapshot (see `View`) on a watch channel. See
 //! docs/design/0006-engine-supervisor.md.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::budget;
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, VersionSpan};
 use super::context::Context;
 use super::deployment::{version_statuses, Deployment, LiveStatus, View};
 use super::rate::LivePartition;
 use super::runner::{Reporter, Runner, RunnerEvent, RunnerExit, RunnerReport};
-use super::spec::{FailurePolicy, Kind};
+use super::spec::{DeploymentSpec, FailurePolicy, Kind, StartPosition};
+use super::store::Version;
 use super::status::{DeploymentState, DeploymentStatus, PartitionStatus};
 use super::DetectorError;
 use vigil_storage::kvkeys;
@@ -85,6 +86,17 @@ pub(crate) enum Command {
     Undeploy { name: String, reply: Reply<()> },
     /// Stop every runner, letting each commit.
     Shutdown { reply: oneshot::Sender<()> },
+    /// A cluster's shared records as listed at `listed_at`, with the
+    /// deployments whose module the follower loaded: apply what other
+    /// brokers changed, then [`Command::Settle`].
+    Sync {
+        listing: crate::follow::Listing,
+        reply: oneshot::Sender<()>,
+    },
+    /// Restart the runners of deployments whose runnable partitions
+    /// changed (a partition moved in or out), so that a partition handed
+    /// over has no runner left here once this answers.
+    Settle { reply: oneshot::Sender<()> },
 }
 
 /// One deployment as the supervisor owns it.
@@ -98,6 +110,66 @@ pub(crate) struct Entry {
     /// Keys of records that could not be decoded at open: undeploy deletes
     /// them, resume refuses while any is left (it would restart from zero).
     pub(crate) corrupt: Vec<String>,
+    /// The partitions this run covers, with the leader epochs they were
+    /// served at: when what this broker can run differs, the runners
+    /// restart (a partition moved in or out).
+    pub(crate) running: BTreeSet<RunKey>,
+    /// When a command here last changed this entry: a listing of the
+    /// shared records taken before that is older than what it knows.
+    pub(crate) changed: std::time::Instant,
+    /// A runner found its checkpoint written elsewhere: start again from
+    /// the stored one.
+    pub(crate) restart: bool,
+}
+
+/// One runnable input partition: topic, index, and the leader epochs of
+/// the input and output partitions it was served at.
+pub(crate) type RunKey = (String, i32, i32, i32);
+
+/// The input partitions of `spec` this broker can run now, each with its
+/// [`RunKey`]: those whose input partition and output partitions it serves.
+/// Co-location is the cluster placement's job (a deployment's input
+/// partition and the alert partition it writes to are placed together), so
+/// alerts are always appended locally and fenced by the same leadership.
+pub(crate) fn runnable(
+    ctx: &Context,
+    spec: &DeploymentSpec,
+    alerts: &vigil_storage::Topic,
+    dlq: Option<&vigil_storage::Topic>,
+) -> Result<Vec<(Arc<vigil_storage::Topic>, Arc<vigil_storage::Partition>, RunKey)>, DetectorError>
+{
+    let mut out = Vec::new();
+    for (t, p) in ctx.input_partitions(spec)? {
+        let Some(a) = Context::output_partition(alerts, p.index) else {
+            continue;
+        };
+        let dead = dlq.and_then(|d| Context::output_partition(d, p.index));
+        let serving = p.is_serving() && a.is_serving() && dead.as_ref().is_none_or(|d| d.is_serving());
+        if serving {
+            let key = (t.name.clone(), p.index, p.leader_epoch(), a.leader_epoch());
+            out.push((t, p, key));
+        }
+    }
+    Ok(out)
+}
+
+/// Records in `cp` that module `d` scores from its offset on (a hot swap):
+/// its state may be the previous module's, and is rebuilt from up to
+/// `rebuild` earlier records if the new one declines it.
+pub(crate) fn swapped(cp: &mut Checkpoint, d: &super::Deployment, rebuild: i64) {
+    cp.module = d.spec.module.clone();
+    let span = VersionSpan {
+        module: d.spec.module.clone(),
+        label: d.module.label(),
+        from: cp.offset,
+        state: None,
+    };
+    // Two swaps at the same offset: the first version scored nothing.
+    if cp.versions.last().is_some_and(|v| v.from == cp.offset) {
+        cp.versions.pop();
+    }
+    cp.versions.push(span);
+    cp.swap_rebuild = Some(rebuild);
 }
 
 impl Entry {
@@ -108,6 +180,9 @@ impl Entry {
             tasks: Vec::new(),
             epoch: 0,
             corrupt: Vec::new(),
+            running: BTreeSet::new(),
+            changed: std::time::Instant::now(),
+            restart: false,
         }
     }
 }
@@ -124,6 +199,8 @@ pub(crate) struct Supervisor {
     tx: mpsc::UnboundedSender<Msg>,
     published: watch::Sender<Snapshot>,
     next_epoch: u64,
+    /// Deployments a command here removed, and when (see `touched`).
+    pub(crate) removed: HashMap<String, std::time::Instant>,
 }
 
 impl Supervisor {
@@ -140,6 +217,7 @@ impl Supervisor {
             tx,
             published,
             next_epoch: 1,
+            removed: HashMap::new(),
         }
     }
 
@@ -173,7 +251,36 @@ impl Supervisor {
         self.published.send_replace(Arc::new(snapshot));
     }
 
+    /// Notes that a command here changed `name` (or removed it), so a
+    /// listing of the shared records taken before does not undo it.
+    pub(crate) fn touched(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        match self.entries.get_mut(name) {
+            Some(e) => e.changed = now,
+            None => {
+                self.removed.insert(name.to_string(), now);
+            }
+        }
+    }
+
     async fn command(&mut self, c: Command) {
+        let name = match &c {
+            Command::Deploy { deployment, .. } | Command::Shadow { deployment, .. } => {
+                Some(deployment.spec.name.clone())
+            }
+            Command::Pause { name, .. }
+            | Command::Resume { name, .. }
+            | Command::Swap { name, .. }
+            | Command::Undeploy { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        self.handle(c).await;
+        if let Some(n) = name {
+            self.touched(&n);
+        }
+    }
+
+    async fn handle(&mut self, c: Command) {
         // A dropped reply means the caller gave up waiting; the command has
         // been applied regardless, so there is nothing to undo. The new
         // state is published before the reply, so a caller that reads
@@ -230,6 +337,17 @@ impl Supervisor {
                 self.stop_all().await;
                 let _ = reply.send(());
             }
+            Command::Sync { listing, reply } => {
+                self.sync(listing).await;
+                self.settle().await;
+                self.publish();
+                let _ = reply.send(());
+            }
+            Command::Settle { reply } => {
+                self.settle().await;
+                self.publish();
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -255,23 +373,40 @@ impl Supervisor {
             }
             RunnerReport::Failed { error } => {
                 self.failed(&ev.deployment, error).await;
+                self.touched(&ev.deployment);
                 true
+            }
+            RunnerReport::Fenced => {
+                if let Some(e) = self.entries.get_mut(&ev.deployment) {
+                    e.restart = true;
+                }
+                false
             }
         }
     }
 
     /// A bounded run whose every partition committed its end is completed.
+    /// In a cluster other brokers ran some partitions: the follower decides
+    /// from the shared checkpoints instead.
     async fn maybe_completed(&mut self, name: &str) -> bool {
+        if self.ctx.shared() {
+            return false;
+        }
         let prefix = kvkeys::checkpoint_prefix(name);
         let all_done = self
             .checkpoints
             .iter()
             .filter(|(k, _)| k.starts_with(&prefix))
             .all(|(_, cp)| cp.done());
+        all_done && self.complete(name).await
+    }
+
+    /// Records a running bounded run as completed; returns whether it was.
+    pub(crate) async fn complete(&mut self, name: &str) -> bool {
         let Some(e) = self.entries.get_mut(name) else {
             return false;
         };
-        if !all_done || e.view.state != DeploymentState::Running {
+        if e.view.state != DeploymentState::Running {
             return false;
         }
         let finished = self.ctx.log.clock().now_ms();
@@ -297,6 +432,7 @@ impl Supervisor {
         if let Some(e) = self.entries.get_mut(name) {
             e.view.state = DeploymentState::Completed;
             e.view.finished_ms = Some(finished);
+            e.changed = std::time::Instant::now();
         }
         tracing::info!(deployment = %name, "bounded run completed");
         true
@@ -353,6 +489,8 @@ impl Supervisor {
             let _ = tx.send(true);
         }
         let tasks = std::mem::take(&mut e.tasks);
+        e.running.clear();
+        e.restart = false;
         for t in tasks {
             match t.await {
                 Ok(exit) => {
@@ -374,13 +512,15 @@ impl Supervisor {
         }
     }
 
-    /// Starts one runner per input partition of `name` from its committed
-    /// checkpoint, as a new run (epoch).
+    /// Starts one runner per input partition of `name` that this broker
+    /// can run (it serves the input partition and the partitions the
+    /// runner writes to; on a single broker, all of them), from its
+    /// committed checkpoint, as a new run (epoch).
     pub(crate) async fn start(&mut self, name: &str) -> Result<(), DetectorError> {
-        let d = self
+        let (d, created_ms) = self
             .entries
             .get(name)
-            .and_then(|e| e.view.deployment.clone())
+            .and_then(|e| Some((e.view.deployment.clone()?, e.view.created_ms)))
             .ok_or_else(|| DetectorError::NotFound(name.to_string()))?;
         let ctx = self.ctx.clone();
         let inputs = ctx.inputs(&d.spec)?;
@@ -392,27 +532,60 @@ impl Supervisor {
             ),
             _ => None,
         };
+        // In a cluster the stored checkpoints are the truth (other brokers
+        // ran these partitions before), read with the versions that fence
+        // this run's commits.
+        let stored = if ctx.shared() {
+            self.stored_checkpoints(name).await?
+        } else {
+            HashMap::new()
+        };
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let (stop_tx, stop_rx) = watch::channel(false);
         let throttle = d.spec.budget.as_ref().and_then(budget::Throttle::new);
         let mut statuses: Vec<LiveStatus> = Vec::new();
         let mut tasks = Vec::new();
+        let mut running = BTreeSet::new();
         let mut covered = 0;
-        for (t, p) in ctx.input_partitions(&d.spec)? {
+        for (t, p, run) in runnable(&ctx, &d.spec, &alerts, dlq.as_deref())? {
             let key = kvkeys::checkpoint(name, &t.name, p.index);
-            let cp = match self.checkpoints.get(&key) {
-                Some(cp) => cp.clone(),
-                // A partition without a checkpoint (added after deploy)
-                // starts at the deployment's start position.
-                None => Checkpoint::new(
-                    ctx.start_offset(&p, d.spec.start).await?,
-                    0,
-                    &d.spec.module,
-                    d.module.label(),
-                    None,
-                ),
+            let known = match stored.get(&key) {
+                Some(found) => Some(found.clone()),
+                None if ctx.shared() => None,
+                None => self.checkpoints.get(&key).map(|cp| (cp.clone(), None)),
             };
+            let (mut cp, version) = match known {
+                Some(found) => found,
+                None => {
+                    let cp = self
+                        .fresh_checkpoint(&d, &p, created_ms, &alerts)
+                        .await?;
+                    if !ctx.shared() {
+                        (cp, None)
+                    } else {
+                        // Stored before the runner writes anything, so a
+                        // crash before its first commit restarts from the
+                        // same alert watermark (its recovery scan must see
+                        // whatever it wrote).
+                        match ctx.records.commit(&key, cp.encode()?, None).await {
+                            Ok(v) => (cp, v),
+                            // Another broker created it first: the next
+                            // round reads it.
+                            Err(e) => {
+                                tracing::debug!(deployment = %name, %key, error = %e, "checkpoint created elsewhere; not starting this partition now");
+                                continue;
+                            }
+                        }
+                    }
+                }
+            };
+            if cp.module != d.spec.module {
+                // The deployment was swapped while no runner here held this
+                // partition: record the new version from where it stands.
+                swapped(&mut cp, &d, self.swap_rebuild(name));
+            }
+            self.checkpoints.insert(key.clone(), cp.clone());
             let hw = cp.end.unwrap_or(i64::MAX).min(p.high_watermark());
             covered += cp.offset - cp.start;
             let status = Arc::new(parking_lot::Mutex::new(LivePartition {
@@ -434,15 +607,21 @@ impl Supervisor {
                 ..Default::default()
             }));
             statuses.push(status.clone());
+            running.insert(run);
             if cp.done() {
                 continue;
             }
-            let pick = |topic: &Arc<vigil_storage::Topic>| {
-                topic.partitions[p.index as usize % topic.partitions.len()].clone()
+            let (Some(alert_partition), dead_letters) = (
+                Context::output_partition(&alerts, p.index),
+                dlq.as_ref()
+                    .and_then(|t| Context::output_partition(t, p.index)),
+            ) else {
+                continue;
             };
             let runner = Runner {
                 log: ctx.log.clone(),
                 store: ctx.store.clone(),
+                records: ctx.records.clone(),
                 deployment: d.clone(),
                 pool: match d.spec.kind {
                     Kind::Replay => ctx.replay_pool.clone(),
@@ -450,10 +629,11 @@ impl Supervisor {
                 },
                 topic: t.name.clone(),
                 input: p.clone(),
-                alerts: pick(&alerts),
-                dead_letters: dlq.as_ref().map(pick),
+                alerts: alert_partition,
+                dead_letters,
                 status,
                 checkpoint: cp,
+                version,
                 stop: stop_rx.clone(),
                 report: Reporter {
                     tx: self.tx.clone(),
@@ -474,14 +654,71 @@ impl Supervisor {
         e.view.started = (std::time::Instant::now(), covered);
         // A bounded run with every partition at its end starts no runner
         // (derived from the checkpoints, so a restart derives it again).
-        if tasks.is_empty() && d.spec.end.is_some() {
+        // In a cluster other brokers may still be running theirs.
+        if tasks.is_empty() && d.spec.end.is_some() && !ctx.shared() {
             e.view.state = DeploymentState::Completed;
         }
         e.view.partitions = statuses;
         e.stop = Some(stop_tx);
         e.tasks = tasks;
         e.epoch = epoch;
+        e.running = running;
         Ok(())
+    }
+
+    /// The checkpoint of a partition no run has covered yet: the spec's
+    /// start position, resolved now on this partition's leader. `latest`
+    /// means the deployment's creation time, so a partition first run
+    /// after a move or on another broker starts where it would have at
+    /// deploy.
+    async fn fresh_checkpoint(
+        &self,
+        d: &Deployment,
+        p: &vigil_storage::Partition,
+        created_ms: i64,
+        alerts: &vigil_storage::Topic,
+    ) -> Result<Checkpoint, DetectorError> {
+        let at_creation = |pos: StartPosition| match pos {
+            StartPosition::Latest if self.ctx.shared() => StartPosition::Timestamp(created_ms),
+            pos => pos,
+        };
+        let start = self
+            .ctx
+            .start_offset(p, at_creation(d.spec.start))
+            .await?;
+        let end = match d.spec.end {
+            Some(e) => Some(self.ctx.start_offset(p, at_creation(e)).await?.max(start)),
+            None => None,
+        };
+        let alert_hw = Context::output_partition(alerts, p.index).map_or(0, |a| a.high_watermark());
+        Ok(Checkpoint::new(
+            start,
+            alert_hw,
+            &d.spec.module,
+            d.module.label(),
+            end,
+        ))
+    }
+
+    /// The stored checkpoints of `name` with their versions (a cluster).
+    pub(crate) async fn stored_checkpoints(
+        &self,
+        name: &str,
+    ) -> Result<HashMap<String, (Checkpoint, Version)>, DetectorError> {
+        let mut out = HashMap::new();
+        for r in self.ctx.records.list(&kvkeys::checkpoint_prefix(name)).await? {
+            let cp = Checkpoint::decode(&r.key, &r.value)?;
+            out.insert(r.key, (cp, r.version));
+        }
+        Ok(out)
+    }
+
+    /// How many records a lazily applied swap re-warms.
+    fn swap_rebuild(&self, name: &str) -> i64 {
+        self.entries
+            .get(name)
+            .and_then(|e| e.view.swap_rebuild)
+            .unwrap_or(0)
     }
 
     /// A deployment's status as it is now.

@@ -165,10 +165,24 @@ impl Broker {
             Some(c) => c.cluster_id(cluster_id).await?,
             None => cluster_id,
         };
-        let detectors =
-            Detectors::open_with(log.clone(), components.host, settings.detectors.clone())
+        let detectors = match &cluster {
+            None => {
+                Detectors::open_with(log.clone(), components.host, settings.detectors.clone()).await
+            }
+            Some(c) => {
+                Detectors::open_on(
+                    log.clone(),
+                    components.host,
+                    settings.detectors.clone(),
+                    c.deployment_store(),
+                )
                 .await
-                .map_err(ServeError::Detectors)?;
+            }
+        }
+        .map_err(ServeError::Detectors)?;
+        if let Some(c) = &cluster {
+            c.set_detectors(detectors.clone());
+        }
         tracing::debug!(restored_offsets = restored, %cluster_id, "broker state restored");
         Ok(Arc::new(Broker {
             settings,

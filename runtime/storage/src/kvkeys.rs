@@ -47,6 +47,16 @@ pub fn deployment(name: &str) -> String {
     format!("{DEPLOYMENT_PREFIX}{name}")
 }
 
+/// Prefix of every deployment key.
+pub fn deployments_prefix() -> &'static str {
+    DEPLOYMENT_PREFIX
+}
+
+/// Prefix of every checkpoint key of every deployment.
+pub fn checkpoints_prefix() -> &'static str {
+    CHECKPOINT_PREFIX
+}
+
 /// Deployment name of a deployment key, if it is one.
 pub fn parse_deployment(key: &str) -> Option<&str> {
     key.strip_prefix(DEPLOYMENT_PREFIX)

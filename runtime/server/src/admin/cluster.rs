@@ -77,17 +77,3 @@ pub async fn move_partition(
         .map_err(|e| ApiError::new(ErrorKind::Invalid, e))?;
     Ok(json_response(StatusCode::ACCEPTED, &spec))
 }
-
-/// Detector deployments and replays do not follow partitions between the
-/// nodes of a cluster yet (issue 12, must-have 5): refused with a clear
-/// error rather than run on whatever partitions this node leads.
-pub(super) fn detectors_here(s: &AdminState) -> Result<(), ApiError> {
-    match &s.cluster {
-        None => Ok(()),
-        Some(_) => Err(ApiError::new(
-            ErrorKind::Conflict,
-            "detector deployments and replays do not run in a cluster yet \
-             (this broker was started with --coordinator); run them on a single broker",
-        )),
-    }
-}

@@ -19,7 +19,6 @@ pub async fn create(
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
-    super::cluster::detectors_here(&s)?;
     let mut spec: DeploymentSpec = decode(&raw, "deployment spec")?;
     if spec.kind != Kind::Live {
         return Err(ApiError::invalid(
@@ -91,7 +90,6 @@ pub async fn swap(
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
-    super::cluster::detectors_here(&s)?;
     let request: SwapRequest = decode(&raw, "swap request")?;
     let status = s.detectors.swap(&name, request).await?;
     Ok(json_response(StatusCode::OK, &status))
@@ -105,7 +103,6 @@ pub async fn shadow(
     _: Params<NoQuery>,
     Body(raw): Body,
 ) -> Result<Response, ApiError> {
-    super::cluster::detectors_here(&s)?;
     let request: ShadowRequest = decode(&raw, "shadow request")?;
     let status = s.detectors.shadow(&name, request).await?;
     Ok(json_response(StatusCode::CREATED, &status))

@@ -9,6 +9,7 @@
 //! Design: docs/design/0018-cluster.md.
 
 mod catalog;
+pub mod deployments;
 pub mod offsets;
 mod placement;
 
@@ -48,6 +49,9 @@ pub struct Cluster {
     /// The consumer groups, reloaded from the shared offsets whenever the
     /// nodes change (groups move with them).
     groups: RwLock<Option<Arc<vigil_groups::GroupCoordinator>>>,
+    /// The detector engine, told to stop a partition's runners before the
+    /// partition is handed over.
+    detectors: RwLock<Option<Arc<vigil_engine::Detectors>>>,
 }
 
 impl Cluster {
@@ -90,6 +94,7 @@ impl Cluster {
             view: RwLock::new(View::default()),
             moving: RwLock::new(BTreeMap::new()),
             groups: RwLock::new(None),
+            detectors: RwLock::new(None),
         });
         catalog::sync(&coord, &log).await?;
         log.set_catalog(Arc::new(catalog::MetaCatalog::new(coord)));
@@ -275,6 +280,24 @@ impl Cluster {
     }
 
     /// The group store of this cluster.
+    /// Where detector deployments and checkpoints live in this cluster.
+    pub fn deployment_store(&self) -> Arc<deployments::MetaDeploymentStore> {
+        Arc::new(deployments::MetaDeploymentStore::new(self.coord.clone()))
+    }
+
+    /// The engine whose runners follow this node's partitions.
+    pub fn set_detectors(&self, detectors: Arc<vigil_engine::Detectors>) {
+        *self.detectors.write() = Some(detectors);
+    }
+
+    /// Stops the runners of partitions this node no longer serves.
+    async fn settle_detectors(&self) {
+        let d = self.detectors.read().clone();
+        if let Some(d) = d {
+            d.settle().await;
+        }
+    }
+
     pub fn group_store(&self) -> Arc<offsets::MetaGroupStore> {
         Arc::new(offsets::MetaGroupStore::new(
             self.coord.clone(),

@@ -67,6 +67,34 @@ impl Cluster {
             .collect()
     }
 
+    /// Partitions that must share a node: each detector deployment's
+    /// input partition `i` and the output partition `i % n` its runner
+    /// appends to, so alerts are written under the leadership that reads
+    /// the input (and fenced with it).
+    fn links(&self) -> Vec<(TopicPartition, TopicPartition)> {
+        let pairs = match self.detectors.read().as_ref() {
+            Some(d) => d.colocated(),
+            None => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (input, output) in pairs {
+            let (Some(i), Some(o)) = (self.log.topic(&input), self.log.topic(&output)) else {
+                continue;
+            };
+            let n = o.partitions.len() as i32;
+            if n == 0 {
+                continue;
+            }
+            for p in 0..i.partitions.len() as i32 {
+                out.push((
+                    TopicPartition::new(input.clone(), p),
+                    TopicPartition::new(output.clone(), p % n),
+                ));
+            }
+        }
+        out
+    }
+
     /// One round: refresh the view, then act on this node's differences
     /// from the assignment.
     pub(super) async fn reconcile(&self) -> Result<(), CoordError> {
@@ -81,10 +109,21 @@ impl Cluster {
         };
         let current: BTreeMap<TopicPartition, NodeId> =
             leaders.iter().map(|(tp, l)| (tp.clone(), l.node)).collect();
-        let mut target = placement::assign(&nodes, &self.partitions(), &current);
+        let partitions = self.partitions();
+        let links = self.links();
+        let mut target = placement::assign_linked(&nodes, &partitions, &links, &current);
         let requested = self.requested_moves().await;
+        // A requested move takes the partitions linked to it along.
+        let groups = placement::groups(&partitions, &links);
         for (tp, to) in &requested {
-            target.insert(tp.clone(), *to);
+            let Some(rep) = groups.get(tp) else {
+                continue;
+            };
+            for (member, r) in &groups {
+                if r == rep {
+                    target.insert(member.clone(), *to);
+                }
+            }
         }
         let me = self.node_id();
         for (tp, to) in target {
@@ -201,6 +240,9 @@ impl Cluster {
                 .await;
             return Ok(());
         }
+        // Detector runners on this partition commit and stop before the
+        // new leader can start them from their checkpoints.
+        self.settle_detectors().await;
         let moved = self
             .coord
             .transfer(&self.session(), &l.tp, Some(l.epoch), to)
@@ -244,7 +286,8 @@ impl Cluster {
         let mine: Vec<Leader> = leaders.into_values().filter(|l| l.node == me).collect();
         if !others.is_empty() {
             let tps: Vec<TopicPartition> = mine.iter().map(|l| l.tp.clone()).collect();
-            let target = placement::assign(&others, &tps, &BTreeMap::new());
+            let target =
+                placement::assign_linked(&others, &tps, &self.links(), &BTreeMap::new());
             for l in &mine {
                 if let Some(to) = target.get(&l.tp) {
                     if let Err(e) = self.hand_over(l, *to, "drain").await {
