@@ -60,13 +60,14 @@ def canonical(alert) -> tuple:
     return (alert.key, json.dumps(alert.doc, sort_keys=True), alert.timestamp, headers)
 
 
-def deploy(broker) -> None:
+def deploy(broker) -> str:
     admin = admin_of(broker)
     module = admin.upload_module(ZSCORE)
     st = admin.deploy(spec(NAME, module, INPUT, OUTPUT, CONFIG, value_schema={"amount": "float64"},
                            start="earliest", max_batch_bytes=4096,
                            limits=limits(memory_mb=64, cpu_ms=2000, max_alerts=10_000)))
     assert st["state"] == "running", st
+    return module
 
 
 ENDS = {(INPUT, p): PER_PARTITION for p in range(PARTITIONS)}
@@ -96,7 +97,7 @@ def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, br
     objects = (f"file://{tmp_path / 'objects'}", {})
     b = {i: node(tmp_path, coordinator, objects, i).start() for i in (1, 2, 3)}
     ck_create_topic(b[1].bootstrap, INPUT, PARTITIONS)
-    deploy(b[1])
+    module = deploy(b[1])
     # Any broker's admin API shows the deployment created on broker 1.
     for i in (2, 3):
         dl = Deadline(15, f"broker {i} listing {NAME}")
@@ -143,5 +144,20 @@ def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, br
     got = Counter(canonical(x) for x in got_alerts)
     missing, extra = want - got, got - want
     assert got == want, f"{sum(missing.values())} missing, {sum(extra.values())} extra (e.g. {list(missing)[:2]} / {list(extra)[:2]})"
+
+    # A replay created through broker 4 runs each partition on its leader
+    # (spread over the three live brokers) and completes when all did.
+    admin4 = admin_of(b[4])
+    st = admin4.expect(201, "POST", "/v1/replays", json_body={
+        "module": module, "topic": INPUT, "config": CONFIG, "value_schema": {"amount": "float64"},
+        "from": "earliest", "max_batch_bytes": 4096})
+    rid = st["id"]
+    dl = Deadline(120, f"replay {rid} completing")
+    while (st := admin4.expect(200, "GET", f"/v1/replays/{rid}"))["state"] != "completed":
+        assert st["state"] != "failed", st
+        dl.check(f"(last: {st})")
+        time.sleep(0.2)
+    replayed = read_topic(live, st["output"], timeout=60)
+    assert sorted(x.source for x in replayed) == sorted(x.source for x in ref)
     for i in (1, 3, 4):
         b[i].stop()

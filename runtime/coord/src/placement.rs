@@ -272,13 +272,27 @@ mod tests {
     fn linked_partitions_stay_together_and_groups_balance() {
         let p = parts(&[("in", 12), ("alerts", 12), ("other", 3)]);
         let links: Vec<(TopicPartition, TopicPartition)> = (0..12)
-            .map(|i| (TopicPartition::new("in", i), TopicPartition::new("alerts", i)))
+            .map(|i| {
+                (
+                    TopicPartition::new("in", i),
+                    TopicPartition::new("alerts", i),
+                )
+            })
             .collect();
         let nodes = [1, 2, 3];
         // Start split: the inputs on 1, the alerts spread.
         let start: BTreeMap<TopicPartition, NodeId> = p
             .iter()
-            .map(|tp| (tp.clone(), if tp.topic == "in" { 1 } else { 1 + tp.partition % 3 }))
+            .map(|tp| {
+                (
+                    tp.clone(),
+                    if tp.topic == "in" {
+                        1
+                    } else {
+                        1 + tp.partition % 3
+                    },
+                )
+            })
             .collect();
         let a = assign_linked(&nodes, &p, &links, &start);
         assert_eq!(a.len(), p.len());
@@ -309,13 +323,21 @@ mod tests {
     fn a_one_partition_alert_topic_joins_everything_it_collects() {
         let p = parts(&[("in", 4), ("alerts", 1)]);
         let links: Vec<(TopicPartition, TopicPartition)> = (0..4)
-            .map(|i| (TopicPartition::new("in", i), TopicPartition::new("alerts", 0)))
+            .map(|i| {
+                (
+                    TopicPartition::new("in", i),
+                    TopicPartition::new("alerts", 0),
+                )
+            })
             .collect();
         let g = groups(&p, &links);
         let reps: std::collections::BTreeSet<_> = g.values().collect();
         assert_eq!(reps.len(), 1, "{g:?}");
         // Links to partitions that do not exist are ignored.
-        let g = groups(&p, &[(TopicPartition::new("in", 0), TopicPartition::new("gone", 0))]);
+        let g = groups(
+            &p,
+            &[(TopicPartition::new("in", 0), TopicPartition::new("gone", 0))],
+        );
         assert_eq!(g.len(), p.len());
         assert!(g.iter().all(|(p, r)| p == r));
     }

@@ -11,8 +11,9 @@ use vigil_storage::kvkeys;
 use super::checkpoint::Checkpoint;
 use super::deployment::{Deployment, Stored, View};
 use super::spec::{FailurePolicy, Kind, SpecError};
+use super::start::swapped;
 use super::status::{DeploymentState, DeploymentStatus};
-use super::supervisor::{corrupt_spec, swapped, Entry, Starts, Supervisor};
+use super::supervisor::{corrupt_spec, Entry, Starts, Supervisor};
 use super::DetectorError;
 
 impl Supervisor {

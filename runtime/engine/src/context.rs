@@ -9,8 +9,8 @@ use vigil_storage::{Log, Partition, StorageError, Topic, TopicConfig};
 
 use super::pool::DetectorPool;
 use super::settings::EngineSettings;
-use super::store::DeploymentStore;
 use super::spec::{DeploymentSpec, SpecError, StartPosition};
+use super::store::DeploymentStore;
 use super::DetectorError;
 
 /// An input partition with its topic.

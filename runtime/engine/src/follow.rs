@@ -15,9 +15,10 @@ use super::checkpoint::Checkpoint;
 use super::deployment::{version_statuses, Deployment, Stored, View};
 use super::registry::Registry;
 use super::spec::FailurePolicy;
+use super::start::runnable;
 use super::status::{DeploymentState, PartitionStatus};
 use super::store::DeploymentStore;
-use super::supervisor::{runnable, Command, Entry, Msg, Snapshot, Supervisor};
+use super::supervisor::{Command, Entry, Msg, Snapshot, Supervisor};
 use super::DetectorError;
 
 /// How often a broker of a cluster reads the shared records.
@@ -48,7 +49,10 @@ pub(crate) async fn follow(
         match list(&*records, &registry, &snapshot).await {
             Ok(listing) => {
                 let (reply, done) = oneshot::channel();
-                if tx.send(Msg::Command(Command::Sync { listing, reply })).is_err() {
+                if tx
+                    .send(Msg::Command(Command::Sync { listing, reply }))
+                    .is_err()
+                {
                     return;
                 }
                 if done.await.is_err() {
@@ -84,7 +88,9 @@ async fn list(
             Ok(s) => {
                 out.records.insert(name.to_string(), s);
             }
-            Err(e) => tracing::warn!(deployment = %name, error = %e, "unreadable shared deployment record; skipped"),
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "unreadable shared deployment record; skipped")
+            }
         }
     }
     for r in records.list(kvkeys::checkpoints_prefix()).await? {
@@ -111,7 +117,9 @@ async fn list(
             Ok(d) => {
                 out.loaded.insert(name.clone(), d);
             }
-            Err(e) => tracing::warn!(deployment = %name, error = %e, "cannot load a shared deployment's module"),
+            Err(e) => {
+                tracing::warn!(deployment = %name, error = %e, "cannot load a shared deployment's module")
+            }
         }
     }
     Ok(out)
@@ -211,8 +219,11 @@ impl Supervisor {
     /// Shows the partitions other brokers run, as last committed.
     fn show_remote(&mut self, checkpoints: &HashMap<String, Checkpoint>) {
         for (name, e) in self.entries.iter_mut() {
-            let here: BTreeSet<(String, i32)> =
-                e.running.iter().map(|(t, p, _, _)| (t.clone(), *p)).collect();
+            let here: BTreeSet<(String, i32)> = e
+                .running
+                .iter()
+                .map(|(t, p, _, _)| (t.clone(), *p))
+                .collect();
             let mut remote: Vec<PartitionStatus> = checkpoints
                 .iter()
                 .filter_map(|(k, cp)| {

@@ -27,6 +27,7 @@ pub mod registry;
 pub mod replay;
 mod runner;
 pub mod settings;
+mod start;
 pub mod store;
 mod supervisor;
 pub mod versions;
@@ -315,7 +316,11 @@ impl Detectors {
     /// leader takes it, so the two never run it at once.
     pub async fn settle(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Msg::Command(Command::Settle { reply })).is_ok() {
+        if self
+            .tx
+            .send(Msg::Command(Command::Settle { reply }))
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -408,7 +413,10 @@ async fn load(
     })
 }
 
-pub(crate) async fn load_one(registry: &Registry, s: &Stored) -> Result<Arc<Deployment>, DetectorError> {
+pub(crate) async fn load_one(
+    registry: &Registry,
+    s: &Stored,
+) -> Result<Arc<Deployment>, DetectorError> {
     let module: Arc<Module> = registry.module(&s.spec.module).await?;
     let schema = parse_schema(&s.spec)?;
     Ok(Arc::new(Deployment {

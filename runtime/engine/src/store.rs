@@ -54,8 +54,10 @@ pub trait DeploymentStore: Send + Sync + 'static {
     fn shared(&self) -> bool;
 
     /// Writes (`Some`) or deletes (`None`) records, unconditionally.
-    fn put(&self, entries: Vec<(String, Option<String>)>)
-        -> BoxFuture<'_, Result<(), DetectorError>>;
+    fn put(
+        &self,
+        entries: Vec<(String, Option<String>)>,
+    ) -> BoxFuture<'_, Result<(), DetectorError>>;
 
     /// Writes one checkpoint if the key is still at `expect`; returns the
     /// new version.

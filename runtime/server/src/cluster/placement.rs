@@ -286,8 +286,7 @@ impl Cluster {
         let mine: Vec<Leader> = leaders.into_values().filter(|l| l.node == me).collect();
         if !others.is_empty() {
             let tps: Vec<TopicPartition> = mine.iter().map(|l| l.tp.clone()).collect();
-            let target =
-                placement::assign_linked(&others, &tps, &self.links(), &BTreeMap::new());
+            let target = placement::assign_linked(&others, &tps, &self.links(), &BTreeMap::new());
             for l in &mine {
                 if let Some(to) = target.get(&l.tp) {
                     if let Err(e) = self.hand_over(l, *to, "drain").await {
