@@ -420,32 +420,37 @@ impl Log {
             now_ms: self.clock.now_ms(),
         };
         let leadership = self.leadership.read().clone();
-        let begun = p.begin_append(header, &records, producers, |bytes, last| {
-            let p2 = p.clone();
-            let fenced = self.fenced.clone();
-            self.wal.append(
-                WalEntry::Batch {
-                    topic_id: p.topic_id,
-                    partition: p.index,
-                    batch: bytes,
-                },
-                Box::new(move |res| {
-                    // Durable; acknowledged only if this broker still leads
-                    // the partition at the epoch that wrote it.
-                    let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
-                    match &res {
-                        Ok(()) => p2.advance_high_watermark(last + 1),
-                        Err(StorageError::Fenced { .. }) => fenced.store(true, Ordering::SeqCst),
-                        Err(StorageError::OwnershipUnconfirmed { .. }) => {
-                            p2.note_written_unconfirmed(last + 1)
+        let begun = p
+            .begin_append(header, &records, producers, |bytes, last| {
+                let p2 = p.clone();
+                let fenced = self.fenced.clone();
+                self.wal.append(
+                    WalEntry::Batch {
+                        topic_id: p.topic_id,
+                        partition: p.index,
+                        batch: bytes,
+                    },
+                    Box::new(move |res| {
+                        // Durable; acknowledged only if this broker still leads
+                        // the partition at the epoch that wrote it.
+                        let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
+                        match &res {
+                            Ok(()) => p2.advance_high_watermark(last + 1),
+                            Err(StorageError::Fenced { .. }) => {
+                                fenced.store(true, Ordering::SeqCst)
+                            }
+                            Err(StorageError::OwnershipUnconfirmed { .. }) => {
+                                p2.note_written_unconfirmed(last + 1)
+                            }
+                            Err(_) => {}
                         }
-                        Err(_) => {}
-                    }
-                    drop(permit);
-                    let _ = tx.send(res);
-                }),
-            );
-        })?;
+                        p2.note_settled(last + 1);
+                        drop(permit);
+                        let _ = tx.send(res);
+                    }),
+                );
+            })
+            .map_err(|e| ownership::refusal(&**self.leadership.read(), p, e))?;
         self.stats
             .appended_bytes
             .fetch_add(records.len() as u64, Ordering::Relaxed);

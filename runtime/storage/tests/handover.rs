@@ -141,3 +141,80 @@ async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
     log.append(&p, batch("d", None)).await.expect("leads again");
     log.close().await;
 }
+
+/// A broker that lost a partition (paused past its session, say) still has
+/// the producer state it had then; another leader has taken sequences
+/// since. Its answer to the producer's next batch must be NOT_LEADER /
+/// unconfirmed, which clients retry elsewhere, never a sequence error,
+/// which is fatal to an idempotent producer (found by
+/// tests/clients/test_cluster_faults.py: librdkafka failed with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER from a resumed broker).
+#[tokio::test]
+async fn a_lost_partition_answers_a_sequence_gap_with_not_leader() {
+    let env = StoreDir::new();
+    let (log, _data) = open(&env).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("t", 0).expect("p");
+    log.append(&p, batch("a", Some((pid, 0))))
+        .await
+        .expect("leads");
+
+    // Sequences 1..=4 went to the new leader meanwhile.
+    switch.0.store(1, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("not leader");
+    assert!(is_not_leader(&e), "{e:?}");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("unconfirmed");
+    assert!(
+        matches!(
+            e,
+            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+        ),
+        "{e:?}"
+    );
+    // While it leads, a gap is still the producer's error.
+    switch.0.store(0, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("gap");
+    assert!(matches!(e, AppendError::OutOfOrder { .. }), "{e:?}");
+    log.close().await;
+}
+
+/// Appends written to the WAL but refused at acknowledgement (the broker
+/// was no longer the leader) are settled: releasing the partition must not
+/// wait the drain timeout for them (found by test_cluster_faults.py: a
+/// resumed broker's placement stalled 30 s on such a release).
+#[tokio::test]
+async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
+    let env = StoreDir::new();
+    let (log, _data) = open(&env).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    let p = log.partition("t", 0).expect("p");
+    log.append(&p, batch("a", None)).await.expect("leads");
+    switch.0.store(1, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("b", None))
+        .await
+        .expect_err("not leader");
+    assert!(is_not_leader(&e), "{e:?}");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        log.release_partition("t", 0),
+    )
+    .await
+    .expect("release within 5 s (the drain timeout is 30 s)")
+    .expect("release");
+    log.close().await;
+}
