@@ -121,8 +121,9 @@ def run(label: str, brokers: int, coordinated: bool, wal: str | None) -> dict:
         try:
             nodes = [Node(work, i, endpoint, objects, wal=wal) for i in range(1, brokers + 1)]
             boot = ",".join(n.bootstrap for n in nodes)
-            AdminClient({"bootstrap.servers": boot}).create_topics(
-                [NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
+            # Kept in a variable: a collected client fails its futures.
+            admin = AdminClient({"bootstrap.servers": boot})
+            admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
             if coordinated:
                 wait_spread(nodes[0], {n.id for n in nodes})
             else:

@@ -343,10 +343,15 @@ impl Log {
 
     /// Makes visible what was written while ownership was unconfirmed (its
     /// producers were refused and retry; an idempotent retry is answered
-    /// from the original append once it is visible).
-    pub(crate) fn publish_written(marks: Vec<(Arc<Partition>, i64)>) {
+    /// from the original append once it is visible). Only for partitions
+    /// whose leadership check passes now: the log's own lease says nothing
+    /// about who leads a partition in a cluster.
+    pub(crate) fn publish_written(&self, marks: Vec<(Arc<Partition>, i64)>) {
+        let leadership = self.leadership.read().clone();
         for (p, to) in marks {
-            p.advance_high_watermark(to);
+            if p.is_serving() && ownership::confirm(&*leadership, &p).is_ok() {
+                p.advance_high_watermark(to);
+            }
         }
     }
 

@@ -218,3 +218,56 @@ async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
     .expect("release");
     log.close().await;
 }
+
+/// A batch written while the leadership was unconfirmed (a cluster node cut
+/// off from its coordinator) must not become acknowledged later unless the
+/// leadership check passes then: the node's own store lease renewing is not
+/// enough, another node may lead the partition by now (found by
+/// test_cluster_faults.py::test_etcd_restart: with etcd down past the
+/// session TTL, retried batches kept being acknowledged).
+#[tokio::test]
+async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_check_passes() {
+    let env = StoreDir::new();
+    let (log, _data) = open(&env).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let renewal = log.spawn_lease_renewal(rx);
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("t", 0).expect("p");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("a", Some((pid, 0))))
+        .await
+        .expect_err("unconfirmed");
+    assert!(
+        matches!(
+            e,
+            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+        ),
+        "{e:?}"
+    );
+    // The producer retries while the leadership stays unconfirmed: over
+    // many lease renewals (10 ms each) nothing is acknowledged.
+    let retry = log.append(&p, batch("a", Some((pid, 0))));
+    tokio::pin!(retry);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), &mut retry)
+            .await
+            .is_err(),
+        "a retry was acknowledged while the leadership was unconfirmed"
+    );
+    assert_eq!(p.high_watermark(), 0);
+    // Confirmed again: the next renewal publishes it and the retry is
+    // answered from the original append.
+    switch.0.store(0, Ordering::SeqCst);
+    let ack = tokio::time::timeout(std::time::Duration::from_secs(10), retry)
+        .await
+        .expect("acknowledged once the leadership is confirmed")
+        .expect("retry");
+    assert_eq!(ack, AppendOutcome::Duplicate { base_offset: 0 });
+    stop.send_replace(true);
+    renewal.await.expect("renewal task");
+    log.close().await;
+}

@@ -12,12 +12,15 @@
 //   {error: name, retriable, message, t} a send that failed after kafkajs'
 //                                         own retries (the same records are
 //                                         sent again: same sequence numbers)
-//   {log: message, error, retriable, t}  a kafkajs ERROR-level log line
+//   {log: message, error, protocol, retriable, t}
+//                                         a kafkajs ERROR-level log line (the
+//                                         Kafka error it names, if any)
 //   {done: true}
 'use strict'
 
 const fs = require('fs')
 const { Kafka, logLevel } = require('kafkajs')
+const { errorCodes } = require('kafkajs/src/protocol/error')
 
 const cfg = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
 const out = fs.openSync(process.argv[3], 'a')
@@ -27,7 +30,16 @@ const logCreator = () => ({ namespace, level, label, log }) => {
   const { message, ...rest } = log
   process.stderr.write(`[kafkajs ${label}] [${namespace}] ${message} ${JSON.stringify(rest)}\n`)
   if (level === logLevel.ERROR) {
-    emit({ log: `[${namespace}] ${message}`, error: rest.error || null, retriable: rest.retriable === true })
+    // kafkajs logs the errors it retries at ERROR level without saying
+    // whether they are retriable: name the Kafka protocol error the line
+    // carries, if any, with its retriability from kafkajs' own table
+    // (null for connection-level lines: a broker going away).
+    const text = `${rest.error || ''} ${message}`
+    const known = errorCodes.find((c) => c.message && text.includes(c.message))
+    emit({
+      log: `[${namespace}] ${message}`, error: rest.error || null,
+      protocol: known ? known.type : null, retriable: known ? known.retriable : null,
+    })
   }
 }
 
