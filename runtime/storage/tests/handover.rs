@@ -91,6 +91,15 @@ async fn a_released_partition_refuses_work_and_an_acquired_one_continues_from_th
     log.close().await;
 }
 
+/// A log whose leadership check the test switches (see [`Switch`]).
+async fn open_switched() -> (StoreDir, Arc<Log>, tempfile::TempDir, Arc<Switch>) {
+    let env = StoreDir::new();
+    let (log, data) = open(&env).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    (env, log, data, switch)
+}
+
 /// A leadership check whose answer a test switches: 0 leads, 1 not the
 /// leader, 2 unconfirmed.
 #[derive(Default)]
@@ -108,10 +117,7 @@ impl Leadership for Switch {
 
 #[tokio::test]
 async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
-    let env = StoreDir::new();
-    let (log, _data) = open(&env).await;
-    let switch = Arc::new(Switch::default());
-    log.set_leadership(switch.clone());
+    let (_env, log, _data, switch) = open_switched().await;
     let p = log.partition("t", 0).expect("p");
     log.append(&p, batch("a", None)).await.expect("leads");
 
@@ -151,10 +157,7 @@ async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
 /// OUT_OF_ORDER_SEQUENCE_NUMBER from a resumed broker).
 #[tokio::test]
 async fn a_lost_partition_answers_a_sequence_gap_with_not_leader() {
-    let env = StoreDir::new();
-    let (log, _data) = open(&env).await;
-    let switch = Arc::new(Switch::default());
-    log.set_leadership(switch.clone());
+    let (_env, log, _data, switch) = open_switched().await;
     let pid = log.allocate_producer_id().await.expect("pid");
     let p = log.partition("t", 0).expect("p");
     log.append(&p, batch("a", Some((pid, 0))))
@@ -197,10 +200,7 @@ async fn a_lost_partition_answers_a_sequence_gap_with_not_leader() {
 /// resumed broker's placement stalled 30 s on such a release).
 #[tokio::test]
 async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
-    let env = StoreDir::new();
-    let (log, _data) = open(&env).await;
-    let switch = Arc::new(Switch::default());
-    log.set_leadership(switch.clone());
+    let (_env, log, _data, switch) = open_switched().await;
     let p = log.partition("t", 0).expect("p");
     log.append(&p, batch("a", None)).await.expect("leads");
     switch.0.store(1, Ordering::SeqCst);
@@ -227,10 +227,7 @@ async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
 /// session TTL, retried batches kept being acknowledged).
 #[tokio::test]
 async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_check_passes() {
-    let env = StoreDir::new();
-    let (log, _data) = open(&env).await;
-    let switch = Arc::new(Switch::default());
-    log.set_leadership(switch.clone());
+    let (_env, log, _data, switch) = open_switched().await;
     let (stop, rx) = tokio::sync::watch::channel(false);
     let renewal = log.spawn_lease_renewal(rx);
     let pid = log.allocate_producer_id().await.expect("pid");

@@ -81,9 +81,8 @@ impl Log {
                 // Appends refused at acknowledgement (not the leader any
                 // more) settle without moving the high watermark: look
                 // again now and then.
-                match tokio::time::timeout(DRAIN_POLL, hw.changed()).await {
-                    Ok(Err(_)) => return,
-                    Ok(Ok(())) | Err(_) => {}
+                if let Ok(Err(_)) = tokio::time::timeout(DRAIN_POLL, hw.changed()).await {
+                    return;
                 }
             }
         })
