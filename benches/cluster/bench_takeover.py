@@ -68,7 +68,11 @@ def wait_port(port: int, what: str, timeout: float = 30) -> None:
 
 
 class Node:
-    def __init__(self, work: Path, node_id: int, etcd: str, objects: Path):
+    """One vigil process. `etcd` None: a single broker without a
+    coordinator, with `wal` (None: vigil's default WAL)."""
+
+    def __init__(self, work: Path, node_id: int, etcd: str | None, objects: Path,
+                 wal: str | None = "object"):
         self.id = node_id
         self.port, self.admin = free_port(), free_port()
         self.dir = work / f"node{node_id}"
@@ -76,9 +80,12 @@ class Node:
         self.argv = [VIGIL, "serve", "--listen", f"127.0.0.1:{self.port}",
                      "--advertised-listener", f"127.0.0.1:{self.port}",
                      "--admin-listen", f"127.0.0.1:{self.admin}",
-                     "--data-dir", str(self.dir / "data"), "--object-store", f"file://{objects}",
-                     "--coordinator", f"etcd://{etcd}/bench", "--node-id", str(node_id),
-                     "--wal", "object", "--session-ttl-ms", str(TTL_MS)]
+                     "--data-dir", str(self.dir / "data"), "--object-store", f"file://{objects}"]
+        if etcd is not None:
+            self.argv += ["--coordinator", f"etcd://{etcd}/bench", "--node-id", str(node_id),
+                          "--session-ttl-ms", str(TTL_MS)]
+        if wal is not None:
+            self.argv += ["--wal", wal]
         self.log = open(self.dir / "vigil.log", "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
         wait_port(self.port, f"vigil node {node_id}")
@@ -231,6 +238,25 @@ def run(fill: int, work: Path, etcd: str) -> dict:
     }
 
 
+def start_etcd(work: Path) -> tuple[subprocess.Popen, str]:
+    """A single-member etcd on free loopback ports: (process, host:port)."""
+    cport, pport = free_port(), free_port()
+    etcd = subprocess.Popen(
+        ["etcd", "--name", "b", "--data-dir", str(work / "etcd"),
+         "--listen-client-urls", f"http://127.0.0.1:{cport}",
+         "--advertise-client-urls", f"http://127.0.0.1:{cport}",
+         "--listen-peer-urls", f"http://127.0.0.1:{pport}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
+         "--initial-cluster", f"b=http://127.0.0.1:{pport}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(cport, "etcd")
+    except BaseException:
+        etcd.kill()
+        raise
+    return etcd, f"127.0.0.1:{cport}"
+
+
 def main() -> None:
     if shutil.which("etcd") is None:
         raise SystemExit("etcd not found: scripts/install-test-deps.sh installs Debian etcd-server")
@@ -238,18 +264,9 @@ def main() -> None:
     for fill in (FILL, FILL * 10):
         with tempfile.TemporaryDirectory(prefix="vigil-bench-takeover-") as d:
             work = Path(d)
-            cport, pport = free_port(), free_port()
-            etcd = subprocess.Popen(
-                ["etcd", "--name", "b", "--data-dir", str(work / "etcd"),
-                 "--listen-client-urls", f"http://127.0.0.1:{cport}",
-                 "--advertise-client-urls", f"http://127.0.0.1:{cport}",
-                 "--listen-peer-urls", f"http://127.0.0.1:{pport}",
-                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{pport}",
-                 "--initial-cluster", f"b=http://127.0.0.1:{pport}"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            etcd, endpoint = start_etcd(work)
             try:
-                wait_port(cport, "etcd")
-                rows.append(run(fill, work, f"127.0.0.1:{cport}"))
+                rows.append(run(fill, work, endpoint))
             finally:
                 etcd.kill()
                 etcd.wait()

@@ -11,109 +11,15 @@ acknowledges nothing for the partitions it lost.
 """
 
 import json
-import shutil
-import socket
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
-from conftest import Broker, free_port, vigil_bin
+from cluster_helpers import PARTITIONS, TTL_MS, etcd, leaders, node, wait_leaders  # noqa: F401 (etcd: fixture)
+from conftest import vigil_bin
 from helpers import Deadline, ck_admin, ck_consumer, ck_create_topic, ck_producer
-
-TTL_MS = 3000
-PARTITIONS = 12
-
-
-class Etcd:
-    """A single-member etcd on loopback (Debian etcd-server)."""
-
-    def __init__(self, workdir: Path):
-        self.dir = workdir
-        self.client_port = free_port()
-        self.peer_port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
-
-    def start(self) -> None:
-        etcd = shutil.which("etcd")
-        if etcd is None:
-            pytest.fail("etcd not found: run scripts/install-test-deps.sh (Debian etcd-server)",
-                        pytrace=False)
-        client = f"http://127.0.0.1:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        self.log = open(self.dir / "etcd.log", "wb")
-        self.proc = subprocess.Popen(
-            [etcd, "--name", "n1", "--data-dir", str(self.dir / "etcd-data"),
-             "--listen-client-urls", client, "--advertise-client-urls", client,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"n1={peer}"],
-            stdout=subprocess.DEVNULL, stderr=self.log)
-        dl = Deadline(20, "etcd answering")
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.client_port), timeout=1):
-                    return
-            except OSError:
-                dl.check()
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.log.close()
-
-
-@pytest.fixture
-def etcd(tmp_path):
-    e = Etcd(tmp_path)
-    e.start()
-    yield e
-    e.stop()
-
-
-def node(tmp_path: Path, coordinator: str, store: tuple[str, dict], node_id: int) -> Broker:
-    work = tmp_path / f"node{node_id}"
-    work.mkdir()
-    url, env = store
-    return Broker(work, name=f"vigil-{node_id}", object_store=url, env=env, extra_args=[
-        "--coordinator", coordinator,
-        "--node-id", str(node_id),
-        "--wal", "object",
-        "--session-ttl-ms", str(TTL_MS),
-        "--upload-interval-ms", "60000",
-    ])
-
-
-def leaders(bootstrap: str, topic: str) -> dict[int, int]:
-    md = ck_admin(bootstrap).list_topics(topic, timeout=5)
-    t = md.topics.get(topic)
-    if t is None or t.error is not None:
-        return {}
-    return {p: m.leader for p, m in t.partitions.items()}
-
-
-def wait_leaders(bootstrap: str, topic: str, on: set[int], per_node: int, timeout: float = 30) -> dict:
-    """Until every partition has a leader in `on`, each leading `per_node`."""
-    dl = Deadline(timeout, f"leaders of {topic} spread over {sorted(on)}")
-    last = {}
-    while True:
-        try:
-            last = leaders(bootstrap, topic)
-        except Exception as e:  # metadata from a broker that is going away
-            last = {"error": str(e)}
-        if len(last) == PARTITIONS and all(n in on for n in last.values()):
-            counts = {n: list(last.values()).count(n) for n in on}
-            if all(c == per_node for c in counts.values()):
-                return last
-        dl.check(f"(last: {last})")
-        time.sleep(0.2)
 
 
 def produce(bootstrap: str, topic: str, start: int, n: int) -> None:

@@ -163,7 +163,7 @@ impl crate::log::Log {
                     // The store may be briefly unreachable: keep trying.
                     Err(e) => tracing::warn!(error = %e, "could not check log ownership"),
                     // The check started after those writes: they are safe.
-                    Ok(()) => crate::log::Log::publish_written(written),
+                    Ok(()) => log.publish_written(written),
                 }
                 renewals += 1;
                 let lease = crate::lease::Lease {

@@ -343,10 +343,15 @@ impl Log {
 
     /// Makes visible what was written while ownership was unconfirmed (its
     /// producers were refused and retry; an idempotent retry is answered
-    /// from the original append once it is visible).
-    pub(crate) fn publish_written(marks: Vec<(Arc<Partition>, i64)>) {
+    /// from the original append once it is visible). Only for partitions
+    /// whose leadership check passes now: the log's own lease says nothing
+    /// about who leads a partition in a cluster.
+    pub(crate) fn publish_written(&self, marks: Vec<(Arc<Partition>, i64)>) {
+        let leadership = self.leadership.read().clone();
         for (p, to) in marks {
-            p.advance_high_watermark(to);
+            if p.is_serving() && ownership::confirm(&*leadership, &p).is_ok() {
+                p.advance_high_watermark(to);
+            }
         }
     }
 
@@ -420,32 +425,37 @@ impl Log {
             now_ms: self.clock.now_ms(),
         };
         let leadership = self.leadership.read().clone();
-        let begun = p.begin_append(header, &records, producers, |bytes, last| {
-            let p2 = p.clone();
-            let fenced = self.fenced.clone();
-            self.wal.append(
-                WalEntry::Batch {
-                    topic_id: p.topic_id,
-                    partition: p.index,
-                    batch: bytes,
-                },
-                Box::new(move |res| {
-                    // Durable; acknowledged only if this broker still leads
-                    // the partition at the epoch that wrote it.
-                    let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
-                    match &res {
-                        Ok(()) => p2.advance_high_watermark(last + 1),
-                        Err(StorageError::Fenced { .. }) => fenced.store(true, Ordering::SeqCst),
-                        Err(StorageError::OwnershipUnconfirmed { .. }) => {
-                            p2.note_written_unconfirmed(last + 1)
+        let begun = p
+            .begin_append(header, &records, producers, |bytes, last| {
+                let p2 = p.clone();
+                let fenced = self.fenced.clone();
+                self.wal.append(
+                    WalEntry::Batch {
+                        topic_id: p.topic_id,
+                        partition: p.index,
+                        batch: bytes,
+                    },
+                    Box::new(move |res| {
+                        // Durable; acknowledged only if this broker still leads
+                        // the partition at the epoch that wrote it.
+                        let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
+                        match &res {
+                            Ok(()) => p2.advance_high_watermark(last + 1),
+                            Err(StorageError::Fenced { .. }) => {
+                                fenced.store(true, Ordering::SeqCst)
+                            }
+                            Err(StorageError::OwnershipUnconfirmed { .. }) => {
+                                p2.note_written_unconfirmed(last + 1)
+                            }
+                            Err(_) => {}
                         }
-                        Err(_) => {}
-                    }
-                    drop(permit);
-                    let _ = tx.send(res);
-                }),
-            );
-        })?;
+                        p2.note_settled(last + 1);
+                        drop(permit);
+                        let _ = tx.send(res);
+                    }),
+                );
+            })
+            .map_err(|e| ownership::refusal(&**self.leadership.read(), p, e))?;
         self.stats
             .appended_bytes
             .fetch_add(records.len() as u64, Ordering::Relaxed);

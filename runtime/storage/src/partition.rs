@@ -69,6 +69,9 @@ pub struct Partition {
     /// [`crate::fence`]). Without that, an idempotent producer's retries
     /// would wait for a high watermark that nothing advances.
     written_unconfirmed: std::sync::atomic::AtomicI64,
+    /// End of the appends whose WAL write finished, acknowledged or not
+    /// (see `Log::release_partition`, which waits for them).
+    pub(crate) settled: std::sync::atomic::AtomicI64,
     /// Whether this broker serves the partition (leads it). Cleared when it
     /// is handed over; a partition taken over again is a new object.
     serving: std::sync::atomic::AtomicBool,
@@ -213,6 +216,7 @@ impl Partition {
             }),
             hw,
             written_unconfirmed: std::sync::atomic::AtomicI64::new(m.uploaded_next),
+            settled: std::sync::atomic::AtomicI64::new(m.uploaded_next),
             serving: std::sync::atomic::AtomicBool::new(true),
             current_epoch: std::sync::atomic::AtomicI32::new(
                 m.leader_epochs

@@ -91,6 +91,15 @@ async fn a_released_partition_refuses_work_and_an_acquired_one_continues_from_th
     log.close().await;
 }
 
+/// A log whose leadership check the test switches (see [`Switch`]).
+async fn open_switched() -> (StoreDir, Arc<Log>, tempfile::TempDir, Arc<Switch>) {
+    let env = StoreDir::new();
+    let (log, data) = open(&env).await;
+    let switch = Arc::new(Switch::default());
+    log.set_leadership(switch.clone());
+    (env, log, data, switch)
+}
+
 /// A leadership check whose answer a test switches: 0 leads, 1 not the
 /// leader, 2 unconfirmed.
 #[derive(Default)]
@@ -108,10 +117,7 @@ impl Leadership for Switch {
 
 #[tokio::test]
 async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
-    let env = StoreDir::new();
-    let (log, _data) = open(&env).await;
-    let switch = Arc::new(Switch::default());
-    log.set_leadership(switch.clone());
+    let (_env, log, _data, switch) = open_switched().await;
     let p = log.partition("t", 0).expect("p");
     log.append(&p, batch("a", None)).await.expect("leads");
 
@@ -139,5 +145,126 @@ async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
 
     switch.0.store(0, Ordering::SeqCst);
     log.append(&p, batch("d", None)).await.expect("leads again");
+    log.close().await;
+}
+
+/// A broker that lost a partition (paused past its session, say) still has
+/// the producer state it had then; another leader has taken sequences
+/// since. Its answer to the producer's next batch must be NOT_LEADER /
+/// unconfirmed, which clients retry elsewhere, never a sequence error,
+/// which is fatal to an idempotent producer (found by
+/// tests/clients/test_cluster_faults.py: librdkafka failed with
+/// OUT_OF_ORDER_SEQUENCE_NUMBER from a resumed broker).
+#[tokio::test]
+async fn a_lost_partition_answers_a_sequence_gap_with_not_leader() {
+    let (_env, log, _data, switch) = open_switched().await;
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("t", 0).expect("p");
+    log.append(&p, batch("a", Some((pid, 0))))
+        .await
+        .expect("leads");
+
+    // Sequences 1..=4 went to the new leader meanwhile.
+    switch.0.store(1, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("not leader");
+    assert!(is_not_leader(&e), "{e:?}");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("unconfirmed");
+    assert!(
+        matches!(
+            e,
+            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+        ),
+        "{e:?}"
+    );
+    // While it leads, a gap is still the producer's error.
+    switch.0.store(0, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("f", Some((pid, 5))))
+        .await
+        .expect_err("gap");
+    assert!(matches!(e, AppendError::OutOfOrder { .. }), "{e:?}");
+    log.close().await;
+}
+
+/// Appends written to the WAL but refused at acknowledgement (the broker
+/// was no longer the leader) are settled: releasing the partition must not
+/// wait the drain timeout for them (found by test_cluster_faults.py: a
+/// resumed broker's placement stalled 30 s on such a release).
+#[tokio::test]
+async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
+    let (_env, log, _data, switch) = open_switched().await;
+    let p = log.partition("t", 0).expect("p");
+    log.append(&p, batch("a", None)).await.expect("leads");
+    switch.0.store(1, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("b", None))
+        .await
+        .expect_err("not leader");
+    assert!(is_not_leader(&e), "{e:?}");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        log.release_partition("t", 0),
+    )
+    .await
+    .expect("release within 5 s (the drain timeout is 30 s)")
+    .expect("release");
+    log.close().await;
+}
+
+/// A batch written while the leadership was unconfirmed (a cluster node cut
+/// off from its coordinator) must not become acknowledged later unless the
+/// leadership check passes then: the node's own store lease renewing is not
+/// enough, another node may lead the partition by now (found by
+/// test_cluster_faults.py::test_etcd_restart: with etcd down past the
+/// session TTL, retried batches kept being acknowledged).
+#[tokio::test]
+async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_check_passes() {
+    let (_env, log, _data, switch) = open_switched().await;
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let renewal = log.spawn_lease_renewal(rx);
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("t", 0).expect("p");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let e = log
+        .append(&p, batch("a", Some((pid, 0))))
+        .await
+        .expect_err("unconfirmed");
+    assert!(
+        matches!(
+            e,
+            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+        ),
+        "{e:?}"
+    );
+    // The producer retries while the leadership stays unconfirmed: over
+    // many lease renewals (10 ms each) nothing is acknowledged.
+    let retry = log.append(&p, batch("a", Some((pid, 0))));
+    tokio::pin!(retry);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), &mut retry)
+            .await
+            .is_err(),
+        "a retry was acknowledged while the leadership was unconfirmed"
+    );
+    assert_eq!(p.high_watermark(), 0);
+    // Confirmed again: the next renewal publishes it and the retry is
+    // answered from the original append.
+    switch.0.store(0, Ordering::SeqCst);
+    let ack = tokio::time::timeout(std::time::Duration::from_secs(10), retry)
+        .await
+        .expect("acknowledged once the leadership is confirmed")
+        .expect("retry");
+    assert_eq!(ack, AppendOutcome::Duplicate { base_offset: 0 });
+    stop.send_replace(true);
+    renewal.await.expect("renewal task");
     log.close().await;
 }

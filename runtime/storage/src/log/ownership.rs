@@ -9,10 +9,12 @@ use std::time::Duration;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::leadership::{LeaderCheckError, Leadership};
-use crate::partition::Partition;
+use crate::partition::{AppendError, Partition};
 
 /// How long a release waits for appends already queued on the WAL.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a release looks at appends that settled without an ack.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// The per-acknowledgement check: `Ok` if this broker still leads `p` at
 /// its current epoch.
@@ -24,6 +26,33 @@ pub(super) fn confirm(l: &dyn Leadership, p: &Partition) -> Result<()> {
             epoch: u64::try_from(p.leader_epoch()).unwrap_or(0),
             reason,
         }),
+    }
+}
+
+/// The answer to an append the partition's producer state refused (a
+/// sequence gap, a stale producer epoch): if this broker no longer leads
+/// the partition, its producer state is stale, and the leadership error
+/// (retriable: the client refreshes metadata and goes to the new leader)
+/// replaces the sequence error, which an idempotent producer treats as
+/// fatal.
+pub(super) fn refusal(l: &dyn Leadership, p: &Partition, e: AppendError) -> AppendError {
+    match confirm(l, p) {
+        Ok(()) => e,
+        Err(lost) => lost.into(),
+    }
+}
+
+impl Partition {
+    /// Notes that the appends below `to` finished their WAL write, whether
+    /// or not they were acknowledged.
+    pub(crate) fn note_settled(&self, to: i64) {
+        self.settled
+            .fetch_max(to, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// End of the appends that finished (see [`Partition::note_settled`]).
+    fn settled_end(&self) -> i64 {
+        self.settled.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -46,10 +75,13 @@ impl Log {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             loop {
                 let end = p.next_offset();
-                if *hw.borrow_and_update() >= end || p.written_unconfirmed() >= end {
+                if *hw.borrow_and_update() >= end || p.settled_end() >= end {
                     return;
                 }
-                if hw.changed().await.is_err() {
+                // Appends refused at acknowledgement (not the leader any
+                // more) settle without moving the high watermark: look
+                // again now and then.
+                if let Ok(Err(_)) = tokio::time::timeout(DRAIN_POLL, hw.changed()).await {
                     return;
                 }
             }
