@@ -92,6 +92,25 @@ pub(crate) struct Tally {
     pub(crate) detect_ns: u64,
     /// Wasm: the `vigil_process` call alone.
     pub(crate) guest_ns: u64,
+    /// This thread's CPU time for the build and the detector: unlike the
+    /// wall clock it does not count the time the thread waited for a core,
+    /// which on a shared box swings the wall-clock ratio by ±0.5.
+    pub(crate) cpu_ns: u64,
+}
+
+/// CPU time this thread has used, in ns (0 if the clock is unavailable).
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the
+    // call; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Tally {
@@ -125,6 +144,7 @@ impl Variant {
             }
             let w = &wires[*cursor % wires.len()];
             *cursor += 1;
+            let c0 = thread_cpu_ns();
             let t0 = Instant::now();
             let built = build_batch(0, &w.bytes, w.from, Some(schema)).context("build_batch")?;
             let t1 = Instant::now();
@@ -143,6 +163,7 @@ impl Variant {
                 }
             };
             let t2 = Instant::now();
+            t.cpu_ns += thread_cpu_ns().saturating_sub(c0);
             t.batches += 1;
             t.rows += rows;
             t.alerts += alerts;
@@ -185,6 +206,10 @@ impl TpRow {
     }
     pub(crate) fn wasm_total(&self) -> f64 {
         Self::med(&self.wasm, |t| t.build_ns + t.detect_ns)
+    }
+    /// Wasm / native CPU time per row (build + detector), medians of the rounds.
+    pub(crate) fn cpu_ratio(&self) -> f64 {
+        Self::med(&self.wasm, |t| t.cpu_ns) / Self::med(&self.native, |t| t.cpu_ns)
     }
 }
 
@@ -289,7 +314,7 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
         p.tp_rounds
     );
     println!(
-        "{:<11} {:>6} | {:>9} {:>10} {:>10} {:>10} | {:>11} {:>11} | {:>8} {:>8}",
+        "{:<11} {:>6} | {:>9} {:>10} {:>10} {:>10} | {:>11} {:>11} | {:>8} {:>8} {:>8}",
         "detector",
         "rows",
         "build ms",
@@ -299,7 +324,8 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
         "native r/s",
         "wasm r/s",
         "wasm/nat",
-        "det only"
+        "det only",
+        "cpu w/n"
     );
     for r in rows {
         let n = r.rows_per_batch as f64;
@@ -309,7 +335,7 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
         let guest = TpRow::med(&r.wasm, |t| t.guest_ns);
         let (nt, wt) = (r.native_total(), r.wasm_total());
         println!(
-            "{:<11} {:>6} | {:>9.3} {:>10.3} {:>10.3} {:>10.3} | {:>11.0} {:>11.0} | {:>7.2}× {:>7.2}×",
+            "{:<11} {:>6} | {:>9.3} {:>10.3} {:>10.3} {:>10.3} | {:>11.0} {:>11.0} | {:>7.2}× {:>7.2}× {:>7.2}×",
             r.detector,
             r.rows_per_batch,
             build * n / 1e6,
@@ -319,7 +345,8 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
             1e9 / nt,
             1e9 / wt,
             wt / nt,
-            was_det / nat_det
+            was_det / nat_det,
+            r.cpu_ratio()
         );
     }
     println!(
@@ -327,7 +354,8 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
          Detector::process on the rlib; wasm = Instance::process: copy into guest memory + guest \
          call + alert decoding; guest = the vigil_process call alone. r/s = rows/s including the \
          build. wasm/nat = (build + wasm) / (build + native), target ≤ 1.25×; det only = wasm / \
-         native without the build)"
+         native without the build; cpu w/n = the same as wasm/nat in this thread's CPU time, \
+         which excludes waiting for a core: the steadier figure on a busy machine)"
     );
     for r in rows {
         let rounds: Vec<String> = r
@@ -341,15 +369,22 @@ pub(crate) fn print_throughput(p: &Params, rows: &[TpRow]) {
                 )
             })
             .collect();
+        let cpu_rounds: Vec<String> = r
+            .native
+            .iter()
+            .zip(&r.wasm)
+            .map(|(n, w)| format!("{:.2}", w.per_row(w.cpu_ns) / n.per_row(n.cpu_ns)))
+            .collect();
         let (an, aw) = r.pass_alerts;
         println!(
             "{} × {}: alerts over one pass of {} rows: native {an}, wasm {aw}{}; per-round \
-             wasm/nat [{}]; rows measured native {}, wasm {}",
+             wasm/nat [{}], cpu [{}]; rows measured native {}, wasm {}",
             r.detector,
             r.rows_per_batch,
             r.distinct_rows,
             if an == aw { " (same)" } else { " (DIFFERENT)" },
             rounds.join(" "),
+            cpu_rounds.join(" "),
             r.native.iter().map(|t| t.rows).sum::<u64>(),
             r.wasm.iter().map(|t| t.rows).sum::<u64>()
         );

@@ -137,7 +137,10 @@ impl Detector for RateSpike {
             };
             let st = self.keys.get_or_insert_with(key, || KeyRate::new(ts));
             let o = st.observe(ts, cfg.window_ms, cfg.baseline_half_life_ms);
-            let level = (cfg.factor * o.expected).max(cfg.min_events as f64);
+            // `max` as a comparison: `f64::max` is an `fmax` call in wasm.
+            let floor = cfg.min_events as f64;
+            let scaled = cfg.factor * o.expected;
+            let level = if scaled > floor { scaled } else { floor };
             if !st.should_alert(o.count as f64 >= level) {
                 continue;
             }

@@ -175,6 +175,8 @@ impl KeyedIncidents {
     /// score over the alert threshold (≥ 1: hot, for incidents), `hot`
     /// whether the detector alerts on it without incidents, `warm` whether
     /// it is scored at all.
+    // Called for every record; wasm builds did not inline it on their own.
+    #[inline]
     pub fn judge(&mut self, key: &[u8], offset: i64, ratio: f64, hot: bool, warm: bool) -> Verdict {
         let (quiet, cooldown) = (self.quiet, self.cooldown);
         let Some(states) = self.states.as_mut() else {

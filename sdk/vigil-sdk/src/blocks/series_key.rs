@@ -52,6 +52,8 @@ pub struct SeriesKeys<'a> {
 impl<'a> SeriesKeys<'a> {
     /// The series key of `row`: empty for per-partition series and for a
     /// row without a key (null record key or null column value).
+    // Called for every record; wasm builds did not inline it on their own.
+    #[inline]
     pub fn get(&self, row: usize) -> &'a [u8] {
         if let Some(col) = self.column {
             return if col.is_valid(row) {

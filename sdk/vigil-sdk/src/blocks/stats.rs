@@ -5,6 +5,18 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+/// `v.max(floor)` for a finite `floor` (NaN `v` gives `floor` too), as a
+/// comparison: `f64::max` is a call to `fmax` in wasm, once per record in
+/// the detectors' hot loops.
+#[inline]
+pub(crate) fn at_least(v: f64, floor: f64) -> f64 {
+    if v > floor {
+        v
+    } else {
+        floor
+    }
+}
+
 /// Mean, variance, min and max of the last `window` values.
 ///
 /// Updates are O(1) (amortized): mean and variance use the sliding form of
@@ -142,7 +154,7 @@ impl RollingStats {
         if n < 2 {
             0.0
         } else {
-            (self.m2 / (n - 1) as f64).max(0.0)
+            at_least(self.m2 / (n - 1) as f64, 0.0)
         }
     }
 
@@ -152,7 +164,7 @@ impl RollingStats {
         if n == 0 {
             0.0
         } else {
-            (self.m2 / n as f64).max(0.0)
+            at_least(self.m2 / n as f64, 0.0)
         }
     }
 
@@ -252,7 +264,7 @@ impl Ewma {
 
     /// The weighted variance.
     pub fn variance(&self) -> f64 {
-        self.variance.max(0.0)
+        at_least(self.variance, 0.0)
     }
 
     /// The weighted standard deviation.
@@ -285,7 +297,7 @@ pub const CONSTANT_DEVIATION: f64 = 1e9;
 /// [`CONSTANT_DEVIATION`] away (signed) and an equal one 0. Contrast
 /// [`zscore`], which treats a constant series as having no outliers.
 pub fn deviation(x: f64, mean: f64, std: f64) -> f64 {
-    let tiny = 1e-12 * mean.abs().max(1.0);
+    let tiny = 1e-12 * at_least(mean.abs(), 1.0);
     if std > tiny {
         (x - mean) / std
     } else if (x - mean).abs() > tiny {
@@ -345,6 +357,31 @@ pub(crate) mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn at_least_is_max_for_finite_floors() {
+        let vs = [
+            f64::NAN,
+            f64::NEG_INFINITY,
+            -2.5,
+            -1e-300,
+            0.0,
+            1e-300,
+            0.5,
+            1.0,
+            3.0,
+            f64::INFINITY,
+        ];
+        for v in vs {
+            for floor in [0.0, 1.0, -4.0, 5.0] {
+                assert_eq!(
+                    at_least(v, floor).to_bits(),
+                    v.max(floor).to_bits(),
+                    "{v} {floor}"
+                );
+            }
+        }
+    }
 
     /// A deterministic pseudo-random sequence (splitmix64) in [0, 1).
     pub(crate) fn noise(n: usize, seed: u64) -> Vec<f64> {
