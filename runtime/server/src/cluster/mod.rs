@@ -11,6 +11,7 @@
 mod catalog;
 pub mod offsets;
 mod placement;
+pub mod security;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
