@@ -200,8 +200,7 @@ pub mod meta {
     /// Key of a consumer group's committed offset of a partition (the
     /// group id hex-encoded: group ids may hold any character).
     pub fn group_offset(group: &str, topic: &str, partition: i32) -> String {
-        let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("offsets/g{hex}/{topic}/{partition}")
+        format!("offsets/g{}/{topic}/{partition}", hex(group))
     }
 
     /// Parses a key of [`group_offset`] into (group, topic, partition).
@@ -209,18 +208,7 @@ pub mod meta {
         let rest = key.strip_prefix("offsets/g")?;
         let (hex, rest) = rest.split_once('/')?;
         let (topic, partition) = rest.rsplit_once('/')?;
-        if hex.len() % 2 != 0 {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
-        Some((
-            String::from_utf8(bytes?).ok()?,
-            topic.to_string(),
-            partition.parse().ok()?,
-        ))
+        Some((unhex(hex)?, topic.to_string(), partition.parse().ok()?))
     }
 
     /// Prefix of every committed offset.
@@ -238,7 +226,7 @@ pub mod meta {
     }
 
     fn unhex(hex: &str) -> Option<String> {
-        if hex.len() % 2 != 0 {
+        if !hex.len().is_multiple_of(2) {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..hex.len())

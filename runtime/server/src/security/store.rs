@@ -25,18 +25,31 @@ use vigil_storage::Log;
 /// moment wins soon after.
 pub const PENDING_TTL: Duration = Duration::from_secs(10);
 
-/// Why the security store failed. Nothing changed in the caches.
+/// Why the security store failed. Nothing changed in the caches. (The
+/// sources are boxed: this error travels inside others.)
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The log refused the write (a single broker).
     #[error("the log refused the write: {0}")]
-    Log(#[from] vigil_storage::StorageError),
+    Log(Box<vigil_storage::StorageError>),
     /// The cluster coordinator failed.
     #[error("the cluster coordinator failed: {0}")]
-    Coord(#[from] vigil_coord::CoordError),
+    Coord(Box<vigil_coord::CoordError>),
     /// A key that is not an ACL or credential key (a bug, not retriable).
     #[error("{0:?} is not the key of an ACL binding or a SCRAM credential")]
     Key(String),
+}
+
+impl From<vigil_storage::StorageError> for StoreError {
+    fn from(e: vigil_storage::StorageError) -> Self {
+        StoreError::Log(Box::new(e))
+    }
+}
+
+impl From<vigil_coord::CoordError> for StoreError {
+    fn from(e: vigil_coord::CoordError) -> Self {
+        StoreError::Coord(Box::new(e))
+    }
 }
 
 impl StoreError {
