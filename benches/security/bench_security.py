@@ -13,7 +13,12 @@ and the client work is the same C code in both columns.
 
 Environment: VIGIL_BENCH_RECORDS (100000), VIGIL_BENCH_RECORD_BYTES (512),
 VIGIL_BENCH_AUTHORIZER (off; `on` adds ACL checks, granted by a wildcard
-ACL, to the SASL_SSL column)."""
+ACL, to the SASL_SSL column), VIGIL_BENCH_ROUNDS (3: each round measures
+both columns, in alternating order, on fresh topics; the table shows the
+median and the spread), VIGIL_BENCH_BROKER_CPUS / VIGIL_BENCH_CLIENT_CPUS
+(e.g. `0` and `1`: the broker runs under `taskset -c`, this driver and its
+librdkafka threads pin themselves, so that client and broker do not compete
+for one core; unset: no pinning)."""
 
 from __future__ import annotations
 
@@ -37,6 +42,9 @@ AUTHORIZER = os.environ.get("VIGIL_BENCH_AUTHORIZER", "off")
 PASSWORD = "bench-admin-password"
 PARTITIONS = 4
 DEADLINE_S = 300
+ROUNDS = int(os.environ.get("VIGIL_BENCH_ROUNDS", "3"))
+BROKER_CPUS = os.environ.get("VIGIL_BENCH_BROKER_CPUS")
+CLIENT_CPUS = os.environ.get("VIGIL_BENCH_CLIENT_CPUS")
 
 
 def free_port() -> int:
@@ -70,6 +78,8 @@ def start_broker(work: Path) -> tuple[subprocess.Popen, dict[str, dict]]:
             "--sasl-mechanisms", "SCRAM-SHA-512", "--superuser", "admin",
             "--authorizer", AUTHORIZER]
     log = open(work / "vigil.log", "wb")
+    if BROKER_CPUS:
+        argv = ["taskset", "-c", BROKER_CPUS, *argv]
     proc = subprocess.Popen(argv, stdout=log, stderr=log, env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while True:
@@ -167,7 +177,19 @@ def consume(conf: dict, topic: str) -> dict:
     return {"rps": got / secs, "mbps": got * RECORD_BYTES / secs / 1e6, "p99": pct(gaps, 0.99) * 1000}
 
 
+def spread(xs: list[float], fmt: str = ".1f") -> str:
+    """Median, and min-max when there are several rounds."""
+    xs = sorted(xs)
+    mid = xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+    if len(xs) == 1:
+        return format(mid, fmt)
+    return f"{format(mid, fmt)} ({format(xs[0], fmt)}-{format(xs[-1], fmt)})"
+
+
 def main() -> None:
+    if CLIENT_CPUS:
+        # Threads librdkafka starts later inherit the affinity.
+        os.sched_setaffinity(0, {int(c) for c in CLIENT_CPUS.split(",")})
     work = Path(tempfile.mkdtemp(prefix="vigil-sec-bench-"))
     proc = None
     try:
@@ -175,30 +197,40 @@ def main() -> None:
         proc, confs = start_broker(work)
         create_user_and_acls(confs)
         admin = AdminClient(dict(confs["SASL_SSL"], **{"sasl.username": "admin"}))
-        results = {}
-        for proto in ("PLAINTEXT", "SASL_SSL"):
-            topic = f"bench-{proto.lower()}"
-            for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
-                f.result(30)
-            # Warm-up: connections, metadata, the first WAL commits.
-            Producer(confs[proto]).flush(5)
-            results[proto] = (produce(confs[proto], topic), consume(confs[proto], topic))
+        results: dict[str, list] = {"PLAINTEXT": [], "SASL_SSL": []}
+        for r in range(ROUNDS):
+            order = ("PLAINTEXT", "SASL_SSL") if r % 2 == 0 else ("SASL_SSL", "PLAINTEXT")
+            for proto in order:
+                topic = f"bench-{proto.lower()}-{r}"
+                for f in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+                    f.result(30)
+                # Warm-up: connections, metadata, the first WAL commits.
+                Producer(confs[proto]).flush(5)
+                results[proto].append((produce(confs[proto], topic), consume(confs[proto], topic)))
+            pl, ss = results["PLAINTEXT"][-1], results["SASL_SSL"][-1]
+            print(f"round {r + 1}/{ROUNDS}: produce {ss[0]['rps'] / pl[0]['rps']:.2f}x, "
+                  f"consume {ss[1]['rps'] / pl[1]['rps']:.2f}x", flush=True)
         pl, ss = results["PLAINTEXT"], results["SASL_SSL"]
+        pinning = (f"broker on CPUs {BROKER_CPUS}, client on CPUs {CLIENT_CPUS}"
+                   if BROKER_CPUS or CLIENT_CPUS else "no CPU pinning")
         print(f"\nvigil security benchmark: {RECORDS} records x {RECORD_BYTES} B, {PARTITIONS} partitions, "
-              f"acks=all, authorizer {AUTHORIZER}\n")
-        print(f"| {'':26} | {'PLAINTEXT':>10} | {'SASL_SSL':>10} | {'ratio':>6} |")
-        print(f"|{'-' * 28}|{'-' * 12}|{'-' * 12}|{'-' * 8}|")
-        rows = [("produce records/s", pl[0]["rps"], ss[0]["rps"]),
-                ("produce MB/s", pl[0]["mbps"], ss[0]["mbps"]),
-                ("produce ack p50 (ms)", pl[0]["p50"], ss[0]["p50"]),
-                ("produce ack p99 (ms)", pl[0]["p99"], ss[0]["p99"]),
-                ("consume records/s", pl[1]["rps"], ss[1]["rps"]),
-                ("consume MB/s", pl[1]["mbps"], ss[1]["mbps"]),
-                ("consume batch-gap p99 (ms)", pl[1]["p99"], ss[1]["p99"])]
-        for name, a, b in rows:
-            print(f"| {name:26} | {a:10.1f} | {b:10.1f} | {b / a if a else float('nan'):6.2f} |")
-        print("\nthroughput ratios (target >= 0.8): produce "
-              f"{ss[0]['rps'] / pl[0]['rps']:.2f}, consume {ss[1]['rps'] / pl[1]['rps']:.2f}")
+              f"acks=all, authorizer {AUTHORIZER}, {ROUNDS} rounds (median (min-max)), {pinning}\n")
+        print(f"| {'':26} | {'PLAINTEXT':>22} | {'SASL_SSL':>22} | {'ratio':>18} |")
+        print(f"|{'-' * 28}|{'-' * 24}|{'-' * 24}|{'-' * 20}|")
+        rows = [("produce records/s", 0, "rps"), ("produce MB/s", 0, "mbps"),
+                ("produce ack p50 (ms)", 0, "p50"), ("produce ack p99 (ms)", 0, "p99"),
+                ("consume records/s", 1, "rps"), ("consume MB/s", 1, "mbps"),
+                ("consume batch-gap p99 (ms)", 1, "p99")]
+        for name, side, key in rows:
+            a = [x[side][key] for x in pl]
+            b = [x[side][key] for x in ss]
+            ratios = [y / x if x else float("nan") for x, y in zip(a, b)]
+            print(f"| {name:26} | {spread(a):>22} | {spread(b):>22} | "
+                  f"{spread(ratios, '.2f'):>18} |")
+        pr = [s[0]["rps"] / p[0]["rps"] for p, s in zip(pl, ss)]
+        cr = [s[1]["rps"] / p[1]["rps"] for p, s in zip(pl, ss)]
+        print("\nthroughput ratios per round (target >= 0.8): produce "
+              f"{', '.join(f'{x:.2f}' for x in pr)}; consume {', '.join(f'{x:.2f}' for x in cr)}")
     finally:
         if proc is not None:
             proc.terminate()

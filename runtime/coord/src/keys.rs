@@ -200,8 +200,7 @@ pub mod meta {
     /// Key of a consumer group's committed offset of a partition (the
     /// group id hex-encoded: group ids may hold any character).
     pub fn group_offset(group: &str, topic: &str, partition: i32) -> String {
-        let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("offsets/g{hex}/{topic}/{partition}")
+        format!("offsets/g{}/{topic}/{partition}", hex(group))
     }
 
     /// Parses a key of [`group_offset`] into (group, topic, partition).
@@ -209,18 +208,7 @@ pub mod meta {
         let rest = key.strip_prefix("offsets/g")?;
         let (hex, rest) = rest.split_once('/')?;
         let (topic, partition) = rest.rsplit_once('/')?;
-        if hex.len() % 2 != 0 {
-            return None;
-        }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
-        Some((
-            String::from_utf8(bytes?).ok()?,
-            topic.to_string(),
-            partition.parse().ok()?,
-        ))
+        Some((unhex(hex)?, topic.to_string(), partition.parse().ok()?))
     }
 
     /// Prefix of every committed offset.
@@ -231,6 +219,46 @@ pub mod meta {
     /// Key of the cluster id.
     pub fn cluster_id() -> &'static str {
         "cluster/id"
+    }
+
+    fn hex(s: &str) -> String {
+        s.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn unhex(hex: &str) -> Option<String> {
+        if !hex.len().is_multiple_of(2) {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        String::from_utf8(bytes?).ok()
+    }
+
+    /// Key of a cluster-wide security entry (an ACL binding, a SCRAM
+    /// credential) given its key in a single broker's key/value state,
+    /// `security/<kind>/<id>` (vigil-storage `kvkeys`): the same kind, the
+    /// id hex-encoded, as ids hold any character (user names, resource
+    /// names) and metadata keys may not. `None` for a key of another form.
+    /// A kind's prefix (an empty id) gives the prefix of that kind's keys.
+    pub fn security(kv_key: &str) -> Option<String> {
+        let (kind, id) = kv_key.strip_prefix("security/")?.split_once('/')?;
+        if kind.is_empty() {
+            return None;
+        }
+        Some(format!("security/{kind}/{}", hex(id)))
+    }
+
+    /// The key/value-state key of a [`security`] key.
+    pub fn parse_security(key: &str) -> Option<String> {
+        let (kind, id) = key.strip_prefix("security/")?.split_once('/')?;
+        Some(format!("security/{kind}/{}", unhex(id)?))
+    }
+
+    /// Prefix of every security entry.
+    pub fn securities() -> &'static str {
+        "security/"
     }
 }
 
@@ -249,6 +277,26 @@ mod tests {
             );
         }
         assert_eq!(meta::parse_group_offset("offsets/gzz/t/1"), None);
+    }
+
+    #[test]
+    fn security_keys_round_trip_and_keep_kinds_apart() {
+        for kv in [
+            r#"security/acl/[2,"t/../x",3,"User:a","*",3,3]"#,
+            r#"security/scram/["we\"ird/~user","SCRAM-SHA-256"]"#,
+        ] {
+            let k = meta::security(kv).expect("a security key");
+            validate_meta_key(&k).expect("valid key");
+            assert!(k.starts_with(meta::securities()));
+            assert_eq!(meta::parse_security(&k).as_deref(), Some(kv));
+        }
+        let acls = meta::security("security/acl/").expect("prefix");
+        assert_eq!(acls, "security/acl/");
+        assert!(meta::security(r#"security/acl/[1]"#)
+            .expect("key")
+            .starts_with(&acls));
+        assert_eq!(meta::security("offsets/x"), None);
+        assert_eq!(meta::parse_security("security/acl/zz"), None);
     }
 
     #[test]

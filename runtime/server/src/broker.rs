@@ -134,7 +134,9 @@ impl Broker {
             }
             None => None,
         };
-        let security = Arc::new(crate::security::Security::open(&settings, log.clone()).await?);
+        let security = Arc::new(
+            crate::security::Security::open(&settings, log.clone(), cluster.as_deref()).await?,
+        );
         let (group_store, groups, restored): (Arc<dyn GroupStore>, _, _) = match &cluster {
             None => {
                 let store = Arc::new(LogGroupStore::new(log.clone()));

@@ -152,6 +152,7 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
         }
     });
     if let Some(cluster) = &broker.cluster {
+        tasks.spawn(cluster.follow_security(broker.security.clone(), rx.clone()));
         for task in cluster.spawn(rx.clone()) {
             tasks.spawn(async move {
                 if let Err(e) = task.await {

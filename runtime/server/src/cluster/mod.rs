@@ -12,6 +12,7 @@ mod catalog;
 pub mod deployments;
 pub mod offsets;
 mod placement;
+pub mod security;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,7 +22,6 @@ use vigil_auth::acl::{AclBinding, AclFilter, Operation};
 use super::msg;
 use crate::broker::Broker;
 use crate::connection::ConnInfo;
-use crate::errors::storage_code;
 
 /// `Err((code, message))` unless ACLs are on and the principal may `op`
 /// the cluster.
@@ -107,7 +106,7 @@ pub(super) async fn create(
                 tracing::warn!(error = %e, "cannot store ACLs");
                 for (i, _) in &valid {
                     results[*i] = AclCreationResult::default()
-                        .with_error_code(storage_code(&e.source).code())
+                        .with_error_code(e.source.code().code())
                         .with_error_message(msg(e.to_string()));
                 }
             }
@@ -210,7 +209,7 @@ pub(super) async fn delete(
         Ok(d) => d.into_iter(),
         Err(e) => {
             tracing::warn!(error = %e, "cannot delete ACLs");
-            let code = storage_code(&e.source).code();
+            let code = e.source.code().code();
             let results = parsed
                 .into_iter()
                 .map(|p| match p {

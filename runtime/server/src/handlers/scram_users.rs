@@ -21,7 +21,6 @@ use vigil_auth::{Credential, Mechanism};
 
 use super::msg;
 use crate::broker::Broker;
-use crate::errors::storage_code;
 use crate::security::CredentialError;
 
 type Change = (String, Mechanism, Option<Credential>);
@@ -147,7 +146,7 @@ pub(super) async fn alter(
         let error = match &stored {
             Ok(()) => None,
             Err(CredentialError::Storage { source, .. }) => {
-                Some((storage_code(source), source.to_string()))
+                Some((source.code(), source.to_string()))
             }
             Err(e) => Some((ResponseError::UnacceptableCredential, e.to_string())),
         };

@@ -1,36 +1,32 @@
-//! Kafka ACL bindings kept in the log's durable key/value state (one key
-//! per binding, `kvkeys::acl`) and cached in memory for the authorizer.
+//! Kafka ACL bindings kept in the [`SecurityStore`] (one entry per
+//! binding, `kvkeys::acl`) and cached in memory for the authorizer.
 //!
 //! Changes made through this broker apply to the cache as soon as they are
-//! durable. Changes made through another broker of the same store arrive
-//! through [`AclStore::refresh`] with a newer view of the key/value state;
-//! a change of this broker that such a view does not show yet (it was
-//! written after the view was taken) is kept over it for [`PENDING_TTL`],
-//! so a refresh never undoes a fresh grant or revoke.
+//! durable. Changes made through other brokers of a cluster arrive through
+//! [`AclStore::resync`] (a whole view) and [`AclStore::changed`] (one
+//! entry), fed by the cluster's follower (`cluster::security`); a change
+//! of this broker that a view does not show yet is kept over it for a
+//! while ([`Synced`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use vigil_auth::acl::{AclBinding, AclFilter};
-use vigil_storage::kv::KvMap;
-use vigil_storage::{kvkeys, Log};
+use vigil_storage::kvkeys;
 
-/// How long a local change overrides a key/value view that does not show
-/// it yet. Far longer than a state commit takes; after it, the view wins
-/// (another broker may have undone the change meanwhile).
-pub const PENDING_TTL: Duration = Duration::from_secs(120);
+use super::store::{SecurityStore, StoreError, Synced};
 
-/// Why ACLs could not be changed: the log refused the write (whether a
-/// retry helps is the storage error's to say). Nothing changed in memory.
+/// Why ACLs could not be changed: the store refused the write. Nothing
+/// changed in memory.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot store ACL changes ({what}): {source}")]
 pub struct AclStoreError {
     /// What was being changed, e.g. `create 2 bindings`.
     pub what: String,
-    /// The log's error.
-    pub source: vigil_storage::StorageError,
+    /// The store's error.
+    pub source: StoreError,
 }
 
 impl AclStoreError {
@@ -41,19 +37,23 @@ impl AclStoreError {
 }
 
 struct State {
-    /// Every binding, by its key; shared out as snapshots.
+    /// Every binding in effect; shared out as snapshots.
     bindings: Arc<Vec<AclBinding>>,
-    by_key: BTreeMap<String, AclBinding>,
-    /// Local changes not yet seen in a refreshed view: key -> (present, when).
-    pending: BTreeMap<String, (Option<AclBinding>, Instant)>,
+    synced: Synced<AclBinding>,
 }
 
-/// Every ACL binding of the cluster.
+impl State {
+    fn publish(&mut self) {
+        self.bindings = Arc::new(self.synced.effective().into_values().collect());
+    }
+}
+
+/// Every ACL binding of the broker or cluster.
 pub struct AclStore {
-    log: Arc<Log>,
+    store: Arc<dyn SecurityStore>,
     state: RwLock<State>,
     /// Serializes changes, so that the cache applies them in the order the
-    /// log does.
+    /// store does.
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -70,41 +70,40 @@ pub fn key_of(b: &AclBinding) -> String {
     )
 }
 
-/// Every binding in a key/value view. Keys that do not parse are skipped
+/// The binding of a key, if it is one. Keys that do not parse are skipped
 /// with a warning (a newer format, or damage).
-fn bindings_in(kv: &KvMap) -> BTreeMap<String, AclBinding> {
-    let prefix = kvkeys::acl_prefix();
-    let mut out = BTreeMap::new();
-    for (key, _) in kv.range(prefix.to_string()..) {
-        if !key.starts_with(prefix) {
-            break;
-        }
-        let parsed = kvkeys::parse_acl(key).and_then(|(t, n, pt, p, h, o, perm)| {
-            AclBinding::from_wire(t, &n, pt, &p, &h, o, perm).ok()
-        });
-        match parsed {
-            Some(b) => {
-                out.insert(key.clone(), b);
-            }
-            None => tracing::warn!(%key, "skipping an ACL binding that does not parse"),
-        }
+pub fn parse(key: &str) -> Option<AclBinding> {
+    let parsed = kvkeys::parse_acl(key).and_then(|(t, n, pt, p, h, o, perm)| {
+        AclBinding::from_wire(t, &n, pt, &p, &h, o, perm).ok()
+    });
+    if parsed.is_none() {
+        tracing::warn!(%key, "skipping an ACL binding that does not parse");
     }
-    out
+    parsed
+}
+
+/// Every binding among store entries.
+pub fn bindings_in(entries: Vec<(String, String)>) -> BTreeMap<String, AclBinding> {
+    entries
+        .into_iter()
+        .filter_map(|(key, _)| parse(&key).map(|b| (key, b)))
+        .collect()
 }
 
 impl AclStore {
-    /// The bindings in the log's state at open.
-    pub fn load(log: Arc<Log>) -> AclStore {
-        let by_key = bindings_in(log.kv_at_open());
-        AclStore {
-            log,
-            state: RwLock::new(State {
-                bindings: Arc::new(by_key.values().cloned().collect()),
-                by_key,
-                pending: BTreeMap::new(),
-            }),
+    /// The bindings in `store` now.
+    pub async fn load(store: Arc<dyn SecurityStore>) -> Result<AclStore, StoreError> {
+        let view = bindings_in(store.list(kvkeys::acl_prefix()).await?);
+        let mut state = State {
+            bindings: Arc::new(Vec::new()),
+            synced: Synced::new(view),
+        };
+        state.publish();
+        Ok(AclStore {
+            store,
+            state: RwLock::new(state),
             writes: tokio::sync::Mutex::new(()),
-        }
+        })
     }
 
     /// Every binding now (a snapshot: cheap to take, unaffected by later
@@ -166,52 +165,42 @@ impl AclStore {
             .iter()
             .map(|(k, b)| (k.clone(), b.as_ref().map(|_| String::new())))
             .collect();
-        self.log
-            .kv_put(entries)
+        self.store
+            .put(entries)
             .await
             .map_err(|source| AclStoreError { what, source })?;
         let now = Instant::now();
         let mut s = self.state.write();
         for (key, b) in changes {
-            match &b {
-                Some(b) => s.by_key.insert(key.clone(), b.clone()),
-                None => s.by_key.remove(&key),
-            };
-            s.pending.insert(key, (b, now));
+            s.synced.local(key, b, now);
         }
-        s.bindings = Arc::new(s.by_key.values().cloned().collect());
+        s.publish();
         Ok(())
     }
 
-    /// Replaces the cache with the bindings in a newer view of the shared
-    /// key/value state (another broker's changes), keeping this broker's
-    /// own changes the view does not show yet (see the module doc).
-    pub fn refresh(&self, kv: &KvMap) {
-        self.refresh_at(kv, Instant::now());
+    /// Replaces the shared view with a newer one (every binding in the
+    /// store), keeping this broker's own changes it does not show yet.
+    pub fn resync(&self, view: BTreeMap<String, AclBinding>) {
+        let mut s = self.state.write();
+        s.synced.replace_view(view, Instant::now());
+        s.publish();
     }
 
-    fn refresh_at(&self, kv: &KvMap, now: Instant) {
-        let mut by_key = bindings_in(kv);
+    /// One binding was written (`Some`) or deleted in the store, by any
+    /// broker.
+    pub fn changed(&self, key: String, binding: Option<AclBinding>) {
         let mut s = self.state.write();
-        s.pending.retain(|key, (b, at)| {
-            let seen = by_key.contains_key(key) == b.is_some();
-            !seen && now.duration_since(*at) < PENDING_TTL
-        });
-        for (key, (b, _)) in &s.pending {
-            match b {
-                Some(b) => by_key.insert(key.clone(), b.clone()),
-                None => by_key.remove(key),
-            };
-        }
-        s.bindings = Arc::new(by_key.values().cloned().collect());
-        s.by_key = by_key;
+        s.synced.view_change(key, binding, Instant::now());
+        s.publish();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::store::KvSecurityStore;
     use super::*;
     use vigil_auth::acl::{Operation, PatternType, Permission, ResourceType};
+    use vigil_storage::Log;
 
     fn binding(name: &str) -> AclBinding {
         AclBinding {
@@ -230,13 +219,23 @@ mod tests {
         Log::open(config, store.clone()).await.expect("log")
     }
 
+    fn names(store: &AclStore) -> Vec<String> {
+        store
+            .snapshot()
+            .iter()
+            .map(|b| b.resource_name.clone())
+            .collect()
+    }
+
     #[tokio::test]
-    async fn changes_persist_and_refresh_keeps_unseen_local_changes() {
+    async fn changes_persist_and_resync_keeps_unseen_local_changes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mem: Arc<dyn object_store::ObjectStore> =
             Arc::new(object_store::memory::InMemory::new());
         let log = open(dir.path(), &mem).await;
-        let store = AclStore::load(log.clone());
+        let store = AclStore::load(Arc::new(KvSecurityStore::new(log.clone())))
+            .await
+            .expect("load");
         store
             .create(vec![binding("a"), binding("b"), binding("a")])
             .await
@@ -254,35 +253,27 @@ mod tests {
         // A view taken before these changes (another broker's, say) holds
         // "a" and "c": "c" is adopted, the local delete of "a" and create of
         // "b" survive it.
-        let mut old = KvMap::new();
-        old.insert(key_of(&binding("a")), String::new());
-        old.insert(key_of(&binding("c")), String::new());
-        store.refresh(&old);
-        let names: Vec<String> = store
-            .snapshot()
-            .iter()
-            .map(|b| b.resource_name.clone())
+        let old: BTreeMap<String, AclBinding> = ["a", "c"]
+            .into_iter()
+            .map(|n| (key_of(&binding(n)), binding(n)))
             .collect();
-        assert_eq!(names, ["b", "c"]);
-        // Once the pending changes are older than the TTL, the view wins.
-        store.refresh_at(&old, Instant::now() + PENDING_TTL + Duration::from_secs(1));
-        let names: Vec<String> = store
-            .snapshot()
-            .iter()
-            .map(|b| b.resource_name.clone())
-            .collect();
-        assert_eq!(names, ["a", "c"]);
+        store.resync(old);
+        assert_eq!(names(&store), ["b", "c"]);
+        // Another broker deletes "c".
+        store.changed(key_of(&binding("c")), None);
+        assert_eq!(names(&store), ["b"]);
 
         log.close().await;
         drop(store);
         let log = open(dir.path(), &mem).await;
-        let reopened = AclStore::load(log.clone());
-        let names: Vec<String> = reopened
-            .snapshot()
-            .iter()
-            .map(|b| b.resource_name.clone())
-            .collect();
-        assert_eq!(names, ["b"], "what was written survives a reopen");
+        let reopened = AclStore::load(Arc::new(KvSecurityStore::new(log.clone())))
+            .await
+            .expect("load");
+        assert_eq!(
+            names(&reopened),
+            ["b"],
+            "what was written survives a reopen"
+        );
         log.close().await;
     }
 }

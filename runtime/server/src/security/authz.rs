@@ -219,7 +219,9 @@ mod tests {
                 .await
                 .expect("log");
         let denied = Family::<DenialLabel, Counter>::default();
-        let store = AclStore::load(log.clone());
+        let kv: Arc<dyn crate::security::store::SecurityStore> =
+            Arc::new(crate::security::store::KvSecurityStore::new(log.clone()));
+        let store = AclStore::load(kv.clone()).await.expect("load");
         store
             .create(vec![AclBinding {
                 resource_type: ResourceType::Topic,
@@ -252,7 +254,7 @@ mod tests {
         assert!(on
             .check("User:admin", "h".into(), &denied)
             .cluster(Operation::Alter));
-        let off = Authorizer::new(false, Vec::new(), AclStore::load(log.clone()));
+        let off = Authorizer::new(false, Vec::new(), AclStore::load(kv).await.expect("load"));
         assert!(off
             .check("User:ANONYMOUS", "h".into(), &denied)
             .topic(Operation::Read, "x"));

@@ -1,7 +1,8 @@
 //! Authentication on the Kafka listeners (issue 13,
 //! docs/design/0015-security.md): TLS ([`tls`]), SASL sessions per
-//! connection ([`session`]), SCRAM credentials in the log's state
-//! ([`credentials`]) and the bootstrap super user.
+//! connection ([`session`]), SCRAM credentials ([`credentials`]) and ACLs
+//! ([`acls`]) in the [`store`] (the log's state on a single broker, the
+//! coordinator's metadata in a cluster) and the bootstrap super user.
 //!
 //! The SCRAM and PLAIN logic itself is in the `vigil-auth` crate.
 
@@ -9,6 +10,7 @@ pub mod acls;
 pub mod authz;
 pub mod credentials;
 pub mod session;
+pub mod store;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -23,6 +25,7 @@ pub use acls::AclStore;
 pub use authz::{Authorizer, Check};
 pub use credentials::{CredentialError, CredentialStore};
 pub use session::Session;
+pub use store::{KvSecurityStore, SecurityStore, StoreError};
 pub use tls::{Tls, TlsError};
 
 use crate::settings::{SecurityProtocol, SecuritySettings, Settings, SettingsError};
@@ -59,6 +62,10 @@ pub enum SecurityError {
         /// What failed.
         source: Box<CredentialError>,
     },
+    /// The ACLs and credentials could not be loaded (retriable if the
+    /// store's error is).
+    #[error("cannot load ACLs and SCRAM credentials: {0}")]
+    Load(#[from] StoreError),
 }
 
 /// One Kafka listener as the broker runs it.
@@ -90,7 +97,13 @@ impl Security {
     /// Loads TLS files and credentials and bootstraps the super users.
     /// Every listener's `bind` must be the address actually bound (port 0
     /// resolved), as it is advertised unless an advertised address is set.
-    pub async fn open(settings: &Settings, log: Arc<Log>) -> Result<Security, SecurityError> {
+    /// ACLs and credentials live in `log`'s state, or in a cluster's
+    /// metadata when `cluster` is given.
+    pub async fn open(
+        settings: &Settings,
+        log: Arc<Log>,
+        cluster: Option<&crate::cluster::Cluster>,
+    ) -> Result<Security, SecurityError> {
         let s = &settings.security;
         let tls = Tls::load(s)?;
         let mut listeners = Vec::new();
@@ -106,9 +119,17 @@ impl Security {
                 advertised: server.advertised(spec.bind.port())?,
             });
         }
+        let store: Arc<dyn SecurityStore> = match cluster {
+            Some(c) => c.security_store(&log).await?,
+            None => Arc::new(KvSecurityStore::new(log)),
+        };
         let security = Security {
-            credentials: CredentialStore::load(log.clone()),
-            authz: Authorizer::new(s.authorizer, s.superuser.clone(), AclStore::load(log)),
+            credentials: CredentialStore::load(store.clone()).await?,
+            authz: Authorizer::new(
+                s.authorizer,
+                s.superuser.clone(),
+                AclStore::load(store).await?,
+            ),
             listeners,
             tls,
             settings: s.clone(),
@@ -123,7 +144,10 @@ impl Security {
 
     /// Gives each super user without credentials SCRAM credentials for the
     /// bootstrap password, if one is given. Existing credentials are kept:
-    /// the password may have been changed since.
+    /// the password may have been changed since. Each credential is
+    /// created only if the store has none (in a cluster, another broker
+    /// may have bootstrapped it a moment ago with a different salt, or its
+    /// password changed since).
     async fn bootstrap(&self) -> Result<(), SecurityError> {
         let s = &self.settings;
         let missing: Vec<&String> = s
@@ -152,26 +176,33 @@ impl Security {
             return Ok(());
         };
         for user in missing {
-            let mut changes = Vec::new();
+            let mut created = 0;
             for m in Mechanism::ALL {
-                let cred = Credential::new(m, &password, vigil_auth::scram::MIN_ITERATIONS)
-                    .map_err(|e| SecurityError::Bootstrap {
-                        user: user.clone(),
-                        source: Box::new(CredentialError::Invalid {
-                            user: user.clone(),
-                            source: e,
-                        }),
-                    })?;
-                changes.push((user.clone(), m, Some(cred)));
-            }
-            self.credentials
-                .apply(changes)
-                .await
-                .map_err(|source| SecurityError::Bootstrap {
+                let bootstrap_error = |source| SecurityError::Bootstrap {
                     user: user.clone(),
                     source: Box::new(source),
-                })?;
-            tracing::info!(%user, "bootstrapped the super user's SCRAM credentials");
+                };
+                let cred = Credential::new(m, &password, vigil_auth::scram::MIN_ITERATIONS)
+                    .map_err(|e| {
+                        bootstrap_error(CredentialError::Invalid {
+                            user: user.clone(),
+                            source: e,
+                        })
+                    })?;
+                if self
+                    .credentials
+                    .create(user, cred)
+                    .await
+                    .map_err(bootstrap_error)?
+                {
+                    created += 1;
+                }
+            }
+            if created > 0 {
+                tracing::info!(%user, mechanisms = created, "bootstrapped the super user's SCRAM credentials");
+            } else {
+                tracing::info!(%user, "the super user's SCRAM credentials were bootstrapped already (by another broker)");
+            }
         }
         Ok(())
     }
