@@ -12,7 +12,7 @@ import json
 import subprocess
 
 from conftest import vigil_bin
-from detectors import admin_of, spec
+from detectors import admin_of, produce, spec
 from helpers import ck_create_topic, unique_name
 
 THRESHOLD = "vigil_plugin_threshold_rules"
@@ -73,3 +73,39 @@ def test_listing_commands_print_table_and_json(broker):
     js, table = both("cluster", "--admin", url, "status")
     assert js["coordinator"] == "none" and js["node_id"] == admin.expect(200, "GET", "/v1/cluster")["node_id"]
     assert any(p["topic"] == topic for p in js["partitions"]) and topic in table, (js, table)
+
+
+def test_one_offset_syntax_for_deploy_start_and_replay_range(broker):
+    """`--start`, `--from` and `--to` read `earliest|latest|N|@RFC3339|@ms`
+    (parsing is unit-tested in runtime/vigil/src/offset.rs; this checks the
+    positions the broker resolves them to)."""
+    admin = admin_of(broker)
+    url = broker.admin_url
+    module = admin.upload_module(THRESHOLD)
+    topic = unique_name("cliofs-in")
+    ck_create_topic(broker.bootstrap, topic, 1)
+    base = 1_763_337_600_000  # 2025-11-17T00:00:00Z
+    produce(broker.bootstrap, topic, [{"key": f"k{i}", "value": json.dumps({"amount": i}),
+                                       "timestamp": base + 1000 * i} for i in range(10)])
+    schema = json.dumps({"amount": "float64"})
+
+    def deploy_at(start: str) -> int:
+        name = unique_name("cliofs")
+        run("detector", "--admin", url, "deploy", "--name", name, "--module", module, "--input", topic,
+            "--output", unique_name("cliofs-out"), "--config", json.dumps(RULES), "--schema", schema,
+            "--start", start)
+        return admin.status(name)["partitions"][0]["start"]
+
+    assert deploy_at("earliest") == 0
+    assert deploy_at("latest") == 10
+    assert deploy_at("4") == 4
+    assert deploy_at("@2025-11-17T00:00:02.500Z") == 3  # first record at or after it
+    assert deploy_at(f"@{base + 6000}") == 6
+
+    def replay_range(rid: str, frm: str, to: str) -> int:
+        run("replay", "--admin", url, "--module", module, "--topic", topic, "--id", rid, "--from", frm,
+            "--to", to, "--config", json.dumps(RULES), "--schema", schema)
+        return json.loads(run("replay", "--admin", url, "status", rid, "-o", "json"))["records_total"]
+
+    assert replay_range(unique_name("r"), "@2025-11-17T00:00:03Z", f"@{base + 7000}") == 4  # 3..6
+    assert replay_range(unique_name("r"), "2", "latest") == 8

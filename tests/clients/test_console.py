@@ -178,10 +178,13 @@ def test_console_pages_plots_diff_eval_and_undeploy(broker, browser, tmp_path):
     # -------------------------------------------------- topics + records
     goto(browser, base, "topics")
     assert any(r.startswith(topic) for r in rows(browser, "topic-row")), rows(browser, "topic-row")
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr.topic-row") if r.text.startswith(topic))
+    assert int(row.find_element(By.CSS_SELECTOR, ".size").get_attribute("data-bytes")) > 0, row.text
     shot(browser, "topics")
     goto(browser, base, f"topics/{topic}")
     recs = wait_for(browser, "record browser rows", lambda d: rows(d, "record-row"))
     assert len(recs) == 20, len(recs)
+    assert len(rows(browser, "topic-partition-row")) == 2
     assert "amount" in recs[0] and "origin: console-test" in recs[0], recs[0]
     shot(browser, "topic-records")
 

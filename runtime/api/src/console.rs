@@ -110,6 +110,10 @@ pub struct TopicPartitionInfo {
     pub high_watermark: i64,
     /// Records kept (`high_watermark - log_start_offset`, counting offsets).
     pub records: i64,
+    /// Bytes of the partition's log: uploaded runs plus batches not
+    /// uploaded yet (what DescribeLogDirs reports).
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 /// A page of records from one partition (the record browser, and a

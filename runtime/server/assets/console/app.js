@@ -60,6 +60,13 @@ const fmt = {
     if (v < 120000) return `${(v / 1000).toFixed(1)} s`;
     return `${(v / 60000).toFixed(1)} min`;
   },
+  bytes(v) {
+    if (v === null || v === undefined) return "–";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+  },
   time(ms) { return ms === null || ms === undefined ? "–" : new Date(ms).toISOString().replace("T", " ").replace("Z", ""); },
 };
 
@@ -203,7 +210,7 @@ async function overviewPage() {
       card("Fetch requests", fmt.num(o.fetch_requests)),
       card("Upload lag", fmt.ms(st.upload_lag_ms)),
       card("Cache hit ratio", st.cache_hit_ratio === null ? "–" : `${(st.cache_hit_ratio * 100).toFixed(1)} %`)),
-    clustered ? clusterSection(c) : table(["Node", "Kafka", "Admin"], o.brokers.map((b) => [b.node_id, b.kafka, b.admin])),
+    ...(clustered ? clusterSection(c) : [table(["Node", "Kafka", "Admin"], o.brokers.map((b) => [b.node_id, b.kafka, b.admin]))]),
     el("p", { class: "muted" }, `Object store requests: ${store}`),
     historyPlots(h, [
       ["broker.produce_per_sec", "Produce requests/s"],
@@ -228,7 +235,7 @@ async function topicsPage() {
   const [topics, c] = await Promise.all([api("/v1/topics"), api("/v1/cluster")]);
   const clustered = c.coordinator !== "none";
   const byTp = leadersByPartition(c);
-  const headers = ["Topic", "Partitions", "Records", "Retention (ms)", "Configs"];
+  const headers = ["Topic", "Partitions", "Records", "Size", "Retention (ms)", "Configs"];
   if (clustered) headers.push("Leaders (partition→node@epoch)");
   return [
     el("h2", {}, "Topics"),
@@ -236,6 +243,7 @@ async function topicsPage() {
       el("a", { href: `#/topics/${encodeURIComponent(t.name)}`, class: "topic-link" }, t.name),
       t.partitions.length,
       t.partitions.reduce((a, p) => a + p.records, 0),
+      el("span", { class: "size", "data-bytes": t.partitions.reduce((a, p) => a + p.size_bytes, 0) }, fmt.bytes(t.partitions.reduce((a, p) => a + p.size_bytes, 0))),
       t.configs["retention.ms"] ?? "default",
       Object.entries(t.configs).map(([k, v]) => `${k}=${v}`).join(", ") || "–",
       clustered ? el("span", { class: "leaders", "data-topic": t.name }, leadersText(t, byTp)) : null,
@@ -253,7 +261,21 @@ async function topicPage(name) {
   const part = el("select", { id: "rb-partition" }, t.partitions.map((p) => el("option", { value: p.partition }, p.partition)));
   const offset = el("input", { id: "rb-offset", type: "number", placeholder: "latest", size: 8 });
   const limit = el("input", { id: "rb-limit", type: "number", value: 20, min: 1, max: 500, size: 5 });
+  // In a cluster only a partition's leader serves its records: start on a
+  // partition this broker leads, and for the others name their leader.
+  const leaderOf = (p) => (byTp[`${name}/${p}`] || { leader: null }).leader;
+  const here = (p) => !clustered || leaderOf(p) === c.node_id;
+  const first = t.partitions.find((p) => here(p.partition));
+  if (first) part.value = String(first.partition);
   const load = async () => {
+    if (!here(Number(part.value))) {
+      const l = leaderOf(Number(part.value));
+      const node = c.nodes.find((n) => n.node_id === l);
+      records.replaceChildren(el("p", { class: "muted", id: "records-elsewhere" }, l === null ?
+        `Partition ${part.value} has no live leader now.` :
+        `Partition ${part.value} is led by node ${l}${node ? ` (admin ${node.admin_addr})` : ""}: its console shows its records.`));
+      return;
+    }
     const q = new URLSearchParams({ partition: part.value, limit: limit.value || 20 });
     if (offset.value !== "") q.set("offset", offset.value);
     const page = await api(`/v1/topics/${encodeURIComponent(name)}/records?${q}`);
@@ -266,11 +288,11 @@ async function topicPage(name) {
   return [
     el("h2", {}, `Topic ${name}`),
     clustered ?
-      table(["Partition", "Leader", "Epoch", "Log start", "High watermark", "Records"], t.partitions.map((p) => {
+      table(["Partition", "Leader", "Epoch", "Log start", "High watermark", "Records", "Size"], t.partitions.map((p) => {
         const l = byTp[`${name}/${p.partition}`] || { leader: null, epoch: null };
-        return [p.partition, l.leader ?? "none", l.epoch, p.log_start_offset, p.high_watermark, p.records];
+        return [p.partition, l.leader ?? "none", l.epoch, p.log_start_offset, p.high_watermark, p.records, fmt.bytes(p.size_bytes)];
       }), "partition-row") :
-      table(["Partition", "Log start", "High watermark", "Records"], t.partitions.map((p) => [p.partition, p.log_start_offset, p.high_watermark, p.records])),
+      table(["Partition", "Log start", "High watermark", "Records", "Size"], t.partitions.map((p) => [p.partition, p.log_start_offset, p.high_watermark, p.records, fmt.bytes(p.size_bytes)]), "topic-partition-row"),
     el("h3", {}, "Records"), form, records,
   ];
 }

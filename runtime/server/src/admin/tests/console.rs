@@ -76,6 +76,12 @@ async fn topics_and_the_record_browser_read_the_log() {
         ),
         (10, 10)
     );
+    // Ten records' bytes at least (their values), not yet uploaded.
+    assert!(
+        topics[0].partitions[0].size_bytes >= 10,
+        "{:?}",
+        topics[0].partitions[0]
+    );
 
     // Default: the last records; with an offset, from there.
     let page: RecordsPage =
