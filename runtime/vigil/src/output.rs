@@ -64,7 +64,9 @@ mod tests {
             if LISTING.contains(&sub.get_name()) || sub.get_name() == "logs" {
                 let has = sub.get_arguments().any(|a| {
                     a.get_long() == Some("output")
-                        && a.get_possible_values().iter().any(|v| v.get_name() == "json")
+                        && a.get_possible_values()
+                            .iter()
+                            .any(|v| v.get_name() == "json")
                 });
                 out.push((here.clone(), has));
             }
@@ -96,6 +98,9 @@ mod tests {
             );
         }
         let missing: Vec<_> = found.iter().filter(|(_, has)| !has).collect();
-        assert!(missing.is_empty(), "listing commands without --output json: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "listing commands without --output json: {missing:?}"
+        );
     }
 }
