@@ -167,15 +167,24 @@ def test_console_pages_plots_diff_eval_and_undeploy(broker, browser, tmp_path):
     assert browser.find_element(By.ID, "card-brokers").text.endswith("1")
     wait_for(browser, "produce rate plot with points", lambda d: points(d, "broker.produce_per_sec") >= 2, PLOT_WAIT_S)
     assert points(browser, "storage.upload_lag_ms") >= 2
+    for series in ("storage.cache_hit_ratio", "storage.object_store_requests_per_sec", "broker.fetch_per_sec"):
+        assert points(browser, series) >= 0, f"no {series} plot"
+    assert "Object store requests: " in browser.find_element(By.ID, "main").text
+    # Nothing was fetched from another origin (no CDN).
+    origins = browser.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert origins and all(u.startswith(base + "/") for u in origins), origins
     shot(browser, "overview")
 
     # -------------------------------------------------- topics + records
     goto(browser, base, "topics")
     assert any(r.startswith(topic) for r in rows(browser, "topic-row")), rows(browser, "topic-row")
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr.topic-row") if r.text.startswith(topic))
+    assert int(row.find_element(By.CSS_SELECTOR, ".size").get_attribute("data-bytes")) > 0, row.text
     shot(browser, "topics")
     goto(browser, base, f"topics/{topic}")
     recs = wait_for(browser, "record browser rows", lambda d: rows(d, "record-row"))
     assert len(recs) == 20, len(recs)
+    assert len(rows(browser, "topic-partition-row")) == 2
     assert "amount" in recs[0] and "origin: console-test" in recs[0], recs[0]
     shot(browser, "topic-records")
 
@@ -238,6 +247,24 @@ def test_console_pages_plots_diff_eval_and_undeploy(broker, browser, tmp_path):
         assert len(box.find_elements(By.CSS_SELECTOR, "rect.window")) == 1
     assert len(rows(browser, "eval-file-row")) == 2
     shot(browser, "eval")
+
+    # ------------------------------------- pause and resume with confirmation
+    goto(browser, base, f"detectors/{name}")
+    browser.find_element(By.ID, "btn-pause").click()
+    assert name in browser.find_element(By.ID, "modal-text").text
+    browser.find_element(By.ID, "modal-cancel").click()
+    assert admin.status(name)["state"] == "running"  # cancelled: nothing happened
+    browser.find_element(By.ID, "btn-pause").click()
+    browser.find_element(By.ID, "modal-ok").click()
+    wait_status(admin, name, lambda s: s["state"] == "paused", 20, "paused from the console")
+    wait_for(browser, "the resume button", lambda d: d.find_elements(By.ID, "btn-resume"))
+    assert "paused" in browser.find_element(By.CSS_SELECTOR, "h2 .state-paused").text
+    shot(browser, "paused")
+    browser.find_element(By.ID, "btn-resume").click()
+    browser.find_element(By.ID, "modal-ok").click()
+    wait_status(admin, name, lambda s: s["state"] == "running", 20, "resumed from the console")
+    wait_for(browser, "the pause button again", lambda d: d.find_elements(By.ID, "btn-pause"))
+    assert browser.find_element(By.ID, "last-error").text == "None."
 
     # --------------------------------------------- undeploy with confirmation
     goto(browser, base, f"detectors/{shadow}")

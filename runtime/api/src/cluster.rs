@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One broker of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClusterNode {
     /// Node id.
     pub node_id: i32,
@@ -15,7 +15,7 @@ pub struct ClusterNode {
 }
 
 /// One partition's leadership.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PartitionLeader {
     /// Topic.
     pub topic: String,
@@ -28,7 +28,7 @@ pub struct PartitionLeader {
 }
 
 /// A partition handover in progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Movement {
     /// Topic.
     pub topic: String,
@@ -43,7 +43,7 @@ pub struct Movement {
 }
 
 /// The cluster as the answering node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ClusterStatus {
     /// `none` for a single broker, else the coordinator backend.
     pub coordinator: String,
@@ -58,7 +58,7 @@ pub struct ClusterStatus {
 }
 
 /// Body of `POST /v1/cluster/move`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MoveRequest {
     /// Topic.

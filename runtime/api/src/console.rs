@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/overview`: the broker at a glance.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Overview {
     /// Cluster id.
     pub cluster_id: String,
@@ -38,7 +38,7 @@ pub struct Overview {
 }
 
 /// One broker of an [`Overview`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct BrokerInfo {
     /// Node id.
     pub node_id: i32,
@@ -49,7 +49,7 @@ pub struct BrokerInfo {
 }
 
 /// The storage part of an [`Overview`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StorageOverview {
     /// Age of the oldest appended data not yet in the object store, ms.
     pub upload_lag_ms: u64,
@@ -68,7 +68,7 @@ pub struct StorageOverview {
 }
 
 /// `GET /v1/history`: the broker's recent samples, oldest point first.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct History {
     /// Milliseconds between two samples.
     pub interval_ms: u64,
@@ -79,7 +79,7 @@ pub struct History {
 }
 
 /// One sampled series of a [`History`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Series {
     /// Name, e.g. `broker.produce_per_sec` or
     /// `deployment.NAME.alerts_per_sec`.
@@ -89,7 +89,7 @@ pub struct Series {
 }
 
 /// One topic of `GET /v1/topics`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TopicInfo {
     /// Name.
     pub name: String,
@@ -100,7 +100,7 @@ pub struct TopicInfo {
 }
 
 /// One partition of a [`TopicInfo`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct TopicPartitionInfo {
     /// Index.
     pub partition: i32,
@@ -110,11 +110,15 @@ pub struct TopicPartitionInfo {
     pub high_watermark: i64,
     /// Records kept (`high_watermark - log_start_offset`, counting offsets).
     pub records: i64,
+    /// Bytes of the partition's log: uploaded runs plus batches not
+    /// uploaded yet (what DescribeLogDirs reports).
+    #[serde(default)]
+    pub size_bytes: u64,
 }
 
 /// A page of records from one partition (the record browser, and a
 /// deployment's recent alerts).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RecordsPage {
     /// Topic.
     pub topic: String,
@@ -126,7 +130,7 @@ pub struct RecordsPage {
 
 /// One record as the console shows it: bytes as UTF-8 text when they are
 /// (lossily otherwise).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct RecordView {
     /// Partition.
     pub partition: i32,
@@ -143,7 +147,7 @@ pub struct RecordView {
 }
 
 /// One consumer group of `GET /v1/groups`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct GroupInfo {
     /// Group id.
     pub group: String,
@@ -157,7 +161,7 @@ pub struct GroupInfo {
 }
 
 /// A member of a [`GroupInfo`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct GroupMember {
     /// Member id.
     pub member_id: String,
@@ -168,7 +172,7 @@ pub struct GroupMember {
 }
 
 /// A committed offset of a [`GroupInfo`].
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct GroupOffset {
     /// Topic.
     pub topic: String,

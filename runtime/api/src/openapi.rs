@@ -8,9 +8,11 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
+use crate::console::{GroupInfo, History, Overview, RecordsPage, TopicInfo};
 use crate::{
-    Cancelled, DeploymentSpec, DeploymentStatus, DiffReport, DiffRequest, ErrorBody, LogsPage,
-    ModuleMeta, ReplaySpec, ReplayStatus, ShadowRequest, SwapRequest, Undeployed,
+    Cancelled, ClusterStatus, DeploymentSpec, DeploymentStatus, DiffReport, DiffRequest, ErrorBody,
+    LogsPage, ModuleMeta, MoveRequest, ReplaySpec, ReplayStatus, ShadowRequest, SwapRequest,
+    Undeployed,
 };
 
 /// How [`crate::Limits`] looks on the wire (it lives in `vigil-abi`, which
@@ -222,6 +224,64 @@ pub fn routes() -> Vec<Route> {
                 "POST",
                 "/v1/diff",
                 "Compare two deployments' or alert topics' alerts.",
+            )
+        },
+        Route {
+            response: Body::Json(schema::<ClusterStatus>),
+            ..route(
+                "GET",
+                "/v1/cluster",
+                "Brokers, each partition's leader and epoch, movements in progress.",
+            )
+        },
+        Route {
+            request: Body::Json(schema::<MoveRequest>),
+            status: 202,
+            response: Body::Json(schema::<MoveRequest>),
+            ..route(
+                "POST",
+                "/v1/cluster/move",
+                "Move a partition to a broker (its leader hands it over).",
+            )
+        },
+        // The web console's read-only views.
+        Route {
+            response: Body::Json(schema::<Overview>),
+            ..route("GET", "/v1/overview", "Counts, rates and storage values.")
+        },
+        Route {
+            query: &[("prefix", "string", "Only series whose name starts with this.")],
+            response: Body::Json(schema::<History>),
+            ..route("GET", "/v1/history", "The sampled time series (bounded).")
+        },
+        Route {
+            response: Body::Json(schema::<Vec<TopicInfo>>),
+            ..route("GET", "/v1/topics", "Topics with their partitions.")
+        },
+        Route {
+            query: &[
+                ("partition", "integer", "Partition (default 0)."),
+                ("offset", "integer", "First offset (default: the last `limit` records)."),
+                ("limit", "integer", "Records at most (default 50, at most 500)."),
+            ],
+            response: Body::Json(schema::<RecordsPage>),
+            ..route(
+                "GET",
+                "/v1/topics/{name}/records",
+                "A page of a partition's records (key, value, headers).",
+            )
+        },
+        Route {
+            response: Body::Json(schema::<Vec<GroupInfo>>),
+            ..route("GET", "/v1/groups", "Consumer groups, members and lag.")
+        },
+        Route {
+            query: &[("limit", "integer", "Alerts at most (default 50, at most 500).")],
+            response: Body::Json(schema::<RecordsPage>),
+            ..route(
+                "GET",
+                "/v1/deployments/{name}/alerts",
+                "The deployment's newest alerts, newest first.",
             )
         },
     ]

@@ -5,6 +5,9 @@
 // One command: {action: "admin-scenario", brokers, topic, group}
 // runs kafkajs' admin calls in order against the broker and reports what
 // each returned (errors as {error: type, message}); the Python test judges.
+// {action: "reassign", brokers, topic, partition, to} asks for one
+// partition to move to broker `to` (a cluster, test_console_cluster.py);
+// {action: "list-reassignments", brokers} lists those in progress.
 'use strict'
 
 const fs = require('fs')
@@ -128,12 +131,32 @@ async function scenario(cmd) {
   return out
 }
 
+// One kafkajs admin call on a fresh connection.
+async function oneCall(cmd, fn) {
+  const admin = kafkaFor(cmd).admin()
+  await admin.connect()
+  try {
+    return await attempt(() => fn(admin))
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+const calls = {
+  reassign: (cmd) => oneCall(cmd, (admin) => admin.alterPartitionReassignments({
+    topics: [{ topic: cmd.topic, partitionAssignment: [{ partition: cmd.partition, replicas: [cmd.to] }] }],
+  })),
+  'list-reassignments': (cmd) => oneCall(cmd, (admin) => admin.listPartitionReassignments({})),
+}
+
 async function main() {
   const [cmdFile, outFile] = process.argv.slice(2)
   const cmd = JSON.parse(fs.readFileSync(cmdFile, 'utf8'))
   let result
   if (cmd.action === 'admin-scenario') {
     result = await scenario(cmd)
+  } else if (calls[cmd.action]) {
+    result = await calls[cmd.action](cmd)
   } else {
     throw new Error(`unknown action ${cmd.action}`)
   }

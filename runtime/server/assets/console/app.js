@@ -60,6 +60,13 @@ const fmt = {
     if (v < 120000) return `${(v / 1000).toFixed(1)} s`;
     return `${(v / 60000).toFixed(1)} min`;
   },
+  bytes(v) {
+    if (v === null || v === undefined) return "–";
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+  },
   time(ms) { return ms === null || ms === undefined ? "–" : new Date(ms).toISOString().replace("T", " ").replace("Z", ""); },
 };
 
@@ -141,17 +148,60 @@ function historyPlots(history, names) {
   return el("div", { class: "plots" }, names.map(([name, title]) => plot(title, byName[name] || [], { time: true, name })));
 }
 
+// ---------------------------------------------------------------- cluster
+
+// Every broker of a cluster from GET /v1/cluster: the live members, plus any
+// node still named as a partition's leader without being live (it died and
+// its partitions have not moved yet). Sorted by node id.
+function clusterBrokers(c) {
+  const led = {};
+  for (const p of c.partitions) if (p.leader !== null) led[p.leader] = (led[p.leader] || 0) + 1;
+  const out = c.nodes.map((n) => ({ node_id: n.node_id, kafka: n.kafka_listener, admin: n.admin_addr, alive: true, led: led[n.node_id] || 0 }));
+  for (const id of Object.keys(led).map(Number)) {
+    if (!out.some((b) => b.node_id === id)) out.push({ node_id: id, kafka: null, admin: null, alive: false, led: led[id] });
+  }
+  return out.sort((a, b) => a.node_id - b.node_id);
+}
+
+function clusterSection(c) {
+  const brokers = clusterBrokers(c);
+  const moves = c.movements;
+  return [
+    el("h3", {}, "Brokers ", el("span", { class: "muted" }, `coordinator ${c.coordinator}, this console is served by node ${c.node_id}`)),
+    el("table", { id: "cluster-brokers" },
+      el("thead", {}, el("tr", {}, ["Node", "Kafka", "Admin", "Alive", "Partitions led"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, brokers.map((b) => el("tr", {
+        class: `cluster-broker-row${b.node_id === c.node_id ? " this-broker" : ""}`,
+        "data-node": b.node_id, "data-alive": String(b.alive), "data-led": b.led,
+      },
+      el("td", {}, String(b.node_id), b.node_id === c.node_id ? el("span", { class: "badge" }, "this broker") : null),
+      el("td", {}, b.kafka ?? "–"), el("td", {}, b.admin ?? "–"),
+      el("td", { class: b.alive ? "alive" : "dead" }, b.alive ? "yes" : "no"),
+      el("td", { class: "num" }, fmt.num(b.led)))))),
+    el("h3", {}, "Partition movements in progress ", el("span", { class: "muted" }, `(handovers node ${c.node_id} is making)`)),
+    moves.length === 0 ? el("p", { class: "muted", id: "no-movements" }, "None.") :
+      table(["Topic", "Partition", "From", "To", "Reason"], moves.map((m) => [m.topic, m.partition, m.from, m.to, m.reason]), "movement-row"),
+  ];
+}
+
+// Leader and epoch by "topic/partition" (single broker: this node at the
+// partition's epoch).
+function leadersByPartition(c) {
+  return Object.fromEntries(c.partitions.map((p) => [`${p.topic}/${p.partition}`, p]));
+}
+
 // ---------------------------------------------------------------- pages
 
 async function overviewPage() {
-  const [o, h] = await Promise.all([api("/v1/overview"), api("/v1/history?prefix=")]);
+  const [o, h, c] = await Promise.all([api("/v1/overview"), api("/v1/history?prefix="), api("/v1/cluster")]);
+  const clustered = c.coordinator !== "none";
   const st = o.storage;
   const store = Object.entries(st.object_store_requests).map(([k, v]) => `${k} ${fmt.num(v)}`).join(", ") || "none";
   return [
     el("h2", {}, "Overview"),
     el("div", { class: "cards" },
       card("Cluster", o.cluster_id),
-      card("Brokers", o.brokers.length, "card-brokers"),
+      card("Brokers", clustered ? c.nodes.length : o.brokers.length, "card-brokers"),
       card("Topics", o.topics, "card-topics"),
       card("Partitions", o.partitions),
       card("Deployments", o.deployments, "card-deployments"),
@@ -160,7 +210,7 @@ async function overviewPage() {
       card("Fetch requests", fmt.num(o.fetch_requests)),
       card("Upload lag", fmt.ms(st.upload_lag_ms)),
       card("Cache hit ratio", st.cache_hit_ratio === null ? "–" : `${(st.cache_hit_ratio * 100).toFixed(1)} %`)),
-    table(["Node", "Kafka", "Admin"], o.brokers.map((b) => [b.node_id, b.kafka, b.admin])),
+    ...(clustered ? clusterSection(c) : [table(["Node", "Kafka", "Admin"], o.brokers.map((b) => [b.node_id, b.kafka, b.admin]))]),
     el("p", { class: "muted" }, `Object store requests: ${store}`),
     historyPlots(h, [
       ["broker.produce_per_sec", "Produce requests/s"],
@@ -173,29 +223,59 @@ async function overviewPage() {
   ];
 }
 
+// "partition→leader@epoch" for each partition of `t` (a cluster's topics page).
+function leadersText(t, byTp) {
+  return t.partitions.map((p) => {
+    const l = byTp[`${t.name}/${p.partition}`];
+    return !l || l.leader === null ? `${p.partition}→none` : `${p.partition}→${l.leader}@${l.epoch}`;
+  }).join(" ");
+}
+
 async function topicsPage() {
-  const topics = await api("/v1/topics");
+  const [topics, c] = await Promise.all([api("/v1/topics"), api("/v1/cluster")]);
+  const clustered = c.coordinator !== "none";
+  const byTp = leadersByPartition(c);
+  const headers = ["Topic", "Partitions", "Records", "Size", "Retention (ms)", "Configs"];
+  if (clustered) headers.push("Leaders (partition→node@epoch)");
   return [
     el("h2", {}, "Topics"),
-    table(["Topic", "Partitions", "Records", "Retention (ms)", "Configs"], topics.map((t) => [
+    table(headers, topics.map((t) => [
       el("a", { href: `#/topics/${encodeURIComponent(t.name)}`, class: "topic-link" }, t.name),
       t.partitions.length,
       t.partitions.reduce((a, p) => a + p.records, 0),
+      el("span", { class: "size", "data-bytes": t.partitions.reduce((a, p) => a + p.size_bytes, 0) }, fmt.bytes(t.partitions.reduce((a, p) => a + p.size_bytes, 0))),
       t.configs["retention.ms"] ?? "default",
       Object.entries(t.configs).map(([k, v]) => `${k}=${v}`).join(", ") || "–",
-    ]), "topic-row"),
+      clustered ? el("span", { class: "leaders", "data-topic": t.name }, leadersText(t, byTp)) : null,
+    ].filter((x) => x !== null)), "topic-row"),
   ];
 }
 
 async function topicPage(name) {
-  const topics = await api("/v1/topics");
+  const [topics, c] = await Promise.all([api("/v1/topics"), api("/v1/cluster")]);
+  const clustered = c.coordinator !== "none";
+  const byTp = leadersByPartition(c);
   const t = topics.find((x) => x.name === name);
   if (!t) throw new Error(`no topic ${name}`);
   const records = el("div", { id: "records" });
   const part = el("select", { id: "rb-partition" }, t.partitions.map((p) => el("option", { value: p.partition }, p.partition)));
   const offset = el("input", { id: "rb-offset", type: "number", placeholder: "latest", size: 8 });
   const limit = el("input", { id: "rb-limit", type: "number", value: 20, min: 1, max: 500, size: 5 });
+  // In a cluster only a partition's leader serves its records: start on a
+  // partition this broker leads, and for the others name their leader.
+  const leaderOf = (p) => (byTp[`${name}/${p}`] || { leader: null }).leader;
+  const here = (p) => !clustered || leaderOf(p) === c.node_id;
+  const first = t.partitions.find((p) => here(p.partition));
+  if (first) part.value = String(first.partition);
   const load = async () => {
+    if (!here(Number(part.value))) {
+      const l = leaderOf(Number(part.value));
+      const node = c.nodes.find((n) => n.node_id === l);
+      records.replaceChildren(el("p", { class: "muted", id: "records-elsewhere" }, l === null ?
+        `Partition ${part.value} has no live leader now.` :
+        `Partition ${part.value} is led by node ${l}${node ? ` (admin ${node.admin_addr})` : ""}: its console shows its records.`));
+      return;
+    }
     const q = new URLSearchParams({ partition: part.value, limit: limit.value || 20 });
     if (offset.value !== "") q.set("offset", offset.value);
     const page = await api(`/v1/topics/${encodeURIComponent(name)}/records?${q}`);
@@ -207,7 +287,12 @@ async function topicPage(name) {
   await load();
   return [
     el("h2", {}, `Topic ${name}`),
-    table(["Partition", "Log start", "High watermark", "Records"], t.partitions.map((p) => [p.partition, p.log_start_offset, p.high_watermark, p.records])),
+    clustered ?
+      table(["Partition", "Leader", "Epoch", "Log start", "High watermark", "Records", "Size"], t.partitions.map((p) => {
+        const l = byTp[`${name}/${p.partition}`] || { leader: null, epoch: null };
+        return [p.partition, l.leader ?? "none", l.epoch, p.log_start_offset, p.high_watermark, p.records, fmt.bytes(p.size_bytes)];
+      }), "partition-row") :
+      table(["Partition", "Log start", "High watermark", "Records", "Size"], t.partitions.map((p) => [p.partition, p.log_start_offset, p.high_watermark, p.records, fmt.bytes(p.size_bytes)]), "topic-partition-row"),
     el("h3", {}, "Records"), form, records,
   ];
 }

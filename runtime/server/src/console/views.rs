@@ -103,6 +103,7 @@ pub async fn topics(State(s): State<AdminState>, _: Params<NoQuery>) -> Response
                         log_start_offset: start,
                         high_watermark: hw,
                         records: hw - start,
+                        size_bytes: p.size_bytes(),
                     }
                 })
                 .collect(),

@@ -44,6 +44,23 @@ async fn the_page_and_its_assets_are_served_from_the_binary() {
     h.shutdown().await;
 }
 
+/// Nothing outside the broker can be reached from many users' networks:
+/// the page, script and style name no other origin (the SVG namespace is
+/// an identifier, never fetched).
+#[tokio::test]
+async fn the_assets_load_nothing_from_another_origin() {
+    let h = Harness::new().await;
+    for path in ["/console", "/console/app.js", "/console/app.css"] {
+        let a = h.get(path).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}");
+        let text = String::from_utf8_lossy(&a.body).replace("\"http://www.w3.org/2000/svg\"", "");
+        for needle in ["http://", "https://", "//cdn", "@import", "url("] {
+            assert!(!text.contains(needle), "{path} names {needle:?}");
+        }
+    }
+    h.shutdown().await;
+}
+
 #[tokio::test]
 async fn topics_and_the_record_browser_read_the_log() {
     let h = Harness::new().await;
@@ -58,6 +75,12 @@ async fn topics_and_the_record_browser_read_the_log() {
             topics[0].partitions[0].records
         ),
         (10, 10)
+    );
+    // Ten records' bytes at least (their values), not yet uploaded.
+    assert!(
+        topics[0].partitions[0].size_bytes >= 10,
+        "{:?}",
+        topics[0].partitions[0]
     );
 
     // Default: the last records; with an offset, from there.
