@@ -23,7 +23,7 @@ import pytest
 
 from detectors import H_INPUT_END, admin_of, describe, dupes, limits, produce, producer, read_topic, spec, wait_caught_up
 from helpers import Deadline, ck_create_topic
-from test_cluster import TTL_MS, etcd, leaders, node  # noqa: F401  (etcd is a fixture)
+from cluster_helpers import TTL_MS, etcd, leaders, node  # noqa: F401  (etcd is a fixture)
 
 ZSCORE = "vigil_plugin_zscore"
 PARTITIONS = 6
