@@ -250,7 +250,11 @@ pub fn routes() -> Vec<Route> {
             ..route("GET", "/v1/overview", "Counts, rates and storage values.")
         },
         Route {
-            query: &[("prefix", "string", "Only series whose name starts with this.")],
+            query: &[(
+                "prefix",
+                "string",
+                "Only series whose name starts with this.",
+            )],
             response: Body::Json(schema::<History>),
             ..route("GET", "/v1/history", "The sampled time series (bounded).")
         },
@@ -261,8 +265,16 @@ pub fn routes() -> Vec<Route> {
         Route {
             query: &[
                 ("partition", "integer", "Partition (default 0)."),
-                ("offset", "integer", "First offset (default: the last `limit` records)."),
-                ("limit", "integer", "Records at most (default 50, at most 500)."),
+                (
+                    "offset",
+                    "integer",
+                    "First offset (default: the last `limit` records).",
+                ),
+                (
+                    "limit",
+                    "integer",
+                    "Records at most (default 50, at most 500).",
+                ),
             ],
             response: Body::Json(schema::<RecordsPage>),
             ..route(
@@ -276,7 +288,11 @@ pub fn routes() -> Vec<Route> {
             ..route("GET", "/v1/groups", "Consumer groups, members and lag.")
         },
         Route {
-            query: &[("limit", "integer", "Alerts at most (default 50, at most 500).")],
+            query: &[(
+                "limit",
+                "integer",
+                "Alerts at most (default 50, at most 500).",
+            )],
             response: Body::Json(schema::<RecordsPage>),
             ..route(
                 "GET",
