@@ -21,17 +21,16 @@ from collections import Counter
 
 import pytest
 
-from detectors import H_INPUT_END, admin_of, describe, dupes, limits, produce, producer, read_topic, spec, wait_caught_up
+from detectors import admin_of, describe, dupes, limits, produce, producer, read_topic, spec, wait_caught_up
 from helpers import Deadline, ck_create_topic
 from cluster_helpers import TTL_MS, etcd, leaders, node  # noqa: F401  (etcd is a fixture)
+from test_detectors_eos import CONFIG, ZSCORE, canonical
 
-ZSCORE = "vigil_plugin_zscore"
 PARTITIONS = 6
 PER_PARTITION = 2500
 NAME = "cluster-zscore"
 INPUT = "readings"
 OUTPUT = "readings-alerts"
-CONFIG = {"field": "amount", "key": "record_key", "window": 100, "threshold": 4.0, "min_samples": 20}
 BASE_TS = int(time.time() * 1000) - 3_600_000
 
 
@@ -53,11 +52,6 @@ def dataset(seed: int) -> dict[int, list[dict]]:
 
 def chunk(data, lo: int, hi: int) -> list[dict]:
     return [data[p][i] for i in range(lo, hi) for p in range(PARTITIONS)]
-
-
-def canonical(alert) -> tuple:
-    headers = tuple(sorted((k, v) for k, v in alert.headers if k != H_INPUT_END))
-    return (alert.key, json.dumps(alert.doc, sort_keys=True), alert.timestamp, headers)
 
 
 def deploy(broker) -> str:
