@@ -1,7 +1,7 @@
 """Detectors follow partitions in a cluster, with exactly-once alerts.
 
 A zscore deployment over a 6-partition topic is created through one
-broker's admin API of a 3-broker cluster (etcd, one object store). Each
+broker's admin API of a 3-broker cluster (etcd, SeaweedFS). Each
 input partition's runner runs on that partition's leader, next to the alert
 partition it writes to (placement keeps the two together). While the input
 arrives in chunks, one broker is killed with SIGKILL, another is paused past
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -73,7 +74,7 @@ def alert_leaders_follow_inputs(bootstrap: str) -> bool:
 
 
 @pytest.mark.timeout(420)
-def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, broker_factory):
+def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, seaweed, broker_factory):
     data = dataset(20261205)
 
     # The reference: one undisturbed broker.
@@ -87,8 +88,9 @@ def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, br
     want = Counter(canonical(x) for x in ref)
     assert want and not dupes([x.source for x in ref])
 
-    coordinator = f"etcd://{etcd.endpoint}"
-    objects = (f"file://{tmp_path / 'objects'}", {})
+    root = f"vigil-{uuid.uuid4().hex[:8]}"
+    coordinator = f"etcd://{etcd.endpoint}/{root}"
+    objects = (seaweed.url(root), seaweed.env())
     b = {i: node(tmp_path, coordinator, objects, i).start() for i in (1, 2, 3)}
     ck_create_topic(b[1].bootstrap, INPUT, PARTITIONS)
     module = deploy(b[1])
