@@ -147,6 +147,8 @@ pub(crate) struct Supervisor {
     pub(crate) next_epoch: u64,
     /// Deployments a command here removed, and when (see `touched`).
     pub(crate) removed: HashMap<String, std::time::Instant>,
+    /// Shut down: runners stay stopped.
+    closing: bool,
 }
 
 impl Supervisor {
@@ -164,6 +166,7 @@ impl Supervisor {
             published,
             next_epoch: 1,
             removed: HashMap::new(),
+            closing: false,
         }
     }
 
@@ -280,7 +283,13 @@ impl Supervisor {
                 let _ = reply.send(r);
             }
             Command::Shutdown { reply } => {
+                self.closing = true;
                 self.stop_all().await;
+                let _ = reply.send(());
+            }
+            // After shutdown nothing starts again: a cluster drains (and
+            // settles) after the engine stopped its runners.
+            Command::Sync { reply, .. } | Command::Settle { reply } if self.closing => {
                 let _ = reply.send(());
             }
             Command::Sync { listing, reply } => {
