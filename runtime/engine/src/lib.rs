@@ -315,28 +315,23 @@ impl Detectors {
     /// placement calls this after handing a partition over, before the new
     /// leader takes it, so the two never run it at once.
     pub async fn settle(&self) {
+        self.unbounded(|reply| Command::Settle { reply }).await;
+    }
+
+    /// Sends a command that answers with no value and waits for it,
+    /// without the command timeout (see the callers for why).
+    async fn unbounded(&self, make: impl FnOnce(oneshot::Sender<()>) -> Command) {
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Command(Command::Settle { reply }))
-            .is_ok()
-        {
+        if self.tx.send(Msg::Command(make(reply))).is_ok() {
             let _ = rx.await;
         }
     }
 
     /// Stops every runner, letting each commit its progress.
     pub async fn shutdown(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Command(Command::Shutdown { reply }))
-            .is_ok()
-        {
-            // Not bounded by the command timeout: shutdown must not return
-            // while runners may still write.
-            let _ = rx.await;
-        }
+        // Not bounded by the command timeout: shutdown must not return
+        // while runners may still write.
+        self.unbounded(|reply| Command::Shutdown { reply }).await;
     }
 }
 
