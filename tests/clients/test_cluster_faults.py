@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from cluster_helpers import PARTITIONS, TTL_MS, Etcd, leaders, node, wait_leaders
+from cluster_helpers import PARTITIONS, TTL_MS, etcd, leaders, node, wait_leaders  # noqa: F401 (etcd: fixture)
 from conftest import HERE, Broker
 from helpers import Deadline, ck_consumer, ck_create_topic
 
@@ -273,10 +273,10 @@ def verify(acks: dict[str, dict[int, tuple[int, int, float]]], log: dict[int, li
 
 
 @pytest.fixture
-def cluster(request, tmp_path, seaweed, etcd_for_faults):
+def cluster(request, tmp_path, seaweed, etcd):
     """start(ids) -> {id: Broker} on one SeaweedFS prefix and the test's etcd."""
     root = f"vigil-{uuid.uuid4().hex[:8]}"
-    coordinator = f"etcd://{etcd_for_faults.endpoint}/{root}"
+    coordinator = f"etcd://{etcd.endpoint}/{root}"
     objects = (seaweed.url(root), seaweed.env())
     started: list[Broker] = []
     request.node._vigil_brokers = started
@@ -295,14 +295,6 @@ def cluster(request, tmp_path, seaweed, etcd_for_faults):
             except ProcessLookupError:
                 pass
         b.terminate_quietly()
-
-
-@pytest.fixture
-def etcd_for_faults(tmp_path):
-    e = Etcd(tmp_path)
-    e.start()
-    yield e
-    e.stop()
 
 
 @pytest.fixture
@@ -389,16 +381,16 @@ def test_drain_hands_every_partition_over_with_only_retriable_errors(cluster, tm
 
 
 @pytest.mark.parametrize("down_s", [1.0, 3 * TTL_MS / 1000], ids=["short", "past-ttl"])
-def test_etcd_restart(cluster, tmp_path, node_bin, etcd_for_faults, down_s):
+def test_etcd_restart(cluster, tmp_path, node_bin, etcd, down_s):
     b, boot = three_brokers(cluster)
     w = Workload(boot, tmp_path, node_bin)
     w.wait_progress("start")
-    etcd_for_faults.kill()
+    etcd.kill()
     down_at = time.time()
     # The outage itself: etcd stays down this long while both producers
     # keep sending (a fault duration, not a wait for a condition).
     time.sleep(down_s)
-    etcd_for_faults.start()
+    etcd.start()
     up_at = time.time()
     took = w.wait_progress(f"after etcd was down {down_s:.0f} s", timeout=TTL_MS / 1000 + 30)
     for x in b.values():

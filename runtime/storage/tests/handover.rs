@@ -25,6 +25,13 @@ fn is_not_leader(e: &AppendError) -> bool {
     matches!(e, AppendError::Storage(StorageError::NotLeader { .. }))
 }
 
+fn is_unconfirmed(e: &AppendError) -> bool {
+    matches!(
+        e,
+        AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
+    )
+}
+
 #[tokio::test]
 async fn a_released_partition_refuses_work_and_an_acquired_one_continues_from_the_store() {
     let env = StoreDir::new();
@@ -134,13 +141,7 @@ async fn no_append_is_acknowledged_unless_the_leadership_check_passes() {
         .append(&p, batch("c", None))
         .await
         .expect_err("unconfirmed");
-    assert!(
-        matches!(
-            e,
-            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
-        ),
-        "{e:?}"
-    );
+    assert!(is_unconfirmed(&e), "{e:?}");
     assert_eq!(p.high_watermark(), 1);
 
     switch.0.store(0, Ordering::SeqCst);
@@ -177,13 +178,7 @@ async fn a_lost_partition_answers_a_sequence_gap_with_not_leader() {
         .append(&p, batch("f", Some((pid, 5))))
         .await
         .expect_err("unconfirmed");
-    assert!(
-        matches!(
-            e,
-            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
-        ),
-        "{e:?}"
-    );
+    assert!(is_unconfirmed(&e), "{e:?}");
     // While it leads, a gap is still the producer's error.
     switch.0.store(0, Ordering::SeqCst);
     let e = log
@@ -238,13 +233,7 @@ async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_ch
         .append(&p, batch("a", Some((pid, 0))))
         .await
         .expect_err("unconfirmed");
-    assert!(
-        matches!(
-            e,
-            AppendError::Storage(StorageError::OwnershipUnconfirmed { .. })
-        ),
-        "{e:?}"
-    );
+    assert!(is_unconfirmed(&e), "{e:?}");
     // The producer retries while the leadership stays unconfirmed: over
     // many lease renewals (10 ms each) nothing is acknowledged.
     let retry = log.append(&p, batch("a", Some((pid, 0))));
