@@ -9,6 +9,7 @@ use std::sync::Arc;
 use vigil_storage::kvkeys;
 
 use super::checkpoint::Checkpoint;
+use super::context::Context;
 use super::deployment::{Deployment, Stored, View};
 use super::spec::{FailurePolicy, Kind, SpecError};
 use super::start::swapped;
@@ -61,7 +62,7 @@ impl Supervisor {
                 None => None,
             };
             let alert_hw =
-                alerts.partitions[p.index as usize % alerts.partitions.len()].high_watermark();
+                Context::output_partition(&alerts, p.index).map_or(0, |a| a.high_watermark());
             let cp = Checkpoint::new(start, alert_hw, &spec.module, d.module.label(), end);
             let key = kvkeys::checkpoint(&name, &t.name, p.index);
             entries.push((key.clone(), Some(cp.encode()?)));
