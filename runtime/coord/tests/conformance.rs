@@ -2,7 +2,7 @@
 //! the object store on InMemory, on LocalFileSystem and on SeaweedFS (S3
 //! with conditional PUT, on loopback).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! must stop passing checks once its confirmation expires (never a silent
 //! stale leader) and either recover its session or report it lost.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

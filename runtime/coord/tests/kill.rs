@@ -5,7 +5,7 @@
 //! child process — this test binary re-run in "child" mode — so nothing of
 //! it survives in the parent.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -73,7 +73,7 @@ struct Leader {
 impl Leader {
     fn spawn(target: &str) -> Leader {
         let mut child = Command::new(std::env::current_exe().expect("test binary"))
-            .args(["child_leader", "--exact", "--ignored", "--nocapture"])
+            .args(["kill::child_leader", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads", "1"])
             .env(CHILD_ENV, target)
             .stdout(Stdio::piped())

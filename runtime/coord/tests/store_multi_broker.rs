@@ -4,7 +4,7 @@
 //! and a frozen broker's partitions go to another only after its session
 //! expired and its checks stopped passing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

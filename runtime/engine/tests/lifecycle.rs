@@ -3,7 +3,7 @@
 //! runners, and restarts on the same store to check that what is in memory
 //! is what was persisted.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! live deployments, shadows, replays and dead-letter topics), and the number
 //! of compiled modules kept in memory.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

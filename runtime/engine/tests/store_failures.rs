@@ -6,7 +6,7 @@
 //! each case the engine is reopened on the same store and its state
 //! compared with what memory said.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Kafka record batches → Arrow: record columns, compression, offsets,
 //! value schemas and bad records.
 
-mod common;
+use crate::common;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};

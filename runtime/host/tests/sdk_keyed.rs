@@ -2,7 +2,7 @@
 //! as modules built from the SDK (`scripts/build-detectors.sh`; a missing
 //! module fails the test, as in `sdk_modules.rs`).
 
-mod common;
+use crate::common;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;

@@ -4,7 +4,7 @@
 //! before the tests). A missing module fails the test: skipping would hide
 //! that the real modules were never exercised.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

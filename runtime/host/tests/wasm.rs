@@ -1,7 +1,7 @@
 //! The wasm host against WAT detectors: load-time validation, the
 //! process path, every limit, snapshot/restore and the compiled cache.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

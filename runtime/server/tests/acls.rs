@@ -13,7 +13,7 @@ use vigil_auth::acl::{AclBinding, Operation, PatternType, Permission, ResourceTy
 use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 
-mod common;
+use crate::common;
 
 use common::Client;
 

@@ -20,7 +20,7 @@ use vigil_protocol::BatchBuilder;
 use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 
-mod common;
+use crate::common;
 
 use common::Client;
 

@@ -26,12 +26,9 @@ use vigil_server::metrics::ApiLabel;
 use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 
-mod common;
+use crate::common;
 
 use common::{decode_response, request_frame, Client};
-
-#[global_allocator]
-static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
 /// Upper bound on every wait in this file.
 const WAIT: Duration = Duration::from_secs(10);

@@ -16,7 +16,7 @@ use vigil_auth::Mechanism;
 use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 
-mod common;
+use crate::common;
 
 use common::Client;
 

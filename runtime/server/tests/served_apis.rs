@@ -12,7 +12,7 @@ use vigil_protocol::{empty_request, SUPPORTED_APIS};
 use vigil_server::server;
 use vigil_server::{Components, Settings};
 
-mod common;
+use crate::common;
 
 use common::Client;
 

@@ -19,12 +19,9 @@ use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
 use vigil_storage::store::{FaultKind, FaultyStore};
 
-mod common;
+use crate::common;
 
 use common::Client;
-
-#[global_allocator]
-static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
 async fn start(dir: &std::path::Path) -> Running {
     let settings = Settings::embedded(dir);

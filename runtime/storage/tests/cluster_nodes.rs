@@ -10,7 +10,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use vigil_storage::{AppendError, Log, StorageError, TopicConfig};
 
-mod common;
+use crate::common;
 
 use common::{batch, StoreDir};
 

@@ -11,7 +11,7 @@ use vigil_storage::leadership::{LeaderCheckError, Leadership};
 use vigil_storage::manifest::ManifestStore;
 use vigil_storage::{AppendError, AppendOutcome, Log, StorageError};
 
-mod common;
+use crate::common;
 
 use common::{batch, create_topic, StoreDir};
 

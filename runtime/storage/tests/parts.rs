@@ -7,7 +7,7 @@ use vigil_protocol::kafka_protocol::records::RecordBatchDecoder;
 use vigil_storage::manifest::ManifestStore;
 use vigil_storage::{paths, Log};
 
-mod common;
+use crate::common;
 
 use common::StoreDir as Env;
 

@@ -10,7 +10,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use vigil_storage::manifest::ManifestStore;
 use vigil_storage::{paths, AppendOutcome, Log};
 
-mod common;
+use crate::common;
 
 use common::StoreDir as Env;
 
