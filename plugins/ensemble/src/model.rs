@@ -64,7 +64,7 @@ pub struct Output {
     /// time-of-day novelty, repeated values); `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 4],
+    pub likelihoods: [f64; 5],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -82,11 +82,12 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 4] = [
+        const NAMES: [&str; 5] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
             "repeated_values",
+            "level_shift",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {
@@ -145,6 +146,15 @@ pub struct Tuning {
     /// probability over 10, so 0.1 per decade keeps the expected number
     /// of chance alerts of a series from growing with its length (0: off).
     pub threshold_growth: f64,
+    /// Level likelihood (0: off): the value's position on the grid
+    /// range, averaged over the short window, against the distribution of
+    /// such averages, both directions. Sustained in-range level shifts.
+    pub level_signal: f64,
+    /// A range breakout may alert during a cooldown started by another
+    /// breakout once this many records passed since that alert (0: never).
+    pub breakout_rearm: usize,
+    /// Tolerance multiplier for a re-armed breakout.
+    pub rearm_tolerance: f64,
 }
 
 impl Default for Tuning {
@@ -160,6 +170,9 @@ impl Default for Tuning {
             flat_signal: true,
             flat_std_floor: 0.1,
             threshold_growth: 0.1,
+            level_signal: 0.0,
+            breakout_rearm: 60,
+            rearm_tolerance: 3.0,
         }
     }
 }
@@ -206,6 +219,11 @@ pub struct SeriesModel {
     flat_likelihood: AnomalyLikelihood,
     /// Timestamp of the last alert (epoch ms), for `cooldown_minutes`.
     alert_ts: i64,
+    /// Records since the last alert.
+    since_alert: u64,
+    /// Likelihoods of a high / low level (`Tuning::level_signal`).
+    level_up: AnomalyLikelihood,
+    level_down: AnomalyLikelihood,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -243,6 +261,9 @@ impl SeriesModel {
                 },
             ),
             alert_ts: 0,
+            since_alert: 0,
+            level_up: new_likelihood(cfg, &Tuning { std_floor: t.level_signal.max(1e-6), ..*t }),
+            level_down: new_likelihood(cfg, &Tuning { std_floor: t.level_signal.max(1e-6), ..*t }),
             scratch: Vec::new(),
         }
     }
@@ -317,21 +338,32 @@ impl SeriesModel {
         } else {
             0.0
         };
+        let level_lik = if t.level_signal > 0.0 {
+            let span = (ghi - glo).max(1e-12 * (1.0 + glo.abs()));
+            let pos = ((value - glo) / span).clamp(-1.0, 2.0);
+            self.level_up
+                .update(pos)
+                .max(self.level_down.update(1.0 - pos))
+        } else {
+            0.0
+        };
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
                 self.novelty_likelihood.update(novel_part),
                 time_lik,
                 flat_lik,
+                level_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-            [self.likelihood.update(raw), 0.0, time_lik, flat_lik]
+            [self.likelihood.update(raw), 0.0, time_lik, flat_lik, level_lik]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
 
         let mut score = 0.0;
         let mut kind = Kind::Normal;
+        let mut excess = 0.0;
         if warm {
             score = lik;
             if score > 0.0 {
@@ -339,6 +371,9 @@ impl SeriesModel {
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
                 let tol = (self.max - self.min) * cfg.range_tolerance;
+                if self.max > self.min {
+                    excess = ((value - self.max).max(self.min - value)) / (self.max - self.min);
+                }
                 if value > self.max + tol || value < self.min - tol {
                     score = 1.0;
                     kind = Kind::RangeBreakout;
@@ -356,10 +391,12 @@ impl SeriesModel {
             score = (score - (t.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)).max(0.0);
         }
         let mut alert = false;
-        if t.breakout_bypass
-            && kind == Kind::RangeBreakout
-            && !self.cooling_after_breakout
-            && score >= cfg.threshold
+        self.since_alert = self.since_alert.saturating_add(1);
+        let rearmed = !self.cooling_after_breakout
+            || (t.breakout_rearm > 0
+                && self.since_alert >= t.breakout_rearm as u64
+                && excess > cfg.range_tolerance * t.rearm_tolerance);
+        if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold
         {
             self.cooldown_left = 0;
         }
@@ -379,6 +416,7 @@ impl SeriesModel {
             alert = true;
             self.cooldown_left = cfg.cooldown;
             self.alert_ts = ts_ms;
+            self.since_alert = 0;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
         }
         Output {
