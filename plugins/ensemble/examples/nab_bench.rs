@@ -117,7 +117,6 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "flat_signal" => t.flat_signal = v != 0.0,
         "flat_std_floor" => t.flat_std_floor = v,
         "threshold_growth" => t.threshold_growth = v,
-        "level_signal" => t.level_signal = v,
         "breakout_rearm" => t.breakout_rearm = v as usize,
         "rearm_tolerance" => t.rearm_tolerance = v,
         other => return Err(format!("unknown tuning {other}").into()),

@@ -27,7 +27,8 @@
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
 //! `threshold`, then the series stays quiet for `cooldown` records or
 //! `cooldown_minutes` of record time, whichever ends first (except for a
-//! range breakout after a softer alert). Alerts carry the expected
+//! range breakout after a softer alert, or one well beyond the range 60
+//! records after a breakout alert). Alerts carry the expected
 //! value and usual range, z, which contexts were new, the kind and the
 //! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
@@ -67,10 +68,11 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
-    /// "3": the repeated-values likelihood and the alert time joined the
-    /// per-series state ("2": the time-of-day context); an older state is
-    /// not restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "3";
+    /// "4": records since the last alert joined the per-series state
+    /// (re-armed breakouts); "3": the repeated-values likelihood and the
+    /// alert time ("2": the time-of-day context). An older state is not
+    /// restored (the series re-warm instead).
+    const STATE_FORMAT: &'static str = "4";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -64,7 +64,7 @@ pub struct Output {
     /// time-of-day novelty, repeated values); `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 5],
+    pub likelihoods: [f64; 4],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -82,12 +82,11 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 5] = [
+        const NAMES: [&str; 4] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
             "repeated_values",
-            "level_shift",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {
@@ -146,14 +145,19 @@ pub struct Tuning {
     /// probability over 10, so 0.1 per decade keeps the expected number
     /// of chance alerts of a series from growing with its length (0: off).
     pub threshold_growth: f64,
-    /// Level likelihood (0: off): the value's position on the grid
-    /// range, averaged over the short window, against the distribution of
-    /// such averages, both directions. Sustained in-range level shifts.
-    pub level_signal: f64,
-    /// A range breakout may alert during a cooldown started by another
-    /// breakout once this many records passed since that alert (0: never).
+    /// A range breakout may also alert during a cooldown that another
+    /// breakout started, once this many records have passed since that
+    /// alert (0: never) and the value clears the seen range by
+    /// `rearm_tolerance` times `range_tolerance`. The cooldown exists so a
+    /// continuing anomaly gives one alert, and a ramp that passes each new
+    /// extreme record after record is that; a larger extreme after the
+    /// first one settled is a second anomaly, which the cooldown hid
+    /// (synthetic check: an incident a day after a false breakout).
     pub breakout_rearm: usize,
-    /// Tolerance multiplier for a re-armed breakout.
+    /// How far beyond the seen range a re-armed breakout must go, in
+    /// multiples of `range_tolerance`: a second breakout so soon needs
+    /// more evidence (at 1×, two early small breakouts on a young range
+    /// cost the local corpus a false positive on each split).
     pub rearm_tolerance: f64,
 }
 
@@ -170,7 +174,6 @@ impl Default for Tuning {
             flat_signal: true,
             flat_std_floor: 0.1,
             threshold_growth: 0.1,
-            level_signal: 0.0,
             breakout_rearm: 60,
             rearm_tolerance: 3.0,
         }
@@ -219,11 +222,8 @@ pub struct SeriesModel {
     flat_likelihood: AnomalyLikelihood,
     /// Timestamp of the last alert (epoch ms), for `cooldown_minutes`.
     alert_ts: i64,
-    /// Records since the last alert.
+    /// Records since the last alert (saturating), for `breakout_rearm`.
     since_alert: u64,
-    /// Likelihoods of a high / low level (`Tuning::level_signal`).
-    level_up: AnomalyLikelihood,
-    level_down: AnomalyLikelihood,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -262,8 +262,6 @@ impl SeriesModel {
             ),
             alert_ts: 0,
             since_alert: 0,
-            level_up: new_likelihood(cfg, &Tuning { std_floor: t.level_signal.max(1e-6), ..*t }),
-            level_down: new_likelihood(cfg, &Tuning { std_floor: t.level_signal.max(1e-6), ..*t }),
             scratch: Vec::new(),
         }
     }
@@ -338,31 +336,22 @@ impl SeriesModel {
         } else {
             0.0
         };
-        let level_lik = if t.level_signal > 0.0 {
-            let span = (ghi - glo).max(1e-12 * (1.0 + glo.abs()));
-            let pos = ((value - glo) / span).clamp(-1.0, 2.0);
-            self.level_up
-                .update(pos)
-                .max(self.level_down.update(1.0 - pos))
-        } else {
-            0.0
-        };
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
                 self.novelty_likelihood.update(novel_part),
                 time_lik,
                 flat_lik,
-                level_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-            [self.likelihood.update(raw), 0.0, time_lik, flat_lik, level_lik]
+            [self.likelihood.update(raw), 0.0, time_lik, flat_lik]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
 
         let mut score = 0.0;
         let mut kind = Kind::Normal;
+        // How far beyond the seen range, in units of that range.
         let mut excess = 0.0;
         if warm {
             score = lik;
@@ -370,10 +359,9 @@ impl SeriesModel {
                 kind = Kind::Deviation;
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
-                let tol = (self.max - self.min) * cfg.range_tolerance;
-                if self.max > self.min {
-                    excess = ((value - self.max).max(self.min - value)) / (self.max - self.min);
-                }
+                let span = self.max - self.min;
+                let tol = span * cfg.range_tolerance;
+                excess = (value - self.max).max(self.min - value) / span;
                 if value > self.max + tol || value < self.min - tol {
                     score = 1.0;
                     kind = Kind::RangeBreakout;

@@ -319,6 +319,46 @@ fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
 }
 
 #[test]
+fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
+    // Day 8: a ramp out of the range (a new extreme on each of 20
+    // records: one continuing anomaly), back to normal, then 100 records
+    // later, still inside the first alert's cooldown, a much larger value.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let ramp = 8 * DAY + DAY / 4;
+    for (k, v) in values[ramp..ramp + 20].iter_mut().enumerate() {
+        *v = 16.0 + 0.3 * k as f64;
+    }
+    let second = ramp + 120;
+    values[second] = 40.0;
+    let got = |t: &Tuning, values: &[f64]| -> Vec<(usize, Kind)> {
+        alerts_of(t, values)
+            .into_iter()
+            .filter(|(i, _)| *i >= ramp)
+            .map(|(i, o)| (i, o.kind))
+            .collect()
+    };
+    let with = got(&Tuning::default(), &values);
+    assert_eq!(
+        with,
+        vec![(ramp, Kind::RangeBreakout), (second, Kind::RangeBreakout)],
+        "one alert for the ramp, one for the second breakout"
+    );
+    let without = got(
+        &Tuning {
+            breakout_rearm: 0,
+            ..Tuning::default()
+        },
+        &values,
+    );
+    assert_eq!(without, vec![(ramp, Kind::RangeBreakout)]);
+    // A second breakout only just beyond the range (less than
+    // `rearm_tolerance` tolerances) does not re-arm.
+    values[second] = 22.3;
+    let small = got(&Tuning::default(), &values);
+    assert_eq!(small, vec![(ramp, Kind::RangeBreakout)], "{small:?}");
+}
+
+#[test]
 fn a_stuck_sensor_is_flagged_as_repeated_values() {
     // Day 8: the sensor freezes at its last reading for three hours, at an
     // ordinary level: no error, no new movement, no new level.
@@ -371,10 +411,16 @@ fn the_cooldown_also_ends_after_cooldown_minutes() {
         .collect();
     values[600] = 40.0;
     values[700] = -30.0;
+    // Without re-armed breakouts, which would let the second (much
+    // larger) breakout through a record cooldown too.
+    let t = Tuning {
+        breakout_rearm: 0,
+        ..Tuning::default()
+    };
     let run = |cfg: &Config| -> Vec<usize> {
-        let mut m = SeriesModel::new(cfg);
+        let mut m = SeriesModel::with_tuning(cfg, &t);
         (0..values.len())
-            .filter(|&i| m.update(cfg, values[i], i as i64 * HOUR_MS).alert)
+            .filter(|&i| m.update_tuned(cfg, &t, values[i], i as i64 * HOUR_MS).alert)
             .collect()
     };
     assert_eq!(run(&Config::default()), vec![600, 700]);
