@@ -384,8 +384,7 @@ impl SeriesModel {
             || (t.breakout_rearm > 0
                 && self.since_alert >= t.breakout_rearm as u64
                 && excess > cfg.range_tolerance * t.rearm_tolerance);
-        if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold
-        {
+        if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;
         }
         // A cooldown in records alone would span a day of 5-minute data
