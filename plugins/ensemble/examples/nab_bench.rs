@@ -68,7 +68,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     for (i, o) in outs.iter().enumerate() {
         if o.alert && i >= probation && !inside(i) {
             println!(
-                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats) {:.2?}",
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats, shift) {:.2?}",
                 o.kind, o.score, o.likelihoods
             );
         }
@@ -117,6 +117,12 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "flat_signal" => t.flat_signal = v != 0.0,
         "flat_std_floor" => t.flat_std_floor = v,
         "threshold_growth" => t.threshold_growth = v,
+        "breakout_rearm" => t.breakout_rearm = v as usize,
+        "rearm_tolerance" => t.rearm_tolerance = v,
+        "shift_cap" => t.shift_cap = v,
+        "shift_recent" => t.shift_recent = v as usize,
+        "shift_ref" => t.shift_ref = v as usize,
+        "shift_std_floor" => t.shift_std_floor = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -12,13 +12,16 @@
 //!   encoding gives it;
 //! * **repeated values** — a value equal to the previous two (a stuck
 //!   sensor, a drop-out to a constant);
+//! * **level shift** — the median of the last 20 values against the
+//!   median of the 200 before them, in units of their spread (an in-range
+//!   shift the median predictor follows within a few records);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the largest of the four counts, lowered by
+//!   against its own noise; the largest of the five counts, lowered by
 //!   0.1 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
@@ -27,7 +30,8 @@
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
 //! `threshold`, then the series stays quiet for `cooldown` records or
 //! `cooldown_minutes` of record time, whichever ends first (except for a
-//! range breakout after a softer alert). Alerts carry the expected
+//! range breakout after a softer alert, or one well beyond the range 60
+//! records after a breakout alert). Alerts carry the expected
 //! value and usual range, z, which contexts were new, the kind and the
 //! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
@@ -36,8 +40,8 @@
 //! days), `likelihood_window` (2000),
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
-//! for `vigil eval --sweep`). Memory per series is about 32 bytes ×
-//! `likelihood_window` (four likelihood windows) plus 8 KiB of pattern bits. The benchmark on the
+//! for `vigil eval --sweep`). Memory per series is about 40 bytes ×
+//! `likelihood_window` (five likelihood windows) plus 8 KiB of pattern bits and 220 values. The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -67,10 +71,11 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
-    /// "3": the repeated-values likelihood and the alert time joined the
-    /// per-series state ("2": the time-of-day context); an older state is
-    /// not restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "3";
+    /// "4": records since the last alert (re-armed breakouts) and the
+    /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
+    /// alert time ("2": the time-of-day context). An older state is not
+    /// restored (the series re-warm instead).
+    const STATE_FORMAT: &'static str = "4";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
@@ -149,6 +154,7 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         "movement_pattern" => "more new patterns of movement than this series shows",
         "time_of_day" => "levels not seen before at this time of day",
         "repeated_values" => "the value keeps repeating (stuck or constant)",
+        "level_shift" => "the recent level moved away from the preceding one",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);

@@ -61,10 +61,10 @@ pub struct Output {
     /// The record's level had never been seen at this time of day.
     pub novel_time_of_day: bool,
     /// The anomaly likelihoods of (prediction error, movement novelty,
-    /// time-of-day novelty, repeated values); `score` is their maximum
+    /// time-of-day novelty, repeated values, level shift); `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 4],
+    pub likelihoods: [f64; 5],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -72,8 +72,8 @@ pub struct Output {
 impl Output {
     /// Which signal made the score: `"range_breakout"`, else the largest
     /// likelihood: `"prediction_error"`, `"movement_pattern"`,
-    /// `"time_of_day"` or `"repeated_values"` (`"none"` while nothing
-    /// scores).
+    /// `"time_of_day"`, `"repeated_values"` or `"level_shift"` (`"none"`
+    /// while nothing scores).
     pub fn signal(&self) -> &'static str {
         if self.kind == Kind::RangeBreakout {
             return "range_breakout";
@@ -82,11 +82,12 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 4] = [
+        const NAMES: [&str; 5] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
             "repeated_values",
+            "level_shift",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {
@@ -145,6 +146,39 @@ pub struct Tuning {
     /// probability over 10, so 0.1 per decade keeps the expected number
     /// of chance alerts of a series from growing with its length (0: off).
     pub threshold_growth: f64,
+    /// A range breakout may also alert during a cooldown that another
+    /// breakout started, once this many records have passed since that
+    /// alert (0: never) and the value clears the seen range by
+    /// `rearm_tolerance` times `range_tolerance`. The cooldown exists so a
+    /// continuing anomaly gives one alert, and a ramp that passes each new
+    /// extreme record after record is that; a larger extreme after the
+    /// first one settled is a second anomaly, which the cooldown hid
+    /// (synthetic check: an incident a day after a false breakout).
+    pub breakout_rearm: usize,
+    /// How far beyond the seen range a re-armed breakout must go, in
+    /// multiples of `range_tolerance`: a second breakout so soon needs
+    /// more evidence (at 1×, two early small breakouts on a young range
+    /// cost the local corpus a false positive on each split).
+    pub rearm_tolerance: f64,
+    /// A fifth likelihood, of in-range level shifts (0: off): the robust
+    /// z of the median of the last `shift_recent` values against the
+    /// median of the `shift_ref` values before them (scale: 1.4826 × their
+    /// median absolute deviation, at least the predictor's typical error),
+    /// over this cap, as a raw surprise. The median predictor follows a
+    /// shift within half its window, so its error is a blip; the shift's
+    /// level can be ordinary for the series (no breakout, no new pattern).
+    /// Scale-free, so the cap means the same on every series; 3-6 scored
+    /// alike (design 0007).
+    pub shift_cap: f64,
+    /// Recent values of the shift statistic (the likelihood's short window).
+    pub shift_recent: usize,
+    /// Reference values of the shift statistic.
+    pub shift_ref: usize,
+    /// Floor of the standard deviation in the shift likelihood, twice
+    /// the others': medians of overlapping windows are correlated from
+    /// record to record, so at 0.03 stationary noise produced chance
+    /// alerts (unit test); 0.06 scored the same on both splits.
+    pub shift_std_floor: f64,
 }
 
 impl Default for Tuning {
@@ -160,6 +194,12 @@ impl Default for Tuning {
             flat_signal: true,
             flat_std_floor: 0.1,
             threshold_growth: 0.1,
+            breakout_rearm: 60,
+            rearm_tolerance: 3.0,
+            shift_cap: 4.0,
+            shift_recent: 20,
+            shift_ref: 200,
+            shift_std_floor: 0.06,
         }
     }
 }
@@ -206,6 +246,12 @@ pub struct SeriesModel {
     flat_likelihood: AnomalyLikelihood,
     /// Timestamp of the last alert (epoch ms), for `cooldown_minutes`.
     alert_ts: i64,
+    /// Records since the last alert (saturating), for `breakout_rearm`.
+    since_alert: u64,
+    /// The last `shift_ref + shift_recent` values (`Tuning::shift_cap`).
+    shift_hist: VecDeque<f64>,
+    /// Likelihood of the shift statistic.
+    shift_likelihood: AnomalyLikelihood,
     /// Reused buffer for medians (not state: skipped by snapshots).
     #[serde(skip)]
     scratch: Vec<f64>,
@@ -243,6 +289,15 @@ impl SeriesModel {
                 },
             ),
             alert_ts: 0,
+            since_alert: 0,
+            shift_hist: VecDeque::new(),
+            shift_likelihood: new_likelihood(
+                cfg,
+                &Tuning {
+                    std_floor: t.shift_std_floor,
+                    ..*t
+                },
+            ),
             scratch: Vec::new(),
         }
     }
@@ -317,28 +372,45 @@ impl SeriesModel {
         } else {
             0.0
         };
+        let shift_lik = if t.shift_cap > 0.0 {
+            let raw = self.shift_statistic(t, value) / t.shift_cap;
+            self.shift_likelihood.update(raw.min(1.0))
+        } else {
+            0.0
+        };
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
                 self.novelty_likelihood.update(novel_part),
                 time_lik,
                 flat_lik,
+                shift_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
-            [self.likelihood.update(raw), 0.0, time_lik, flat_lik]
+            [
+                self.likelihood.update(raw),
+                0.0,
+                time_lik,
+                flat_lik,
+                shift_lik,
+            ]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
 
         let mut score = 0.0;
         let mut kind = Kind::Normal;
+        // How far beyond the seen range, in units of that range.
+        let mut excess = 0.0;
         if warm {
             score = lik;
             if score > 0.0 {
                 kind = Kind::Deviation;
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
-                let tol = (self.max - self.min) * cfg.range_tolerance;
+                let span = self.max - self.min;
+                let tol = span * cfg.range_tolerance;
+                excess = (value - self.max).max(self.min - value) / span;
                 if value > self.max + tol || value < self.min - tol {
                     score = 1.0;
                     kind = Kind::RangeBreakout;
@@ -356,11 +428,12 @@ impl SeriesModel {
             score = (score - (t.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)).max(0.0);
         }
         let mut alert = false;
-        if t.breakout_bypass
-            && kind == Kind::RangeBreakout
-            && !self.cooling_after_breakout
-            && score >= cfg.threshold
-        {
+        self.since_alert = self.since_alert.saturating_add(1);
+        let rearmed = !self.cooling_after_breakout
+            || (t.breakout_rearm > 0
+                && self.since_alert >= t.breakout_rearm as u64
+                && excess > cfg.range_tolerance * t.rearm_tolerance);
+        if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;
         }
         // A cooldown in records alone would span a day of 5-minute data
@@ -379,6 +452,7 @@ impl SeriesModel {
             alert = true;
             self.cooldown_left = cfg.cooldown;
             self.alert_ts = ts_ms;
+            self.since_alert = 0;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
         }
         Output {
@@ -416,6 +490,36 @@ impl SeriesModel {
             .time_of_day_likelihood
             .get_or_insert_with(|| new_likelihood(cfg, t));
         (novel, likelihood.update(if novel { 1.0 } else { 0.0 }))
+    }
+
+    /// The shift statistic of `Tuning::shift_cap` after adding `value`;
+    /// 0 until the history is full, and 0 when the reference values are
+    /// mostly one value (median absolute deviation 0: a sparse or
+    /// quantised series, where medians jump between levels without any
+    /// shift; there the z was a false positive on the local corpus).
+    fn shift_statistic(&mut self, t: &Tuning, value: f64) -> f64 {
+        let (m, r) = (t.shift_recent.max(1), t.shift_ref.max(2));
+        if self.shift_hist.len() == m + r {
+            self.shift_hist.pop_front();
+        }
+        self.shift_hist.push_back(value);
+        if self.shift_hist.len() < m + r {
+            return 0.0;
+        }
+        self.scratch.clear();
+        self.scratch.extend(self.shift_hist.iter().skip(r).copied());
+        let recent = median_in_place(&mut self.scratch).unwrap_or(value);
+        self.scratch.clear();
+        self.scratch.extend(self.shift_hist.iter().take(r).copied());
+        let reference = median_in_place(&mut self.scratch).unwrap_or(value);
+        for x in self.scratch.iter_mut() {
+            *x = (*x - reference).abs();
+        }
+        let mad = median_in_place(&mut self.scratch).unwrap_or(0.0);
+        if mad <= 0.0 {
+            return 0.0;
+        }
+        ((recent - reference) / (1.4826 * mad).max(MAE_TO_SIGMA * self.mae)).abs()
     }
 
     /// Records seen so far.

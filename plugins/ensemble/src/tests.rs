@@ -319,6 +319,114 @@ fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
 }
 
 #[test]
+fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
+    // Day 8: a ramp out of the range (a new extreme on each of 20
+    // records: one continuing anomaly), back to normal, then 100 records
+    // later, still inside the first alert's cooldown, a much larger value.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let ramp = 8 * DAY + DAY / 4;
+    for (k, v) in values[ramp..ramp + 20].iter_mut().enumerate() {
+        *v = 16.0 + 0.3 * k as f64;
+    }
+    let second = ramp + 120;
+    values[second] = 40.0;
+    let got = |t: &Tuning, values: &[f64]| -> Vec<(usize, Kind)> {
+        alerts_of(t, values)
+            .into_iter()
+            .filter(|(i, _)| *i >= ramp)
+            .map(|(i, o)| (i, o.kind))
+            .collect()
+    };
+    let with = got(&Tuning::default(), &values);
+    assert_eq!(
+        with,
+        vec![(ramp, Kind::RangeBreakout), (second, Kind::RangeBreakout)],
+        "one alert for the ramp, one for the second breakout"
+    );
+    let without = got(
+        &Tuning {
+            breakout_rearm: 0,
+            ..Tuning::default()
+        },
+        &values,
+    );
+    assert_eq!(without, vec![(ramp, Kind::RangeBreakout)]);
+    // A second breakout only just beyond the range (less than
+    // `rearm_tolerance` tolerances) does not re-arm.
+    values[second] = 22.3;
+    let small = got(&Tuning::default(), &values);
+    assert_eq!(small, vec![(ramp, Kind::RangeBreakout)], "{small:?}");
+}
+
+/// Scores of every record of `values` (5-minute steps) with the default model.
+fn outputs_of(values: &[f64]) -> Vec<crate::model::Output> {
+    let cfg = Config::default();
+    let mut m = SeriesModel::new(&cfg);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| m.update(&cfg, v, i as i64 * STEP_MS))
+        .collect()
+}
+
+#[test]
+fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
+    // A noisy level with occasional spikes to 6 and 14 in its first days
+    // (so 11.5 is well inside the seen range), then from day 8 the level
+    // moves from 10 to 11.5 for 200 records.
+    let mut values: Vec<f64> = (0..10 * DAY).map(|i| 10.0 + 2.0 * noise(i)).collect();
+    for i in (50..6 * DAY).step_by(97) {
+        values[i] = if i % 2 == 0 { 14.0 } else { 6.0 };
+    }
+    let shift = 8 * DAY;
+    values[shift..shift + 200]
+        .iter_mut()
+        .for_each(|v| *v += 1.5);
+    let outs = outputs_of(&values);
+    let shift_lik =
+        |r: std::ops::Range<usize>| outs[r].iter().map(|o| o.likelihoods[4]).fold(0.0, f64::max);
+    assert!(
+        shift_lik(6 * DAY + 250..shift) < 0.3,
+        "{}",
+        shift_lik(6 * DAY + 250..shift)
+    );
+    assert!(
+        shift_lik(shift..shift + 60) >= 0.5,
+        "{}",
+        shift_lik(shift..shift + 60)
+    );
+    assert!(
+        outs[shift..shift + 60].iter().any(|o| o.alert),
+        "no alert within 60 records of the shift"
+    );
+    // Stationary noise raises no alert after the spikes stop (a floor of
+    // 0.03 on this likelihood's spread did: chance medians of 20 noisy
+    // values are correlated from record to record).
+    assert!(
+        outs[6 * DAY + 250..shift].iter().all(|o| !o.alert),
+        "false positive in stationary noise"
+    );
+}
+
+#[test]
+fn sparse_series_have_no_shift_signal() {
+    // Mostly zeros with rare spikes, then a cluster of spikes: medians of
+    // such a series jump without any shift of level, so the shift
+    // statistic stays silent (median absolute deviation 0).
+    let mut values = vec![0.0; 8 * DAY];
+    for i in (7..8 * DAY).step_by(53) {
+        values[i] = 10.0 + noise(i);
+    }
+    for (k, v) in values[6 * DAY..6 * DAY + 40].iter_mut().enumerate() {
+        if k % 2 == 0 {
+            *v = 10.0 + noise(k);
+        }
+    }
+    // (A statistic that is always 0 has likelihood ln 0.5 / ln 1e-10 = 0.03.)
+    assert!(outputs_of(&values).iter().all(|o| o.likelihoods[4] < 0.05));
+}
+
+#[test]
 fn a_stuck_sensor_is_flagged_as_repeated_values() {
     // Day 8: the sensor freezes at its last reading for three hours, at an
     // ordinary level: no error, no new movement, no new level.
@@ -371,10 +479,16 @@ fn the_cooldown_also_ends_after_cooldown_minutes() {
         .collect();
     values[600] = 40.0;
     values[700] = -30.0;
+    // Without re-armed breakouts, which would let the second (much
+    // larger) breakout through a record cooldown too.
+    let t = Tuning {
+        breakout_rearm: 0,
+        ..Tuning::default()
+    };
     let run = |cfg: &Config| -> Vec<usize> {
-        let mut m = SeriesModel::new(cfg);
+        let mut m = SeriesModel::with_tuning(cfg, &t);
         (0..values.len())
-            .filter(|&i| m.update(cfg, values[i], i as i64 * HOUR_MS).alert)
+            .filter(|&i| m.update_tuned(cfg, &t, values[i], i as i64 * HOUR_MS).alert)
             .collect()
     };
     assert_eq!(run(&Config::default()), vec![600, 700]);
