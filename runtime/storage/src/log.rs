@@ -139,6 +139,8 @@ pub struct Log {
     pub stats: StorageStats,
     /// "Now" for retention and garbage collection.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Other nodes' WAL objects read by recent takeovers (log/recover.rs).
+    wal_reads: recover::WalReads,
 }
 
 impl Log {
@@ -305,6 +307,7 @@ impl Log {
             fenced: fence.fenced_flag(),
             fence,
             next_object_seq: Arc::new(AtomicU64::new(0)),
+            wal_reads: Default::default(),
             catalog: RwLock::new(None),
             leadership: RwLock::new(Arc::new(crate::leadership::SoleLeader)),
             stats: StorageStats::default(),

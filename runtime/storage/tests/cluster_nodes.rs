@@ -15,10 +15,14 @@ use crate::common;
 use common::{batch, StoreDir};
 
 async fn topic_on(log: &Log, id: Uuid) {
+    topic_with(log, id, 2).await
+}
+
+async fn topic_with(log: &Log, id: Uuid, partitions: i32) {
     log.create_topic_with_id(
         "t",
         TopicConfig {
-            partitions: 2,
+            partitions,
             configs: Default::default(),
         },
         id,
@@ -161,4 +165,51 @@ async fn a_node_that_still_serves_a_stale_partition_reloads_it_when_it_leads_aga
     assert_eq!(records(&a, 0).await, 5);
     append_n(&a, 0, "c", 1).await;
     assert_eq!(records(&a, 0).await, 6);
+}
+
+/// A takeover of many partitions from a dead node reads each of its WAL
+/// objects once, not once per partition (each object holds batches of many
+/// partitions), and an object its owner deleted after listing (uploaded
+/// meanwhile) does not fail the acquire.
+#[tokio::test]
+async fn a_takeover_of_many_partitions_reads_each_wal_object_once() {
+    const PARTITIONS: i32 = 6;
+    let env = StoreDir::new();
+    let faulty = Arc::new(vigil_storage::store::faulty::FaultyStore::new(env.store()));
+    let reads = faulty.control();
+    let (a, _da) = env.open_node_on(1, faulty).await;
+    let (b, _db) = env.open_node(2).await;
+    let id = Uuid::new_v4();
+    topic_with(&a, id, PARTITIONS).await;
+    topic_with(&b, id, PARTITIONS).await;
+    // b leads every partition, acknowledges batches and dies before
+    // uploading them.
+    for i in 0..PARTITIONS {
+        b.acquire_partition("t", i, 1).await.expect("b leads");
+    }
+    for round in 0..3 {
+        for i in 0..PARTITIONS {
+            append_n(&b, i, &format!("r{round}p{i}-"), 1).await;
+        }
+    }
+    b.abandon().await;
+    for i in 0..PARTITIONS {
+        a.acquire_partition("t", i, 2).await.expect("a takes over");
+        assert_eq!(records(&a, i).await, 3, "partition {i} recovered");
+    }
+    let gets: Vec<_> = reads
+        .gets_under("nodes/")
+        .into_iter()
+        .filter(|(k, _)| k.contains("/wal/"))
+        .collect();
+    assert!(
+        !gets.is_empty(),
+        "a read none of b's WAL objects; its GETs: {:?}",
+        reads.gets_under("")
+    );
+    let repeated: Vec<_> = gets.iter().filter(|(_, n)| *n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "WAL objects read more than once across {PARTITIONS} takeovers: {repeated:?}"
+    );
 }

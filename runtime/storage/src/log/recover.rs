@@ -11,7 +11,9 @@
 //! each offset the batch of the highest leader epoch wins, as in Kafka's
 //! log truncation by leader epoch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Log;
 use crate::error::{Result, StorageError};
@@ -19,11 +21,59 @@ use crate::partition::Partition;
 use crate::paths::{self, Layout};
 use crate::wal::WalEntry;
 use bytes::Bytes;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+/// How long a decoded WAL object of another node is kept: about one round
+/// of takeovers (a dead node's partitions are acquired one after another,
+/// and each of its WAL objects holds batches of many of them).
+const KEEP: Duration = Duration::from_secs(30);
+/// At most this many batch bytes are kept; past it objects are read for the
+/// one partition that needs them, as if not kept.
+const KEEP_BYTES: usize = 256 << 20;
+
+/// The batches of one WAL object, as (topic id, partition, batch).
+type Batches = Arc<Vec<(Uuid, i32, Bytes)>>;
+
+/// Other nodes' WAL objects read by recent takeovers. WAL objects are
+/// immutable, so a copy stays right until the object is deleted, and a
+/// deleted one is never needed again (see [`Log::recover_from_wal_objects`]).
+#[derive(Default)]
+pub(crate) struct WalReads {
+    objects: Mutex<HashMap<String, (Instant, usize, Batches)>>,
+}
+
+impl WalReads {
+    fn get(&self, key: &str) -> Option<Batches> {
+        self.objects.lock().get(key).map(|(_, _, b)| b.clone())
+    }
+
+    /// Keeps `batches` if the bound allows, after dropping what expired and
+    /// what `dir`'s current `listed` keys no longer include.
+    fn keep(&self, dir: &str, listed: &[String], key: String, batches: &Batches) {
+        let mut objects = self.objects.lock();
+        let now = Instant::now();
+        objects.retain(|k, (at, _, _)| {
+            now.duration_since(*at) < KEEP && (!k.starts_with(dir) || listed.contains(k))
+        });
+        let size: usize = batches.iter().map(|(_, _, b)| b.len()).sum();
+        let held: usize = objects.values().map(|(_, n, _)| n).sum();
+        if held + size <= KEEP_BYTES {
+            objects.insert(key, (now, size, batches.clone()));
+        }
+    }
+}
 
 impl Log {
     /// Appends to `p` (just loaded from its partition manifest, not yet
     /// serving) the batches of every node's WAL objects that continue its
     /// uploaded log. Returns how many were recovered.
+    ///
+    /// A WAL object listed here and gone when read was deleted by its node
+    /// after every batch in it was uploaded by its partition's leader; for
+    /// `p` that leader wrote before this node's epoch claim, so those
+    /// batches are already in `p`'s manifest and the object is skipped.
     pub(super) async fn recover_from_wal_objects(&self, p: &Partition) -> Result<usize> {
         let listing = self
             .store
@@ -37,31 +87,37 @@ impl Log {
                 continue;
             };
             let store = layout.private_store(self.store.clone());
-            let (entries, _) = crate::wal::object::read_objects(store.as_ref(), None).await?;
-            for entry in entries {
-                let WalEntry::Batch {
-                    topic_id,
-                    partition,
-                    batch,
-                } = entry
-                else {
-                    continue;
+            let keys = crate::wal::object::list_objects(store.as_ref()).await?;
+            let dir = format!("{dir}/");
+            let listed: Vec<String> = keys.iter().map(|(_, k)| format!("{dir}{k}")).collect();
+            for ((_, key), cache_key) in keys.iter().zip(&listed) {
+                let batches = match self.wal_reads.get(cache_key) {
+                    Some(b) => b,
+                    None => match read_batches(store.as_ref(), key).await? {
+                        Some(b) => {
+                            self.wal_reads.keep(&dir, &listed, cache_key.clone(), &b);
+                            b
+                        }
+                        None => continue,
+                    },
                 };
-                if topic_id != p.topic_id || partition != p.index {
-                    continue;
-                }
-                let Ok(h) = vigil_protocol::batch::validate(&batch) else {
-                    tracing::warn!(topic = %p.topic, partition, node = ?layout.node_id(), "skipping a corrupt batch in a WAL object");
-                    continue;
-                };
-                let newer = found
-                    .get(&h.base_offset)
-                    .is_none_or(|(epoch, _, _)| h.partition_leader_epoch > *epoch);
-                if newer {
-                    found.insert(
-                        h.base_offset,
-                        (h.partition_leader_epoch, h.last_offset(), batch),
-                    );
+                for (topic_id, partition, batch) in batches.iter() {
+                    if *topic_id != p.topic_id || *partition != p.index {
+                        continue;
+                    }
+                    let Ok(h) = vigil_protocol::batch::validate(batch) else {
+                        tracing::warn!(topic = %p.topic, partition, node = ?layout.node_id(), "skipping a corrupt batch in a WAL object");
+                        continue;
+                    };
+                    let newer = found
+                        .get(&h.base_offset)
+                        .is_none_or(|(epoch, _, _)| h.partition_leader_epoch > *epoch);
+                    if newer {
+                        found.insert(
+                            h.base_offset,
+                            (h.partition_leader_epoch, h.last_offset(), batch.clone()),
+                        );
+                    }
                 }
             }
         }
@@ -82,4 +138,37 @@ impl Log {
         }
         Ok(recovered)
     }
+}
+
+/// The batches of WAL object `key`; `None` if it was deleted since listed.
+async fn read_batches(
+    store: &dyn ObjectStore,
+    key: &object_store::path::Path,
+) -> Result<Option<Batches>> {
+    let data = match store.get(key).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    let data = match data {
+        Ok(d) => d,
+        Err(object_store::Error::NotFound { .. }) => {
+            tracing::debug!(%key, "a WAL object was deleted after it was listed (its batches were uploaded)");
+            return Ok(None);
+        }
+        Err(e) => return Err(StorageError::store("get", key, e)),
+    };
+    let entries = crate::wal::object::decode_object(key, &data)?;
+    Ok(Some(Arc::new(
+        entries
+            .into_iter()
+            .filter_map(|e| match e {
+                WalEntry::Batch {
+                    topic_id,
+                    partition,
+                    batch,
+                } => Some((topic_id, partition, batch)),
+                WalEntry::Kv { .. } => None,
+            })
+            .collect(),
+    )))
 }

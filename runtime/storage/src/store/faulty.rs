@@ -118,6 +118,9 @@ struct State {
     kinds: [KindFaults; 2],
     fail_after_write_next: u64,
     counts: [FaultCounts; 2],
+    /// Whole-object GETs per key, for tests that check what a read path
+    /// fetches more than once.
+    gets: std::collections::HashMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -242,6 +245,20 @@ impl FaultControl {
     pub fn counts(&self, kind: FaultKind) -> FaultCounts {
         self.shared.state.lock().counts[kind as usize]
     }
+
+    /// GET calls so far per object key, for the keys starting with
+    /// `prefix` (whether they succeeded or not).
+    pub fn gets_under(&self, prefix: &str) -> Vec<(String, u64)> {
+        let state = self.shared.state.lock();
+        let mut out: Vec<_> = state
+            .gets
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        out.sort();
+        out
+    }
 }
 
 /// An [`ObjectStore`] that injects the faults its [`FaultControl`] asks for
@@ -347,6 +364,13 @@ impl ObjectStore for FaultyStore {
     {
         Box::pin(async move {
             let op = get_op(&options);
+            *self
+                .shared
+                .state
+                .lock()
+                .gets
+                .entry(location.to_string())
+                .or_default() += 1;
             self.shared
                 .before(FaultKind::Read, op, location.as_ref())
                 .await?;

@@ -208,13 +208,7 @@ pub(crate) async fn read_objects(
     store: &dyn ObjectStore,
     through: Option<(u64, u64)>,
 ) -> Result<(Vec<WalEntry>, Vec<Path>)> {
-    let prefix = paths::wal_prefix();
-    let metas = crate::store::list_all(store, &prefix).await?;
-    let mut keys: Vec<((u64, u64), Path)> = metas
-        .into_iter()
-        .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
-        .collect();
-    keys.sort();
+    let keys = list_objects(store).await?;
     let mut entries = Vec::new();
     for (pos, key) in &keys {
         if through.is_some_and(|t| *pos <= t) {
@@ -227,16 +221,34 @@ pub(crate) async fn read_objects(
             .bytes()
             .await
             .map_err(|e| StorageError::store("get", key, e))?;
-        let (found, valid) = decode_entries(&data);
-        if valid != data.len() {
-            // PUTs are atomic, so this is corruption, not a torn write.
-            return Err(StorageError::Corrupt {
-                what: "WAL object",
-                key: key.to_string(),
-                reason: format!("only {valid} of {} bytes decode", data.len()),
-            });
-        }
-        entries.extend(found);
+        entries.extend(decode_object(key, &data)?);
     }
     Ok((entries, keys.into_iter().map(|(_, k)| k).collect()))
+}
+
+/// The WAL object keys in `store` (a node's private store) with their
+/// (epoch, sequence), oldest first.
+pub(crate) async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<((u64, u64), Path)>> {
+    let prefix = paths::wal_prefix();
+    let metas = crate::store::list_all(store, &prefix).await?;
+    let mut keys: Vec<((u64, u64), Path)> = metas
+        .into_iter()
+        .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
+        .collect();
+    keys.sort();
+    Ok(keys)
+}
+
+/// Every entry of one WAL object; corrupt if any byte does not decode.
+pub(crate) fn decode_object(key: &Path, data: &[u8]) -> Result<Vec<WalEntry>> {
+    let (found, valid) = decode_entries(data);
+    if valid != data.len() {
+        // PUTs are atomic, so this is corruption, not a torn write.
+        return Err(StorageError::Corrupt {
+            what: "WAL object",
+            key: key.to_string(),
+            reason: format!("only {valid} of {} bytes decode", data.len()),
+        });
+    }
+    Ok(found)
 }

@@ -47,6 +47,16 @@ impl StoreDir {
 
     /// Opens cluster node `id`'s log (object WAL) on a fresh data dir.
     pub async fn open_node(&self, id: u32) -> (Arc<Log>, tempfile::TempDir) {
+        self.open_node_on(id, self.store()).await
+    }
+
+    /// [`open_node`](Self::open_node) through `store` (e.g. a `FaultyStore`
+    /// over [`store`](Self::store)).
+    pub async fn open_node_on(
+        &self,
+        id: u32,
+        store: Arc<dyn ObjectStore>,
+    ) -> (Arc<Log>, tempfile::TempDir) {
         let data = tempfile::tempdir().expect("tempdir");
         let mut c = LogConfig::new(data.path());
         c.node = Some(id);
@@ -57,7 +67,7 @@ impl StoreDir {
         c.upload_interval = Duration::from_secs(3600);
         c.lease_interval = Duration::from_millis(10);
         c.gc_grace = Duration::ZERO;
-        let log = Log::open(c, self.store()).await.expect("open node log");
+        let log = Log::open(c, store).await.expect("open node log");
         (log, data)
     }
 
