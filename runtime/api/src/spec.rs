@@ -159,7 +159,7 @@ pub struct Budget {
 pub const DEFAULT_ACK_BUDGET_MS: u64 = 5;
 /// Largest `ack_budget_ms`: a producer's acknowledgement must not wait on a
 /// detector for long.
-pub const MAX_ACK_BUDGET_MS: u64 = 1_000;
+pub const MAX_ACK_BUDGET_MS: u64 = 10_000;
 
 /// Deployment names starting with this are replay jobs.
 pub const REPLAY_PREFIX: &str = "replay-";
@@ -446,7 +446,11 @@ mod tests {
             "max_batch_bytes",
             "64 MiB",
         );
-        refused(&|s| s.ack_budget_ms = Some(60_000), "ack_budget_ms", "1000");
+        refused(
+            &|s| s.ack_budget_ms = Some(60_000),
+            "ack_budget_ms",
+            "10000",
+        );
         // The bounds themselves are accepted.
         let mut s = spec();
         s.ack_budget_ms = Some(MAX_ACK_BUDGET_MS);
