@@ -72,6 +72,16 @@ async fn wait_gated(det: &Detectors, offset: i64) {
     .await
 }
 
+/// A log with topic `in` and an engine whose deployment holds acks for up
+/// to 10 s (longer than any runner here needs: the tests are exact).
+async fn gated(env: &Env) -> (Arc<Log>, Arc<Detectors>) {
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    deploy(&det, 10_000, 0).await;
+    (log, det)
+}
+
 /// Waits until the runner queued alerts beyond the `durable` ones: it
 /// scored input that is not durable yet (its alert append then waits).
 async fn wait_alerts_queued(log: &Log, durable: i64) {
@@ -90,10 +100,7 @@ async fn wait_alerts_queued(log: &Log, durable: i64) {
 #[tokio::test]
 async fn an_acknowledged_record_has_its_alert_readable_already() {
     let env = Env::new();
-    let log = env.log().await;
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
-    deploy(&det, 10_000, 0).await;
+    let (log, det) = gated(&env).await;
     let input = log.partition("in", 0).expect("input");
     let alerts = log.partition("alerts", 0).expect("alerts");
     let mut outliers = Vec::new();
@@ -140,10 +147,7 @@ async fn ack_budget_zero_leaves_acks_alone() {
 #[tokio::test]
 async fn a_crash_while_the_wal_fails_leaves_no_alert_of_lost_records() {
     let env = Env::object_wal();
-    let log = env.log().await;
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
-    deploy(&det, 10_000, 0).await;
+    let (log, det) = gated(&env).await;
     produce(&log, "in", 0, 10, 1, 5).await;
     // Committed first: a commit in flight would wait on the failing WAL.
     wait_committed(&det, NAME, 10).await;
@@ -202,10 +206,7 @@ async fn a_crash_while_the_wal_fails_leaves_no_alert_of_lost_records() {
 #[tokio::test]
 async fn a_wal_outage_without_a_crash_keeps_alerts_exactly_once() {
     let env = Env::object_wal();
-    let log = env.log().await;
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
-    deploy(&det, 10_000, 0).await;
+    let (log, det) = gated(&env).await;
     let input = log.partition("in", 0).expect("input");
     let alerts = log.partition("alerts", 0).expect("alerts");
 
@@ -243,10 +244,7 @@ async fn a_wal_outage_without_a_crash_keeps_alerts_exactly_once() {
 #[tokio::test]
 async fn a_paused_deployment_holds_no_acks() {
     let env = Env::new();
-    let log = env.log().await;
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
-    deploy(&det, 10_000, 0).await;
+    let (log, det) = gated(&env).await;
     let input = log.partition("in", 0).expect("input");
     // Pausing stops the runner, which drops its gate.
     det.pause(NAME).await.expect("pause");
