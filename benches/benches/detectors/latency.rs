@@ -38,7 +38,11 @@ pub(crate) struct PipelineResult {
 }
 
 pub(crate) struct LatencyResult {
+    /// The deployment holding acks until its alerts are durable (the
+    /// default `ack_budget_ms`).
     pub(crate) vigil: PipelineResult,
+    /// The same deployment with `ack_budget_ms: 0`: alerts follow the ack.
+    pub(crate) vigil_async: PipelineResult,
     pub(crate) external: PipelineResult,
 }
 
@@ -184,6 +188,16 @@ pub(crate) fn section_latency(
     let mut vigil = run_pipeline("vigil", &addr, "in", "alerts", p, |_| Ok(None))?;
     vigil.deployment = Some(totals(&admin.status("zscore-latency")?));
 
+    println!("section 2: vigil pipeline with ack_budget_ms 0 …");
+    common::create_topic(rt, &addr, "in3", p.partitions)?;
+    let mut spec = zscore_spec("zscore-latency-async", hash, "in3", "alerts3")?;
+    spec.ack_budget_ms = Some(0);
+    admin
+        .deploy(&spec)
+        .context("deploying zscore on `in3` with ack_budget_ms 0")?;
+    let mut vigil_async = run_pipeline("vigil-0ms", &addr, "in3", "alerts3", p, |_| Ok(None))?;
+    vigil_async.deployment = Some(totals(&admin.status("zscore-latency-async")?));
+
     println!("section 2: external pipeline …");
     common::create_topic(rt, &addr, "in2", p.partitions)?;
     common::create_topic(rt, &addr, "alerts2", p.partitions)?;
@@ -191,7 +205,11 @@ pub(crate) fn section_latency(
         external_pipeline(&addr, "in2", "alerts2", p, stop).map(Some)
     })?;
     println!();
-    Ok(LatencyResult { vigil, external })
+    Ok(LatencyResult {
+        vigil,
+        vigil_async,
+        external,
+    })
 }
 
 pub(crate) fn print_latency(p: &Params, r: &LatencyResult) {
@@ -213,7 +231,7 @@ pub(crate) fn print_latency(p: &Params, r: &LatencyResult) {
         "ack p50",
         "ack p99"
     );
-    for x in [&r.vigil, &r.external] {
+    for x in [&r.vigil, &r.vigil_async, &r.external] {
         let acks = x.sent.ack_latencies();
         println!(
             "{:<9} {:>8} {:>8} | {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>9.2} | {:>8.2} {:>8.2}",
@@ -230,9 +248,21 @@ pub(crate) fn print_latency(p: &Params, r: &LatencyResult) {
         );
     }
     println!(
-        "vigil p99 / external p99: {:.2}× (target ≤ 0.2×); p50 ratio {:.2}×",
+        "vigil p99 / external p99: {:.2}× (target ≤ 0.2×); p50 ratio {:.2}×; vigil-0ms p99 / \
+         external p99: {:.2}×",
         percentile(&r.vigil.from_ack, 0.99) / percentile(&r.external.from_ack, 0.99),
-        percentile(&r.vigil.from_ack, 0.5) / percentile(&r.external.from_ack, 0.5)
+        percentile(&r.vigil.from_ack, 0.5) / percentile(&r.external.from_ack, 0.5),
+        percentile(&r.vigil_async.from_ack, 0.99) / percentile(&r.external.from_ack, 0.99)
+    );
+    let (with, without) = (
+        r.vigil.sent.ack_latencies(),
+        r.vigil_async.sent.ack_latencies(),
+    );
+    println!(
+        "produce ack p99 with the ack gate / without (ack_budget_ms 0): {:.2} / {:.2} ms = {:.2}×",
+        percentile(&with, 0.99),
+        percentile(&without, 0.99),
+        percentile(&with, 0.99) / percentile(&without, 0.99)
     );
     println!(
         "(p50/p99/max = alert consumed − source record's ack (delivery report); send = alert \
@@ -240,7 +270,7 @@ pub(crate) fn print_latency(p: &Params, r: &LatencyResult) {
          latency. Alerts are matched to sources by the vigil.source.partition/offset headers; \
          only measured records count, not the warm-up)"
     );
-    for x in [&r.vigil, &r.external] {
+    for x in [&r.vigil, &r.vigil_async, &r.external] {
         let mut notes = vec![format!(
             "{} of {} measured records, {:.0} records/s achieved",
             x.sent.measured().len(),
@@ -295,7 +325,7 @@ pub(crate) fn print_latency(p: &Params, r: &LatencyResult) {
     println!(
         "settings: source producers (both) acks=all, linger.ms={}, no compression, no \
          idempotence, default partitioner by key; vigil: deployment zscore {} with value_schema \
-         {}, default max_batch_bytes; external: BaseConsumer assigned to every partition (no \
+         {}, default max_batch_bytes, default ack_budget_ms (vigil-0ms: ack_budget_ms 0); external: BaseConsumer assigned to every partition (no \
          group, no commits), fetch.wait.max.ms={}, fetch.min.bytes=1, up to {} messages per \
          poll round, one native zscore per partition, alert producer acks=all, linger.ms={}; \
          alert consumers (both): fetch.wait.max.ms={}, fetch.min.bytes=1. The broker \

@@ -86,6 +86,16 @@ pub struct DeploymentSpec {
     /// Most input bytes handed to the module per call.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// How long a producer's acknowledgement may wait, after its batch is
+    /// durable, for this deployment's alerts about it to be durable too
+    /// (so an acknowledged record's alerts are already readable), in
+    /// milliseconds. A runner that misses it lets the acknowledgement go and
+    /// catches up asynchronously. Default [`DEFAULT_ACK_BUDGET_MS`]; `0`
+    /// turns it off (alerts follow the acknowledgement, one WAL group
+    /// commit later). Live deployments only: replays and shadows never hold
+    /// acknowledgements, nor do deployments with a `budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_budget_ms: Option<u64>,
     /// Only these input partitions (default: all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partitions: Option<Vec<i32>>,
@@ -144,6 +154,12 @@ pub struct Budget {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_share: Option<f64>,
 }
+
+/// `ack_budget_ms` when a spec does not say.
+pub const DEFAULT_ACK_BUDGET_MS: u64 = 5;
+/// Largest `ack_budget_ms`: a producer's acknowledgement must not wait on a
+/// detector for long.
+pub const MAX_ACK_BUDGET_MS: u64 = 10_000;
 
 /// Deployment names starting with this are replay jobs.
 pub const REPLAY_PREFIX: &str = "replay-";
@@ -286,7 +302,18 @@ impl DeploymentSpec {
         if let Some(n) = self.budget.as_ref().and_then(|b| b.parallelism) {
             range("budget.parallelism", count(n), 1, count(MAX_PARALLELISM))?;
         }
+        if let Some(ms) = self.ack_budget_ms {
+            range("ack_budget_ms", ms, 0, MAX_ACK_BUDGET_MS)?;
+        }
         Ok(())
+    }
+
+    /// How long acknowledgements of this deployment's input may wait for its
+    /// alerts (see `ack_budget_ms`); `None` when they never wait.
+    pub fn ack_budget(&self) -> Option<std::time::Duration> {
+        let live = self.kind == Kind::Live && self.end.is_none() && self.budget.is_none();
+        let ms = self.ack_budget_ms.unwrap_or(DEFAULT_ACK_BUDGET_MS);
+        (live && ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 
     /// The dead-letter topic this spec writes to.
@@ -321,6 +348,28 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(latest.start, StartPosition::Earliest);
+    }
+
+    #[test]
+    fn only_live_unbounded_unbudgeted_deployments_hold_acks() {
+        let ms = std::time::Duration::from_millis;
+        let mut s = spec();
+        assert_eq!(s.ack_budget(), Some(ms(DEFAULT_ACK_BUDGET_MS)));
+        s.ack_budget_ms = Some(0);
+        assert_eq!(s.ack_budget(), None, "0 turns it off");
+        s.ack_budget_ms = Some(20);
+        assert_eq!(s.ack_budget(), Some(ms(20)));
+        let cases: [&dyn Fn(&mut DeploymentSpec); 4] = [
+            &|s| s.kind = Kind::Replay,
+            &|s| s.kind = Kind::Shadow("fraud".into()),
+            &|s| s.end = Some(StartPosition::Latest),
+            &|s| s.budget = Some(Budget::default()),
+        ];
+        for edit in cases {
+            let mut t = s.clone();
+            edit(&mut t);
+            assert_eq!(t.ack_budget(), None, "{t:?}");
+        }
     }
 
     #[test]
@@ -397,8 +446,14 @@ mod tests {
             "max_batch_bytes",
             "64 MiB",
         );
+        refused(
+            &|s| s.ack_budget_ms = Some(60_000),
+            "ack_budget_ms",
+            "10000",
+        );
         // The bounds themselves are accepted.
         let mut s = spec();
+        s.ack_budget_ms = Some(MAX_ACK_BUDGET_MS);
         s.limits.cpu_per_batch = std::time::Duration::from_millis(MAX_CPU_MS_PER_BATCH);
         s.limits.max_alerts_per_batch = MAX_ALERTS_PER_BATCH;
         s.limits.memory_bytes = MAX_MEMORY_MB << 20;

@@ -76,6 +76,11 @@ pub struct PartitionStatus {
     pub end: Option<i64>,
     /// Which module version scored which offsets, oldest first.
     pub versions: Vec<VersionStatus>,
+    /// Whether producers' acknowledgements of this partition wait (up to
+    /// the deployment's `ack_budget_ms`) for its alerts: the runner is live
+    /// and caught up.
+    #[serde(default)]
+    pub ack_gate: bool,
 }
 
 /// The offsets one module version scored on a partition.

@@ -45,6 +45,7 @@ impl Detectors {
             dead_letter_topic: None,
             start: r.from.unwrap_or(StartPosition::Earliest),
             max_batch_bytes: r.max_batch_bytes.unwrap_or(1 << 20),
+            ack_budget_ms: None,
             partitions: r.partitions,
             end: Some(r.to.unwrap_or(StartPosition::Latest)),
             budget: r.budget,

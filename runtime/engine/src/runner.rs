@@ -20,6 +20,7 @@ use super::store::{CommitError, DeploymentStore, Version};
 use super::supervisor::Msg;
 use super::Deployment;
 
+mod gate;
 mod write;
 
 /// What a runner reports to the supervisor, tagged with the run it belongs
@@ -273,6 +274,11 @@ impl Runner {
         let end = self.checkpoint.end.unwrap_or(i64::MAX);
         let mut last_commit = Instant::now();
         let mut hw_rx = self.input.watch_high_watermark();
+        let budget = self.deployment.spec.ack_budget();
+        let mut gated: Option<gate::Gated> = None;
+        // Set when the gate was dropped for falling behind; cleared once
+        // the runner reaches the log end again.
+        let mut behind = false;
         loop {
             if *self.stop.borrow() {
                 break;
@@ -281,19 +287,36 @@ impl Runner {
             if next >= end {
                 break;
             }
+            // Gated, the runner reads ahead of durability up to the log end.
+            let readable = match &mut gated {
+                Some(g) => {
+                    g.seen();
+                    self.input.log_end_offset().min(end)
+                }
+                None => hw,
+            };
             {
                 let mut s = self.status.lock();
                 s.offset = next;
                 s.high_watermark = hw;
                 s.lag = (hw - next).max(0);
+                s.ack_gate = gated.is_some();
             }
-            if next >= hw {
-                if last_commit.elapsed() >= self.checkpoint_every && next > self.checkpoint.offset {
+            if next >= readable {
+                behind = behind && next < self.input.log_end_offset();
+                if let (None, Some(budget), false) = (&gated, budget, behind) {
+                    // Caught up: from here on producers' acknowledgements
+                    // wait for this runner's alerts, up to the budget.
+                    gated = Some(gate::Gated::open(&self.input, next, budget));
+                    continue;
+                }
+                if last_commit.elapsed() >= self.checkpoint_every && self.committable(next) {
                     self.commit(&mut instance, next).await?;
                     last_commit = Instant::now();
                 }
                 tokio::select! {
                     r = hw_rx.changed() => if r.is_err() { break },
+                    _ = gate::appended(&mut gated) => {}
                     _ = Self::stopped(&mut self.stop) => break,
                     _ = tokio::time::sleep(self.checkpoint_every) => {}
                 }
@@ -309,7 +332,7 @@ impl Runner {
                 .map_or(self.deployment.spec.max_batch_bytes, |t| {
                     t.read_cap(self.deployment.spec.max_batch_bytes)
                 });
-            let fetched = match self.log.read(&self.input, next, max_bytes).await {
+            let fetched = match self.read_input(gated.is_some(), next, max_bytes).await {
                 Ok(f) => f,
                 Err(StorageError::OffsetOutOfRange { start, .. }) if next < start => {
                     tracing::warn!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = next, to = start, "input was deleted by retention before it was processed; skipping ahead");
@@ -382,6 +405,15 @@ impl Runner {
                 }
             }
             next = batch_end + 1;
+            if let Some(g) = &gated {
+                g.gate.advance(next);
+                if next < readable {
+                    // One read did not reach the log end: behind, the
+                    // runner would only make acknowledgements wait.
+                    gated = None;
+                    behind = true;
+                }
+            }
             {
                 let now = Instant::now();
                 let mut s = self.status.lock();
@@ -402,12 +434,21 @@ impl Runner {
             if let Some(t) = &self.throttle {
                 self.pause(t.rest(busy)).await?;
             }
-            if last_commit.elapsed() >= self.checkpoint_every || next >= end {
+            if (last_commit.elapsed() >= self.checkpoint_every || next >= end)
+                && self.committable(next)
+            {
                 self.commit(&mut instance, next).await?;
                 last_commit = Instant::now();
             }
         }
-        if next > self.checkpoint.offset {
+        self.status.lock().ack_gate = false;
+        if gated.take().is_some() && next > self.input.high_watermark() {
+            // Stopping with records processed ahead of durability: commit
+            // them if they land soon, else the last checkpoint stands and a
+            // restart re-processes them (their alerts suppressed if written).
+            let _ = tokio::time::timeout(self.retry_backoff, hw_rx.wait_for(|h| *h >= next)).await;
+        }
+        if self.committable(next) {
             self.commit(&mut instance, next).await?;
         }
         // A bounded run is only finished once its end is committed; a

@@ -25,6 +25,7 @@ use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Wal, WalEntry, WalOptions};
 
 mod commit;
+pub mod gate;
 mod ownership;
 mod pressure;
 mod producer_ids;
@@ -463,11 +464,11 @@ impl Log {
             .appended_bytes
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(match begun {
-            Begun::Queued { base_offset } => PendingAppend::Queued { base_offset, rx },
-            Begun::Duplicate(e) => PendingAppend::Duplicate {
-                entry: e,
-                hw: p.watch_high_watermark(),
-            },
+            Begun::Queued { base_offset, end } => {
+                p.gates.note_appended();
+                PendingAppend::queued(p.clone(), base_offset, end, rx)
+            }
+            Begun::Duplicate(e) => PendingAppend::duplicate(e, p.watch_high_watermark()),
         })
     }
 

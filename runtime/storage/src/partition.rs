@@ -11,13 +11,15 @@ use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 use vigil_protocol::batch::{self, BatchError, BatchHeader};
 
 use crate::error::{Result, StorageError};
 use crate::manifest::{PartitionManifest, SegmentMeta};
 use crate::producer::{ProducerStates, SeqCheck, SeqEntry};
+
+pub use crate::log::gate::PendingAppend;
 
 /// A batch held in memory, with its final offsets.
 #[derive(Debug, Clone)]
@@ -78,6 +80,8 @@ pub struct Partition {
     /// The current leader epoch (the last of `State::epochs`), readable
     /// without the lock (acknowledgements check it under other locks).
     current_epoch: std::sync::atomic::AtomicI32,
+    /// Readers acknowledgements wait for (see `log/gate.rs`).
+    pub(crate) gates: crate::log::gate::Gates,
 }
 
 /// Why an append was refused. Nothing was written.
@@ -190,8 +194,9 @@ pub(crate) struct ProducerCheck {
 
 /// What [`Partition::begin_append`] decided, under the lock.
 pub(crate) enum Begun {
-    /// Queued at this base offset: wait for its completion.
-    Queued { base_offset: i64 },
+    /// Queued at this base offset, ending before `end`: wait for its
+    /// completion.
+    Queued { base_offset: i64, end: i64 },
     /// Already written (maybe not yet durable).
     Duplicate(SeqEntry),
 }
@@ -223,6 +228,7 @@ impl Partition {
                     .last()
                     .map_or(crate::epochs::UNDEFINED, |e| e.epoch),
             ),
+            gates: Default::default(),
         }
     }
 
@@ -434,7 +440,10 @@ impl Partition {
             appended: std::time::Instant::now(),
         });
         queue(bytes, header.last_offset());
-        Ok(Begun::Queued { base_offset })
+        Ok(Begun::Queued {
+            base_offset,
+            end: st.next_offset,
+        })
     }
 
     /// Adds a batch found in the WAL at startup. Batches below the uploaded
@@ -550,46 +559,6 @@ impl Partition {
         {
             let end = (at + replaced.len()).min(st.segments.len());
             st.segments.splice(at..end, [merged]);
-        }
-    }
-}
-
-/// An append whose offsets are assigned; await [`PendingAppend::wait`] for
-/// durability.
-pub enum PendingAppend {
-    /// Newly queued on the WAL.
-    Queued {
-        /// Assigned base offset.
-        base_offset: i64,
-        /// Completes when the WAL has fsync'd the batch.
-        rx: oneshot::Receiver<Result<()>>,
-    },
-    /// A retry of an earlier batch.
-    Duplicate {
-        /// The earlier batch.
-        entry: crate::producer::SeqEntry,
-        /// High watermark, to wait for the earlier batch's durability.
-        hw: tokio::sync::watch::Receiver<i64>,
-    },
-}
-
-impl PendingAppend {
-    /// Waits until the batch is durable.
-    pub async fn wait(self) -> std::result::Result<AppendOutcome, AppendError> {
-        match self {
-            PendingAppend::Queued { base_offset, rx } => {
-                rx.await.map_err(|_| StorageError::WalClosed)??;
-                Ok(AppendOutcome::Appended { base_offset })
-            }
-            PendingAppend::Duplicate { entry, mut hw } => {
-                // The original may still be on its way to disk.
-                hw.wait_for(|h| *h > entry.last_offset)
-                    .await
-                    .map_err(|_| StorageError::WalClosed)?;
-                Ok(AppendOutcome::Duplicate {
-                    base_offset: entry.base_offset,
-                })
-            }
         }
     }
 }

@@ -1,0 +1,256 @@
+//! Alerts in the producer's acknowledgement (design 0019): a caught-up live
+//! runner holds acknowledgements until its alerts are durable, and reading
+//! ahead of durability keeps alerts exactly-once when the WAL fails, with
+//! or without a crash in between.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::Compression;
+use vigil_engine::output::{header, headers, scan_records};
+use vigil_engine::Detectors;
+use vigil_protocol::batch::{set_base_offset, BatchBuilder};
+use vigil_storage::Log;
+
+use common::*;
+
+const NAME: &str = "gated";
+
+/// One batch of one `{"amount": amount}` record.
+fn record(amount: f64) -> Bytes {
+    let v = serde_json::json!({ "amount": amount }).to_string();
+    let b = BatchBuilder::new(Compression::None)
+        .record(
+            chrono::Utc::now().timestamp_millis(),
+            None,
+            Some(Bytes::from(v)),
+        )
+        .build()
+        .expect("batch");
+    let mut w = BytesMut::from(&b[..]);
+    set_base_offset(&mut w, 0);
+    w.freeze()
+}
+
+/// How many alerts name each source offset.
+async fn alerted(log: &Log) -> BTreeMap<i64, usize> {
+    let p = log.partition("alerts", 0).expect("alert partition");
+    let mut out = BTreeMap::new();
+    scan_records(log, &p, 0, p.high_watermark(), 1 << 20, "alerts", |r| {
+        let off = header(r, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok());
+        *out.entry(off.expect("source offset header")).or_default() += 1;
+    })
+    .await
+    .expect("scan alerts");
+    out
+}
+
+fn once(offsets: &[i64]) -> BTreeMap<i64, usize> {
+    offsets.iter().map(|o| (*o, 1)).collect()
+}
+
+/// A threshold deployment on `in` (amount > 1000) holding acks for up to
+/// `budget_ms`, its runner caught up on `records` records and gated.
+async fn deploy(det: &Detectors, budget_ms: u64, records: i64) {
+    let hash = upload(det, THRESHOLD).await;
+    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
+    spec.ack_budget_ms = Some(budget_ms);
+    det.deploy(spec).await.expect("deploy");
+    wait_gated(det, records).await;
+}
+
+async fn wait_gated(det: &Detectors, offset: i64) {
+    wait_for("the runner to hold acks", || async {
+        let s = det.status(NAME).await.ok()?;
+        let p = s.partitions.first()?;
+        (p.ack_gate && p.offset >= offset).then_some(())
+    })
+    .await
+}
+
+/// A log with topic `in` and an engine whose deployment holds acks for up
+/// to 10 s (longer than any runner here needs: the tests are exact).
+async fn gated(env: &Env) -> (Arc<Log>, Arc<Detectors>) {
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    deploy(&det, 10_000, 0).await;
+    (log, det)
+}
+
+/// Waits until the runner queued alerts beyond the `durable` ones: it
+/// scored input that is not durable yet (its alert append then waits).
+async fn wait_alerts_queued(log: &Log, durable: i64) {
+    let alerts = log.partition("alerts", 0).expect("alerts");
+    wait_for("alerts about undurable input to be queued", || async {
+        (alerts.log_end_offset() > durable).then_some(())
+    })
+    .await;
+    assert_eq!(
+        alerts.high_watermark(),
+        durable,
+        "alerts ahead of their input"
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledged_record_has_its_alert_readable_already() {
+    let env = Env::new();
+    let (log, det) = gated(&env).await;
+    let input = log.partition("in", 0).expect("input");
+    let alerts = log.partition("alerts", 0).expect("alerts");
+    let mut outliers = Vec::new();
+    for i in 0..30i64 {
+        let outlier = i % 3 == 0;
+        log.append(&input, record(if outlier { 1e6 } else { 10.0 }))
+            .await
+            .expect("append");
+        if outlier {
+            outliers.push(i);
+        }
+        // No waiting: the acknowledgement itself says the alert is there.
+        assert_eq!(
+            alerts.high_watermark(),
+            outliers.len() as i64,
+            "after the ack of offset {i}"
+        );
+    }
+    assert_eq!(alerted(&log).await, once(&outliers));
+    assert_eq!(input.ack_gate_misses(), 0);
+    close(det, log).await;
+}
+
+#[tokio::test]
+async fn ack_budget_zero_leaves_acks_alone() {
+    let env = Env::new();
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    let hash = upload(&det, THRESHOLD).await;
+    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
+    spec.ack_budget_ms = Some(0);
+    det.deploy(spec).await.expect("deploy");
+    produce(&log, "in", 0, 10, 1, 5).await;
+    let s = wait_committed(&det, NAME, 10).await;
+    assert!(!s.partitions[0].ack_gate, "{s:?}");
+    assert_eq!(alerted(&log).await, once(&[0, 5]));
+    close(det, log).await;
+}
+
+/// Records the gated runner processed while the WAL could not write them
+/// are lost with a crash, and their offsets reused by other records: the
+/// alerts are exactly those of the records that exist.
+#[tokio::test]
+async fn a_crash_while_the_wal_fails_leaves_no_alert_of_lost_records() {
+    let env = Env::object_wal();
+    let (log, det) = gated(&env).await;
+    produce(&log, "in", 0, 10, 1, 5).await;
+    // Committed first: a commit in flight would wait on the failing WAL.
+    wait_committed(&det, NAME, 10).await;
+    wait_gated(&det, 10).await;
+    assert_eq!(alerted(&log).await, once(&[0, 5]));
+
+    fail_writes(&env.faults, true);
+    let input = log.partition("in", 0).expect("input");
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        pending.push(log.start_append(&input, record(1e6)).await.expect("queued"));
+    }
+    // The runner scores them from the tail; their alerts cannot land.
+    wait_alerts_queued(&log, 2).await;
+    assert_eq!(input.high_watermark(), 10);
+    assert_eq!(
+        alerted(&log).await,
+        once(&[0, 5]),
+        "alerts of undurable input"
+    );
+
+    // Crash: the WAL stops with the batches unwritten.
+    log.abandon().await;
+    for p in pending {
+        assert!(
+            p.wait().await.is_err(),
+            "an unwritten batch was acknowledged"
+        );
+    }
+    det.shutdown().await;
+    drop(det);
+    drop(log);
+    env.faults.clear();
+
+    let log = env.log().await;
+    let input = log.partition("in", 0).expect("input");
+    assert_eq!(
+        input.log_end_offset(),
+        10,
+        "the lost batches' offsets are free"
+    );
+    let det = env.engine(&log).await;
+    // Offsets 10..20 again, now ordinary amounts, then one outlier.
+    for _ in 0..10 {
+        log.append(&input, record(10.0)).await.expect("append");
+    }
+    log.append(&input, record(1e6)).await.expect("append");
+    wait_committed(&det, NAME, 21).await;
+    assert_eq!(alerted(&log).await, once(&[0, 5, 20]));
+    close(det, log).await;
+}
+
+/// A WAL that fails for a while and recovers: the runner's early work
+/// stands, each alert is written once, and every ack still implies its
+/// alert.
+#[tokio::test]
+async fn a_wal_outage_without_a_crash_keeps_alerts_exactly_once() {
+    let env = Env::object_wal();
+    let (log, det) = gated(&env).await;
+    let input = log.partition("in", 0).expect("input");
+    let alerts = log.partition("alerts", 0).expect("alerts");
+
+    fail_writes(&env.faults, true);
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        pending.push(log.start_append(&input, record(1e6)).await.expect("queued"));
+    }
+    wait_alerts_queued(&log, 0).await;
+    fail_writes(&env.faults, false);
+    for p in pending {
+        tokio::time::timeout(DEADLINE, p.wait())
+            .await
+            .expect("ack once the WAL recovers")
+            .expect("append");
+    }
+    assert_eq!(
+        alerts.high_watermark(),
+        10,
+        "acked before the alerts landed"
+    );
+    wait_committed(&det, NAME, 10).await;
+    assert_eq!(alerted(&log).await, once(&(0..10).collect::<Vec<_>>()));
+
+    // A restart re-processes nothing twice.
+    close(det, log).await;
+    let log: Arc<Log> = env.log().await;
+    let det = env.engine(&log).await;
+    produce(&log, "in", 0, 5, 1, 5).await;
+    wait_committed(&det, NAME, 15).await;
+    assert_eq!(alerted(&log).await, once(&(0..11).collect::<Vec<_>>()));
+    close(det, log).await;
+}
+
+#[tokio::test]
+async fn a_paused_deployment_holds_no_acks() {
+    let env = Env::new();
+    let (log, det) = gated(&env).await;
+    let input = log.partition("in", 0).expect("input");
+    // Pausing stops the runner, which drops its gate.
+    det.pause(NAME).await.expect("pause");
+    let t0 = std::time::Instant::now();
+    log.append(&input, record(1e6)).await.expect("append");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(input.ack_gate_misses(), 0, "a paused runner held an ack");
+    close(det, log).await;
+}

@@ -1,0 +1,307 @@
+//! Ack gates: a produce acknowledgement that also waits, for a bounded
+//! time, for the detectors reading the partition (design 0019).
+//!
+//! A gate is "processed through offset N, with its outputs durable", owned
+//! by one reader (a live detector runner) through an [`AckGate`] handle,
+//! plus a budget. [`PendingAppend::wait`] waits for the batch to be durable
+//! and then for every gate of its partition to reach the batch's end, each
+//! at most its budget after durability; a gate that misses its budget lets
+//! the acknowledgement go (the reader goes on asynchronously) and counts a
+//! miss. Dropping the handle removes the gate, so a reader that stops,
+//! pauses, fails or moves never holds acknowledgements.
+//!
+//! A gated reader works ahead of durability: it reads the tail between the
+//! high watermark and the log end ([`Log::read_unacked`]) as soon as a batch
+//! is queued on the WAL. What makes that safe is that the WAL is one ordered
+//! stream whose durable part is always a prefix: a failed group is retried
+//! until it is written or the broker stops, never skipped, and a replay stops
+//! at the first entry that did not make it (local segments truncate a torn
+//! tail; object groups are written one after the other). Outputs appended
+//! after the input was queued are behind it in that stream, so they are
+//! never durable (nor readable: completions run in order) unless the input
+//! is; offsets are only ever reused after a restart, by which time no output
+//! computed from the lost records survived. Readers keep their own
+//! checkpoints at or below the high watermark.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+
+use super::Log;
+use crate::error::{Result, StorageError};
+use crate::partition::{AppendError, AppendOutcome, Partition};
+use crate::producer::SeqEntry;
+use crate::read::FetchedBatches;
+
+/// The gates of one partition.
+#[derive(Debug)]
+pub(crate) struct Gates {
+    open: Mutex<Vec<Entry>>,
+    /// `open.len()`, readable without the lock: appends and acks skip all
+    /// gate work while it is zero.
+    count: AtomicUsize,
+    /// Bumped on every append while a gate is open, so gated readers wake
+    /// before the batch is durable.
+    appended: watch::Sender<u64>,
+    next_id: AtomicU64,
+    /// Acknowledgements a gate let go because it missed its budget.
+    misses: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    id: u64,
+    done: watch::Receiver<i64>,
+    budget: Duration,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            open: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            appended: watch::Sender::new(0),
+            next_id: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Gates {
+    /// Called after a batch is queued on the WAL.
+    pub(crate) fn note_appended(&self) {
+        if self.count.load(Ordering::SeqCst) > 0 {
+            self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Entry> {
+        if self.count.load(Ordering::SeqCst) == 0 {
+            return Vec::new();
+        }
+        self.open.lock().clone()
+    }
+
+    fn remove(&self, id: u64) {
+        let mut open = self.open.lock();
+        open.retain(|e| e.id != id);
+        self.count.store(open.len(), Ordering::SeqCst);
+    }
+}
+
+/// A reader's hold on its partition's acknowledgements; dropping it
+/// releases them.
+#[derive(Debug)]
+pub struct AckGate {
+    partition: Arc<Partition>,
+    id: u64,
+    done: watch::Sender<i64>,
+}
+
+impl AckGate {
+    /// Everything below `to` is processed and its outputs are durable:
+    /// acknowledgements of batches ending there may go.
+    pub fn advance(&self, to: i64) {
+        self.done.send_if_modified(|d| {
+            let moved = to > *d;
+            if moved {
+                *d = to;
+            }
+            moved
+        });
+    }
+
+    /// Where the gate stands (exclusive end of what was processed).
+    pub fn position(&self) -> i64 {
+        *self.done.borrow()
+    }
+}
+
+impl Drop for AckGate {
+    fn drop(&mut self) {
+        self.partition.gates.remove(self.id);
+    }
+}
+
+impl Partition {
+    /// Opens an ack gate standing at `from` (batches ending at or below it
+    /// pass at once): from now on each acknowledgement of this partition
+    /// also waits, at most `budget` after durability, for the gate to pass
+    /// the batch's end.
+    pub fn ack_gate(self: &Arc<Self>, from: i64, budget: Duration) -> AckGate {
+        let id = self.gates.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, rx) = watch::channel(from);
+        let mut open = self.gates.open.lock();
+        open.push(Entry {
+            id,
+            done: rx,
+            budget,
+        });
+        self.gates.count.store(open.len(), Ordering::SeqCst);
+        AckGate {
+            partition: self.clone(),
+            id,
+            done,
+        }
+    }
+
+    /// A receiver that changes whenever a batch is queued while a gate is
+    /// open (subscribe after opening the gate, then read
+    /// [`log_end_offset`](Partition::log_end_offset)).
+    pub fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.gates.appended.subscribe()
+    }
+
+    /// Log end offset: the next offset to assign (above the high watermark
+    /// while appends are on their way to disk).
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset()
+    }
+
+    /// Acknowledgements that went without a gate because it missed its
+    /// budget.
+    pub fn ack_gate_misses(&self) -> u64 {
+        self.gates.misses.load(Ordering::Relaxed)
+    }
+}
+
+impl Log {
+    /// Like [`read`](Log::read), but from the high watermark on it reads the
+    /// batches queued and not yet durable, up to the log end: for gated
+    /// readers only (see the module doc for why that is safe for them and
+    /// for no one else).
+    pub async fn read_unacked(
+        &self,
+        p: &Partition,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<FetchedBatches> {
+        let hw = p.high_watermark();
+        if offset < hw {
+            return self.read(p, offset, max_bytes).await;
+        }
+        if !p.is_serving() {
+            return Err(p.not_leader("it was handed over"));
+        }
+        let st = p.state.lock();
+        if offset > st.next_offset {
+            return Err(StorageError::OffsetOutOfRange {
+                topic: p.topic.clone(),
+                partition: p.index,
+                offset,
+                start: st.log_start_offset,
+                end: st.next_offset,
+            });
+        }
+        // The cache holds every batch at or above the uploaded end, which
+        // never passes the high watermark: all of the tail is in it.
+        let mut out = BytesMut::new();
+        for b in st.cache.iter().filter(|b| b.header.last_offset() >= offset) {
+            if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
+                break;
+            }
+            out.extend_from_slice(&b.bytes);
+        }
+        Ok(FetchedBatches {
+            records: out.freeze(),
+            high_watermark: hw,
+            log_start_offset: st.log_start_offset,
+            from_object_store: false,
+        })
+    }
+}
+
+/// An append whose offsets are assigned; await [`PendingAppend::wait`] for
+/// durability (and the partition's ack gates).
+pub struct PendingAppend {
+    kind: Kind,
+}
+
+enum Kind {
+    /// Newly queued on the WAL; completes when the WAL has fsync'd it.
+    Queued {
+        base_offset: i64,
+        /// Exclusive end of the batch, for the gates.
+        end: i64,
+        rx: oneshot::Receiver<Result<()>>,
+        partition: Arc<Partition>,
+    },
+    /// A retry of an earlier batch (maybe not yet durable).
+    Duplicate {
+        entry: SeqEntry,
+        hw: watch::Receiver<i64>,
+    },
+}
+
+impl PendingAppend {
+    pub(crate) fn queued(
+        partition: Arc<Partition>,
+        base_offset: i64,
+        end: i64,
+        rx: oneshot::Receiver<Result<()>>,
+    ) -> Self {
+        PendingAppend {
+            kind: Kind::Queued {
+                base_offset,
+                end,
+                rx,
+                partition,
+            },
+        }
+    }
+
+    pub(crate) fn duplicate(entry: SeqEntry, hw: watch::Receiver<i64>) -> Self {
+        PendingAppend {
+            kind: Kind::Duplicate { entry, hw },
+        }
+    }
+
+    /// Waits until the batch is durable, then until every ack gate of the
+    /// partition passed its end or missed its budget.
+    pub async fn wait(self) -> std::result::Result<AppendOutcome, AppendError> {
+        match self.kind {
+            Kind::Queued {
+                base_offset,
+                end,
+                rx,
+                partition,
+            } => {
+                rx.await.map_err(|_| StorageError::WalClosed)??;
+                wait_gates(&partition, end).await;
+                Ok(AppendOutcome::Appended { base_offset })
+            }
+            Kind::Duplicate { entry, mut hw } => {
+                // The original may still be on its way to disk; its own
+                // acknowledgement waited for the gates.
+                hw.wait_for(|h| *h > entry.last_offset)
+                    .await
+                    .map_err(|_| StorageError::WalClosed)?;
+                Ok(AppendOutcome::Duplicate {
+                    base_offset: entry.base_offset,
+                })
+            }
+        }
+    }
+}
+
+/// Waits for each open gate of `p` to reach `end`, each at most its budget
+/// from now (the batch just became durable).
+async fn wait_gates(p: &Partition, end: i64) {
+    let gates = p.gates.snapshot();
+    if gates.is_empty() {
+        return;
+    }
+    let durable = tokio::time::Instant::now();
+    for g in gates {
+        let mut done = g.done;
+        let passed = tokio::time::timeout_at(durable + g.budget, done.wait_for(|d| *d >= end));
+        // An error means the gate was dropped: nothing to wait for.
+        if passed.await.is_err() {
+            p.gates.misses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
