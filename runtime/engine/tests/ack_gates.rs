@@ -3,7 +3,7 @@
 //! ahead of durability keeps alerts exactly-once when the WAL fails, with
 //! or without a crash in between.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! `every_test_file_is_a_module` (in runtime/storage/tests/integration.rs)
 //! fails if a new file is not added.
 
+mod ack_gates;
 mod common;
 mod lifecycle;
 mod limits;

@@ -2,7 +2,7 @@
 //! gates up to their budgets, a dropped gate holds nothing, and a gated
 //! reader sees the tail before it is durable while nobody else does.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
