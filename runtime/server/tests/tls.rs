@@ -201,6 +201,23 @@ async fn mtls_listener_and_admin_https() {
     broker.shutdown().await;
 }
 
+/// One request and its response over `tls`.
+async fn call(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    id: i32,
+    api: kafka_protocol::messages::ApiKey,
+    v: i16,
+    body: kafka_protocol::messages::RequestKind,
+) -> std::io::Result<kafka_protocol::messages::ResponseKind> {
+    tls.write_all(&common::request_frame(api, v, id, &body))
+        .await?;
+    let mut len = [0u8; 4];
+    tls.read_exact(&mut len).await?;
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    tls.read_exact(&mut resp).await?;
+    Ok(common::decode_response(api, v, id, resp.into()))
+}
+
 /// Frames of most of a megabyte both ways over TLS: produce requests (read
 /// with the socket's low-water mark raised while their rest is coming) and
 /// one fetch response of 6 MB to a client with a small receive buffer.
@@ -234,18 +251,6 @@ async fn large_produce_and_fetch_over_tls() {
         .connect(name, tcp)
         .await
         .expect("TLS handshake");
-    let mut call = |id: i32, api: ApiKey, v: i16, body: RequestKind| {
-        let frame = common::request_frame(api, v, id, &body);
-        let tls = &mut tls;
-        async move {
-            tls.write_all(&frame).await?;
-            let mut len = [0u8; 4];
-            tls.read_exact(&mut len).await?;
-            let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
-            tls.read_exact(&mut resp).await?;
-            std::io::Result::Ok(common::decode_response(api, v, id, resp.into()))
-        }
-    };
     let value = bytes::Bytes::from(vec![b'v'; 1_000]);
     for b in 0..8 {
         let batch = (0..750)
@@ -256,6 +261,7 @@ async fn large_produce_and_fetch_over_tls() {
             .build()
             .expect("batch");
         let produce = call(
+            &mut tls,
             b as i32,
             ApiKey::Produce,
             9,
@@ -283,10 +289,13 @@ async fn large_produce_and_fetch_over_tls() {
                     .with_partition(0)
                     .with_partition_max_bytes(16 << 20)])]),
     );
-    let answer = tokio::time::timeout(Duration::from_secs(30), call(100, ApiKey::Fetch, 11, fetch))
-        .await
-        .expect("the whole fetch response arrives")
-        .expect("fetch over TLS");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(&mut tls, 100, ApiKey::Fetch, 11, fetch),
+    )
+    .await
+    .expect("the whole fetch response arrives")
+    .expect("fetch over TLS");
     match answer {
         ResponseKind::Fetch(f) => {
             let p = &f.responses[0].partitions[0];

@@ -118,3 +118,81 @@ fn hosts(bindings: &[AclBinding], principal: &str) -> Vec<String> {
     hosts.push(String::new());
     hosts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::AclStore;
+    use vigil_auth::acl::{PatternType, Permission, ResourceType};
+
+    fn acl(op: Operation, topic: &str, host: &str, permission: Permission) -> AclBinding {
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: topic.into(),
+            pattern_type: PatternType::Literal,
+            principal: "User:alice".into(),
+            host: host.into(),
+            operation: op,
+            permission,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deployment_loses_its_grant_only_when_no_host_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, kv) = crate::security::store::test_store(dir.path()).await;
+        let acls = AclStore::load(kv).await.expect("load");
+        let changes = acls.subscribe();
+        acls.create(vec![
+            acl(Operation::Read, "in", "10.0.0.7", Permission::Allow),
+            acl(Operation::Write, "out", "*", Permission::Allow),
+        ])
+        .await
+        .expect("grant");
+        assert!(changes.has_changed().expect("open"), "a grant is a change");
+        let authz = Authorizer::new(true, vec!["admin".into()], acls);
+        let grant = Grant {
+            deployment: "d".into(),
+            principal: Some("User:alice".into()),
+            reads: vec!["in".into()],
+            writes: vec!["out".into()],
+        };
+        // READ from one host only: kept.
+        assert_eq!(lost(&authz, &grant), None);
+        // A deny for one host does not stop it either.
+        authz
+            .acls
+            .create(vec![acl(
+                Operation::Write,
+                "out",
+                "10.0.0.9",
+                Permission::Deny,
+            )])
+            .await
+            .expect("deny one host");
+        assert_eq!(lost(&authz, &grant), None);
+        // Denied everywhere: stopped, naming principal, operation, topic.
+        authz
+            .acls
+            .create(vec![acl(Operation::Write, "out", "*", Permission::Deny)])
+            .await
+            .expect("deny");
+        let why = lost(&authz, &grant).expect("lost");
+        assert!(
+            why.starts_with("principal User:alice may no longer WRITE topic \"out\""),
+            "{why}"
+        );
+        // Super users and deployments without a principal are not checked.
+        let admin = Grant {
+            principal: Some("User:admin".into()),
+            ..grant.clone()
+        };
+        assert_eq!(lost(&authz, &admin), None);
+        let old = Grant {
+            principal: None,
+            ..grant
+        };
+        assert_eq!(lost(&authz, &old), None);
+        log.close().await;
+    }
+}
