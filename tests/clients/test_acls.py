@@ -7,6 +7,8 @@ the same listeners and certificates as test_security.py."""
 
 from __future__ import annotations
 
+import json
+import time
 import urllib.request
 
 import pytest
@@ -321,3 +323,23 @@ def test_detectors_run_as_the_deploying_user(broker_factory, certs):
     finally:
         c.close()
     assert all(h.get("vigil.principal") == "User:alice" for h in alerts), alerts
+
+    # Revoking READ on the input stops the running deployment, with a status
+    # error naming principal, operation and topic (must-have 4).
+    name = spec["name"]
+    delete_acls(admin, [AclBindingFilter(ResourceType.TOPIC, tin, ResourcePatternType.LITERAL, "User:alice",
+                                         "*", AclOperation.READ, AclPermissionType.ALLOW)])
+    dl = Deadline(30, "the deployment fails after READ is revoked")
+    while True:
+        status, _, out = http(base + f"/v1/deployments/{name}", auth=alice)
+        got = json.loads(out)
+        if got["state"] == "failed":
+            break
+        dl.check(str(got["state"]))
+        time.sleep(0.2)
+    assert "User:alice may no longer READ" in got["error"] and tin in got["error"], got
+    # Granted again, a super user's resume restarts it.
+    create_acls(admin, [allow(ResourceType.TOPIC, tin, AclOperation.READ)])
+    admin_auth = ("admin", ADMIN_PASSWORD)
+    status, _, out = http(base + f"/v1/deployments/{name}/resume", "POST", admin_auth, b"")
+    assert status == 200 and json.loads(out)["state"] == "running", (status, out)

@@ -9,6 +9,7 @@
 //! needs, sends the command, and answers status reads from the snapshot the
 //! supervisor publishes.
 
+mod authz;
 mod batch;
 pub mod budget;
 pub mod checkpoint;
@@ -41,6 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use vigil_host::{Host, HostConfig, Module, ValueSchema};
 use vigil_storage::{kvkeys, Log};
 
+pub use authz::Grant;
 pub use store::{DeploymentStore, LogStore};
 
 use checkpoint::Checkpoint;

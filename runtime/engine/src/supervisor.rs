@@ -89,6 +89,13 @@ pub(crate) enum Command {
         listing: crate::follow::Listing,
         reply: oneshot::Sender<()>,
     },
+    /// Stop a running deployment as failed: its principal lost an ACL
+    /// (`authz.rs`).
+    Revoke {
+        name: String,
+        why: String,
+        reply: Reply<DeploymentStatus>,
+    },
     /// Restart the runners of deployments whose runnable partitions
     /// changed (a partition moved in or out), so that a partition handed
     /// over has no runner left here once this answers.
@@ -220,7 +227,8 @@ impl Supervisor {
             Command::Pause { name, .. }
             | Command::Resume { name, .. }
             | Command::Swap { name, .. }
-            | Command::Undeploy { name, .. } => Some(name.clone()),
+            | Command::Undeploy { name, .. }
+            | Command::Revoke { name, .. } => Some(name.clone()),
             _ => None,
         };
         self.handle(c).await;
@@ -255,6 +263,11 @@ impl Supervisor {
             }
             Command::Pause { name, reply } => {
                 let r = self.pause(&name).await;
+                self.publish();
+                let _ = reply.send(r);
+            }
+            Command::Revoke { name, why, reply } => {
+                let r = self.revoke(&name, why).await;
                 self.publish();
                 let _ = reply.send(r);
             }
@@ -394,7 +407,7 @@ impl Supervisor {
     }
 
     /// The `fail` policy stopped one runner: stop the rest and record why.
-    async fn failed(&mut self, name: &str, error: String) {
+    pub(crate) async fn failed(&mut self, name: &str, error: String) {
         let running = self
             .entries
             .get(name)

@@ -176,6 +176,10 @@ pub async fn start(mut settings: Settings, components: Components) -> Result<Run
             rx.clone(),
         ));
     }
+    tasks.spawn(crate::security::deployments::follow(
+        broker.clone(),
+        rx.clone(),
+    ));
     tasks.spawn(crate::admin::serve(admin, broker.clone(), rx.clone()));
     let c = &broker.settings.server;
     // One cap over all listeners: it bounds the broker's descriptors.

@@ -247,3 +247,111 @@ async fn metadata_coordinators_producer_ids_and_acl_apis_follow_the_acls() {
     );
     b.shutdown().await;
 }
+
+/// The `*_authorized_operations` fields, asked for, list what the ACLs
+/// allow (Kafka's bit per operation code); not asked for, they keep
+/// "not provided" (`i32::MIN`).
+#[tokio::test]
+async fn authorized_operations_follow_the_acls() {
+    const READ: i32 = 1 << 3;
+    const WRITE: i32 = 1 << 4;
+    const CREATE: i32 = 1 << 5;
+    const DESCRIBE: i32 = 1 << 8;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = start(dir.path()).await;
+    let mut c = Client::connect(b.kafka_addr).await;
+    grant(
+        &b,
+        ResourceType::Cluster,
+        "kafka-cluster",
+        Operation::Create,
+    )
+    .await;
+    assert_eq!(common::create_topic_code(&mut c, "ops", &[]).await, 0);
+    grant(&b, ResourceType::Topic, "ops", Operation::Read).await;
+    grant(&b, ResourceType::Topic, "ops", Operation::Write).await;
+    grant(&b, ResourceType::Group, "ops-g", Operation::Describe).await;
+
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(TopicName(s("ops"))))
+        ]))
+        .with_include_cluster_authorized_operations(true)
+        .with_include_topic_authorized_operations(true);
+    let ResponseKind::Metadata(r) = c
+        .call(ApiKey::Metadata, 10, RequestKind::Metadata(req.clone()))
+        .await
+    else {
+        panic!("not a Metadata response")
+    };
+    assert_eq!(r.cluster_authorized_operations, CREATE);
+    // READ and WRITE imply DESCRIBE.
+    assert_eq!(
+        r.topics[0].topic_authorized_operations,
+        READ | WRITE | DESCRIBE
+    );
+    let ResponseKind::Metadata(r) = c
+        .call(
+            ApiKey::Metadata,
+            10,
+            RequestKind::Metadata(
+                req.with_include_cluster_authorized_operations(false)
+                    .with_include_topic_authorized_operations(false),
+            ),
+        )
+        .await
+    else {
+        panic!("not a Metadata response")
+    };
+    assert_eq!(r.cluster_authorized_operations, i32::MIN);
+    assert_eq!(r.topics[0].topic_authorized_operations, i32::MIN);
+
+    let ResponseKind::DescribeCluster(r) = c
+        .call(
+            ApiKey::DescribeCluster,
+            0,
+            RequestKind::DescribeCluster(
+                DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+            ),
+        )
+        .await
+    else {
+        panic!("not a DescribeCluster response")
+    };
+    assert_eq!(r.cluster_authorized_operations, CREATE);
+
+    let ResponseKind::DescribeGroups(r) = c
+        .call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(
+                DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(s("ops-g")), GroupId(s("other"))])
+                    .with_include_authorized_operations(true),
+            ),
+        )
+        .await
+    else {
+        panic!("not a DescribeGroups response")
+    };
+    let mut groups: Vec<(String, i16, i32)> = r
+        .groups
+        .iter()
+        .map(|g| {
+            (
+                g.group_id.to_string(),
+                g.error_code,
+                g.authorized_operations,
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        [
+            ("ops-g".to_string(), 0, DESCRIBE),
+            ("other".to_string(), DENIED_GROUP, i32::MIN)
+        ]
+    );
+    b.shutdown().await;
+}

@@ -2,6 +2,8 @@
 //! (mTLS) and the admin API over HTTPS, with certificates made by the
 //! openssl CLI at run time (no key is committed).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use vigil_server::server;
 use vigil_server::{Components, Settings};
 
@@ -196,5 +198,112 @@ async fn mtls_listener_and_admin_https() {
         text.starts_with("HTTP/1.1 200") && text.ends_with("ok\n"),
         "{text}"
     );
+    broker.shutdown().await;
+}
+
+/// One request and its response over `tls`.
+async fn call(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    id: i32,
+    api: kafka_protocol::messages::ApiKey,
+    v: i16,
+    body: kafka_protocol::messages::RequestKind,
+) -> std::io::Result<kafka_protocol::messages::ResponseKind> {
+    tls.write_all(&common::request_frame(api, v, id, &body))
+        .await?;
+    let mut len = [0u8; 4];
+    tls.read_exact(&mut len).await?;
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    tls.read_exact(&mut resp).await?;
+    Ok(common::decode_response(api, v, id, resp.into()))
+}
+
+/// Frames of most of a megabyte both ways over TLS: produce requests (read
+/// with the socket's low-water mark raised while their rest is coming) and
+/// one fetch response of 6 MB to a client with a small receive buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_produce_and_fetch_over_tls() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, RequestKind, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::Compression;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    make_certs(d);
+    let mut settings = Settings::embedded(d.join("data"));
+    settings.security.listener = vec!["SSL://127.0.0.1:0".into()];
+    settings.security.tls_cert = Some(d.join("server.pem"));
+    settings.security.tls_key = Some(d.join("server.key"));
+    let components = Components::from_settings(&settings).expect("components");
+    let broker = server::start(settings, components).await.expect("start");
+    let mut plain = common::Client::connect(broker.kafka_addr).await;
+    assert_eq!(common::create_topic_code(&mut plain, "big", &[]).await, 0);
+
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket
+        .connect(broker.kafka_addrs[1])
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client_config(d, false)))
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let value = bytes::Bytes::from(vec![b'v'; 1_000]);
+    for b in 0..8 {
+        let batch = (0..750)
+            .fold(
+                vigil_protocol::BatchBuilder::new(Compression::None),
+                |builder, i| builder.record(b * 1_000 + i, None, Some(value.clone())),
+            )
+            .build()
+            .expect("batch");
+        let produce = call(
+            &mut tls,
+            b as i32,
+            ApiKey::Produce,
+            9,
+            common::produce_request("big", batch),
+        );
+        match tokio::time::timeout(Duration::from_secs(30), produce)
+            .await
+            .expect("answered")
+            .expect("produce over TLS")
+        {
+            ResponseKind::Produce(p) => {
+                assert_eq!(p.responses[0].partition_responses[0].error_code, 0)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    let fetch = RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(16 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("big")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(16 << 20)])]),
+    );
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        call(&mut tls, 100, ApiKey::Fetch, 11, fetch),
+    )
+    .await
+    .expect("the whole fetch response arrives")
+    .expect("fetch over TLS");
+    match answer {
+        ResponseKind::Fetch(f) => {
+            let p = &f.responses[0].partitions[0];
+            assert_eq!(p.error_code, 0);
+            let records = p.records.as_ref().map_or(0, |r| r.len());
+            assert!(records > 6_000_000, "only {records} bytes of records");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     broker.shutdown().await;
 }

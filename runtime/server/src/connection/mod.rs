@@ -16,6 +16,8 @@
 //! written stay within `fetch-max-bytes` ([`FetchBudget`]).
 
 mod limits;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 use std::net::SocketAddr;
@@ -307,12 +309,12 @@ async fn read_loop(
         }
         // With a whole frame waiting for a slot, read only a little ahead.
         let can_read = !complete || buf.len() < READ_AHEAD;
+        let missing = match head {
+            Head::Partial { total: Some(t) } => Some(t.saturating_sub(buf.len())),
+            _ => None,
+        };
         if can_read {
-            let want = match head {
-                Head::Partial { total: Some(t) } => t.saturating_sub(buf.len()),
-                _ => 4096,
-            };
-            buf.reserve(want.clamp(4096, MAX_RESERVE));
+            buf.reserve(missing.unwrap_or(4096).clamp(4096, MAX_RESERVE));
         }
         let idle_at = last_active + bounds.idle;
         let slow_at = partial_since.map(|t| t + bounds.frame_timeout);
@@ -321,7 +323,7 @@ async fn read_loop(
             // Reading, or (in-flight cap reached, not reading) waiting for
             // a reset: a client that hangs up with requests unread is seen
             // without reading them (see `transport`).
-            r = rd.next(&mut buf, can_read) => Event::Socket(r),
+            r = rd.next(&mut buf, can_read, missing) => Event::Socket(r),
             _ = tokio::time::sleep_until(slow_at.unwrap_or(idle_at)), if slow_at.is_some() => {
                 return End::SlowFrame;
             }
@@ -511,7 +513,15 @@ async fn write_loop(
             },
             Some((resp, ticket)) = pending.next(), if !pending.is_empty() => {
                 if let Some(resp) = resp {
-                    if let Err(e) = wr.write_all(&resp.bytes).await {
+                    // The flush matters under TLS: a write the socket takes
+                    // only in part leaves the rest encrypted in rustls, and
+                    // nothing else would send it before the next response
+                    // (a consumer waiting for this one sends none).
+                    let sent = match wr.write_all(&resp.bytes).await {
+                        Ok(()) => wr.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = sent {
                         tracing::debug!(%peer, error = %e, "write failed; dropping the connection");
                         return;
                     }

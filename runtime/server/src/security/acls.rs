@@ -55,6 +55,9 @@ pub struct AclStore {
     /// Serializes changes, so that the cache applies them in the order the
     /// store does.
     writes: tokio::sync::Mutex<()>,
+    /// Counts the changes of the bindings in effect, for whoever must
+    /// re-decide on one (running deployments, `deployments.rs`).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The key of a binding.
@@ -103,7 +106,18 @@ impl AclStore {
             store,
             state: RwLock::new(state),
             writes: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::channel(0).0,
         })
+    }
+
+    /// Wakes on every change of the bindings in effect (or a full re-read
+    /// of the shared store, which may change nothing).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Every binding now (a snapshot: cheap to take, unaffected by later
@@ -175,6 +189,8 @@ impl AclStore {
             s.synced.local(key, b, now);
         }
         s.publish();
+        drop(s);
+        self.bump();
         Ok(())
     }
 
@@ -184,6 +200,8 @@ impl AclStore {
         let mut s = self.state.write();
         s.synced.replace_view(view, Instant::now());
         s.publish();
+        drop(s);
+        self.bump();
     }
 
     /// One binding was written (`Some`) or deleted in the store, by any
@@ -192,6 +210,8 @@ impl AclStore {
         let mut s = self.state.write();
         s.synced.view_change(key, binding, Instant::now());
         s.publish();
+        drop(s);
+        self.bump();
     }
 }
 

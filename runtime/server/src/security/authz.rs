@@ -212,15 +212,8 @@ mod tests {
     #[tokio::test]
     async fn off_super_users_and_acls() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mem: Arc<dyn object_store::ObjectStore> =
-            Arc::new(object_store::memory::InMemory::new());
-        let log =
-            vigil_storage::Log::open(vigil_storage::LogConfig::new(dir.path().join("data")), mem)
-                .await
-                .expect("log");
+        let (log, kv) = crate::security::store::test_store(dir.path()).await;
         let denied = Family::<DenialLabel, Counter>::default();
-        let kv: Arc<dyn crate::security::store::SecurityStore> =
-            Arc::new(crate::security::store::KvSecurityStore::new(log.clone()));
         let store = AclStore::load(kv.clone()).await.expect("load");
         store
             .create(vec![AclBinding {

@@ -9,6 +9,7 @@
 pub mod acls;
 pub mod authz;
 pub mod credentials;
+pub mod deployments;
 pub mod session;
 pub mod store;
 pub mod tls;

@@ -192,6 +192,18 @@ impl<V: Clone + PartialEq> Synced<V> {
     }
 }
 
+/// A log in `dir` over an in-memory object store, and the security store
+/// in its state (unit tests of the caches over it).
+#[cfg(test)]
+pub(crate) async fn test_store(dir: &std::path::Path) -> (Arc<Log>, Arc<dyn SecurityStore>) {
+    let mem: Arc<dyn object_store::ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let log = Log::open(vigil_storage::LogConfig::new(dir.join("data")), mem)
+        .await
+        .expect("log");
+    let kv: Arc<dyn SecurityStore> = Arc::new(KvSecurityStore::new(log.clone()));
+    (log, kv)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

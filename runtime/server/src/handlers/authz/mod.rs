@@ -32,6 +32,7 @@ use crate::security::Check;
 
 mod admin;
 mod groups;
+mod ops;
 mod topics;
 
 /// Adds the denied parts' error entries to a handler's response, or
@@ -113,8 +114,28 @@ pub(crate) fn entries<T, P>(
         .map(move |(name, parts)| topic(name, parts.into_iter().map(&partition).collect()))
 }
 
-/// Decides `body` for the connection's principal (see the module doc).
+/// Decides `body` for the connection's principal (see the module doc), and
+/// fills the `*_authorized_operations` fields the request asks for
+/// (whether or not ACLs are enforced, see `ops`).
 pub(crate) fn gate(b: &Arc<Broker>, body: RequestKind, v: i16, conn: &ConnInfo) -> Gated {
+    let ops = ops::fixup(b, &body, v, conn);
+    match enforce(b, body, v, conn) {
+        Gated::Pass(body, fix) => Gated::Pass(body, then(fix, ops)),
+        answer => answer,
+    }
+}
+
+/// `first`, then `second`.
+fn then(first: Option<Fixup>, second: Option<Fixup>) -> Option<Fixup> {
+    match (first, second) {
+        (Some(a), Some(b)) => Some(Box::new(move |r| b(a(r)))),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The ACL part of [`gate`].
+fn enforce(b: &Arc<Broker>, body: RequestKind, v: i16, conn: &ConnInfo) -> Gated {
     if !b.security.authz.enabled() {
         return Gated::Pass(body, None);
     }
