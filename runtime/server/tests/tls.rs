@@ -2,7 +2,7 @@
 //! (mTLS) and the admin API over HTTPS, with certificates made by the
 //! openssl CLI at run time (no key is committed).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
