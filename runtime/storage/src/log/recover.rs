@@ -11,7 +11,7 @@
 //! each offset the batch of the highest leader epoch wins, as in Kafka's
 //! log truncation by leader epoch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,26 +41,49 @@ type Batches = Arc<Vec<(Uuid, i32, Bytes)>>;
 /// deleted one is never needed again (see [`Log::recover_from_wal_objects`]).
 #[derive(Default)]
 pub(crate) struct WalReads {
-    objects: Mutex<HashMap<String, (Instant, usize, Batches)>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    objects: HashMap<String, (Instant, usize, Batches)>,
+    /// Batch bytes in `objects`.
+    bytes: usize,
 }
 
 impl WalReads {
     fn get(&self, key: &str) -> Option<Batches> {
-        self.objects.lock().get(key).map(|(_, _, b)| b.clone())
+        self.kept.lock().objects.get(key).map(|(_, _, b)| b.clone())
     }
 
-    /// Keeps `batches` if the bound allows, after dropping what expired and
-    /// what `dir`'s current `listed` keys no longer include.
-    fn keep(&self, dir: &str, listed: &[String], key: String, batches: &Batches) {
-        let mut objects = self.objects.lock();
+    /// Drops what expired, and what node `dir` no longer lists.
+    fn prune(&self, dir: &str, listed: &HashSet<String>) {
+        let mut kept = self.kept.lock();
         let now = Instant::now();
-        objects.retain(|k, (at, _, _)| {
-            now.duration_since(*at) < KEEP && (!k.starts_with(dir) || listed.contains(k))
+        let mut freed = 0;
+        kept.objects.retain(|k, (at, size, _)| {
+            let keep =
+                now.duration_since(*at) < KEEP && (!k.starts_with(dir) || listed.contains(k));
+            if !keep {
+                freed += *size;
+            }
+            keep
         });
+        kept.bytes -= freed;
+    }
+
+    /// Keeps `batches` if the bound allows.
+    fn keep(&self, key: String, batches: &Batches) {
         let size: usize = batches.iter().map(|(_, _, b)| b.len()).sum();
-        let held: usize = objects.values().map(|(_, n, _)| n).sum();
-        if held + size <= KEEP_BYTES {
-            objects.insert(key, (now, size, batches.clone()));
+        let mut kept = self.kept.lock();
+        if kept.bytes + size <= KEEP_BYTES {
+            kept.bytes += size;
+            if let Some((_, old, _)) = kept
+                .objects
+                .insert(key, (Instant::now(), size, batches.clone()))
+            {
+                kept.bytes -= old;
+            }
         }
     }
 }
@@ -90,12 +113,14 @@ impl Log {
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             let dir = format!("{dir}/");
             let listed: Vec<String> = keys.iter().map(|(_, k)| format!("{dir}{k}")).collect();
+            self.wal_reads
+                .prune(&dir, &listed.iter().cloned().collect::<HashSet<_>>());
             for ((_, key), cache_key) in keys.iter().zip(&listed) {
                 let batches = match self.wal_reads.get(cache_key) {
                     Some(b) => b,
                     None => match read_batches(store.as_ref(), key).await? {
                         Some(b) => {
-                            self.wal_reads.keep(&dir, &listed, cache_key.clone(), &b);
+                            self.wal_reads.keep(cache_key.clone(), &b);
                             b
                         }
                         None => continue,
