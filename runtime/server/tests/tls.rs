@@ -144,15 +144,22 @@ async fn api_versions<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     Ok((b.get_i32(), b.get_i16()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mtls_listener_and_admin_https() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// An embedded broker in `d` with certificates made there and one SSL
+/// listener on an ephemeral port.
+fn ssl_settings(d: &Path) -> Settings {
     make_certs(d);
     let mut settings = Settings::embedded(d.join("data"));
     settings.security.listener = vec!["SSL://127.0.0.1:0".into()];
     settings.security.tls_cert = Some(d.join("server.pem"));
     settings.security.tls_key = Some(d.join("server.key"));
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_listener_and_admin_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut settings = ssl_settings(d);
     settings.security.tls_client_ca = Some(d.join("ca.pem"));
     settings.security.admin_tls = true;
     let components = Components::from_settings(&settings).expect("components");
@@ -230,11 +237,7 @@ async fn large_produce_and_fetch_over_tls() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    make_certs(d);
-    let mut settings = Settings::embedded(d.join("data"));
-    settings.security.listener = vec!["SSL://127.0.0.1:0".into()];
-    settings.security.tls_cert = Some(d.join("server.pem"));
-    settings.security.tls_key = Some(d.join("server.key"));
+    let settings = ssl_settings(d);
     let components = Components::from_settings(&settings).expect("components");
     let broker = server::start(settings, components).await.expect("start");
     let mut plain = common::Client::connect(broker.kafka_addr).await;
