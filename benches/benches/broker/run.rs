@@ -30,7 +30,10 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
     let objects = root.join("objects");
     std::fs::create_dir_all(&objects)
         .with_context(|| format!("cannot create {}", objects.display()))?;
-    let objects_url = format!("file://{}", objects.display());
+    let objects_url = match p.store.as_str() {
+        "memory" => "memory://".to_string(),
+        _ => format!("file://{}", objects.display()),
+    };
     print_header(p, &root);
 
     // Broker 1: produce, hot consume.
@@ -111,7 +114,13 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
     // read is a segment read (a broker's own segment cache would make a second
     // pass warm, hence one broker per pass).
     let mut cold = Vec::new();
-    for i in 0..p.consume_passes {
+    // An in-memory store dies with its broker: nothing to read cold.
+    let cold_passes = if p.store == "memory" {
+        0
+    } else {
+        p.consume_passes
+    };
+    for i in 0..cold_passes {
         let broker = start_broker(rt, &root.join(format!("data-cold-{i}")), &objects_url, p)?;
         let addr = broker.kafka_addr.to_string();
         cold.push(consume(&addr, max_topic, &broker).with_context(|| format!("cold consume {i}"))?);

@@ -59,6 +59,9 @@ pub(crate) struct Params {
     pub(crate) upload_interval_ms: Option<u64>,
     /// Parent of the benchmark's temp dir (broker data, objects, floor file).
     pub(crate) dir: PathBuf,
+    /// `file` (a directory on the data disk) or `memory` (in process: no
+    /// upload I/O on the WAL's disk, which tells disk contention from CPU).
+    pub(crate) store: String,
 }
 
 impl Params {
@@ -85,7 +88,14 @@ impl Params {
             upload_interval_ms: env_or("VIGIL_BENCH_UPLOAD_INTERVAL_MS", 0)
                 .map(|ms: u64| (ms > 0).then_some(ms))?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
+            store: env_or("VIGIL_BENCH_OBJECT_STORE", "file".to_string())?,
         };
+        if !matches!(p.store.as_str(), "file" | "memory") {
+            bail!(
+                "VIGIL_BENCH_OBJECT_STORE must be file or memory, not {:?}",
+                p.store
+            );
+        }
         if p.records == 0
             || p.record_bytes == 0
             || p.partitions < 1
@@ -112,7 +122,7 @@ impl Params {
             "{upload}VIGIL_BENCH_RECORDS={} VIGIL_BENCH_RECORD_BYTES={} VIGIL_BENCH_PARTITIONS={} \
              VIGIL_BENCH_RATES={} VIGIL_BENCH_RATE_SECS={} VIGIL_BENCH_FLOOR_SECS={} \
              VIGIL_BENCH_LINGER_MS={} VIGIL_BENCH_MAX_QUEUE={} VIGIL_BENCH_CONSUME_PASSES={} \
-             VIGIL_BENCH_DIR={} \
+             VIGIL_BENCH_DIR={} VIGIL_BENCH_OBJECT_STORE={} \
              cargo bench -p vigil-benches --bench broker",
             self.records,
             self.record_bytes,
@@ -123,7 +133,8 @@ impl Params {
             self.linger_ms,
             self.max_queue,
             self.consume_passes,
-            self.dir.display()
+            self.dir.display(),
+            self.store
         )
     }
 }

@@ -79,77 +79,99 @@ pub(crate) fn section_load(
     let addr = running.kafka_addr.to_string();
     let mut points = Vec::new();
     common::create_topic(rt, &addr, "load-none", p.partitions)?;
-    points.push(load_point(
-        "no deployments".into(),
-        &addr,
-        "load-none",
-        p,
-        admin,
-        &[],
-    )?);
     common::create_topic(rt, &addr, "load-busy", p.partitions)?;
+    let point = |label: String, topic: &str, names: &[String]| {
+        load_point(label, &addr, topic, p, admin, names)
+    };
+    points.push(point(NONE.into(), "load-none", &[])?);
     let names: Vec<String> = (0..p.deployments)
         .map(|i| format!("zscore-load-{i}"))
         .collect();
-    for (i, name) in names.iter().enumerate() {
-        admin
-            .deploy(&zscore_spec(
-                name,
-                hash,
-                "load-busy",
-                &format!("load-busy-alerts-{i}"),
-            )?)
-            .with_context(|| format!("deploying {name}"))?;
-    }
-    let status = |names: &[String]| -> Result<Vec<DeploymentTotals>> {
-        names
-            .iter()
-            .map(|d| Ok(totals(&admin.status(d)?)))
-            .collect()
-    };
-    if p.load_control {
-        // The same load on the other topic: the deployments exist but have
-        // nothing to do.
-        let before = status(&names)?;
-        let mut pt = load_point(
-            format!("{} idle deployments", p.deployments),
-            &addr,
-            "load-none",
-            p,
-            admin,
-            &names,
-        )?;
-        for (d, b) in pt.deployments.iter_mut().zip(&before) {
-            d.records -= b.records.min(d.records);
-            d.alerts -= b.alerts.min(d.alerts);
+    // Gated (the default ack budget) first, then with acks left alone: the
+    // gate's price is latency by design (design 0019), the detectors' CPU
+    // is what must not reach the request path.
+    for gate in [Gate::On, Gate::Off] {
+        for (i, name) in names.iter().enumerate() {
+            let mut spec = zscore_spec(name, hash, "load-busy", &format!("load-busy-alerts-{i}"))?;
+            if gate == Gate::Off {
+                spec.ack_budget_ms = Some(0);
+            }
+            admin
+                .deploy(&spec)
+                .with_context(|| format!("deploying {name}"))?;
         }
-        points.push(pt);
-    }
-    points.push(load_point(
-        format!("{} busy deployments", p.deployments),
-        &addr,
-        "load-busy",
-        p,
-        admin,
-        &names,
-    )?);
-    if p.load_control {
+        // Rounds alternate idle (the deployments exist, the load goes to the
+        // other topic) and busy, so slow drift hits both sides alike.
+        for round in 1..=p.load_rounds {
+            let before: Vec<DeploymentTotals> = names
+                .iter()
+                .map(|d| Ok(totals(&admin.status(d)?)))
+                .collect::<Result<_>>()?;
+            let mut idle = point(format!("{} idle {round}", gate.name()), "load-none", &names)?;
+            for (d, b) in idle.deployments.iter_mut().zip(&before) {
+                d.records -= b.records.min(d.records);
+                d.alerts -= b.alerts.min(d.alerts);
+            }
+            points.push(idle);
+            points.push(point(format!("{} busy {round}", gate.name()), "load-busy", &names)?);
+        }
         for name in &names {
             admin
                 .undeploy(name)
                 .with_context(|| format!("undeploying {name}"))?;
         }
-        points.push(load_point(
-            "none again (undeployed)".into(),
-            &addr,
-            "load-none",
-            p,
-            admin,
-            &[],
-        )?);
     }
+    points.push(point(NONE_AGAIN.into(), "load-none", &[])?);
     println!();
     Ok(points)
+}
+
+const NONE: &str = "no deployments";
+const NONE_AGAIN: &str = "none again (undeployed)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    On,
+    Off,
+}
+
+impl Gate {
+    fn name(self) -> &'static str {
+        match self {
+            Gate::On => "gated",
+            Gate::Off => "no gate",
+        }
+    }
+}
+
+/// p99 of the points whose label starts with `prefix`, pooled.
+fn pooled_p99(points: &[LoadPoint], prefix: &str) -> Option<f64> {
+    let mut l: Vec<u64> = points
+        .iter()
+        .filter(|pt| pt.label.starts_with(prefix))
+        .flat_map(|pt| pt.sent.ack_latencies())
+        .collect();
+    l.sort_unstable();
+    (!l.is_empty()).then(|| percentile(&l, 0.99))
+}
+
+/// busy / idle p99 of each round of one gate setting.
+fn round_ratios(points: &[LoadPoint], gate: Gate) -> Vec<f64> {
+    let p99 = |label: String| {
+        points
+            .iter()
+            .find(|pt| pt.label == label)
+            .map(|pt| percentile(&pt.sent.ack_latencies(), 0.99))
+    };
+    (1..)
+        .map_while(|r| {
+            Some((
+                p99(format!("{} busy {r}", gate.name()))?,
+                p99(format!("{} idle {r}", gate.name()))?,
+            ))
+        })
+        .map(|(b, i)| b / i)
+        .collect()
 }
 
 pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
@@ -210,31 +232,30 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
             }
         );
     }
-    let q = |label: &str, x| {
-        points
-            .iter()
-            .find(|pt| pt.label.starts_with(label))
-            .map(|pt| percentile(&pt.sent.ack_latencies(), x))
-    };
-    let ratio = |a: &str, b: &str| -> String {
-        match (q(a, 0.99), q(b, 0.99), q(a, 0.5), q(b, 0.5)) {
-            (Some(a99), Some(b99), Some(a50), Some(b50)) => {
-                format!("p99 {:.2}×, p50 {:.2}×", a99 / b99, a50 / b50)
-            }
-            _ => "n/a".into(),
+    for gate in [Gate::On, Gate::Off] {
+        let mut r = round_ratios(points, gate);
+        if r.is_empty() {
+            continue;
         }
-    };
-    println!(
-        "busy / none: {} (target p99 ≤ 1.2×)",
-        ratio(&format!("{} busy", p.deployments), "no deployments")
-    );
-    if p.load_control {
+        r.sort_by(f64::total_cmp);
+        let each: Vec<String> = r.iter().map(|x| format!("{x:.2}")).collect();
+        let pooled = match (
+            pooled_p99(points, &format!("{} busy", gate.name())),
+            pooled_p99(points, &format!("{} idle", gate.name())),
+        ) {
+            (Some(b), Some(i)) => format!("{:.2}×", b / i),
+            _ => "n/a".into(),
+        };
         println!(
-            "controls: idle / none: {}; busy / none again: {}; none again / none: {}",
-            ratio(&format!("{} idle", p.deployments), "no deployments"),
-            ratio(&format!("{} busy", p.deployments), "none again"),
-            ratio("none again", "no deployments")
+            "{}: busy / idle p99 per round: median {:.2}× (lower median; rounds, sorted: {}); all rounds pooled \
+             {pooled} (target ≤ 1.2×)",
+            gate.name(),
+            r[(r.len() - 1) / 2],
+            each.join(" ")
         );
+    }
+    if let (Some(a), Some(b)) = (pooled_p99(points, NONE_AGAIN), pooled_p99(points, NONE)) {
+        println!("drift: none again / none p99 {:.2}×", a / b);
     }
     for pt in points {
         for (i, d) in pt.deployments.iter().enumerate() {
@@ -257,7 +278,9 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
          (warm-up included; busy = every record × {} deployments), from GET \
          /v1/deployments/NAME; catch-up = last ack → every deployment's lag 0. Each deployment: \
          zscore on every partition of the produced topic, its own alert topic. Order: no \
-         deployments; deploy; idle (same load on the other topic); busy; undeploy; none again)\n",
-        p.deployments
+         deployments; deploy (default ack budget); {} rounds of idle (same load on the other \
+         topic) then busy; redeploy with ack_budget_ms 0; the same rounds; undeploy; none again)\n",
+        p.deployments,
+        p.load_rounds
     );
 }

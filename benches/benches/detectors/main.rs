@@ -24,10 +24,11 @@
 //!    source partition/offset headers) and takes consume time − ack time.
 //!    p50/p99 both ways and vigil p99 / external p99 (target ≤ 0.2×).
 //! 3. **Produce latency with busy deployments**: the same fixed-rate
-//!    `acks=all` load with no deployments, then with 4 zscore deployments
-//!    consuming the produced topic (each processes every batch), then (as a
-//!    control) with the 4 deployments present but idle. Ratio of p99s
-//!    (target ≤ 1.2×).
+//!    `acks=all` load with no deployments, then rounds alternating 4 zscore
+//!    deployments present but idle and the same 4 consuming the produced
+//!    topic (each processes every batch), first with the default ack budget,
+//!    then with `ack_budget_ms: 0`. busy / idle p99 per round, median and
+//!    spread (target ≤ 1.2×).
 //!
 //! The broker runs in this process (like the other benches), with a
 //! `file://` object store in a temp dir, and is driven through its Kafka

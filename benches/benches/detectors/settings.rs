@@ -45,7 +45,8 @@ pub(crate) struct Params {
     pub(crate) load_rate: f64,
     pub(crate) load_secs: f64,
     pub(crate) deployments: usize,
-    pub(crate) load_control: bool,
+    /// Section 3: idle/busy round pairs per ack-gate setting.
+    pub(crate) load_rounds: usize,
     pub(crate) dir: PathBuf,
 }
 
@@ -101,14 +102,21 @@ impl Params {
             load_rate: env_or("VIGIL_BENCH_LOAD_RATE", 5000.0)?,
             load_secs: env_or("VIGIL_BENCH_LOAD_SECS", 8.0)?,
             deployments: env_or("VIGIL_BENCH_DEPLOYMENTS", 4)?,
-            load_control: env_or("VIGIL_BENCH_LOAD_CONTROL", 1u8)? != 0,
+            load_rounds: env_or("VIGIL_BENCH_LOAD_ROUNDS", 3)?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
         };
         if p.batch_rows.is_empty() || p.batch_rows.contains(&0) {
             bail!("VIGIL_BENCH_BATCH_ROWS must list batch sizes > 0");
         }
-        if p.tp_rows == 0 || p.tp_rounds == 0 || p.keys == 0 || p.partitions < 1 {
-            bail!("VIGIL_BENCH_TP_ROWS, _TP_ROUNDS, _KEYS and _PARTITIONS must be > 0");
+        if p.tp_rows == 0
+            || p.tp_rounds == 0
+            || p.keys == 0
+            || p.partitions < 1
+            || p.load_rounds == 0
+        {
+            bail!(
+                "VIGIL_BENCH_TP_ROWS, _TP_ROUNDS, _KEYS, _PARTITIONS and _LOAD_ROUNDS must be > 0"
+            );
         }
         if !(p.tp_secs > 0.0
             && p.rate > 0.0
@@ -154,7 +162,7 @@ impl Params {
              VIGIL_BENCH_OUTLIER_PCT={} VIGIL_BENCH_PARTITIONS={} VIGIL_BENCH_RATE={} \
              VIGIL_BENCH_LATENCY_SECS={} VIGIL_BENCH_LINGER_MS={} VIGIL_BENCH_EXT_LINGER_MS={} \
              VIGIL_BENCH_FETCH_WAIT_MS={} VIGIL_BENCH_LOAD_RATE={} VIGIL_BENCH_LOAD_SECS={} \
-             VIGIL_BENCH_DEPLOYMENTS={} VIGIL_BENCH_LOAD_CONTROL={} VIGIL_WASM_DIR={} \
+             VIGIL_BENCH_DEPLOYMENTS={} VIGIL_BENCH_LOAD_ROUNDS={} VIGIL_WASM_DIR={} \
              VIGIL_BENCH_DIR={} cargo bench -p vigil-benches --bench detectors",
             sections.join(","),
             rows.join(","),
@@ -172,7 +180,7 @@ impl Params {
             self.load_rate,
             self.load_secs,
             self.deployments,
-            u8::from(self.load_control),
+            self.load_rounds,
             self.wasm_dir.display(),
             self.dir.display()
         )

@@ -6,6 +6,7 @@
 use crate::common;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use kafka_protocol::records::Compression;
 use vigil_engine::output::{header, headers, scan_records};
 use vigil_engine::Detectors;
 use vigil_protocol::batch::{set_base_offset, BatchBuilder};
+use vigil_storage::leadership::{LeaderCheckError, Leadership};
 use vigil_storage::Log;
 
 use common::*;
@@ -252,5 +254,59 @@ async fn a_paused_deployment_holds_no_acks() {
     log.append(&input, record(1e6)).await.expect("append");
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(input.ack_gate_misses(), 0, "a paused runner held an ack");
+    close(det, log).await;
+}
+
+/// Answers "unconfirmed" for the alert topic while `on` is set, as a
+/// cluster member does whose coordinator session could not be renewed.
+#[derive(Default)]
+struct AlertsUnconfirmed {
+    on: AtomicBool,
+}
+
+impl Leadership for AlertsUnconfirmed {
+    fn check(&self, topic: &str, _: i32, _: i32) -> Result<(), LeaderCheckError> {
+        if topic == "alerts" && self.on.load(SeqCst) {
+            return Err(LeaderCheckError::Unconfirmed("session not renewed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An alert append refused as "ownership unconfirmed" was written: once
+/// ownership is confirmed it becomes visible. Writing it again would
+/// publish the alert twice.
+#[tokio::test]
+async fn an_alert_written_while_leadership_was_unconfirmed_is_not_written_again() {
+    let env = Env::new();
+    let log = env.log().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let renewal = log.spawn_lease_renewal(stop_rx);
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    let hash = upload(&det, THRESHOLD).await;
+    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
+    spec.ack_budget_ms = Some(0);
+    det.deploy(spec).await.expect("deploy");
+    produce(&log, "in", 0, 10, 1, 5).await;
+    wait_committed(&det, NAME, 10).await;
+    assert_eq!(alerted(&log).await, once(&[0, 5]));
+
+    let leadership = Arc::new(AlertsUnconfirmed::default());
+    log.set_leadership(leadership.clone());
+    leadership.on.store(true, SeqCst);
+    let input = log.partition("in", 0).expect("input");
+    log.append(&input, record(1e6)).await.expect("append");
+    wait_for("the alert append to be refused as unconfirmed", || async {
+        let s = det.status(NAME).await.ok()?;
+        let e = s.partitions.first()?.last_error.clone()?;
+        e.contains("session not renewed").then_some(())
+    })
+    .await;
+    leadership.on.store(false, SeqCst);
+    wait_committed(&det, NAME, 11).await;
+    assert_eq!(alerted(&log).await, once(&[0, 5, 10]));
+    let _ = stop_tx.send(true);
+    let _ = renewal.await;
     close(det, log).await;
 }

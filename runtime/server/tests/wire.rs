@@ -292,3 +292,27 @@ async fn store_write_failures_reach_the_client_and_nothing_unpersisted_is_acked(
     }
     again.shutdown().await;
 }
+
+/// A detector that misses its ack budget lets the acknowledgement go; how
+/// often that happens is what tells an operator the budget is too small.
+#[tokio::test]
+async fn ack_gate_misses_are_exported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = start(dir.path()).await;
+    let log = broker.broker.log.clone();
+    let topic = log
+        .create_topic("gated", vigil_storage::TopicConfig::default())
+        .await
+        .expect("create topic");
+    let p = topic.partitions[0].clone();
+    let metric = "vigil_storage_ack_gate_misses_total";
+    let before = http_get(broker.admin_addr, "/metrics").await;
+    assert!(before.contains(&format!("{metric} 0")), "{before}");
+    // A gate nobody advances: the append's ack waits out the budget.
+    let gate = p.ack_gate(0, std::time::Duration::from_millis(1));
+    log.append(&p, batch(1)).await.expect("append");
+    let after = http_get(broker.admin_addr, "/metrics").await;
+    assert!(after.contains(&format!("{metric} 1")), "{after}");
+    drop(gate);
+    broker.shutdown().await;
+}

@@ -322,8 +322,10 @@ impl Partition {
             .fetch_max(to, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// End of what was written while ownership was unconfirmed.
-    pub(crate) fn written_unconfirmed(&self) -> i64 {
+    /// End of what was written while ownership was unconfirmed: once the
+    /// high watermark reaches it, those writes are visible. A writer refused
+    /// with `OwnershipUnconfirmed` waits for that instead of writing again.
+    pub fn written_unconfirmed(&self) -> i64 {
         self.written_unconfirmed
             .load(std::sync::atomic::Ordering::SeqCst)
     }

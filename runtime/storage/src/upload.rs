@@ -120,7 +120,9 @@ impl Log {
                 by: "a newer broker".into(),
             });
         }
+        let t0 = std::time::Instant::now();
         let sealed = self.wal.roll().await?;
+        let rolled = t0.elapsed();
         let mut pending = Vec::new();
         for topic in self.topics() {
             for p in &topic.partitions {
@@ -152,6 +154,8 @@ impl Log {
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("upload packing task failed: {e}")))?;
+        let packed = t0.elapsed();
+        let mut put = packed;
         let kv_changed = *self.manifest.lock().await.kv() != sealed.kv;
         let mut stats = UploadStats::default();
         if !members.is_empty() || kv_changed {
@@ -166,6 +170,7 @@ impl Log {
                 .buffer_unordered(UPLOAD_CONCURRENCY)
                 .try_collect::<Vec<()>>()
                 .await?;
+            put = t0.elapsed();
             let kv = sealed.kv;
             let wal_through = match (&self.config.wal_mode, sealed.sealed_through) {
                 (crate::config::WalMode::Object { .. }, Some(t)) => Some((self.epoch, t)),
@@ -205,9 +210,20 @@ impl Log {
                 .uploaded_bytes
                 .fetch_add(stats.bytes, Ordering::Relaxed);
         }
+        let committed = t0.elapsed();
         stats.wal_segments_deleted = self.wal.delete_through(sealed.sealed_through).await?;
         if stats.runs > 0 {
-            tracing::debug!(?stats, "upload committed");
+            // Cumulative times: where an upload cycle spends its time is
+            // what ties it to the produce tail (benches/README.md).
+            tracing::debug!(
+                ?stats,
+                rolled_ms = rolled.as_secs_f64() * 1e3,
+                packed_ms = packed.as_secs_f64() * 1e3,
+                put_ms = put.as_secs_f64() * 1e3,
+                committed_ms = committed.as_secs_f64() * 1e3,
+                done_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "upload committed"
+            );
         }
         self.recount_unuploaded();
         Ok(stats)

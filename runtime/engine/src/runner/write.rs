@@ -1,8 +1,38 @@
 //! The runner's writes: alerts, dead letters and records that failed the
 //! value schema, each appended with the failure policy applied, retried
 //! until the log takes them or the runner is stopped.
+//!
+//! An append refused *after* it reached the WAL (ownership unconfirmed, or
+//! a leadership check that failed once the batch was durable) is never
+//! retried: its first copy may still become visible, here once ownership is
+//! confirmed or on the next leader after recovery, and a retry would then
+//! be a duplicate alert. The runner waits for the first copy's fate instead.
 
 use super::*;
+
+use vigil_storage::{AppendError, StorageError};
+
+/// What a refused append tells the runner to do.
+enum Refusal {
+    /// Nothing reached the log: try again after the backoff.
+    Retry,
+    /// Written, not yet acknowledged: wait until it is visible.
+    Unconfirmed,
+    /// Written or not, this broker no longer leads the partition: stop, and
+    /// let the partition's leader re-run from the checkpoint (its recovery
+    /// scan finds whatever of ours reached the topic).
+    Lost,
+}
+
+fn refusal(e: &AppendError) -> Refusal {
+    match e {
+        AppendError::Storage(StorageError::OwnershipUnconfirmed { .. }) => Refusal::Unconfirmed,
+        AppendError::Storage(StorageError::NotLeader { .. } | StorageError::Fenced { .. }) => {
+            Refusal::Lost
+        }
+        _ => Refusal::Retry,
+    }
+}
 
 impl Runner {
     pub(super) async fn append(
@@ -12,18 +42,57 @@ impl Runner {
         what: &str,
     ) -> Result<(), Stop> {
         loop {
-            match self.log.append(p, bytes.clone()).await {
+            let e = match self.log.append(p, bytes.clone()).await {
                 Ok(_) => return Ok(()),
-                Err(e) => {
-                    let msg = format!("appending {what}: {e}");
-                    if self.log.is_fenced() {
-                        return Err(Stop::Requested);
-                    }
-                    self.note_error(&msg);
-                    self.pause(self.retry_backoff).await?;
-                }
+                Err(e) => e,
+            };
+            self.note_error(&format!("appending {what}: {e}"));
+            if self.log.is_fenced() {
+                return Err(Stop::Requested);
+            }
+            match refusal(&e) {
+                Refusal::Retry => self.pause(self.retry_backoff).await?,
+                Refusal::Unconfirmed => return self.await_confirmation(p, what).await,
+                Refusal::Lost => return Err(self.lost(p, what)),
             }
         }
+    }
+
+    /// Waits until what this broker wrote to `p` while its ownership was
+    /// unconfirmed is visible (the append then succeeded), or until `p` is
+    /// no longer this broker's.
+    async fn await_confirmation(&self, p: &Arc<Partition>, what: &str) -> Result<(), Stop> {
+        // Taken after the refusal: the callback recorded our write's end
+        // before answering, so this mark covers it.
+        let mark = p.written_unconfirmed();
+        let mut hw = p.watch_high_watermark();
+        loop {
+            if *hw.borrow_and_update() >= mark {
+                tracing::info!(deployment = %self.deployment.spec.name, topic = %p.topic, partition = p.index, "{what} written while ownership was unconfirmed are now visible");
+                return Ok(());
+            }
+            if self.log.is_fenced() {
+                return Err(Stop::Requested);
+            }
+            if !p.is_serving() {
+                return Err(self.lost(p, what));
+            }
+            // Published by the next ownership check (each lease interval)
+            // or by a later confirmed write; the backoff bounds how long a
+            // lost partition goes unnoticed.
+            tokio::select! {
+                _ = hw.changed() => {}
+                r = self.pause(self.retry_backoff) => r?,
+            }
+        }
+    }
+
+    /// The runner cannot write to `p` any more: stop without committing and
+    /// have the supervisor restart the deployment where it still runs.
+    fn lost(&self, p: &Partition, what: &str) -> Stop {
+        tracing::info!(deployment = %self.deployment.spec.name, topic = %p.topic, partition = p.index, "{what} partition is no longer led here; the runner stops");
+        self.report.send(RunnerReport::Fenced);
+        Stop::Requested
     }
 
     /// Encodes on the detector threads (JSON for thousands of alerts is

@@ -39,6 +39,7 @@ struct StorageValues {
     gc_deleted: u64,
     compaction_backlog: u64,
     upload_lag: Duration,
+    ack_gate_misses: u64,
 }
 
 /// Everything the collector encodes, read once per scrape.
@@ -72,6 +73,12 @@ impl Snapshot {
                 gc_deleted: n(&s.gc_deleted),
                 compaction_backlog: u64::try_from(log.compaction_backlog()).unwrap_or(u64::MAX),
                 upload_lag: log.upload_lag(),
+                ack_gate_misses: log
+                    .topics()
+                    .iter()
+                    .flat_map(|t| t.partitions.iter())
+                    .map(|p| p.ack_gate_misses())
+                    .sum(),
             },
             cache: log.block_cache_stats(),
             store: store.stats(),
@@ -138,7 +145,7 @@ fn labelled(
 }
 
 fn encode_storage(e: &mut DescriptorEncoder, s: &StorageValues, c: &CacheStats) -> fmt::Result {
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "storage_appended_bytes",
             "Record batch bytes appended",
@@ -196,6 +203,12 @@ fn encode_storage(e: &mut DescriptorEncoder, s: &StorageValues, c: &CacheStats) 
             c.bytes_fetched,
         ),
         ("block_cache_evictions", "Blocks evicted", c.evictions),
+        (
+            "storage_ack_gate_misses",
+            "Produce acknowledgements a detector's ack gate let go without its alerts, \
+             because the detector missed its deployment's ack_budget_ms",
+            s.ack_gate_misses,
+        ),
     ];
     for (name, help, value) in counters {
         counter(e, name, help, value)?;
