@@ -16,7 +16,8 @@
 //!
 //! Usage: `cargo run --release -p vigil-plugin-ensemble --example nab_bench --
 //!   [--data DIR] [--set field=json]... [--tune name=number]...
-//!   [--shift-minutes N] [--verbose]`
+//!   [--shift-minutes N] [--verbose] [--checksum]`
+//! (`--checksum` prints only a hash of every output bit of every record.)
 //! (DIR defaults to `$NAB_DATA` or `../shared/data/nab`; `examples/data/nab`
 //! in this repository is a small corpus in the same layout).
 
@@ -93,6 +94,30 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     }
 }
 
+/// FNV-1a over the bits of every output of every record (`--checksum`):
+/// a faster implementation must leave this unchanged, not just the
+/// rounded scores.
+fn checksum(cfg: &Config, t: &Tuning, d: &Dataset) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in &d.files {
+        let mut m = SeriesModel::with_tuning(cfg, t);
+        for (&v, &ts) in s.values.iter().zip(&s.timestamps) {
+            let o = m.update_tuned(cfg, t, v, ts);
+            let fields = [o.score, o.stream_score, o.expected, o.band, o.z]
+                .into_iter()
+                .chain(o.likelihoods)
+                .map(f64::to_bits)
+                .chain([o.alert as u64, o.novel as u64, o.novel_time_of_day as u64]);
+            for x in fields {
+                for b in x.to_le_bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+    }
+    h
+}
+
 fn subset(d: &Dataset, prefixes: &[&str]) -> (Dataset, Vec<usize>) {
     let idx: Vec<usize> = (0..d.files.len())
         .filter(|&i| prefixes.iter().any(|p| d.files[i].name.starts_with(p)))
@@ -134,12 +159,14 @@ fn main() -> Res<()> {
     let mut tuning = Tuning::default();
     let grid: Vec<f64> = (1..=19).map(|i| i as f64 * 0.05).collect();
     let mut verbose = false;
+    let mut want_checksum = false;
     let mut shift_ms = 0i64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--data" => data = args.next().ok_or("--data needs a directory")?,
             "--verbose" => verbose = true,
+            "--checksum" => want_checksum = true,
             "--shift-minutes" => {
                 shift_ms = args
                     .next()
@@ -176,6 +203,10 @@ fn main() -> Res<()> {
         f.windows
             .iter_mut()
             .for_each(|w| *w = (w.0 + shift_ms, w.1 + shift_ms));
+    }
+    if want_checksum {
+        println!("checksum {:016x}", checksum(&base, &tuning, &dataset));
+        return Ok(());
     }
     let started = std::time::Instant::now();
     let runs: Vec<(Vec<f64>, Vec<bool>)> = dataset

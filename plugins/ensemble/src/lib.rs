@@ -51,6 +51,7 @@
 
 pub mod config;
 pub mod context;
+pub mod median;
 pub mod model;
 
 use vigil_sdk::blocks::{score_record, KeyedState};

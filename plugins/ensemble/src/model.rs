@@ -11,6 +11,7 @@ use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
+use crate::median::SortedWindow;
 
 /// Why a record scored high.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,9 +253,16 @@ pub struct SeriesModel {
     shift_hist: VecDeque<f64>,
     /// Likelihood of the shift statistic.
     shift_likelihood: AnomalyLikelihood,
-    /// Reused buffer for medians (not state: skipped by snapshots).
+    /// `recent`, sorted (derived, not state: skipped by snapshots and
+    /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
-    scratch: Vec<f64>,
+    recent_sorted: SortedWindow,
+    /// The last `shift_recent` values of `shift_hist`, sorted (derived).
+    #[serde(skip)]
+    shift_recent_sorted: SortedWindow,
+    /// The values of `shift_hist` before those, sorted (derived).
+    #[serde(skip)]
+    shift_ref_sorted: SortedWindow,
 }
 
 impl SeriesModel {
@@ -298,7 +306,9 @@ impl SeriesModel {
                     ..*t
                 },
             ),
-            scratch: Vec::new(),
+            recent_sorted: SortedWindow::default(),
+            shift_recent_sorted: SortedWindow::default(),
+            shift_ref_sorted: SortedWindow::default(),
         }
     }
 
@@ -312,9 +322,14 @@ impl SeriesModel {
     pub fn update_tuned(&mut self, cfg: &Config, t: &Tuning, value: f64, ts_ms: i64) -> Output {
         // Prediction: the median of the last few values (robust to single
         // outliers, follows level shifts within half a window).
-        self.scratch.clear();
-        self.scratch.extend(self.recent.iter().copied());
-        let expected = median_in_place(&mut self.scratch).unwrap_or(value);
+        if self.recent_sorted.len() != self.recent.len() {
+            // Restored from a snapshot: the sorted copy is not state.
+            self.recent_sorted.clear();
+            self.recent
+                .iter()
+                .for_each(|&x| self.recent_sorted.insert(x));
+        }
+        let expected = self.recent_sorted.median().unwrap_or(value);
         let residual = value - expected;
         let have_pred = !self.recent.is_empty();
         let tiny = 1e-9 * (1.0 + value.abs());
@@ -340,9 +355,12 @@ impl SeriesModel {
         let k = self.recent.len();
         let repeated = k >= 2 && self.recent.iter().skip(k - 2).all(|&x| x == value);
         if self.recent.len() == self.level_window {
-            self.recent.pop_front();
+            if let Some(old) = self.recent.pop_front() {
+                self.recent_sorted.remove(old);
+            }
         }
         self.recent.push_back(value);
+        self.recent_sorted.insert(value);
 
         // The quantisation grid follows the seen range while learning and
         // is frozen afterwards: re-gridding later would make every old
@@ -499,27 +517,50 @@ impl SeriesModel {
     /// shift; there the z was a false positive on the local corpus).
     fn shift_statistic(&mut self, t: &Tuning, value: f64) -> f64 {
         let (m, r) = (t.shift_recent.max(1), t.shift_ref.max(2));
+        if self.shift_recent_sorted.len() + self.shift_ref_sorted.len() != self.shift_hist.len() {
+            self.rebuild_shift_windows(m);
+        }
         if self.shift_hist.len() == m + r {
-            self.shift_hist.pop_front();
+            if let Some(old) = self.shift_hist.pop_front() {
+                self.shift_ref_sorted.remove(old);
+            }
         }
         self.shift_hist.push_back(value);
+        self.shift_recent_sorted.insert(value);
+        // The value that just left the recent part joins the reference.
+        if self.shift_hist.len() > m {
+            let moved = self.shift_hist[self.shift_hist.len() - 1 - m];
+            self.shift_recent_sorted.remove(moved);
+            self.shift_ref_sorted.insert(moved);
+        }
         if self.shift_hist.len() < m + r {
             return 0.0;
         }
-        self.scratch.clear();
-        self.scratch.extend(self.shift_hist.iter().skip(r).copied());
-        let recent = median_in_place(&mut self.scratch).unwrap_or(value);
-        self.scratch.clear();
-        self.scratch.extend(self.shift_hist.iter().take(r).copied());
-        let reference = median_in_place(&mut self.scratch).unwrap_or(value);
-        for x in self.scratch.iter_mut() {
-            *x = (*x - reference).abs();
-        }
-        let mad = median_in_place(&mut self.scratch).unwrap_or(0.0);
+        let recent = self.shift_recent_sorted.median().unwrap_or(value);
+        let reference = self.shift_ref_sorted.median().unwrap_or(value);
+        let mad = self
+            .shift_ref_sorted
+            .median_abs_deviation(reference)
+            .unwrap_or(0.0);
         if mad <= 0.0 {
             return 0.0;
         }
         ((recent - reference) / (1.4826 * mad).max(MAE_TO_SIGMA * self.mae)).abs()
+    }
+
+    /// Rebuilds the sorted halves of `shift_hist` (after a restore: they
+    /// are derived, not state): its last `m` values and the rest.
+    fn rebuild_shift_windows(&mut self, m: usize) {
+        self.shift_recent_sorted.clear();
+        self.shift_ref_sorted.clear();
+        let split = self.shift_hist.len().saturating_sub(m);
+        for (i, &x) in self.shift_hist.iter().enumerate() {
+            if i < split {
+                self.shift_ref_sorted.insert(x);
+            } else {
+                self.shift_recent_sorted.insert(x);
+            }
+        }
     }
 
     /// Records seen so far.
@@ -542,21 +583,4 @@ fn new_likelihood(cfg: &Config, t: &Tuning) -> AnomalyLikelihood {
         cfg.likelihood_window.min(cfg.warmup.max(10)),
         t.std_floor,
     )
-}
-
-/// Median of `xs` (finite values); reorders `xs`.
-fn median_in_place(xs: &mut [f64]) -> Option<f64> {
-    let n = xs.len();
-    if n == 0 {
-        return None;
-    }
-    let mid = n / 2;
-    let (lo, m, _) = xs.select_nth_unstable_by(mid, f64::total_cmp);
-    let upper = *m;
-    if n % 2 == 1 {
-        Some(upper)
-    } else {
-        let lower = lo.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Some(0.5 * (lower + upper))
-    }
 }

@@ -409,6 +409,29 @@ fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
 }
 
 #[test]
+fn a_restored_model_scores_exactly_like_the_original() {
+    // The sorted windows behind the running medians are not state: a
+    // restored model rebuilds them, and every output bit must match.
+    let values: Vec<f64> = (0..3 * DAY)
+        .map(|i| 10.0 + 2.0 * noise(i) + if i > 2 * DAY { 1.5 } else { 0.0 })
+        .collect();
+    let cfg = Config::default();
+    let mut original = SeriesModel::new(&cfg);
+    let cut = 2 * DAY - 7;
+    for (i, &v) in values[..cut].iter().enumerate() {
+        original.update(&cfg, v, i as i64 * STEP_MS);
+    }
+    // The snapshot encoding (JSON would round floats by an ulp).
+    let bytes = vigil_sdk::state::to_bytes(&original).unwrap();
+    let mut restored: SeriesModel = vigil_sdk::state::from_bytes(&bytes).unwrap();
+    for (i, &v) in values.iter().enumerate().skip(cut) {
+        let ts = i as i64 * STEP_MS;
+        let (a, b) = (original.update(&cfg, v, ts), restored.update(&cfg, v, ts));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "record {i}");
+    }
+}
+
+#[test]
 fn sparse_series_have_no_shift_signal() {
     // Mostly zeros with rare spikes, then a cluster of spikes: medians of
     // such a series jump without any shift of level, so the shift
