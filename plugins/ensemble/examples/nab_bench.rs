@@ -17,7 +17,8 @@
 //! Usage: `cargo run --release -p vigil-plugin-ensemble --example nab_bench --
 //!   [--data DIR] [--set field=json]... [--tune name=number]...
 //!   [--shift-minutes N] [--verbose] [--checksum]`
-//! (`--checksum` prints only a hash of every output bit of every record.)
+//! (`--checksum` prints only a hash of every output bit of every record;
+//! `--quick` skips the threshold grid and sweep.)
 //! (DIR defaults to `$NAB_DATA` or `../shared/data/nab`; `examples/data/nab`
 //! in this repository is a small corpus in the same layout).
 
@@ -160,6 +161,7 @@ fn main() -> Res<()> {
     let grid: Vec<f64> = (1..=19).map(|i| i as f64 * 0.05).collect();
     let mut verbose = false;
     let mut want_checksum = false;
+    let mut quick = false;
     let mut shift_ms = 0i64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -167,6 +169,7 @@ fn main() -> Res<()> {
             "--data" => data = args.next().ok_or("--data needs a directory")?,
             "--verbose" => verbose = true,
             "--checksum" => want_checksum = true,
+            "--quick" => quick = true,
             "--shift-minutes" => {
                 shift_ms = args
                     .next()
@@ -224,6 +227,8 @@ fn main() -> Res<()> {
     let scores: Vec<Vec<f64>> = runs.iter().map(|r| r.0.clone()).collect();
     let fixed: Vec<Vec<bool>> = runs.iter().map(|r| r.1.clone()).collect();
     // Alerts of the deployed detector for every grid threshold.
+    // `--quick`: the fixed figures only (grid and sweep equal `fixed`).
+    let grid = if quick { vec![base.threshold] } else { grid };
     let per_threshold: Vec<Vec<Vec<bool>>> = grid
         .iter()
         .map(|&thr| {
@@ -275,7 +280,11 @@ fn main() -> Res<()> {
                     best = (r, *thr);
                 }
             }
-            let (thr, sw) = best_threshold(&sub, &pick(&scores, &idx), p)?;
+            let (thr, sw) = if quick {
+                (Some(base.threshold), f.clone())
+            } else {
+                best_threshold(&sub, &pick(&scores, &idx), p)?
+            };
             println!(
                 "{:<6} {:<20} {:>7.2} {:>8.2} ({:.2}) {:>8.2} ({:.3})",
                 split.trim_end_matches('/'),
