@@ -85,10 +85,16 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
                 at = i;
             }
         }
+        let mut lmax = [0.0f64; 5];
+        for o in &outs[lo..hi] {
+            for (m, l) in lmax.iter_mut().zip(o.likelihoods) {
+                *m = m.max(l);
+            }
+        }
         let first = (lo..hi).find(|&i| outs[i].alert);
         let prev = (0..lo).rev().find(|&i| outs[i].alert);
         println!(
-            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}",
+            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}, likelihood maxima {lmax:.2?}",
             s.len(),
             outs[at].kind
         );
@@ -149,6 +155,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_recent" => t.shift_recent = v as usize,
         "shift_ref" => t.shift_ref = v as usize,
         "shift_std_floor" => t.shift_std_floor = v,
+        "shift_short" => t.shift_short = v as usize,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -53,6 +53,7 @@ pub mod config;
 pub mod context;
 pub mod median;
 pub mod model;
+pub mod shift;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
