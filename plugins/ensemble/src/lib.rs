@@ -22,7 +22,7 @@
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
 //!   against its own noise; the largest of the five counts, lowered by
-//!   0.1 per tenfold records past 4000 (at most 0.2) so that a long series
+//!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.

@@ -525,7 +525,8 @@ fn the_cooldown_also_ends_after_cooldown_minutes() {
 #[test]
 fn deviation_scores_are_lowered_on_long_series() {
     // Two models on the same long stream, with and without the growth:
-    // their deviation scores differ by 0.1 per decade past 4000 records,
+    // their deviation scores differ by `threshold_growth` (0.3) per decade
+    // past 4000 records,
     // at most 0.2.
     let cfg = Config::default();
     let flat = Tuning {
@@ -549,7 +550,8 @@ fn deviation_scores_are_lowered_on_long_series() {
         let (x, y) = (a.update(&cfg, v, ts), b.update_tuned(&cfg, &flat, v, ts));
         if y.kind == Kind::Deviation && y.score > 0.25 && x.kind == Kind::Deviation {
             let n = (i + 1) as f64;
-            let want = (0.1 * (n / 4000.0).max(1.0).log10()).min(0.2);
+            let growth = Tuning::default().threshold_growth;
+            let want = (growth * (n / 4000.0).max(1.0).log10()).min(0.2);
             assert!(
                 (y.score - x.score - want).abs() < 1e-9,
                 "record {i}: {x:?} vs {y:?}"
