@@ -81,6 +81,21 @@ mod tests {
     use crate::median::median_of;
 
     #[test]
+    fn a_bare_history_restores_as_a_shift_window() {
+        // State format "4" stored the history as a plain `VecDeque<f64>`;
+        // the snapshot encoding of a one-field struct is the same bytes.
+        let hist: VecDeque<f64> = (0..30).map(|i| (i % 7) as f64).collect();
+        let bytes = vigil_sdk::state::to_bytes(&hist).unwrap();
+        let mut w: ShiftWindow = vigil_sdk::state::from_bytes(&bytes).unwrap();
+        let mut fresh = ShiftWindow::default();
+        for &x in &hist {
+            fresh.push(10, 20, x);
+        }
+        assert_eq!(w.push(10, 20, 3.0), fresh.push(10, 20, 3.0));
+        assert_eq!(w.hist, fresh.hist);
+    }
+
+    #[test]
     fn medians_equal_selection_over_the_two_parts() {
         let (m, r) = (5, 12);
         let mut w = ShiftWindow::default();
