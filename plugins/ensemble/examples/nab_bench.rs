@@ -156,6 +156,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_ref" => t.shift_ref = v as usize,
         "shift_std_floor" => t.shift_std_floor = v,
         "shift_short" => t.shift_short = v as usize,
+        "shift_short_minutes" => t.shift_short_minutes = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -432,6 +432,36 @@ fn a_restored_model_scores_exactly_like_the_original() {
 }
 
 #[test]
+fn an_hourly_series_finds_a_shift_sooner() {
+    // The same values as 5-minute and as hourly records: the shift
+    // likelihood's window spans at most 300 minutes, so the hourly model
+    // (5 records) crosses 0.5 before the 5-minute one (20 records).
+    let mut values: Vec<f64> = (0..2000).map(|i| 10.0 + 2.0 * noise(i)).collect();
+    for i in (50..1200).step_by(97) {
+        values[i] = if i % 2 == 0 { 14.0 } else { 6.0 };
+    }
+    let shift = 1500;
+    values[shift..].iter_mut().for_each(|v| *v += 1.5);
+    let cfg = Config::default();
+    let first_alarm = |step_ms: i64| {
+        let mut m = SeriesModel::new(&cfg);
+        let outs: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update(&cfg, v, i as i64 * step_ms))
+            .collect();
+        outs.iter()
+            .skip(shift)
+            .position(|o| o.likelihoods[4] >= 0.5)
+    };
+    let (hourly, five_minute) = (first_alarm(3_600_000), first_alarm(STEP_MS));
+    assert!(
+        matches!((hourly, five_minute), (Some(h), Some(f)) if h < f),
+        "hourly {hourly:?}, 5-minute {five_minute:?}"
+    );
+}
+
+#[test]
 fn sparse_series_have_no_shift_signal() {
     // Mostly zeros with rare spikes, then a cluster of spikes: medians of
     // such a series jump without any shift of level, so the shift
