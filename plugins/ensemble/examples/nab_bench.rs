@@ -16,7 +16,9 @@
 //!
 //! Usage: `cargo run --release -p vigil-plugin-ensemble --example nab_bench --
 //!   [--data DIR] [--set field=json]... [--tune name=number]...
-//!   [--shift-minutes N] [--verbose]`
+//!   [--shift-minutes N] [--verbose] [--checksum]`
+//! (`--checksum` prints only a hash of every output bit of every record;
+//! `--quick` skips the threshold grid and sweep.)
 //! (DIR defaults to `$NAB_DATA` or `../shared/data/nab`; `examples/data/nab`
 //! in this repository is a small corpus in the same layout).
 
@@ -83,14 +85,44 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
                 at = i;
             }
         }
+        let mut lmax = [0.0f64; 5];
+        for o in &outs[lo..hi] {
+            for (m, l) in lmax.iter_mut().zip(o.likelihoods) {
+                *m = m.max(l);
+            }
+        }
         let first = (lo..hi).find(|&i| outs[i].alert);
         let prev = (0..lo).rev().find(|&i| outs[i].alert);
         println!(
-            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}",
+            "      window {lo}..{hi} of {}: max score {best:.3} at {at} ({:?}), first alert {first:?}, previous alert {prev:?}, likelihood maxima {lmax:.2?}",
             s.len(),
             outs[at].kind
         );
     }
+}
+
+/// FNV-1a over the bits of every output of every record (`--checksum`):
+/// a faster implementation must leave this unchanged, not just the
+/// rounded scores.
+fn checksum(cfg: &Config, t: &Tuning, d: &Dataset) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for s in &d.files {
+        let mut m = SeriesModel::with_tuning(cfg, t);
+        for (&v, &ts) in s.values.iter().zip(&s.timestamps) {
+            let o = m.update_tuned(cfg, t, v, ts);
+            let fields = [o.score, o.stream_score, o.expected, o.band, o.z]
+                .into_iter()
+                .chain(o.likelihoods)
+                .map(f64::to_bits)
+                .chain([o.alert as u64, o.novel as u64, o.novel_time_of_day as u64]);
+            for x in fields {
+                for b in x.to_le_bytes() {
+                    h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+                }
+            }
+        }
+    }
+    h
 }
 
 fn subset(d: &Dataset, prefixes: &[&str]) -> (Dataset, Vec<usize>) {
@@ -123,6 +155,8 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_recent" => t.shift_recent = v as usize,
         "shift_ref" => t.shift_ref = v as usize,
         "shift_std_floor" => t.shift_std_floor = v,
+        "shift_short" => t.shift_short = v as usize,
+        "shift_short_minutes" => t.shift_short_minutes = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())
@@ -134,12 +168,16 @@ fn main() -> Res<()> {
     let mut tuning = Tuning::default();
     let grid: Vec<f64> = (1..=19).map(|i| i as f64 * 0.05).collect();
     let mut verbose = false;
+    let mut want_checksum = false;
+    let mut quick = false;
     let mut shift_ms = 0i64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--data" => data = args.next().ok_or("--data needs a directory")?,
             "--verbose" => verbose = true,
+            "--checksum" => want_checksum = true,
+            "--quick" => quick = true,
             "--shift-minutes" => {
                 shift_ms = args
                     .next()
@@ -177,6 +215,10 @@ fn main() -> Res<()> {
             .iter_mut()
             .for_each(|w| *w = (w.0 + shift_ms, w.1 + shift_ms));
     }
+    if want_checksum {
+        println!("checksum {:016x}", checksum(&base, &tuning, &dataset));
+        return Ok(());
+    }
     let started = std::time::Instant::now();
     let runs: Vec<(Vec<f64>, Vec<bool>)> = dataset
         .files
@@ -193,6 +235,8 @@ fn main() -> Res<()> {
     let scores: Vec<Vec<f64>> = runs.iter().map(|r| r.0.clone()).collect();
     let fixed: Vec<Vec<bool>> = runs.iter().map(|r| r.1.clone()).collect();
     // Alerts of the deployed detector for every grid threshold.
+    // `--quick`: the fixed figures only (grid and sweep equal `fixed`).
+    let grid = if quick { vec![base.threshold] } else { grid };
     let per_threshold: Vec<Vec<Vec<bool>>> = grid
         .iter()
         .map(|&thr| {
@@ -244,7 +288,11 @@ fn main() -> Res<()> {
                     best = (r, *thr);
                 }
             }
-            let (thr, sw) = best_threshold(&sub, &pick(&scores, &idx), p)?;
+            let (thr, sw) = if quick {
+                (Some(base.threshold), f.clone())
+            } else {
+                best_threshold(&sub, &pick(&scores, &idx), p)?
+            };
             println!(
                 "{:<6} {:<20} {:>7.2} {:>8.2} ({:.2}) {:>8.2} ({:.3})",
                 split.trim_end_matches('/'),

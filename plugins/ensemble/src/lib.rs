@@ -14,7 +14,8 @@
 //!   sensor, a drop-out to a constant);
 //! * **level shift** — the median of the last 20 values against the
 //!   median of the 200 before them, in units of their spread (an in-range
-//!   shift the median predictor follows within a few records);
+//!   shift the median predictor follows within a few records); its
+//!   likelihood averages over at most 300 minutes of record time;
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
@@ -22,7 +23,7 @@
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
 //!   against its own noise; the largest of the five counts, lowered by
-//!   0.1 per tenfold records past 4000 (at most 0.2) so that a long series
+//!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1.
@@ -51,7 +52,10 @@
 
 pub mod config;
 pub mod context;
+pub mod median;
 pub mod model;
+pub mod output;
+pub mod shift;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
@@ -71,11 +75,13 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "5": the first record's timestamp, and the level-shift likelihood's
+    /// short window capped in time (its length is part of its state);
     /// "4": records since the last alert (re-armed breakouts) and the
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "4";
+    const STATE_FORMAT: &'static str = "5";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -409,6 +409,59 @@ fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
 }
 
 #[test]
+fn a_restored_model_scores_exactly_like_the_original() {
+    // The sorted windows behind the running medians are not state: a
+    // restored model rebuilds them, and every output bit must match.
+    let values: Vec<f64> = (0..3 * DAY)
+        .map(|i| 10.0 + 2.0 * noise(i) + if i > 2 * DAY { 1.5 } else { 0.0 })
+        .collect();
+    let cfg = Config::default();
+    let mut original = SeriesModel::new(&cfg);
+    let cut = 2 * DAY - 7;
+    for (i, &v) in values[..cut].iter().enumerate() {
+        original.update(&cfg, v, i as i64 * STEP_MS);
+    }
+    // The snapshot encoding (JSON would round floats by an ulp).
+    let bytes = vigil_sdk::state::to_bytes(&original).unwrap();
+    let mut restored: SeriesModel = vigil_sdk::state::from_bytes(&bytes).unwrap();
+    for (i, &v) in values.iter().enumerate().skip(cut) {
+        let ts = i as i64 * STEP_MS;
+        let (a, b) = (original.update(&cfg, v, ts), restored.update(&cfg, v, ts));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "record {i}");
+    }
+}
+
+#[test]
+fn an_hourly_series_finds_a_shift_sooner() {
+    // The same values as 5-minute and as hourly records: the shift
+    // likelihood's window spans at most 300 minutes, so the hourly model
+    // (5 records) crosses 0.5 before the 5-minute one (20 records).
+    let mut values: Vec<f64> = (0..2000).map(|i| 10.0 + 2.0 * noise(i)).collect();
+    for i in (50..1200).step_by(97) {
+        values[i] = if i % 2 == 0 { 14.0 } else { 6.0 };
+    }
+    let shift = 1500;
+    values[shift..].iter_mut().for_each(|v| *v += 1.5);
+    let cfg = Config::default();
+    let first_alarm = |step_ms: i64| {
+        let mut m = SeriesModel::new(&cfg);
+        let outs: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update(&cfg, v, i as i64 * step_ms))
+            .collect();
+        outs.iter()
+            .skip(shift)
+            .position(|o| o.likelihoods[4] >= 0.5)
+    };
+    let (hourly, five_minute) = (first_alarm(3_600_000), first_alarm(STEP_MS));
+    assert!(
+        matches!((hourly, five_minute), (Some(h), Some(f)) if h < f),
+        "hourly {hourly:?}, 5-minute {five_minute:?}"
+    );
+}
+
+#[test]
 fn sparse_series_have_no_shift_signal() {
     // Mostly zeros with rare spikes, then a cluster of spikes: medians of
     // such a series jump without any shift of level, so the shift
@@ -502,7 +555,8 @@ fn the_cooldown_also_ends_after_cooldown_minutes() {
 #[test]
 fn deviation_scores_are_lowered_on_long_series() {
     // Two models on the same long stream, with and without the growth:
-    // their deviation scores differ by 0.1 per decade past 4000 records,
+    // their deviation scores differ by `threshold_growth` (0.3) per decade
+    // past 4000 records,
     // at most 0.2.
     let cfg = Config::default();
     let flat = Tuning {
@@ -526,7 +580,8 @@ fn deviation_scores_are_lowered_on_long_series() {
         let (x, y) = (a.update(&cfg, v, ts), b.update_tuned(&cfg, &flat, v, ts));
         if y.kind == Kind::Deviation && y.score > 0.25 && x.kind == Kind::Deviation {
             let n = (i + 1) as f64;
-            let want = (0.1 * (n / 4000.0).max(1.0).log10()).min(0.2);
+            let growth = Tuning::default().threshold_growth;
+            let want = (growth * (n / 4000.0).max(1.0).log10()).min(0.2);
             assert!(
                 (y.score - x.score - want).abs() < 1e-9,
                 "record {i}: {x:?} vs {y:?}"
