@@ -301,7 +301,13 @@ async fn ack_gate_misses_are_exported() {
     let broker = start(dir.path()).await;
     let log = broker.broker.log.clone();
     let topic = log
-        .create_topic("gated", vigil_storage::TopicConfig::default())
+        .create_topic(
+            "gated",
+            vigil_storage::TopicConfig {
+                partitions: 1,
+                ..Default::default()
+            },
+        )
         .await
         .expect("create topic");
     let p = topic.partitions[0].clone();
