@@ -29,6 +29,9 @@ pub(crate) fn start_broker(
     if let Some(ms) = p.upload_interval_ms {
         settings.storage.upload_interval_ms = ms;
     }
+    if let Some(b) = p.upload_bytes {
+        settings.storage.upload_bytes = b;
+    }
     // The fsync floor is the local WAL's floor; pin that mode.
     settings.storage.wal = WalKind::Local;
     let components = Components::from_settings(&settings).context("broker components")?;

@@ -57,6 +57,8 @@ pub(crate) struct Params {
     pub(crate) consume_passes: usize,
     /// Broker's upload interval; `None` keeps the broker's default.
     pub(crate) upload_interval_ms: Option<u64>,
+    /// Broker's `upload_bytes` (0: interval only); `None` keeps the default.
+    pub(crate) upload_bytes: Option<u64>,
     /// Parent of the benchmark's temp dir (broker data, objects, floor file).
     pub(crate) dir: PathBuf,
     /// `file` (a directory on the data disk) or `memory` (in process: no
@@ -87,6 +89,11 @@ impl Params {
             consume_passes: env_or("VIGIL_BENCH_CONSUME_PASSES", 3)?,
             upload_interval_ms: env_or("VIGIL_BENCH_UPLOAD_INTERVAL_MS", 0)
                 .map(|ms: u64| (ms > 0).then_some(ms))?,
+            upload_bytes: std::env::var("VIGIL_BENCH_UPLOAD_BYTES")
+                .ok()
+                .map(|v| v.parse::<u64>())
+                .transpose()
+                .context("VIGIL_BENCH_UPLOAD_BYTES")?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
             store: env_or("VIGIL_BENCH_OBJECT_STORE", "file".to_string())?,
         };
@@ -115,9 +122,12 @@ impl Params {
 
     pub(crate) fn command(&self) -> String {
         let rates: Vec<String> = self.rates.iter().map(ToString::to_string).collect();
-        let upload = self.upload_interval_ms.map_or_else(String::new, |ms| {
+        let mut upload = self.upload_interval_ms.map_or_else(String::new, |ms| {
             format!("VIGIL_BENCH_UPLOAD_INTERVAL_MS={ms} ")
         });
+        if let Some(b) = self.upload_bytes {
+            upload.push_str(&format!("VIGIL_BENCH_UPLOAD_BYTES={b} "));
+        }
         format!(
             "{upload}VIGIL_BENCH_RECORDS={} VIGIL_BENCH_RECORD_BYTES={} VIGIL_BENCH_PARTITIONS={} \
              VIGIL_BENCH_RATES={} VIGIL_BENCH_RATE_SECS={} VIGIL_BENCH_FLOOR_SECS={} \

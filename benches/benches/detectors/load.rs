@@ -113,7 +113,11 @@ pub(crate) fn section_load(
                 d.alerts -= b.alerts.min(d.alerts);
             }
             points.push(idle);
-            points.push(point(format!("{} busy {round}", gate.name()), "load-busy", &names)?);
+            points.push(point(
+                format!("{} busy {round}", gate.name()),
+                "load-busy",
+                &names,
+            )?);
         }
         for name in &names {
             admin
@@ -280,7 +284,6 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
          zscore on every partition of the produced topic, its own alert topic. Order: no \
          deployments; deploy (default ack budget); {} rounds of idle (same load on the other \
          topic) then busy; redeploy with ack_budget_ms 0; the same rounds; undeploy; none again)\n",
-        p.deployments,
-        p.load_rounds
+        p.deployments, p.load_rounds
     );
 }

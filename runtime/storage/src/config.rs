@@ -19,6 +19,11 @@ pub struct LogConfig {
     pub node: Option<u32>,
     /// Longest time durable data waits in the WAL before it is uploaded.
     pub upload_interval: Duration,
+    /// Un-uploaded bytes that start an upload before the interval is up
+    /// (0: the interval alone). One cycle's copy and object write then
+    /// stay small, so they do not hold the request path's CPU and disk
+    /// long enough to show in the produce tail (design 0009).
+    pub upload_bytes: u64,
     /// Bytes of already-uploaded batches kept in memory per partition for tail
     /// reads (batches not yet uploaded are always kept).
     pub cache_bytes_per_partition: usize,
@@ -52,6 +57,10 @@ pub struct LogConfig {
     pub max_partitions: usize,
 }
 
+/// Default [`LogConfig::upload_bytes`]: at 50 MB/s of appends about six
+/// uploads a second, objects of 8 MiB (a size object stores handle well).
+pub const DEFAULT_UPLOAD_BYTES: u64 = 8 << 20;
+
 impl LogConfig {
     /// Where this log's own objects live.
     pub fn layout(&self) -> crate::paths::Layout {
@@ -66,6 +75,7 @@ impl LogConfig {
             broker_id: "vigil-0".to_string(),
             node: None,
             upload_interval: Duration::from_secs(1),
+            upload_bytes: DEFAULT_UPLOAD_BYTES,
             cache_bytes_per_partition: 32 << 20,
             segment_cache_bytes: 256 << 20,
             wal_group_bytes: 8 << 20,

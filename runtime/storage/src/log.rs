@@ -129,6 +129,9 @@ pub struct Log {
     pub(crate) fence: Arc<Fence>,
     /// Sequence of the next data object this epoch writes.
     pub(crate) next_object_seq: Arc<AtomicU64>,
+    /// Told when un-uploaded bytes reach `upload_bytes`: the uploader then
+    /// runs before its interval is up.
+    pub(crate) upload_due: tokio::sync::Notify,
     /// Set once this broker learns another epoch owns the log; shared with
     /// WAL completions, which can learn it first in object mode.
     fenced: Arc<AtomicBool>,
@@ -308,6 +311,7 @@ impl Log {
             fenced: fence.fenced_flag(),
             fence,
             next_object_seq: Arc::new(AtomicU64::new(0)),
+            upload_due: tokio::sync::Notify::new(),
             wal_reads: Default::default(),
             catalog: RwLock::new(None),
             leadership: RwLock::new(Arc::new(crate::leadership::SoleLeader)),

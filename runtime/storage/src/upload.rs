@@ -249,11 +249,15 @@ impl Log {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut retention = tokio::time::interval(log.config.retention_interval);
             retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Off after a failed upload until the next tick: a store that is
+            // down must not be retried on every append.
+            let mut by_size = true;
             loop {
                 // Uploads and retention share this task so that they never
                 // race each other's manifest edits for no gain.
                 let upload = tokio::select! {
                     _ = tick.tick() => true,
+                    _ = log.upload_due.notified(), if by_size => true,
                     _ = retention.tick() => false,
                     _ = shutdown.wait_for(|s| *s) => return,
                 };
@@ -262,7 +266,9 @@ impl Log {
                     return;
                 }
                 if upload {
+                    by_size = true;
                     if let Err(e) = log.upload_once().await {
+                        by_size = false;
                         log.stats.upload_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %e, retriable = e.is_retriable(), "upload failed; will retry");
                     }

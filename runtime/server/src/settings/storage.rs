@@ -38,6 +38,11 @@ pub struct StorageSettings {
     /// Longest time (ms) durable data waits in the WAL before upload.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_UPLOAD_INTERVAL_MS"))]
     pub upload_interval_ms: u64,
+    /// Un-uploaded bytes that start an upload before the interval is up
+    /// (0: the interval alone). Smaller, more frequent uploads keep the
+    /// produce tail flat under heavy load; larger ones cost fewer PUTs.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_UPLOAD_BYTES"))]
+    pub upload_bytes: u64,
     /// How often (ms) this broker renews its lease on the log; a new broker
     /// waits three intervals to tell a live owner from a crashed one.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_LEASE_INTERVAL_MS"))]
@@ -123,6 +128,7 @@ impl Default for StorageSettings {
             wal: WalKind::Local,
             wal_object_window_ms: 5,
             upload_interval_ms: 1_000,
+            upload_bytes: vigil_storage::DEFAULT_UPLOAD_BYTES,
             lease_interval_ms: 1_000,
             takeover: false,
             retention_check_interval_ms: 30_000,
@@ -244,6 +250,7 @@ impl StorageSettings {
         let mut c = LogConfig::new(&self.data_dir);
         c.broker_id = broker_id;
         c.upload_interval = self.upload_interval();
+        c.upload_bytes = self.upload_bytes;
         c.wal_mode = match self.wal {
             WalKind::Local => WalMode::Local,
             WalKind::Object => WalMode::Object {

@@ -25,9 +25,15 @@ impl Log {
         if held >= limit {
             return Err(StorageError::Backpressure { held, limit });
         }
+        let now = held + bytes as u64;
         self.stats
             .unuploaded_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        let due = self.config.upload_bytes;
+        if due > 0 && now >= due {
+            // A stored permit: an uploader busy right now runs again at once.
+            self.upload_due.notify_one();
+        }
         Ok(())
     }
 
