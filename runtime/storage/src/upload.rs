@@ -257,7 +257,15 @@ impl Log {
                 // race each other's manifest edits for no gain.
                 let upload = tokio::select! {
                     _ = tick.tick() => true,
-                    _ = log.upload_due.notified(), if by_size => true,
+                    _ = log.upload_due.notified(), if by_size => {
+                        // Appends during the last cycle left a permit; the
+                        // recount after it may have dropped below the mark.
+                        let waiting = log.stats.unuploaded_bytes.load(Ordering::Relaxed);
+                        if waiting < log.config.upload_bytes {
+                            continue;
+                        }
+                        true
+                    }
                     _ = retention.tick() => false,
                     _ = shutdown.wait_for(|s| *s) => return,
                 };
