@@ -22,7 +22,7 @@ pub struct LogConfig {
     /// Un-uploaded bytes that start an upload before the interval is up
     /// (0: the interval alone). One cycle's copy and object write then
     /// stay small, so they do not hold the request path's CPU and disk
-    /// long enough to show in the produce tail (design 0009).
+    /// long enough to show in the produce tail (design 0020).
     pub upload_bytes: u64,
     /// Bytes of already-uploaded batches kept in memory per partition for tail
     /// reads (batches not yet uploaded are always kept).
