@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 use vigil_engine::output::{header, headers, scan_records};
+use vigil_engine::status::DeploymentStatus;
 use vigil_engine::Detectors;
 use vigil_protocol::batch::{set_base_offset, BatchBuilder};
 use vigil_storage::leadership::{LeaderCheckError, Leadership};
@@ -126,20 +127,28 @@ async fn an_acknowledged_record_has_its_alert_readable_already() {
     close(det, log).await;
 }
 
-#[tokio::test]
-async fn ack_budget_zero_leaves_acks_alone() {
-    let env = Env::new();
-    let log = env.log().await;
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
+/// An engine on `log` whose deployment on `in` leaves acks alone
+/// (`ack_budget_ms: 0`), its runner through 10 records whose outliers at 0
+/// and 5 are alerted once each.
+async fn ungated(env: &Env, log: &Arc<Log>) -> (Arc<Detectors>, DeploymentStatus) {
+    create_topic(log, "in", 1).await;
+    let det = env.engine(log).await;
     let hash = upload(&det, THRESHOLD).await;
     let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
     spec.ack_budget_ms = Some(0);
     det.deploy(spec).await.expect("deploy");
-    produce(&log, "in", 0, 10, 1, 5).await;
+    produce(log, "in", 0, 10, 1, 5).await;
     let s = wait_committed(&det, NAME, 10).await;
+    assert_eq!(alerted(log).await, once(&[0, 5]));
+    (det, s)
+}
+
+#[tokio::test]
+async fn ack_budget_zero_leaves_acks_alone() {
+    let env = Env::new();
+    let log = env.log().await;
+    let (det, s) = ungated(&env, &log).await;
     assert!(!s.partitions[0].ack_gate, "{s:?}");
-    assert_eq!(alerted(&log).await, once(&[0, 5]));
     close(det, log).await;
 }
 
@@ -282,15 +291,7 @@ async fn an_alert_written_while_leadership_was_unconfirmed_is_not_written_again(
     let log = env.log().await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let renewal = log.spawn_lease_renewal(stop_rx);
-    create_topic(&log, "in", 1).await;
-    let det = env.engine(&log).await;
-    let hash = upload(&det, THRESHOLD).await;
-    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
-    spec.ack_budget_ms = Some(0);
-    det.deploy(spec).await.expect("deploy");
-    produce(&log, "in", 0, 10, 1, 5).await;
-    wait_committed(&det, NAME, 10).await;
-    assert_eq!(alerted(&log).await, once(&[0, 5]));
+    let (det, _) = ungated(&env, &log).await;
 
     let leadership = Arc::new(AlertsUnconfirmed::default());
     log.set_leadership(leadership.clone());
