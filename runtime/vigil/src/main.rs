@@ -259,6 +259,7 @@ mod tests {
             "session-ttl-ms",
             "authorizer",
             "upload-interval-ms",
+            "upload-bytes",
             "group-initial-rebalance-delay-ms",
             "wal",
             "wal-object-window-ms",
