@@ -433,6 +433,11 @@ impl Log {
             now_ms: self.clock.now_ms(),
         };
         let leadership = self.leadership.read().clone();
+        let check = ownership::AckCheck {
+            leadership: leadership.clone(),
+            fence: self.fence.clone(),
+            epoch: p.leader_epoch(),
+        };
         let begun = p
             .begin_append(header, &records, producers, |bytes, last| {
                 let p2 = p.clone();
@@ -470,7 +475,7 @@ impl Log {
         Ok(match begun {
             Begun::Queued { base_offset, end } => {
                 p.gates.note_appended();
-                PendingAppend::queued(p.clone(), base_offset, end, rx)
+                PendingAppend::queued(p.clone(), base_offset, end, rx, check)
             }
             Begun::Duplicate(e) => PendingAppend::duplicate(e, p.watch_high_watermark()),
         })

@@ -257,3 +257,41 @@ async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_ch
     renewal.await.expect("renewal task");
     log.close().await;
 }
+
+/// A produce request whose batch reached the WAL while the leadership was
+/// briefly unconfirmed waits (as Kafka's produce purgatory does) for the
+/// check to pass and is answered with its offsets. Refusing it at once
+/// made librdkafka, whose next pipelined batch then succeeded, report the
+/// first one delivered without an offset (found by
+/// tests/clients/test_cluster_detectors.py on a loaded machine).
+#[tokio::test]
+async fn an_append_written_while_unconfirmed_is_acknowledged_once_the_check_passes() {
+    let (_env, log, _data, switch) = open_switched().await;
+    // As in a broker: the lease renewal keeps the log's own ownership
+    // confirmed (its validity is 20 ms in these tests).
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let renewal = log.spawn_lease_renewal(rx);
+    let pid = log.allocate_producer_id().await.expect("pid");
+    let p = log.partition("t", 0).expect("p");
+
+    switch.0.store(2, Ordering::SeqCst);
+    let append = tokio::spawn({
+        let (log, p) = (log.clone(), p.clone());
+        async move { log.append(&p, batch("a", Some((pid, 0)))).await }
+    });
+    common::wait_until("the batch to be written unconfirmed", || {
+        p.written_unconfirmed() == 1
+    })
+    .await;
+    switch.0.store(0, Ordering::SeqCst);
+    let ack = tokio::time::timeout(std::time::Duration::from_secs(10), append)
+        .await
+        .expect("answered within 10 s")
+        .expect("task")
+        .expect("acknowledged once the leadership is confirmed");
+    assert_eq!(ack, AppendOutcome::Appended { base_offset: 0 });
+    assert_eq!(p.high_watermark(), 1);
+    stop.send_replace(true);
+    renewal.await.expect("renewal task");
+    log.close().await;
+}

@@ -31,6 +31,7 @@ use bytes::BytesMut;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
+use super::ownership::AckCheck;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::partition::{AppendError, AppendOutcome, Partition};
@@ -229,6 +230,7 @@ enum Kind {
         end: i64,
         rx: oneshot::Receiver<Result<()>>,
         partition: Arc<Partition>,
+        check: AckCheck,
     },
     /// A retry of an earlier batch (maybe not yet durable).
     Duplicate {
@@ -243,6 +245,7 @@ impl PendingAppend {
         base_offset: i64,
         end: i64,
         rx: oneshot::Receiver<Result<()>>,
+        check: AckCheck,
     ) -> Self {
         PendingAppend {
             kind: Kind::Queued {
@@ -250,6 +253,7 @@ impl PendingAppend {
                 end,
                 rx,
                 partition,
+                check,
             },
         }
     }
@@ -269,8 +273,15 @@ impl PendingAppend {
                 end,
                 rx,
                 partition,
+                check,
             } => {
-                rx.await.map_err(|_| StorageError::WalClosed)??;
+                match rx.await.map_err(|_| StorageError::WalClosed)? {
+                    Ok(()) => {}
+                    Err(e @ StorageError::OwnershipUnconfirmed { .. }) => {
+                        check.await_confirmation(&partition, end, e).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 wait_gates(&partition, end).await;
                 Ok(AppendOutcome::Appended { base_offset })
             }

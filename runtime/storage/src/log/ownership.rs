@@ -8,8 +8,16 @@ use std::time::Duration;
 
 use super::Log;
 use crate::error::{Result, StorageError};
+use crate::fence::Fence;
 use crate::leadership::{LeaderCheckError, Leadership};
 use crate::partition::{AppendError, Partition};
+
+/// How long an append written while ownership was unconfirmed waits for a
+/// check to pass before it is refused (the request's own timeout may cut
+/// it shorter).
+pub(crate) const UNCONFIRMED_WAIT: Duration = Duration::from_secs(3);
+/// How often such an append asks again.
+const RECHECK_EVERY: Duration = Duration::from_millis(20);
 
 /// How long a release waits for appends already queued on the WAL.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,6 +34,71 @@ pub(super) fn confirm(l: &dyn Leadership, p: &Partition) -> Result<()> {
             epoch: u64::try_from(p.leader_epoch()).unwrap_or(0),
             reason,
         }),
+    }
+}
+
+/// What an acknowledgement asks (the log's fence and the partition's
+/// leadership at the epoch that wrote the batch), kept by an append so that
+/// it can ask again when the first answer was "unconfirmed".
+pub(crate) struct AckCheck {
+    pub(super) leadership: Arc<dyn Leadership>,
+    pub(super) fence: Arc<Fence>,
+    pub(super) epoch: i32,
+}
+
+impl AckCheck {
+    /// The same check the WAL's completion made, from cached state only
+    /// (the lease renewal and the next WAL group refresh the fence).
+    fn now(&self, p: &Partition) -> Result<()> {
+        if self.fence.is_fenced() {
+            return Err(self.fence.fenced_error());
+        }
+        if !p.is_serving() || p.leader_epoch() != self.epoch {
+            return Err(p.not_leader("it was handed over"));
+        }
+        if !self.fence.valid_now() {
+            return Err(StorageError::OwnershipUnconfirmed {
+                epoch: self.fence.epoch(),
+                reason: "the log's ownership was not confirmed recently".to_string(),
+            });
+        }
+        confirm(&*self.leadership, p)
+    }
+
+    /// Waits, at most [`UNCONFIRMED_WAIT`], until the batch ending at `end`
+    /// (durable, refused with `refused` because ownership was unconfirmed)
+    /// is published, by a later acknowledgement or the lease renewal, or
+    /// until the check passes again, which publishes it here. Answering at
+    /// once instead made pipelining clients see the next batch succeed
+    /// first and count this one as delivered without an offset.
+    pub(crate) async fn await_confirmation(
+        &self,
+        p: &Partition,
+        end: i64,
+        refused: StorageError,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + UNCONFIRMED_WAIT;
+        let mut hw = p.watch_high_watermark();
+        loop {
+            if *hw.borrow_and_update() >= end {
+                return Ok(());
+            }
+            match self.now(p) {
+                Ok(()) => {
+                    // Everything below `end` is settled (the WAL completes
+                    // in order), so this is what `publish_written` does.
+                    p.advance_high_watermark(end);
+                    return Ok(());
+                }
+                Err(StorageError::OwnershipUnconfirmed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(refused);
+            }
+            // A closed channel (partition dropped) ends at the deadline.
+            let _ = tokio::time::timeout(RECHECK_EVERY, hw.changed()).await;
+        }
     }
 }
 

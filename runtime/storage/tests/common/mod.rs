@@ -120,3 +120,15 @@ pub fn batch(tag: &str, producer: Option<(i64, i32)>) -> Bytes {
         .build()
         .expect("encode")
 }
+
+/// Polls `cond` until it holds, failing the test after 10 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after 10 s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
