@@ -362,4 +362,48 @@ mod tests {
         let (lik, alert) = morning_of(&on, 99);
         assert!(lik < 0.5 && !alert, "likelihood {lik}, alert {alert}");
     }
+
+    #[test]
+    fn residuals_before_a_weekend_gap_do_not_alert_after_it() {
+        // A daily sine from Monday 1970-01-05, the same every day; on
+        // Friday (day 4) 09:00-12:00 UTC it runs 10 higher. From Friday
+        // 12:00 to Monday 12:00 there is no profile (the weekend's is not
+        // learnt yet, and those hours may be either kind of day).
+        let start = 4 * DAY_MS;
+        let values: Vec<(i64, f64)> = (0..14 * 288)
+            .map(|i| {
+                let phase = (i % 288) as f64 / 288.0 * std::f64::consts::TAU;
+                let jump = if i / 288 == 4 && (108..144).contains(&(i % 288)) {
+                    10.0
+                } else {
+                    0.0
+                };
+                (
+                    start + i as i64 * 300_000,
+                    10.0 + 5.0 * phase.sin() + 0.3 * noise(i) + jump,
+                )
+            })
+            .collect();
+        // Alerts on the next Monday between 12:00 and 14:00 UTC.
+        let monday_alerts = |t: &Tuning| {
+            let cfg = Config::default();
+            let mut m = SeriesModel::with_tuning(&cfg, t);
+            let outs: Vec<_> = values
+                .iter()
+                .map(|&(ts, v)| m.update_tuned(&cfg, t, v, ts))
+                .collect();
+            outs[7 * 288 + 144..7 * 288 + 168]
+                .iter()
+                .filter(|o| o.alert)
+                .count()
+        };
+        assert_eq!(monday_alerts(&Tuning::default()), 0);
+        // Without the zero surprise over the gap, Friday's residuals are
+        // still in the short window on Monday and count again.
+        let stale = Tuning {
+            seasonal_gap_zero: false,
+            ..Tuning::default()
+        };
+        assert_eq!(monday_alerts(&stale), 1);
+    }
 }
