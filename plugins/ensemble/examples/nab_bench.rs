@@ -70,7 +70,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     for (i, o) in outs.iter().enumerate() {
         if o.alert && i >= probation && !inside(i) {
             println!(
-                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats, shift) {:.2?}",
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats, shift, daily) {:.2?}",
                 o.kind, o.score, o.likelihoods
             );
         }
@@ -85,7 +85,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
                 at = i;
             }
         }
-        let mut lmax = [0.0f64; 5];
+        let mut lmax = [0.0f64; 6];
         for o in &outs[lo..hi] {
             for (m, l) in lmax.iter_mut().zip(o.likelihoods) {
                 *m = m.max(l);
@@ -110,9 +110,13 @@ fn checksum(cfg: &Config, t: &Tuning, d: &Dataset) -> u64 {
         let mut m = SeriesModel::with_tuning(cfg, t);
         for (&v, &ts) in s.values.iter().zip(&s.timestamps) {
             let o = m.update_tuned(cfg, t, v, ts);
+            // The sixth likelihood (session 9) counts only when it is not
+            // 0, so a run with it off hashes as before it existed.
+            let sixth = (o.likelihoods[5] != 0.0).then_some(o.likelihoods[5]);
             let fields = [o.score, o.stream_score, o.expected, o.band, o.z]
                 .into_iter()
-                .chain(o.likelihoods)
+                .chain(o.likelihoods[..5].iter().copied())
+                .chain(sixth)
                 .map(f64::to_bits)
                 .chain([o.alert as u64, o.novel as u64, o.novel_time_of_day as u64]);
             for x in fields {
@@ -157,6 +161,15 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_std_floor" => t.shift_std_floor = v,
         "shift_short" => t.shift_short = v as usize,
         "shift_short_minutes" => t.shift_short_minutes = v,
+        "seasonal_cap" => t.seasonal_cap = v,
+        "seasonal_slots" => t.seasonal_slots = v as usize,
+        "seasonal_days" => t.seasonal_days = v as usize,
+        "seasonal_min_days" => t.seasonal_min_days = v as usize,
+        "seasonal_weekend" => t.seasonal_weekend = v != 0.0,
+        "seasonal_short_minutes" => t.seasonal_short_minutes = v,
+        "seasonal_std_floor" => t.seasonal_std_floor = v,
+        "seasonal_learn" => t.seasonal_learn = v as usize,
+        "seasonal_gap_zero" => t.seasonal_gap_zero = v != 0.0,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -16,13 +16,17 @@
 //!   median of the 200 before them, in units of their spread (an in-range
 //!   shift the median predictor follows within a few records); its
 //!   likelihood averages over at most 300 minutes of record time;
+//! * **daily rhythm** — the value against the same hour of previous
+//!   weekdays (or weekend days, UTC), so a day whose rhythm is missing
+//!   (a weekday without its rush hour) or changed stands out; its
+//!   likelihood averages over 300 minutes of record time;
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the largest of the five counts, lowered by
+//!   against its own noise; the largest of the six counts, lowered by
 //!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
@@ -42,7 +46,8 @@
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
 //! for `vigil eval --sweep`). Memory per series is about 40 bytes ×
-//! `likelihood_window` (five likelihood windows) plus 8 KiB of pattern bits and 220 values. The benchmark on the
+//! `likelihood_window` (six likelihood windows) plus 8 KiB of pattern bits,
+//! 220 values and 240 slot means of the daily profile. The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -55,6 +60,7 @@ pub mod context;
 pub mod median;
 pub mod model;
 pub mod output;
+pub mod seasonal;
 pub mod shift;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
@@ -75,13 +81,14 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
-    /// "5": the first record's timestamp, and the level-shift likelihood's
+    /// "6": the daily profile, its residual scale and likelihood
+    /// (session 9); "5": the first record's timestamp, and the level-shift likelihood's
     /// short window capped in time (its length is part of its state);
     /// "4": records since the last alert (re-armed breakouts) and the
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "5";
+    const STATE_FORMAT: &'static str = "6";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
@@ -161,6 +168,7 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         "time_of_day" => "levels not seen before at this time of day",
         "repeated_values" => "the value keeps repeating (stuck or constant)",
         "level_shift" => "the recent level moved away from the preceding one",
+        "daily_rhythm" => "unlike the same time of day on previous days",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);

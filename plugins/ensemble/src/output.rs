@@ -51,10 +51,11 @@ pub struct Output {
     /// The record's level had never been seen at this time of day.
     pub novel_time_of_day: bool,
     /// The anomaly likelihoods of (prediction error, movement novelty,
-    /// time-of-day novelty, repeated values, level shift); `score` is their maximum
+    /// time-of-day novelty, repeated values, level shift, daily rhythm);
+    /// `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 5],
+    pub likelihoods: [f64; 6],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -62,7 +63,8 @@ pub struct Output {
 impl Output {
     /// Which signal made the score: `"range_breakout"`, else the largest
     /// likelihood: `"prediction_error"`, `"movement_pattern"`,
-    /// `"time_of_day"`, `"repeated_values"` or `"level_shift"` (`"none"`
+    /// `"time_of_day"`, `"repeated_values"`, `"level_shift"` or
+    /// `"daily_rhythm"` (`"none"`
     /// while nothing scores).
     pub fn signal(&self) -> &'static str {
         if self.kind == Kind::RangeBreakout {
@@ -72,12 +74,13 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 5] = [
+        const NAMES: [&str; 6] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
             "repeated_values",
             "level_shift",
+            "daily_rhythm",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {

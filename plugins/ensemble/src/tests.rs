@@ -255,8 +255,11 @@ fn daytime_level_at_night_is_flagged_by_the_time_of_day_context() {
         with.iter().map(|(i, _)| i).collect::<Vec<_>>()
     );
 
+    // The daily rhythm (session 9) sees it too, from the same hours of
+    // previous days; this test is about the time-of-day context.
     let without = Tuning {
         tod_buckets: 0,
+        seasonal_cap: 0.0,
         ..Tuning::default()
     };
     let missed = alerts_of(&without, &values);
