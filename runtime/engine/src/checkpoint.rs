@@ -160,15 +160,27 @@ pub async fn delete_state(store: &Arc<dyn ObjectStore>, key: &str) {
     }
 }
 
-/// The highest `vigil.input.end` among this runner's alert records at or
-/// after `from` in `alerts`: input up to it has been alerted on already.
+/// What a runner finds of its own alert records at or after `from` in
+/// the alert topic: written after its last checkpoint, so neither their
+/// inputs' progress nor their count is in it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Emitted {
+    /// The highest `vigil.input.end` among them: input up to it has been
+    /// alerted on already.
+    pub through: Option<i64>,
+    /// How many there are.
+    pub count: u64,
+}
+
+/// This runner's alert records at or after `from` in `alerts` (see
+/// [`Emitted`]).
 pub async fn emitted_through(
     log: &Log,
     alerts: &Partition,
     from: i64,
     p: &Provenance<'_>,
-) -> Result<Option<i64>, DetectorError> {
-    let mut through = None;
+) -> Result<Emitted, DetectorError> {
+    let mut found = Emitted::default();
     let partition = p.partition.to_string();
     // Only this runner writes records with its provenance, and it has not
     // started yet: the watermark now bounds everything it wrote.
@@ -180,10 +192,11 @@ pub async fn emitted_through(
         if !mine {
             return;
         }
+        found.count += 1;
         if let Some(e) = header(r, headers::INPUT_END).and_then(|v| v.parse::<i64>().ok()) {
-            through = Some(through.map_or(e, |t: i64| t.max(e)));
+            found.through = Some(found.through.map_or(e, |t: i64| t.max(e)));
         }
     })
     .await?;
-    Ok(through)
+    Ok(found)
 }

@@ -237,7 +237,10 @@ impl Runner {
                 .await
                 .map_err(|e| Stop::Failed(format!("recovery scan of the alert topic: {e}")))?
         };
+        // Written after the checkpoint, so not in its count either.
+        self.status.lock().alerts += prov_suppress.count;
         let suppress_through = prov_suppress
+            .through
             .into_iter()
             .chain(self.checkpoint.alerted_through)
             .max()
@@ -268,7 +271,7 @@ impl Runner {
             self.status.lock().versions = super::deployment::version_statuses(&self.checkpoint);
         }
         let suppress_through = self.suppress_through;
-        if let Some(t) = prov_suppress {
+        if let Some(t) = prov_suppress.through {
             tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
         }
         let end = self.checkpoint.end.unwrap_or(i64::MAX);
