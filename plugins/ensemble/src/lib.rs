@@ -20,13 +20,16 @@
 //!   weekdays (or weekend days, UTC), so a day whose rhythm is missing
 //!   (a weekday without its rush hour) or changed stands out; its
 //!   likelihood averages over 300 minutes of record time;
+//! * **scale change** — the median absolute prediction error of the last
+//!   day (record time) against that of the week before it, growth only
+//!   (a daily swing that triples, noise that grows);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the largest of the six counts, lowered by
+//!   against its own noise; the largest of the seven counts, lowered by
 //!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
@@ -46,8 +49,9 @@
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
 //! for `vigil eval --sweep`). Memory per series is about 40 bytes ×
-//! `likelihood_window` (six likelihood windows) plus 8 KiB of pattern bits,
-//! 220 values and 240 slot means of the daily profile. The benchmark on the
+//! `likelihood_window` (seven likelihood windows) plus 8 KiB of pattern bits,
+//! 220 values, 240 slot means of the daily profile and 8 days of absolute
+//! errors (at most 2304 values for 5-minute data). The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -60,8 +64,10 @@ pub mod context;
 pub mod median;
 pub mod model;
 pub mod output;
+pub mod scale;
 pub mod seasonal;
 pub mod shift;
+pub mod tuning;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
 use vigil_sdk::{bail, detector, state, Alert, Alerts, Batch, Detector, Result, Severity};
@@ -81,6 +87,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "7": the scale-change statistic (its first timestamps, window
+    /// lengths, error history and likelihood; session 9 round 2);
     /// "6": the daily profile, its residual scale and likelihood
     /// (session 9); "5": the first record's timestamp, and the level-shift likelihood's
     /// short window capped in time (its length is part of its state);
@@ -88,7 +96,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "6";
+    const STATE_FORMAT: &'static str = "7";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -51,11 +51,12 @@ pub struct Output {
     /// The record's level had never been seen at this time of day.
     pub novel_time_of_day: bool,
     /// The anomaly likelihoods of (prediction error, movement novelty,
-    /// time-of-day novelty, repeated values, level shift, daily rhythm);
+    /// time-of-day novelty, repeated values, level shift, daily rhythm,
+    /// scale change);
     /// `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 6],
+    pub likelihoods: [f64; 7],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -63,8 +64,8 @@ pub struct Output {
 impl Output {
     /// Which signal made the score: `"range_breakout"`, else the largest
     /// likelihood: `"prediction_error"`, `"movement_pattern"`,
-    /// `"time_of_day"`, `"repeated_values"`, `"level_shift"` or
-    /// `"daily_rhythm"` (`"none"`
+    /// `"time_of_day"`, `"repeated_values"`, `"level_shift"`,
+    /// `"daily_rhythm"` or `"scale_change"` (`"none"`
     /// while nothing scores).
     pub fn signal(&self) -> &'static str {
         if self.kind == Kind::RangeBreakout {
@@ -74,13 +75,14 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 6] = [
+        const NAMES: [&str; 7] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
             "repeated_values",
             "level_shift",
             "daily_rhythm",
+            "scale_change",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {

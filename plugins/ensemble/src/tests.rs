@@ -166,8 +166,10 @@ fn model_bounds_memory_and_ignores_warmup() {
     // Bounded whatever the stream length: four likelihoods of (64 + 20)
     // f64s each, the pattern bitset (1024 words of at most 10 varint
     // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
-    // words), the 10-value predictor window and scalars.
-    let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300;
+    // words), the 10-value predictor window and scalars; the scale
+    // statistic's day and week of absolute errors (8 × 288 5-minute
+    // values) and its likelihood.
+    let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300 + 8 * (8 * 288) + 8 * (64 + 20);
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
