@@ -54,6 +54,19 @@ pub(crate) struct State {
     pub epochs: Vec<crate::epochs::EpochStart>,
 }
 
+impl State {
+    /// The cached batches that end at or after `offset`, in order. A binary
+    /// search: the cache holds up to tens of thousands of small batches,
+    /// and every tail read (consumers, each detector runner) scanned it
+    /// from the front under the partition lock that appends take too.
+    pub(crate) fn cached_from(&self, offset: i64) -> impl Iterator<Item = &CachedBatch> {
+        let first = self
+            .cache
+            .partition_point(|b| b.header.last_offset() < offset);
+        self.cache.range(first..)
+    }
+}
+
 /// A partition of a topic.
 #[derive(Debug)]
 pub struct Partition {

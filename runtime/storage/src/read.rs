@@ -198,7 +198,7 @@ pub(crate) async fn read(
             .front()
             .map_or(st.next_offset, |b| b.header.base_offset);
         if offset >= cached_from || offset == hw {
-            for b in st.cache.iter().filter(|b| b.header.last_offset() >= offset) {
+            for b in st.cached_from(offset) {
                 if take(&mut out, &b.header, &b.bytes, hw, max_bytes).is_break() {
                     break;
                 }

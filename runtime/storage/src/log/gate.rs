@@ -201,7 +201,7 @@ impl Log {
         // The cache holds every batch at or above the uploaded end, which
         // never passes the high watermark: all of the tail is in it.
         let mut out = BytesMut::new();
-        for b in st.cache.iter().filter(|b| b.header.last_offset() >= offset) {
+        for b in st.cached_from(offset) {
             if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
                 break;
             }
