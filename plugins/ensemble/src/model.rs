@@ -35,6 +35,22 @@ const MAE_CLIP: f64 = 4.0;
 /// 1.2533 · MAE estimates σ for Gaussian errors.
 const MAE_TO_SIGMA: f64 = 1.2533;
 
+/// The σ a running mean absolute error `mae` stands for, kept above zero
+/// relative to `value` (a perfectly predicted series divides by it).
+pub(crate) fn sigma_of(mae: f64, value: f64) -> f64 {
+    MAE_TO_SIGMA * mae + 1e-9 * (1.0 + value.abs())
+}
+
+/// The running mean absolute error after the `scored`-th error `err`: the
+/// first is taken as it is, later ones are clipped at [`MAE_CLIP`] MAEs.
+pub(crate) fn next_mae(mae: f64, err: f64, scored: u64) -> f64 {
+    if scored == 0 {
+        err
+    } else {
+        mae + MAE_ALPHA * (err.min(MAE_CLIP * mae.max(f64::MIN_POSITIVE)) - mae)
+    }
+}
+
 /// State of one series. Everything is bounded by the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeriesModel {
@@ -165,24 +181,13 @@ impl SeriesModel {
         let expected = self.recent_sorted.median().unwrap_or(value);
         let residual = value - expected;
         let have_pred = !self.recent.is_empty();
-        let tiny = 1e-9 * (1.0 + value.abs());
         let z = if have_pred && self.scored > 0 {
-            residual / (MAE_TO_SIGMA * self.mae + tiny)
+            residual / sigma_of(self.mae, value)
         } else {
             0.0
         };
         if have_pred {
-            let err = residual.abs();
-            let clipped = if self.scored == 0 {
-                err
-            } else {
-                err.min(MAE_CLIP * self.mae.max(f64::MIN_POSITIVE))
-            };
-            self.mae = if self.scored == 0 {
-                clipped
-            } else {
-                self.mae + MAE_ALPHA * (clipped - self.mae)
-            };
+            self.mae = next_mae(self.mae, residual.abs(), self.scored);
             self.scored += 1;
         }
         let k = self.recent.len();

@@ -13,18 +13,11 @@
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::model::Tuning;
+use crate::model::{next_mae, sigma_of, Tuning};
 
 const DAY_MS: i64 = 86_400_000;
 /// Most days of history per slot (the median is taken on the stack).
 const MAX_DAYS: usize = 16;
-/// Weight of each new residual in the running mean absolute residual
-/// (as the predictor's).
-const MAE_ALPHA: f64 = 0.01;
-/// Residuals are clipped at this many MAEs so one outlier can't inflate the scale.
-const MAE_CLIP: f64 = 4.0;
-/// 1.2533 · MAE estimates σ for Gaussian residuals.
-const MAE_TO_SIGMA: f64 = 1.2533;
 
 /// Settings of the seasonal-residual likelihood (from `model::Tuning`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,18 +107,14 @@ impl SeasonalResidual {
             }
             return 0.0;
         };
+        // The residual's scale is kept as the predictor's error is.
         let err = residual.abs();
-        let tiny = 1e-9 * (1.0 + value.abs());
         let z = if self.scored > 0 {
-            err / (MAE_TO_SIGMA * self.mae + tiny)
+            err / sigma_of(self.mae, value)
         } else {
             0.0
         };
-        self.mae = if self.scored == 0 {
-            err
-        } else {
-            self.mae + MAE_ALPHA * (err.min(MAE_CLIP * self.mae.max(f64::MIN_POSITIVE)) - self.mae)
-        };
+        self.mae = next_mae(self.mae, err, self.scored);
         self.scored += 1;
         let likelihood = self.likelihood.get_or_insert_with(|| {
             let (short, long) = windows;
