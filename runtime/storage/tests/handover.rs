@@ -107,6 +107,25 @@ async fn open_switched() -> (StoreDir, Arc<Log>, tempfile::TempDir, Arc<Switch>)
     (env, log, data, switch)
 }
 
+/// The log's lease renewal, as a broker runs it.
+struct Renewal {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Renewal {
+    fn start(log: &Arc<Log>) -> Self {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let task = log.spawn_lease_renewal(rx);
+        Renewal { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send_replace(true);
+        self.task.await.expect("renewal task");
+    }
+}
+
 /// A leadership check whose answer a test switches: 0 leads, 1 not the
 /// leader, 2 unconfirmed.
 #[derive(Default)]
@@ -223,8 +242,7 @@ async fn a_release_does_not_wait_for_appends_refused_at_acknowledgement() {
 #[tokio::test]
 async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_check_passes() {
     let (_env, log, _data, switch) = open_switched().await;
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let renewal = log.spawn_lease_renewal(rx);
+    let renewal = Renewal::start(&log);
     let pid = log.allocate_producer_id().await.expect("pid");
     let p = log.partition("t", 0).expect("p");
 
@@ -253,8 +271,7 @@ async fn a_write_refused_as_unconfirmed_is_not_published_until_the_leadership_ch
         .expect("acknowledged once the leadership is confirmed")
         .expect("retry");
     assert_eq!(ack, AppendOutcome::Duplicate { base_offset: 0 });
-    stop.send_replace(true);
-    renewal.await.expect("renewal task");
+    renewal.stop().await;
     log.close().await;
 }
 
@@ -269,8 +286,7 @@ async fn an_append_written_while_unconfirmed_is_acknowledged_once_the_check_pass
     let (_env, log, _data, switch) = open_switched().await;
     // As in a broker: the lease renewal keeps the log's own ownership
     // confirmed (its validity is 20 ms in these tests).
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let renewal = log.spawn_lease_renewal(rx);
+    let renewal = Renewal::start(&log);
     let pid = log.allocate_producer_id().await.expect("pid");
     let p = log.partition("t", 0).expect("p");
 
@@ -291,7 +307,6 @@ async fn an_append_written_while_unconfirmed_is_acknowledged_once_the_check_pass
         .expect("acknowledged once the leadership is confirmed");
     assert_eq!(ack, AppendOutcome::Appended { base_offset: 0 });
     assert_eq!(p.high_watermark(), 1);
-    stop.send_replace(true);
-    renewal.await.expect("renewal task");
+    renewal.stop().await;
     log.close().await;
 }
