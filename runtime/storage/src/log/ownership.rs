@@ -96,8 +96,11 @@ impl AckCheck {
             if tokio::time::Instant::now() >= deadline {
                 return Err(refused);
             }
-            // A closed channel (partition dropped) ends at the deadline.
-            let _ = tokio::time::timeout(RECHECK_EVERY, hw.changed()).await;
+            // The watermark's sender lives in the partition this wait
+            // holds; should it close anyway, poll instead of spinning.
+            if let Ok(Err(_)) = tokio::time::timeout(RECHECK_EVERY, hw.changed()).await {
+                tokio::time::sleep(RECHECK_EVERY).await;
+            }
         }
     }
 }
