@@ -98,7 +98,7 @@ impl ContextMemory {
 }
 
 /// Milliseconds per day.
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 /// Grid levels per time-of-day level: the time-of-day context uses half the
 /// grid's resolution (5 levels over the learned range), so ordinary
 /// day-to-day variation at a given hour does not keep looking new.

@@ -13,9 +13,9 @@
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
+use crate::context::DAY_MS;
 use crate::model::{next_mae, sigma_of, Tuning};
 
-const DAY_MS: i64 = 86_400_000;
 /// Most days of history per slot (the median is taken on the stack).
 const MAX_DAYS: usize = 16;
 
