@@ -43,13 +43,13 @@ impl Context {
         let pool = DetectorPool::new(
             "vigil-detector",
             settings.live_threads(),
-            settings.detector_nice,
+            settings.detector_priority(),
         )
         .map_err(|e| DetectorError::Internal(format!("cannot start detector threads: {e}")))?;
         let replay_pool = DetectorPool::new(
             "vigil-replay",
             settings.replay_pool_threads(),
-            settings.replay_nice,
+            settings.replay_priority(),
         )
         .map_err(|e| DetectorError::Internal(format!("cannot start replay threads: {e}")))?;
         Ok(Context {

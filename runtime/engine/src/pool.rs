@@ -7,6 +7,14 @@
 //! delay (measured with `cargo bench -p vigil-benches --bench detectors`,
 //! section 3). At most one thread per core runs modules; more deployments
 //! queue for them.
+//!
+//! Niceness alone does not keep a woken request thread from waiting: the
+//! scheduler lets a running thread finish its time slice (milliseconds)
+//! whatever its niceness. Threads in Linux's `SCHED_IDLE` class are
+//! preempted the moment a normal thread wakes, and a core running only them
+//! counts as idle when a woken thread is placed, so replay threads (bulk
+//! background work) run in that class by default (design 0020, "Replay
+//! below the request path").
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
@@ -26,9 +34,9 @@ pub struct DetectorPool {
 }
 
 impl DetectorPool {
-    /// Starts `threads` threads named `<name>-<i>` at niceness `nice`
-    /// (Linux; elsewhere the priority is left alone).
-    pub fn new(name: &str, threads: usize, nice: i32) -> Result<Self, std::io::Error> {
+    /// Starts `threads` threads named `<name>-<i>` at `priority` (Linux;
+    /// elsewhere the priority is left alone).
+    pub fn new(name: &str, threads: usize, priority: Priority) -> Result<Self, std::io::Error> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
@@ -36,7 +44,7 @@ impl DetectorPool {
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
-                    lower_priority(nice);
+                    lower_priority(priority);
                     loop {
                         // The lock is held only while waiting for the next
                         // job, never while running one.
@@ -78,23 +86,45 @@ impl DetectorPool {
     }
 }
 
+/// How a pool's threads are scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priority {
+    /// Niceness, -20..=19 (it orders the pool's threads among other
+    /// `SCHED_OTHER` threads; in the idle class it has no effect).
+    pub nice: i32,
+    /// Run in the `SCHED_IDLE` class: any normal thread that wakes takes
+    /// the core at once.
+    pub idle: bool,
+}
+
 #[cfg(target_os = "linux")]
-fn lower_priority(nice: i32) {
+fn lower_priority(p: Priority) {
     // SAFETY: gettid has no preconditions; setpriority with PRIO_PROCESS and
     // a thread id changes only this thread's niceness on Linux, and a
     // failure (e.g. not permitted) is reported through the return value,
     // which we log and otherwise ignore.
     let rc = unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, p.nice)
     };
     if rc != 0 {
-        tracing::debug!(nice, error = %std::io::Error::last_os_error(), "cannot lower detector thread priority");
+        tracing::debug!(nice = p.nice, error = %std::io::Error::last_os_error(), "cannot lower detector thread priority");
+    }
+    if p.idle {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid
+        // sched_param that outlives the call; lowering a thread's own
+        // class needs no privilege, and a failure only leaves the thread
+        // at its niceness, which we log.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot move a background thread to SCHED_IDLE; it keeps its niceness");
+        }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lower_priority(_nice: i32) {}
+fn lower_priority(_p: Priority) {}
 
 #[cfg(test)]
 mod tests {
@@ -102,12 +132,53 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_survives_panics() {
-        let pool = DetectorPool::new("test-detector", 2, 10).unwrap();
+        let pool = DetectorPool::new(
+            "test-detector",
+            2,
+            Priority {
+                nice: 10,
+                idle: false,
+            },
+        )
+        .unwrap();
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
         let e = pool.run(|| -> i32 { panic!("boom") }).await.unwrap_err();
         assert!(e.to_string().contains("panicked"));
         // Both threads are still there.
         let (a, b) = tokio::join!(pool.run(|| 1), pool.run(|| 2));
         assert_eq!((a.unwrap(), b.unwrap()), (1, 2));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn threads_take_the_niceness_and_class_they_are_given() {
+        // SAFETY: both calls only read the calling thread's scheduling
+        // attributes (pid 0 / who 0 = this thread on Linux).
+        let sched = || unsafe {
+            (
+                libc::sched_getscheduler(0),
+                libc::getpriority(libc::PRIO_PROCESS, 0),
+            )
+        };
+        let idle = DetectorPool::new(
+            "test-idle",
+            1,
+            Priority {
+                nice: 19,
+                idle: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(idle.run(sched).await.unwrap(), (libc::SCHED_IDLE, 19));
+        let normal = DetectorPool::new(
+            "test-nice",
+            1,
+            Priority {
+                nice: 10,
+                idle: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(normal.run(sched).await.unwrap(), (libc::SCHED_OTHER, 10));
     }
 }

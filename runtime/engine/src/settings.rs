@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pool::Priority;
+
 /// Detector engine settings. Every field has a default; unknown fields are
 /// refused so a misspelled setting does not go unnoticed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +25,13 @@ pub struct EngineSettings {
     pub replay_threads: usize,
     /// Niceness of the replay threads, below live deployments. Default `19`.
     pub replay_nice: i32,
+    /// Run live detector threads in Linux's `SCHED_IDLE` class: they get a
+    /// core only when no request thread wants it. Default `false` (live
+    /// alerts would wait behind any sustained load).
+    pub detector_idle: bool,
+    /// Run replay threads in Linux's `SCHED_IDLE` class, so a replay never
+    /// holds a core a request thread wakes up on. Default `true`.
+    pub replay_idle: bool,
     /// Records re-fed to a swapped-in module version that cannot read its
     /// predecessor's state, when the swap request does not say. Default
     /// `10000`; must not be negative.
@@ -52,6 +61,8 @@ impl Default for EngineSettings {
             detector_nice: 10,
             replay_threads: 0,
             replay_nice: 19,
+            detector_idle: false,
+            replay_idle: true,
             rebuild_records: 10_000,
             checkpoint_interval_ms: 1000,
             retry_backoff_ms: 500,
@@ -110,6 +121,22 @@ impl EngineSettings {
             return bad("max_compiled_modules", "must be within 1..=4096");
         }
         Ok(())
+    }
+
+    /// How live detector threads are scheduled.
+    pub(crate) fn detector_priority(&self) -> Priority {
+        Priority {
+            nice: self.detector_nice,
+            idle: self.detector_idle,
+        }
+    }
+
+    /// How replay threads are scheduled.
+    pub(crate) fn replay_priority(&self) -> Priority {
+        Priority {
+            nice: self.replay_nice,
+            idle: self.replay_idle,
+        }
     }
 
     /// Live detector threads after applying the "0 = per core" default.
