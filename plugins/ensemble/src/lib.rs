@@ -61,6 +61,7 @@
 
 pub mod config;
 pub mod context;
+pub mod dayshift;
 pub mod median;
 pub mod model;
 pub mod output;
@@ -87,6 +88,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "8": the day-aware level shift's slot means and likelihood
+    /// (session 10);
     /// "7": the scale-change statistic (its first timestamps, window
     /// lengths, error history and likelihood; session 9 round 2);
     /// "6": the daily profile, its residual scale and likelihood
@@ -96,7 +99,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "7";
+    const STATE_FORMAT: &'static str = "8";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -155,6 +155,28 @@ pub struct Tuning {
     /// a day of overlapping records changes slowly, so its short-window
     /// means are correlated (as the shift's and the daily rhythm's).
     pub scale_std_floor: f64,
+    /// Days of slot means for the day-aware level shift (`dayshift.rs`;
+    /// 0: off): the shift statistic with the recent median's distance
+    /// taken to the nearest of the reference median and the means of the
+    /// hours it spans on each of these previous days, so a daily rhythm's
+    /// rise (like yesterday's) is no shift and a recalibration (unlike
+    /// every day before) is (design 0007, session 10). 3: the fewest
+    /// days in which every weekday has a previous weekday (Monday has
+    /// Friday); 5 and 7 lost split B (machine temperature).
+    pub dayshift_days: usize,
+    /// Slots a day is cut into for the day-aware shift.
+    pub dayshift_slots: usize,
+    /// The day-aware statistic replaces the shift statistic once it
+    /// exists, instead of feeding its own (eighth) likelihood.
+    pub dayshift_replace: bool,
+    /// Floor of the day-aware shift likelihood's standard deviation: the
+    /// nearest of several references sits near 0 more often than the
+    /// shift statistic, so its window means vary less and chance
+    /// excursions would look rare; at the shift's 0.06 split A and B each
+    /// gained false positives, 0.08 did so with timestamps shifted by 15
+    /// minutes (periodic artificial series), 0.1 (the scale likelihood's)
+    /// kept both within a false positive at every shift tried.
+    pub dayshift_std_floor: f64,
 }
 
 impl Default for Tuning {
@@ -191,6 +213,10 @@ impl Default for Tuning {
             scale_recent_minutes: 1440.0,
             scale_ref_factor: 7.0,
             scale_std_floor: 0.1,
+            dayshift_days: 3,
+            dayshift_slots: 24,
+            dayshift_replace: false,
+            dayshift_std_floor: 0.1,
         }
     }
 }
