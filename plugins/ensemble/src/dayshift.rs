@@ -133,8 +133,75 @@ impl DayShift {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::model::{SeriesModel, Tuning};
+    use vigil_sdk::testing::noise;
 
     const HOUR: i64 = 3_600_000;
+
+    /// 5-minute speed readings from Monday 1970-01-05 for 9 days: 66 with
+    /// noise, a morning and an evening rush down to about 36 on weekdays;
+    /// from record `at` on the sensor reads 0.7 times the speed (a
+    /// recalibration, inside the range the rush hours span).
+    fn speeds(at: usize) -> Vec<(i64, f64)> {
+        (0..9 * 288)
+            .map(|i| {
+                let hour = (i % 288) as f64 / 12.0;
+                let weekday = (i / 288) % 7 < 5;
+                let rush = if weekday {
+                    (-((hour - 8.0) / 1.0_f64).powi(2)).exp()
+                        + 0.8 * (-((hour - 17.0) / 1.3_f64).powi(2)).exp()
+                } else {
+                    0.0
+                };
+                let v = 66.0 - 30.0 * rush + 6.0 * noise(i);
+                let v = if i >= at { 0.7 * v } else { v };
+                (4 * DAY_MS + i as i64 * 300_000, v)
+            })
+            .collect()
+    }
+
+    /// (max of the day-aware shift likelihood, alerts) over records
+    /// `from..to` of `speeds(at)`.
+    fn run(t: &Tuning, at: usize, from: usize, to: usize) -> (f64, usize) {
+        let cfg = Config::default();
+        let mut m = SeriesModel::with_tuning(&cfg, t);
+        let outs: Vec<_> = speeds(at)
+            .into_iter()
+            .map(|(ts, v)| m.update_tuned(&cfg, t, v, ts))
+            .collect();
+        let part = &outs[from..to];
+        (
+            part.iter().map(|o| o.likelihoods[7]).fold(0.0, f64::max),
+            part.iter().filter(|o| o.alert).count(),
+        )
+    }
+
+    #[test]
+    fn a_recalibration_is_flagged_by_the_day_aware_shift() {
+        // Thursday (day 3) 12:00: speeds drop to 0.7x for good. Within
+        // the next 8 hours the day-aware shift flags it.
+        let at = 3 * 288 + 144;
+        let on = Tuning::default();
+        let (lik, alerts) = run(&on, at, at, at + 96);
+        assert!(
+            lik >= 0.5 && alerts >= 1,
+            "likelihood {lik}, alerts {alerts}"
+        );
+        // Without it nothing does: the shift likelihood has learnt the
+        // rush hours' shifts as its usual noise.
+        let off = Tuning {
+            dayshift_days: 0,
+            ..on
+        };
+        assert_eq!(run(&off, at, at, at + 96), (0.0, 0));
+        // Without the recalibration, the same days raise nothing.
+        let (lik, alerts) = run(&on, usize::MAX, at, at + 96);
+        assert!(
+            lik < 0.5 && alerts == 0,
+            "likelihood {lik}, alerts {alerts}"
+        );
+    }
 
     #[test]
     fn the_nearest_slot_mean_of_previous_days_counts() {
@@ -145,7 +212,10 @@ mod tests {
         }
         // Day 1, 08:30: a recent median of 48 is near yesterday's 08:00.
         d.observe(DAY_MS + 8 * HOUR, 48.0);
-        assert_eq!(d.nearest(DAY_MS + 8 * HOUR + HOUR / 2, HOUR, 48.0), Some(2.0));
+        assert_eq!(
+            d.nearest(DAY_MS + 8 * HOUR + HOUR / 2, HOUR, 48.0),
+            Some(2.0)
+        );
         // At 03:00 the recent hour (02:00-03:00) was 10 yesterday.
         assert_eq!(d.nearest(DAY_MS + 3 * HOUR, HOUR, 30.0), Some(20.0));
     }

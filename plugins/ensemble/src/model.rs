@@ -514,8 +514,7 @@ fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
     if t.shift_short > 0 {
         return t.shift_short;
     }
-    if t.shift_short_minutes <= 0.0 || step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT
-    {
+    if t.shift_short_minutes <= 0.0 || step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT {
         return cfg.short_window;
     }
     let records = (t.shift_short_minutes / step_minutes).ceil();

@@ -168,8 +168,10 @@ fn model_bounds_memory_and_ignores_warmup() {
     // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
     // words), the 10-value predictor window and scalars; the scale
     // statistic's day and week of absolute errors (8 × 288 5-minute
-    // values) and its likelihood.
+    // values) and its likelihood; the day-aware shift's 4 days × 24 slot
+    // means and its likelihood.
     let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300 + 8 * (8 * 288) + 8 * (64 + 20);
+    let cap = cap + 8 * 4 * 24 + 8 * (64 + 20);
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
