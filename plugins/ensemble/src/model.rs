@@ -11,7 +11,7 @@ use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
-use crate::dayshift::DayShift;
+use crate::dayshift::{DayShift, ShiftView};
 use crate::median::SortedWindow;
 pub use crate::output::{Kind, Output};
 use crate::scale::{ScaleChange, ScaleSettings};
@@ -97,6 +97,10 @@ pub struct SeriesModel {
     /// Slot means of the last days for the day-aware shift
     /// (`Tuning::dayshift_days`).
     day_shift: Option<DayShift>,
+    /// Slot means of the last week for the rhythm break
+    /// (`Tuning::rhythm_days`).
+    #[serde(default)]
+    rhythm: Option<DayShift>,
     /// `recent`, sorted (derived, not state: skipped by snapshots and
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
@@ -163,6 +167,7 @@ impl SeriesModel {
             }),
             day_shift: (t.dayshift_days > 0)
                 .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
+            rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             recent_sorted: SortedWindow::default(),
         }
     }
@@ -239,21 +244,50 @@ impl SeriesModel {
         } else {
             0.0
         };
-        let (shift_lik, day_shift_lik) = if t.shift_cap > 0.0 {
+        let (shift_lik, view) = if t.shift_cap > 0.0 {
             let (z, medians) = self.shift_statistic(t, value);
-            let day_raw = self.day_shift_raw(t, ts_ms, value, step_minutes, medians);
-            let raw = match day_raw {
-                Some(d) if t.dayshift_replace => d,
-                _ => (z / t.shift_cap).min(1.0),
-            };
-            let own = if t.dayshift_replace {
-                0.0
-            } else {
-                self.day_shift_score(cfg, t, step_minutes, day_raw)
-            };
-            (self.shift_likelihood.update(raw), own)
+            let span_ms = (step_minutes * t.shift_recent as f64 * 60_000.0) as i64;
+            let view = medians.map(|(recent, reference, scale)| ShiftView {
+                recent,
+                reference,
+                scale,
+                span_ms,
+            });
+            (
+                self.shift_likelihood.update((z / t.shift_cap).min(1.0)),
+                view,
+            )
         } else {
-            (0.0, 0.0)
+            (0.0, None)
+        };
+        // The day-aware likelihoods average over the shift likelihood's
+        // short window.
+        let short = shift_short_records(cfg, t, step_minutes);
+        let day_shift_lik = match self.day_shift.as_mut() {
+            Some(ds) => {
+                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap);
+                ds.score(raw, || {
+                    shift_like_likelihood(cfg, short, t.dayshift_std_floor)
+                })
+            }
+            None => 0.0,
+        };
+        let rhythm_lik = match self.rhythm.as_mut() {
+            Some(rh) => {
+                let max_span_ms = (t.rhythm_max_span_minutes * 60_000.0) as i64;
+                let raw = rh.rhythm_surprise(
+                    ts_ms,
+                    value,
+                    view,
+                    t.rhythm_min_days,
+                    t.rhythm_cap,
+                    max_span_ms,
+                );
+                rh.score(raw, || {
+                    shift_like_likelihood(cfg, short, t.rhythm_std_floor)
+                })
+            }
+            None => 0.0,
         };
         let seasonal_lik = match self.seasonal.as_mut() {
             Some(sr) => sr.update(
@@ -287,6 +321,7 @@ impl SeriesModel {
                 seasonal_lik,
                 scale_lik,
                 day_shift_lik,
+                rhythm_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
@@ -299,6 +334,7 @@ impl SeriesModel {
                 seasonal_lik,
                 scale_lik,
                 day_shift_lik,
+                rhythm_lik,
             ]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
@@ -428,47 +464,6 @@ impl SeriesModel {
             ((recent - reference) / scale).abs(),
             Some((recent, reference, scale)),
         )
-    }
-
-    /// The day-aware shift's raw surprise (`dayshift.rs`): the shift
-    /// statistic, but with the recent median's distance to the nearest of
-    /// the reference median and the same hours' means on previous days;
-    /// `None` while there are no such days (or no shift statistic).
-    fn day_shift_raw(
-        &mut self,
-        t: &Tuning,
-        ts_ms: i64,
-        value: f64,
-        step_minutes: f64,
-        medians: Option<(f64, f64, f64)>,
-    ) -> Option<f64> {
-        let ds = self.day_shift.as_mut()?;
-        ds.observe(ts_ms, value);
-        let (recent, reference, scale) = medians?;
-        let span_ms = (step_minutes * t.shift_recent as f64 * 60_000.0) as i64;
-        let near = ds.nearest(ts_ms, span_ms, recent)?;
-        Some((near.min((recent - reference).abs()) / scale / t.shift_cap).min(1.0))
-    }
-
-    /// The day-aware shift's own likelihood: it hears nothing until the
-    /// statistic first exists, zeros when it lapses.
-    fn day_shift_score(
-        &mut self,
-        cfg: &Config,
-        t: &Tuning,
-        step_minutes: f64,
-        raw: Option<f64>,
-    ) -> f64 {
-        let Some(ds) = self.day_shift.as_mut() else {
-            return 0.0;
-        };
-        if raw.is_none() && !ds.has_likelihood() {
-            return 0.0;
-        }
-        let short = shift_short_records(cfg, t, step_minutes);
-        ds.score(raw.unwrap_or(0.0), || {
-            shift_like_likelihood(cfg, short, t.dayshift_std_floor)
-        })
     }
 
     /// Shortens the shift likelihood's window to `shift_short_minutes`

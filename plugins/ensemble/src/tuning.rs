@@ -166,9 +166,6 @@ pub struct Tuning {
     pub dayshift_days: usize,
     /// Slots a day is cut into for the day-aware shift.
     pub dayshift_slots: usize,
-    /// The day-aware statistic replaces the shift statistic once it
-    /// exists, instead of feeding its own (eighth) likelihood.
-    pub dayshift_replace: bool,
     /// Floor of the day-aware shift likelihood's standard deviation: the
     /// nearest of several references sits near 0 more often than the
     /// shift statistic, so its window means vary less and chance
@@ -177,6 +174,17 @@ pub struct Tuning {
     /// minutes (periodic artificial series), 0.1 (the scale likelihood's)
     /// kept both within a false positive at every shift tried.
     pub dayshift_std_floor: f64,
+    /// Days of slot means for the rhythm break (0: off).
+    pub rhythm_days: usize,
+    /// Previous days of the same kind before the rhythm break counts.
+    pub rhythm_min_days: usize,
+    /// Cap of the rhythm break's statistic (in the shift's scale).
+    pub rhythm_cap: f64,
+    /// Floor of the rhythm break likelihood's standard deviation.
+    pub rhythm_std_floor: f64,
+    /// The rhythm break is silent where the shift statistic's recent part
+    /// spans more than this many minutes (0: never).
+    pub rhythm_max_span_minutes: f64,
 }
 
 impl Default for Tuning {
@@ -215,8 +223,12 @@ impl Default for Tuning {
             scale_std_floor: 0.1,
             dayshift_days: 3,
             dayshift_slots: 24,
-            dayshift_replace: false,
             dayshift_std_floor: 0.1,
+            rhythm_days: 7,
+            rhythm_min_days: 2,
+            rhythm_cap: 4.0,
+            rhythm_std_floor: 0.15,
+            rhythm_max_span_minutes: 180.0,
         }
     }
 }
