@@ -151,11 +151,12 @@ impl DayShift {
         let slot_ms = self.slot_ms();
         let span = span_ms.clamp(0, DAY_MS - slot_ms);
         let mut best: Option<f64> = None;
-        let mut days: Vec<i64> = Vec::new();
+        // Rows (at most `days` + 2 ≤ 33) that held a candidate.
+        let mut seen: u64 = 0;
         let mut t = ts_ms - span;
         loop {
             let slot = ((t.rem_euclid(DAY_MS) / slot_ms) as usize).min(self.slots - 1);
-            for (d, means) in &self.rows {
+            for (i, (d, means)) in self.rows.iter().enumerate() {
                 let start = d * DAY_MS + slot as i64 * slot_ms;
                 let mean = means.get(slot).copied().unwrap_or(f64::NAN);
                 let (k, k2) = kinds(start);
@@ -166,9 +167,7 @@ impl DayShift {
                 {
                     let dist = (recent - mean).abs();
                     best = Some(best.map_or(dist, |b: f64| b.min(dist)));
-                    if !days.contains(d) {
-                        days.push(*d);
-                    }
+                    seen |= 1 << i.min(63);
                 }
             }
             if t >= ts_ms {
@@ -176,7 +175,7 @@ impl DayShift {
             }
             t = (t + slot_ms).min(ts_ms);
         }
-        best.filter(|_| days.len() >= min_days.max(1))
+        best.filter(|_| seen.count_ones() as usize >= min_days.max(1))
     }
 
     /// Adds `value` at `ts_ms`; the day-aware shift's raw surprise: the
