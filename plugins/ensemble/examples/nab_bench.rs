@@ -70,7 +70,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
     for (i, o) in outs.iter().enumerate() {
         if o.alert && i >= probation && !inside(i) {
             println!(
-                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats, shift, daily, scale) {:.2?}",
+                "      FP at {i}: {:?} score {:.2}, likelihoods (error, pattern, time of day, repeats, shift, daily, scale, day shift, rhythm) {:.2?}",
                 o.kind, o.score, o.likelihoods
             );
         }
@@ -85,7 +85,7 @@ fn explain(cfg: &Config, t: &Tuning, s: &SeriesFile) {
                 at = i;
             }
         }
-        let mut lmax = [0.0f64; 7];
+        let mut lmax = [0.0f64; 9];
         for o in &outs[lo..hi] {
             for (m, l) in lmax.iter_mut().zip(o.likelihoods) {
                 *m = m.max(l);
@@ -115,11 +115,16 @@ fn checksum(cfg: &Config, t: &Tuning, d: &Dataset) -> u64 {
             let sixth = (o.likelihoods[5] != 0.0).then_some(o.likelihoods[5]);
             // Likewise the seventh (session 9, round 2).
             let seventh = (o.likelihoods[6] != 0.0).then_some(o.likelihoods[6]);
+            // And the eighth (session 10).
+            let eighth = (o.likelihoods[7] != 0.0).then_some(o.likelihoods[7]);
+            let ninth = (o.likelihoods[8] != 0.0).then_some(o.likelihoods[8]);
             let fields = [o.score, o.stream_score, o.expected, o.band, o.z]
                 .into_iter()
                 .chain(o.likelihoods[..5].iter().copied())
                 .chain(sixth)
                 .chain(seventh)
+                .chain(eighth)
+                .chain(ninth)
                 .map(f64::to_bits)
                 .chain([o.alert as u64, o.novel as u64, o.novel_time_of_day as u64]);
             for x in fields {
@@ -177,6 +182,14 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "scale_std_floor" => t.scale_std_floor = v,
         "scale_recent_minutes" => t.scale_recent_minutes = v,
         "scale_ref_factor" => t.scale_ref_factor = v,
+        "dayshift_days" => t.dayshift_days = v as usize,
+        "dayshift_slots" => t.dayshift_slots = v as usize,
+        "dayshift_std_floor" => t.dayshift_std_floor = v,
+        "rhythm_days" => t.rhythm_days = v as usize,
+        "rhythm_min_days" => t.rhythm_min_days = v as usize,
+        "rhythm_cap" => t.rhythm_cap = v,
+        "rhythm_std_floor" => t.rhythm_std_floor = v,
+        "rhythm_max_span_minutes" => t.rhythm_max_span_minutes = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -23,13 +23,21 @@
 //! * **scale change** — the median absolute prediction error of the last
 //!   day (record time) against that of the week before it, growth only
 //!   (a daily swing that triples, noise that grows);
+//! * **day-aware level shift** — the level shift's recent median against
+//!   the nearest of its reference and the same hours on each of the last
+//!   3 days, so a rush hour (like yesterday's) is no shift and a
+//!   recalibration (unlike every day before) is;
+//! * **rhythm break** — the recent median against the same hour on
+//!   previous days of the same kind (a week of them), the nearest one, so
+//!   a weekday without its rush hour stands out within an hour or two
+//!   (series with a record step of more than 9 minutes have none);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
 //!   average surprise of the last `short_window` records against the
 //!   distribution of that average over `likelihood_window` records, as a
 //!   log-scaled Gaussian tail probability, so a noisy series is judged
-//!   against its own noise; the largest of the seven counts, lowered by
+//!   against its own noise; the largest of the nine counts, lowered by
 //!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
@@ -49,9 +57,10 @@
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
 //! for `vigil eval --sweep`). Memory per series is about 40 bytes ×
-//! `likelihood_window` (seven likelihood windows) plus 8 KiB of pattern bits,
-//! 220 values, 240 slot means of the daily profile and 8 days of absolute
-//! errors (at most 2304 values for 5-minute data). The benchmark on the
+//! `likelihood_window` (nine likelihood windows) plus 8 KiB of pattern bits,
+//! 220 values, 240 slot means of the daily profile, 8 days of absolute
+//! errors (at most 2304 values for 5-minute data) and 12 days of hourly
+//! means. The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -61,6 +70,7 @@
 
 pub mod config;
 pub mod context;
+pub mod dayshift;
 pub mod median;
 pub mod model;
 pub mod output;
@@ -87,6 +97,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "8": the day-aware level shift's slot means and likelihood
+    /// (session 10);
     /// "7": the scale-change statistic (its first timestamps, window
     /// lengths, error history and likelihood; session 9 round 2);
     /// "6": the daily profile, its residual scale and likelihood
@@ -96,7 +108,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "7";
+    const STATE_FORMAT: &'static str = "8";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {
@@ -177,6 +189,10 @@ fn make_alert(offset: i64, key: Option<&[u8]>, value: f64, out: &Output, thresho
         "repeated_values" => "the value keeps repeating (stuck or constant)",
         "level_shift" => "the recent level moved away from the preceding one",
         "daily_rhythm" => "unlike the same time of day on previous days",
+        "day_level_shift" => {
+            "the recent level is unlike the preceding one and the same hours on previous days"
+        }
+        "rhythm_break" => "the recent level is unlike this hour on previous days of the same kind",
         _ => "unusual deviation from recent values",
     };
     let (lo, hi) = (out.expected - out.band, out.expected + out.band);

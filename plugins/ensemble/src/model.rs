@@ -11,6 +11,7 @@ use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
+use crate::dayshift::{DayShift, ShiftView};
 use crate::median::SortedWindow;
 pub use crate::output::{Kind, Output};
 use crate::scale::{ScaleChange, ScaleSettings};
@@ -93,6 +94,13 @@ pub struct SeriesModel {
     /// Scale of recent errors against the week before
     /// (`Tuning::scale_cap`).
     scale: Option<ScaleChange>,
+    /// Slot means of the last days for the day-aware shift
+    /// (`Tuning::dayshift_days`).
+    day_shift: Option<DayShift>,
+    /// Slot means of the last week for the rhythm break
+    /// (`Tuning::rhythm_days`).
+    #[serde(default)]
+    rhythm: Option<DayShift>,
     /// `recent`, sorted (derived, not state: skipped by snapshots and
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
@@ -157,6 +165,9 @@ impl SeriesModel {
                     t.scale_std_floor,
                 ))
             }),
+            day_shift: (t.dayshift_days > 0)
+                .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
+            rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             recent_sorted: SortedWindow::default(),
         }
     }
@@ -228,16 +239,55 @@ impl SeriesModel {
         } else {
             0.0
         };
-        let shift_lik = if t.shift_cap > 0.0 {
-            let raw = self.shift_statistic(t, value) / t.shift_cap;
-            self.shift_likelihood.update(raw.min(1.0))
-        } else {
-            0.0
-        };
         let step_minutes = if self.n > 0 {
             ts_ms.saturating_sub(self.first_ts) as f64 / 60_000.0 / self.n as f64
         } else {
             0.0
+        };
+        let (shift_lik, view) = if t.shift_cap > 0.0 {
+            let (z, medians) = self.shift_statistic(t, value);
+            let span_ms = (step_minutes * t.shift_recent as f64 * 60_000.0) as i64;
+            let view = medians.map(|(recent, reference, scale)| ShiftView {
+                recent,
+                reference,
+                scale,
+                span_ms,
+            });
+            (
+                self.shift_likelihood.update((z / t.shift_cap).min(1.0)),
+                view,
+            )
+        } else {
+            (0.0, None)
+        };
+        // The day-aware likelihoods average over the shift likelihood's
+        // short window.
+        let short = shift_short_records(cfg, t, step_minutes);
+        let day_shift_lik = match self.day_shift.as_mut() {
+            Some(ds) => {
+                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap);
+                ds.score(raw, || {
+                    shift_like_likelihood(cfg, short, t.dayshift_std_floor)
+                })
+            }
+            None => 0.0,
+        };
+        let rhythm_lik = match self.rhythm.as_mut() {
+            Some(rh) => {
+                let max_span_ms = (t.rhythm_max_span_minutes * 60_000.0) as i64;
+                let raw = rh.rhythm_surprise(
+                    ts_ms,
+                    value,
+                    view,
+                    t.rhythm_min_days,
+                    t.rhythm_cap,
+                    max_span_ms,
+                );
+                rh.score(raw, || {
+                    shift_like_likelihood(cfg, short, t.rhythm_std_floor)
+                })
+            }
+            None => 0.0,
         };
         let seasonal_lik = match self.seasonal.as_mut() {
             Some(sr) => sr.update(
@@ -270,6 +320,8 @@ impl SeriesModel {
                 shift_lik,
                 seasonal_lik,
                 scale_lik,
+                day_shift_lik,
+                rhythm_lik,
             ]
         } else {
             let raw = t.novelty_weight * novel_part + (1.0 - t.novelty_weight) * err_part;
@@ -281,6 +333,8 @@ impl SeriesModel {
                 shift_lik,
                 seasonal_lik,
                 scale_lik,
+                day_shift_lik,
+                rhythm_lik,
             ]
         };
         let lik = likelihoods.iter().copied().fold(0.0, f64::max);
@@ -390,7 +444,9 @@ impl SeriesModel {
     /// mostly one value (median absolute deviation 0: a sparse or
     /// quantised series, where medians jump between levels without any
     /// shift; there the z was a false positive on the local corpus).
-    fn shift_statistic(&mut self, t: &Tuning, value: f64) -> f64 {
+    /// Also returns the recent median, the reference median and the scale
+    /// when the statistic exists (for the day-aware shift).
+    fn shift_statistic(&mut self, t: &Tuning, value: f64) -> (f64, Option<(f64, f64, f64)>) {
         let (m, r) = (t.shift_recent.max(1), t.shift_ref.max(2));
         let Some(ShiftMedians {
             recent,
@@ -398,12 +454,16 @@ impl SeriesModel {
             mad,
         }) = self.shift_hist.push(m, r, value)
         else {
-            return 0.0;
+            return (0.0, None);
         };
         if mad <= 0.0 {
-            return 0.0;
+            return (0.0, None);
         }
-        ((recent - reference) / (1.4826 * mad).max(MAE_TO_SIGMA * self.mae)).abs()
+        let scale = (1.4826 * mad).max(MAE_TO_SIGMA * self.mae);
+        (
+            ((recent - reference) / scale).abs(),
+            Some((recent, reference, scale)),
+        )
     }
 
     /// Shortens the shift likelihood's window to `shift_short_minutes`
@@ -440,6 +500,23 @@ impl SeriesModel {
     /// The range of values seen so far (`None` before the first).
     pub fn range(&self) -> Option<(f64, f64)> {
         (self.n > 0).then_some((self.min, self.max))
+    }
+}
+
+/// The shift likelihood's short window for a record step of
+/// `step_minutes` (`Tuning::shift_short_minutes`).
+fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
+    if t.shift_short > 0 {
+        return t.shift_short;
+    }
+    if t.shift_short_minutes <= 0.0 || step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT {
+        return cfg.short_window;
+    }
+    let records = (t.shift_short_minutes / step_minutes).ceil();
+    if records >= cfg.short_window as f64 {
+        cfg.short_window
+    } else {
+        (records as usize).max(MIN_SHIFT_SHORT)
     }
 }
 

@@ -52,11 +52,11 @@ pub struct Output {
     pub novel_time_of_day: bool,
     /// The anomaly likelihoods of (prediction error, movement novelty,
     /// time-of-day novelty, repeated values, level shift, daily rhythm,
-    /// scale change);
+    /// scale change, day-aware level shift, rhythm break);
     /// `score` is their maximum
     /// (lowered on long series, see `Tuning::threshold_growth`) unless the
     /// value broke out of the seen range.
-    pub likelihoods: [f64; 7],
+    pub likelihoods: [f64; 9],
     /// Why the score is high.
     pub kind: Kind,
 }
@@ -65,7 +65,7 @@ impl Output {
     /// Which signal made the score: `"range_breakout"`, else the largest
     /// likelihood: `"prediction_error"`, `"movement_pattern"`,
     /// `"time_of_day"`, `"repeated_values"`, `"level_shift"`,
-    /// `"daily_rhythm"` or `"scale_change"` (`"none"`
+    /// `"daily_rhythm"`, `"scale_change"`, `"day_level_shift"` or `"rhythm_break"` (`"none"`
     /// while nothing scores).
     pub fn signal(&self) -> &'static str {
         if self.kind == Kind::RangeBreakout {
@@ -75,7 +75,7 @@ impl Output {
             return "none";
         }
         // The first of equal maxima wins, in this order.
-        const NAMES: [&str; 7] = [
+        const NAMES: [&str; 9] = [
             "prediction_error",
             "movement_pattern",
             "time_of_day",
@@ -83,6 +83,8 @@ impl Output {
             "level_shift",
             "daily_rhythm",
             "scale_change",
+            "day_level_shift",
+            "rhythm_break",
         ];
         let mut best = 0;
         for (i, &l) in self.likelihoods.iter().enumerate() {

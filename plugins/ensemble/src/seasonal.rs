@@ -338,8 +338,12 @@ mod tests {
     #[test]
     fn a_weekday_without_its_rush_hour_is_flagged_by_the_daily_rhythm() {
         // Wednesday of the second week (day 9) has no rush hour. Its
-        // levels are the weekend's, so nothing else sees it.
-        let on = Tuning::default();
+        // levels are the weekend's, so nothing else sees it but the
+        // rhythm break (session 10), off here.
+        let on = Tuning {
+            rhythm_days: 0,
+            ..Tuning::default()
+        };
         let (lik, alert) = morning_of(&on, 9);
         assert!(lik >= 0.5 && alert, "likelihood {lik}, alert {alert}");
         let off = Tuning {

@@ -168,8 +168,10 @@ fn model_bounds_memory_and_ignores_warmup() {
     // bytes), the time-of-day bitset (2 cuts × 24 hours × 8 levels = 6
     // words), the 10-value predictor window and scalars; the scale
     // statistic's day and week of absolute errors (8 × 288 5-minute
-    // values) and its likelihood.
+    // values) and its likelihood; the day-aware shift's 4 days and the
+    // rhythm break's 8 days × 24 slot means and their likelihoods.
     let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300 + 8 * (8 * 288) + 8 * (64 + 20);
+    let cap = cap + 8 * 12 * 24 + 2 * 8 * (64 + 20);
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }
@@ -257,11 +259,13 @@ fn daytime_level_at_night_is_flagged_by_the_time_of_day_context() {
         with.iter().map(|(i, _)| i).collect::<Vec<_>>()
     );
 
-    // The daily rhythm (session 9) sees it too, from the same hours of
-    // previous days; this test is about the time-of-day context.
+    // The daily rhythm (session 9) and the rhythm break (session 10) see
+    // it too, from the same hours of previous days; this test is about
+    // the time-of-day context.
     let without = Tuning {
         tod_buckets: 0,
         seasonal_cap: 0.0,
+        rhythm_days: 0,
         ..Tuning::default()
     };
     let missed = alerts_of(&without, &values);

@@ -155,6 +155,36 @@ pub struct Tuning {
     /// a day of overlapping records changes slowly, so its short-window
     /// means are correlated (as the shift's and the daily rhythm's).
     pub scale_std_floor: f64,
+    /// Days of slot means for the day-aware level shift (`dayshift.rs`;
+    /// 0: off): the shift statistic with the recent median's distance
+    /// taken to the nearest of the reference median and the means of the
+    /// hours it spans on each of these previous days, so a daily rhythm's
+    /// rise (like yesterday's) is no shift and a recalibration (unlike
+    /// every day before) is (design 0007, session 10). 3: the fewest
+    /// days in which every weekday has a previous weekday (Monday has
+    /// Friday); 5 and 7 lost split B (machine temperature).
+    pub dayshift_days: usize,
+    /// Slots a day is cut into for the day-aware shift.
+    pub dayshift_slots: usize,
+    /// Floor of the day-aware shift likelihood's standard deviation: the
+    /// nearest of several references sits near 0 more often than the
+    /// shift statistic, so its window means vary less and chance
+    /// excursions would look rare; at the shift's 0.06 split A and B each
+    /// gained false positives, 0.08 did so with timestamps shifted by 15
+    /// minutes (periodic artificial series), 0.1 (the scale likelihood's)
+    /// kept both within a false positive at every shift tried.
+    pub dayshift_std_floor: f64,
+    /// Days of slot means for the rhythm break (0: off).
+    pub rhythm_days: usize,
+    /// Previous days of the same kind before the rhythm break counts.
+    pub rhythm_min_days: usize,
+    /// Cap of the rhythm break's statistic (in the shift's scale).
+    pub rhythm_cap: f64,
+    /// Floor of the rhythm break likelihood's standard deviation.
+    pub rhythm_std_floor: f64,
+    /// The rhythm break is silent where the shift statistic's recent part
+    /// spans more than this many minutes (0: never).
+    pub rhythm_max_span_minutes: f64,
 }
 
 impl Default for Tuning {
@@ -191,6 +221,14 @@ impl Default for Tuning {
             scale_recent_minutes: 1440.0,
             scale_ref_factor: 7.0,
             scale_std_floor: 0.1,
+            dayshift_days: 3,
+            dayshift_slots: 24,
+            dayshift_std_floor: 0.1,
+            rhythm_days: 7,
+            rhythm_min_days: 2,
+            rhythm_cap: 4.0,
+            rhythm_std_floor: 0.15,
+            rhythm_max_span_minutes: 180.0,
         }
     }
 }
