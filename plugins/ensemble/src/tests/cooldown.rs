@@ -1,0 +1,142 @@
+//! Cooldowns, and what may alert during them; scores lowered on long series.
+
+use super::*;
+
+#[test]
+fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
+    // A change of movement inside the range alerts (deviation) and starts a
+    // cooldown; 100 records later the value leaves the range.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let change = 8 * DAY + 10;
+    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
+    }
+    let breakout = change + 150;
+    values[breakout] = 40.0;
+    let got = |t: &Tuning| -> Vec<(usize, Kind)> {
+        alerts_of(t, &values)
+            .into_iter()
+            .filter(|(i, _)| *i >= change)
+            .map(|(i, o)| (i, o.kind))
+            .collect()
+    };
+    let with = got(&Tuning::default());
+    assert_eq!(with.len(), 2, "{with:?}");
+    assert_eq!(with[0].1, Kind::Deviation);
+    assert_eq!(with[1], (breakout, Kind::RangeBreakout));
+    let without = got(&Tuning {
+        breakout_bypass: false,
+        ..Tuning::default()
+    });
+    assert_eq!(without.len(), 1, "{without:?}");
+}
+
+#[test]
+fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
+    // Day 8: a ramp out of the range (a new extreme on each of 20
+    // records: one continuing anomaly), back to normal, then 100 records
+    // later, still inside the first alert's cooldown, a much larger value.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let ramp = 8 * DAY + DAY / 4;
+    for (k, v) in values[ramp..ramp + 20].iter_mut().enumerate() {
+        *v = 16.0 + 0.3 * k as f64;
+    }
+    let second = ramp + 120;
+    values[second] = 40.0;
+    let got = |t: &Tuning, values: &[f64]| -> Vec<(usize, Kind)> {
+        alerts_of(t, values)
+            .into_iter()
+            .filter(|(i, _)| *i >= ramp)
+            .map(|(i, o)| (i, o.kind))
+            .collect()
+    };
+    let with = got(&Tuning::default(), &values);
+    assert_eq!(
+        with,
+        vec![(ramp, Kind::RangeBreakout), (second, Kind::RangeBreakout)],
+        "one alert for the ramp, one for the second breakout"
+    );
+    let without = got(
+        &Tuning {
+            breakout_rearm: 0,
+            ..Tuning::default()
+        },
+        &values,
+    );
+    assert_eq!(without, vec![(ramp, Kind::RangeBreakout)]);
+    // A second breakout only just beyond the range (less than
+    // `rearm_tolerance` tolerances) does not re-arm.
+    values[second] = 22.3;
+    let small = got(&Tuning::default(), &values);
+    assert_eq!(small, vec![(ramp, Kind::RangeBreakout)], "{small:?}");
+}
+
+#[test]
+fn the_cooldown_also_ends_after_cooldown_minutes() {
+    // An hourly series: 288 records are twelve days. Two breakouts four
+    // days apart are two anomalies.
+    const HOUR_MS: i64 = 3_600_000;
+    let mut values: Vec<f64> = (0..1000)
+        .map(|i| 10.0 + 3.0 * (i as f64 / 24.0 * std::f64::consts::TAU).sin() + 0.3 * noise(i))
+        .collect();
+    values[600] = 40.0;
+    values[700] = -30.0;
+    // Without re-armed breakouts, which would let the second (much
+    // larger) breakout through a record cooldown too.
+    let t = Tuning {
+        breakout_rearm: 0,
+        ..Tuning::default()
+    };
+    let run = |cfg: &Config| -> Vec<usize> {
+        let mut m = SeriesModel::with_tuning(cfg, &t);
+        (0..values.len())
+            .filter(|&i| m.update_tuned(cfg, &t, values[i], i as i64 * HOUR_MS).alert)
+            .collect()
+    };
+    assert_eq!(run(&Config::default()), vec![600, 700]);
+    let records_only = Config {
+        cooldown_minutes: 0,
+        ..Config::default()
+    };
+    assert_eq!(run(&records_only), vec![600]);
+}
+
+#[test]
+fn deviation_scores_are_lowered_on_long_series() {
+    // Two models on the same long stream, with and without the growth:
+    // their deviation scores differ by `threshold_growth` (0.3) per decade
+    // past 4000 records,
+    // at most 0.2.
+    let cfg = Config::default();
+    let flat = Tuning {
+        threshold_growth: 0.0,
+        ..Tuning::default()
+    };
+    let (mut a, mut b) = (
+        SeriesModel::new(&cfg),
+        SeriesModel::with_tuning(&cfg, &flat),
+    );
+    let mut checked = 0;
+    for i in 0..60_000usize {
+        // An occasional burst of noise keeps deviation scores coming.
+        let v = sine(i)
+            + if i % 5000 < 30 {
+                4.0 * noise(i + 1)
+            } else {
+                0.0
+            };
+        let ts = i as i64 * STEP_MS;
+        let (x, y) = (a.update(&cfg, v, ts), b.update_tuned(&cfg, &flat, v, ts));
+        if y.kind == Kind::Deviation && y.score > 0.25 && x.kind == Kind::Deviation {
+            let n = (i + 1) as f64;
+            let growth = Tuning::default().threshold_growth;
+            let want = (growth * (n / 4000.0).max(1.0).log10()).min(0.2);
+            assert!(
+                (y.score - x.score - want).abs() < 1e-9,
+                "record {i}: {x:?} vs {y:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} deviation scores compared");
+}

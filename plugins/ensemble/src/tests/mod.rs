@@ -1,0 +1,65 @@
+//! Unit tests of the ensemble detector, by topic: the detector through
+//! the SDK (`detector`), the signals of the model (`signals`), cooldowns
+//! and what may alert during them (`cooldown`). Shared series and runners
+//! are here.
+
+use crate::config::Config;
+use crate::model::{Kind, SeriesModel, Tuning};
+use crate::Ensemble;
+use serde_json::{json, Value};
+use vigil_sdk::testing::{
+    metric_batches, new_detector, noise, process_all, run, snapshot_round_trip, FieldType, Rows,
+};
+use vigil_sdk::{Alert, Batch, Severity};
+
+mod cooldown;
+mod detector;
+mod signals;
+
+const STEP_MS: i64 = 300_000; // 5-minute metric
+const DAY: usize = 288; // records per day at that step
+
+/// Daily sine between 5 and 15 with small noise.
+fn sine(i: usize) -> f64 {
+    let phase = (i % DAY) as f64 / DAY as f64 * std::f64::consts::TAU;
+    10.0 + 5.0 * phase.sin() + 0.3 * noise(i)
+}
+
+fn batches(values: &[f64], per_batch: usize) -> Vec<Batch> {
+    metric_batches(values, per_batch, 1_400_000_000_000, STEP_MS)
+}
+
+fn offsets(alerts: &[Alert]) -> Vec<i64> {
+    alerts.iter().map(Alert::source_offset).collect()
+}
+
+/// Office-hours load: 20 from 08:00 to 20:00 UTC, 5 otherwise, with noise.
+fn office_hours(i: usize) -> f64 {
+    let hour = (i % DAY) * 24 / DAY;
+    let base = if (8..20).contains(&hour) { 20.0 } else { 5.0 };
+    base + 0.5 * noise(i)
+}
+
+/// Runs the model over `values` (5-minute steps from midnight UTC) and
+/// returns the records that alert, with their outputs.
+fn alerts_of(t: &Tuning, values: &[f64]) -> Vec<(usize, crate::model::Output)> {
+    let cfg = Config::default();
+    let mut m = SeriesModel::with_tuning(&cfg, t);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * STEP_MS)))
+        .filter(|(_, o)| o.alert)
+        .collect()
+}
+
+/// Scores of every record of `values` (5-minute steps) with the default model.
+fn outputs_of(values: &[f64]) -> Vec<crate::model::Output> {
+    let cfg = Config::default();
+    let mut m = SeriesModel::new(&cfg);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| m.update(&cfg, v, i as i64 * STEP_MS))
+        .collect()
+}

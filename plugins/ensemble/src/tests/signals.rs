@@ -1,0 +1,197 @@
+//! The model's signals: time-of-day context, level shift, repeated values.
+
+use super::*;
+
+#[test]
+fn daytime_level_at_night_is_flagged_by_the_time_of_day_context() {
+    // Day 12, 02:00-04:00: the daytime level, at night. Every value and
+    // every movement (a jump from 5 to 20 and back) has been seen before,
+    // only never at that time of day.
+    let mut values: Vec<f64> = (0..14 * DAY).map(office_hours).collect();
+    let start = 12 * DAY + 2 * DAY / 24;
+    let end = start + 2 * DAY / 24;
+    for (k, v) in values[start..end].iter_mut().enumerate() {
+        *v = 20.0 + 0.5 * noise(k + 5);
+    }
+    let in_anomaly = |i: &usize| (start..end).contains(i);
+
+    let with = alerts_of(&Tuning::default(), &values);
+    let hit = with.iter().find(|(i, _)| in_anomaly(i));
+    let (_, out) = hit.unwrap_or_else(|| panic!("no alert in {start}..{end}: {with:?}"));
+    assert!(out.likelihoods[2] >= 0.5, "{out:?}");
+    assert_eq!(out.kind, Kind::Deviation);
+    // Outside the anomaly the daily rhythm raises nothing after warm-up days.
+    assert!(
+        with.iter().all(|(i, _)| in_anomaly(i) || *i < 3 * DAY),
+        "{:?}",
+        with.iter().map(|(i, _)| i).collect::<Vec<_>>()
+    );
+
+    // The daily rhythm (session 9) and the rhythm break (session 10) see
+    // it too, from the same hours of previous days; this test is about
+    // the time-of-day context.
+    let without = Tuning {
+        tod_buckets: 0,
+        seasonal_cap: 0.0,
+        rhythm_days: 0,
+        ..Tuning::default()
+    };
+    let missed = alerts_of(&without, &values);
+    assert!(
+        !missed.iter().any(|(i, _)| in_anomaly(i)),
+        "the other signals alone see it too: {missed:?}"
+    );
+}
+
+#[test]
+fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
+    // A noisy level with occasional spikes to 6 and 14 in its first days
+    // (so 11.5 is well inside the seen range), then from day 8 the level
+    // moves from 10 to 11.5 for 200 records.
+    let mut values: Vec<f64> = (0..10 * DAY).map(|i| 10.0 + 2.0 * noise(i)).collect();
+    for i in (50..6 * DAY).step_by(97) {
+        values[i] = if i % 2 == 0 { 14.0 } else { 6.0 };
+    }
+    let shift = 8 * DAY;
+    values[shift..shift + 200]
+        .iter_mut()
+        .for_each(|v| *v += 1.5);
+    let outs = outputs_of(&values);
+    let shift_lik =
+        |r: std::ops::Range<usize>| outs[r].iter().map(|o| o.likelihoods[4]).fold(0.0, f64::max);
+    assert!(
+        shift_lik(6 * DAY + 250..shift) < 0.3,
+        "{}",
+        shift_lik(6 * DAY + 250..shift)
+    );
+    assert!(
+        shift_lik(shift..shift + 60) >= 0.5,
+        "{}",
+        shift_lik(shift..shift + 60)
+    );
+    assert!(
+        outs[shift..shift + 60].iter().any(|o| o.alert),
+        "no alert within 60 records of the shift"
+    );
+    // Stationary noise raises no alert after the spikes stop (a floor of
+    // 0.03 on this likelihood's spread did: chance medians of 20 noisy
+    // values are correlated from record to record).
+    assert!(
+        outs[6 * DAY + 250..shift].iter().all(|o| !o.alert),
+        "false positive in stationary noise"
+    );
+}
+
+#[test]
+fn a_restored_model_scores_exactly_like_the_original() {
+    // The sorted windows behind the running medians are not state: a
+    // restored model rebuilds them, and every output bit must match.
+    let values: Vec<f64> = (0..3 * DAY)
+        .map(|i| 10.0 + 2.0 * noise(i) + if i > 2 * DAY { 1.5 } else { 0.0 })
+        .collect();
+    let cfg = Config::default();
+    let mut original = SeriesModel::new(&cfg);
+    let cut = 2 * DAY - 7;
+    for (i, &v) in values[..cut].iter().enumerate() {
+        original.update(&cfg, v, i as i64 * STEP_MS);
+    }
+    // The snapshot encoding (JSON would round floats by an ulp).
+    let bytes = vigil_sdk::state::to_bytes(&original).unwrap();
+    let mut restored: SeriesModel = vigil_sdk::state::from_bytes(&bytes).unwrap();
+    for (i, &v) in values.iter().enumerate().skip(cut) {
+        let ts = i as i64 * STEP_MS;
+        let (a, b) = (original.update(&cfg, v, ts), restored.update(&cfg, v, ts));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "record {i}");
+    }
+}
+
+#[test]
+fn an_hourly_series_finds_a_shift_sooner() {
+    // The same values as 5-minute and as hourly records: the shift
+    // likelihood's window spans at most 300 minutes, so the hourly model
+    // (5 records) crosses 0.5 before the 5-minute one (20 records).
+    let mut values: Vec<f64> = (0..2000).map(|i| 10.0 + 2.0 * noise(i)).collect();
+    for i in (50..1200).step_by(97) {
+        values[i] = if i % 2 == 0 { 14.0 } else { 6.0 };
+    }
+    let shift = 1500;
+    values[shift..].iter_mut().for_each(|v| *v += 1.5);
+    let cfg = Config::default();
+    let first_alarm = |step_ms: i64| {
+        let mut m = SeriesModel::new(&cfg);
+        let outs: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update(&cfg, v, i as i64 * step_ms))
+            .collect();
+        outs.iter()
+            .skip(shift)
+            .position(|o| o.likelihoods[4] >= 0.5)
+    };
+    let (hourly, five_minute) = (first_alarm(3_600_000), first_alarm(STEP_MS));
+    assert!(
+        matches!((hourly, five_minute), (Some(h), Some(f)) if h < f),
+        "hourly {hourly:?}, 5-minute {five_minute:?}"
+    );
+}
+
+#[test]
+fn sparse_series_have_no_shift_signal() {
+    // Mostly zeros with rare spikes, then a cluster of spikes: medians of
+    // such a series jump without any shift of level, so the shift
+    // statistic stays silent (median absolute deviation 0).
+    let mut values = vec![0.0; 8 * DAY];
+    for i in (7..8 * DAY).step_by(53) {
+        values[i] = 10.0 + noise(i);
+    }
+    for (k, v) in values[6 * DAY..6 * DAY + 40].iter_mut().enumerate() {
+        if k % 2 == 0 {
+            *v = 10.0 + noise(k);
+        }
+    }
+    // (A statistic that is always 0 has likelihood ln 0.5 / ln 1e-10 = 0.03.)
+    assert!(outputs_of(&values).iter().all(|o| o.likelihoods[4] < 0.05));
+}
+
+#[test]
+fn a_stuck_sensor_is_flagged_as_repeated_values() {
+    // Day 8: the sensor freezes at its last reading for three hours, at an
+    // ordinary level: no error, no new movement, no new level.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let start = 8 * DAY + 100;
+    let end = start + 36;
+    let frozen = values[start - 1];
+    values[start..end].iter_mut().for_each(|v| *v = frozen);
+    let with = alerts_of(&Tuning::default(), &values);
+    let hit = with
+        .iter()
+        .find(|(i, _)| (start..end).contains(i))
+        .unwrap_or_else(|| panic!("no alert in {start}..{end}: {with:?}"));
+    assert_eq!(hit.1.signal(), "repeated_values", "{:?}", hit.1);
+    assert!(
+        with.iter().all(|(i, _)| (start..end).contains(i)),
+        "{with:?}"
+    );
+    let without = Tuning {
+        flat_signal: false,
+        ..Tuning::default()
+    };
+    let missed = alerts_of(&without, &values);
+    assert!(
+        !missed.iter().any(|(i, _)| (start..end).contains(i)),
+        "the other signals see it too: {missed:?}"
+    );
+}
+
+#[test]
+fn series_that_often_repeat_themselves_are_not_flagged_for_it() {
+    // Small integer counts repeat all the time; a run of three is ordinary.
+    let values: Vec<f64> = (0..12 * DAY)
+        .map(|i| (sine(i) / 3.0 + noise(i + 3)).round())
+        .collect();
+    let alerts = alerts_of(&Tuning::default(), &values);
+    assert!(
+        alerts.iter().all(|(_, o)| o.signal() != "repeated_values"),
+        "{alerts:?}"
+    );
+}
