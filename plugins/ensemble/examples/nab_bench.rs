@@ -190,6 +190,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "rhythm_cap" => t.rhythm_cap = v,
         "rhythm_std_floor" => t.rhythm_std_floor = v,
         "rhythm_max_span_minutes" => t.rhythm_max_span_minutes = v,
+        "flat_bypass" => t.flat_bypass = v as usize,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -47,7 +47,8 @@
 //! `threshold`, then the series stays quiet for `cooldown` records or
 //! `cooldown_minutes` of record time, whichever ends first (except for a
 //! range breakout after a softer alert, or one well beyond the range 60
-//! records after a breakout alert). Alerts carry the expected
+//! records after a breakout alert, and for repeated values 12 records
+//! after an alert on any other signal). Alerts carry the expected
 //! value and usual range, z, which contexts were new, the kind and the
 //! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
@@ -97,6 +98,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "9": which signal started the cooldown (repeated values may
+    /// alert in another signal's cooldown; session 10 round 2);
     /// "8": the day-aware level shift's slot means and likelihood
     /// (session 10);
     /// "7": the scale-change statistic (its first timestamps, window
@@ -108,7 +111,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "8";
+    const STATE_FORMAT: &'static str = "9";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

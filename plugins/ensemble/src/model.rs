@@ -101,6 +101,15 @@ pub struct SeriesModel {
     /// (`Tuning::rhythm_days`).
     #[serde(default)]
     rhythm: Option<DayShift>,
+    /// The running cooldown was started by the repeated-values
+    /// likelihood (`Tuning::flat_bypass`).
+    #[serde(default)]
+    cooling_after_flat: bool,
+    /// Records the current value has repeated the one before it
+    /// (`Tuning::flat_bypass`: a run already under way at an alert
+    /// belongs to that alert's incident).
+    #[serde(default)]
+    same_run: u64,
     /// `recent`, sorted (derived, not state: skipped by snapshots and
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
@@ -168,6 +177,8 @@ impl SeriesModel {
             day_shift: (t.dayshift_days > 0)
                 .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
             rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
+            cooling_after_flat: false,
+            same_run: 0,
             recent_sorted: SortedWindow::default(),
         }
     }
@@ -203,6 +214,10 @@ impl SeriesModel {
         }
         let k = self.recent.len();
         let repeated = k >= 2 && self.recent.iter().skip(k - 2).all(|&x| x == value);
+        self.same_run = match self.recent.back() {
+            Some(&last) if last == value => self.same_run.saturating_add(1),
+            _ => 0,
+        };
         if self.recent.len() == self.level_window {
             if let Some(old) = self.recent.pop_front() {
                 self.recent_sorted.remove(old);
@@ -383,6 +398,20 @@ impl SeriesModel {
         if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;
         }
+        // A run of repeated values is its own failure (a stuck sensor, a
+        // drop-out), unrelated to whatever started the cooldown, unless
+        // the run was already under way at that alert (a jump to a
+        // constant is one incident, not two).
+        let flat_leads = kind == Kind::Deviation && likelihoods[3] > 0.0 && likelihoods[3] >= lik;
+        if t.flat_bypass > 0
+            && flat_leads
+            && !self.cooling_after_flat
+            && self.since_alert >= t.flat_bypass as u64
+            && self.same_run < self.since_alert
+            && score >= cfg.threshold
+        {
+            self.cooldown_left = 0;
+        }
         // A cooldown in records alone would span a day of 5-minute data
         // but twelve days of hourly data: it also ends after
         // `cooldown_minutes` of record time.
@@ -401,6 +430,7 @@ impl SeriesModel {
             self.alert_ts = ts_ms;
             self.since_alert = 0;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
+            self.cooling_after_flat = flat_leads;
         }
         Output {
             score,

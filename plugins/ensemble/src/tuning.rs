@@ -185,6 +185,17 @@ pub struct Tuning {
     /// The rhythm break is silent where the shift statistic's recent part
     /// spans more than this many minutes (0: never).
     pub rhythm_max_span_minutes: f64,
+    /// The repeated-values likelihood may alert during a cooldown that
+    /// another signal (or a range breakout) started, once this many
+    /// records have passed since that alert (0: never). A run of
+    /// identical values in a series that rarely repeats itself is its own
+    /// failure (a stuck sensor, a collection drop-out), unrelated to the
+    /// wobble or breakout that started the cooldown, and as rare as a
+    /// breakout: on the synthetic check three stuck-sensor windows scored
+    /// 1.0 inside such cooldowns. 12 records (an hour of 5-minute data)
+    /// keeps a run that belongs to the first alert's incident from
+    /// alerting twice; 1-60 scored alike (design 0007, session 10 round 2).
+    pub flat_bypass: usize,
 }
 
 impl Default for Tuning {
@@ -229,6 +240,7 @@ impl Default for Tuning {
             rhythm_cap: 4.0,
             rhythm_std_floor: 0.15,
             rhythm_max_span_minutes: 180.0,
+            flat_bypass: 12,
         }
     }
 }

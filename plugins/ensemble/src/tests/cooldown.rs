@@ -140,3 +140,43 @@ fn deviation_scores_are_lowered_on_long_series() {
     }
     assert!(checked > 10, "only {checked} deviation scores compared");
 }
+
+#[test]
+fn a_stuck_sensor_alerts_in_the_cooldown_of_another_signal() {
+    // Day 8: a jump far beyond the seen range (a range breakout alert and
+    // its cooldown), then, two hours later, the sensor freezes at an
+    // ordinary level for three hours, still inside that cooldown.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let spike = 8 * DAY + 60;
+    values[spike] = 40.0;
+    let start = spike + 24;
+    let end = start + 36;
+    let frozen = values[start - 1];
+    values[start..end].iter_mut().for_each(|v| *v = frozen);
+    let with = alerts_of(&Tuning::default(), &values);
+    assert!(
+        with.iter()
+            .any(|(i, o)| *i == spike && o.kind == Kind::RangeBreakout),
+        "{with:?}"
+    );
+    let hit = with
+        .iter()
+        .find(|(i, _)| (start..end).contains(i))
+        .unwrap_or_else(|| panic!("no alert in {start}..{end}: {with:?}"));
+    assert_eq!(hit.1.signal(), "repeated_values", "{:?}", hit.1);
+    // One alert for the run, none elsewhere.
+    assert_eq!(with.len(), 2, "{with:?}");
+    let without = Tuning {
+        flat_bypass: 0,
+        ..Tuning::default()
+    };
+    let hidden = alerts_of(&without, &values);
+    assert!(
+        hidden.iter().any(|(i, _)| *i == spike),
+        "the breakout alerts either way: {hidden:?}"
+    );
+    assert!(
+        !hidden.iter().any(|(i, _)| (start..end).contains(i)),
+        "the cooldown hides the stuck sensor without the bypass: {hidden:?}"
+    );
+}
