@@ -14,12 +14,19 @@ use vigil_storage::store::{ObjectStoreStats, StoreOp};
 
 /// Starts a broker (local WAL, ephemeral ports) with its WAL and caches in
 /// `data_dir` and a `file://` object store at `objects`.
+/// `VIGIL_BENCH_DETECTOR_IDLE` / `VIGIL_BENCH_REPLAY_IDLE` (`true`/`false`)
+/// and `VIGIL_BENCH_DETECTOR_NICE` override how the engine schedules
+/// detector / replay threads, so runs can compare them.
 pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
     std::fs::create_dir_all(objects)
         .with_context(|| format!("cannot create {}", objects.display()))?;
     let mut settings = Settings::embedded(data_dir);
     settings.storage.object_store = Some(format!("file://{}", objects.display()));
     settings.storage.wal = WalKind::Local;
+    let d = &mut settings.detectors;
+    d.detector_idle = crate::common::env_or("VIGIL_BENCH_DETECTOR_IDLE", d.detector_idle)?;
+    d.replay_idle = crate::common::env_or("VIGIL_BENCH_REPLAY_IDLE", d.replay_idle)?;
+    d.detector_nice = crate::common::env_or("VIGIL_BENCH_DETECTOR_NICE", d.detector_nice)?;
     let components = Components::from_settings(&settings).context("broker components")?;
     rt.block_on(vigil_server::server::start(settings, components))
         .context("cannot start the broker")
