@@ -191,6 +191,9 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "rhythm_std_floor" => t.rhythm_std_floor = v,
         "rhythm_max_span_minutes" => t.rhythm_max_span_minutes = v,
         "flat_bypass" => t.flat_bypass = v as usize,
+        "pattern_forget" => t.pattern_forget = v as u32,
+        "pattern_generations" => t.pattern_generations = v as usize,
+        "pattern_forgotten" => t.pattern_forgotten = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -33,6 +33,17 @@ pub struct ContextMemory {
     history: Vec<u8>,
     /// Distinct patterns seen.
     distinct: u32,
+    /// The previous generation's bits when the memory forgets
+    /// ([`ContextMemory::observe_graded`]); empty until the first
+    /// generation ends.
+    #[serde(default)]
+    older: Vec<u64>,
+    /// Patterns observed in the current generation.
+    #[serde(default)]
+    age: u32,
+    /// Every pattern ever seen, when the memory forgets.
+    #[serde(default)]
+    ever: Vec<u64>,
 }
 
 impl Default for ContextMemory {
@@ -41,6 +52,9 @@ impl Default for ContextMemory {
             seen: vec![0; WORDS],
             history: Vec::with_capacity(ORDER),
             distinct: 0,
+            older: Vec::new(),
+            age: 0,
+            ever: Vec::new(),
         }
     }
 }
@@ -65,7 +79,36 @@ impl ContextMemory {
     /// Records the level of the newest value; returns whether the pattern it
     /// completes had never been seen (false until `ORDER` values exist).
     pub fn observe(&mut self, lvl: u8) -> bool {
+        self.observe_graded(lvl, 0, 2, 1.0) > 0.0
+    }
+
+    /// Records the level of the newest value with a memory that forgets;
+    /// returns the pattern's novelty: 1 if it was never seen, `forgotten`
+    /// if it was seen but not in the last `(generations − 1) ×
+    /// generation` to `generations × generation` patterns, else 0
+    /// (`generation` 0: never forget, as [`ContextMemory::observe`]).
+    ///
+    /// `generations` bitsets: when the current one has seen `generation`
+    /// patterns it becomes the newest older one, the oldest drops off and
+    /// a fresh one starts; a further bitset remembers every pattern ever
+    /// seen. Why: with a memory that never forgets, the novelty rate of a
+    /// long series decays for as long as it runs, so the likelihood's
+    /// window learns an ever quieter baseline and the rare corners a
+    /// bursty series visits once in thousands of records look like news.
+    /// A pattern the series made long ago is partly news again, which
+    /// keeps the novelty rate a property of the series; a pattern never
+    /// made stays full news, so a real change of behaviour still stands
+    /// out against that rate (full novelty for forgotten patterns raised
+    /// the noise too much: design 0007, session 10 round 3).
+    pub fn observe_graded(
+        &mut self,
+        lvl: u8,
+        generation: u32,
+        generations: usize,
+        forgotten: f64,
+    ) -> f64 {
         let lvl = lvl.min((LEVELS - 1) as u8);
+        let mut never = true;
         let novel = if self.history.len() == ORDER - 1 {
             let index = self
                 .history
@@ -73,16 +116,48 @@ impl ContextMemory {
                 .chain(std::iter::once(&lvl))
                 .fold(0usize, |acc, &l| acc * LEVELS + l as usize);
             let (word, bit) = (index / 64, index % 64);
-            match self.seen.get_mut(word) {
+            let remembered = self
+                .older
+                .chunks(WORDS)
+                .any(|g| g.get(word).is_some_and(|w| *w & (1 << bit) != 0));
+            if generation > 0 {
+                if self.ever.is_empty() {
+                    self.ever = vec![0; WORDS];
+                }
+                if let Some(w) = self.ever.get_mut(word) {
+                    never = *w & (1 << bit) == 0;
+                    *w |= 1 << bit;
+                }
+            }
+            let novel = match self.seen.get_mut(word) {
                 Some(w) if *w & (1 << bit) == 0 => {
                     *w |= 1 << bit;
-                    self.distinct += 1;
-                    true
+                    if !remembered {
+                        self.distinct += 1;
+                    }
+                    !remembered
                 }
                 _ => false,
+            };
+            if generation > 0 {
+                self.age += 1;
+                if self.age >= generation {
+                    self.age = 0;
+                    let keep = generations.max(2) - 1;
+                    let done = std::mem::replace(&mut self.seen, vec![0; WORDS]);
+                    // Newest older generation first; the oldest drops off.
+                    let mut older = done;
+                    older.extend(self.older.iter().take((keep - 1) * WORDS));
+                    self.older = older;
+                }
+            }
+            match (novel, never) {
+                (true, true) => 1.0,
+                (true, false) => forgotten,
+                _ => 0.0,
             }
         } else {
-            false
+            0.0
         };
         if self.history.len() == ORDER - 1 {
             self.history.remove(0);

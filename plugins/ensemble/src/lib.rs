@@ -6,7 +6,8 @@
 //! * **contextual novelty** — each value is placed on one of 10 levels of
 //!   the range learned during warm-up (plus 3 outside on each side), and a
 //!   pattern of 4 consecutive levels that has never occurred before is
-//!   novel (the idea of CAD OSE and ARTime, on a fixed grid);
+//!   novel (the idea of CAD OSE and ARTime, on a fixed grid), and one not
+//!   seen for 1000-2000 records partly novel;
 //! * **time-of-day novelty** — a level never seen before at this hour of
 //!   the day (UTC, from the record timestamp), as HTM's time-of-day
 //!   encoding gives it;
@@ -98,6 +99,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "10": the movement-pattern memory forgets (an older generation of
+    /// patterns and every pattern ever seen; session 10 round 3);
     /// "9": which signal started the cooldown (repeated values may
     /// alert in another signal's cooldown; session 10 round 2);
     /// "8": the day-aware level shift's slot means and likelihood
@@ -111,7 +114,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "9";
+    const STATE_FORMAT: &'static str = "10";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -237,7 +237,14 @@ impl SeriesModel {
         }
         let (glo, ghi) = self.grid.unwrap_or((lo, hi));
         let lvl = level(value, glo, ghi);
-        let novel = self.context.observe(lvl);
+        let novel_grade = self.context.observe_graded(
+            lvl,
+            t.pattern_forget,
+            t.pattern_generations,
+            t.pattern_forgotten,
+        );
+        // `novel_pattern` in alerts keeps meaning "never seen".
+        let novel = novel_grade >= 1.0;
         // Levels on the grid that still moves during warm-up would fill the
         // time-of-day memory with contexts that mean nothing afterwards.
         let (novel_time_of_day, time_lik) = if self.grid.is_some() {
@@ -247,7 +254,7 @@ impl SeriesModel {
         };
 
         let err_part = (z.abs() / t.error_cap).min(1.0);
-        let novel_part = if novel { 1.0 } else { 0.0 };
+        let novel_part = novel_grade;
         let flat_lik = if t.flat_signal {
             self.flat_likelihood
                 .update(if repeated { 1.0 } else { 0.0 })

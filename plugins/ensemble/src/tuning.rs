@@ -196,6 +196,26 @@ pub struct Tuning {
     /// keeps a run that belongs to the first alert's incident from
     /// alerting twice; 1-60 scored alike (design 0007, session 10 round 2).
     pub flat_bypass: usize,
+    /// Patterns per generation of the movement-pattern memory's
+    /// horizon (`ContextMemory::observe_graded`; 0: never forget). With 2
+    /// generations of 1000, a pattern not seen for 1000-2000 records is
+    /// "forgotten". Why: with a memory that never forgets, the novelty
+    /// rate of a long series decays towards 0, so its likelihood learns an
+    /// ever quieter baseline and the rare corners a bursty series visits
+    /// once in thousands of records look like news late in the series
+    /// (72 of the dev seeds' 77 tweets pattern false positives came after
+    /// record 6000). 1000-1500 (horizon 2000-3000, about the likelihood
+    /// window) kept both splits; design 0007, session 10 round 3.
+    pub pattern_forget: u32,
+    /// Generations of the forgetting pattern memory (at least 2; 4-16
+    /// lost split B with full novelty for forgotten patterns).
+    pub pattern_generations: usize,
+    /// Raw novelty of a forgotten pattern (a never-seen one is 1): a
+    /// pattern the series made long ago is partly news, not as much as
+    /// a new one. At 1 (plain forgetting) the novelty noise rose on long
+    /// series and a real novelty on split B stood out less (B −3.4);
+    /// 0.25-0.35 kept both splits and gained on the dev seeds.
+    pub pattern_forgotten: f64,
 }
 
 impl Default for Tuning {
@@ -241,6 +261,9 @@ impl Default for Tuning {
             rhythm_std_floor: 0.15,
             rhythm_max_span_minutes: 180.0,
             flat_bypass: 12,
+            pattern_forget: 1000,
+            pattern_generations: 2,
+            pattern_forgotten: 0.3,
         }
     }
 }

@@ -149,6 +149,9 @@ fn model_bounds_memory_and_ignores_warmup() {
     // rhythm break's 8 days × 24 slot means and their likelihoods.
     let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300 + 8 * (8 * 288) + 8 * (64 + 20);
     let cap = cap + 8 * 12 * 24 + 2 * 8 * (64 + 20);
+    // The forgetting pattern memory's older generation and its bitset of
+    // every pattern ever seen (1024 words each).
+    let cap = cap + 2 * 10 * 1024;
     assert!(sizes.iter().all(|&s| s < cap), "{sizes:?} vs {cap}");
     assert_eq!(m.records(), 20_000);
 }

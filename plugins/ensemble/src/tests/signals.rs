@@ -195,3 +195,40 @@ fn series_that_often_repeat_themselves_are_not_flagged_for_it() {
         "{alerts:?}"
     );
 }
+
+#[test]
+fn a_pattern_made_long_ago_is_partly_novel_again() {
+    use crate::context::ContextMemory;
+    // The shipped tuning's forgetting memory (session 10 round 3): a rare
+    // shape once, then thousands of ordinary records, then the rare shape
+    // again. A memory that never forgets calls the revisit old (0).
+    let t = Tuning::default();
+    let mut m = ContextMemory::default();
+    let mut observe = |l: u8| {
+        m.observe_graded(
+            l,
+            t.pattern_forget,
+            t.pattern_generations,
+            t.pattern_forgotten,
+        )
+    };
+    let cycle = [3u8, 4, 5, 6, 5, 4];
+    let rare = [12u8, 12, 12, 12];
+    (0..60).for_each(|i| {
+        observe(cycle[i % cycle.len()]);
+    });
+    assert_eq!(rare.iter().map(|&l| observe(l)).last(), Some(1.0));
+    let horizon = t.pattern_forget as usize * t.pattern_generations;
+    (0..horizon + 60).for_each(|i| {
+        observe(cycle[i % cycle.len()]);
+    });
+    let revisit = rare.iter().map(|&l| observe(l)).last();
+    assert_eq!(revisit, Some(t.pattern_forgotten), "a forgotten pattern");
+    assert!(t.pattern_forgotten > 0.0 && t.pattern_forgotten < 1.0);
+    assert_eq!(observe(12), 0.0, "seen just now");
+    assert_eq!(
+        [1u8, 1, 1, 1].iter().map(|&l| observe(l)).last(),
+        Some(1.0),
+        "never seen"
+    );
+}
