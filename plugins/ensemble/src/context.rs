@@ -174,6 +174,43 @@ impl ContextMemory {
 
 /// Milliseconds per day.
 pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// The running mean of the values in one (epoch day, slot of the day)
+/// cell at a time, as the daily-rhythm profiles keep them: the cell's mean
+/// is handed over when the first value of another cell arrives.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SlotMean {
+    current: Option<(i64, usize)>,
+    sum: f64,
+    count: u32,
+}
+
+impl SlotMean {
+    /// The (epoch day, slot) of `ts_ms` in a day cut into `slots` slots.
+    pub(crate) fn cell(ts_ms: i64, slots: usize) -> (i64, usize) {
+        let slots = slots.max(1);
+        let slot_ms = (DAY_MS / slots as i64).max(1);
+        let slot = ((ts_ms.rem_euclid(DAY_MS) / slot_ms) as usize).min(slots - 1);
+        (ts_ms.div_euclid(DAY_MS), slot)
+    }
+
+    /// Adds `value` to `cell`; when that starts a new cell, returns the
+    /// previous cell and its mean.
+    pub(crate) fn add(&mut self, cell: (i64, usize), value: f64) -> Option<((i64, usize), f64)> {
+        let closed = match self.current {
+            Some(c) if c != cell && self.count > 0 => Some((c, self.sum / f64::from(self.count))),
+            _ => None,
+        };
+        if self.current != Some(cell) {
+            self.current = Some(cell);
+            self.sum = 0.0;
+            self.count = 0;
+        }
+        self.sum += value;
+        self.count = self.count.saturating_add(1);
+        closed
+    }
+}
 /// Grid levels per time-of-day level: the time-of-day context uses half the
 /// grid's resolution (5 levels over the learned range), so ordinary
 /// day-to-day variation at a given hour does not keep looking new.

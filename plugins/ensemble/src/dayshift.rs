@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::context::DAY_MS;
+use crate::context::{SlotMean, DAY_MS};
 
 /// What the day-aware statistics take from the shift statistic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,10 +47,8 @@ pub struct DayShift {
     /// (epoch day, mean of each slot; NaN where the slot had no record),
     /// oldest first.
     rows: VecDeque<(i64, Vec<f64>)>,
-    /// The (epoch day, slot) being accumulated.
-    current: Option<(i64, usize)>,
-    sum: f64,
-    count: u32,
+    /// The slot being accumulated.
+    current: SlotMean,
     /// Created with the first statistic: a history of zeros before it
     /// would make the first ordinary values look new.
     likelihood: Option<AnomalyLikelihood>,
@@ -63,9 +61,7 @@ impl DayShift {
             slots: slots.clamp(1, 288),
             days: days.clamp(1, 31),
             rows: VecDeque::new(),
-            current: None,
-            sum: 0.0,
-            count: 0,
+            current: SlotMean::default(),
             likelihood: None,
         }
     }
@@ -76,35 +72,22 @@ impl DayShift {
 
     /// Adds `value` at `ts_ms` to the slot means.
     pub fn observe(&mut self, ts_ms: i64, value: f64) {
-        let day = ts_ms.div_euclid(DAY_MS);
-        let slot = ((ts_ms.rem_euclid(DAY_MS) / self.slot_ms()) as usize).min(self.slots - 1);
-        match self.current {
-            Some(c) if c == (day, slot) => {}
-            Some((d, s)) => {
-                if self.count > 0 {
-                    let mean = self.sum / f64::from(self.count);
-                    if self.rows.back().map(|r| r.0) != Some(d) {
-                        self.rows.push_back((d, vec![f64::NAN; self.slots]));
-                    }
-                    if let Some(cell) = self.rows.back_mut().and_then(|r| r.1.get_mut(s)) {
-                        *cell = mean;
-                    }
-                }
-                while self
-                    .rows
-                    .front()
-                    .is_some_and(|r| r.0 < day - self.days as i64)
-                {
-                    self.rows.pop_front();
-                }
-                self.current = Some((day, slot));
-                self.sum = 0.0;
-                self.count = 0;
+        let (day, slot) = SlotMean::cell(ts_ms, self.slots);
+        if let Some(((d, s), mean)) = self.current.add((day, slot), value) {
+            if self.rows.back().map(|r| r.0) != Some(d) {
+                self.rows.push_back((d, vec![f64::NAN; self.slots]));
             }
-            None => self.current = Some((day, slot)),
+            if let Some(cell) = self.rows.back_mut().and_then(|r| r.1.get_mut(s)) {
+                *cell = mean;
+            }
+            while self
+                .rows
+                .front()
+                .is_some_and(|r| r.0 < day - self.days as i64)
+            {
+                self.rows.pop_front();
+            }
         }
-        self.sum += value;
-        self.count = self.count.saturating_add(1);
     }
 
     /// The smallest distance of `recent` (the median of the records of

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::context::DAY_MS;
+use crate::context::{SlotMean, DAY_MS};
 use crate::model::{next_mae, sigma_of, Tuning};
 
 /// Most days of history per slot (the median is taken on the stack).
@@ -141,10 +141,8 @@ pub struct DailyProfile {
     /// For each (kind of day, slot): the means of that slot on the last
     /// `days` days of that kind, oldest first.
     history: Vec<Vec<f64>>,
-    /// The (epoch day, slot) being accumulated; `None` before the first value.
-    current: Option<(i64, usize)>,
-    sum: f64,
-    count: u32,
+    /// The slot being accumulated.
+    current: SlotMean,
 }
 
 impl DailyProfile {
@@ -156,9 +154,7 @@ impl DailyProfile {
             days: days.clamp(1, MAX_DAYS),
             weekend_split,
             history: vec![Vec::new(); 2 * slots],
-            current: None,
-            sum: 0.0,
-            count: 0,
+            current: SlotMean::default(),
         }
     }
 
@@ -202,34 +198,20 @@ impl DailyProfile {
     /// previous days of the same kind) once at least `min_days` such days
     /// were seen.
     pub fn observe(&mut self, ts_ms: i64, value: f64, min_days: usize) -> Option<f64> {
-        let day = ts_ms.div_euclid(DAY_MS);
         let slot_ms = (DAY_MS / self.slots as i64).max(1);
-        let slot = ((ts_ms.rem_euclid(DAY_MS) / slot_ms) as usize).min(self.slots - 1);
-        match self.current {
-            Some(c) if c == (day, slot) => {}
-            Some((d, s)) => {
-                let (before, after) = self.kinds(d * DAY_MS + s as i64 * slot_ms);
-                // A slot of uncertain kind would teach one profile the
-                // other's rhythm (a Friday evening rush into the weekend's).
-                let cell = usize::from(before) * self.slots + s;
-                if let (true, Some(h)) = (
-                    self.count > 0 && before == after,
-                    self.history.get_mut(cell),
-                ) {
-                    let mean = self.sum / f64::from(self.count);
-                    if h.len() >= self.days {
-                        h.remove(0);
-                    }
-                    h.push(mean);
+        let (day, slot) = SlotMean::cell(ts_ms, self.slots);
+        if let Some(((d, s), mean)) = self.current.add((day, slot), value) {
+            let (before, after) = self.kinds(d * DAY_MS + s as i64 * slot_ms);
+            // A slot of uncertain kind would teach one profile the
+            // other's rhythm (a Friday evening rush into the weekend's).
+            let cell = usize::from(before) * self.slots + s;
+            if let (true, Some(h)) = (before == after, self.history.get_mut(cell)) {
+                if h.len() >= self.days {
+                    h.remove(0);
                 }
-                self.current = Some((day, slot));
-                self.sum = 0.0;
-                self.count = 0;
+                h.push(mean);
             }
-            None => self.current = Some((day, slot)),
         }
-        self.sum += value;
-        self.count = self.count.saturating_add(1);
         let (before, after) = self.kinds(day * DAY_MS + slot as i64 * slot_ms);
         let r1 = value - self.usual(before, slot, min_days)?;
         if before == after {
