@@ -8,13 +8,13 @@
 //! section 3). At most one thread per core runs modules; more deployments
 //! queue for them.
 //!
-//! Niceness alone does not keep a woken request thread from waiting: the
-//! scheduler lets a running thread finish its time slice (milliseconds)
-//! whatever its niceness. Threads in Linux's `SCHED_IDLE` class are
-//! preempted the moment a normal thread wakes, and a core running only them
-//! counts as idle when a woken thread is placed, so replay threads (bulk
-//! background work) run in that class by default (design 0020, "Replay
-//! below the request path").
+//! Niceness shares CPU time; it does not guarantee that a woken request
+//! thread runs before a busy low-priority one (the replay bench saw the
+//! request path's run-queue waits double during a nice-19 replay).
+//! Threads in Linux's `SCHED_IDLE` class are preempted as soon as a normal
+//! thread wakes, and a core running only them counts as idle when a woken
+//! thread is placed, so replay threads (bulk background work) run in that
+//! class by default (design 0020, "Replay below the request path").
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
