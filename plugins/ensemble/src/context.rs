@@ -175,6 +175,16 @@ impl ContextMemory {
 /// Milliseconds per day.
 pub(crate) const DAY_MS: i64 = 86_400_000;
 
+/// Whether the UTC times 12 hours before and after `ts_ms` fall on a
+/// weekend. The series' time zone is unknown: where the two differ
+/// (Monday 00:00-07:00 UTC is Sunday evening in the Americas) the time may
+/// be either kind of day locally.
+pub(crate) fn day_kinds(ts_ms: i64) -> (bool, bool) {
+    // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
+    let weekend = |t: i64| (t.div_euclid(DAY_MS) + 3).rem_euclid(7) >= 5;
+    (weekend(ts_ms - DAY_MS / 2), weekend(ts_ms + DAY_MS / 2))
+}
+
 /// The running mean of the values in one (epoch day, slot of the day)
 /// cell at a time, as the daily-rhythm profiles keep them: the cell's mean
 /// is handed over when the first value of another cell arrives.

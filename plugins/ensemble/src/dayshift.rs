@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::context::{SlotMean, DAY_MS};
+use crate::context::{day_kinds, SlotMean, DAY_MS};
 
 /// What the day-aware statistics take from the shift statistic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -95,26 +95,7 @@ impl DayShift {
     /// touches, on any day whose slot is at least half a day old; `None`
     /// before there is such a slot.
     pub fn nearest(&self, ts_ms: i64, span_ms: i64, recent: f64) -> Option<f64> {
-        let slot_ms = self.slot_ms();
-        let span = span_ms.clamp(0, DAY_MS - slot_ms);
-        let mut best: Option<f64> = None;
-        let mut t = ts_ms - span;
-        loop {
-            let slot = ((t.rem_euclid(DAY_MS) / slot_ms) as usize).min(self.slots - 1);
-            for (d, means) in &self.rows {
-                let start = d * DAY_MS + slot as i64 * slot_ms;
-                let mean = means.get(slot).copied().unwrap_or(f64::NAN);
-                if start <= ts_ms - DAY_MS / 2 && mean.is_finite() {
-                    let dist = (recent - mean).abs();
-                    best = Some(best.map_or(dist, |b: f64| b.min(dist)));
-                }
-            }
-            if t >= ts_ms {
-                break;
-            }
-            t = (t + slot_ms).min(ts_ms);
-        }
-        best
+        self.nearest_where(ts_ms, span_ms, recent, |_| true).0
     }
 
     /// Like [`DayShift::nearest`], but only slots of previous days of the
@@ -129,25 +110,36 @@ impl DayShift {
         recent: f64,
         min_days: usize,
     ) -> Option<f64> {
-        let kinds = |t: i64| (weekend(t - DAY_MS / 2), weekend(t + DAY_MS / 2));
-        let now = kinds(ts_ms);
+        let now = day_kinds(ts_ms);
+        let (best, seen) = self.nearest_where(ts_ms, span_ms, recent, |start| {
+            let (k, k2) = day_kinds(start);
+            k == k2 && (k == now.0 || k == now.1)
+        });
+        best.filter(|_| seen.count_ones() as usize >= min_days.max(1))
+    }
+
+    /// The smallest distance of `recent` from the mean of a slot the last
+    /// `span_ms` touch, on a day whose slot is at least half a day old and
+    /// whose start `accept`s; with the rows (at most `days` + 2 ≤ 33) that
+    /// held a candidate, as bits.
+    fn nearest_where(
+        &self,
+        ts_ms: i64,
+        span_ms: i64,
+        recent: f64,
+        accept: impl Fn(i64) -> bool,
+    ) -> (Option<f64>, u64) {
         let slot_ms = self.slot_ms();
         let span = span_ms.clamp(0, DAY_MS - slot_ms);
         let mut best: Option<f64> = None;
-        // Rows (at most `days` + 2 ≤ 33) that held a candidate.
         let mut seen: u64 = 0;
         let mut t = ts_ms - span;
         loop {
-            let slot = ((t.rem_euclid(DAY_MS) / slot_ms) as usize).min(self.slots - 1);
+            let slot = SlotMean::cell(t, self.slots).1;
             for (i, (d, means)) in self.rows.iter().enumerate() {
                 let start = d * DAY_MS + slot as i64 * slot_ms;
                 let mean = means.get(slot).copied().unwrap_or(f64::NAN);
-                let (k, k2) = kinds(start);
-                if start <= ts_ms - DAY_MS / 2
-                    && mean.is_finite()
-                    && k == k2
-                    && (k == now.0 || k == now.1)
-                {
+                if start <= ts_ms - DAY_MS / 2 && mean.is_finite() && accept(start) {
                     let dist = (recent - mean).abs();
                     best = Some(best.map_or(dist, |b: f64| b.min(dist)));
                     seen |= 1 << i.min(63);
@@ -158,7 +150,7 @@ impl DayShift {
             }
             t = (t + slot_ms).min(ts_ms);
         }
-        best.filter(|_| seen.count_ones() as usize >= min_days.max(1))
+        (best, seen)
     }
 
     /// Adds `value` at `ts_ms`; the day-aware shift's raw surprise: the
@@ -215,12 +207,6 @@ impl DayShift {
             .get_or_insert_with(make)
             .update(raw.unwrap_or(0.0))
     }
-}
-
-/// Whether `ts_ms` falls on a weekend (UTC).
-fn weekend(ts_ms: i64) -> bool {
-    // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
-    (ts_ms.div_euclid(DAY_MS) + 3).rem_euclid(7) >= 5
 }
 
 #[cfg(test)]

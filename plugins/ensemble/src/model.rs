@@ -510,15 +510,7 @@ impl SeriesModel {
     fn cap_shift_window_in_time(&mut self, cfg: &Config, t: &Tuning, ts_ms: i64) {
         let step_minutes =
             ts_ms.saturating_sub(self.first_ts) as f64 / 60_000.0 / STEP_PROBE as f64;
-        if step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT {
-            return;
-        }
-        let records = (t.shift_short_minutes / step_minutes).ceil();
-        let short = if records >= cfg.short_window as f64 {
-            cfg.short_window
-        } else {
-            (records as usize).max(MIN_SHIFT_SHORT)
-        };
+        let short = shift_short_records(cfg, t, step_minutes);
         if short != cfg.short_window {
             self.shift_likelihood = shift_like_likelihood(cfg, short, t.shift_std_floor);
             // The scale likelihood averages over the same time; it has

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::context::{SlotMean, DAY_MS};
+use crate::context::{day_kinds, SlotMean, DAY_MS};
 use crate::model::{next_mae, sigma_of, Tuning};
 
 /// Most days of history per slot (the median is taken on the stack).
@@ -158,20 +158,18 @@ impl DailyProfile {
         }
     }
 
-    /// Whether `ts_ms` falls on a weekend (UTC), when weekends are told apart.
-    fn weekend(&self, ts_ms: i64) -> bool {
-        // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
-        self.weekend_split && (ts_ms.div_euclid(DAY_MS) + 3).rem_euclid(7) >= 5
-    }
-
     /// The kinds of day a slot starting at `start_ms` may belong to. The
     /// series' time zone is unknown: a slot whose UTC time is a weekday
     /// 12 hours earlier and a weekend 12 hours later (or the reverse) may
     /// be either locally (Monday 00:00-07:00 UTC is Sunday evening in the
     /// Americas), so both kinds are asked and the closer one counts.
+    /// Both `false` when weekends are not told apart.
     fn kinds(&self, start_ms: i64) -> (bool, bool) {
-        let half = DAY_MS / 2;
-        (self.weekend(start_ms - half), self.weekend(start_ms + half))
+        if self.weekend_split {
+            day_kinds(start_ms)
+        } else {
+            (false, false)
+        }
     }
 
     /// The median of the slot's means on previous days of one kind, once
