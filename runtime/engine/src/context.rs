@@ -7,11 +7,11 @@ use std::sync::Arc;
 use object_store::ObjectStore;
 use vigil_storage::{Log, Partition, StorageError, Topic, TopicConfig};
 
-use super::pool::DetectorPool;
 use super::settings::EngineSettings;
 use super::spec::{DeploymentSpec, SpecError, StartPosition};
 use super::store::DeploymentStore;
 use super::DetectorError;
+use vigil_storage::pool::ThreadPool;
 
 /// An input partition with its topic.
 pub(crate) type InputPartition = (Arc<Topic>, Arc<Partition>);
@@ -25,11 +25,11 @@ pub(crate) struct Context {
     pub(crate) records: Arc<dyn DeploymentStore>,
     pub(crate) settings: EngineSettings,
     /// Live and shadow deployments' threads.
-    pub(crate) pool: Arc<DetectorPool>,
+    pub(crate) pool: Arc<ThreadPool>,
     /// Replays' threads: fewer than the cores and at a lower priority than
     /// live deployments, so a replay can neither take every core from the
     /// request path nor delay live alerts much.
-    pub(crate) replay_pool: Arc<DetectorPool>,
+    pub(crate) replay_pool: Arc<ThreadPool>,
 }
 
 impl Context {
@@ -40,13 +40,13 @@ impl Context {
         records: Arc<dyn DeploymentStore>,
         settings: EngineSettings,
     ) -> Result<Self, DetectorError> {
-        let pool = DetectorPool::new(
+        let pool = ThreadPool::new(
             "vigil-detector",
             settings.live_threads(),
             settings.detector_priority(),
         )
         .map_err(|e| DetectorError::Internal(format!("cannot start detector threads: {e}")))?;
-        let replay_pool = DetectorPool::new(
+        let replay_pool = ThreadPool::new(
             "vigil-replay",
             settings.replay_pool_threads(),
             settings.replay_priority(),

@@ -22,7 +22,6 @@ mod error;
 mod follow;
 pub mod logs;
 pub mod output;
-pub mod pool;
 mod rate;
 pub mod registry;
 pub mod replay;

@@ -82,7 +82,7 @@ pub(crate) struct Runner {
     /// Where the checkpoint is committed.
     pub records: Arc<dyn DeploymentStore>,
     pub deployment: Arc<Deployment>,
-    pub pool: Arc<super::pool::DetectorPool>,
+    pub pool: Arc<vigil_storage::pool::ThreadPool>,
     pub topic: String,
     pub input: Arc<Partition>,
     pub alerts: Arc<Partition>,

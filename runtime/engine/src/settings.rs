@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pool::Priority;
+use vigil_storage::pool::Priority;
 
 /// Detector engine settings. Every field has a default; unknown fields are
 /// refused so a misspelled setting does not go unnoticed.

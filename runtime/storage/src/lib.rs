@@ -32,6 +32,7 @@ pub mod manifest;
 pub mod partition;
 pub mod parts;
 pub mod paths;
+pub mod pool;
 pub mod producer;
 pub mod read;
 pub mod retention;

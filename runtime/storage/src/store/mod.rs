@@ -3,11 +3,14 @@
 //! - [`object_store_from_url`] opens the store the broker is configured with.
 //! - [`InstrumentedStore`] counts requests, bytes and latency for the metrics
 //!   endpoint.
+//! - [`LocalStore`] is the `file://` store: it writes large objects on a
+//!   low-priority thread with stepped writeback, away from the WAL's fsyncs.
 //! - [`FaultyStore`] injects failures, latency and hangs; it exists for tests
 //!   and recovery drills only.
 
 pub mod faulty;
 pub mod instrumented;
+pub mod local;
 mod metrics;
 
 #[cfg(test)]
@@ -15,13 +18,14 @@ mod faulty_tests;
 #[cfg(test)]
 mod instrumented_tests;
 #[cfg(test)]
+mod local_tests;
+#[cfg(test)]
 mod options_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
@@ -48,6 +52,7 @@ pub(crate) async fn list_all(
 
 pub use faulty::{FaultControl, FaultCounts, FaultKind, FaultyStore, InjectedFault};
 pub use instrumented::{InstrumentedStore, ObjectStoreMetrics, ObjectStoreStats, Outcome, StoreOp};
+pub use local::LocalStore;
 
 /// Timeouts and retries of the object store client. They apply to `s3://`
 /// stores (the local and in-memory ones make no network calls). Defaults are
@@ -134,14 +139,7 @@ pub fn object_store_from_url_with(
                 .to_file_path()
                 .map_err(|_| invalid("not an absolute file path".into()))?;
             std::fs::create_dir_all(&path).map_err(|e| invalid(format!("cannot create: {e}")))?;
-            let fs = LocalFileSystem::new_with_prefix(&path)
-                .map_err(|e| invalid(e.to_string()))?
-                .with_automatic_cleanup(true)
-                // The WAL is deleted once its data is in objects and the
-                // manifest, so those must survive a power loss, not only a
-                // process crash.
-                .with_fsync(true);
-            Ok(Arc::new(fs))
+            Ok(Arc::new(LocalStore::new(&path)?))
         }
         "s3" => {
             let bucket = parsed

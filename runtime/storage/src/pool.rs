@@ -1,12 +1,12 @@
-//! The threads detector modules run on.
+//! Threads for background work that must yield to the request path.
 //!
-//! Not tokio's blocking pool: detectors are CPU-bound, and on a small box
-//! they compete with the threads that answer produce and fetch. These
-//! threads run at a lower scheduling priority (nice +10), so when the CPU is
-//! contended the broker's own request path wins and detectors absorb the
-//! delay (measured with `cargo bench -p vigil-benches --bench detectors`,
-//! section 3). At most one thread per core runs modules; more deployments
-//! queue for them.
+//! Not tokio's blocking pool: the work here (detector calls, replays, the
+//! local object store's writes) is bulk, and on a small box it competes with
+//! the threads that answer produce and fetch. These threads run at a lower
+//! scheduling priority, so when the CPU is contended the broker's own request
+//! path wins and the background work absorbs the delay (measured with
+//! `cargo bench -p vigil-benches --bench detectors`, section 3, and the
+//! broker bench's upload rows).
 //!
 //! Niceness shares CPU time; it does not guarantee that a woken request
 //! thread runs before a busy low-priority one (the replay bench saw the
@@ -23,17 +23,22 @@ use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A job could not run: the pool is gone or the job panicked.
+/// A job could not run: the pool is gone or the job panicked. Retrying
+/// cannot help: the pool stops only when its owner shuts down.
 #[derive(Debug, thiserror::Error)]
-#[error("detector thread pool: {0}")]
-pub struct PoolError(String);
+#[error("thread pool {pool}: {why}")]
+pub struct PoolError {
+    pool: String,
+    why: &'static str,
+}
 
-/// Low-priority threads for detector calls.
-pub struct DetectorPool {
+/// Low-priority threads that run jobs and hand their results back.
+pub struct ThreadPool {
+    name: String,
     tx: Mutex<mpsc::Sender<Job>>,
 }
 
-impl DetectorPool {
+impl ThreadPool {
     /// Starts `threads` threads named `<name>-<i>` at `priority` (Linux;
     /// elsewhere the priority is left alone).
     pub fn new(name: &str, threads: usize, priority: Priority) -> Result<Self, std::io::Error> {
@@ -59,7 +64,10 @@ impl DetectorPool {
                     }
                 })?;
         }
-        Ok(DetectorPool { tx: Mutex::new(tx) })
+        Ok(ThreadPool {
+            name: name.to_string(),
+            tx: Mutex::new(tx),
+        })
     }
 
     /// Runs `f` on a pool thread and waits for its result.
@@ -69,19 +77,23 @@ impl DetectorPool {
     ) -> Result<T, PoolError> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
-            // A panic in host code must not take the thread (and every
-            // queued deployment) with it; the caller gets an error instead.
+            // A panic in a job must not take the thread (and every queued
+            // job) with it; the caller gets an error instead.
             let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
         });
+        let error = |why| PoolError {
+            pool: self.name.clone(),
+            why,
+        };
         self.tx
             .lock()
-            .map_err(|_| PoolError("poisoned".into()))?
+            .map_err(|_| error("poisoned"))?
             .send(job)
-            .map_err(|_| PoolError("stopped".into()))?;
+            .map_err(|_| error("stopped"))?;
         match rx.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => Err(PoolError("a detector call panicked in the host".into())),
-            Err(_) => Err(PoolError("stopped".into())),
+            Ok(Err(_)) => Err(error("a job panicked")),
+            Err(_) => Err(error("stopped")),
         }
     }
 }
@@ -108,7 +120,7 @@ fn lower_priority(p: Priority) {
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, p.nice)
     };
     if rc != 0 {
-        tracing::debug!(nice = p.nice, error = %std::io::Error::last_os_error(), "cannot lower detector thread priority");
+        tracing::debug!(nice = p.nice, error = %std::io::Error::last_os_error(), "cannot lower a background thread's priority");
     }
     if p.idle {
         let param = libc::sched_param { sched_priority: 0 };
@@ -132,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs_and_survives_panics() {
-        let pool = DetectorPool::new(
+        let pool = ThreadPool::new(
             "test-detector",
             2,
             Priority {
@@ -160,7 +172,7 @@ mod tests {
                 libc::getpriority(libc::PRIO_PROCESS, 0),
             )
         };
-        let idle = DetectorPool::new(
+        let idle = ThreadPool::new(
             "test-idle",
             1,
             Priority {
@@ -170,7 +182,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(idle.run(sched).await.unwrap(), (libc::SCHED_IDLE, 19));
-        let normal = DetectorPool::new(
+        let normal = ThreadPool::new(
             "test-nice",
             1,
             Priority {
