@@ -15,7 +15,7 @@ fn payload(len: usize) -> (PutPayload, Vec<u8>) {
     let all: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
     let chunks = all
         .chunks(300_001)
-        .map(|c| Bytes::copy_from_slice(c))
+        .map(Bytes::copy_from_slice)
         .collect::<PutPayload>();
     (chunks, all)
 }
