@@ -22,6 +22,7 @@ pub mod dataobj;
 pub mod epochs;
 pub mod error;
 pub mod fence;
+mod gentle;
 pub mod keycompact;
 pub mod kv;
 pub mod kvkeys;

@@ -94,16 +94,24 @@ impl Dir {
 
     /// Deletes sealed segment files with ids ≤ `through`, oldest first: a
     /// crash part-way leaves a suffix of the WAL, never an older segment
-    /// whose key/value entries would replay over newer ones.
+    /// whose key/value entries would replay over newer ones. Each is renamed
+    /// out of the WAL before it is shrunk and removed (`gentle`), so a crash
+    /// never leaves a shortened segment to replay either; names left by such
+    /// a crash are removed here too.
     pub(super) fn delete_through(&self, through: Option<u64>) -> Result<usize> {
         let Some(through) = through else {
             return Ok(0);
         };
+        let remove = |d: &Path| crate::gentle::remove_file(d).map_err(|e| io_err(d, e));
+        for d in leftover_deletions(&self.dir)? {
+            remove(&d)?;
+        }
         let mut n = 0;
         for id in segment_ids(&self.dir)? {
             if id <= through {
-                let p = segment_path(&self.dir, id);
-                std::fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                let (p, d) = (segment_path(&self.dir, id), deleting_path(&self.dir, id));
+                std::fs::rename(&p, &d).map_err(|e| io_err(&p, e))?;
+                remove(&d)?;
                 n += 1;
             }
         }
@@ -343,6 +351,28 @@ fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
 
 pub(super) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal"))
+}
+
+/// Where a segment goes while it is being deleted (never replayed).
+fn deleting_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.wal.deleting"))
+}
+
+/// Segments a crash left half-deleted.
+fn leftover_deletions(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| io_err(dir, e))?;
+        if ent
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".wal.deleting"))
+        {
+            out.push(ent.path());
+        }
+    }
+    Ok(out)
 }
 
 /// Ids of the segment files in `dir`, oldest first (`read_dir` has no
