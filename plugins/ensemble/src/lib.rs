@@ -42,7 +42,9 @@
 //!   0.3 per tenfold records past 4000 (at most 0.2) so that a long series
 //!   does not collect more chance alerts than a short one;
 //! * **range breakout** — a value beyond the seen range by
-//!   `range_tolerance` of that range scores 1.
+//!   `range_tolerance` of that range scores 1, once the run of such
+//!   values adds up to 0.125 of the range beyond it (one value that far
+//!   at once; smaller ones must persist).
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
 //! `threshold`, then the series stays quiet for `cooldown` records or
@@ -70,6 +72,7 @@
 //! {"field": "cpu", "key": "record_key", "threshold": 0.5}
 //! ```
 
+pub mod breakout;
 pub mod config;
 pub mod context;
 pub mod dayshift;
@@ -99,6 +102,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "11": the run of values beyond the range (breakouts must add up;
+    /// session 11);
     /// "10": the movement-pattern memory forgets (an older generation of
     /// patterns and every pattern ever seen; session 10 round 3);
     /// "9": which signal started the cooldown (repeated values may
@@ -114,7 +119,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "10";
+    const STATE_FORMAT: &'static str = "11";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

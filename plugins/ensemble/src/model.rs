@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
+use crate::breakout::{range_breakout, BeyondRun};
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
@@ -110,6 +111,10 @@ pub struct SeriesModel {
     /// belongs to that alert's incident).
     #[serde(default)]
     same_run: u64,
+    /// The run of values beyond the range seen before it
+    /// (`Tuning::breakout_area`).
+    #[serde(default)]
+    beyond_run: Option<BeyondRun>,
     /// `recent`, sorted (derived, not state: skipped by snapshots and
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
@@ -140,6 +145,7 @@ impl SeriesModel {
             time_of_day_likelihood: None,
             cooldown_left: 0,
             cooling_after_breakout: false,
+            beyond_run: None,
             flat_likelihood: new_likelihood(
                 cfg,
                 &Tuning {
@@ -371,10 +377,9 @@ impl SeriesModel {
                 kind = Kind::Deviation;
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
-                let span = self.max - self.min;
-                let tol = span * cfg.range_tolerance;
-                excess = (value - self.max).max(self.min - value) / span;
-                if value > self.max + tol || value < self.min - tol {
+                let range = (self.min, self.max);
+                let (tol, area) = (cfg.range_tolerance, t.breakout_area);
+                if range_breakout(&mut self.beyond_run, value, range, tol, area, &mut excess) {
                     score = 1.0;
                     kind = Kind::RangeBreakout;
                 }

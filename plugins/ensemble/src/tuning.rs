@@ -216,6 +216,16 @@ pub struct Tuning {
     /// series and a real novelty on split B stood out less (B −3.4);
     /// 0.25-0.35 kept both splits and gained on the dev seeds.
     pub pattern_forgotten: f64,
+    /// A run of values beyond the range seen before it is a range
+    /// breakout once their distances beyond that range, in units of its
+    /// span, add up to this (0: the first value beyond `range_tolerance`
+    /// is one; `breakout::added_up`). One value 0.125 out counts at once,
+    /// smaller ones must persist: a single over-dispersed count a few
+    /// percent beyond a young range is chance, an anomaly goes far or
+    /// stays. 0.1-0.15 kept both local splits and gained on the synthetic
+    /// check at every timestamp shift; 0.175-0.3 lose single-value AWS
+    /// spikes (design 0007, session 11).
+    pub breakout_area: f64,
 }
 
 impl Default for Tuning {
@@ -264,6 +274,7 @@ impl Default for Tuning {
             pattern_forget: 1000,
             pattern_generations: 2,
             pattern_forgotten: 0.3,
+            breakout_area: 0.125,
         }
     }
 }

@@ -50,10 +50,13 @@ fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
             .map(|(i, o)| (i, o.kind))
             .collect()
     };
+    // The ramp's first value is 0.08 of the range beyond it, short of
+    // `breakout_area`: the ramp's breakout is its second record.
+    let first = ramp + 1;
     let with = got(&Tuning::default(), &values);
     assert_eq!(
         with,
-        vec![(ramp, Kind::RangeBreakout), (second, Kind::RangeBreakout)],
+        vec![(first, Kind::RangeBreakout), (second, Kind::RangeBreakout)],
         "one alert for the ramp, one for the second breakout"
     );
     let without = got(
@@ -63,12 +66,12 @@ fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
         },
         &values,
     );
-    assert_eq!(without, vec![(ramp, Kind::RangeBreakout)]);
+    assert_eq!(without, vec![(first, Kind::RangeBreakout)]);
     // A second breakout only just beyond the range (less than
     // `rearm_tolerance` tolerances) does not re-arm.
     values[second] = 22.3;
     let small = got(&Tuning::default(), &values);
-    assert_eq!(small, vec![(ramp, Kind::RangeBreakout)], "{small:?}");
+    assert_eq!(small, vec![(first, Kind::RangeBreakout)], "{small:?}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! The model's signals: time-of-day context, level shift, repeated values.
+//! The model's signals: time-of-day context, level shift, repeated values,
+//! range breakouts that must add up.
 
 use super::*;
 
@@ -231,4 +232,57 @@ fn a_pattern_made_long_ago_is_partly_novel_again() {
         Some(1.0),
         "never seen"
     );
+}
+
+#[test]
+fn a_breakout_must_add_up_a_single_small_one_is_chance() {
+    // A noisy level between 8 and 12. Day 6: one value 8 % of the span
+    // beyond the seen range (past the 5 % tolerance), then back. Day 7:
+    // the same distance beyond, but for 30 records. Day 9: one value half
+    // the span beyond.
+    let mut values: Vec<f64> = (0..10 * DAY).map(|i| 10.0 + 4.0 * noise(i)).collect();
+    let beyond = |values: &[f64], end: usize, by: f64| {
+        let seen = &values[..end];
+        let hi = seen.iter().copied().fold(f64::MIN, f64::max);
+        let lo = seen.iter().copied().fold(f64::MAX, f64::min);
+        hi + by * (hi - lo)
+    };
+    let (single, run, far) = (6 * DAY, 7 * DAY + 50, 9 * DAY);
+    values[single] = beyond(&values, single, 0.08);
+    let level = beyond(&values, run, 0.08);
+    values[run..run + 30].iter_mut().for_each(|v| *v = level);
+    values[far] = beyond(&values, far, 0.5);
+    let breakout_at = |alerts: &[(usize, crate::model::Output)], at: usize| {
+        alerts
+            .iter()
+            .any(|(i, o)| *i == at && o.kind == Kind::RangeBreakout)
+    };
+
+    let with = alerts_of(&Tuning::default(), &values);
+    let at = |alerts: &[(usize, crate::model::Output)]| {
+        alerts.iter().map(|(i, _)| *i).collect::<Vec<_>>()
+    };
+    assert!(
+        !with.iter().any(|(i, _)| *i == single),
+        "a single small step beyond the range alerted: {:?}",
+        at(&with)
+    );
+    assert!(
+        breakout_at(&with, run + 1),
+        "a persisting one did not: {:?}",
+        at(&with)
+    );
+    assert!(
+        breakout_at(&with, far),
+        "a far one did not: {:?}",
+        at(&with)
+    );
+
+    // Without the rule the single small step is a breakout.
+    let plain = Tuning {
+        breakout_area: 0.0,
+        ..Tuning::default()
+    };
+    let without = alerts_of(&plain, &values);
+    assert!(breakout_at(&without, single), "{:?}", at(&without));
 }
