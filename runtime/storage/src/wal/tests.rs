@@ -133,10 +133,10 @@ async fn a_torn_local_tail_is_truncated_and_earlier_entries_kept() {
     assert_eq!(std::fs::metadata(&seg).expect("segment").len(), before);
 }
 
-#[tokio::test]
-async fn deleting_sealed_segments_keeps_the_active_one() {
-    let env = Env::new();
-    let (_, wal) = env.open(WalMode::Local, 1, None).await;
+/// A local WAL at `epoch` with `x` in a sealed segment and `y` in the
+/// active one.
+async fn sealed_and_active(env: &Env, epoch: u64) -> (Wal, Sealed) {
+    let (_, wal) = env.open(WalMode::Local, epoch, None).await;
     append_and_wait(&wal, kv("x", Some("1")))
         .await
         .expect("durable");
@@ -144,6 +144,13 @@ async fn deleting_sealed_segments_keeps_the_active_one() {
     append_and_wait(&wal, kv("y", Some("2")))
         .await
         .expect("durable");
+    (wal, sealed)
+}
+
+#[tokio::test]
+async fn deleting_sealed_segments_keeps_the_active_one() {
+    let env = Env::new();
+    let (wal, sealed) = sealed_and_active(&env, 1).await;
     assert_eq!(
         wal.delete_through(sealed.sealed_through)
             .await
@@ -160,14 +167,7 @@ async fn deleting_sealed_segments_keeps_the_active_one() {
 #[tokio::test]
 async fn a_segment_half_deleted_by_a_crash_is_not_replayed_and_goes_next_time() {
     let env = Env::new();
-    let (_, wal) = env.open(WalMode::Local, 1, None).await;
-    append_and_wait(&wal, kv("x", Some("old")))
-        .await
-        .expect("durable");
-    let sealed = wal.roll().await.expect("roll");
-    append_and_wait(&wal, kv("y", Some("2")))
-        .await
-        .expect("durable");
+    let (wal, sealed) = sealed_and_active(&env, 1).await;
     wal.close().await;
     let id = sealed.sealed_through.expect("a sealed segment");
     let seg = local::segment_path(env.dir.path(), id);
