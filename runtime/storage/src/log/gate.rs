@@ -182,38 +182,56 @@ impl Log {
         max_bytes: usize,
     ) -> Result<FetchedBatches> {
         let hw = p.high_watermark();
-        if offset < hw {
-            return self.read(p, offset, max_bytes).await;
-        }
         if !p.is_serving() {
             return Err(p.not_leader("it was handed over"));
         }
-        let st = p.state.lock();
-        if offset > st.next_offset {
-            return Err(StorageError::OffsetOutOfRange {
-                topic: p.topic.clone(),
-                partition: p.index,
-                offset,
-                start: st.log_start_offset,
-                end: st.next_offset,
-            });
+        match read_cached(p, offset, max_bytes, hw) {
+            Some(read) => read,
+            None => self.read(p, offset, max_bytes).await,
         }
-        // The cache holds every batch at or above the uploaded end, which
-        // never passes the high watermark: all of the tail is in it.
-        let mut out = BytesMut::new();
-        for b in st.cached_from(offset) {
-            if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
-                break;
-            }
-            out.extend_from_slice(&b.bytes);
-        }
-        Ok(FetchedBatches {
-            records: out.freeze(),
-            high_watermark: hw,
-            log_start_offset: st.log_start_offset,
-            from_object_store: false,
-        })
     }
+}
+
+/// The read [`Log::read_unacked`] serves from the cache, or `None` where
+/// `offset` is below the watermark and no longer cached (a plain read
+/// serves it). Below the watermark, too, the cache is used when it holds
+/// `offset`: a plain read would stop at the watermark, and a gated runner
+/// just behind it would count itself behind and drop its gate.
+fn read_cached(
+    p: &Partition,
+    offset: i64,
+    max_bytes: usize,
+    hw: i64,
+) -> Option<Result<FetchedBatches>> {
+    let st = p.state.lock();
+    let cached = st.cache.front().is_some_and(|b| b.header.base_offset <= offset);
+    if offset < hw && !cached {
+        return None;
+    }
+    if offset > st.next_offset {
+        return Some(Err(StorageError::OffsetOutOfRange {
+            topic: p.topic.clone(),
+            partition: p.index,
+            offset,
+            start: st.log_start_offset,
+            end: st.next_offset,
+        }));
+    }
+    // The cache holds every batch at or above the uploaded end, which
+    // never passes the high watermark: all of the tail is in it.
+    let mut out = BytesMut::new();
+    for b in st.cached_from(offset) {
+        if !out.is_empty() && out.len() + b.bytes.len() > max_bytes {
+            break;
+        }
+        out.extend_from_slice(&b.bytes);
+    }
+    Some(Ok(FetchedBatches {
+        records: out.freeze(),
+        high_watermark: hw,
+        log_start_offset: st.log_start_offset,
+        from_object_store: false,
+    }))
 }
 
 /// An append whose offsets are assigned; await [`PendingAppend::wait`] for
