@@ -204,7 +204,10 @@ fn read_cached(
     hw: i64,
 ) -> Option<Result<FetchedBatches>> {
     let st = p.state.lock();
-    let cached = st.cache.front().is_some_and(|b| b.header.base_offset <= offset);
+    let cached = st
+        .cache
+        .front()
+        .is_some_and(|b| b.header.base_offset <= offset);
     if offset < hw && !cached {
         return None;
     }
