@@ -69,13 +69,14 @@ def wait_port(port: int, what: str, timeout: float = 30) -> None:
 
 class Node:
     """One vigil process. `etcd` None: a single broker without a
-    coordinator, with `wal` (None: vigil's default WAL)."""
+    coordinator, with `wal` (None: vigil's default WAL). `cpu`: pinned to
+    that core with `taskset`; `tag`: its directory is `work/<tag><id>`."""
 
     def __init__(self, work: Path, node_id: int, etcd: str | None, objects: Path,
-                 wal: str | None = "object"):
+                 wal: str | None = "object", cpu: int | None = None, tag: str = "node"):
         self.id = node_id
         self.port, self.admin = free_port(), free_port()
-        self.dir = work / f"node{node_id}"
+        self.dir = work / f"{tag}{node_id}"
         self.dir.mkdir()
         self.argv = [VIGIL, "serve", "--listen", f"127.0.0.1:{self.port}",
                      "--advertised-listener", f"127.0.0.1:{self.port}",
@@ -86,6 +87,9 @@ class Node:
                           "--session-ttl-ms", str(TTL_MS)]
         if wal is not None:
             self.argv += ["--wal", wal]
+        if cpu is not None:
+            # taskset execs the broker: the pid stays the broker's.
+            self.argv = ["taskset", "-c", str(cpu)] + self.argv
         self.log = open(self.dir / "vigil.log", "wb")
         self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=self.log)
         wait_port(self.port, f"vigil node {node_id}")

@@ -153,6 +153,13 @@ def test_detectors_follow_partitions_with_exactly_once_alerts(tmp_path, etcd, se
         assert st["state"] != "failed", st
         dl.check(f"(last: {st})")
         time.sleep(0.2)
+    # Each partition counts once, also on a broker whose own runners of
+    # the replay stopped when they completed.
+    for i in (1, 3, 4):
+        st_i = admin_of(b[i]).expect(200, "GET", f"/v1/replays/{rid}")
+        listed = sorted(p["partition"] for p in st_i["partitions"])
+        assert listed == list(range(PARTITIONS)), f"broker {i} lists partitions {listed}"
+        assert st_i["records_total"] == PARTITIONS * PER_PARTITION, st_i
     replayed = read_topic(live, st["output"], timeout=60)
     assert sorted(x.source for x in replayed) == sorted(x.source for x in ref)
     for i in (1, 3, 4):

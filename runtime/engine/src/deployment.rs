@@ -2,6 +2,7 @@
 //! schema), the view of it the supervisor publishes for status reads, and
 //! what is persisted for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -171,7 +172,7 @@ impl View {
     pub(crate) fn status(&self) -> DeploymentStatus {
         let now = Instant::now();
         let wall = chrono::Utc::now().timestamp_millis();
-        let partitions = self
+        let mut partitions: Vec<PartitionStatus> = self
             .partitions
             .iter()
             .map(|s| {
@@ -181,8 +182,24 @@ impl View {
                 out.event_age_ms = s.newest_timestamp.map(|t| (wall - t).max(0));
                 out
             })
-            .chain(self.remote.iter().cloned())
             .collect();
+        // Runners that stopped here (completed, paused, moved away) keep
+        // their last status while the cluster's checkpoints list the same
+        // partitions: each partition is listed once, as far as the
+        // furthest of the two got (a tie keeps this broker's, which has
+        // the rates).
+        let here: HashMap<(String, i32), usize> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ((l.topic.clone(), l.partition), i))
+            .collect();
+        for r in self.remote.iter() {
+            match here.get(&(r.topic.clone(), r.partition)) {
+                Some(&i) if r.offset > partitions[i].offset => partitions[i] = r.clone(),
+                Some(_) => {}
+                None => partitions.push(r.clone()),
+            }
+        }
         let spec = self.spec();
         DeploymentStatus {
             name: self.name.clone(),
@@ -214,4 +231,45 @@ pub(crate) fn version_statuses(cp: &Checkpoint) -> Vec<VersionStatus> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(p: i32, offset: i64) -> PartitionStatus {
+        PartitionStatus {
+            topic: "in".to_string(),
+            partition: p,
+            offset,
+            committed_offset: offset,
+            ..Default::default()
+        }
+    }
+
+    fn local(p: i32, offset: i64) -> LiveStatus {
+        Arc::new(parking_lot::Mutex::new(LivePartition {
+            status: partition(p, offset),
+            ..Default::default()
+        }))
+    }
+
+    /// A broker whose runners stopped (a replay that completed here, a
+    /// pause) keeps their last statuses, while the cluster's checkpoints
+    /// list the same partitions as run elsewhere: each must count once, or
+    /// a replay's `records_total` is more than its topic holds.
+    #[test]
+    fn a_partition_shown_here_and_by_the_cluster_is_listed_once() {
+        let mut v = View::unloaded("replay-x", None, 0, "test".to_string());
+        v.partitions = vec![local(0, 10), local(1, 5)];
+        // Partition 1 moved on after this broker stopped running it.
+        v.remote = Arc::new(vec![partition(0, 10), partition(1, 8), partition(2, 7)]);
+        let s = v.status();
+        let got: Vec<(i32, i64)> = s
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.offset))
+            .collect();
+        assert_eq!(got, vec![(0, 10), (1, 8), (2, 7)]);
+    }
 }
