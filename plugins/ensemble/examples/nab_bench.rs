@@ -195,6 +195,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "pattern_generations" => t.pattern_generations = v as usize,
         "pattern_forgotten" => t.pattern_forgotten = v,
         "breakout_area" => t.breakout_area = v,
+        "deviation_rearm" => t.deviation_rearm = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

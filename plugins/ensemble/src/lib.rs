@@ -50,8 +50,10 @@
 //! `threshold`, then the series stays quiet for `cooldown` records or
 //! `cooldown_minutes` of record time, whichever ends first (except for a
 //! range breakout after a softer alert, or one well beyond the range 60
-//! records after a breakout alert, and for repeated values 12 records
-//! after an alert on any other signal). Alerts carry the expected
+//! records after a breakout alert, for repeated values 12 records
+//! after an alert on any other signal, and for a deviation scoring 0.925
+//! 60 records after any alert once the score has been below the
+//! threshold since). Alerts carry the expected
 //! value and usual range, z, which contexts were new, the kind and the
 //! `signal` that made the score. Config
 //! fields (all optional): `field` ("value"), `key` ("none": per partition;
@@ -102,6 +104,9 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "12": whether the score fell below the threshold since the last
+    /// alert (a much stronger deviation may alert in a cooldown; session
+    /// 12);
     /// "11": the run of values beyond the range (breakouts must add up;
     /// session 11);
     /// "10": the movement-pattern memory forgets (an older generation of
@@ -119,7 +124,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "11";
+    const STATE_FORMAT: &'static str = "12";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -115,6 +115,10 @@ pub struct SeriesModel {
     /// (`Tuning::breakout_area`).
     #[serde(default)]
     beyond_run: Option<BeyondRun>,
+    /// A score below the threshold came after `breakout_rearm` records
+    /// since the last alert (`Tuning::deviation_rearm`).
+    #[serde(default)]
+    calm_since_alert: bool,
     /// `recent`, sorted (derived, not state: skipped by snapshots and
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
@@ -146,6 +150,7 @@ impl SeriesModel {
             cooldown_left: 0,
             cooling_after_breakout: false,
             beyond_run: None,
+            calm_since_alert: false,
             flat_likelihood: new_likelihood(
                 cfg,
                 &Tuning {
@@ -424,6 +429,23 @@ impl SeriesModel {
         {
             self.cooldown_left = 0;
         }
+        // A deviation far stronger than chance once the score fell below the
+        // threshold after the alert is a second incident (or the alert was
+        // chance), which the cooldown would hide; one still high since that
+        // alert is the same incident (design 0007, session 12).
+        let rearm_after = self.since_alert >= t.breakout_rearm as u64;
+        if t.deviation_rearm > 0.0
+            && t.breakout_rearm > 0
+            && kind == Kind::Deviation
+            && rearm_after
+            && self.calm_since_alert
+            && score >= t.deviation_rearm.max(cfg.threshold)
+        {
+            self.cooldown_left = 0;
+        }
+        if rearm_after && score < cfg.threshold {
+            self.calm_since_alert = true;
+        }
         // A cooldown in records alone would span a day of 5-minute data
         // but twelve days of hourly data: it also ends after
         // `cooldown_minutes` of record time.
@@ -443,6 +465,7 @@ impl SeriesModel {
             self.since_alert = 0;
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
             self.cooling_after_flat = flat_leads;
+            self.calm_since_alert = false;
         }
         Output {
             score,
@@ -563,17 +586,6 @@ fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikel
         cfg.likelihood_window.min(cfg.warmup.max(10)),
         floor,
     )
-}
-
-impl From<&Tuning> for ScaleSettings {
-    fn from(t: &Tuning) -> Self {
-        ScaleSettings {
-            cap: t.scale_cap,
-            recent_minutes: t.scale_recent_minutes,
-            ref_factor: t.scale_ref_factor,
-            min_recent: t.shift_recent,
-        }
-    }
 }
 
 /// The anomaly likelihood every surprise goes through: learning for the

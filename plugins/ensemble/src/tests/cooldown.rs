@@ -32,6 +32,44 @@ fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
 }
 
 #[test]
+fn a_much_stronger_deviation_later_is_not_hidden_by_a_cooldown() {
+    // Day 8: a change of movement inside the range (a wobble between 7
+    // and 13) alerts and starts a day-long cooldown. 150 records later,
+    // inside that cooldown, the series jumps back and forth across its
+    // whole range for 40 records: a second incident, far stronger.
+    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
+    let change = 8 * DAY + 10;
+    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
+    }
+    let second = change + 150;
+    for (k, v) in values[second..second + 40].iter_mut().enumerate() {
+        *v = if k % 2 == 0 { 5.2 } else { 14.8 };
+    }
+    let got = |t: &Tuning| -> Vec<(usize, Kind, f64)> {
+        alerts_of(t, &values)
+            .into_iter()
+            .filter(|(i, _)| *i >= change)
+            .map(|(i, o)| (i, o.kind, o.score))
+            .collect()
+    };
+    let with = got(&Tuning::default());
+    assert_eq!(with.len(), 2, "{with:?}");
+    assert!(with[0].0 < change + 50, "{with:?}");
+    let (at, kind, score) = with[1];
+    assert!((second..second + 40).contains(&at), "{with:?}");
+    assert_eq!(kind, Kind::Deviation);
+    assert!(score >= Tuning::default().deviation_rearm, "{with:?}");
+    // Without the rule the cooldown hides it.
+    let without = got(&Tuning {
+        deviation_rearm: 0.0,
+        ..Tuning::default()
+    });
+    assert_eq!(without.len(), 1, "{without:?}");
+    assert_eq!(without[0].0, with[0].0);
+}
+
+#[test]
 fn a_second_larger_breakout_rearms_a_breakout_cooldown() {
     // Day 8: a ramp out of the range (a new extreme on each of 20
     // records: one continuing anomaly), back to normal, then 100 records
