@@ -163,7 +163,8 @@ def run(work: Path, etcd: str, objects: Path, module: str, label: str, cpus: lis
     tag = f"run{n}-"
     nodes = [Node(work, i + 1, etcd, objects, cpu=c, tag=tag) for i, c in enumerate(cpus)]
     try:
-        wait_led_by(nodes[0], {x.id for x in nodes})
+        led = wait_led_by(nodes[0], {x.id for x in nodes})
+        split = "/".join(str(sum(1 for v in led.values() if v == x.id)) for x in nodes)
         before = [cpu_seconds(x) for x in nodes]
         body = json.dumps({"id": f"bench-{n}", "module": module, "topic": TOPIC, "config": CONFIG,
                            "value_schema": {"amount": "float64"}, "from": "earliest"}).encode()
@@ -180,7 +181,7 @@ def run(work: Path, etcd: str, objects: Path, module: str, label: str, cpus: lis
                              f"{RECORDS} records: {st}")
         cpu = sum(cpu_seconds(x) - b for x, b in zip(nodes, before))
         return {"label": label, "brokers": len(cpus), "cores": len(set(cpus)), "wall": wall,
-                "rps": RECORDS / wall, "cpu_per_m": cpu / (RECORDS / 1e6), "alerts": st["alerts"]}
+                "rps": RECORDS / wall, "cpu_per_m": cpu / (RECORDS / 1e6), "alerts": st["alerts"], "split": split}
     finally:
         stop(nodes)
 
@@ -216,7 +217,7 @@ def main() -> None:
                     row = run(work, endpoint, objects, module, label, cpus, n)
                     rows[label].append(row)
                     print(f"round {r + 1}: {label}: {row['wall']:.1f} s, {row['rps']:.0f} rows/s, "
-                          f"{row['cpu_per_m']:.2f} CPU s per M rows", flush=True)
+                          f"{row['cpu_per_m']:.2f} CPU s per M rows, partitions {row['split']}", flush=True)
         finally:
             etcd.kill()
             etcd.wait()

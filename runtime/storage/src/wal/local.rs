@@ -103,11 +103,12 @@ impl Dir {
             return Ok(0);
         };
         let remove = |d: &Path| crate::gentle::remove_file(d).map_err(|e| io_err(d, e));
-        for d in leftover_deletions(&self.dir)? {
-            remove(&d)?;
+        let listing = list(&self.dir)?;
+        for d in &listing.deleting {
+            remove(d)?;
         }
         let mut n = 0;
-        for id in segment_ids(&self.dir)? {
+        for id in listing.ids {
             if id <= through {
                 let (p, d) = (segment_path(&self.dir, id), deleting_path(&self.dir, id));
                 std::fs::rename(&p, &d).map_err(|e| io_err(&p, e))?;
@@ -358,41 +359,38 @@ fn deleting_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.wal.deleting"))
 }
 
-/// Segments a crash left half-deleted.
-fn leftover_deletions(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
-    let mut out = Vec::new();
-    for ent in rd {
-        let ent = ent.map_err(|e| io_err(dir, e))?;
-        if ent
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with(".wal.deleting"))
-        {
-            out.push(ent.path());
-        }
-    }
-    Ok(out)
+/// What a WAL directory holds: segment ids, oldest first (`read_dir` has
+/// no order), and segments a crash left half-deleted.
+struct Listing {
+    ids: Vec<u64>,
+    deleting: Vec<PathBuf>,
 }
 
-/// Ids of the segment files in `dir`, oldest first (`read_dir` has no
-/// order).
-pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+fn list(dir: &Path) -> Result<Listing> {
     let rd = std::fs::read_dir(dir).map_err(|e| io_err(dir, e))?;
-    let mut ids = Vec::new();
+    let mut out = Listing {
+        ids: Vec::new(),
+        deleting: Vec::new(),
+    };
     for ent in rd {
         let ent = ent.map_err(|e| io_err(dir, e))?;
         let name = ent.file_name();
-        if let Some(id) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".wal"))
-            .and_then(|n| n.parse().ok())
-        {
-            ids.push(id);
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        if name.ends_with(".wal.deleting") {
+            out.deleting.push(ent.path());
+        } else if let Some(id) = name.strip_suffix(".wal").and_then(|n| n.parse().ok()) {
+            out.ids.push(id);
         }
     }
-    ids.sort_unstable();
-    Ok(ids)
+    out.ids.sort_unstable();
+    Ok(out)
+}
+
+/// Ids of the segment files in `dir`, oldest first.
+pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
+    Ok(list(dir)?.ids)
 }
 
 fn create_segment(dir: &Path, id: u64) -> Result<File> {
