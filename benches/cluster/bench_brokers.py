@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_takeover import PARTITIONS, Node, leaders, p99, start_etcd  # noqa: E402
+from bench_takeover import PARTITIONS, Node, leaders, p99, start_etcd, stop_nodes  # noqa: E402
 
 TOPIC = "bench"
 RECORDS = int(os.environ.get("VIGIL_BENCH_RECORDS", "40000"))
@@ -132,14 +130,7 @@ def run(label: str, brokers: int, coordinated: bool, wal: str | None) -> dict:
             p50, p99_ms = latency(boot)
             return {"label": label, "rps": rps, "mbps": mbps, "p50": p50, "p99": p99_ms}
         finally:
-            for n in nodes:
-                n.proc.send_signal(signal.SIGTERM)
-            for n in nodes:
-                try:
-                    n.proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    n.proc.kill()
-                    n.proc.wait()
+            stop_nodes(nodes)
             if etcd is not None:
                 etcd.kill()
                 etcd.wait()

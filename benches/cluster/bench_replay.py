@@ -40,9 +40,7 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,7 +51,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_takeover import PARTITIONS, ROOT, Node, leaders, start_etcd  # noqa: E402
+from bench_takeover import PARTITIONS, ROOT, Node, leaders, start_etcd, stop_nodes  # noqa: E402
 
 TOPIC = "bench"
 RECORDS = int(os.environ.get("VIGIL_BENCH_RECORDS", "4000000"))
@@ -66,17 +64,6 @@ OUTLIER_PCT = 1.0
 TICKS = os.sysconf("SC_CLK_TCK")
 # A replay of the default fill takes seconds to a minute; this is a hang.
 RUN_LIMIT_S = 900
-
-
-def stop(nodes: list[Node]) -> None:
-    for n in nodes:
-        n.proc.send_signal(signal.SIGTERM)
-    for n in nodes:
-        try:
-            n.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            n.proc.kill()
-            n.proc.wait()
 
 
 def cpu_seconds(node: Node) -> float:
@@ -155,7 +142,7 @@ def fill(work: Path, etcd: str, objects: Path) -> tuple[float, str]:
         meta = api(nodes[0], "POST", "/v1/modules", MODULE.read_bytes(), "application/wasm")
         return RECORDS / took, meta["hash"]
     finally:
-        stop(nodes)
+        stop_nodes(nodes)
 
 
 def run(work: Path, etcd: str, objects: Path, module: str, label: str, cpus: list[int], n: int) -> dict:
@@ -183,7 +170,7 @@ def run(work: Path, etcd: str, objects: Path, module: str, label: str, cpus: lis
         return {"label": label, "brokers": len(cpus), "cores": len(set(cpus)), "wall": wall,
                 "rps": RECORDS / wall, "cpu_per_m": cpu / (RECORDS / 1e6), "alerts": st["alerts"], "split": split}
     finally:
-        stop(nodes)
+        stop_nodes(nodes)
 
 
 SETUPS = [

@@ -110,6 +110,19 @@ class Node:
         return total
 
 
+def stop_nodes(nodes: list[Node]) -> None:
+    """SIGTERM to every running node, then waits for each (SIGKILL after 60 s)."""
+    for n in nodes:
+        if n.proc.poll() is None:
+            n.proc.send_signal(signal.SIGTERM)
+    for n in nodes:
+        try:
+            n.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            n.proc.kill()
+            n.proc.wait()
+
+
 def leaders(node: Node) -> dict[int, int]:
     st = json.loads(node.get("/v1/cluster"))
     return {p["partition"]: p["leader"] for p in st["partitions"] if p["topic"] == TOPIC}
@@ -226,14 +239,7 @@ def run(fill: int, work: Path, etcd: str) -> dict:
     takeover_gets = sum(n.store_gets() for n in alive) - gets0
     take = gaps(ping.acks, killed_at, lost)
     ping.close()
-    for n in nodes.values():
-        if n.proc.poll() is None:
-            n.proc.send_signal(signal.SIGTERM)
-    for n in nodes.values():
-        try:
-            n.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            n.proc.kill()
+    stop_nodes(list(nodes.values()))
     return {
         "fill": fill, "steady_p99": p99(steady) * 1000, "move_gap": move_gap,
         "move_p99": p99(during_move) * 1000, "move_gets": move_gets,
