@@ -2,15 +2,22 @@
 
 use super::*;
 
-#[test]
-fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
-    // A change of movement inside the range alerts (deviation) and starts a
-    // cooldown; 100 records later the value leaves the range.
+/// Ten days of the sine with a change of movement inside its range on day
+/// 8 (50 records wobbling between 7 and 13), and where it starts.
+fn wobble_on_day_8() -> (Vec<f64>, usize) {
     let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
     let change = 8 * DAY + 10;
     for (k, v) in values[change..change + 50].iter_mut().enumerate() {
         *v = if k % 2 == 0 { 7.0 } else { 13.0 };
     }
+    (values, change)
+}
+
+#[test]
+fn range_breakout_is_not_hidden_by_a_deviation_cooldown() {
+    // A change of movement inside the range alerts (deviation) and starts a
+    // cooldown; 100 records later the value leaves the range.
+    let (mut values, change) = wobble_on_day_8();
     let breakout = change + 150;
     values[breakout] = 40.0;
     let got = |t: &Tuning| -> Vec<(usize, Kind)> {
@@ -37,11 +44,7 @@ fn a_much_stronger_deviation_later_is_not_hidden_by_a_cooldown() {
     // and 13) alerts and starts a day-long cooldown. 150 records later,
     // inside that cooldown, the series jumps back and forth across its
     // whole range for 40 records: a second incident, far stronger.
-    let mut values: Vec<f64> = (0..10 * DAY).map(sine).collect();
-    let change = 8 * DAY + 10;
-    for (k, v) in values[change..change + 50].iter_mut().enumerate() {
-        *v = if k % 2 == 0 { 7.0 } else { 13.0 };
-    }
+    let (mut values, change) = wobble_on_day_8();
     let second = change + 150;
     for (k, v) in values[second..second + 40].iter_mut().enumerate() {
         *v = if k % 2 == 0 { 5.2 } else { 14.8 };
