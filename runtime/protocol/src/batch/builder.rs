@@ -18,9 +18,9 @@ struct Rec {
 /// Builds a magic-v2 batch the way a producer would (offsets from 0, the
 /// broker assigns real ones on append).
 ///
-/// Uncompressed batches are encoded here, keeping repeated header names
-/// (Kafka allows them; kafka-protocol's `Record` keeps headers in a map and
-/// would drop all but the last). Compressed batches go through
+/// Uncompressed and LZ4 batches are encoded here, keeping repeated header
+/// names (Kafka allows them; kafka-protocol's `Record` keeps headers in a
+/// map and would drop all but the last). Other codecs go through
 /// kafka-protocol's encoder, where repeated header names collapse.
 #[derive(Debug, Clone)]
 pub struct BatchBuilder {
@@ -79,8 +79,14 @@ impl BatchBuilder {
 
     /// Encodes the batch.
     pub fn build(self) -> Result<Bytes, BatchError> {
-        if matches!(self.codec, Codec::None) && !self.records.is_empty() {
-            return encode_plain(&self.records, self.producer);
+        match self.codec {
+            Codec::None if !self.records.is_empty() => {
+                return encode_own(&self.records, self.producer, Own::Plain)
+            }
+            Codec::Lz4 if !self.records.is_empty() => {
+                return encode_own(&self.records, self.producer, Own::Lz4)
+            }
+            _ => {}
         }
         let (producer_id, producer_epoch, base_sequence) = self.producer;
         let records: Vec<kafka_protocol::records::Record> = self
@@ -143,7 +149,17 @@ fn put_bytes(buf: &mut BytesMut, b: Option<&[u8]>) {
     }
 }
 
-fn encode_plain(records: &[Rec], producer: (i64, i16, i32)) -> Result<Bytes, BatchError> {
+/// Codecs encoded here rather than by kafka-protocol.
+#[derive(Clone, Copy)]
+enum Own {
+    Plain,
+    /// LZ4 frames in the fast mode with independent blocks (what Kafka's
+    /// clients read). kafka-protocol writes level 4, LZ4's high-compression
+    /// mode, several times slower for the broker's small alert batches.
+    Lz4,
+}
+
+fn encode_own(records: &[Rec], producer: (i64, i16, i32), codec: Own) -> Result<Bytes, BatchError> {
     let base_ts = records.first().map_or(0, |r| r.timestamp);
     let max_ts = records.iter().map(|r| r.timestamp).max().unwrap_or(base_ts);
     let mut body = BytesMut::new();
@@ -165,7 +181,24 @@ fn encode_plain(records: &[Rec], producer: (i64, i16, i32)) -> Result<Bytes, Bat
     }
     let count = i32::try_from(records.len())
         .map_err(|_| BatchError::Inconsistent("too many records for one batch".into()))?;
-    frame(0, count, (base_ts, max_ts), producer, &body)
+    match codec {
+        Own::Plain => frame(0, count, (base_ts, max_ts), producer, &body),
+        Own::Lz4 => frame(3, count, (base_ts, max_ts), producer, &lz4_fast(&body)?),
+    }
+}
+
+fn lz4_fast(body: &[u8]) -> Result<Vec<u8>, BatchError> {
+    use std::io::Write as _;
+    let failed = |e: std::io::Error| BatchError::Inconsistent(format!("cannot compress lz4: {e}"));
+    let mut e = lz4::EncoderBuilder::new()
+        .level(0)
+        .block_mode(lz4::BlockMode::Independent)
+        .build(Vec::with_capacity(body.len() / 2 + 64))
+        .map_err(failed)?;
+    e.write_all(body).map_err(failed)?;
+    let (out, r) = e.finish();
+    r.map_err(failed)?;
+    Ok(out)
 }
 
 /// Frames an already encoded (and possibly compressed) records section as a
