@@ -10,7 +10,13 @@ const MIB: usize = 1 << 20;
 
 /// The uncompressed records section of `n` small records.
 fn plain_records(n: i64) -> (i32, Bytes) {
-    let mut b = BatchBuilder::new(Codec::None);
+    let batch = small_records(Codec::None, n).build().expect("encodes");
+    (n as i32, batch.slice(HEADER_LEN..))
+}
+
+/// `n` small records with a repeated header name, to be built with `codec`.
+fn small_records(codec: Codec, n: i64) -> BatchBuilder {
+    let mut b = BatchBuilder::new(codec);
     for i in 0..n {
         b = b.record_with_headers(
             1_700_000_000_000 + i,
@@ -19,8 +25,7 @@ fn plain_records(n: i64) -> (i32, Bytes) {
             vec![("h".into(), Some(Bytes::from("x"))), ("h".into(), None)],
         );
     }
-    let batch = b.build().expect("encodes");
-    (n as i32, batch.slice(HEADER_LEN..))
+    b
 }
 
 fn compress(codec: Compression, data: &[u8]) -> Vec<u8> {
@@ -187,16 +192,7 @@ fn zstd_window_log_covers_the_cap() {
 #[test]
 fn lz4_batches_keep_every_record_byte_and_use_the_fast_mode() {
     let (count, plain) = plain_records(50);
-    let mut b = BatchBuilder::new(Codec::Lz4);
-    for i in 0..50i64 {
-        b = b.record_with_headers(
-            1_700_000_000_000 + i,
-            Some(Bytes::from(format!("k{i}"))),
-            Some(Bytes::from(format!("{{\"v\":{i}}}"))),
-            vec![("h".into(), Some(Bytes::from("x"))), ("h".into(), None)],
-        );
-    }
-    let batch = b.build().expect("encodes");
+    let batch = small_records(Codec::Lz4, 50).build().expect("encodes");
     let h = BatchHeader::parse(&batch).expect("header");
     assert_eq!(h.compression(), Compression::Lz4);
     assert_eq!(h.records_count, count);
