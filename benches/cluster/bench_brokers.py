@@ -35,23 +35,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_takeover import PARTITIONS, Node, leaders, p99, start_etcd, stop_nodes  # noqa: E402
+from bench_takeover import PARTITIONS, Node, p99, start_etcd, stop_nodes, wait_balanced  # noqa: E402
 
 TOPIC = "bench"
 RECORDS = int(os.environ.get("VIGIL_BENCH_RECORDS", "40000"))
 RATE = int(os.environ.get("VIGIL_BENCH_RATE", "2000"))
 PACED_S = float(os.environ.get("VIGIL_BENCH_PACED_S", "5"))
 VALUE = b"v" * 1000
-
-
-def wait_spread(node: Node, ids: set[int], timeout: float = 60) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        ls = leaders(node)
-        if len(ls) == PARTITIONS and set(ls.values()) == ids:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"leaders not spread over {ids}: {leaders(node)}")
 
 
 def producer(boot: str) -> Producer:
@@ -123,7 +113,7 @@ def run(label: str, brokers: int, coordinated: bool, wal: str | None) -> dict:
             admin = AdminClient({"bootstrap.servers": boot})
             admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
             if coordinated:
-                wait_spread(nodes[0], {n.id for n in nodes})
+                wait_balanced(nodes[0], {n.id for n in nodes})
             else:
                 time.sleep(1)  # no cluster view to wait on; the topic is created synchronously
             rps, mbps = throughput(boot)

@@ -51,7 +51,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_takeover import PARTITIONS, ROOT, Node, leaders, start_etcd, stop_nodes  # noqa: E402
+from bench_takeover import PARTITIONS, ROOT, Node, start_etcd, stop_nodes, wait_balanced  # noqa: E402
 
 TOPIC = "bench"
 RECORDS = int(os.environ.get("VIGIL_BENCH_RECORDS", "4000000"))
@@ -87,20 +87,6 @@ def api(node: Node, method: str, path: str, body: bytes | None = None, ctype: st
         return json.loads(r.read())
 
 
-def wait_led_by(node: Node, ids: set[int], timeout: float = 60) -> dict[int, int]:
-    """Until every partition of the topic is led by one of `ids`, and each of them leads some."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            ls = leaders(node)
-        except OSError:
-            ls = {}
-        if len(ls) == PARTITIONS and set(ls.values()) == ids:
-            return ls
-        time.sleep(0.2)
-    raise SystemExit(f"leaders not spread over {ids}: {leaders(node)}")
-
-
 def fill(work: Path, etcd: str, objects: Path) -> tuple[float, str]:
     """Fills the topic; (records/s produced, the zscore module's hash)."""
     nodes = [Node(work, i, etcd, objects, tag="fill") for i in (1, 2)]
@@ -108,7 +94,7 @@ def fill(work: Path, etcd: str, objects: Path) -> tuple[float, str]:
         boot = ",".join(n.bootstrap for n in nodes)
         admin = AdminClient({"bootstrap.servers": boot})
         admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(30)
-        wait_led_by(nodes[0], {1, 2})
+        wait_balanced(nodes[0], {1, 2})
         p = Producer({"bootstrap.servers": boot, "acks": "all", "linger.ms": 5,
                       "batch.num.messages": 10000, "batch.size": 1000000,
                       "queue.buffering.max.messages": 500000, "message.timeout.ms": 300000})
@@ -150,7 +136,7 @@ def run(work: Path, etcd: str, objects: Path, module: str, label: str, cpus: lis
     tag = f"run{n}-"
     nodes = [Node(work, i + 1, etcd, objects, cpu=c, tag=tag) for i, c in enumerate(cpus)]
     try:
-        led = wait_led_by(nodes[0], {x.id for x in nodes})
+        led = wait_balanced(nodes[0], {x.id for x in nodes})
         split = "/".join(str(sum(1 for v in led.values() if v == x.id)) for x in nodes)
         before = [cpu_seconds(x) for x in nodes]
         body = json.dumps({"id": f"bench-{n}", "module": module, "topic": TOPIC, "config": CONFIG,

@@ -129,9 +129,15 @@ def leaders(node: Node) -> dict[int, int]:
 
 
 def wait_balanced(node: Node, nodes: set[int], timeout: float = 60) -> dict[int, int]:
+    """Until every partition of the topic is led by one of `nodes` and each
+    of them leads some; the leaders. A node's admin API may open just after
+    its Kafka port: not answering yet counts as not spread yet."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        ls = leaders(node)
+        try:
+            ls = leaders(node)
+        except OSError:
+            ls = {}
         if len(ls) == PARTITIONS and set(ls.values()) == nodes:
             return ls
         time.sleep(0.2)
