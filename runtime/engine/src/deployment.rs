@@ -81,7 +81,8 @@ pub(crate) struct View {
     pub(crate) finished_ms: Option<i64>,
     /// See [`Stored::swap_rebuild`].
     pub(crate) swap_rebuild: Option<i64>,
-    /// Partitions other brokers of a cluster run, as last committed.
+    /// In a cluster, every partition as last committed (status prefers
+    /// this broker's live view of a partition it runs).
     pub(crate) remote: Arc<Vec<PartitionStatus>>,
     /// When the runners last started, with the offsets covered then (for
     /// the rate since, which survives neither restarts nor swaps).

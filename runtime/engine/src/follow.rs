@@ -216,22 +216,16 @@ impl Supervisor {
         }
     }
 
-    /// Shows the partitions other brokers run, as last committed.
+    /// Shows every partition as last committed in the cluster; status
+    /// lists a partition this broker also shows live once
+    /// (`View::status`).
     fn show_remote(&mut self, checkpoints: &HashMap<String, Checkpoint>) {
         for (name, e) in self.entries.iter_mut() {
-            let here: BTreeSet<(String, i32)> = e
-                .running
-                .iter()
-                .map(|(t, p, _, _)| (t.clone(), *p))
-                .collect();
             let mut remote: Vec<PartitionStatus> = checkpoints
                 .iter()
                 .filter_map(|(k, cp)| {
                     let (topic, p) = kvkeys::checkpoint_input(name, k)?.rsplit_once('/')?;
                     let partition: i32 = p.parse().ok()?;
-                    if here.contains(&(topic.to_string(), partition)) {
-                        return None;
-                    }
                     Some(PartitionStatus {
                         topic: topic.to_string(),
                         partition,
