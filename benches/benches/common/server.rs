@@ -16,7 +16,9 @@ use vigil_storage::store::{ObjectStoreStats, StoreOp};
 /// `data_dir` and a `file://` object store at `objects`.
 /// `VIGIL_BENCH_DETECTOR_IDLE` / `VIGIL_BENCH_REPLAY_IDLE` (`true`/`false`)
 /// and `VIGIL_BENCH_DETECTOR_NICE` override how the engine schedules
-/// detector / replay threads, so runs can compare them.
+/// detector / replay threads, and `VIGIL_BENCH_REPLAY_LIVE_SHARE` (cores;
+/// `0` = never yield) the share a replay keeps to while clients produce,
+/// so runs can compare them.
 pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
     std::fs::create_dir_all(objects)
         .with_context(|| format!("cannot create {}", objects.display()))?;
@@ -27,6 +29,10 @@ pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Run
     d.detector_idle = crate::common::env_or("VIGIL_BENCH_DETECTOR_IDLE", d.detector_idle)?;
     d.replay_idle = crate::common::env_or("VIGIL_BENCH_REPLAY_IDLE", d.replay_idle)?;
     d.detector_nice = crate::common::env_or("VIGIL_BENCH_DETECTOR_NICE", d.detector_nice)?;
+    let live_share = crate::common::env_or("VIGIL_BENCH_REPLAY_LIVE_SHARE", f64::NAN)?;
+    if !live_share.is_nan() {
+        d.replay_live_share = Some(live_share);
+    }
     let components = Components::from_settings(&settings).context("broker components")?;
     rt.block_on(vigil_server::server::start(settings, components))
         .context("cannot start the broker")

@@ -32,6 +32,11 @@ pub struct EngineSettings {
     /// Run replay threads in Linux's `SCHED_IDLE` class, so a replay never
     /// holds a core a request thread wakes up on. Default `true`.
     pub replay_idle: bool,
+    /// Cores a replay without a `cpu_share` of its own may use while
+    /// clients are producing to the broker (within the last second); it
+    /// runs flat out otherwise. Unset (the default) means a quarter of the
+    /// cores, at least half a core; `0` lets replays run flat out always.
+    pub replay_live_share: Option<f64>,
     /// Records re-fed to a swapped-in module version that cannot read its
     /// predecessor's state, when the swap request does not say. Default
     /// `10000`; must not be negative.
@@ -63,6 +68,7 @@ impl Default for EngineSettings {
             replay_nice: 19,
             detector_idle: false,
             replay_idle: true,
+            replay_live_share: None,
             rebuild_records: 10_000,
             checkpoint_interval_ms: 1000,
             retry_backoff_ms: 500,
@@ -105,6 +111,12 @@ impl EngineSettings {
         if !nice.contains(&self.replay_nice) {
             return bad("replay_nice", "must be within -20..=19");
         }
+        if self
+            .replay_live_share
+            .is_some_and(|s| !(0.0..=1024.0).contains(&s))
+        {
+            return bad("replay_live_share", "must be within 0..=1024 cores");
+        }
         if self.rebuild_records < 0 {
             return bad("rebuild_records", "must not be negative");
         }
@@ -137,6 +149,13 @@ impl EngineSettings {
             nice: self.replay_nice,
             idle: self.replay_idle,
         }
+    }
+
+    /// Cores a replay keeps to while clients write, after applying the
+    /// "unset = a quarter of the cores, at least half" default.
+    pub(crate) fn replay_share_while_live(&self) -> f64 {
+        self.replay_live_share
+            .unwrap_or_else(|| (cores() as f64 / 4.0).max(0.5))
     }
 
     /// Live detector threads after applying the "0 = per core" default.
@@ -201,5 +220,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.validate().unwrap_err().setting, "checkpoint_interval_ms");
+        let s = EngineSettings {
+            replay_live_share: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "replay_live_share");
     }
 }

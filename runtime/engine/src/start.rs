@@ -110,7 +110,11 @@ impl Supervisor {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let throttle = d.spec.budget.as_ref().and_then(budget::Throttle::new);
+        let live = (d.spec.kind == Kind::Replay).then(|| budget::LiveYield {
+            writes: ctx.log.stats.client_writes.clone(),
+            share: ctx.settings.replay_share_while_live(),
+        });
+        let throttle = budget::Throttle::new(&d.spec.budget.clone().unwrap_or_default(), live);
         let mut statuses: Vec<LiveStatus> = Vec::new();
         let mut tasks = Vec::new();
         let mut running = BTreeSet::new();

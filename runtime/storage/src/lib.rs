@@ -12,6 +12,7 @@
 //! idempotent producer state and the key/value state the broker keeps (group
 //! offsets) live in the manifest. The local disk holds only the WAL tail.
 
+pub mod activity;
 pub mod admin;
 pub mod cache;
 pub mod catalog;

@@ -96,6 +96,8 @@ pub struct StorageStats {
     /// Bytes appended and not yet uploaded: counted up by appends, recounted
     /// exactly after every upload attempt (see `log/pressure.rs`).
     pub unuploaded_bytes: AtomicU64,
+    /// When a client last produced (replays yield to it).
+    pub client_writes: Arc<crate::activity::ClientWrites>,
 }
 
 /// The log.

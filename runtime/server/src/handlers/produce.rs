@@ -24,6 +24,8 @@ pub(super) async fn handle(b: &Arc<Broker>, r: ProduceRequest, v: i16) -> Pendin
     if r.transactional_id.is_some() {
         return finish_all_with(r, ResponseError::TransactionalIdAuthorizationFailed, acks);
     }
+    // Before any append, so a replay steps aside from this request's work.
+    b.log.stats.client_writes.note();
     let mut topics = Vec::with_capacity(r.topic_data.len());
     for t in r.topic_data {
         let name = t.name.0.to_string();
