@@ -196,6 +196,9 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "pattern_forgotten" => t.pattern_forgotten = v,
         "breakout_area" => t.breakout_area = v,
         "deviation_rearm" => t.deviation_rearm = v,
+        "early_minutes" => t.early_minutes = v,
+        "early_records" => t.early_records = v as usize,
+        "early_area" => t.early_area = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

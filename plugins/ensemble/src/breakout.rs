@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tuning::Tuning;
+
 /// A run of values beyond the range seen before it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BeyondRun {
@@ -73,6 +75,16 @@ pub fn range_breakout(
     };
     *run = Some(r);
     breakout
+}
+
+/// Whether range breakouts are checked before the warm-up's end for the
+/// `n`-th record, `since_first_ms` after the first (`Tuning::early_minutes`):
+/// the warm-up is counted in records, so on an hourly series it spans
+/// twelve days, and an anomaly in them went unseen.
+pub fn early_breakouts(t: &Tuning, n: u64, since_first_ms: i64) -> bool {
+    t.early_minutes > 0.0
+        && n >= (t.early_records as u64).max(1)
+        && since_first_ms as f64 >= t.early_minutes * 60_000.0
 }
 
 #[cfg(test)]

@@ -14,7 +14,9 @@ pub struct Config {
     pub key: String,
     /// Alert when the anomaly score (in [0, 1]) reaches this.
     pub threshold: f64,
-    /// Records per series before any score is produced (learning period).
+    /// Records per series before any score is produced (learning period),
+    /// except far range breakouts once 150 records and three days of
+    /// record time have passed (a coarse-step series).
     pub warmup: usize,
     /// Records after an alert during which that series raises no new alert
     /// (one continuing anomaly gives one alert).

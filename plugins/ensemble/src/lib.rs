@@ -44,7 +44,10 @@
 //! * **range breakout** — a value beyond the seen range by
 //!   `range_tolerance` of that range scores 1, once the run of such
 //!   values adds up to 0.125 of the range beyond it (one value that far
-//!   at once; smaller ones must persist).
+//!   at once; smaller ones must persist). Before the warm-up ends, once
+//!   150 records and three days of record time have passed (an hourly
+//!   series, whose 300-record warm-up spans 12.5 days), a breakout that
+//!   adds up to half the range already alerts.
 //!
 //! The per-record score is in [0, 1]; an alert is raised when it reaches
 //! `threshold`, then the series stays quiet for `cooldown` records or

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::breakout::{range_breakout, BeyondRun};
+use crate::breakout::{early_breakouts, range_breakout, BeyondRun};
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
@@ -376,14 +376,17 @@ impl SeriesModel {
         let mut kind = Kind::Normal;
         // How far beyond the seen range, in units of that range.
         let mut excess = 0.0;
-        if warm {
-            score = lik;
+        // Before warm-up ends, only far breakouts (design 0007, session 13).
+        let early = !warm && early_breakouts(t, self.n, ts_ms.saturating_sub(self.first_ts));
+        if warm || early {
+            score = if warm { lik } else { 0.0 };
             if score > 0.0 {
                 kind = Kind::Deviation;
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
                 let range = (self.min, self.max);
-                let (tol, area) = (cfg.range_tolerance, t.breakout_area);
+                let area = if warm { t.breakout_area } else { t.early_area };
+                let tol = cfg.range_tolerance;
                 if range_breakout(&mut self.beyond_run, value, range, tol, area, &mut excess) {
                     score = 1.0;
                     kind = Kind::RangeBreakout;
@@ -458,7 +461,7 @@ impl SeriesModel {
         let cooling = self.cooldown_left > 0;
         if cooling {
             self.cooldown_left -= 1;
-        } else if warm && score >= cfg.threshold {
+        } else if (warm || early) && score >= cfg.threshold {
             alert = true;
             self.cooldown_left = cfg.cooldown;
             self.alert_ts = ts_ms;

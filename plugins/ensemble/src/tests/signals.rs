@@ -1,5 +1,5 @@
 //! The model's signals: time-of-day context, level shift, repeated values,
-//! range breakouts that must add up.
+//! range breakouts that must add up, early breakouts of hourly series.
 
 use super::*;
 
@@ -285,4 +285,62 @@ fn a_breakout_must_add_up_a_single_small_one_is_chance() {
     };
     let without = alerts_of(&plain, &values);
     assert!(breakout_at(&without, single), "{:?}", at(&without));
+}
+
+/// Alerts of the model over `values` recorded every `step_ms` from
+/// midnight UTC.
+fn alerts_at_step(t: &Tuning, values: &[f64], step_ms: i64) -> Vec<(usize, Kind)> {
+    let cfg = Config::default();
+    let mut m = SeriesModel::with_tuning(&cfg, t);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * step_ms)))
+        .filter(|(_, o)| o.alert)
+        .map(|(i, o)| (i, o.kind))
+        .collect()
+}
+
+#[test]
+fn a_drop_out_before_the_warm_up_ends_alerts_on_an_hourly_series_only() {
+    // A daily sine between 5 and 15 with noise; at record 220 (nine days
+    // of hourly records, before the 300-record warm-up ends) the value
+    // drops to 0.5 for five records: far below the range seen.
+    let hourly = |i: usize| {
+        let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+        10.0 + 5.0 * phase.sin() + 0.5 * noise(i)
+    };
+    let drop = 220;
+    let mut values: Vec<f64> = (0..400).map(hourly).collect();
+    values[drop..drop + 5].iter_mut().for_each(|v| *v = 0.5);
+    let hour_ms = 3_600_000;
+
+    let with = alerts_at_step(&Tuning::default(), &values, hour_ms);
+    // 0.5 is about a third of the span below the range: the drop-out's
+    // second record completes the early breakout's half span.
+    assert!(
+        with.contains(&(drop + 1, Kind::RangeBreakout)),
+        "the drop-out in day 9 did not alert: {with:?}"
+    );
+    assert!(
+        with.iter().all(|&(i, _)| (drop..drop + 5).contains(&i)),
+        "the young range alerted elsewhere: {with:?}"
+    );
+    // Without early breakouts the warm-up hides it.
+    let off = Tuning {
+        early_minutes: 0.0,
+        ..Tuning::default()
+    };
+    let without = alerts_at_step(&off, &values, hour_ms);
+    assert!(
+        !without.iter().any(|&(i, _)| i < 300),
+        "an alert before the warm-up ended: {without:?}"
+    );
+    // At 5-minute steps the same records are 18 hours: no early alerts,
+    // as before early breakouts existed.
+    let five = alerts_at_step(&Tuning::default(), &values, STEP_MS);
+    assert!(
+        !five.iter().any(|&(i, _)| i < 300),
+        "a 5-minute series alerted before its warm-up: {five:?}"
+    );
 }
