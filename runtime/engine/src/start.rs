@@ -114,7 +114,7 @@ impl Supervisor {
             writes: ctx.log.stats.client_writes.clone(),
             share: ctx.settings.replay_share_while_live(),
         });
-        let throttle = budget::Throttle::new(&d.spec.budget.clone().unwrap_or_default(), live);
+        let throttle = budget::Throttle::new(&d.spec.budget.unwrap_or_default(), live);
         let mut statuses: Vec<LiveStatus> = Vec::new();
         let mut tasks = Vec::new();
         let mut running = BTreeSet::new();
