@@ -87,6 +87,27 @@ pub fn early_breakouts(t: &Tuning, n: u64, since_first_ms: i64) -> bool {
         && since_first_ms as f64 >= t.early_minutes * 60_000.0
 }
 
+/// Records after an alert before a breakout or a much stronger deviation
+/// may re-arm (`Tuning::breakout_rearm`), for a record step of
+/// `step_minutes`: at most `rearm_minutes` of record time
+/// (`Tuning::rearm_minutes`), at least `rearm_min_records`. A gap counted
+/// in records alone lasts twelve times longer on an hourly series than on
+/// a 5-minute one, almost as long as its cooldown.
+pub fn rearm_gap(t: &Tuning, step_minutes: f64) -> u64 {
+    let records = t.breakout_rearm as u64;
+    if t.rearm_minutes <= 0.0 || step_minutes <= 0.0 {
+        return records;
+    }
+    let in_time = (t.rearm_minutes / step_minutes).ceil();
+    if in_time >= records as f64 {
+        records
+    } else {
+        (in_time as u64)
+            .max(t.rearm_min_records as u64)
+            .min(records)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

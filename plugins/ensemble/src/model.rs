@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::breakout::{early_breakouts, range_breakout, BeyondRun};
+use crate::breakout::{early_breakouts, range_breakout, rearm_gap, BeyondRun};
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
@@ -411,9 +411,11 @@ impl SeriesModel {
         }
         let mut alert = false;
         self.since_alert = self.since_alert.saturating_add(1);
+        // Re-arming waits `breakout_rearm` records, capped in record time.
+        let gap = rearm_gap(t, step_minutes);
         let rearmed = !self.cooling_after_breakout
             || (t.breakout_rearm > 0
-                && self.since_alert >= t.breakout_rearm as u64
+                && self.since_alert >= gap
                 && excess > cfg.range_tolerance * t.rearm_tolerance);
         if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;
@@ -436,7 +438,7 @@ impl SeriesModel {
         // threshold after the alert is a second incident (or the alert was
         // chance), which the cooldown would hide; one still high since that
         // alert is the same incident (design 0007, session 12).
-        let rearm_after = self.since_alert >= t.breakout_rearm as u64;
+        let rearm_after = self.since_alert >= gap;
         if t.deviation_rearm > 0.0
             && t.breakout_rearm > 0
             && kind == Kind::Deviation
