@@ -87,8 +87,8 @@ pub fn early_breakouts(t: &Tuning, n: u64, since_first_ms: i64) -> bool {
         && since_first_ms as f64 >= t.early_minutes * 60_000.0
 }
 
-/// Records after an alert before a breakout or a much stronger deviation
-/// may re-arm (`Tuning::breakout_rearm`), for a record step of
+/// Records after an alert before a range breakout may re-arm
+/// (`Tuning::breakout_rearm`), for a record step of
 /// `step_minutes`: at most `rearm_minutes` of record time
 /// (`Tuning::rearm_minutes`), at least `rearm_min_records`. A gap counted
 /// in records alone lasts twelve times longer on an hourly series than on
@@ -133,5 +133,20 @@ mod tests {
         );
         let mut run = None;
         assert!(step(&mut run, 120.0, (0.0, 100.0)), "0.2 at once");
+    }
+
+    #[test]
+    fn the_re_arm_gap_is_capped_in_record_time() {
+        let t = Tuning::default();
+        assert_eq!(rearm_gap(&t, 5.0), 60, "5-minute steps keep 60 records");
+        assert_eq!(rearm_gap(&t, 10.0), 60, "so do 10-minute steps");
+        assert_eq!(rearm_gap(&t, 60.0), 10, "hourly: ten hours");
+        assert_eq!(rearm_gap(&t, 1440.0), 5, "daily: the floor");
+        assert_eq!(rearm_gap(&t, 0.0), 60, "no step known yet");
+        let off = Tuning {
+            rearm_minutes: 0.0,
+            ..t
+        };
+        assert_eq!(rearm_gap(&off, 60.0), 60, "off: records only");
     }
 }

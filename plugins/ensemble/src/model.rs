@@ -411,11 +411,10 @@ impl SeriesModel {
         }
         let mut alert = false;
         self.since_alert = self.since_alert.saturating_add(1);
-        // Re-arming waits `breakout_rearm` records, capped in record time.
-        let gap = rearm_gap(t, step_minutes);
+        // A breakout re-arms after `breakout_rearm` records capped in time.
         let rearmed = !self.cooling_after_breakout
             || (t.breakout_rearm > 0
-                && self.since_alert >= gap
+                && self.since_alert >= rearm_gap(t, step_minutes)
                 && excess > cfg.range_tolerance * t.rearm_tolerance);
         if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;
@@ -438,7 +437,7 @@ impl SeriesModel {
         // threshold after the alert is a second incident (or the alert was
         // chance), which the cooldown would hide; one still high since that
         // alert is the same incident (design 0007, session 12).
-        let rearm_after = self.since_alert >= gap;
+        let rearm_after = self.since_alert >= t.breakout_rearm as u64;
         if t.deviation_rearm > 0.0
             && t.breakout_rearm > 0
             && kind == Kind::Deviation

@@ -266,13 +266,16 @@ pub struct Tuning {
     /// warm-up). 0.25-1.0 scored alike on the development seeds, 2.0 lost
     /// windows, 0.125 a little.
     pub early_area: f64,
-    /// The re-arm gap (`breakout_rearm` records, for breakouts and
-    /// deviations alike) spans at most this many minutes of record time
-    /// (0: off), and at least `rearm_min_records` records. 60 records are
-    /// five hours of a 5-minute series but two and a half days of an
-    /// hourly one, where the cooldown itself ends after three: a chance
-    /// breakout hid an anomaly a day later that scored 1.0 (design 0007,
-    /// session 13 round 7). 600 minutes: every series with a record step
+    /// The gap before a range breakout re-arms (`breakout_rearm` records)
+    /// spans at most this many minutes of record time (0: off), and at
+    /// least `rearm_min_records` records. 60 records are five hours of a
+    /// 5-minute series but two and a half days of an hourly one, where
+    /// the cooldown itself ends after three: a chance breakout hid an
+    /// anomaly a day later that scored 1.0 (design 0007, session 13
+    /// round 7). The much stronger deviation's gap (`deviation_rearm`)
+    /// stays in records: capping it too gained nothing on the
+    /// development seeds, and shorter gaps for it lost split B (session
+    /// 12). 600 minutes: every series with a record step
     /// up to 10 minutes keeps its 60 records (5-minute series with gaps
     /// too), an hourly one gets 10; 300-1440 scored alike.
     pub rearm_minutes: f64,
