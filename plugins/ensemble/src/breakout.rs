@@ -87,6 +87,27 @@ pub fn early_breakouts(t: &Tuning, n: u64, since_first_ms: i64) -> bool {
         && since_first_ms as f64 >= t.early_minutes * 60_000.0
 }
 
+/// Records after an alert before a range breakout may re-arm
+/// (`Tuning::breakout_rearm`), for a record step of
+/// `step_minutes`: at most `rearm_minutes` of record time
+/// (`Tuning::rearm_minutes`), at least `rearm_min_records`. A gap counted
+/// in records alone lasts twelve times longer on an hourly series than on
+/// a 5-minute one, almost as long as its cooldown.
+pub fn rearm_gap(t: &Tuning, step_minutes: f64) -> u64 {
+    let records = t.breakout_rearm as u64;
+    if t.rearm_minutes <= 0.0 || step_minutes <= 0.0 {
+        return records;
+    }
+    let in_time = (t.rearm_minutes / step_minutes).ceil();
+    if in_time >= records as f64 {
+        records
+    } else {
+        (in_time as u64)
+            .max(t.rearm_min_records as u64)
+            .min(records)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +133,20 @@ mod tests {
         );
         let mut run = None;
         assert!(step(&mut run, 120.0, (0.0, 100.0)), "0.2 at once");
+    }
+
+    #[test]
+    fn the_re_arm_gap_is_capped_in_record_time() {
+        let t = Tuning::default();
+        assert_eq!(rearm_gap(&t, 5.0), 60, "5-minute steps keep 60 records");
+        assert_eq!(rearm_gap(&t, 10.0), 60, "so do 10-minute steps");
+        assert_eq!(rearm_gap(&t, 60.0), 10, "hourly: ten hours");
+        assert_eq!(rearm_gap(&t, 1440.0), 5, "daily: the floor");
+        assert_eq!(rearm_gap(&t, 0.0), 60, "no step known yet");
+        let off = Tuning {
+            rearm_minutes: 0.0,
+            ..t
+        };
+        assert_eq!(rearm_gap(&off, 60.0), 60, "off: records only");
     }
 }

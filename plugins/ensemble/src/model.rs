@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
-use crate::breakout::{early_breakouts, range_breakout, BeyondRun};
+use crate::breakout::{early_breakouts, range_breakout, rearm_gap, BeyondRun};
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
@@ -411,9 +411,10 @@ impl SeriesModel {
         }
         let mut alert = false;
         self.since_alert = self.since_alert.saturating_add(1);
+        // A breakout re-arms after `breakout_rearm` records capped in time.
         let rearmed = !self.cooling_after_breakout
             || (t.breakout_rearm > 0
-                && self.since_alert >= t.breakout_rearm as u64
+                && self.since_alert >= rearm_gap(t, step_minutes)
                 && excess > cfg.range_tolerance * t.rearm_tolerance);
         if t.breakout_bypass && kind == Kind::RangeBreakout && rearmed && score >= cfg.threshold {
             self.cooldown_left = 0;

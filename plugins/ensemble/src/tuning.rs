@@ -266,6 +266,23 @@ pub struct Tuning {
     /// warm-up). 0.25-1.0 scored alike on the development seeds, 2.0 lost
     /// windows, 0.125 a little.
     pub early_area: f64,
+    /// The gap before a range breakout re-arms (`breakout_rearm` records)
+    /// spans at most this many minutes of record time (0: off), and at
+    /// least `rearm_min_records` records. 60 records are five hours of a
+    /// 5-minute series but two and a half days of an hourly one, where
+    /// the cooldown itself ends after three: a chance breakout hid an
+    /// anomaly a day later that scored 1.0 (design 0007, session 13
+    /// round 7). The much stronger deviation's gap (`deviation_rearm`)
+    /// stays in records: capping it too gained nothing on the
+    /// development seeds, and shorter gaps for it lost split B (session
+    /// 12). 600 minutes: every series with a record step
+    /// up to 10 minutes keeps its 60 records (5-minute series with gaps
+    /// too), an hourly one gets 10; 300-1440 scored alike.
+    pub rearm_minutes: f64,
+    /// Fewest records of the re-arm gap in time (`rearm_minutes`), so a
+    /// run that belongs to the first alert's incident does not alert
+    /// twice on a coarse series.
+    pub rearm_min_records: usize,
 }
 
 impl Default for Tuning {
@@ -319,6 +336,8 @@ impl Default for Tuning {
             early_minutes: 4320.0,
             early_records: 150,
             early_area: 0.5,
+            rearm_minutes: 600.0,
+            rearm_min_records: 5,
         }
     }
 }

@@ -344,3 +344,49 @@ fn a_drop_out_before_the_warm_up_ends_alerts_on_an_hourly_series_only() {
         "a 5-minute series alerted before its warm-up: {five:?}"
     );
 }
+
+#[test]
+fn a_second_breakout_a_day_later_re_arms_on_an_hourly_series() {
+    // The hourly daily sine of the test above, past its warm-up: at record
+    // 400 it spikes to 30 for two records (a breakout alert starting a
+    // three-day cooldown); 30 hours later it drops to -10 for three
+    // records, far below everything seen: a second incident.
+    let hourly = |i: usize| {
+        let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+        10.0 + 5.0 * phase.sin() + 0.5 * noise(i)
+    };
+    let (spike, drop) = (400, 430);
+    let mut values: Vec<f64> = (0..600).map(hourly).collect();
+    values[spike..spike + 2].iter_mut().for_each(|v| *v = 30.0);
+    values[drop..drop + 3].iter_mut().for_each(|v| *v = -10.0);
+    let hour_ms = 3_600_000;
+
+    let with = alerts_at_step(&Tuning::default(), &values, hour_ms);
+    assert!(
+        with.contains(&(spike, Kind::RangeBreakout)),
+        "the spike did not alert: {with:?}"
+    );
+    // The re-arm gap is ten hours of record time, ten hourly records.
+    assert!(
+        with.contains(&(drop, Kind::RangeBreakout)),
+        "the drop-out 30 hours after the spike did not alert: {with:?}"
+    );
+    // With the gap in records only (60 records, 2.5 days) the cooldown
+    // hides it.
+    let off = Tuning {
+        rearm_minutes: 0.0,
+        ..Tuning::default()
+    };
+    let without = alerts_at_step(&off, &values, hour_ms);
+    assert!(
+        !without.iter().any(|&(i, _)| (drop..drop + 3).contains(&i)),
+        "the cooldown did not hide the drop-out with the gap in records: {without:?}"
+    );
+    // At 5-minute steps 30 records are 2.5 hours, inside the unchanged
+    // 60-record gap: hidden as before.
+    let five = alerts_at_step(&Tuning::default(), &values, STEP_MS);
+    assert!(
+        !five.iter().any(|&(i, _)| (drop..drop + 3).contains(&i)),
+        "a 5-minute series re-armed within 60 records: {five:?}"
+    );
+}
