@@ -81,6 +81,11 @@ pub struct PartitionStatus {
     /// and caught up.
     #[serde(default)]
     pub ack_gate: bool,
+    /// Milliseconds the runner here rested to stay within its deployment's
+    /// budget (`cpu_share`, byte rate) or, for a replay, to leave the CPU
+    /// to live writes (`replay-live-share`), since it started here.
+    #[serde(default)]
+    pub throttled_ms: u64,
 }
 
 /// The offsets one module version scored on a partition.

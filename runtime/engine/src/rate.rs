@@ -48,6 +48,8 @@ pub(crate) struct LivePartition {
     pub(crate) status: PartitionStatus,
     pub(crate) newest_timestamp: Option<i64>,
     pub(crate) rate: RateMeter,
+    /// Rest under the budget so far, exactly (status shows milliseconds).
+    pub(crate) throttled_rest: std::time::Duration,
 }
 
 impl std::ops::Deref for LivePartition {

@@ -161,6 +161,19 @@ impl Runner {
     }
 
     /// Sleeps unless asked to stop first.
+    /// Rests `d` that the deployment's budget asks for, counted in status.
+    async fn rest_for_budget(&self, d: Duration) -> Result<(), Stop> {
+        if d.is_zero() {
+            return Ok(());
+        }
+        {
+            let mut s = self.status.lock();
+            s.throttled_rest += d;
+            s.throttled_ms = u64::try_from(s.throttled_rest.as_millis()).unwrap_or(u64::MAX);
+        }
+        self.pause(d).await
+    }
+
     async fn pause(&self, d: Duration) -> Result<(), Stop> {
         let mut stop = self.stop.clone();
         tokio::select! {
@@ -355,7 +368,7 @@ impl Runner {
                 continue;
             };
             if let Some(t) = &self.throttle {
-                self.pause(t.pay(fetched.records.len())).await?;
+                self.rest_for_budget(t.pay(fetched.records.len())).await?;
             }
             let wire_end = wire_end.min(end - 1);
             let inst = instance.take();
@@ -435,7 +448,7 @@ impl Runner {
             }
             drop(_slot);
             if let Some(t) = &self.throttle {
-                self.pause(t.rest(busy)).await?;
+                self.rest_for_budget(t.rest(busy)).await?;
             }
             if (last_commit.elapsed() >= self.checkpoint_every || next >= end)
                 && self.committable(next)

@@ -8,4 +8,5 @@ mod ack_gates;
 mod common;
 mod lifecycle;
 mod limits;
+mod replay_yield;
 mod store_failures;

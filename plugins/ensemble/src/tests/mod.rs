@@ -43,12 +43,17 @@ fn office_hours(i: usize) -> f64 {
 /// Runs the model over `values` (5-minute steps from midnight UTC) and
 /// returns the records that alert, with their outputs.
 fn alerts_of(t: &Tuning, values: &[f64]) -> Vec<(usize, crate::model::Output)> {
+    alerts_every(t, values, STEP_MS)
+}
+
+/// [`alerts_of`] for values recorded every `step_ms` from midnight UTC.
+fn alerts_every(t: &Tuning, values: &[f64], step_ms: i64) -> Vec<(usize, crate::model::Output)> {
     let cfg = Config::default();
     let mut m = SeriesModel::with_tuning(&cfg, t);
     values
         .iter()
         .enumerate()
-        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * STEP_MS)))
+        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * step_ms)))
         .filter(|(_, o)| o.alert)
         .collect()
 }

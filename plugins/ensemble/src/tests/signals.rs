@@ -287,16 +287,10 @@ fn a_breakout_must_add_up_a_single_small_one_is_chance() {
     assert!(breakout_at(&without, single), "{:?}", at(&without));
 }
 
-/// Alerts of the model over `values` recorded every `step_ms` from
-/// midnight UTC.
+/// The records that alert and their kind, at `step_ms` steps.
 fn alerts_at_step(t: &Tuning, values: &[f64], step_ms: i64) -> Vec<(usize, Kind)> {
-    let cfg = Config::default();
-    let mut m = SeriesModel::with_tuning(&cfg, t);
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i, m.update_tuned(&cfg, t, v, i as i64 * step_ms)))
-        .filter(|(_, o)| o.alert)
+    alerts_every(t, values, step_ms)
+        .into_iter()
         .map(|(i, o)| (i, o.kind))
         .collect()
 }

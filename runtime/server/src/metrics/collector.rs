@@ -334,6 +334,16 @@ fn encode_detectors(e: &mut DescriptorEncoder, deployments: &[DeploymentStatus])
     per_partition(
         e,
         (
+            "detector_throttled_seconds",
+            "Time a runner rested to stay within its budget, or a replay to leave the CPU to live writes",
+            MetricType::Counter,
+        ),
+        deployments,
+        |p| Some(ConstCounter::new(p.throttled_ms as f64 / 1000.0)),
+    )?;
+    per_partition(
+        e,
+        (
             "detector_lag_records",
             "Records between the input offset and the high watermark",
             MetricType::Gauge,
