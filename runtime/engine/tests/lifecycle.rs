@@ -8,8 +8,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
-use vigil_api::{ErrorKind, ReplaySpec};
+use vigil_api::ErrorKind;
 use vigil_engine::status::DeploymentState;
 use vigil_engine::DetectorError;
 use vigil_storage::kvkeys;
@@ -81,17 +80,6 @@ async fn concurrent_deploys_of_one_name_exactly_one_wins_and_it_stays_controllab
     })
     .await
     .expect("test timed out");
-}
-
-fn replay_spec(id: &str, module: &str) -> ReplaySpec {
-    serde_json::from_value(json!({
-        "id": id,
-        "module": module,
-        "topic": "in",
-        "config": {"rules": [{"field": "amount", "op": ">", "value": 1000}]},
-        "value_schema": {"amount": "float64"},
-    }))
-    .expect("replay spec")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,27 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use serde_json::json;
-use vigil_api::ReplaySpec;
 use vigil_engine::status::DeploymentState;
 use vigil_engine::{Detectors, EngineSettings};
 
-fn replay_spec(id: &str, module: &str) -> ReplaySpec {
-    serde_json::from_value(json!({
-        "id": id,
-        "module": module,
-        "topic": "in",
-        "config": {"rules": [{"field": "amount", "op": ">", "value": 1000}]},
-        "value_schema": {"amount": "float64"},
-        // Many small batches: one rest per batch.
-        "max_batch_bytes": 2048,
-    }))
-    .expect("replay spec")
-}
-
 /// Runs replay `id` to completion; its rest over all partitions, in ms.
 async fn rested_ms(det: &Detectors, id: &str, module: &str) -> u64 {
-    det.replay(replay_spec(id, module)).await.expect("replay");
+    let mut spec = replay_spec(id, module);
+    // Many small batches: one rest per batch.
+    spec.max_batch_bytes = Some(2048);
+    det.replay(spec).await.expect("replay");
     let s = wait_state(det, &format!("replay-{id}"), DeploymentState::Completed).await;
     s.partitions.iter().map(|p| p.throttled_ms).sum()
 }

@@ -175,6 +175,18 @@ pub fn zscore_swap(module: &str) -> vigil_api::SwapRequest {
     }
 }
 
+/// A replay of topic `in` with the threshold rules module `module`.
+pub fn replay_spec(id: &str, module: &str) -> vigil_api::ReplaySpec {
+    serde_json::from_value(json!({
+        "id": id,
+        "module": module,
+        "topic": "in",
+        "config": {"rules": [{"field": "amount", "op": ">", "value": 1000}]},
+        "value_schema": {"amount": "float64"},
+    }))
+    .expect("replay spec")
+}
+
 pub fn threshold_spec(name: &str, module: &str, input: &str, output: &str) -> DeploymentSpec {
     serde_json::from_value(json!({
         "name": name,
