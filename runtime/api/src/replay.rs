@@ -120,4 +120,8 @@ pub struct ReplayPartition {
     pub bad_records: u64,
     /// Last error, if any.
     pub last_error: Option<String>,
+    /// Milliseconds its runner here rested under the job's budget or to
+    /// leave the CPU to live writes (`replay-live-share`).
+    #[serde(default)]
+    pub throttled_ms: u64,
 }

@@ -152,5 +152,6 @@ fn partition_status(p: &PartitionStatus) -> ReplayPartition {
         failed_batches: p.failed_batches,
         bad_records: p.bad_records,
         last_error: p.last_error.clone(),
+        throttled_ms: p.throttled_ms,
     }
 }

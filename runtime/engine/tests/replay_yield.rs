@@ -18,7 +18,8 @@ async fn rested_ms(det: &Detectors, id: &str, module: &str) -> u64 {
     // Many small batches: one rest per batch.
     spec.max_batch_bytes = Some(2048);
     det.replay(spec).await.expect("replay");
-    let s = wait_state(det, &format!("replay-{id}"), DeploymentState::Completed).await;
+    wait_state(det, &format!("replay-{id}"), DeploymentState::Completed).await;
+    let s = det.replay_status(id).await.expect("replay status");
     s.partitions.iter().map(|p| p.throttled_ms).sum()
 }
 
