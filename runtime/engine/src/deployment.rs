@@ -181,6 +181,7 @@ impl View {
                 let mut out = s.status.clone();
                 out.batches_per_sec = (s.rate.per_sec(now) * 100.0).round() / 100.0;
                 out.event_age_ms = s.newest_timestamp.map(|t| (wall - t).max(0));
+                out.throttled_ms = u64::try_from(s.throttled_rest.as_millis()).unwrap_or(u64::MAX);
                 out
             })
             .collect();

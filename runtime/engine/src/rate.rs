@@ -48,7 +48,7 @@ pub(crate) struct LivePartition {
     pub(crate) status: PartitionStatus,
     pub(crate) newest_timestamp: Option<i64>,
     pub(crate) rate: RateMeter,
-    /// Rest under the budget so far, exactly (status shows milliseconds).
+    /// Rest under the budget so far (status derives `throttled_ms`).
     pub(crate) throttled_rest: std::time::Duration,
 }
 

@@ -166,11 +166,7 @@ impl Runner {
         if d.is_zero() {
             return Ok(());
         }
-        {
-            let mut s = self.status.lock();
-            s.throttled_rest += d;
-            s.throttled_ms = u64::try_from(s.throttled_rest.as_millis()).unwrap_or(u64::MAX);
-        }
+        self.status.lock().throttled_rest += d;
         self.pause(d).await
     }
 
