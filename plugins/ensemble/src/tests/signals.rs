@@ -295,17 +295,19 @@ fn alerts_at_step(t: &Tuning, values: &[f64], step_ms: i64) -> Vec<(usize, Kind)
         .collect()
 }
 
+/// Hourly records of a daily sine between 5 and 15, with noise.
+fn hourly_sine(i: usize) -> f64 {
+    let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+    10.0 + 5.0 * phase.sin() + 0.5 * noise(i)
+}
+
 #[test]
 fn a_drop_out_before_the_warm_up_ends_alerts_on_an_hourly_series_only() {
-    // A daily sine between 5 and 15 with noise; at record 220 (nine days
+    // The hourly daily sine; at record 220 (nine days
     // of hourly records, before the 300-record warm-up ends) the value
     // drops to 0.5 for five records: far below the range seen.
-    let hourly = |i: usize| {
-        let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
-        10.0 + 5.0 * phase.sin() + 0.5 * noise(i)
-    };
     let drop = 220;
-    let mut values: Vec<f64> = (0..400).map(hourly).collect();
+    let mut values: Vec<f64> = (0..400).map(hourly_sine).collect();
     values[drop..drop + 5].iter_mut().for_each(|v| *v = 0.5);
     let hour_ms = 3_600_000;
 
@@ -345,12 +347,8 @@ fn a_second_breakout_a_day_later_re_arms_on_an_hourly_series() {
     // 400 it spikes to 30 for two records (a breakout alert starting a
     // three-day cooldown); 30 hours later it drops to -10 for three
     // records, far below everything seen: a second incident.
-    let hourly = |i: usize| {
-        let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
-        10.0 + 5.0 * phase.sin() + 0.5 * noise(i)
-    };
     let (spike, drop) = (400, 430);
-    let mut values: Vec<f64> = (0..600).map(hourly).collect();
+    let mut values: Vec<f64> = (0..600).map(hourly_sine).collect();
     values[spike..spike + 2].iter_mut().for_each(|v| *v = 30.0);
     values[drop..drop + 3].iter_mut().for_each(|v| *v = -10.0);
     let hour_ms = 3_600_000;
