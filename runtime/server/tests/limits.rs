@@ -40,15 +40,6 @@ async fn start_with(dir: &std::path::Path, tune: impl FnOnce(&mut Settings)) -> 
     server::start(settings, components).await.expect("start")
 }
 
-/// Polls `cond` until it holds or [`WAIT`] passes.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn dispatched(b: &Running, api: &str) -> u64 {
     b.broker
         .metrics
@@ -164,7 +155,7 @@ async fn a_connection_is_not_read_past_its_in_flight_cap() {
     let mut admin = Client::connect(broker.kafka_addr).await;
     create_topic(&mut admin, "waiting", &[]).await;
     let mut c = pipeline_fetches(broker.kafka_addr, "waiting", 200, 60_000).await;
-    wait_until("8 fetches dispatched", || dispatched(&broker, "Fetch") >= 8).await;
+    common::wait_until("8 fetches dispatched", || dispatched(&broker, "Fetch") >= 8).await;
     // Grace period for the broker to (wrongly) read further; see the module doc.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -210,12 +201,12 @@ async fn a_disconnected_clients_long_polls_are_dropped_at_once() {
     let mut admin = Client::connect(broker.kafka_addr).await;
     create_topic(&mut admin, "idle-topic", &[]).await;
     drop(admin);
-    wait_until("the admin connection closed", || {
+    common::wait_until("the admin connection closed", || {
         broker.broker.metrics.connections.get() == 0
     })
     .await;
     let c = pipeline_fetches(broker.kafka_addr, "idle-topic", 8, 25_000).await;
-    wait_until("8 fetches dispatched", || dispatched(&broker, "Fetch") >= 8).await;
+    common::wait_until("8 fetches dispatched", || dispatched(&broker, "Fetch") >= 8).await;
     assert_eq!(broker.broker.metrics.connections.get(), 1);
     drop(c);
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -406,7 +397,7 @@ async fn fetches_queued_behind_a_long_poll_hold_at_most_fetch_max_bytes() {
     }
     let mut c = Client::connect(broker.kafka_addr).await;
     c.send_raw(&frames).await;
-    wait_until("64 fetches dispatched", || {
+    common::wait_until("64 fetches dispatched", || {
         dispatched(&broker, "Fetch") >= 64
     })
     .await;

@@ -322,3 +322,53 @@ async fn ack_gate_misses_are_exported() {
     drop(gate);
     broker.shutdown().await;
 }
+
+/// A client that hangs up while its CreateTopics is being committed does
+/// not cut the create in half: the topic is created and served, and the
+/// broker keeps writing. (The connection's pending answers are dropped when
+/// its client leaves; once the work ran inside them, and a manifest PUT that
+/// landed after the drop made the broker fence itself on its next commit.)
+#[tokio::test]
+async fn a_create_whose_client_hangs_up_mid_commit_completes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory: std::sync::Arc<dyn object_store::ObjectStore> =
+        std::sync::Arc::new(object_store::memory::InMemory::new());
+    let faulty = FaultyStore::new(memory);
+    let faults = faulty.control();
+    let settings = Settings::embedded(dir.path());
+    let components =
+        Components::with_store(&settings.storage, std::sync::Arc::new(faulty)).expect("components");
+    let broker = server::start(settings, components).await.expect("start");
+
+    faults.scope(Some(vigil_storage::paths::manifest_prefix().as_ref()));
+    faults.detach_puts(true);
+    faults.hang(FaultKind::Write, true);
+    let mut gone = Client::connect(broker.kafka_addr).await;
+    let request = common::create_topic_request("orphan", &[]);
+    gone.send_raw(&common::request_frame(ApiKey::CreateTopics, 5, 1, &request))
+        .await;
+    let metrics = &broker.broker.metrics;
+    common::wait_until("the create's manifest PUT to hang", || {
+        faults.counts(FaultKind::Write).hung > 0
+    })
+    .await;
+    drop(gone);
+    common::wait_until("the broker to close the connection", || {
+        metrics.connections.get() == 0
+    })
+    .await;
+    faults.clear();
+
+    common::wait_until("the orphaned create to complete", || {
+        broker.broker.log.topic("orphan").is_some()
+    })
+    .await;
+    let mut c = Client::connect(broker.kafka_addr).await;
+    create_topic(&mut c, "next").await;
+    for topic in ["orphan", "next"] {
+        let (code, base) =
+            produce_result(c.call(ApiKey::Produce, 9, produce(topic, batch(1))).await);
+        assert_eq!((code, base), (0, 0), "produce to {topic}");
+    }
+    broker.shutdown().await;
+}

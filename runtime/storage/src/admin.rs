@@ -21,6 +21,18 @@ impl Log {
         name: &str,
         configs: BTreeMap<String, String>,
     ) -> Result<Arc<Topic>> {
+        let name = name.to_string();
+        self.to_completion(
+            move |log| async move { log.set_topic_configs_inner(&name, configs).await },
+        )
+        .await
+    }
+
+    async fn set_topic_configs_inner(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>> {
         let topic = self
             .topic(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
@@ -58,6 +70,12 @@ impl Log {
     /// current log start and the high watermark; an offset at or below the
     /// current start changes nothing. Returns the new log start offset.
     pub async fn delete_records(&self, p: &Arc<Partition>, offset: i64) -> Result<i64> {
+        let p = Arc::clone(p);
+        self.to_completion(move |log| async move { log.delete_records_inner(&p, offset).await })
+            .await
+    }
+
+    async fn delete_records_inner(&self, p: &Arc<Partition>, offset: i64) -> Result<i64> {
         let (start, hw) = (p.log_start_offset(), p.high_watermark());
         if offset > hw || offset < 0 {
             return Err(StorageError::OffsetOutOfRange {

@@ -114,8 +114,12 @@ pub struct Log {
     pub(crate) manifests: ManifestStore,
     /// Latest committed manifest. An async mutex because it is held across
     /// the object store write that commits the next version: that is what
-    /// serializes manifest updates within the broker.
-    pub(crate) manifest: AsyncMutex<Manifest>,
+    /// serializes manifest updates within the broker. Shared so that a
+    /// commit runs to its end in a task of its own (log/commit.rs).
+    pub(crate) manifest: Arc<AsyncMutex<Manifest>>,
+    /// This log, for operations that must outlive a caller who stops
+    /// waiting ([`Log::to_completion`]).
+    pub(crate) me: std::sync::Weak<Log>,
     pub(crate) topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     pub(crate) wal: Wal,
     /// Reads of uploaded runs, through the block cache.
@@ -296,13 +300,14 @@ impl Log {
         ));
         let issued_producer_ids =
             producer_ids::producer_id_base(layout) + manifest.next_producer_id;
-        Ok(Arc::new(Log {
+        Ok(Arc::new_cyclic(|me| Log {
+            me: me.clone(),
             config,
             store,
             private,
             layout,
             manifests,
-            manifest: AsyncMutex::new(manifest),
+            manifest: Arc::new(AsyncMutex::new(manifest)),
             topics: RwLock::new(topics),
             wal,
             runs,

@@ -6,6 +6,7 @@
 
 mod ack_gates;
 mod admin;
+mod cancellation;
 mod cluster_nodes;
 mod common;
 mod drills;

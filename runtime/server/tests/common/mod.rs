@@ -93,9 +93,8 @@ pub fn produce_request(topic: &str, records: Bytes) -> RequestKind {
     )
 }
 
-/// Creates a one-partition topic with topic `configs`; returns the error
-/// code.
-pub async fn create_topic_code(c: &mut Client, name: &str, configs: &[(&str, &str)]) -> i16 {
+/// A CreateTopics request for one one-partition topic with topic `configs`.
+pub fn create_topic_request(name: &str, configs: &[(&str, &str)]) -> RequestKind {
     use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
     use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
     let configs = configs
@@ -106,23 +105,37 @@ pub async fn create_topic_code(c: &mut Client, name: &str, configs: &[(&str, &st
                 .with_value(Some(StrBytes::from_string(v.to_string())))
         })
         .collect();
+    RequestKind::CreateTopics(
+        CreateTopicsRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_num_partitions(1)
+                .with_replication_factor(1)
+                .with_configs(configs)]),
+    )
+}
+
+/// Creates a one-partition topic with topic `configs`; returns the error
+/// code.
+pub async fn create_topic_code(c: &mut Client, name: &str, configs: &[(&str, &str)]) -> i16 {
     let r = c
-        .call(
-            ApiKey::CreateTopics,
-            5,
-            RequestKind::CreateTopics(
-                CreateTopicsRequest::default()
-                    .with_timeout_ms(5_000)
-                    .with_topics(vec![CreatableTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(name.into())))
-                        .with_num_partitions(1)
-                        .with_replication_factor(1)
-                        .with_configs(configs)]),
-            ),
-        )
+        .call(ApiKey::CreateTopics, 5, create_topic_request(name, configs))
         .await;
     match r {
         ResponseKind::CreateTopics(r) => r.topics[0].error_code,
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Polls `cond` until it holds; fails after 10 s.
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after 10 s waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }

@@ -21,6 +21,11 @@ pub(super) fn producer_id_base(layout: crate::paths::Layout) -> i64 {
 impl Log {
     /// A producer id never handed out before, by any broker on this store.
     pub async fn allocate_producer_id(&self) -> Result<i64> {
+        self.to_completion(|log| async move { log.allocate_producer_id_inner().await })
+            .await
+    }
+
+    async fn allocate_producer_id_inner(&self) -> Result<i64> {
         let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
             let start = self

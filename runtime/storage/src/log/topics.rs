@@ -16,10 +16,16 @@ impl Log {
     /// if another node registered the name meanwhile, its topic is added
     /// here and this fails with [`StorageError::TopicExists`]).
     pub async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        let name = name.to_string();
+        self.to_completion(move |log| async move { log.create_topic_inner(&name, config).await })
+            .await
+    }
+
+    async fn create_topic_inner(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
         let catalog = self.catalog.read().clone();
         let Some(catalog) = catalog else {
             return self
-                .create_topic_with_id(name, config, Uuid::new_v4())
+                .create_topic_with_id_inner(name, config, Uuid::new_v4())
                 .await;
         };
         validate_topic_name(name)?;
@@ -32,7 +38,10 @@ impl Log {
             configs: config.configs.clone(),
         };
         match catalog.register(name, &entry).await? {
-            None => match self.create_topic_with_id(name, config, entry.id).await {
+            None => match self
+                .create_topic_with_id_inner(name, config, entry.id)
+                .await
+            {
                 // The catalog follower applied our own registration first.
                 Err(StorageError::TopicExists(_)) => self
                     .topic(name)
@@ -45,7 +54,10 @@ impl Log {
                     partitions: theirs.partitions,
                     configs: theirs.configs,
                 };
-                match self.create_topic_with_id(name, config, theirs.id).await {
+                match self
+                    .create_topic_with_id_inner(name, config, theirs.id)
+                    .await
+                {
                     Ok(_) | Err(StorageError::TopicExists(_)) => {}
                     Err(e) => return Err(e),
                 }
@@ -63,6 +75,19 @@ impl Log {
     /// the cluster's catalog, whose partitions' manifests (`parts/<id>/`)
     /// other nodes may already have written.
     pub async fn create_topic_with_id(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        id: Uuid,
+    ) -> Result<Arc<Topic>> {
+        let name = name.to_string();
+        self.to_completion(move |log| async move {
+            log.create_topic_with_id_inner(&name, config, id).await
+        })
+        .await
+    }
+
+    async fn create_topic_with_id_inner(
         &self,
         name: &str,
         config: TopicConfig,
@@ -111,6 +136,12 @@ impl Log {
     /// Deletes a topic and (in the background) its objects; in a cluster,
     /// from the catalog first.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.to_completion(move |log| async move { log.delete_topic_inner(&name).await })
+            .await
+    }
+
+    async fn delete_topic_inner(&self, name: &str) -> Result<()> {
         let catalog = self.catalog.read().clone();
         if let Some(catalog) = catalog {
             if self.topic(name).is_none() {
@@ -118,12 +149,18 @@ impl Log {
             }
             catalog.unregister(name).await?;
         }
-        self.delete_topic_locally(name).await
+        self.delete_topic_locally_inner(name).await
     }
 
     /// Deletes a topic from this log only (a cluster node applying the
     /// catalog's deletion).
     pub async fn delete_topic_locally(&self, name: &str) -> Result<()> {
+        let name = name.to_string();
+        self.to_completion(move |log| async move { log.delete_topic_locally_inner(&name).await })
+            .await
+    }
+
+    async fn delete_topic_locally_inner(&self, name: &str) -> Result<()> {
         let id = self
             .update_manifest(|m| {
                 m.topics
@@ -140,6 +177,14 @@ impl Log {
 
     /// Grows a topic to `total` partitions.
     pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let name = name.to_string();
+        self.to_completion(
+            move |log| async move { log.create_partitions_inner(&name, total).await },
+        )
+        .await
+    }
+
+    async fn create_partitions_inner(&self, name: &str, total: i32) -> Result<()> {
         let catalog = self.catalog.read().clone();
         if let (Some(catalog), Some(topic)) = (catalog, self.topic(name)) {
             let have = topic.partitions.len() as i32;
@@ -152,12 +197,20 @@ impl Log {
                 catalog.update(name, &entry).await?;
             }
         }
-        self.create_partitions_locally(name, total).await
+        self.create_partitions_locally_inner(name, total).await
     }
 
     /// Grows a topic in this log only (a cluster node applying the
     /// catalog's change).
     pub async fn create_partitions_locally(&self, name: &str, total: i32) -> Result<()> {
+        let name = name.to_string();
+        self.to_completion(move |log| async move {
+            log.create_partitions_locally_inner(&name, total).await
+        })
+        .await
+    }
+
+    async fn create_partitions_locally_inner(&self, name: &str, total: i32) -> Result<()> {
         let topic = self
             .topic(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;

@@ -116,6 +116,11 @@ struct KindFaults {
 #[derive(Debug, Default)]
 struct State {
     kinds: [KindFaults; 2],
+    /// Faults apply only to keys (or list prefixes) under this prefix.
+    scope: Option<String>,
+    /// Puts run in a task of their own, which the caller dropping its
+    /// future does not stop.
+    detach_puts: bool,
     fail_after_write_next: u64,
     counts: [FaultCounts; 2],
     /// Whole-object GETs per key, for tests that check what a read path
@@ -131,6 +136,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether the faults apply to a call on `path`.
+    fn in_scope(&self, path: &str) -> bool {
+        match &self.state.lock().scope {
+            Some(prefix) => path.starts_with(prefix.as_str()),
+            None => true,
+        }
+    }
+
     /// Hang and delay, as configured for `kind`.
     async fn stall(&self, kind: FaultKind) {
         let mut hang = self.hang[kind as usize].subscribe();
@@ -172,6 +185,9 @@ impl Shared {
 
     /// Everything that happens before a call reaches the inner store.
     async fn before(&self, kind: FaultKind, op: &'static str, path: &str) -> Result<()> {
+        if !self.in_scope(path) {
+            return Ok(());
+        }
         self.stall(kind).await;
         self.take_failure(kind, op, path)
     }
@@ -179,6 +195,9 @@ impl Shared {
     /// Turns a successful write into an error while the budget lasts.
     fn after_write<T>(&self, op: &'static str, path: &str, result: Result<T>) -> Result<T> {
         let value = result?;
+        if !self.in_scope(path) {
+            return Ok(value);
+        }
         let mut state = self.state.lock();
         if state.fail_after_write_next == 0 {
             return Ok(value);
@@ -230,12 +249,27 @@ impl FaultControl {
         self.shared.state.lock().fail_after_write_next = n;
     }
 
+    /// Limits every fault to calls on keys (or list prefixes) starting with
+    /// `prefix`; `None` applies them everywhere again.
+    pub fn scope(&self, prefix: Option<&str>) {
+        self.shared.state.lock().scope = prefix.map(str::to_string);
+    }
+
+    /// While `on`, each put runs in a task of its own: a caller that stops
+    /// waiting (drops its future) does not stop it, and it still lands once
+    /// a hang lifts — as an S3 PUT that has left the client does.
+    pub fn detach_puts(&self, on: bool) {
+        self.shared.state.lock().detach_puts = on;
+    }
+
     /// Turns every fault off and releases hung calls. Counts are kept.
     pub fn clear(&self) {
         {
             let mut state = self.shared.state.lock();
             state.kinds = Default::default();
             state.fail_after_write_next = 0;
+            state.scope = None;
+            state.detach_puts = false;
         }
         self.hang(FaultKind::Read, false);
         self.hang(FaultKind::Write, false);
@@ -296,6 +330,20 @@ impl fmt::Display for FaultyStore {
     }
 }
 
+/// A put through the faults of `shared`.
+async fn put_with_faults(
+    shared: &Shared,
+    inner: &dyn ObjectStore,
+    location: &Path,
+    payload: PutPayload,
+    opts: PutOptions,
+) -> Result<PutResult> {
+    let path = location.as_ref();
+    shared.before(FaultKind::Write, "put", path).await?;
+    let result = inner.put_opts(location, payload, opts).await;
+    shared.after_write("put", path, result)
+}
+
 fn get_op(options: &GetOptions) -> &'static str {
     if options.head {
         "head"
@@ -320,12 +368,27 @@ impl ObjectStore for FaultyStore {
         'b: 'f,
         Self: 'f,
     {
-        Box::pin(async move {
-            let path = location.as_ref();
-            self.shared.before(FaultKind::Write, "put", path).await?;
-            let result = self.inner.put_opts(location, payload, opts).await;
-            self.shared.after_write("put", path, result)
-        })
+        let detach = self.shared.state.lock().detach_puts;
+        if detach {
+            let (inner, shared) = (Arc::clone(&self.inner), Arc::clone(&self.shared));
+            let location = location.clone();
+            let task = tokio::spawn(async move {
+                put_with_faults(&shared, inner.as_ref(), &location, payload, opts).await
+            });
+            return Box::pin(async move {
+                task.await.map_err(|e| object_store::Error::Generic {
+                    store: "faulty",
+                    source: Box::new(e),
+                })?
+            });
+        }
+        Box::pin(put_with_faults(
+            &self.shared,
+            self.inner.as_ref(),
+            location,
+            payload,
+            opts,
+        ))
     }
 
     fn put_multipart_opts<'a, 'b, 'f>(
@@ -533,16 +596,21 @@ impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
         // `put_part` is synchronous and may hand the data over at once, so an
         // injected failure has to be decided here, before calling through.
-        if let Err(e) = self
-            .shared
-            .take_failure(FaultKind::Write, "put_part", &self.path)
-        {
-            return Box::pin(futures::future::ready(Err(e)));
+        let faulty = self.shared.in_scope(&self.path);
+        if faulty {
+            if let Err(e) = self
+                .shared
+                .take_failure(FaultKind::Write, "put_part", &self.path)
+            {
+                return Box::pin(futures::future::ready(Err(e)));
+            }
         }
         let part = self.inner.put_part(data);
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            shared.stall(FaultKind::Write).await;
+            if faulty {
+                shared.stall(FaultKind::Write).await;
+            }
             part.await
         })
     }

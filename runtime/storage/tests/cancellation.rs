@@ -1,0 +1,79 @@
+//! A caller that stops waiting for a log operation (a client hung up, a
+//! request handler was dropped) must not cut it in half. An object store PUT
+//! that has left the client cannot be called back: if the operation's
+//! manifest commit lands after its caller gave up, the log has to know, or
+//! its next commit finds "its" version taken by itself and the broker
+//! fences itself (seen once in a full run: "epoch 1 was superseded by
+//! epoch 1").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use vigil_storage::store::{FaultKind, FaultyStore};
+use vigil_storage::{paths, Log, LogConfig, TopicConfig};
+
+use crate::common;
+
+fn one_partition() -> TopicConfig {
+    TopicConfig {
+        partitions: 1,
+        configs: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_create_abandoned_while_its_commit_is_in_flight_completes_and_the_log_keeps_writing() {
+    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = FaultyStore::new(memory.clone());
+    let faults = faulty.control();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = LogConfig::new(data.path());
+    config.lease_interval = Duration::from_millis(10);
+    let log = Log::open(config.clone(), Arc::new(faulty))
+        .await
+        .expect("open");
+
+    // Only the root manifest's PUT hangs; it runs on whether or not its
+    // caller still waits, as a request already sent to S3 does.
+    faults.scope(Some(paths::manifest_prefix().as_ref()));
+    faults.detach_puts(true);
+    faults.hang(FaultKind::Write, true);
+    {
+        let create = log.create_topic("a", one_partition());
+        tokio::pin!(create);
+        tokio::select! {
+            r = &mut create => panic!("the create finished while its commit hung: {r:?}"),
+            () = common::wait_until("the manifest PUT to hang", || {
+                faults.counts(FaultKind::Write).hung > 0
+            }) => {}
+        }
+    } // The caller gives up here.
+    faults.clear();
+
+    // The abandoned create completes: its commit landed, so the topic is
+    // there, and the next commit takes the next version.
+    common::wait_until("the abandoned create to complete", || {
+        log.topic("a").is_some()
+    })
+    .await;
+    log.create_topic("b", one_partition())
+        .await
+        .expect("the next create commits: the log did not fence itself");
+    assert!(!log.is_fenced(), "the log fenced itself");
+    log.close().await;
+    drop(log);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut again = config;
+    again.data_dir = data.path().to_path_buf();
+    let reopened = Log::open(again, memory).await.expect("reopen");
+    for topic in ["a", "b"] {
+        assert!(
+            reopened.topic(topic).is_some(),
+            "topic {topic} was committed and survives a restart"
+        );
+    }
+    reopened.close().await;
+}
