@@ -56,6 +56,8 @@ ROWS = [
             "{{deployment}}", f"sum by (deployment) (vigil_detector_lag_records{{{DEP}}})")]),
         ("Event age (newest record processed)", "s", [(
             "{{deployment}}", f"max by (deployment) (vigil_detector_event_age_seconds{{{DEP}}})")]),
+        ("Throttled: share of time resting (budget, or a replay yielding to writes)", "percentunit", [(
+            "{{deployment}}", f"sum by (deployment) (rate(vigil_detector_throttled_seconds_total{{{DEP}}}[{R}]))")]),
         ("Failed batches and bad records / s", "short", [
             ("{{deployment}} failed batches",
              f"sum by (deployment) (rate(vigil_detector_failed_batches_total{{{DEP}}}[{R}]))"),

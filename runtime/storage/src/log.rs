@@ -1,7 +1,7 @@
 //! The log of a broker: topics, partitions, the WAL and the manifest, tied
 //! together.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -31,6 +31,7 @@ mod pressure;
 mod producer_ids;
 mod recover;
 mod topics;
+mod wal_gc;
 
 /// Producer ids reserved per manifest write.
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -225,28 +226,7 @@ impl Log {
         )
         .await?;
 
-        let mut topics = BTreeMap::new();
-        let mut by_id: HashMap<(Uuid, i32), Arc<Partition>> = HashMap::new();
-        for (name, t) in &manifest.topics {
-            let partitions: Vec<_> = t
-                .partitions
-                .iter()
-                .enumerate()
-                .map(|(i, pm)| Arc::new(Partition::new(name, t.id, i as i32, pm)))
-                .collect();
-            for p in &partitions {
-                by_id.insert((t.id, p.index), p.clone());
-            }
-            topics.insert(
-                name.clone(),
-                Arc::new(Topic {
-                    name: name.clone(),
-                    id: t.id,
-                    partitions,
-                    configs: t.configs.clone(),
-                }),
-            );
-        }
+        let (topics, by_id) = topics::from_manifest(&manifest);
 
         let mut kv = manifest.kv().clone();
         let (mut replayed, mut skipped) = (0usize, 0usize);

@@ -164,16 +164,22 @@ impl Log {
                 .collect();
             (keys, m.version, chains)
         };
+        let mut wal_deleted = 0;
         if self.layout.node_id().is_some() {
             // In a cluster, partitions other nodes lead now reference
             // objects this node uploaded before they moved. A chain another
             // node writes after this read can only drop such references
             // (its new objects are its own), so reading first is safe.
+            let mut uploaded = std::collections::HashMap::new();
             for (id, index) in chains {
                 let p = crate::parts::load_partition(self.store.as_ref(), id, index).await?;
+                uploaded.insert((id, index), p.uploaded_next);
                 referenced.extend(p.segments.into_iter().map(|s| s.key));
                 referenced.extend(p.producers_in);
             }
+            // A chain's uploaded end only grows: what these reads show
+            // uploaded stays so.
+            wal_deleted = self.collect_found_wal_objects(&uploaded).await?;
         }
         if let Err(e) = self.manifests.delete_old(version).await {
             tracing::debug!(error = %e, "could not delete old manifest versions; the next cycle retries");
@@ -191,7 +197,7 @@ impl Log {
             listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);
         }
         let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);
-        let mut deleted = 0;
+        let mut deleted = wal_deleted;
         for meta in listed {
             let key = meta.location.to_string();
             if referenced.contains(&key) || meta.last_modified > grace {

@@ -213,3 +213,53 @@ async fn a_takeover_of_many_partitions_reads_each_wal_object_once() {
         "WAL objects read more than once across {PARTITIONS} takeovers: {repeated:?}"
     );
 }
+
+/// The WAL objects a node finds from its earlier run are kept while they
+/// hold the only copy of acknowledged batches, and collected once the
+/// partition's leader has uploaded those batches (before, they piled up
+/// with every restart and every takeover read them again).
+#[tokio::test]
+async fn wal_objects_of_an_earlier_run_go_once_their_batches_are_uploaded() {
+    let env = StoreDir::new();
+    let id = Uuid::new_v4();
+    let (a, _da) = env.open_node(1).await;
+    topic_on(&a, id).await;
+    a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
+    append_n(&a, 0, "a", 3).await;
+    a.abandon().await; // a crash: acknowledged, not uploaded
+    drop(a);
+    let wal_objects = || async {
+        env.list(&object_store::path::Path::from("nodes/00001/wal"))
+            .await
+    };
+    let first_run = wal_objects().await;
+    assert!(!first_run.is_empty(), "the crash left WAL objects");
+
+    // Node 1 comes back and writes a little under its new epoch.
+    let (a, _da2) = env.open_node(1).await;
+    a.acquire_partition("t", 1, 1).await.expect("a leads t-1");
+    append_n(&a, 1, "n", 1).await;
+    a.upload_once().await.expect("a uploads t-1");
+    a.collect_garbage().await.expect("gc");
+    let kept = wal_objects().await;
+    assert!(
+        first_run.iter().all(|k| kept.contains(k)),
+        "nobody uploaded t-0's batches yet: the objects holding them stay ({kept:?})"
+    );
+
+    // Another node takes t-0 over, recovers the batches and uploads them.
+    let (b, _db) = env.open_node(2).await;
+    topic_on(&b, id).await;
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b takes t-0 over");
+    assert_eq!(records(&b, 0).await, 3, "b recovered what a acknowledged");
+    b.upload_once().await.expect("b uploads t-0");
+    a.collect_garbage().await.expect("gc");
+    let left = wal_objects().await;
+    assert!(
+        first_run.iter().all(|k| !left.contains(k)),
+        "the earlier run's WAL objects are collected: {left:?}"
+    );
+    let _: Vec<Arc<Log>> = vec![a, b];
+}

@@ -42,6 +42,9 @@ type Batches = Arc<Vec<(Uuid, i32, Bytes)>>;
 #[derive(Default)]
 pub(crate) struct WalReads {
     kept: Mutex<Kept>,
+    /// What this node's WAL objects from earlier runs hold, by key, for
+    /// their collector (`wal_gc.rs`): small, and bounded by those objects.
+    coverage: Mutex<HashMap<String, super::wal_gc::Coverage>>,
 }
 
 #[derive(Default)]
@@ -70,6 +73,18 @@ impl WalReads {
             keep
         });
         kept.bytes -= freed;
+    }
+
+    pub(super) fn coverage(&self, key: &str) -> Option<super::wal_gc::Coverage> {
+        self.coverage.lock().get(key).cloned()
+    }
+
+    pub(super) fn keep_coverage(&self, key: String, coverage: super::wal_gc::Coverage) {
+        self.coverage.lock().insert(key, coverage);
+    }
+
+    pub(super) fn forget_coverage(&self, key: &str) {
+        self.coverage.lock().remove(key);
     }
 
     /// Keeps `batches` if the bound allows.
@@ -166,7 +181,7 @@ impl Log {
 }
 
 /// The batches of WAL object `key`; `None` if it was deleted since listed.
-async fn read_batches(
+pub(super) async fn read_batches(
     store: &dyn ObjectStore,
     key: &object_store::path::Path,
 ) -> Result<Option<Batches>> {

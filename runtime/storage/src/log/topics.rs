@@ -1,6 +1,7 @@
 //! Topic administration on the log: create, delete, grow. Each is one
 //! manifest update (compare-and-swap) followed by the in-memory view.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -298,4 +299,35 @@ fn validate_topic_name(name: &str) -> Result<()> {
             "topic name {name:?} is not valid: use 1–{MAX_TOPIC_NAME} characters of [a-zA-Z0-9._-], not '.' or '..'"
         )))
     }
+}
+
+/// Partitions by (topic id, index).
+pub(super) type PartitionsById = HashMap<(Uuid, i32), Arc<Partition>>;
+
+/// The in-memory topics of `manifest`, and their partitions by id, as the
+/// log opens.
+pub(super) fn from_manifest(manifest: &Manifest) -> (BTreeMap<String, Arc<Topic>>, PartitionsById) {
+    let mut topics = BTreeMap::new();
+    let mut by_id = HashMap::new();
+    for (name, t) in &manifest.topics {
+        let partitions: Vec<_> = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, pm)| Arc::new(Partition::new(name, t.id, i as i32, pm)))
+            .collect();
+        for p in &partitions {
+            by_id.insert((t.id, p.index), p.clone());
+        }
+        topics.insert(
+            name.clone(),
+            Arc::new(Topic {
+                name: name.clone(),
+                id: t.id,
+                partitions,
+                configs: t.configs.clone(),
+            }),
+        );
+    }
+    (topics, by_id)
 }
