@@ -20,12 +20,6 @@ use crate::seasonal::{SeasonalResidual, SeasonalSettings};
 use crate::shift::{ShiftMedians, ShiftWindow};
 pub use crate::tuning::Tuning;
 
-/// Records after which deviation scores start to be lowered
-/// (`threshold_growth`): NAB's usual file length.
-const THRESHOLD_BASE_RECORDS: f64 = 4000.0;
-/// Most that deviation scores are lowered by (reached after 400 000
-/// records): a long-lived deployment keeps alerting on deviations.
-const MAX_THRESHOLD_SHIFT: f64 = 0.2;
 /// Records whose time span gives the record step (`shift_short_minutes`).
 const STEP_PROBE: u64 = 20;
 /// Shortest short window of the shift likelihood in time.
@@ -405,9 +399,8 @@ impl SeriesModel {
 
         // Lowering the score rather than raising the threshold keeps the
         // stream cut at the configured threshold equal to the alerts.
-        if kind == Kind::Deviation && t.threshold_growth > 0.0 {
-            let decades = (self.n as f64 / THRESHOLD_BASE_RECORDS).max(1.0).log10();
-            score = (score - (t.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)).max(0.0);
+        if kind == Kind::Deviation {
+            score = (score - t.length_shift(self.n)).max(0.0);
         }
         let mut alert = false;
         self.since_alert = self.since_alert.saturating_add(1);
