@@ -510,20 +510,22 @@ impl SeriesModel {
     /// when the statistic exists (for the day-aware shift).
     fn shift_statistic(&mut self, t: &Tuning, value: f64) -> (f64, Option<(f64, f64, f64)>) {
         let (m, r) = (t.shift_recent.max(1), t.shift_ref.max(2));
-        let Some(ShiftMedians {
+        let Some(medians) = self.shift_hist.push(m, r, value) else {
+            return (0.0, None);
+        };
+        let ShiftMedians {
             recent,
             reference,
             mad,
-        }) = self.shift_hist.push(m, r, value)
-        else {
-            return (0.0, None);
-        };
+        } = medians;
         if mad <= 0.0 {
             return (0.0, None);
         }
         let scale = (1.4826 * mad).max(MAE_TO_SIGMA * self.mae);
+        // Only ever positive so far: a fall counts in doublings.
+        let positive = t.shift_log_fall && self.min.min(value) > 0.0;
         (
-            ((recent - reference) / scale).abs(),
+            medians.moved(positive) / scale,
             Some((recent, reference, scale)),
         )
     }
