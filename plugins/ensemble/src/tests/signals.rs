@@ -60,8 +60,11 @@ fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
     let outs = outputs_of(&values);
     let shift_lik =
         |r: std::ops::Range<usize>| outs[r].iter().map(|o| o.likelihoods[4]).fold(0.0, f64::max);
+    // Below 0.3 with falls as plain differences; this series is
+    // positive, so the noise's falls count in doublings (up to 1.44 times
+    // the difference, session 14 round 8) and the quiet part reaches 0.36.
     assert!(
-        shift_lik(6 * DAY + 250..shift) < 0.3,
+        shift_lik(6 * DAY + 250..shift) < 0.4,
         "{}",
         shift_lik(6 * DAY + 250..shift)
     );
