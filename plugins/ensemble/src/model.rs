@@ -20,12 +20,6 @@ use crate::seasonal::{SeasonalResidual, SeasonalSettings};
 use crate::shift::{ShiftMedians, ShiftWindow};
 pub use crate::tuning::Tuning;
 
-/// Records after which deviation scores start to be lowered
-/// (`threshold_growth`): NAB's usual file length.
-const THRESHOLD_BASE_RECORDS: f64 = 4000.0;
-/// Most that deviation scores are lowered by (reached after 400 000
-/// records): a long-lived deployment keeps alerting on deviations.
-const MAX_THRESHOLD_SHIFT: f64 = 0.2;
 /// Records whose time span gives the record step (`shift_short_minutes`).
 const STEP_PROBE: u64 = 20;
 /// Shortest short window of the shift likelihood in time.
@@ -405,9 +399,8 @@ impl SeriesModel {
 
         // Lowering the score rather than raising the threshold keeps the
         // stream cut at the configured threshold equal to the alerts.
-        if kind == Kind::Deviation && t.threshold_growth > 0.0 {
-            let decades = (self.n as f64 / THRESHOLD_BASE_RECORDS).max(1.0).log10();
-            score = (score - (t.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)).max(0.0);
+        if kind == Kind::Deviation {
+            score = (score - t.length_shift(self.n)).max(0.0);
         }
         let mut alert = false;
         self.since_alert = self.since_alert.saturating_add(1);
@@ -517,20 +510,22 @@ impl SeriesModel {
     /// when the statistic exists (for the day-aware shift).
     fn shift_statistic(&mut self, t: &Tuning, value: f64) -> (f64, Option<(f64, f64, f64)>) {
         let (m, r) = (t.shift_recent.max(1), t.shift_ref.max(2));
-        let Some(ShiftMedians {
+        let Some(medians) = self.shift_hist.push(m, r, value) else {
+            return (0.0, None);
+        };
+        let ShiftMedians {
             recent,
             reference,
             mad,
-        }) = self.shift_hist.push(m, r, value)
-        else {
-            return (0.0, None);
-        };
+        } = medians;
         if mad <= 0.0 {
             return (0.0, None);
         }
         let scale = (1.4826 * mad).max(MAE_TO_SIGMA * self.mae);
+        // Only ever positive so far: a fall counts in doublings.
+        let positive = t.shift_log_fall && self.min.min(value) > 0.0;
         (
-            ((recent - reference) / scale).abs(),
+            medians.moved(positive) / scale,
             Some((recent, reference, scale)),
         )
     }

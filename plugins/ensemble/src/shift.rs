@@ -29,6 +29,26 @@ pub struct ShiftMedians {
     pub mad: f64,
 }
 
+impl ShiftMedians {
+    /// How far the recent median moved from the reference median, in the
+    /// values' units (before scaling). A fall of a series that has only
+    /// ever been positive counts at least `reference × log2(reference /
+    /// recent)`: on a multiplicative series (prices, counts, rates) a drop
+    /// to half is as large a change as a rise to double, which the plain
+    /// difference scores half as large (`reference / 2` against
+    /// `reference`); a drop to 0.4× scores 1.32 × `reference` instead of
+    /// 0.6 × (design 0007, session 14 round 8). Rises, and every move of
+    /// a series that has been 0 or negative, keep the plain difference.
+    pub fn moved(&self, positive: bool) -> f64 {
+        let plain = (self.recent - self.reference).abs();
+        if positive && self.recent > 0.0 && self.recent < self.reference {
+            plain.max(self.reference * (self.reference / self.recent).log2())
+        } else {
+            plain
+        }
+    }
+}
+
 impl ShiftWindow {
     /// Adds `value` to a history of `m` recent and `r` reference values;
     /// the medians once the history is full.
@@ -79,6 +99,29 @@ impl ShiftWindow {
 mod tests {
     use super::*;
     use crate::median::median_of;
+
+    #[test]
+    fn on_a_positive_series_a_halving_moves_as_far_as_a_doubling() {
+        let at = |recent: f64| ShiftMedians {
+            recent,
+            reference: 10.0,
+            mad: 1.0,
+        };
+        // A rise keeps the plain difference, positive or not.
+        assert_eq!(at(20.0).moved(true), 10.0);
+        assert_eq!(at(20.0).moved(false), 10.0);
+        // A halving counts as a doubling on a positive series only.
+        assert!((at(5.0).moved(true) - 10.0).abs() < 1e-12);
+        assert_eq!(at(5.0).moved(false), 5.0);
+        // A drop to 0.4x: log2(2.5) = 1.32 doublings, not 0.6.
+        assert!((at(4.0).moved(true) - 10.0 * 2.5f64.log2()).abs() < 1e-12);
+        // A small fall: the log ratio is below the plain difference
+        // nowhere (log2(1/r) >= 1 - r for r in (0, 1]).
+        assert!(at(9.5).moved(true) >= 0.5);
+        // A fall to 0 or below has no log ratio: the plain difference.
+        assert_eq!(at(0.0).moved(true), 10.0);
+        assert_eq!(at(-2.0).moved(true), 12.0);
+    }
 
     #[test]
     fn a_bare_history_restores_as_a_shift_window() {

@@ -148,9 +148,8 @@ fn the_cooldown_also_ends_after_cooldown_minutes() {
 #[test]
 fn deviation_scores_are_lowered_on_long_series() {
     // Two models on the same long stream, with and without the growth:
-    // their deviation scores differ by `threshold_growth` (0.3) per decade
-    // past 4000 records,
-    // at most 0.2.
+    // their deviation scores differ by `threshold_growth` (0.4) per decade
+    // past 4000 records, at most 0.2.
     let cfg = Config::default();
     let flat = Tuning {
         threshold_growth: 0.0,
@@ -183,6 +182,57 @@ fn deviation_scores_are_lowered_on_long_series() {
         }
     }
     assert!(checked > 10, "only {checked} deviation scores compared");
+}
+
+#[test]
+fn long_series_reach_the_full_lowering_by_about_12_600_records() {
+    // Design 0007, session 14 round 8: at 0.4 per decade a deviation at
+    // record 8000 is lowered by 0.12 (0.3 gave 0.09) and one after record
+    // 12 600 by the full 0.2 (0.3 reached it only after 18 600), so a long
+    // bursty series' chance alerts stop growing sooner; nothing changes
+    // up to 4000 records.
+    let cfg = Config::default();
+    let flat = Tuning {
+        threshold_growth: 0.0,
+        ..Tuning::default()
+    };
+    let (mut a, mut b) = (
+        SeriesModel::new(&cfg),
+        SeriesModel::with_tuning(&cfg, &flat),
+    );
+    let (mut early, mut mid, mut late) = (0, 0, 0);
+    for i in 0..14_000usize {
+        let v = sine(i)
+            + if i % 1000 < 40 {
+                4.0 * noise(i + 1)
+            } else {
+                0.0
+            };
+        let ts = i as i64 * STEP_MS;
+        let (x, y) = (a.update(&cfg, v, ts), b.update_tuned(&cfg, &flat, v, ts));
+        if !(y.kind == Kind::Deviation && y.score > 0.3 && x.kind == Kind::Deviation) {
+            continue;
+        }
+        let lowered = y.score - x.score;
+        let n = i + 1;
+        if n <= 4000 {
+            assert_eq!(lowered, 0.0, "record {i}");
+            early += 1;
+        } else if (8000..9000).contains(&n) {
+            assert!(lowered >= 0.12, "record {i}: lowered by {lowered}");
+            mid += 1;
+        } else if n >= 12_700 {
+            assert!(
+                (lowered - 0.2).abs() < 1e-9,
+                "record {i}: lowered by {lowered}"
+            );
+            late += 1;
+        }
+    }
+    assert!(
+        early > 0 && mid > 0 && late > 0,
+        "{early} / {mid} / {late} scores compared"
+    );
 }
 
 #[test]

@@ -60,8 +60,11 @@ fn an_in_range_level_shift_is_flagged_by_the_shift_likelihood() {
     let outs = outputs_of(&values);
     let shift_lik =
         |r: std::ops::Range<usize>| outs[r].iter().map(|o| o.likelihoods[4]).fold(0.0, f64::max);
+    // Below 0.3 with falls as plain differences; this series is
+    // positive, so the noise's falls count in doublings (up to 1.44 times
+    // the difference, session 14 round 8) and the quiet part reaches 0.36.
     assert!(
-        shift_lik(6 * DAY + 250..shift) < 0.3,
+        shift_lik(6 * DAY + 250..shift) < 0.4,
         "{}",
         shift_lik(6 * DAY + 250..shift)
     );
@@ -381,4 +384,48 @@ fn a_second_breakout_a_day_later_re_arms_on_an_hourly_series() {
         !five.iter().any(|&(i, _)| (drop..drop + 3).contains(&i)),
         "a 5-minute series re-armed within 60 records: {five:?}"
     );
+}
+
+#[test]
+fn a_fall_by_a_factor_is_a_level_shift_on_a_positive_series() {
+    // Hourly prices (as NAB's ad exchange): log-normal-like noise, a weak
+    // daily rhythm and a slow wave of the level; an early drop-out widens
+    // the range; from record 975 the level falls to 0.35x (inside the
+    // range). Design 0007, session 14 round 8.
+    let fall = 975;
+    let price = |i: usize| {
+        let day = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+        let wave = (i as f64 / 300.0 * std::f64::consts::TAU).sin();
+        let dip = if (330..334).contains(&i) { 0.1 } else { 1.0 };
+        let f = if i >= fall { 0.35 } else { 1.0 };
+        2.0 * dip * f * (0.8 * noise(i) + 0.15 * day.sin() + 0.2 * wave).exp()
+    };
+    let values: Vec<f64> = (0..1300).map(price).collect();
+    let hour_ms = 3_600_000;
+    let after = |alerts: &[(usize, crate::model::Output)]| {
+        alerts
+            .iter()
+            .filter(|(i, _)| *i >= fall)
+            .map(|(i, o)| (*i, o.signal()))
+            .collect::<Vec<_>>()
+    };
+    let with = after(&alerts_every(&Tuning::default(), &values, hour_ms));
+    assert!(
+        with.iter()
+            .any(|&(i, s)| i < fall + 24 && s == "level_shift"),
+        "the fall was not a level shift within a day: {with:?}"
+    );
+    // Counted as a plain difference (0.65 of the level, against 1.5 for
+    // the mirrored rise to 2.9x) the fall stays below the threshold.
+    let plain = Tuning {
+        shift_log_fall: false,
+        ..Tuning::default()
+    };
+    let without = after(&alerts_every(&plain, &values, hour_ms));
+    assert!(without.is_empty(), "{without:?}");
+    // A series that has been negative keeps the plain difference: the
+    // same values moved below 0 do not alert either.
+    let moved: Vec<f64> = values.iter().map(|v| v - 100.0).collect();
+    let negative = after(&alerts_every(&Tuning::default(), &moved, hour_ms));
+    assert!(negative.is_empty(), "{negative:?}");
 }
