@@ -56,6 +56,8 @@ pub(crate) struct CallState {
     pub(crate) fault: Option<Fault>,
     pub(crate) state: Vec<u8>,
     pub(crate) log_lines: u32,
+    /// The calling thread's CPU time when the call began (`cpu.rs`).
+    pub(crate) cpu_started: Option<std::time::Duration>,
 }
 
 /// The data of every guest store.
@@ -89,7 +91,10 @@ impl HostState {
     /// Resets per-call state before a guest call.
     pub(crate) fn begin(&mut self, phase: Phase) {
         self.phase = phase;
-        self.call = CallState::default();
+        self.call = CallState {
+            cpu_started: crate::cpu::thread_cpu(),
+            ..CallState::default()
+        };
         self.limiter.denied = false;
     }
 

@@ -32,16 +32,9 @@ pub struct Instance {
     last_call: Duration,
 }
 
-/// Epoch ticks for a budget: rounded up, plus one because the current tick
-/// is already partly over.
+/// Epoch ticks for a budget (see [`crate::cpu::ticks_for`]).
 pub(crate) fn deadline_ticks(budget: Duration, shared: &Shared) -> u64 {
-    let tick = shared
-        .config
-        .epoch_tick
-        .max(Duration::from_micros(100))
-        .as_nanos();
-    let n = budget.as_nanos().div_ceil(tick);
-    u64::try_from(n).unwrap_or(u64::MAX / 2).saturating_add(1)
+    crate::cpu::ticks_for(budget, shared.config.epoch_tick)
 }
 
 impl Instance {
@@ -64,7 +57,7 @@ impl Instance {
         state.log_sink = shared.log_sink.get();
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        crate::cpu::enforce(&mut store, limits.cpu_per_batch, shared.config.epoch_tick);
         let ticks = deadline_ticks(limits.cpu_per_batch, shared);
         store.set_epoch_deadline(ticks);
         store.data_mut().begin(Phase::Other);

@@ -14,6 +14,7 @@
 //! Smaller, bounds-checked layouts are the fallback; see [`MemoryLayout`].
 
 mod built;
+mod cpu;
 mod engine;
 mod error;
 mod hostfns;

@@ -366,7 +366,7 @@ impl Probe {
         );
         let mut store = Store::new(&shared.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        crate::cpu::enforce(&mut store, PROBE_CPU, shared.config.epoch_tick);
         let ticks = deadline_ticks(PROBE_CPU, shared);
         store.set_epoch_deadline(ticks);
         store.data_mut().begin(Phase::Other);

@@ -6,6 +6,7 @@
 
 mod bombs;
 mod common;
+mod cpu_budget;
 mod records;
 mod sdk_keyed;
 mod sdk_modules;

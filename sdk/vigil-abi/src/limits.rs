@@ -14,9 +14,10 @@ pub struct Limits {
     /// Serialized as whole MiB `memory_mb`, the unit people set it in.
     #[serde(rename = "memory_mb", with = "mebibytes")]
     pub memory_bytes: u64,
-    /// Wall-clock budget of one guest call (default 500 ms), enforced with
-    /// epoch interruption at `HostConfig::epoch_tick` (vigil-host)
-    /// granularity. Serialized as integer milliseconds `cpu_ms_per_batch`.
+    /// CPU-time budget of one guest call (default 500 ms): the calling
+    /// thread's CPU time, checked at every `HostConfig::epoch_tick`
+    /// (vigil-host), so time the thread waited for a core is not charged.
+    /// Serialized as integer milliseconds `cpu_ms_per_batch`.
     #[serde(rename = "cpu_ms_per_batch", with = "millis")]
     pub cpu_per_batch: Duration,
     /// Alerts one `vigil_process` call may emit (default 10 000).
