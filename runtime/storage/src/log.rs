@@ -127,6 +127,10 @@ pub struct Log {
     pub(crate) runs: RunReader,
     kv_at_open: KvMap,
     producer_ids: AsyncMutex<(i64, i64)>,
+    /// Held by a topic change from its manifest commit until the topic
+    /// map shows it, so a racing change that finds it committed finds it
+    /// served too (log/topics.rs).
+    topic_changes: AsyncMutex<()>,
     /// Producer ids below this were handed out (the manifest's
     /// `next_producer_id`); produce refuses ids at or above it.
     issued_producer_ids: AtomicI64,
@@ -293,6 +297,7 @@ impl Log {
             runs,
             kv_at_open: kv,
             producer_ids: AsyncMutex::new((0, 0)),
+            topic_changes: AsyncMutex::new(()),
             issued_producer_ids: AtomicI64::new(issued_producer_ids),
             epoch,
             fenced: fence.fenced_flag(),

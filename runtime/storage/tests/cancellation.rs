@@ -77,3 +77,37 @@ async fn a_create_abandoned_while_its_commit_is_in_flight_completes_and_the_log_
     }
     reopened.close().await;
 }
+
+/// Two creates of one topic race (in a cluster: a node's own create and its
+/// catalog follower applying the same registration). The one that finds
+/// the topic already in the manifest answers TopicExists, and by then the
+/// topic must be served: the cluster's create path turns that answer into
+/// success by looking the topic up. Once commits ran in their own task, the
+/// loser could answer before the winner had installed the topic, and
+/// clients got TOPIC_ALREADY_EXISTS for a topic they had just created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_loses_a_race_finds_the_winners_topic_served() {
+    let env = common::StoreDir::new();
+    let (log, _data) = env.open_fresh().await;
+    for round in 0..200 {
+        let name = format!("t{round}");
+        let id = uuid::Uuid::new_v4();
+        let (a, b) = tokio::join!(
+            log.create_topic_with_id(&name, one_partition(), id),
+            async {
+                let lost = log.create_topic_with_id(&name, one_partition(), id).await;
+                (lost, log.topic(&name).is_some())
+            }
+        );
+        a.expect("the first create wins");
+        let (lost, served) = b;
+        assert!(
+            matches!(lost, Err(vigil_storage::StorageError::TopicExists(_))),
+            "{lost:?}"
+        );
+        assert!(
+            served,
+            "round {round}: the loser answered TopicExists before the topic was served"
+        );
+    }
+}

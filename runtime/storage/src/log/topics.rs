@@ -94,6 +94,7 @@ impl Log {
         config: TopicConfig,
         id: Uuid,
     ) -> Result<Arc<Topic>> {
+        let _changing = self.topic_changes.lock().await;
         validate_topic_name(name)?;
         if config.partitions < 1 || config.partitions > MAX_PARTITIONS {
             return Err(StorageError::Invalid(format!(
@@ -162,6 +163,7 @@ impl Log {
     }
 
     async fn delete_topic_locally_inner(&self, name: &str) -> Result<()> {
+        let _changing = self.topic_changes.lock().await;
         let id = self
             .update_manifest(|m| {
                 m.topics
@@ -212,6 +214,7 @@ impl Log {
     }
 
     async fn create_partitions_locally_inner(&self, name: &str, total: i32) -> Result<()> {
+        let _changing = self.topic_changes.lock().await;
         let topic = self
             .topic(name)
             .ok_or_else(|| StorageError::UnknownTopic(name.to_string()))?;
