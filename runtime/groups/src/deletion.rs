@@ -21,7 +21,7 @@ use kafka_protocol::ResponseError;
 use tracing::info;
 
 use super::state::{Group, GroupState};
-use super::{GroupCoordinator, GroupStoreError, OffsetKey};
+use super::{GroupCoordinator, GroupRef, GroupStoreError, OffsetKey};
 
 /// Tombstones for `keys` of `group`, sent to the store: the commit sequence
 /// they carry and the write to await. Call under the group's lock; after
@@ -45,6 +45,28 @@ pub(crate) fn send_tombstones(
         })
         .collect();
     (seq, coordinator.store.persist(entries))
+}
+
+/// Awaits tombstones sent with [`send_tombstones`] and removes the offsets
+/// they delete, in a task of its own: the write lands whether or not the
+/// caller still waits (a client that hangs up drops its request), and cut
+/// off there the deleted offsets would stay visible, and come back to the
+/// group's consumers, until a restart. Answers how many were removed.
+pub(crate) async fn apply_tombstones(
+    group: GroupRef,
+    seq: u64,
+    keys: Vec<(String, i32)>,
+    write: BoxFuture<'static, Result<(), GroupStoreError>>,
+) -> Result<usize, GroupStoreError> {
+    let task = tokio::spawn(async move {
+        write.await?;
+        Ok(group.lock().expire_offsets(seq, &keys))
+    });
+    match task.await {
+        Ok(removed) => removed,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(GroupStoreError::retriable("the runtime is shutting down")),
+    }
 }
 
 /// Whether a member of a consumer-protocol group subscribes to `topic`.
@@ -111,9 +133,11 @@ impl GroupCoordinator {
             let (seq, write) = send_tombstones(self, &mut g, &keys);
             (seq, write, keys)
         };
-        write.await.map_err(|e| e.response_error())?;
-        group.lock().expire_offsets(seq, &keys);
-        info!(group = %group_id, offsets = keys.len(), "group deleted");
+        let offsets = keys.len();
+        apply_tombstones(group, seq, keys, write)
+            .await
+            .map_err(|e| e.response_error())?;
+        info!(group = %group_id, offsets, "group deleted");
         self.forget_if_unused(group_id);
         // A commit that raced with the deletion keeps the group alive: it
         // was not deleted then, and saying so is the truth.
@@ -161,11 +185,11 @@ impl GroupCoordinator {
             let (seq, write) = send_tombstones(self, &mut g, &keys);
             (seq, write, keys)
         };
-        if let Err(e) = write.await {
+        let offsets = keys.len();
+        if let Err(e) = apply_tombstones(group, seq, keys, write).await {
             return fail(e.response_error());
         }
-        group.lock().expire_offsets(seq, &keys);
-        info!(group = %req.group_id.as_str(), offsets = keys.len(), "committed offsets deleted");
+        info!(group = %req.group_id.as_str(), offsets, "committed offsets deleted");
         let topics = answer
             .into_iter()
             .map(|(name, parts)| {

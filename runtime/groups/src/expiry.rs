@@ -50,10 +50,11 @@ impl GroupCoordinator {
                 let (seq, persist) = super::deletion::send_tombstones(self, &mut g, &keys);
                 (seq, persist, keys)
             };
-            match persist.await {
-                Ok(()) => {
-                    expired += group.lock().expire_offsets(seq, &keys);
-                    info!(group = %group_id, offsets = keys.len(), "committed offsets expired");
+            let offsets = keys.len();
+            match super::deletion::apply_tombstones(group, seq, keys, persist).await {
+                Ok(removed) => {
+                    expired += removed;
+                    info!(group = %group_id, offsets, "committed offsets expired");
                     self.forget_if_unused(&group_id);
                 }
                 Err(e) => {

@@ -29,6 +29,8 @@ pub use membership::ClientInfo;
 #[cfg(test)]
 mod test_support;
 #[cfg(test)]
+mod tests_cancel;
+#[cfg(test)]
 mod tests_expiry;
 #[cfg(test)]
 mod tests_membership;

@@ -18,7 +18,9 @@ use kafka_protocol::ResponseError;
 use tracing::{debug, warn};
 
 use super::state::{Group, GroupState};
-use super::{CommittedOffset, GroupCoordinator, OffsetKey};
+use futures::future::BoxFuture;
+
+use super::{CommittedOffset, GroupCoordinator, GroupRef, GroupStoreError, OffsetKey};
 
 /// Kafka's default `offset.metadata.max.bytes`.
 const MAX_METADATA_BYTES: usize = 4096;
@@ -129,6 +131,36 @@ impl Group {
     }
 }
 
+/// Awaits a commit sent to the store and applies it, in a task of its own: the write
+/// lands whether or not the OffsetCommit's caller still waits (a client that hangs up
+/// drops it), so cut off there it would leave the offset stored but not visible until a
+/// restart, and the group's in-flight count raised for good (never expired, and
+/// DeleteGroups answering NON_EMPTY_GROUP forever). Answers the commit's store error.
+fn finish_commit(
+    group: GroupRef,
+    group_id: String,
+    seq: u64,
+    pending: Vec<(String, i32, CommittedOffset)>,
+    write: BoxFuture<'static, Result<(), GroupStoreError>>,
+) -> tokio::task::JoinHandle<Option<ResponseError>> {
+    tokio::spawn(async move {
+        let result = write.await;
+        let mut g = group.lock();
+        g.inflight_commits = g.inflight_commits.saturating_sub(1);
+        match result {
+            Ok(()) => {
+                debug!(group = %group_id, partitions = pending.len(), "offsets committed");
+                g.apply_commits(seq, pending);
+                None
+            }
+            Err(e) => {
+                warn!(group = %group_id, error = %e, "persisting offsets failed");
+                Some(e.response_error())
+            }
+        }
+    })
+}
+
 /// Per partition of one topic: `Err` if decided without the store, `Ok` if sent to it.
 type PartitionResults = Vec<(i32, Result<(), ResponseError>)>;
 
@@ -169,7 +201,6 @@ impl GroupCoordinator {
             None => self.get_group(&group_id),
         };
         let mut persist = None;
-        let mut seq = 0;
         {
             let mut guard = group.as_ref().map(|g| g.lock());
             let group_error = match (&mut guard, group_error) {
@@ -216,9 +247,9 @@ impl GroupCoordinator {
                 }
                 results.push((topic.name.clone(), partitions));
             }
-            if let Some(g) = guard.as_mut() {
+            if let (Some(g), Some(group)) = (guard.as_mut(), &group) {
                 if !pending.is_empty() {
-                    seq = g.next_commit_seq;
+                    let seq = g.next_commit_seq;
                     g.next_commit_seq += 1;
                     let entries = pending
                         .iter()
@@ -233,33 +264,20 @@ impl GroupCoordinator {
                         .collect();
                     // Called under the lock so the store sees commits in sequence order; the
                     // future is awaited after the lock is released.
-                    persist = Some(self.store.persist(entries));
+                    let write = self.store.persist(entries);
                     g.inflight_commits += 1;
+                    persist = Some(finish_commit(group.clone(), group_id, seq, pending, write));
                 }
             }
         }
 
         let store_error = match persist {
-            Some(fut) => {
-                let result = fut.await;
-                let mut g = group.as_ref().map(|g| g.lock());
-                if let Some(g) = g.as_mut() {
-                    g.inflight_commits = g.inflight_commits.saturating_sub(1);
-                }
-                match result {
-                    Ok(()) => {
-                        if let Some(g) = g.as_mut() {
-                            debug!(group = %group_id, partitions = pending.len(), "offsets committed");
-                            g.apply_commits(seq, pending);
-                        }
-                        None
-                    }
-                    Err(e) => {
-                        warn!(group = %group_id, error = %e, "persisting offsets failed");
-                        Some(e.response_error())
-                    }
-                }
-            }
+            Some(task) => match task.await {
+                Ok(error) => error,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down.
+                Err(_) => Some(ResponseError::CoordinatorNotAvailable),
+            },
             None => None,
         };
 

@@ -28,7 +28,7 @@ fn topic(name: &str) -> TopicName {
     TopicName(s(name))
 }
 
-fn commit_req(
+pub(super) fn commit_req(
     group: &str,
     member: &str,
     generation: i32,
@@ -69,7 +69,12 @@ fn codes(resp: &OffsetCommitResponse) -> Vec<(String, i32, i16)> {
 }
 
 /// (offset, metadata, error) of one partition via OffsetFetch v7.
-fn fetch_one(coord: &GroupCoordinator, group: &str, t: &str, p: i32) -> (i64, String, i16) {
+pub(super) fn fetch_one(
+    coord: &GroupCoordinator,
+    group: &str,
+    t: &str,
+    p: i32,
+) -> (i64, String, i16) {
     let resp = coord.offset_fetch(
         OffsetFetchRequest::default()
             .with_group_id(gid(group))

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod broker;
 pub mod cluster;
+mod completion;
 pub mod connection;
 pub mod console;
 pub mod drills;

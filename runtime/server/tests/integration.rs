@@ -10,6 +10,7 @@
 static ALLOC: vigil_protocol::alloc::LazyLargeAlloc = vigil_protocol::alloc::LazyLargeAlloc;
 
 mod acls;
+mod cancellation;
 mod common;
 mod leader_epochs;
 mod limits;

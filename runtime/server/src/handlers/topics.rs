@@ -16,6 +16,7 @@ use vigil_storage::{StorageError, TopicConfig};
 use super::msg;
 use super::topic_configs;
 use crate::broker::Broker;
+use crate::completion::to_completion;
 use crate::errors::storage_code;
 
 fn topic_error(e: &StorageError) -> ResponseError {
@@ -190,15 +191,8 @@ pub(super) async fn delete(
         };
         let topic = name.0.to_string();
         let id = b.log.topic(&topic).map(|t| t.id);
-        let res = match b.log.delete_topic(&topic).await {
+        let res = match to_completion(delete_topic(b.clone(), topic)).await {
             Ok(()) => {
-                let keys = b.groups.forget_topic(&topic);
-                if !keys.is_empty() {
-                    let deletions = keys.iter().map(|k| (k.clone(), None)).collect();
-                    if let Err(e) = b.group_store.persist(deletions).await {
-                        tracing::warn!(%topic, error = %e, "could not delete committed offsets of a deleted topic");
-                    }
-                }
                 let r = DeletableTopicResult::default().with_name(Some(name));
                 match (v >= 6, id) {
                     (true, Some(id)) => r.with_topic_id(id),
@@ -219,6 +213,22 @@ pub(super) async fn delete(
         out.push(res);
     }
     DeleteTopicsResponse::default().with_responses(out)
+}
+
+/// Deletes `topic` and then its groups' committed offsets. The handler runs
+/// it in a task of its own: cut off after the log deleted the topic (its
+/// client hung up), the offsets would stay in memory and stored, and a
+/// topic created again under the name would start its consumers from them.
+async fn delete_topic(b: Arc<Broker>, topic: String) -> Result<(), StorageError> {
+    b.log.delete_topic(&topic).await?;
+    let keys = b.groups.forget_topic(&topic);
+    if !keys.is_empty() {
+        let deletions = keys.iter().map(|k| (k.clone(), None)).collect();
+        if let Err(e) = b.group_store.persist(deletions).await {
+            tracing::warn!(%topic, error = %e, "could not delete committed offsets of a deleted topic");
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn create_partitions(

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::RwLock;
+use tokio::sync::OwnedMutexGuard;
 use vigil_auth::acl::{AclBinding, AclFilter};
 use vigil_storage::kvkeys;
 
 use super::store::{SecurityStore, StoreError, Synced};
+use crate::completion::to_completion;
 
 /// Why ACLs could not be changed: the store refused the write. Nothing
 /// changed in memory.
@@ -51,13 +53,13 @@ impl State {
 /// Every ACL binding of the broker or cluster.
 pub struct AclStore {
     store: Arc<dyn SecurityStore>,
-    state: RwLock<State>,
+    state: Arc<RwLock<State>>,
     /// Serializes changes, so that the cache applies them in the order the
-    /// store does.
-    writes: tokio::sync::Mutex<()>,
+    /// store does; a change holds it until its cache update is done.
+    writes: Arc<tokio::sync::Mutex<()>>,
     /// Counts the changes of the bindings in effect, for whoever must
     /// re-decide on one (running deployments, `deployments.rs`).
-    changes: tokio::sync::watch::Sender<u64>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The key of a binding.
@@ -104,9 +106,9 @@ impl AclStore {
         state.publish();
         Ok(AclStore {
             store,
-            state: RwLock::new(state),
-            writes: tokio::sync::Mutex::new(()),
-            changes: tokio::sync::watch::channel(0).0,
+            state: Arc::new(RwLock::new(state)),
+            writes: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
         })
     }
 
@@ -138,13 +140,13 @@ impl AclStore {
     /// Adds bindings durably, then to the cache. Existing ones stay as they
     /// are (creating a binding twice is not an error, as in Kafka).
     pub async fn create(&self, bindings: Vec<AclBinding>) -> Result<(), AclStoreError> {
-        let _w = self.writes.lock().await;
+        let w = self.writes.clone().lock_owned().await;
         let changes: Vec<(String, Option<AclBinding>)> = bindings
             .into_iter()
             .map(|b| (key_of(&b), Some(b)))
             .collect();
         let what = format!("create {} bindings", changes.len());
-        self.write(changes, what).await
+        self.write(w, changes, what).await
     }
 
     /// Deletes, durably, every binding passing any of `filters`; returns,
@@ -153,7 +155,7 @@ impl AclStore {
         &self,
         filters: &[AclFilter],
     ) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
-        let _w = self.writes.lock().await;
+        let w = self.writes.clone().lock_owned().await;
         let all = self.snapshot();
         let matched: Vec<Vec<AclBinding>> = filters
             .iter()
@@ -165,13 +167,19 @@ impl AclStore {
         }
         if !keys.is_empty() {
             let what = format!("delete {} bindings", keys.len());
-            self.write(keys.into_iter().collect(), what).await?;
+            self.write(w, keys.into_iter().collect(), what).await?;
         }
         Ok(matched)
     }
 
+    /// Stores `changes`, then applies them to the cache, to the end in a
+    /// task of its own (holding `w`): a write the store took lands whether
+    /// or not the caller still waits (a client hanging up drops its
+    /// request), and cut off before the cache followed it, the broker would
+    /// enforce other ACLs than it stores until a restart (docs/design/0021).
     async fn write(
         &self,
+        w: OwnedMutexGuard<()>,
         changes: Vec<(String, Option<AclBinding>)>,
         what: String,
     ) -> Result<(), AclStoreError> {
@@ -179,19 +187,24 @@ impl AclStore {
             .iter()
             .map(|(k, b)| (k.clone(), b.as_ref().map(|_| String::new())))
             .collect();
-        self.store
-            .put(entries)
-            .await
-            .map_err(|source| AclStoreError { what, source })?;
-        let now = Instant::now();
-        let mut s = self.state.write();
-        for (key, b) in changes {
-            s.synced.local(key, b, now);
-        }
-        s.publish();
-        drop(s);
-        self.bump();
-        Ok(())
+        let (store, state, bump) = (self.store.clone(), self.state.clone(), self.changes.clone());
+        to_completion(async move {
+            store
+                .put(entries)
+                .await
+                .map_err(|source| AclStoreError { what, source })?;
+            let now = Instant::now();
+            let mut s = state.write();
+            for (key, b) in changes {
+                s.synced.local(key, b, now);
+            }
+            s.publish();
+            drop(s);
+            bump.send_modify(|n| *n += 1);
+            drop(w);
+            Ok(())
+        })
+        .await
     }
 
     /// Replaces the shared view with a newer one (every binding in the

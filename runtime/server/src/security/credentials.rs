@@ -15,6 +15,7 @@ use vigil_auth::{Credential, Mechanism};
 use vigil_storage::kvkeys;
 
 use super::store::{SecurityStore, StoreError, Synced};
+use crate::completion::to_completion;
 
 /// Why a credential could not be changed.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,7 @@ impl State {
 /// Every user's credentials, by user and mechanism.
 pub struct CredentialStore {
     store: Arc<dyn SecurityStore>,
-    state: RwLock<State>,
+    state: Arc<RwLock<State>>,
 }
 
 /// The (user, credential) of a store entry. Entries that do not parse are
@@ -116,7 +117,7 @@ impl CredentialStore {
         state.publish();
         Ok(CredentialStore {
             store,
-            state: RwLock::new(state),
+            state: Arc::new(RwLock::new(state)),
         })
     }
 
@@ -149,7 +150,11 @@ impl CredentialStore {
         out
     }
 
-    /// Sets (or with `None` deletes) credentials, durably, then in memory.
+    /// Sets (or with `None` deletes) credentials, durably, then in memory,
+    /// to the end in a task of its own: a write the store took lands
+    /// whether or not the caller still waits (a client hanging up drops its
+    /// request), and cut off before memory followed it, a deleted
+    /// credential would still log in until a restart (docs/design/0021).
     pub async fn apply(
         &self,
         changes: Vec<(String, Mechanism, Option<Credential>)>,
@@ -160,25 +165,29 @@ impl CredentialStore {
             entries.push((kvkeys::scram_credential(user, mech.name()), value));
         }
         let first_user = changes.first().map(|c| c.0.clone()).unwrap_or_default();
-        self.store
-            .put(entries)
-            .await
-            .map_err(|source| CredentialError::Storage {
-                user: first_user,
-                source,
-            })?;
-        let now = Instant::now();
-        let mut s = self.state.write();
-        for (user, mech, cred) in changes {
-            let key = kvkeys::scram_credential(&user, mech.name());
-            s.synced.local(
-                key,
-                cred.map(|credential| UserCredential { user, credential }),
-                now,
-            );
-        }
-        s.publish();
-        Ok(())
+        let (store, state) = (self.store.clone(), self.state.clone());
+        to_completion(async move {
+            store
+                .put(entries)
+                .await
+                .map_err(|source| CredentialError::Storage {
+                    user: first_user,
+                    source,
+                })?;
+            let now = Instant::now();
+            let mut s = state.write();
+            for (user, mech, cred) in changes {
+                let key = kvkeys::scram_credential(&user, mech.name());
+                s.synced.local(
+                    key,
+                    cred.map(|credential| UserCredential { user, credential }),
+                    now,
+                );
+            }
+            s.publish();
+            Ok(())
+        })
+        .await
     }
 
     /// Sets `user`'s credential unless the store has one for its

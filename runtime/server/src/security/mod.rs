@@ -12,6 +12,8 @@ pub mod credentials;
 pub mod deployments;
 pub mod session;
 pub mod store;
+#[cfg(test)]
+mod tests_cancel;
 pub mod tls;
 
 use std::net::SocketAddr;
