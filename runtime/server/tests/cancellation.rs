@@ -17,7 +17,7 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use vigil_server::server::{self, Running};
 use vigil_server::{Components, Settings};
-use vigil_storage::store::{FaultKind, FaultyStore};
+use vigil_storage::store::FaultyStore;
 
 use crate::common;
 
@@ -77,30 +77,12 @@ async fn a_topic_deletion_whose_client_hangs_up_mid_commit_forgets_its_offsets()
     commit(&broker, "doomed").await;
     assert_eq!(offsets_of(&broker, "doomed"), 1);
 
-    // The root manifest's PUT hangs, and runs on without its caller, as a
-    // request already sent to S3 does.
-    faults.scope(Some(vigil_storage::paths::manifest_prefix().as_ref()));
-    faults.detach_puts(true);
-    faults.hang(FaultKind::Write, true);
-    let mut gone = Client::connect(broker.kafka_addr).await;
     let request = RequestKind::DeleteTopics(
         DeleteTopicsRequest::default()
             .with_timeout_ms(5_000)
             .with_topic_names(vec![TopicName(name("doomed"))]),
     );
-    gone.send_raw(&common::request_frame(ApiKey::DeleteTopics, 4, 1, &request))
-        .await;
-    common::wait_until("the deletion's manifest PUT to hang", || {
-        faults.counts(FaultKind::Write).hung > 0
-    })
-    .await;
-    drop(gone);
-    let metrics = &broker.broker.metrics;
-    common::wait_until("the broker to close the connection", || {
-        metrics.connections.get() == 0
-    })
-    .await;
-    faults.clear();
+    common::hang_up_mid_commit(&broker, &faults, ApiKey::DeleteTopics, 4, &request).await;
 
     common::wait_until("the abandoned deletion to delete the topic", || {
         broker.broker.log.topic("doomed").is_none()

@@ -340,24 +340,8 @@ async fn a_create_whose_client_hangs_up_mid_commit_completes() {
         Components::with_store(&settings.storage, std::sync::Arc::new(faulty)).expect("components");
     let broker = server::start(settings, components).await.expect("start");
 
-    faults.scope(Some(vigil_storage::paths::manifest_prefix().as_ref()));
-    faults.detach_puts(true);
-    faults.hang(FaultKind::Write, true);
-    let mut gone = Client::connect(broker.kafka_addr).await;
     let request = common::create_topic_request("orphan", &[]);
-    gone.send_raw(&common::request_frame(ApiKey::CreateTopics, 5, 1, &request))
-        .await;
-    let metrics = &broker.broker.metrics;
-    common::wait_until("the create's manifest PUT to hang", || {
-        faults.counts(FaultKind::Write).hung > 0
-    })
-    .await;
-    drop(gone);
-    common::wait_until("the broker to close the connection", || {
-        metrics.connections.get() == 0
-    })
-    .await;
-    faults.clear();
+    common::hang_up_mid_commit(&broker, &faults, ApiKey::CreateTopics, 5, &request).await;
 
     common::wait_until("the orphaned create to complete", || {
         broker.broker.log.topic("orphan").is_some()

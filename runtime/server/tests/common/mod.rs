@@ -139,3 +139,34 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
+
+/// Sends `request` on a new connection and hangs up while the broker's
+/// root manifest PUT for it hangs; the PUT runs on without its caller, as
+/// a request already sent to S3 does. Returns once the broker closed the
+/// connection (its pending answers dropped) and the store is released.
+pub async fn hang_up_mid_commit(
+    broker: &vigil_server::server::Running,
+    faults: &vigil_storage::store::FaultControl,
+    api: ApiKey,
+    version: i16,
+    request: &RequestKind,
+) {
+    use vigil_storage::store::FaultKind;
+    faults.scope(Some(vigil_storage::paths::manifest_prefix().as_ref()));
+    faults.detach_puts(true);
+    faults.hang(FaultKind::Write, true);
+    let mut gone = Client::connect(broker.kafka_addr).await;
+    gone.send_raw(&request_frame(api, version, 1, request))
+        .await;
+    wait_until("the request's manifest PUT to hang", || {
+        faults.counts(FaultKind::Write).hung > 0
+    })
+    .await;
+    drop(gone);
+    let metrics = &broker.broker.metrics;
+    wait_until("the broker to close the connection", || {
+        metrics.connections.get() == 0
+    })
+    .await;
+    faults.clear();
+}
