@@ -33,12 +33,7 @@ impl Log {
         T: Send + 'static,
     {
         let log = self.me.upgrade().ok_or(StorageError::WalClosed)?;
-        match tokio::spawn(op(log)).await {
-            Ok(out) => out,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // The runtime is shutting down.
-            Err(_) => Err(StorageError::WalClosed),
-        }
+        joined(tokio::spawn(op(log))).await
     }
 
     /// Applies `f` to a copy of the manifest and commits it as the next
@@ -58,11 +53,7 @@ impl Log {
         let mut next = current.clone();
         let out = f(&mut next)?;
         next.version = current.version + 1;
-        match tokio::spawn(commit(log, current, next)).await {
-            Ok(landed) => landed?,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => return Err(StorageError::WalClosed),
-        }
+        joined(tokio::spawn(commit(log, current, next))).await?;
         match self.fence.confirm().await {
             // The version is committed and the in-memory manifest says so:
             // callers must treat it as done (an uploader that retried would
@@ -73,6 +64,16 @@ impl Log {
             Ok(()) | Err(StorageError::OwnershipUnconfirmed { .. }) => Ok(out),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The result of a task run to completion; its panic goes on in the caller.
+async fn joined<T>(task: tokio::task::JoinHandle<Result<T>>) -> Result<T> {
+    match task.await {
+        Ok(out) => out,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(StorageError::WalClosed),
     }
 }
 
