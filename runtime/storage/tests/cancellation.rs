@@ -113,3 +113,56 @@ async fn a_create_that_loses_a_race_finds_the_winners_topic_served() {
         );
     }
 }
+
+/// A manifest PUT lands, its answer is lost, and the store cannot say for
+/// longer than the commit keeps asking (it is unreadable meanwhile). The
+/// operation fails, as its caller is told; the version it left in the store
+/// is this broker's own. The next commit must not read that version as
+/// another writer's and fence the broker ("epoch 1 was superseded by
+/// epoch 1"): it supersedes it, so the log keeps what callers were told.
+#[tokio::test]
+async fn a_commit_whose_outcome_stayed_unknown_does_not_fence_the_broker() {
+    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = FaultyStore::new(memory.clone());
+    let faults = faulty.control();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = LogConfig::new(data.path());
+    config.lease_interval = Duration::from_millis(10);
+    let log = Log::open(config.clone(), Arc::new(faulty))
+        .await
+        .expect("open");
+
+    faults.scope(Some(paths::manifest_prefix().as_ref()));
+    faults.fail_after_write_next(1);
+    faults.fail_all(FaultKind::Read, true);
+    let unknown = log.create_topic("a", one_partition()).await;
+    assert_eq!(
+        faults.counts(FaultKind::Write).failed_after_write,
+        1,
+        "the PUT landed and its answer was lost"
+    );
+    assert!(
+        unknown.is_err(),
+        "the store could not say whether the commit landed, so the caller hears it failed: {unknown:?}"
+    );
+    faults.clear();
+
+    log.create_topic("b", one_partition())
+        .await
+        .expect("the next commit goes past the broker's own unknown version");
+    assert!(!log.is_fenced(), "the broker fenced itself");
+    assert!(log.topic("a").is_none(), "a failed create is not served");
+    log.close().await;
+    drop(log);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut again = config;
+    again.data_dir = data.path().to_path_buf();
+    let reopened = Log::open(again, memory).await.expect("reopen");
+    assert!(reopened.topic("b").is_some(), "b was committed");
+    assert!(
+        reopened.topic("a").is_none(),
+        "the create its caller heard fail stays undone after a restart"
+    );
+    reopened.close().await;
+}
