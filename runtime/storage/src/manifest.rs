@@ -30,6 +30,11 @@ use crate::producer::ProducerSnapshot;
 /// How many old manifest versions are kept for debugging before deletion.
 const KEEP_OLD_VERSIONS: u64 = 5;
 
+/// How many versions in a row a commit skips that hold this writer's own
+/// earlier attempts before it gives up (each such attempt is a commit whose
+/// outcome stayed unknown; more than a few in a row means a bug).
+const MAX_OWN_VERSIONS: usize = 8;
+
 /// The durable state of the whole log.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -307,7 +312,45 @@ impl ManifestStore {
             Some(_) => crate::parts::Fencing::LeaderEpoch,
         };
         let lost = crate::parts::persist(self.shared.as_ref(), next, fencing).await?;
-        let next = &*next;
+        for _ in 0..MAX_OWN_VERSIONS {
+            let Some(theirs) = self.put_new(next).await? else {
+                self.delete_history_below(next.version).await;
+                return Ok(lost);
+            };
+            // Our own earlier attempt (its reply was lost, or the store's
+            // client retried a PUT that had landed): done.
+            if theirs.same_commit(next) {
+                tracing::debug!(
+                    version = next.version,
+                    "manifest version already holds this commit"
+                );
+                return Ok(lost);
+            }
+            if theirs.writer_epoch != next.writer_epoch || theirs.writer != next.writer {
+                return Err(StorageError::Fenced {
+                    ours: next.writer_epoch,
+                    theirs: theirs.writer_epoch,
+                    by: theirs.writer,
+                });
+            }
+            // This writer's own version, left by a commit whose outcome it
+            // never learned: its caller heard that it failed, and the state
+            // in memory does not include it. What we commit now supersedes
+            // it (epochs are unique to one run of one broker, so nobody else
+            // wrote it), as partition manifests do (parts.rs).
+            tracing::warn!(
+                version = next.version,
+                "manifest version holds this broker's own commit whose outcome stayed unknown; superseding it"
+            );
+            next.version = self.past_latest(next).await?;
+        }
+        Err(StorageError::Invalid(format!(
+            "root manifest: {MAX_OWN_VERSIONS} versions in a row were taken by this writer's own earlier attempts"
+        )))
+    }
+
+    /// Writes `next` if its version is free; otherwise returns what holds it.
+    async fn put_new(&self, next: &Manifest) -> Result<Option<Manifest>> {
         let key = paths::manifest(next.version);
         let body = serde_json::to_vec(next).map_err(|e| StorageError::Corrupt {
             what: "manifest",
@@ -323,43 +366,45 @@ impl ManifestStore {
             .put_opts(&key, PutPayload::from(body), opts)
             .await
         {
-            Ok(_) => {}
+            Ok(_) => Ok(None),
             Err(object_store::Error::AlreadyExists { .. }) => {
-                let theirs = self.load(next.version).await?;
-                // Our own earlier attempt (its reply was lost, or the
-                // store's client retried a PUT that had landed): done.
-                if theirs.same_commit(next) {
-                    tracing::debug!(
-                        version = next.version,
-                        "manifest version already holds this commit"
-                    );
-                    return Ok(lost);
-                }
-                return Err(StorageError::Fenced {
-                    ours: next.writer_epoch,
-                    theirs: theirs.writer_epoch,
-                    by: theirs.writer,
-                });
+                self.load(next.version).await.map(Some)
             }
-            Err(source) => {
-                return Err(StorageError::ObjectStore {
-                    op: "put",
-                    key: key.to_string(),
-                    source,
-                })
+            Err(source) => Err(StorageError::ObjectStore {
+                op: "put",
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The version after the newest stored one (and after `next`'s), or
+    /// [`StorageError::Fenced`] if a newer writer wrote the newest.
+    async fn past_latest(&self, next: &Manifest) -> Result<u64> {
+        let latest = self.load_latest_bare().await?;
+        match latest {
+            Some(l) if l.writer_epoch > next.writer_epoch => Err(StorageError::Fenced {
+                ours: next.writer_epoch,
+                theirs: l.writer_epoch,
+                by: l.writer,
+            }),
+            Some(l) => Ok(l.version.max(next.version) + 1),
+            None => Ok(next.version + 1),
+        }
+    }
+
+    /// Old versions are only history; failing to delete one is harmless (a
+    /// later commit deletes it again).
+    async fn delete_history_below(&self, version: u64) {
+        if version <= KEEP_OLD_VERSIONS {
+            return;
+        }
+        let old = paths::manifest(version - KEEP_OLD_VERSIONS - 1);
+        if let Err(e) = self.store.delete(&old).await {
+            if !matches!(e, object_store::Error::NotFound { .. }) {
+                tracing::debug!(key = %old, error = %e, "could not delete an old manifest");
             }
         }
-        if next.version > KEEP_OLD_VERSIONS {
-            // Old versions are only history; failing to delete one is harmless
-            // (a later commit deletes it again).
-            let old = paths::manifest(next.version - KEEP_OLD_VERSIONS - 1);
-            if let Err(e) = self.store.delete(&old).await {
-                if !matches!(e, object_store::Error::NotFound { .. }) {
-                    tracing::debug!(key = %old, error = %e, "could not delete an old manifest");
-                }
-            }
-        }
-        Ok(lost)
     }
 
     /// Takes ownership for `epoch` (claimed with [`crate::fence::Fence`]):
@@ -440,6 +485,40 @@ mod tests {
         }
         let latest = ms.load_latest().await.expect("load").expect("present");
         assert_eq!(latest, b);
+    }
+
+    #[tokio::test]
+    async fn a_writers_own_unknown_version_is_superseded_and_a_newer_writer_still_fences() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let ms = ManifestStore::new(store);
+        let a = ms.acquire("a", 1).await.expect("a acquires");
+
+        // A commit of version 2 landed without this writer learning it.
+        let mut lost = a.clone();
+        lost.version = 2;
+        lost.next_producer_id = 7;
+        ms.commit(&mut lost).await.expect("lands");
+
+        let mut next = a.clone();
+        next.version = 2;
+        ms.commit(&mut next)
+            .await
+            .expect("goes past its own version");
+        assert_eq!(next.version, 3, "the commit took the next free version");
+        let latest = ms.load_latest().await.expect("load").expect("present");
+        assert_eq!(
+            latest, next,
+            "what the writer holds supersedes the lost commit"
+        );
+
+        // A newer writer's version still fences.
+        ms.acquire("b", 2).await.expect("b acquires");
+        let mut stale = next.clone();
+        stale.version = 4;
+        assert!(matches!(
+            ms.commit(&mut stale).await,
+            Err(StorageError::Fenced { theirs: 2, .. })
+        ));
     }
 
     #[tokio::test]

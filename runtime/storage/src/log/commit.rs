@@ -20,7 +20,8 @@ use crate::manifest::Manifest;
 
 /// How long a commit whose PUT got no answer keeps asking the store
 /// whether it landed before it gives up (holding the manifest lock, so no
-/// other commit can take the version meanwhile).
+/// other commit can take the version meanwhile). Giving up is safe: the
+/// next commit supersedes a version this broker left behind.
 const LANDED_CHECKS: [u64; 6] = [50, 100, 200, 400, 800, 1600];
 
 impl Log {
@@ -117,8 +118,13 @@ async fn commit(
                     tracing::info!(version = next.version, error = %e, "manifest commit reported an error but landed");
                 }
                 Some(false) => return Err(e),
+                // The caller hears that it failed, and the in-memory state
+                // stays without it. If it did land, the version is this
+                // broker's own and the next commit supersedes it
+                // (`ManifestStore::commit`), so the log keeps what callers
+                // were told.
                 None => {
-                    tracing::warn!(version = next.version, error = %e, "manifest commit got no answer and the store cannot say whether it landed");
+                    tracing::warn!(version = next.version, error = %e, "manifest commit got no answer and the store cannot say whether it landed; the next commit supersedes it if it did");
                     return Err(e);
                 }
             }
