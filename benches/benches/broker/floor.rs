@@ -78,3 +78,61 @@ pub(crate) fn fsync_floor(
         elapsed,
     })
 }
+
+/// The best per-record ack latency any durable log could give on this disk
+/// at `rate` records/s: records of `record_bytes` arrive evenly paced, and
+/// one thread writes whatever has arrived, fdatasyncs it and takes the next
+/// group (a group commit whose only cost is the two syscalls). A record's
+/// latency is from its arrival to the end of its group's fdatasync, so a
+/// slow fdatasync counts once for every record that arrived while it ran,
+/// as it does in the broker; [`fsync_floor`] counts it once.
+pub(crate) fn group_commit_floor(
+    dir: &Path,
+    record_bytes: usize,
+    rate: f64,
+    secs: f64,
+) -> Result<FloorResult> {
+    let path = dir.join(format!("group-commit-{record_bytes}.log"));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    let max_records = (FLOOR_MAX_BYTES / record_bytes.max(1) as u64).max(10);
+    let total = ((rate * secs) as u64).clamp(10, max_records);
+    let arrival = |i: u64| Duration::from_secs_f64(i as f64 / rate);
+    let mut buf = Vec::new();
+    let mut latencies_ns = Vec::with_capacity(total as usize);
+    let mut next = 0u64;
+    let start = Instant::now();
+    while next < total {
+        let now = start.elapsed();
+        // Records 0..arrived have arrived (record i at i / rate).
+        let arrived = ((now.as_secs_f64() * rate) as u64 + 1).min(total);
+        if arrived <= next {
+            std::thread::sleep(arrival(next).saturating_sub(now));
+            continue;
+        }
+        let bytes = (arrived - next) as usize * record_bytes;
+        if buf.len() < bytes {
+            buf = payload(bytes);
+        }
+        file.write_all(&buf[..bytes])
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("append + fdatasync to {}", path.display()))?;
+        let done = start.elapsed();
+        latencies_ns
+            .extend((next..arrived).map(|i| done.saturating_sub(arrival(i)).as_nanos() as u64));
+        next = arrived;
+    }
+    let elapsed = start.elapsed();
+    drop(file);
+    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    latencies_ns.sort_unstable();
+    Ok(FloorResult {
+        size: record_bytes,
+        paced: Some(rate),
+        latencies_ns,
+        elapsed,
+    })
+}

@@ -25,7 +25,12 @@
 //!    ("the same throughput"), and as a back-to-back sweep of fixed sizes.
 //!    The ratio vigil p99 / floor p99 is printed (target ≤ 3×: a record may
 //!    wait for the fsync in progress before its own, plus the network and the
-//!    client).
+//!    client). That floor counts a slow fsync once; a record's latency counts
+//!    it for every record that waited behind it. So each paced point also
+//!    gets a **group-commit floor** ("gc"): the same records at the same rate
+//!    through a bare loop that writes and fdatasyncs whatever has arrived,
+//!    latency per record from its arrival to its group's fdatasync: the best
+//!    per-record p99 any durable log could give on this disk at that rate.
 //! 3. **Consume**: a `BaseConsumer` with manual assignment from offset 0 (no
 //!    group) reads the max-throughput topic up to its high watermark, right
 //!    after producing (hot: the broker's in-memory log cache) and again from

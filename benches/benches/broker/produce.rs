@@ -28,6 +28,8 @@ pub(crate) enum Load {
 
 pub(crate) struct ProducePoint {
     pub(crate) label: String,
+    /// The records/s the producer was paced at (`None`: as fast as it can).
+    pub(crate) paced: Option<f64>,
     pub(crate) records: u64,
     pub(crate) record_bytes: usize,
     pub(crate) elapsed: Duration,
@@ -130,6 +132,7 @@ pub(crate) fn produce(
     let secs = |ns: u64| ns.saturating_sub(start_ns) as f64 / 1e9;
     Ok(ProducePoint {
         label,
+        paced: rate,
         records: n,
         record_bytes: p.record_bytes,
         elapsed,

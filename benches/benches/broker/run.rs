@@ -11,7 +11,7 @@ use crate::broker::start_broker;
 use crate::common;
 use crate::common::create_topic;
 use crate::consume::consume;
-use crate::floor::fsync_floor;
+use crate::floor::{fsync_floor, group_commit_floor};
 use crate::produce::{produce, Load};
 use crate::settings::{Params, RateSpec};
 use crate::tables::{print_consume, print_floor, print_produce};
@@ -105,6 +105,20 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
         };
         matched.push(f);
     }
+    // The same records at the same rate through a bare group commit.
+    let mut grouped = Vec::new();
+    // (Not for the max point: its latency is the client's queue.)
+    for pt in &points {
+        grouped.push(match pt.paced {
+            Some(rate) => Some(group_commit_floor(
+                &floor_dir,
+                pt.record_bytes,
+                rate,
+                p.floor_secs,
+            )?),
+            None => None,
+        });
+    }
     let mut sweep = Vec::new();
     for size in SWEEP_SIZES {
         sweep.push(fsync_floor(&floor_dir, size, None, p.floor_secs)?);
@@ -132,7 +146,7 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
     }
 
     print_produce(p, &points);
-    print_floor(&floor_dir, &points, &matched, &sweep);
+    print_floor(&floor_dir, &points, &matched, &grouped, &sweep);
     print_consume(&hot, &cold, shutdown_secs, uploaded);
     Ok(())
 }

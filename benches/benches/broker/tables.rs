@@ -128,6 +128,7 @@ pub(crate) fn print_floor(
     dir: &Path,
     points: &[ProducePoint],
     matched: &[Option<FloorResult>],
+    grouped: &[Option<FloorResult>],
     sweep: &[FloorResult],
 ) {
     println!(
@@ -162,6 +163,11 @@ pub(crate) fn print_floor(
             row(&format!("as {} (paced)", pt.label), f);
         }
     }
+    for (pt, f) in points.iter().zip(grouped) {
+        if let Some(f) = f {
+            row(&format!("as {} (group commit)", pt.label), f);
+        }
+    }
     for f in sweep {
         row("back to back", f);
     }
@@ -170,37 +176,52 @@ pub(crate) fn print_floor(
         "== vigil ack latency vs the fsync floor at the same throughput (target p99 ratio ≤ 3×) =="
     );
     println!(
-        "{:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "load point", "MB/s", "vigil p50", "floor p50", "vigil p99", "floor p99", "p99 ratio"
+        "{:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "load point",
+        "MB/s",
+        "vigil p50",
+        "floor p50",
+        "vigil p99",
+        "floor p99",
+        "p99 ratio",
+        "gc p99",
+        "gc ratio"
     );
-    for (pt, f) in points.iter().zip(matched) {
-        match f {
-            Some(f) => println!(
-                "{:<18} {:>8.1} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.1}×",
-                pt.label,
-                pt.mb_per_sec(),
-                pt.p(0.5),
-                f.p(0.5),
-                pt.p(0.99),
-                f.p(0.99),
-                pt.p(0.99) / f.p(0.99)
+    for ((pt, f), g) in points.iter().zip(matched).zip(grouped) {
+        let (floor50, floor99, ratio) = match f {
+            Some(f) => (
+                format!("{:.2}", f.p(0.5)),
+                format!("{:.2}", f.p(0.99)),
+                format!("{:.1}×", pt.p(0.99) / f.p(0.99)),
             ),
-            None => println!(
-                "{:<18} {:>8.1} {:>10.2} {:>10} {:>10.2} {:>10} {:>10}",
-                pt.label,
-                pt.mb_per_sec(),
-                pt.p(0.5),
-                "n/a",
-                pt.p(0.99),
-                "n/a",
-                "n/a"
+            None => ("n/a".into(), "n/a".into(), "n/a".into()),
+        };
+        let (gc99, gc_ratio) = match g {
+            Some(g) => (
+                format!("{:.2}", g.p(0.99)),
+                format!("{:.1}×", pt.p(0.99) / g.p(0.99)),
             ),
-        }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        println!(
+            "{:<18} {:>8.1} {:>10.2} {:>10} {:>10.2} {:>10} {:>10} {:>10} {:>10}",
+            pt.label,
+            pt.mb_per_sec(),
+            pt.p(0.5),
+            floor50,
+            pt.p(0.99),
+            floor99,
+            ratio,
+            gc99,
+            gc_ratio
+        );
     }
     println!(
         "(floor = the same number of bytes per fdatasync at the same rate as the broker's WAL \
-         group commits; the max point's latency includes queueing in the client, up to \
-         VIGIL_BENCH_MAX_QUEUE records)\n"
+         group commits, latency per fdatasync; gc = the same records at the same rate through a \
+         bare group-commit loop, latency per record from its arrival to its group's fdatasync, so \
+         a slow fdatasync counts for every record behind it as in the broker; the max point's \
+         latency includes queueing in the client, up to VIGIL_BENCH_MAX_QUEUE records)\n"
     );
 }
 
