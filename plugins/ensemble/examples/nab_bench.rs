@@ -202,6 +202,10 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "early_area" => t.early_area = v,
         "rearm_minutes" => t.rearm_minutes = v,
         "rearm_min_records" => t.rearm_min_records = v as usize,
+        "peak_slots" => t.peak_slots = v as usize,
+        "peak_cap" => t.peak_cap = v,
+        "peak_std_floor" => t.peak_std_floor = v,
+        "peak_dead" => t.peak_dead = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -312,6 +312,31 @@ pub struct Tuning {
     /// noisy request count (design 0007, session 14 round 8). Rises and
     /// series that have been 0 or negative are unchanged.
     pub shift_log_fall: bool,
+    /// Closed slots (hours) of the day judged together by the whole-peak
+    /// statistic (`peak.rs`; 0: off): their means against the same hours
+    /// of the nearest previous day of the same kind, joined with the
+    /// rhythm break's likelihood (the larger counts). The rhythm break
+    /// judges the recent median, which lags by half its span, so a
+    /// weekday without its rush hour was found at the end of its labelled
+    /// window or not at all (30 of 62 development windows found); slot
+    /// means change when an hour closes, and two hours hold a rush hour's
+    /// peak. 1-3 hours gained alike on the development seeds, 4 and more
+    /// dilute the peak with the hours around it (design 0007, session 15
+    /// round 9).
+    pub peak_slots: usize,
+    /// Cap of the whole-peak statistic beyond `peak_dead` (in the shift's
+    /// scale), as the rhythm break's.
+    pub peak_cap: f64,
+    /// Floor of the whole-peak likelihood's standard deviation, the
+    /// rhythm break's.
+    pub peak_std_floor: f64,
+    /// Distance of the whole peak (in the shift's scale) that counts as
+    /// nothing. On a quiet, quantised series (split A's near-constant CPU
+    /// readings) one spike in an hour moves its mean about two scales,
+    /// and without a dead zone its likelihood, which knows only such a
+    /// series' calm, alerted on it; a missing rush hour is several
+    /// scales away. 1.5-2.5 kept both local splits, 1 lost B.
+    pub peak_dead: f64,
 }
 
 impl Default for Tuning {
@@ -368,6 +393,10 @@ impl Default for Tuning {
             rearm_minutes: 600.0,
             rearm_min_records: 5,
             shift_log_fall: true,
+            peak_slots: 2,
+            peak_cap: 4.0,
+            peak_std_floor: 0.15,
+            peak_dead: 2.0,
         }
     }
 }
