@@ -206,6 +206,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "peak_cap" => t.peak_cap = v,
         "peak_std_floor" => t.peak_std_floor = v,
         "peak_dead" => t.peak_dead = v,
+        "peak_learn" => t.peak_learn = v as usize,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -12,6 +12,8 @@
 //! every previous weekday over the hours it should have filled, while a
 //! chance wobble of one hour is averaged with its neighbours.
 
+use vigil_sdk::blocks::AnomalyLikelihood;
+
 use crate::config::Config;
 use crate::context::{day_kinds, SlotMean, DAY_MS};
 use crate::dayshift::{DayShift, ShiftView};
@@ -130,7 +132,18 @@ pub(crate) fn rhythm_likelihood(
                 max_span_ms,
             };
             let raw = pk.peak_surprise(ts_ms, value, view, &p);
-            pk.score(raw, || shift_like_likelihood(cfg, short, t.peak_std_floor))
+            pk.score(raw, || {
+                if t.peak_learn > 0 {
+                    AnomalyLikelihood::new(
+                        short,
+                        cfg.likelihood_window,
+                        t.peak_learn,
+                        t.peak_std_floor,
+                    )
+                } else {
+                    shift_like_likelihood(cfg, short, t.peak_std_floor)
+                }
+            })
         }
         None => 0.0,
     };
@@ -143,26 +156,54 @@ mod tests {
     use crate::model::SeriesModel;
     use vigil_sdk::testing::noise;
 
-    /// 5-minute occupancy readings from Monday 1970-01-05 for 10 days: 3
-    /// with noise, a morning rush up to about 18 around 07:30 and an
-    /// evening one around 17:00 on weekdays, none on day `quiet`.
-    fn occupancy(quiet: usize) -> Vec<(i64, f64)> {
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// Where and when a test series starts: the UTC epoch day of its
+    /// first record (at 00:00 UTC) and how many hours the sensor's local
+    /// time is behind UTC.
+    #[derive(Clone, Copy)]
+    struct Site {
+        start_day: i64,
+        behind: i64,
+    }
+
+    /// From Monday 1970-01-05 00:00 UTC, local time UTC.
+    const UTC: Site = Site {
+        start_day: 4,
+        behind: 0,
+    };
+    /// From Tuesday 1970-01-06 00:00 UTC (Monday 17:00 local), 7 hours
+    /// behind, as the synthetic traffic (design 0007).
+    const WEST: Site = Site {
+        start_day: 5,
+        behind: 7,
+    };
+
+    /// 5-minute occupancy readings at `site` for 10 days: 3 with noise, a
+    /// morning rush up to about 18 around 07:30 local and an evening one
+    /// around 17:00 on weekdays, none on the local epoch day `quiet`.
+    fn occupancy(site: Site, quiet: i64) -> Vec<(i64, f64)> {
         (0..10 * 288)
             .map(|i| {
-                let hour = (i % 288) as f64 / 12.0;
-                let day = i / 288;
-                let rush = if day % 7 < 5 && day != quiet {
+                let ts = site.start_day * DAY_MS + i as i64 * 300_000;
+                let local = ts - site.behind * HOUR_MS;
+                let day = local.div_euclid(DAY_MS);
+                let hour = local.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64;
+                // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
+                let rush = if (day + 3).rem_euclid(7) < 5 && day != quiet {
                     (-((hour - 7.5) / 1.0_f64).powi(2)).exp()
                         + 0.8 * (-((hour - 17.0) / 1.3_f64).powi(2)).exp()
                 } else {
                     0.0
                 };
-                (
-                    4 * DAY_MS + i as i64 * 300_000,
-                    3.0 + 15.0 * rush + 1.5 * noise(i),
-                )
+                (ts, 3.0 + 15.0 * rush + 1.5 * noise(i))
             })
             .collect()
+    }
+
+    /// The record of `site` at `hour` local time of local epoch day `day`.
+    fn at(site: Site, day: i64, hour: i64) -> usize {
+        (((day - site.start_day) * 24 + hour + site.behind) * 12) as usize
     }
 
     /// The first alert in records `from..to` of `series`.
@@ -178,22 +219,48 @@ mod tests {
 
     #[test]
     fn a_weekday_without_its_rush_hours_is_flagged_once_the_peak_has_passed() {
-        // Wednesday, day 9, has no rush hours. With the whole peak the
-        // morning is flagged by 10:00 (its peak was at 07:30); with only
-        // the rhythm break (the recent median, one hour at a time) not
-        // before noon.
+        // The second Wednesday (local 1970-01-14) has no rush hours. With
+        // the whole peak the morning is flagged by 10:00 (its peak was at
+        // 07:30); with only the rhythm break (the recent median, one hour
+        // at a time) not before noon.
         let on = Tuning::default();
         let off = Tuning {
             peak_slots: 0,
             ..on
         };
-        let (from, to) = (9 * 288 + 60, 9 * 288 + 144);
-        let quiet = occupancy(9);
-        let at = first_alert(&on, &quiet, from, to);
-        assert!(at.is_some_and(|i| i <= 9 * 288 + 120), "first alert {at:?}");
+        let (from, to) = (at(UTC, 13, 5), at(UTC, 13, 12));
+        let quiet = occupancy(UTC, 13);
+        let first = first_alert(&on, &quiet, from, to);
+        assert!(
+            first.is_some_and(|i| i <= at(UTC, 13, 10)),
+            "first alert {first:?}"
+        );
         assert_eq!(first_alert(&off, &quiet, from, to), None);
         // An ordinary Wednesday is not news.
-        assert_eq!(first_alert(&on, &occupancy(usize::MAX), from, to), None);
+        assert_eq!(first_alert(&on, &occupancy(UTC, -1), from, to), None);
+    }
+
+    #[test]
+    fn the_first_weekday_the_whole_peak_can_judge_is_judged_in_its_morning() {
+        // Thursday (local 1970-01-08) is the first morning with two
+        // previous weekdays (Tuesday and Wednesday UTC, the series' first
+        // two whole days). With a short learning its
+        // missing rush hour is flagged by 10:00; with the other
+        // likelihoods' learning (300 records) not before noon.
+        let on = Tuning::default();
+        let slow = Tuning {
+            peak_learn: 0,
+            ..on
+        };
+        let (from, to) = (at(WEST, 7, 5), at(WEST, 7, 12));
+        let quiet = occupancy(WEST, 7);
+        let first = first_alert(&on, &quiet, from, to);
+        assert!(
+            first.is_some_and(|i| i <= at(WEST, 7, 10)),
+            "first alert {first:?}"
+        );
+        assert_eq!(first_alert(&slow, &quiet, from, to), None);
+        assert_eq!(first_alert(&on, &occupancy(WEST, -1), from, to), None);
     }
 
     #[test]

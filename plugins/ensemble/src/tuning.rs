@@ -337,6 +337,17 @@ pub struct Tuning {
     /// series' calm, alerted on it; a missing rush hour is several
     /// scales away. 1.5-2.5 kept both local splits, 1 lost B.
     pub peak_dead: f64,
+    /// Values the whole-peak likelihood learns from before it scores (0:
+    /// as the other likelihoods, the warm-up's 300). The statistic exists
+    /// only once two previous days of the same kind do, so with 300 more
+    /// records (a day of a 5-minute series) the first weekday it could
+    /// judge was judged after its morning: a short series (a week of
+    /// traffic) lost its third weekday. Its raw surprise is 0 on ordinary
+    /// days (the dead zone), so a short learning has little to learn;
+    /// 50-120 scored alike on the development seeds and kept both local
+    /// splits, 150 and more lost the gain (design 0007, session 15 round
+    /// 9).
+    pub peak_learn: usize,
 }
 
 impl Default for Tuning {
@@ -397,6 +408,7 @@ impl Default for Tuning {
             peak_cap: 4.0,
             peak_std_floor: 0.15,
             peak_dead: 2.0,
+            peak_learn: 100,
         }
     }
 }
