@@ -37,6 +37,11 @@
 //!   units of the level shift's spread, so a missing rush hour is judged
 //!   as a whole once its peak has passed (joined with the rhythm break:
 //!   the larger likelihood counts);
+//! * **daily swing** — on series with a record step of 9 minutes or
+//!   more, the amplitude of the daily harmonic over the last day,
+//!   relative to its mean, against the median of the previous week's
+//!   daily amplitudes (a daily rhythm that swings harder; joined with the
+//!   scale change: the larger likelihood counts);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
@@ -93,6 +98,7 @@ pub mod peak;
 pub mod scale;
 pub mod seasonal;
 pub mod shift;
+pub mod swing;
 pub mod tuning;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
@@ -113,7 +119,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
-    /// "13": the whole peak's slot means and likelihood (session 15
+    /// "13": the whole peak's slot means and likelihood, and the daily
+    /// swing's last day, daily amplitudes and likelihood (session 15
     /// round 9);
     /// "12": whether the score fell below the threshold since the last
     /// alert (a much stronger deviation may alert in a cooldown; session

@@ -99,6 +99,9 @@ pub struct SeriesModel {
     /// Slot means of the last week for the whole peak (`Tuning::peak_slots`).
     #[serde(default)]
     peak: Option<DayShift>,
+    /// The daily swing (`Tuning::swing_cap`).
+    #[serde(default)]
+    swing: Option<crate::swing::Swing>,
     /// The running cooldown was started by the repeated-values
     /// likelihood (`Tuning::flat_bypass`).
     #[serde(default)]
@@ -185,6 +188,7 @@ impl SeriesModel {
             day_shift: (t.dayshift_days > 0)
                 .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
             rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
+            swing: (t.swing_cap > 1.0).then(crate::swing::Swing::default),
             peak: (t.peak_slots > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             cooling_after_flat: false,
             same_run: 0,
@@ -333,6 +337,8 @@ impl SeriesModel {
             }
             None => 0.0,
         };
+        let at = ((cfg, t), (ts_ms, value), step_minutes, short);
+        let scale_lik = scale_lik.max(crate::swing::swing_likelihood(self.swing.as_mut(), at));
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
