@@ -202,6 +202,15 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "early_area" => t.early_area = v,
         "rearm_minutes" => t.rearm_minutes = v,
         "rearm_min_records" => t.rearm_min_records = v as usize,
+        "peak_slots" => t.peak_slots = v as usize,
+        "peak_cap" => t.peak_cap = v,
+        "peak_std_floor" => t.peak_std_floor = v,
+        "peak_dead" => t.peak_dead = v,
+        "peak_learn" => t.peak_learn = v as usize,
+        "swing_cap" => t.swing_cap = v,
+        "swing_days" => t.swing_days = v as usize,
+        "swing_std_floor" => t.swing_std_floor = v,
+        "swing_min_step" => t.swing_min_step = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -66,8 +66,24 @@ impl DayShift {
         }
     }
 
-    fn slot_ms(&self) -> i64 {
+    pub(crate) fn slot_ms(&self) -> i64 {
         (DAY_MS / self.slots as i64).max(1)
+    }
+
+    /// Slots a day is cut into.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Days of history kept.
+    pub(crate) fn days(&self) -> usize {
+        self.days
+    }
+
+    /// The mean of slot `slot` on epoch day `day`, if it had a record.
+    pub(crate) fn mean_at(&self, day: i64, slot: usize) -> Option<f64> {
+        let row = self.rows.iter().rev().find(|r| r.0 == day)?;
+        row.1.get(slot).copied().filter(|m| m.is_finite())
     }
 
     /// Adds `value` at `ts_ms` to the slot means.

@@ -32,6 +32,16 @@
 //!   previous days of the same kind (a week of them), the nearest one, so
 //!   a weekday without its rush hour stands out within an hour or two
 //!   (series with a record step of more than 9 minutes have none);
+//! * **whole peak** — the means of the last two closed hours against the
+//!   same hours of the nearest previous day of the same kind, beyond two
+//!   units of the level shift's spread, so a missing rush hour is judged
+//!   as a whole once its peak has passed (joined with the rhythm break:
+//!   the larger likelihood counts);
+//! * **daily swing** — on series with a record step of 9 minutes or
+//!   more, the amplitude of the daily harmonic over the last day,
+//!   relative to its mean, against the median of the previous week's
+//!   daily amplitudes (a daily rhythm that swings harder; joined with the
+//!   scale change: the larger likelihood counts);
 //! * **prediction error** — distance from the median of the last 10 values,
 //!   in units of the series' own typical error;
 //! * **anomaly likelihood** of each (Numenta's HTM post-processing): the
@@ -84,9 +94,11 @@ pub mod dayshift;
 pub mod median;
 pub mod model;
 pub mod output;
+pub mod peak;
 pub mod scale;
 pub mod seasonal;
 pub mod shift;
+pub mod swing;
 pub mod tuning;
 
 use vigil_sdk::blocks::{score_record, KeyedState};
@@ -107,6 +119,9 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "13": the whole peak's slot means and likelihood, and the daily
+    /// swing's last day, daily amplitudes and likelihood (session 15
+    /// round 9);
     /// "12": whether the score fell below the threshold since the last
     /// alert (a much stronger deviation may alert in a cooldown; session
     /// 12);
@@ -127,7 +142,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "12";
+    const STATE_FORMAT: &'static str = "13";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -96,6 +96,12 @@ pub struct SeriesModel {
     /// (`Tuning::rhythm_days`).
     #[serde(default)]
     rhythm: Option<DayShift>,
+    /// Slot means of the last week for the whole peak (`Tuning::peak_slots`).
+    #[serde(default)]
+    peak: Option<DayShift>,
+    /// The daily swing (`Tuning::swing_cap`).
+    #[serde(default)]
+    swing: Option<crate::swing::Swing>,
     /// The running cooldown was started by the repeated-values
     /// likelihood (`Tuning::flat_bypass`).
     #[serde(default)]
@@ -182,6 +188,8 @@ impl SeriesModel {
             day_shift: (t.dayshift_days > 0)
                 .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
             rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
+            swing: (t.swing_cap > 1.0).then(crate::swing::Swing::default),
+            peak: (t.peak_slots > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             cooling_after_flat: false,
             same_run: 0,
             recent_sorted: SortedWindow::default(),
@@ -299,23 +307,14 @@ impl SeriesModel {
             }
             None => 0.0,
         };
-        let rhythm_lik = match self.rhythm.as_mut() {
-            Some(rh) => {
-                let max_span_ms = (t.rhythm_max_span_minutes * 60_000.0) as i64;
-                let raw = rh.rhythm_surprise(
-                    ts_ms,
-                    value,
-                    view,
-                    t.rhythm_min_days,
-                    t.rhythm_cap,
-                    max_span_ms,
-                );
-                rh.score(raw, || {
-                    shift_like_likelihood(cfg, short, t.rhythm_std_floor)
-                })
-            }
-            None => 0.0,
-        };
+        let rhythm_lik = crate::peak::rhythm_likelihood(
+            self.rhythm.as_mut(),
+            self.peak.as_mut(),
+            (cfg, t),
+            (ts_ms, value),
+            view,
+            short,
+        );
         let seasonal_lik = match self.seasonal.as_mut() {
             Some(sr) => sr.update(
                 &SeasonalSettings::from(t),
@@ -338,6 +337,8 @@ impl SeriesModel {
             }
             None => 0.0,
         };
+        let at = ((cfg, t), (ts_ms, value), step_minutes, short);
+        let scale_lik = scale_lik.max(crate::swing::swing_likelihood(self.swing.as_mut(), at));
         let likelihoods = if t.separate {
             [
                 self.likelihood.update(err_part),
@@ -578,7 +579,7 @@ fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
 
 /// A likelihood with short window `short` and standard deviation floor
 /// `floor`, learning like every other.
-fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikelihood {
+pub(crate) fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikelihood {
     AnomalyLikelihood::new(
         short,
         cfg.likelihood_window,

@@ -165,8 +165,11 @@ mod tests {
             .map(|o| o.likelihoods[6])
             .fold(0.0, f64::max);
         assert!(before < 0.5, "scale likelihood {before} before the week");
+        // Off with the daily swing (`swing.rs`), which shares its
+        // likelihood slot and sees the same week.
         let off = outputs(&Tuning {
             scale_cap: 0.0,
+            swing_cap: 0.0,
             ..Tuning::default()
         });
         assert_eq!(alone(&off), 0);
