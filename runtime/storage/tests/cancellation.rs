@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
-use vigil_storage::store::{FaultKind, FaultyStore};
+use vigil_storage::store::{FaultControl, FaultKind, FaultyStore};
 use vigil_storage::{paths, Log, LogConfig, TopicConfig};
 
 use crate::common;
@@ -23,17 +23,56 @@ fn one_partition() -> TopicConfig {
     }
 }
 
+/// A log over an in-memory store behind fault injection.
+struct Faulty {
+    /// The store without the faults (what a restart reads).
+    memory: Arc<dyn ObjectStore>,
+    faults: FaultControl,
+    config: LogConfig,
+    log: Arc<Log>,
+    _data: tempfile::TempDir,
+}
+
+impl Faulty {
+    async fn open() -> Self {
+        let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let faulty = FaultyStore::new(memory.clone());
+        let faults = faulty.control();
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut config = LogConfig::new(data.path());
+        config.lease_interval = Duration::from_millis(10);
+        let log = Log::open(config.clone(), Arc::new(faulty))
+            .await
+            .expect("open");
+        Faulty {
+            memory,
+            faults,
+            config,
+            log,
+            _data: data,
+        }
+    }
+}
+
+/// `config`'s log reopened on `store` with a fresh data dir (a restart on
+/// a new machine: only what was committed to the store survives).
+async fn reopen(config: LogConfig, store: Arc<dyn ObjectStore>) -> (Arc<Log>, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut again = config;
+    again.data_dir = data.path().to_path_buf();
+    let log = Log::open(again, store).await.expect("reopen");
+    (log, data)
+}
+
 #[tokio::test]
 async fn a_create_abandoned_while_its_commit_is_in_flight_completes_and_the_log_keeps_writing() {
-    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let faulty = FaultyStore::new(memory.clone());
-    let faults = faulty.control();
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut config = LogConfig::new(data.path());
-    config.lease_interval = Duration::from_millis(10);
-    let log = Log::open(config.clone(), Arc::new(faulty))
-        .await
-        .expect("open");
+    let Faulty {
+        memory,
+        faults,
+        config,
+        log,
+        _data,
+    } = Faulty::open().await;
 
     // Only the root manifest's PUT hangs; it runs on whether or not its
     // caller still waits, as a request already sent to S3 does.
@@ -65,10 +104,7 @@ async fn a_create_abandoned_while_its_commit_is_in_flight_completes_and_the_log_
     log.close().await;
     drop(log);
 
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut again = config;
-    again.data_dir = data.path().to_path_buf();
-    let reopened = Log::open(again, memory).await.expect("reopen");
+    let (reopened, _data) = reopen(config, memory).await;
     for topic in ["a", "b"] {
         assert!(
             reopened.topic(topic).is_some(),
@@ -122,15 +158,13 @@ async fn a_create_that_loses_a_race_finds_the_winners_topic_served() {
 /// epoch 1"): it supersedes it, so the log keeps what callers were told.
 #[tokio::test]
 async fn a_commit_whose_outcome_stayed_unknown_does_not_fence_the_broker() {
-    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let faulty = FaultyStore::new(memory.clone());
-    let faults = faulty.control();
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut config = LogConfig::new(data.path());
-    config.lease_interval = Duration::from_millis(10);
-    let log = Log::open(config.clone(), Arc::new(faulty))
-        .await
-        .expect("open");
+    let Faulty {
+        memory,
+        faults,
+        config,
+        log,
+        _data,
+    } = Faulty::open().await;
 
     faults.scope(Some(paths::manifest_prefix().as_ref()));
     faults.fail_after_write_next(1);
@@ -155,10 +189,7 @@ async fn a_commit_whose_outcome_stayed_unknown_does_not_fence_the_broker() {
     log.close().await;
     drop(log);
 
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut again = config;
-    again.data_dir = data.path().to_path_buf();
-    let reopened = Log::open(again, memory).await.expect("reopen");
+    let (reopened, _data) = reopen(config, memory).await;
     assert!(reopened.topic("b").is_some(), "b was committed");
     assert!(
         reopened.topic("a").is_none(),
