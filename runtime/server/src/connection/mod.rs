@@ -19,6 +19,7 @@ mod limits;
 #[cfg(test)]
 mod tests;
 mod transport;
+mod write;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,11 +27,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use kafka_protocol::messages::RequestKind;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -38,7 +37,8 @@ use vigil_protocol::{decode_request, encode_error_response, encode_response, Fra
 
 pub use limits::{ConnLimits, ConnMetrics, ConnSlot, ReasonLabel, Rejected};
 pub use transport::Endpoint;
-use transport::{ReadEvent, Reader, Writer};
+use transport::{ReadEvent, Reader};
+use write::write_loop;
 
 use crate::broker::Broker;
 use crate::handlers;
@@ -496,43 +496,6 @@ impl FetchBudget {
     fn cost(&self, max_bytes: i32) -> u32 {
         u32::try_from(max_bytes).unwrap_or(0).clamp(1, self.total)
     }
-}
-
-async fn write_loop(
-    mut wr: Writer,
-    mut rx: mpsc::UnboundedReceiver<(Outgoing, Ticket)>,
-    peer: SocketAddr,
-) {
-    let mut pending = FuturesOrdered::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            next = rx.recv(), if open => match next {
-                Some((f, ticket)) => pending.push_back(async move { (f.await, ticket) }),
-                None => open = false,
-            },
-            Some((resp, ticket)) = pending.next(), if !pending.is_empty() => {
-                if let Some(resp) = resp {
-                    // The flush matters under TLS: a write the socket takes
-                    // only in part leaves the rest encrypted in rustls, and
-                    // nothing else would send it before the next response
-                    // (a consumer waiting for this one sends none).
-                    let sent = match wr.write_all(&resp.bytes).await {
-                        Ok(()) => wr.flush().await,
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = sent {
-                        tracing::debug!(%peer, error = %e, "write failed; dropping the connection");
-                        return;
-                    }
-                }
-                // The slot frees only once the answer is out of our hands.
-                drop(ticket);
-            }
-            else => break,
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Kafka's name for an API, for logs and metrics.
