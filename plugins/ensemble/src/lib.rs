@@ -39,7 +39,8 @@
 //!   the larger likelihood counts);
 //! * **daily swing** — on series with a record step of 9 minutes or
 //!   more, the amplitude of the daily harmonic over the last day,
-//!   relative to its mean, against the median of the previous week's
+//!   relative to its mean (of the logarithms, on a series that has only
+//!   ever been positive), against the median of the previous week's
 //!   daily amplitudes (a daily rhythm that swings harder; joined with the
 //!   scale change: the larger likelihood counts);
 //! * **prediction error** — distance from the median of the last 10 values,
