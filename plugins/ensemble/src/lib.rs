@@ -39,7 +39,8 @@
 //!   the larger likelihood counts);
 //! * **daily swing** — on series with a record step of 9 minutes or
 //!   more, the amplitude of the daily harmonic over the last day,
-//!   relative to its mean, against the median of the previous week's
+//!   relative to its mean (of the logarithms, on a series that has only
+//!   ever been positive), against the median of the previous week's
 //!   daily amplitudes (a daily rhythm that swings harder; joined with the
 //!   scale change: the larger likelihood counts);
 //! * **prediction error** — distance from the median of the last 10 values,
@@ -119,6 +120,9 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "14": the daily swing of a positive series is of the logarithms,
+    /// and whether a value of 0 or below ended that (session 15 round
+    /// 10);
     /// "13": the whole peak's slot means and likelihood, and the daily
     /// swing's last day, daily amplitudes and likelihood (session 15
     /// round 9);
@@ -142,7 +146,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "13";
+    const STATE_FORMAT: &'static str = "14";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

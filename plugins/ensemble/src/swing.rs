@@ -13,6 +13,13 @@
 //! amplitude taken once a day on the previous days. A harmonic over a
 //! day's records averages their noise, so a swing that grows from 0.2 to
 //! 0.6 of the level stands out within a day while single records do not.
+//!
+//! On a series that has only ever been positive the harmonic is taken
+//! of the values' logarithm (`Tuning::swing_log`, session 15 round 10):
+//! a positive rate swings by a factor and its noise is multiplicative
+//! (log-normal), so a single record several times the level (a spike
+//! of news or a fat tail) weighs in the logarithm as a factor, not as
+//! its size, and no longer drowns a day's swing.
 
 use std::collections::VecDeque;
 
@@ -50,30 +57,64 @@ pub struct Swing {
     /// Created with the first raw surprise (a learning period of zeros
     /// would make the first ordinary swings look new).
     likelihood: Option<AnomalyLikelihood>,
+    /// A value of 0 or below was heard: the swing is taken of the values
+    /// themselves from then on (`Tuning::swing_log`).
+    #[serde(default)]
+    linear: bool,
 }
 
 impl Swing {
     /// The amplitude of the daily harmonic of the last day's records over
-    /// their mean; `None` with fewer than `MIN_DAY_RECORDS` records or a
-    /// mean not above 0 (the swing relative to the level needs a positive
-    /// level).
-    fn amplitude(&self) -> Option<f64> {
+    /// their mean (of their logarithms as it is, when `log`: already
+    /// relative); `None` with fewer than `MIN_DAY_RECORDS` records or,
+    /// without `log`, a mean not above 0 (the swing relative to the level
+    /// needs a positive level).
+    fn amplitude(&self, log: bool) -> Option<f64> {
         let n = self.day.len() as f64;
         let [sx, sc, ss, sxc, sxs] = self.sums;
         let m = sx / n;
-        if self.day.len() < MIN_DAY_RECORDS || m <= 0.0 {
+        if self.day.len() < MIN_DAY_RECORDS || (!log && m <= 0.0) {
             return None;
         }
         // Σ (x − m)·e^{iθ} over the day, without a second pass.
         let a = (sxc - m * sc).hypot(sxs - m * ss) * 2.0 / n;
-        Some(a / m)
+        Some(if log { a } else { a / m })
+    }
+
+    /// Whether `value` enters as its logarithm (`log` asked and the series
+    /// only ever positive). The first value of 0 or below ends that for
+    /// good and restarts the swing: amplitudes of logarithms cannot be
+    /// compared with those of values.
+    fn in_log(&mut self, value: f64, log: bool) -> bool {
+        if !log || self.linear {
+            return false;
+        }
+        if value > 0.0 {
+            return true;
+        }
+        *self = Swing {
+            linear: true,
+            likelihood: self.likelihood.take(),
+            ..Swing::default()
+        };
+        false
     }
 
     /// Adds `value` at `ts_ms`; the raw surprise: the growth of the last
     /// day's relative amplitude over the median of the last `days` daily
     /// ones, `ln(ratio) / ln(cap)` (growth only, at most 1). `None` in the
-    /// first day and before `MIN_PAST_DAYS` daily amplitudes exist.
-    fn surprise(&mut self, ts_ms: i64, value: f64, days: usize, cap: f64) -> Option<f64> {
+    /// first day and before `MIN_PAST_DAYS` daily amplitudes exist. With
+    /// `log`, of the logarithms while the series has been positive.
+    fn surprise(
+        &mut self,
+        ts_ms: i64,
+        value: f64,
+        days: usize,
+        cap: f64,
+        log: bool,
+    ) -> Option<f64> {
+        let log = self.in_log(value, log);
+        let value = if log { value.ln() } else { value };
         let theta = std::f64::consts::TAU * ts_ms.rem_euclid(DAY_MS) as f64 / DAY_MS as f64;
         let (c, s) = (theta.cos(), theta.sin());
         self.day.push_back((ts_ms, value, c, s));
@@ -95,7 +136,7 @@ impl Swing {
         if ts_ms - first < DAY_MS {
             return None;
         }
-        let now = self.amplitude()?;
+        let now = self.amplitude(log)?;
         let mut past: Vec<f64> = self.past.iter().copied().collect();
         let reference = if past.len() >= MIN_PAST_DAYS {
             median_of(&mut past)
@@ -131,7 +172,7 @@ pub(crate) fn swing_likelihood(
     if step_minutes < t.swing_min_step {
         return 0.0;
     }
-    let raw = sw.surprise(ts_ms, value, t.swing_days, t.swing_cap);
+    let raw = sw.surprise(ts_ms, value, t.swing_days, t.swing_cap, t.swing_log);
     if raw.is_none() && sw.likelihood.is_none() {
         return 0.0;
     }
@@ -211,7 +252,7 @@ mod tests {
         for i in 0..11 * 24 {
             let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
             let amp = if i < 10 * 24 { 0.1 } else { 0.3 };
-            raw.push(sw.surprise(i * HOUR_MS, 10.0 * (1.0 + amp * theta.cos()), 7, 6.0));
+            raw.push(sw.surprise(i * HOUR_MS, 10.0 * (1.0 + amp * theta.cos()), 7, 6.0, false));
         }
         // Nothing in the first day, nor before three daily amplitudes.
         assert!(raw[..3 * 24].iter().all(Option::is_none));
@@ -231,5 +272,51 @@ mod tests {
             .fold(0.0, f64::max);
         assert_eq!(five, 0.0);
         assert!(sw.day.is_empty());
+    }
+
+    /// The raw surprise at the end of a day of a tripled swing (0.1 to
+    /// 0.3 of 10, hourly, after ten ordinary days), with or without a
+    /// record five times the level once a day at a wandering hour.
+    fn tripled_day_surprise(spikes: bool, log: bool) -> f64 {
+        let mut sw = Swing::default();
+        let mut last = None;
+        for i in 0..11 * 24 {
+            let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
+            let amp = if i < 10 * 24 { 0.1 } else { 0.3 };
+            let spike = spikes && i % 24 == (7 * (i / 24) + 3) % 24;
+            let v = 10.0 * (1.0 + amp * theta.cos()) * if spike { 5.0 } else { 1.0 };
+            last = sw.surprise(i * HOUR_MS, v, 7, 6.0, log);
+        }
+        last.unwrap_or(0.0)
+    }
+
+    #[test]
+    fn a_spike_a_day_weighs_as_a_factor_in_the_logarithm() {
+        // In the logarithm the spikes hardly move the tripled swing's
+        // surprise; in the values they hide a third of it (each spike is
+        // worth the whole swing of a day's harmonic).
+        let clean = tripled_day_surprise(false, true);
+        let spiky = tripled_day_surprise(true, true);
+        assert!(clean > 0.55, "log surprise {clean}");
+        assert!(
+            (clean - spiky).abs() < 0.05,
+            "log {clean} vs {spiky} with spikes"
+        );
+        let clean = tripled_day_surprise(false, false);
+        let spiky = tripled_day_surprise(true, false);
+        assert!(clean - spiky > 0.1, "values {clean} vs {spiky} with spikes");
+    }
+
+    #[test]
+    fn a_value_of_zero_ends_the_logarithm_and_restarts_the_swing() {
+        let mut sw = Swing::default();
+        for i in 0..5 * 24 {
+            sw.surprise(i * HOUR_MS, 10.0 + (i % 24) as f64 / 10.0, 7, 6.0, true);
+        }
+        assert!(!sw.past.is_empty() && !sw.linear);
+        assert_eq!(sw.surprise(5 * 24 * HOUR_MS, 0.0, 7, 6.0, true), None);
+        assert!(sw.linear && sw.past.is_empty() && sw.day.len() == 1);
+        // From then on the values themselves, as without `swing_log`.
+        assert!(!sw.in_log(10.0, true));
     }
 }
