@@ -185,26 +185,9 @@ pub(crate) fn swing_likelihood(
 mod tests {
     use super::*;
     use crate::model::SeriesModel;
-    use vigil_sdk::testing::noise;
+    use crate::tests::swing_week;
 
     const HOUR_MS: i64 = 3_600_000;
-
-    /// Hourly values around 10 with a daily swing of ±0.5 (±1.5 for the
-    /// week from record 900) and noise of ±0.5; spikes to 6 and 14 early
-    /// on, so the seen range is wide and nothing breaks out of it (the
-    /// scale statistic's test series).
-    fn swing_week() -> Vec<f64> {
-        (0..1500)
-            .map(|i| {
-                if i < 600 && i % 97 == 50 {
-                    return if i % 2 == 0 { 14.0 } else { 6.0 };
-                }
-                let amp = if (900..1068).contains(&i) { 1.5 } else { 0.5 };
-                let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
-                10.0 + amp * phase.sin() + noise(i)
-            })
-            .collect()
-    }
 
     #[test]
     fn a_daily_swing_three_times_as_large_is_flagged_by_the_swing_alone() {

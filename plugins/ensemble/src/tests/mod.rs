@@ -25,6 +25,23 @@ fn sine(i: usize) -> f64 {
     10.0 + 5.0 * phase.sin() + 0.3 * noise(i)
 }
 
+/// Hourly values around 10 with a daily swing of ±0.5 (±1.5 for the
+/// week from record 900) and noise of ±0.5; spikes to 6 and 14 early on,
+/// so the seen range is wide and nothing breaks out of it (the scale
+/// statistic's and the daily swing's test series).
+pub(crate) fn swing_week() -> Vec<f64> {
+    (0..1500)
+        .map(|i| {
+            if i < 600 && i % 97 == 50 {
+                return if i % 2 == 0 { 14.0 } else { 6.0 };
+            }
+            let amp = if (900..1068).contains(&i) { 1.5 } else { 0.5 };
+            let phase = (i % 24) as f64 / 24.0 * std::f64::consts::TAU;
+            10.0 + amp * phase.sin() + noise(i)
+        })
+        .collect()
+}
+
 fn batches(values: &[f64], per_batch: usize) -> Vec<Batch> {
     metric_batches(values, per_batch, 1_400_000_000_000, STEP_MS)
 }
