@@ -8,7 +8,6 @@
 //! wake-up each; small answers that are ready at the same moment are
 //! written as one buffer instead (docs/design/0020, session 15).
 
-use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
@@ -26,8 +25,8 @@ pub(super) const GATHER_BYTES: usize = 64 * 1024;
 /// An answer with its place among the connection's in-flight requests.
 type Answered = (Option<Response>, Ticket);
 
-fn answer(f: Outgoing, ticket: Ticket) -> impl Future<Output = Answered> {
-    async move { (f.await, ticket) }
+async fn answer(f: Outgoing, ticket: Ticket) -> Answered {
+    (f.await, ticket)
 }
 
 /// Writes the answers of `rx`'s requests in order until the connection's
