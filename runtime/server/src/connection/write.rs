@@ -39,7 +39,6 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     let mut pending = FuturesOrdered::new();
     let mut open = true;
     let mut batch: Vec<Answered> = Vec::new();
-    let mut buf = BytesMut::new();
     loop {
         tokio::select! {
             next = rx.recv(), if open => match next {
@@ -66,7 +65,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                         _ => break,
                     }
                 }
-                if let Err(e) = write_batch(&mut wr, &batch, &mut buf).await {
+                if let Err(e) = write_batch(&mut wr, &batch).await {
                     tracing::debug!(%peer, error = %e, "write failed; dropping the connection");
                     return;
                 }
@@ -83,27 +82,27 @@ fn size(a: &Answered) -> usize {
     a.0.as_ref().map_or(0, |r| r.bytes.len())
 }
 
-/// Writes `batch`'s answers in order: runs of small ones gathered into
-/// `buf`, a large one on its own; then flushes.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    batch: &[Answered],
-    buf: &mut BytesMut,
-) -> std::io::Result<()> {
-    buf.clear();
-    for resp in batch.iter().filter_map(|(r, _)| r.as_ref()) {
-        if buf.len() + resp.bytes.len() <= GATHER_BYTES {
+/// Writes `batch`'s answers in order: runs of small ones gathered into one
+/// buffer, a large one (or a lone one) as it is, without a copy; then
+/// flushes. The buffer lives for this write only, so an idle connection
+/// holds none.
+async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, batch: &[Answered]) -> std::io::Result<()> {
+    let answers: Vec<&Response> = batch.iter().filter_map(|(r, _)| r.as_ref()).collect();
+    let mut buf = BytesMut::new();
+    for (i, resp) in answers.iter().enumerate() {
+        let alone = buf.is_empty() && i + 1 == answers.len();
+        if !alone && buf.len() + resp.bytes.len() <= GATHER_BYTES {
             buf.extend_from_slice(&resp.bytes);
             continue;
         }
         if !buf.is_empty() {
-            wr.write_all(buf).await?;
+            wr.write_all(&buf).await?;
             buf.clear();
         }
         wr.write_all(&resp.bytes).await?;
     }
     if !buf.is_empty() {
-        wr.write_all(buf).await?;
+        wr.write_all(&buf).await?;
     }
     // The flush matters under TLS: a write the socket takes only in part
     // leaves the rest encrypted in rustls, and nothing else would send it
