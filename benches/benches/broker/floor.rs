@@ -41,11 +41,7 @@ pub(crate) fn fsync_floor(
     secs: f64,
 ) -> Result<FloorResult> {
     let path = dir.join(format!("floor-{size}.log"));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = create(&path)?;
     let buf = payload(size);
     let budget = Duration::from_secs_f64(secs);
     let max_appends = (FLOOR_MAX_BYTES / size as u64).max(10);
@@ -69,14 +65,7 @@ pub(crate) fn fsync_floor(
     }
     let elapsed = start.elapsed();
     drop(file);
-    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-    latencies_ns.sort_unstable();
-    Ok(FloorResult {
-        size,
-        paced: per_sec,
-        latencies_ns,
-        elapsed,
-    })
+    finish(&path, size, per_sec, latencies_ns, elapsed)
 }
 
 /// The best per-record ack latency any durable log could give on this disk
@@ -93,11 +82,7 @@ pub(crate) fn group_commit_floor(
     secs: f64,
 ) -> Result<FloorResult> {
     let path = dir.join(format!("group-commit-{record_bytes}.log"));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = create(&path)?;
     let max_records = (FLOOR_MAX_BYTES / record_bytes.max(1) as u64).max(10);
     let total = ((rate * secs) as u64).clamp(10, max_records);
     let arrival = |i: u64| Duration::from_secs_f64(i as f64 / rate);
@@ -127,11 +112,31 @@ pub(crate) fn group_commit_floor(
     }
     let elapsed = start.elapsed();
     drop(file);
-    std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    finish(&path, record_bytes, Some(rate), latencies_ns, elapsed)
+}
+
+/// A fresh append-only file for a floor run.
+fn create(path: &Path) -> Result<std::fs::File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Removes a floor run's file and sorts its latencies into its result.
+fn finish(
+    path: &Path,
+    size: usize,
+    paced: Option<f64>,
+    mut latencies_ns: Vec<u64>,
+    elapsed: Duration,
+) -> Result<FloorResult> {
+    std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
     latencies_ns.sort_unstable();
     Ok(FloorResult {
-        size: record_bytes,
-        paced: Some(rate),
+        size,
+        paced,
         latencies_ns,
         elapsed,
     })
