@@ -221,18 +221,43 @@ impl Supervisor {
             return Err(DetectorError::NotFound(name.to_string()));
         };
         e.view.started = (std::time::Instant::now(), covered);
-        // A bounded run with every partition at its end starts no runner
-        // (derived from the checkpoints, so a restart derives it again).
+        // A bounded run with every partition at its end starts no runner.
         // In a cluster other brokers may still be running theirs.
-        if tasks.is_empty() && d.spec.end.is_some() && !ctx.shared() {
-            e.view.state = DeploymentState::Completed;
-        }
+        let nothing_to_run = tasks.is_empty() && d.spec.end.is_some() && !ctx.shared();
         e.view.partitions = statuses;
         e.stop = Some(stop_tx);
         e.tasks = tasks;
         e.epoch = epoch;
         e.running = running;
+        if nothing_to_run {
+            self.completed_without_runners(name).await;
+        }
         Ok(())
+    }
+
+    /// A bounded run found at its end when it starts (an empty range, or a
+    /// restart after the last checkpoint but before the completion was
+    /// recorded) completes like one whose runners finished: with its
+    /// finish time recorded and persisted, so status does not count the
+    /// elapsed time on from "now" and a restart shows the same.
+    async fn completed_without_runners(&mut self, name: &str) {
+        if self.complete(name).await {
+            return;
+        }
+        // Already completed (its stored finish time stays), or the record
+        // could not be written: completed in memory, as the checkpoints
+        // say, and a restart derives it again.
+        let now = self.ctx.log.clock().now_ms();
+        if let Some(e) = self.entries.get_mut(name) {
+            if !matches!(
+                e.view.state,
+                DeploymentState::Running | DeploymentState::Completed
+            ) {
+                return;
+            }
+            e.view.state = DeploymentState::Completed;
+            e.view.finished_ms.get_or_insert(now);
+        }
     }
 
     /// The checkpoint of a partition no run has covered yet: the spec's

@@ -300,3 +300,47 @@ async fn a_corrupt_checkpoint_fails_only_its_deployment_naming_the_key() {
     .await
     .expect("test timed out");
 }
+
+/// A replay of an empty topic has nothing to run and is completed at once.
+/// Its finish time must be recorded (and persisted) like any other
+/// completion: before, its state was completed while its elapsed time went
+/// on growing from "now", so two status reads disagreed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_with_nothing_to_do_completes_with_a_fixed_finish_time() {
+    tokio::time::timeout(DEADLINE, async {
+        let env = Env::new();
+        let log = env.log().await;
+        create_topic(&log, "in", 1).await;
+        let det = env.engine(&log).await;
+        let hash = upload(&det, THRESHOLD).await;
+        let first = det
+            .replay(replay_spec("empty", &hash))
+            .await
+            .expect("replay");
+        assert_eq!(first.state, DeploymentState::Completed);
+        assert_eq!(first.eta_secs, None);
+        // Time passing must not move a finished run's elapsed time.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let later = det.replay_status("empty").await.expect("status");
+        assert_eq!(
+            later.elapsed_ms, first.elapsed_ms,
+            "elapsed of a completed replay moved"
+        );
+        close(det, log).await;
+        // What status showed is what was persisted.
+        let log = env.log().await;
+        let det = env.engine(&log).await;
+        let reopened = det
+            .replay_status("empty")
+            .await
+            .expect("status after restart");
+        assert_eq!(reopened.state, DeploymentState::Completed);
+        assert_eq!(
+            reopened.elapsed_ms, first.elapsed_ms,
+            "elapsed changed across a restart"
+        );
+        close(det, log).await;
+    })
+    .await
+    .expect("test timed out");
+}
