@@ -120,6 +120,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "15": the likelihood of the level shift's falls (session 16
+    /// round 11);
     /// "14": the daily swing of a positive series is of the logarithms,
     /// and whether a value of 0 or below ended that (session 15 round
     /// 10);
@@ -146,7 +148,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "14";
+    const STATE_FORMAT: &'static str = "15";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

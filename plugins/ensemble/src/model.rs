@@ -17,13 +17,12 @@ use crate::median::SortedWindow;
 pub use crate::output::{Kind, Output};
 use crate::scale::{ScaleChange, ScaleSettings};
 use crate::seasonal::{SeasonalResidual, SeasonalSettings};
-use crate::shift::{ShiftMedians, ShiftWindow};
+pub(crate) use crate::shift::shift_like_likelihood;
+use crate::shift::{shift_short_records, FallLikelihood, ShiftMedians, ShiftWindow};
 pub use crate::tuning::Tuning;
 
 /// Records whose time span gives the record step (`shift_short_minutes`).
 const STEP_PROBE: u64 = 20;
-/// Shortest short window of the shift likelihood in time.
-const MIN_SHIFT_SHORT: usize = 5;
 /// Weight of each new error in the running mean absolute error.
 const MAE_ALPHA: f64 = 0.01;
 /// Errors are clipped at this many MAEs so one outlier can't inflate the scale.
@@ -84,6 +83,9 @@ pub struct SeriesModel {
     shift_hist: ShiftWindow,
     /// Likelihood of the shift statistic.
     shift_likelihood: AnomalyLikelihood,
+    /// Likelihood of the shift statistic's falls (`Tuning::shift_fall`).
+    #[serde(default)]
+    fall_likelihood: Option<FallLikelihood>,
     /// Residual against the daily profile (`Tuning::seasonal_cap`).
     seasonal: Option<SeasonalResidual>,
     /// Scale of recent errors against the week before
@@ -172,6 +174,14 @@ impl SeriesModel {
                 cfg.likelihood_window.min(cfg.warmup.max(10)),
                 t.shift_std_floor,
             ),
+            fall_likelihood: t.shift_fall.then(|| {
+                let short = if t.shift_short > 0 {
+                    t.shift_short
+                } else {
+                    cfg.short_window
+                };
+                FallLikelihood::new(shift_like_likelihood(cfg, short, t.shift_std_floor))
+            }),
             seasonal: (t.seasonal_cap > 0.0)
                 .then(|| SeasonalResidual::new(&SeasonalSettings::from(t))),
             scale: (t.scale_cap > 1.0).then(|| {
@@ -288,10 +298,12 @@ impl SeriesModel {
                 scale,
                 span_ms,
             });
-            (
-                self.shift_likelihood.update((z / t.shift_cap).min(1.0)),
-                view,
-            )
+            let lik = self.shift_likelihood.update((z / t.shift_cap).min(1.0));
+            let fall = match self.fall_likelihood.as_mut() {
+                Some(fl) => fl.update(view.map(|v| (v.recent, v.reference, v.scale)), t.shift_cap),
+                None => 0.0,
+            };
+            (lik.max(fall), view)
         } else {
             (0.0, None)
         };
@@ -541,6 +553,9 @@ impl SeriesModel {
         let short = shift_short_records(cfg, t, step_minutes);
         if short != cfg.short_window {
             self.shift_likelihood = shift_like_likelihood(cfg, short, t.shift_std_floor);
+            if let Some(fl) = self.fall_likelihood.as_mut() {
+                *fl = FallLikelihood::new(shift_like_likelihood(cfg, short, t.shift_std_floor));
+            }
             // The scale likelihood averages over the same time; it has
             // heard nothing yet (its statistic needs a week of history).
             if let Some(sc) = self.scale.as_mut() {
@@ -558,34 +573,6 @@ impl SeriesModel {
     pub fn range(&self) -> Option<(f64, f64)> {
         (self.n > 0).then_some((self.min, self.max))
     }
-}
-
-/// The shift likelihood's short window for a record step of
-/// `step_minutes` (`Tuning::shift_short_minutes`).
-fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
-    if t.shift_short > 0 {
-        return t.shift_short;
-    }
-    if t.shift_short_minutes <= 0.0 || step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT {
-        return cfg.short_window;
-    }
-    let records = (t.shift_short_minutes / step_minutes).ceil();
-    if records >= cfg.short_window as f64 {
-        cfg.short_window
-    } else {
-        (records as usize).max(MIN_SHIFT_SHORT)
-    }
-}
-
-/// A likelihood with short window `short` and standard deviation floor
-/// `floor`, learning like every other.
-pub(crate) fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikelihood {
-    AnomalyLikelihood::new(
-        short,
-        cfg.likelihood_window,
-        cfg.likelihood_window.min(cfg.warmup.max(10)),
-        floor,
-    )
 }
 
 /// The anomaly likelihood every surprise goes through: learning for the

@@ -5,7 +5,14 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use vigil_sdk::blocks::AnomalyLikelihood;
+
+use crate::config::Config;
 use crate::median::SortedWindow;
+use crate::tuning::Tuning;
+
+/// Shortest short window of the shift likelihood in time.
+const MIN_SHIFT_SHORT: usize = 5;
 
 /// The last `recent + reference` values; only the values are state, the
 /// sorted halves are rebuilt after a restore.
@@ -46,6 +53,41 @@ impl ShiftMedians {
         } else {
             plain
         }
+    }
+}
+
+/// The likelihood of the shift statistic's falls alone
+/// (`Tuning::shift_fall`): the recent median's plain distance below the
+/// reference median, in the shift's scale; 0 for a rise or no statistic.
+/// A series whose daily excursions are rises (travel times' rush hours,
+/// latencies, counts) gives the two-sided shift a history of rises that
+/// hides a fall as large; the falls' own history is quiet there, and on
+/// a series whose excursions are falls it is as loud as the two-sided
+/// one (design 0007, session 16 round 11).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FallLikelihood(AnomalyLikelihood);
+
+impl FallLikelihood {
+    /// Falls judged by `likelihood` (the shift likelihood's windows and
+    /// floor).
+    pub fn new(likelihood: AnomalyLikelihood) -> Self {
+        FallLikelihood(likelihood)
+    }
+
+    /// Scores the record whose shift medians are `view` (recent median,
+    /// reference median, scale; `None` while the statistic does not
+    /// exist), with the shift statistic's `cap`. The plain difference,
+    /// not the doublings of `ShiftMedians::moved`: a return to a floor
+    /// near 0 (a CPU back to idle after bursts) is many doublings, and in
+    /// doublings it cost split A a chance alert.
+    pub fn update(&mut self, view: Option<(f64, f64, f64)>, cap: f64) -> f64 {
+        let raw = match view {
+            Some((recent, reference, scale)) if recent < reference => {
+                ((reference - recent) / scale / cap).min(1.0)
+            }
+            _ => 0.0,
+        };
+        self.0.update(raw)
     }
 }
 
@@ -93,6 +135,34 @@ impl ShiftWindow {
             }
         }
     }
+}
+
+/// The shift likelihood's short window for a record step of
+/// `step_minutes` (`Tuning::shift_short_minutes`).
+pub(crate) fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
+    if t.shift_short > 0 {
+        return t.shift_short;
+    }
+    if t.shift_short_minutes <= 0.0 || step_minutes <= 0.0 || cfg.short_window <= MIN_SHIFT_SHORT {
+        return cfg.short_window;
+    }
+    let records = (t.shift_short_minutes / step_minutes).ceil();
+    if records >= cfg.short_window as f64 {
+        cfg.short_window
+    } else {
+        (records as usize).max(MIN_SHIFT_SHORT)
+    }
+}
+
+/// A likelihood with short window `short` and standard deviation floor
+/// `floor`, learning like every other.
+pub(crate) fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikelihood {
+    AnomalyLikelihood::new(
+        short,
+        cfg.likelihood_window,
+        cfg.likelihood_window.min(cfg.warmup.max(10)),
+        floor,
+    )
 }
 
 #[cfg(test)]

@@ -444,3 +444,84 @@ fn a_fall_by_a_factor_is_a_level_shift_on_a_positive_series() {
     let negative = after(&alerts_every(&Tuning::default(), &moved, hour_ms));
     assert!(negative.is_empty(), "{negative:?}");
 }
+
+/// A travel time every 5 minutes: about 120 with noise, rising to about
+/// 250-400 in the morning and evening rush hours every day; from record
+/// `fall` the whole reading is 0.7x (a recalibration, like the synthetic
+/// traffic's shifts). Four early readings of 50 (a glitch) widen the
+/// range, so the fall stays inside it.
+fn travel_time(fall: usize) -> Vec<f64> {
+    (0..2300)
+        .map(|i| {
+            let h = (i % DAY) as f64 * 24.0 / DAY as f64;
+            let rush = 0.9
+                * ((-((h - 8.0) / 1.0).powi(2)).exp() + 0.8 * (-((h - 17.0) / 1.3).powi(2)).exp());
+            if (300..304).contains(&i) {
+                return 50.0;
+            }
+            let f = if i >= fall { 0.7 } else { 1.0 };
+            f * (120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i))
+        })
+        .collect()
+}
+
+#[test]
+fn a_fall_of_a_series_that_rises_every_day_is_a_level_shift() {
+    // Design 0007, session 16 round 11: the rush hours' rises saturate the
+    // two-sided shift statistic every day, so its likelihood has learned
+    // that a full-scale move is common; the falls' own history is quiet.
+    let fall = 1500; // 05:00 of the sixth day, before the morning rush
+    let values = travel_time(fall);
+    let after = |t: &Tuning| {
+        alerts_of(t, &values)
+            .into_iter()
+            .filter(|(i, _)| *i >= fall)
+            .map(|(i, o)| (i, o.signal()))
+            .collect::<Vec<_>>()
+    };
+    let with = after(&Tuning::default());
+    assert!(
+        with.iter()
+            .any(|&(i, s)| i < fall + 18 && s == "level_shift"),
+        "the fall was not a level shift within 90 minutes: {with:?}"
+    );
+    // Without it the day-aware shift (comparing with the same hours of
+    // the days before) finds the fall, but only after 19 records.
+    let two_sided = Tuning {
+        shift_fall: false,
+        ..Tuning::default()
+    };
+    let without = after(&two_sided);
+    assert!(!without.iter().any(|&(i, _)| i < fall + 18), "{without:?}");
+    // The shift likelihood itself: saturated by the rush hours, the
+    // two-sided one stays low after the fall; with the falls' it is high.
+    let shift_max = |t: &Tuning| {
+        let cfg = Config::default();
+        let mut m = crate::model::SeriesModel::with_tuning(&cfg, t);
+        let outs: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * STEP_MS))
+            .collect();
+        outs[fall..fall + 36]
+            .iter()
+            .map(|o| o.likelihoods[4])
+            .fold(0.0, f64::max)
+    };
+    let (one, two) = (shift_max(&Tuning::default()), shift_max(&two_sided));
+    assert!(one > 0.5 && two < 0.4, "{one} {two}");
+    // Before the fall the falls' likelihood adds no alert.
+    let before = |t: &Tuning| {
+        alerts_of(t, &values[..fall])
+            .into_iter()
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        before(&Tuning::default()),
+        before(&Tuning {
+            shift_fall: false,
+            ..Tuning::default()
+        })
+    );
+}
