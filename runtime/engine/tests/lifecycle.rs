@@ -20,11 +20,7 @@ const QUIET: Duration = Duration::from_millis(500);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_deploys_of_one_name_exactly_one_wins_and_it_stays_controllable() {
     tokio::time::timeout(DEADLINE, async {
-        let env = Env::new();
-        let log = env.log().await;
-        create_topic(&log, "in", 1).await;
-        let det = env.engine(&log).await;
-        let hash = upload(&det, THRESHOLD).await;
+        let (env, log, det, hash) = started(THRESHOLD).await;
         produce(&log, "in", 0, 50, 10, 10).await;
         let spec = threshold_spec("race", &hash, "in", "race-out");
         let (a, b) = tokio::join!(det.deploy(spec.clone()), det.deploy(spec.clone()));
@@ -85,11 +81,7 @@ async fn concurrent_deploys_of_one_name_exactly_one_wins_and_it_stays_controllab
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_racing_a_replays_completion_is_never_lost() {
     tokio::time::timeout(DEADLINE, async {
-        let env = Env::new();
-        let log = env.log().await;
-        create_topic(&log, "in", 1).await;
-        let det = env.engine(&log).await;
-        let hash = upload(&det, THRESHOLD).await;
+        let (env, log, det, hash) = started(THRESHOLD).await;
         produce(&log, "in", 0, 40, 10, 7).await;
         // Each round pauses a replay as it finishes: sometimes before its
         // last commit, sometimes between its runner's report and the
@@ -237,11 +229,7 @@ async fn undeploy_during_catch_up_stops_the_runners_and_deletes_every_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_fails_only_its_deployment_naming_the_key() {
     tokio::time::timeout(DEADLINE, async {
-        let env = Env::new();
-        let log = env.log().await;
-        create_topic(&log, "in", 1).await;
-        let det = env.engine(&log).await;
-        let hash = upload(&det, THRESHOLD).await;
+        let (env, log, det, hash) = started(THRESHOLD).await;
         produce(&log, "in", 0, 30, 10, 10).await;
         det.deploy(threshold_spec("good", &hash, "in", "good-out"))
             .await
@@ -308,11 +296,7 @@ async fn a_corrupt_checkpoint_fails_only_its_deployment_naming_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_with_nothing_to_do_completes_with_a_fixed_finish_time() {
     tokio::time::timeout(DEADLINE, async {
-        let env = Env::new();
-        let log = env.log().await;
-        create_topic(&log, "in", 1).await;
-        let det = env.engine(&log).await;
-        let hash = upload(&det, THRESHOLD).await;
+        let (env, log, det, hash) = started(THRESHOLD).await;
         let first = det
             .replay(replay_spec("empty", &hash))
             .await

@@ -201,11 +201,7 @@ async fn a_failed_checkpoint_commit_is_not_reported_and_a_restart_continues_from
 {
     tokio::time::timeout(DEADLINE, async {
         // Local WAL: key/value writes work, state uploads to the store fail.
-        let env = Env::new();
-        let log = env.log().await;
-        create_topic(&log, "in", 1).await;
-        let det = env.engine(&log).await;
-        let hash = upload(&det, ZSCORE).await;
+        let (env, log, det, hash) = started(ZSCORE).await;
         produce(&log, "in", 0, 100, 10, 25).await;
         let mut spec = threshold_spec("z", &hash, "in", "z-out");
         spec.config = zscore_config();

@@ -214,6 +214,65 @@ async fn a_takeover_of_many_partitions_reads_each_wal_object_once() {
     );
 }
 
+/// A node that died and never came back leaves WAL objects nobody else
+/// deleted: they piled up for good, and every takeover read them again.
+/// Once the partitions' new leaders have uploaded every batch in them, a
+/// live node's collector deletes them; before, they stay, as they hold the
+/// only copy. An object with key/value entries the dead node's manifest
+/// does not reflect yet also stays: a node that comes back under the same
+/// id replays those at open.
+#[tokio::test]
+async fn a_departed_nodes_wal_objects_go_once_their_batches_are_uploaded() {
+    let env = StoreDir::new();
+    let id = Uuid::new_v4();
+    let (a, _da) = env.open_node(1).await;
+    topic_on(&a, id).await;
+    a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
+    append_n(&a, 0, "a", 3).await;
+    a.kv_put(vec![("k".to_string(), Some("v".to_string()))])
+        .await
+        .expect("kv");
+    append_n(&a, 0, "b", 2).await;
+    a.abandon().await; // a crash: acknowledged, not uploaded; a never returns
+    drop(a);
+    let dir = object_store::path::Path::from("nodes/00001/wal");
+    let left_by_a = env.list(&dir).await;
+    assert!(
+        left_by_a.len() >= 2,
+        "the crash left WAL objects: {left_by_a:?}"
+    );
+
+    let (b, _db) = env.open_node(2).await;
+    topic_on(&b, id).await;
+    b.collect_garbage().await.expect("gc");
+    assert_eq!(
+        env.list(&dir).await,
+        left_by_a,
+        "nobody uploaded t-0's batches yet: a's objects hold the only copy"
+    );
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b takes t-0 over");
+    assert_eq!(records(&b, 0).await, 5, "b recovered what a acknowledged");
+    b.upload_once().await.expect("b uploads t-0");
+    b.collect_garbage().await.expect("gc");
+    let left = env.list(&dir).await;
+    assert_eq!(
+        left.len(),
+        1,
+        "only the object with a's uncommitted key/value entry stays: {left:?}"
+    );
+    // What stays is still readable by a node that takes t-0 over later.
+    let (c, _dc) = env.open_node(3).await;
+    topic_on(&c, id).await;
+    b.release_partition("t", 0).await.expect("release");
+    c.acquire_partition("t", 0, 3)
+        .await
+        .expect("c acquires t-0");
+    assert_eq!(records(&c, 0).await, 5);
+    let _: Vec<Arc<Log>> = vec![b, c];
+}
+
 /// The WAL objects a node finds from its earlier run are kept while they
 /// hold the only copy of acknowledged batches, and collected once the
 /// partition's leader has uploaded those batches (before, they piled up

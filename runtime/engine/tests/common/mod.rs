@@ -160,6 +160,17 @@ pub async fn upload(det: &Detectors, name: &str) -> String {
         .hash
 }
 
+/// A fresh engine over topic `in` (one partition) with module `name`
+/// uploaded: (environment, log, engine, module hash).
+pub async fn started(name: &str) -> (Env, Arc<Log>, Arc<Detectors>, String) {
+    let env = Env::new();
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    let hash = upload(&det, name).await;
+    (env, log, det, hash)
+}
+
 /// A threshold-rules deployment: one alert per record with amount > 1000.
 /// The zscore config the tests swap to (5 samples, then |z| >= 6 on `amount`).
 pub fn zscore_config() -> serde_json::Value {

@@ -134,7 +134,7 @@ impl Log {
                 let batches = match self.wal_reads.get(cache_key) {
                     Some(b) => b,
                     None => match read_batches(store.as_ref(), key).await? {
-                        Some(b) => {
+                        Some((b, _)) => {
                             self.wal_reads.keep(cache_key.clone(), &b);
                             b
                         }
@@ -180,11 +180,12 @@ impl Log {
     }
 }
 
-/// The batches of WAL object `key`; `None` if it was deleted since listed.
+/// The batches of WAL object `key`, and whether it also holds key/value
+/// entries; `None` if it was deleted since listed.
 pub(super) async fn read_batches(
     store: &dyn ObjectStore,
     key: &object_store::path::Path,
-) -> Result<Option<Batches>> {
+) -> Result<Option<(Batches, bool)>> {
     let data = match store.get(key).await {
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),
@@ -198,17 +199,20 @@ pub(super) async fn read_batches(
         Err(e) => return Err(StorageError::store("get", key, e)),
     };
     let entries = crate::wal::object::decode_object(key, &data)?;
-    Ok(Some(Arc::new(
-        entries
-            .into_iter()
-            .filter_map(|e| match e {
-                WalEntry::Batch {
-                    topic_id,
-                    partition,
-                    batch,
-                } => Some((topic_id, partition, batch)),
-                WalEntry::Kv { .. } => None,
-            })
-            .collect(),
-    )))
+    let mut holds_kv = false;
+    let batches = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            WalEntry::Batch {
+                topic_id,
+                partition,
+                batch,
+            } => Some((topic_id, partition, batch)),
+            WalEntry::Kv { .. } => {
+                holds_kv = true;
+                None
+            }
+        })
+        .collect();
+    Ok(Some((Arc::new(batches), holds_kv)))
 }

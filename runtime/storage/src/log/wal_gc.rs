@@ -1,40 +1,86 @@
-//! Collecting a cluster node's WAL objects from its earlier runs.
+//! Collecting cluster nodes' WAL objects that a node's own WAL no longer
+//! deletes: its own from earlier runs, and those of nodes that died.
 //!
 //! A node deletes the WAL objects it writes once its own uploads cover them
 //! (`Wal::delete_through`). The ones it finds at start are kept: their
 //! partitions may have moved while it was down, and then they hold the only
 //! copy of what it acknowledged until the new leader recovers and uploads
-//! it (`recover.rs`). Without a collector they piled up with every restart,
-//! and every takeover read them all again. An object found at start goes
-//! once everything in it is safe elsewhere:
+//! it (`recover.rs`). A node that died and never came back leaves its last
+//! objects behind in the same way. Without a collector they piled up with
+//! every restart and every departure, and every takeover read them all
+//! again. An object goes once everything in it is safe elsewhere:
 //!
 //! - each of its batches lies below its partition chain's `uploaded_next`
-//!   (read from the store: whoever leads the partition now uploaded it),
-//!   or its topic is no longer in this node's manifest (deleted: the node
-//!   had the topic when it wrote the batch, and its manifest outlives a
-//!   restart);
-//! - its key/value entries are in the root manifest: replayed at open,
-//!   they are committed by this run's first upload (the manifest's WAL
-//!   watermark then carries this run's epoch), or were there already
-//!   (the manifest's state equals the state at open).
+//!   (read from the store: whoever leads the partition now uploaded it).
+//!   A batch of a topic this node's manifest does not list is safe in the
+//!   node's own objects (it had the topic when it wrote the batch, and its
+//!   manifest outlives a restart, so the topic was deleted); in another
+//!   node's objects it keeps the object, as this node cannot tell a
+//!   deleted topic from one it has not heard of yet;
+//! - its key/value entries are committed by its writer's root manifest: for
+//!   this node, replayed at open and committed by this run's first upload
+//!   (the manifest's WAL watermark then carries this run's epoch), or there
+//!   already (the manifest's state equals the state at open); for another
+//!   node, the object is at or below that node's stored WAL watermark (a
+//!   node that comes back replays only what is above it).
+//!
+//! Both facts only ever become true, so a decision taken on a read of them
+//! stays right. Deleting another node's object while that node still runs
+//! is harmless too: its takeover reads and its own collector skip an object
+//! that is gone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use uuid::Uuid;
 
 use super::Log;
 use crate::error::{Result, StorageError};
+use crate::manifest::ManifestStore;
+use crate::paths::{self, Layout};
 
-/// The partitions a WAL object holds batches of, each with its last offset
-/// there: (topic id, partition, last offset).
-pub(super) type Coverage = Arc<Vec<(Uuid, i32, i64)>>;
+/// What a WAL object holds, for its collector.
+pub(super) struct Contents {
+    /// The partitions it holds batches of, each with its last offset there:
+    /// (topic id, partition, last offset).
+    batches: Vec<(Uuid, i32, i64)>,
+    /// Whether it also holds key/value entries.
+    holds_kv: bool,
+}
+
+/// Shared, as WAL objects never change: read once per run.
+pub(super) type Coverage = Arc<Contents>;
+
+/// What decides whether a WAL object may go (module docs).
+struct Safe<'a> {
+    /// Every chain's uploaded end, as just read from the store.
+    uploaded: &'a HashMap<(Uuid, i32), i64>,
+    /// The topics this node's manifest lists.
+    topics: &'a HashSet<Uuid>,
+}
+
+impl Safe<'_> {
+    /// Whether every batch in `c` is safe elsewhere; `own` says whether
+    /// this node wrote the object (see the module docs on unknown topics).
+    fn batches(&self, c: &Contents, own: bool) -> bool {
+        c.batches.iter().all(|(topic, partition, last)| {
+            if !self.topics.contains(topic) {
+                return own;
+            }
+            self.uploaded
+                .get(&(*topic, *partition))
+                .is_some_and(|next| *next > *last)
+        })
+    }
+}
 
 impl Log {
-    /// Deletes this node's WAL objects from earlier runs whose contents are
-    /// safe elsewhere (module docs). `uploaded` is every chain's uploaded
-    /// end as just read from the store. Returns how many went.
+    /// Deletes this node's WAL objects from earlier runs, and other nodes'
+    /// WAL objects, whose contents are safe elsewhere (module docs).
+    /// `uploaded` is every chain's uploaded end as just read from the
+    /// store. Returns how many went.
     pub(crate) async fn collect_found_wal_objects(
         &self,
         uploaded: &HashMap<(Uuid, i32), i64>,
@@ -43,54 +89,129 @@ impl Log {
             let m = self.manifest.lock().await;
             let kv_committed = m.wal_objects_through.is_some_and(|(e, _)| e >= self.epoch)
                 || *m.kv() == self.kv_at_open;
-            let topics: std::collections::HashSet<Uuid> = m.topics.values().map(|t| t.id).collect();
+            let topics: HashSet<Uuid> = m.topics.values().map(|t| t.id).collect();
             (kv_committed, topics)
         };
-        if !kv_committed {
-            return Ok(0);
-        }
-        let keys = crate::wal::object::list_objects(self.private.as_ref()).await?;
+        let safe = Safe {
+            uploaded,
+            topics: &topics,
+        };
         let mut deleted = 0;
-        for ((epoch, _), key) in keys {
-            if epoch >= self.epoch {
-                continue; // this run's: `delete_through` owns them
-            }
-            let Some(coverage) = self.coverage_of(&key).await? else {
-                continue; // gone since listed
-            };
-            let safe = coverage.iter().all(|(topic, partition, last)| {
-                !topics.contains(topic)
-                    || uploaded
-                        .get(&(*topic, *partition))
-                        .is_some_and(|next| *next > *last)
-            });
-            if !safe {
-                continue;
-            }
-            match self.private.delete(&key).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    self.wal_reads.forget_coverage(key.as_ref());
-                    deleted += 1;
-                }
-                Err(e) => return Err(StorageError::store("delete", &key, e)),
-            }
+        if kv_committed {
+            deleted += self.collect_own(&safe).await?;
         }
+        deleted += self.collect_other_nodes(&safe).await?;
         if deleted > 0 {
             tracing::info!(
                 deleted,
-                "deleted WAL objects of earlier runs whose batches are uploaded"
+                "deleted WAL objects of earlier runs or departed nodes whose batches are uploaded"
             );
         }
         Ok(deleted)
     }
 
-    /// What WAL object `key` (in this node's private store) holds; read
+    /// This node's objects from earlier runs.
+    async fn collect_own(&self, safe: &Safe<'_>) -> Result<usize> {
+        let store = self.private.clone();
+        let keys = crate::wal::object::list_objects(store.as_ref()).await?;
+        let mut deleted = 0;
+        for ((epoch, _), key) in keys {
+            if epoch >= self.epoch {
+                continue; // this run's: `delete_through` owns them
+            }
+            let cache_key = key.to_string();
+            let Some(c) = self.coverage_of(store.as_ref(), &key, &cache_key).await? else {
+                continue; // gone since listed
+            };
+            if safe.batches(&c, true) {
+                deleted += self
+                    .delete_wal_object(store.as_ref(), &key, &cache_key)
+                    .await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Every other node's objects, whether it runs, restarts or is gone.
+    async fn collect_other_nodes(&self, safe: &Safe<'_>) -> Result<usize> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&paths::nodes_prefix()))
+            .await
+            .map_err(|e| StorageError::store("list", &paths::nodes_prefix(), e))?;
+        let mut deleted = 0;
+        for dir in listing.common_prefixes {
+            let Some(layout) = Layout::parse_node_dir(&dir) else {
+                continue;
+            };
+            if layout.node_id() == self.layout.node_id() {
+                continue;
+            }
+            let store = layout.private_store(self.store.clone());
+            let keys = crate::wal::object::list_objects(store.as_ref()).await?;
+            // That node's WAL watermark, read once and only if needed.
+            let mut watermark: Option<Option<(u64, u64)>> = None;
+            for (position, key) in keys {
+                // The same key as the takeover's reads use.
+                let cache_key = format!("{dir}/{key}");
+                let Some(c) = self.coverage_of(store.as_ref(), &key, &cache_key).await? else {
+                    continue;
+                };
+                if !safe.batches(&c, false) {
+                    continue;
+                }
+                if c.holds_kv {
+                    let through = match watermark {
+                        Some(w) => w,
+                        None => {
+                            let m = ManifestStore::with_layout(self.store.clone(), layout)
+                                .load_latest_bare()
+                                .await?;
+                            let w = m.and_then(|m| m.wal_objects_through);
+                            watermark = Some(w);
+                            w
+                        }
+                    };
+                    if through.is_none_or(|t| position > t) {
+                        continue; // replayed if that node comes back
+                    }
+                }
+                deleted += self
+                    .delete_wal_object(store.as_ref(), &key, &cache_key)
+                    .await?;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes one WAL object (gone already counts); returns 1.
+    async fn delete_wal_object(
+        &self,
+        store: &dyn ObjectStore,
+        key: &Path,
+        cache_key: &str,
+    ) -> Result<usize> {
+        match store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                self.wal_reads.forget_coverage(cache_key);
+                Ok(1)
+            }
+            Err(e) => Err(StorageError::store("delete", key, e)),
+        }
+    }
+
+    /// What WAL object `key` in `store` holds, cached as `cache_key`; read
     /// once per run, as WAL objects never change. `None` if it is gone.
-    async fn coverage_of(&self, key: &object_store::path::Path) -> Result<Option<Coverage>> {
-        if let Some(c) = self.wal_reads.coverage(key.as_ref()) {
+    async fn coverage_of(
+        &self,
+        store: &dyn ObjectStore,
+        key: &Path,
+        cache_key: &str,
+    ) -> Result<Option<Coverage>> {
+        if let Some(c) = self.wal_reads.coverage(cache_key) {
             return Ok(Some(c));
         }
-        let Some(batches) = super::recover::read_batches(self.private.as_ref(), key).await? else {
+        let Some((batches, holds_kv)) = super::recover::read_batches(store, key).await? else {
             return Ok(None);
         };
         let mut last: HashMap<(Uuid, i32), i64> = HashMap::new();
@@ -99,16 +220,19 @@ impl Log {
                 Ok(h) => h.last_offset(),
                 Err(e) => {
                     // Never covered: an operator decides what to do with it.
-                    tracing::warn!(%key, %topic, partition, error = %e, "a WAL object of an earlier run holds a corrupt batch; keeping it");
+                    tracing::warn!(%key, %topic, partition, error = %e, "a WAL object holds a corrupt batch; keeping it");
                     i64::MAX
                 }
             };
             let at = last.entry((*topic, *partition)).or_insert(end);
             *at = (*at).max(end);
         }
-        let coverage: Coverage = Arc::new(last.into_iter().map(|((t, p), o)| (t, p, o)).collect());
+        let coverage: Coverage = Arc::new(Contents {
+            batches: last.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
+            holds_kv,
+        });
         self.wal_reads
-            .keep_coverage(key.to_string(), coverage.clone());
+            .keep_coverage(cache_key.to_string(), coverage.clone());
         Ok(Some(coverage))
     }
 }
