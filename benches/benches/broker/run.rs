@@ -6,15 +6,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
 use tokio::runtime::Runtime;
+use vigil_server::server::Running;
 
 use crate::broker::start_broker;
 use crate::common;
 use crate::common::create_topic;
 use crate::consume::consume;
 use crate::floor::{fsync_floor, group_commit_floor};
-use crate::produce::{produce, Load};
+use crate::produce::{produce, Load, ProducePoint};
 use crate::settings::{Params, RateSpec};
-use crate::tables::{print_consume, print_floor, print_produce};
+use crate::tables::{print_consume, print_floor, print_free_disk, print_produce};
 use crate::SWEEP_SIZES;
 
 // ---------------------------------------------------------------- the run
@@ -54,39 +55,46 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
 
     let max_rate = points[0].achieved_rate();
-    for (i, spec) in p.rates.iter().enumerate() {
-        let rate = match *spec {
-            RateSpec::Fixed(r) => r,
-            RateSpec::OfMax(f) => (max_rate * f).max(1.0),
-        };
-        let topic = format!("bench-rate-{i}");
-        create_topic(rt, &addr, &topic, p.partitions)?;
-        let n = ((rate * p.rate_secs).ceil() as u64).max(1);
-        let point = produce(
-            &first,
-            &addr,
-            &topic,
+    let paced: Vec<Load> = p
+        .rates
+        .iter()
+        .map(|spec| {
+            let rate = match *spec {
+                RateSpec::Fixed(r) => r,
+                RateSpec::OfMax(f) => (max_rate * f).max(1.0),
+            };
+            let n = ((rate * p.rate_secs).ceil() as u64).max(1);
             Load::Rate {
                 rate,
                 n,
                 spec: *spec,
-            },
-            p,
-        )
-        .with_context(|| format!("produce at {rate:.0} records/s"))?;
-        points.push(point);
-    }
+            }
+        })
+        .collect();
+    points.extend(produce_paced(&first, "bench-rate", &paced, rt, p)?);
 
     let broker = first.broker.clone();
     let t = Instant::now();
-    rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(300), first.shutdown())
-            .await
-            .map_err(|_| anyhow!("broker 1 did not shut down within 300 s"))
-    })?;
+    shut_down(rt, first, "broker 1")?;
     let shutdown_secs = t.elapsed().as_secs_f64();
     let uploaded = broker.log.stats.uploaded_bytes.load(Ordering::Relaxed);
     drop(broker);
+
+    // The paced points again where the disk costs nothing, to tell what
+    // the disk adds from what CPU, scheduling and the client take.
+    let free = match &p.free_disk_dir {
+        Some(dir) => {
+            let tmp = tempfile::Builder::new()
+                .prefix("vigil-bench-free-disk-")
+                .tempdir_in(dir)
+                .with_context(|| format!("cannot create a temp dir in {}", dir.display()))?;
+            let running = start_broker(rt, &tmp.path().join("data"), "memory://", p)?;
+            let free = produce_paced(&running, "bench-free-disk", &paced, rt, p)?;
+            shut_down(rt, running, "the free-disk broker")?;
+            free
+        }
+        None => Vec::new(),
+    };
 
     // The floor, with the broker stopped so it does not compete for the disk.
     let floor_dir = root.join("floor");
@@ -138,17 +146,47 @@ pub(crate) fn run(rt: &Runtime, p: &Params) -> Result<()> {
         let broker = start_broker(rt, &root.join(format!("data-cold-{i}")), &objects_url, p)?;
         let addr = broker.kafka_addr.to_string();
         cold.push(consume(&addr, max_topic, &broker).with_context(|| format!("cold consume {i}"))?);
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(300), broker.shutdown())
-                .await
-                .map_err(|_| anyhow!("a cold-read broker did not shut down within 300 s"))
-        })?;
+        shut_down(rt, broker, "a cold-read broker")?;
     }
 
     print_produce(p, &points);
     print_floor(&floor_dir, &points, &matched, &grouped, &sweep);
+    if let Some(dir) = &p.free_disk_dir {
+        print_free_disk(dir, &points, &grouped, &free);
+    }
     print_consume(&hot, &cold, shutdown_secs, uploaded);
     Ok(())
+}
+
+/// Runs each of `loads` on `running`, each on a new topic named from
+/// `prefix`.
+fn produce_paced(
+    running: &Running,
+    prefix: &str,
+    loads: &[Load],
+    rt: &Runtime,
+    p: &Params,
+) -> Result<Vec<ProducePoint>> {
+    let addr = running.kafka_addr.to_string();
+    let mut points = Vec::with_capacity(loads.len());
+    for (i, load) in loads.iter().enumerate() {
+        let topic = format!("{prefix}-{i}");
+        create_topic(rt, &addr, &topic, p.partitions)?;
+        points.push(
+            produce(running, &addr, &topic, *load, p)
+                .with_context(|| format!("produce on {topic} ({load:?})"))?,
+        );
+    }
+    Ok(points)
+}
+
+/// Shuts `running` down, at most 300 s.
+fn shut_down(rt: &Runtime, running: Running, what: &str) -> Result<()> {
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(300), running.shutdown())
+            .await
+            .map_err(|_| anyhow!("{what} did not shut down within 300 s"))
+    })
 }
 
 pub(crate) fn print_header(p: &Params, root: &Path) {

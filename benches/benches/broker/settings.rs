@@ -64,6 +64,9 @@ pub(crate) struct Params {
     /// `file` (a directory on the data disk) or `memory` (in process: no
     /// upload I/O on the WAL's disk, which tells disk contention from CPU).
     pub(crate) store: String,
+    /// Where the free-disk broker keeps its WAL (a tmpfs, where fdatasync
+    /// costs nothing); `None` skips that section.
+    pub(crate) free_disk_dir: Option<PathBuf>,
 }
 
 impl Params {
@@ -96,6 +99,10 @@ impl Params {
                 .context("VIGIL_BENCH_UPLOAD_BYTES")?,
             dir: env_or("VIGIL_BENCH_DIR", std::env::temp_dir())?,
             store: env_or("VIGIL_BENCH_OBJECT_STORE", "file".to_string())?,
+            free_disk_dir: free_disk_dir(env_or(
+                "VIGIL_BENCH_FREE_DISK_DIR",
+                DEFAULT_FREE_DISK_DIR.to_string(),
+            )?),
         };
         if !matches!(p.store.as_str(), "file" | "memory") {
             bail!(
@@ -132,7 +139,7 @@ impl Params {
             "{upload}VIGIL_BENCH_RECORDS={} VIGIL_BENCH_RECORD_BYTES={} VIGIL_BENCH_PARTITIONS={} \
              VIGIL_BENCH_RATES={} VIGIL_BENCH_RATE_SECS={} VIGIL_BENCH_FLOOR_SECS={} \
              VIGIL_BENCH_LINGER_MS={} VIGIL_BENCH_MAX_QUEUE={} VIGIL_BENCH_CONSUME_PASSES={} \
-             VIGIL_BENCH_DIR={} VIGIL_BENCH_OBJECT_STORE={} \
+             VIGIL_BENCH_DIR={} VIGIL_BENCH_OBJECT_STORE={} VIGIL_BENCH_FREE_DISK_DIR={} \
              cargo bench -p vigil-benches --bench broker",
             self.records,
             self.record_bytes,
@@ -144,7 +151,20 @@ impl Params {
             self.max_queue,
             self.consume_passes,
             self.dir.display(),
-            self.store
+            self.store,
+            self.free_disk_dir
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |d| d.display().to_string())
         )
     }
+}
+
+/// Linux's usual tmpfs.
+const DEFAULT_FREE_DISK_DIR: &str = "/dev/shm";
+
+/// `none` (or a directory that does not exist, as `/dev/shm` on a machine
+/// without it) skips the free-disk section.
+fn free_disk_dir(v: String) -> Option<PathBuf> {
+    let dir = PathBuf::from(v.trim());
+    (v.trim() != "none" && dir.is_dir()).then_some(dir)
 }

@@ -63,20 +63,8 @@ pub(crate) fn print_produce(p: &Params, points: &[ProducePoint]) {
             (Some((w, _)), Some((size, rate))) => (w.to_string(), kib(size), format!("{rate:.0}")),
             _ => ("n/a".into(), "n/a".into(), "n/a".into()),
         };
-        let secs = pt.elapsed.as_secs_f64();
-        let (client, broker) = b.cpu.map_or_else(
-            || ("n/a".to_string(), "n/a".to_string()),
-            |(total, client)| {
-                (
-                    format!("{:.0}%", 100.0 * client / secs),
-                    format!("{:.0}%", 100.0 * (total - client) / secs),
-                )
-            },
-        );
-        let q = |q| {
-            histogram_quantile(&b.produce_hist, q)
-                .map_or_else(|| "n/a".into(), |ms| format!("{ms:.2}"))
-        };
+        let (client, broker) = cpu_shares(pt);
+        let q = |q| broker_quantile(pt, q);
         println!(
             "{:<18} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>10} {:>10} {:>10}",
             pt.label,
@@ -122,6 +110,88 @@ pub(crate) fn print_produce(p: &Params, points: &[ProducePoint]) {
         );
     }
     println!();
+}
+
+/// (client, broker) CPU over a point, as % of one core.
+fn cpu_shares(pt: &ProducePoint) -> (String, String) {
+    let secs = pt.elapsed.as_secs_f64();
+    pt.broker.cpu.map_or_else(
+        || ("n/a".to_string(), "n/a".to_string()),
+        |(total, client)| {
+            (
+                format!("{:.0}%", 100.0 * client / secs),
+                format!("{:.0}%", 100.0 * (total - client) / secs),
+            )
+        },
+    )
+}
+
+/// The broker's own Produce latency quantile `q` over a point (the upper
+/// bound of its histogram bucket), ms.
+fn broker_quantile(pt: &ProducePoint, q: f64) -> String {
+    histogram_quantile(&pt.broker.produce_hist, q)
+        .map_or_else(|| "n/a".into(), |ms| format!("{ms:.2}"))
+}
+
+/// The paced points beside the same points on a broker whose disk costs
+/// nothing (`free`, same order): the difference is what the disk adds to
+/// the ack latency, and what the free-disk broker still takes is CPU,
+/// scheduling and the client. `grouped` are the group-commit floors.
+pub(crate) fn print_free_disk(
+    dir: &Path,
+    points: &[ProducePoint],
+    grouped: &[Option<FloorResult>],
+    free: &[ProducePoint],
+) {
+    if free.is_empty() {
+        return;
+    }
+    println!(
+        "== what the disk adds: the paced points again, on a broker with its WAL in {} (tmpfs: \
+         fdatasync costs nothing) and its objects in memory ==",
+        dir.display()
+    );
+    println!(
+        "{:<18} {:>9} {:>9} {:>9} {:>9} {:>11} {:>13} {:>15} {:>9}",
+        "load point",
+        "disk p50",
+        "disk p99",
+        "free p50",
+        "free p99",
+        "disk's part",
+        "free / gc p99",
+        "free req p99 ≤",
+        "free cpu"
+    );
+    let paced = points
+        .iter()
+        .zip(grouped)
+        .filter(|(pt, _)| pt.paced.is_some());
+    for ((pt, g), f) in paced.zip(free) {
+        let part = 100.0 * (pt.p(0.99) - f.p(0.99)) / pt.p(0.99);
+        let over_gc = g.as_ref().map_or_else(
+            || "n/a".into(),
+            |g| format!("{:.1}×", f.p(0.99) / g.p(0.99)),
+        );
+        println!(
+            "{:<18} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.0}% {:>13} {:>15} {:>9}",
+            pt.label,
+            pt.p(0.5),
+            pt.p(0.99),
+            f.p(0.5),
+            f.p(0.99),
+            part,
+            over_gc,
+            broker_quantile(f, 0.99),
+            cpu_shares(f).1
+        );
+    }
+    println!(
+        "(disk's part = (disk p99 - free p99) / disk p99, negative when the spread between runs \
+         is larger; free / gc p99 = the free-disk broker's p99 over the group-commit floor of the \
+         same point: past 3× there, no change to the WAL's disk path alone can meet the target; \
+         free cpu = the free-disk broker's CPU, % of one core)\n"
+    );
 }
 
 pub(crate) fn print_floor(
