@@ -213,6 +213,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "swing_min_step" => t.swing_min_step = v,
         "swing_log" => t.swing_log = v != 0.0,
         "shift_fall" => t.shift_fall = v != 0.0,
+        "shift_fall_max_step" => t.shift_fall_max_step = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

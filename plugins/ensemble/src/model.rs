@@ -303,6 +303,13 @@ impl SeriesModel {
                 Some(fl) => fl.update(view.map(|v| (v.recent, v.reference, v.scale)), t.shift_cap),
                 None => 0.0,
             };
+            // Heard on every series (its history stays whole), used only on
+            // fine ones.
+            let fall = if t.shift_fall_max_step > 0.0 && step_minutes >= t.shift_fall_max_step {
+                0.0
+            } else {
+                fall
+            };
             (lik.max(fall), view)
         } else {
             (0.0, None)

@@ -392,6 +392,14 @@ pub struct Tuning {
     /// quiet (traffic shifts found 33 -> 40 of 50; design 0007, session
     /// 16 round 11).
     pub shift_fall: bool,
+    /// Mean record step (minutes) from which the falls' likelihood is not
+    /// used (0: at every step): the daily swing's `swing_min_step` in
+    /// reverse. Hourly rates and prices have multiplicative noise whose
+    /// falls are as common as its rises, so the falls' quiet history there
+    /// only adds chance alerts (the synthetic ad exchange: 13 more false
+    /// positives), while the one-sided daily excursions it is for are
+    /// the rush hours of 5-minute series. Design 0007, session 16 round 12.
+    pub shift_fall_max_step: f64,
 }
 
 impl Default for Tuning {
@@ -459,6 +467,7 @@ impl Default for Tuning {
             swing_min_step: 9.0,
             swing_log: true,
             shift_fall: true,
+            shift_fall_max_step: 9.0,
         }
     }
 }

@@ -525,3 +525,42 @@ fn a_fall_of_a_series_that_rises_every_day_is_a_level_shift() {
         })
     );
 }
+
+#[test]
+fn the_falls_likelihood_is_not_used_on_an_hourly_series() {
+    // Design 0007, session 16 round 12: hourly rates and prices fall in
+    // their noise as often as they rise, so the falls' likelihood only
+    // adds chance alerts there (`Tuning::shift_fall_max_step`). The
+    // same readings as the travel-time test, with the same fall, once an
+    // hour: the shift likelihood is the two-sided one's at every record;
+    // used at every step, the falls' likelihood would raise it.
+    let fall = 1500;
+    let values = travel_time(fall);
+    let shift = |t: &Tuning| {
+        let cfg = Config::default();
+        let mut m = SeriesModel::with_tuning(&cfg, t);
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * 3_600_000).likelihoods[4])
+            .collect::<Vec<_>>()
+    };
+    let two_sided = shift(&Tuning {
+        shift_fall: false,
+        ..Tuning::default()
+    });
+    let default = shift(&Tuning::default());
+    let first_difference = (0..values.len()).find(|&i| default[i] != two_sided[i]);
+    assert_eq!(first_difference, None, "the falls' likelihood was used");
+    let everywhere = shift(&Tuning {
+        shift_fall_max_step: 0.0,
+        ..Tuning::default()
+    });
+    let raised = (0..values.len())
+        .filter(|&i| everywhere[i] > two_sided[i] + 0.05)
+        .count();
+    assert!(
+        raised > 0,
+        "the falls' likelihood never rose above the shift's"
+    );
+}
