@@ -6,7 +6,9 @@
 //! needed, so WALs with short keys stay readable by older versions).
 //!
 //! Replay stops at the first torn entry (length or CRC wrong: a crash during
-//! a write) but never at an intact one: a CRC-valid entry that this version
+//! a write), and at a length of zero, which no entry has (its payload holds
+//! at least its kind): the zeroed, unused tail of a recycled segment. It
+//! never stops at an intact one: a CRC-valid entry that this version
 //! cannot decode is skipped and logged, and the entries after it are kept.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -83,6 +85,9 @@ pub(super) fn decode_entries(data: &[u8]) -> (Vec<WalEntry>, usize) {
         let len =
             u32::from_be_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
         let crc = u32::from_be_bytes([data[pos + 4], data[pos + 5], data[pos + 6], data[pos + 7]]);
+        if len == 0 {
+            break; // the zeroed tail of a recycled segment
+        }
         let body_start = pos + ENTRY_HEADER;
         let Some(body) = data.get(body_start..body_start + len) else {
             break;
@@ -125,7 +130,7 @@ pub(super) fn read_entries(
         r.read_exact(&mut header)?;
         let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as u64;
         let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        if len > size - pos - ENTRY_HEADER as u64 {
+        if len == 0 || len > size - pos - ENTRY_HEADER as u64 {
             return Ok(pos);
         }
         body.resize(len as usize, 0);
@@ -262,6 +267,24 @@ mod tests {
         let mut got = Vec::new();
         let len = read_entries(&mut &torn[..], torn.len() as u64, &mut got).expect("read");
         assert_eq!((got.len(), len as usize), (3, full));
+    }
+
+    /// A recycled segment's unused tail is zeros. An all-zero header would
+    /// otherwise read as an intact empty entry (the CRC of nothing is 0),
+    /// be "skipped" with an error, and replay would walk the whole tail.
+    #[test]
+    fn a_zeroed_tail_ends_replay() {
+        let mut buf = BytesMut::new();
+        for e in [batch(1), kv("k", Some("v"))] {
+            encode_entry(&e, &mut buf);
+        }
+        let written = buf.len();
+        buf.extend_from_slice(&[0; 4096]);
+        let (out, valid) = decode_entries(&buf);
+        assert_eq!((out.len(), valid), (2, written));
+        let mut got = Vec::new();
+        let len = read_entries(&mut &buf[..], buf.len() as u64, &mut got).expect("read");
+        assert_eq!((got.len(), len as usize), (2, written));
     }
 
     #[test]

@@ -1,8 +1,17 @@
 //! The file backend: numbered segment files in the data dir.
+//!
+//! A sealed segment whose contents are uploaded is recycled rather than
+//! deleted: zeroed in place, made durable, and kept as the spare that the
+//! next roll renames into place (docs/design/0020, "Recycled WAL
+//! segments"). Writes into a file whose blocks exist need no block
+//! allocation, so their `fdatasync` is a data flush without an ext4
+//! journal commit, and no blocks are freed (and discarded) under the
+//! writer's feet. The zeros make recycling safe: an entry header of zeros
+//! ends replay (no entry has an empty payload), so nothing of the
+//! segment's earlier life can ever replay as part of the new one.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -57,7 +66,7 @@ impl Dir {
         opts: WriterOptions,
     ) -> Result<std::thread::JoinHandle<()>> {
         self.active.store(true, Ordering::SeqCst);
-        let file = create_segment(&self.dir, self.next_id)?;
+        let file = new_segment(&self.dir, self.next_id)?;
         let mut writer = Writer {
             dir: self.dir.clone(),
             id: self.next_id,
@@ -99,19 +108,44 @@ impl Dir {
     /// never leaves a shortened segment to replay either; names left by such
     /// a crash are removed here too.
     pub(super) fn delete_through(&self, through: Option<u64>) -> Result<usize> {
+        let remove = |d: &Path| crate::gentle::remove_file(d).map_err(|e| io_err(d, e));
+        let spare = self.dir.join(SPARE);
+        // Without a writer here (object mode) a spare would never be used.
+        if !self.is_active() {
+            remove(&spare)?;
+        }
         let Some(through) = through else {
             return Ok(0);
         };
-        let remove = |d: &Path| crate::gentle::remove_file(d).map_err(|e| io_err(d, e));
         let listing = list(&self.dir)?;
         for d in &listing.deleting {
             remove(d)?;
         }
+        let mut recycle = self.is_active() && !spare.exists();
+        let newest = listing
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| *id <= through)
+            .max();
         let mut n = 0;
         for id in listing.ids {
             if id <= through {
                 let (p, d) = (segment_path(&self.dir, id), deleting_path(&self.dir, id));
                 std::fs::rename(&p, &d).map_err(|e| io_err(&p, e))?;
+                if recycle && Some(id) == newest {
+                    recycle = false;
+                    match make_spare(&d, &spare) {
+                        Ok(true) => {
+                            n += 1;
+                            continue;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(segment = %d.display(), error = %e, "cannot recycle a WAL segment; deleting it");
+                        }
+                    }
+                }
                 remove(&d)?;
                 n += 1;
             }
@@ -258,9 +292,8 @@ impl Writer {
     fn write_group(&mut self, buf: &[u8], rx: &mut mpsc::UnboundedReceiver<Command>) -> Result<()> {
         let mut backoff = Duration::from_millis(10);
         loop {
-            let res = self
-                .file
-                .write_all(buf)
+            // At the segment's logical end: a recycled file is longer.
+            let res = std::os::unix::fs::FileExt::write_all_at(&self.file, buf, self.len)
                 .and_then(|()| self.file.sync_data());
             match res {
                 Ok(()) => {
@@ -317,7 +350,7 @@ impl Writer {
             return Ok(self.id.checked_sub(1));
         }
         let sealed = self.id;
-        let file = create_segment(&self.dir, sealed + 1)?;
+        let file = new_segment(&self.dir, sealed + 1)?;
         self.file = file;
         self.id = sealed + 1;
         self.len = 0;
@@ -334,12 +367,16 @@ fn read_segment(path: &Path, out: &mut Vec<WalEntry>) -> Result<()> {
     let mut r = std::io::BufReader::with_capacity(1 << 20, f);
     let valid = read_entries(&mut r, size, out).map_err(|e| io_err(path, e))?;
     if valid < size {
-        tracing::warn!(
-            segment = %path.display(),
-            valid_bytes = valid,
-            dropped_bytes = size - valid,
-            "WAL segment has a torn tail (crash during a write); truncating it"
-        );
+        if zeroed_from(path, valid).map_err(|e| io_err(path, e))? {
+            tracing::debug!(segment = %path.display(), valid_bytes = valid, "dropping a recycled WAL segment's unused tail");
+        } else {
+            tracing::warn!(
+                segment = %path.display(),
+                valid_bytes = valid,
+                dropped_bytes = size - valid,
+                "WAL segment has a torn tail (crash during a write); truncating it"
+            );
+        }
         let f = OpenOptions::new()
             .write(true)
             .open(path)
@@ -391,6 +428,86 @@ fn list(dir: &Path) -> Result<Listing> {
 /// Ids of the segment files in `dir`, oldest first.
 pub(super) fn segment_ids(dir: &Path) -> Result<Vec<u64>> {
     Ok(list(dir)?.ids)
+}
+
+/// The zeroed segment kept for the next roll. Not named `*.wal`, so it is
+/// never replayed.
+const SPARE: &str = "spare.wal.zeroed";
+
+/// Sealed segments up to this size are recycled; zeroing a larger one
+/// would cost more writes than its delete saves.
+const RECYCLE_MAX_BYTES: u64 = 64 << 20;
+
+/// Bytes zeroed per step, each made durable before the next, so the disk
+/// queue never holds more than one step ahead of the WAL's own writes.
+const ZERO_STEP: usize = 1 << 20;
+
+/// Zeroes `deleting` (a segment renamed out of the WAL) in place, makes
+/// the zeros durable, then renames it to `spare`. Returns `false` (nothing
+/// done) for a segment too large to recycle. A crash before the rename
+/// leaves the `.deleting` name, which the next cleanup removes; after it,
+/// a spare that holds zeros only.
+fn make_spare(deleting: &Path, spare: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let f = OpenOptions::new().write(true).open(deleting)?;
+    let len = f.metadata()?.len();
+    if len == 0 || len > RECYCLE_MAX_BYTES {
+        return Ok(false);
+    }
+    let zeros = vec![0u8; ZERO_STEP];
+    let mut at = 0u64;
+    while at < len {
+        let n = usize::try_from(len - at).map_or(ZERO_STEP, |left| left.min(ZERO_STEP));
+        f.write_all_at(&zeros[..n], at)?;
+        f.sync_data()?;
+        at += n as u64;
+    }
+    std::fs::rename(deleting, spare)?;
+    Ok(true)
+}
+
+/// Whether everything in `path` from `at` on is zero bytes (the unused
+/// tail of a recycled segment, as opposed to a torn write).
+fn zeroed_from(path: &Path, at: u64) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(at))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Segment `id`: the spare renamed into place if there is one (its blocks
+/// exist, see the module docs), else a new file.
+fn new_segment(dir: &Path, id: u64) -> Result<File> {
+    let path = segment_path(dir, id);
+    match std::fs::rename(dir.join(SPARE), &path) {
+        Ok(()) => {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io_err(&path, e))?;
+            // The new name must be durable before entries written under it
+            // are acknowledged.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err(dir, e))?;
+            Ok(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_segment(dir, id),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take the spare WAL segment; creating a new one");
+            create_segment(dir, id)
+        }
+    }
 }
 
 fn create_segment(dir: &Path, id: u64) -> Result<File> {

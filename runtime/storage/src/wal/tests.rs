@@ -187,6 +187,79 @@ async fn a_segment_half_deleted_by_a_crash_is_not_replayed_and_goes_next_time() 
     wal.close().await;
 }
 
+/// An uploaded segment is zeroed and reused by the roll after next (design
+/// 0020, "Recycled WAL segments"): what was written into it before must
+/// never replay as part of its new life, and what is written into it now
+/// must.
+#[tokio::test]
+async fn a_recycled_segment_replays_only_what_was_written_into_it() {
+    let env = Env::new();
+    let (_, wal) = env.open(WalMode::Local, 1, None).await;
+    // Old and new entries have the same size, so an old entry starts just
+    // where the new ones end: only the zeroing keeps it from replaying.
+    let entry = |tag: &str, i: usize| kv(&format!("{tag}-{i:02}"), Some(&"x".repeat(1000)));
+    let old: Vec<WalEntry> = (0..50).map(|i| entry("old", i)).collect();
+    for e in &old {
+        append_and_wait(&wal, e.clone()).await.expect("durable");
+    }
+    let sealed = wal.roll().await.expect("roll");
+    let size = std::fs::metadata(local::segment_path(env.dir.path(), 0))
+        .expect("segment 0")
+        .len();
+    wal.delete_through(sealed.sealed_through)
+        .await
+        .expect("recycle");
+    let spare = env.dir.path().join("spare.wal.zeroed");
+    assert_eq!(std::fs::metadata(&spare).expect("a spare").len(), size);
+    append_and_wait(&wal, kv("in-1", Some("a")))
+        .await
+        .expect("durable");
+    // This roll takes the spare as segment 2.
+    assert_eq!(wal.roll().await.expect("roll").sealed_through, Some(1));
+    assert!(!spare.exists(), "the spare is in use");
+    let new: Vec<WalEntry> = (0..3).map(|i| entry("new", i)).collect();
+    for e in &new {
+        append_and_wait(&wal, e.clone()).await.expect("durable");
+    }
+    let seg2 = local::segment_path(env.dir.path(), 2);
+    assert_eq!(std::fs::metadata(&seg2).expect("segment 2").len(), size);
+    wal.close().await;
+
+    let (replayed, wal) = env.open(WalMode::Local, 2, None).await;
+    let mut want = vec![kv("in-1", Some("a"))];
+    want.extend(new);
+    let keys = |v: &[WalEntry]| -> Vec<String> {
+        v.iter()
+            .map(|e| match e {
+                WalEntry::Kv { key, .. } => key.clone(),
+                WalEntry::Batch { .. } => "batch".to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(keys(&replayed), keys(&want));
+    assert!(replayed == want, "the replayed values differ");
+    wal.close().await;
+}
+
+/// A spare left when the WAL moves to object mode would never be used:
+/// object mode's cleanup removes it.
+#[tokio::test]
+async fn object_mode_removes_a_spare_left_by_local_mode() {
+    let env = Env::new();
+    let (wal, sealed) = sealed_and_active(&env, 1).await;
+    wal.delete_through(sealed.sealed_through)
+        .await
+        .expect("recycle");
+    wal.close().await;
+    let spare = env.dir.path().join("spare.wal.zeroed");
+    assert!(spare.exists());
+    let (replayed, wal) = env.open(OBJECT, 2, None).await;
+    assert_eq!(replayed, vec![kv("y", Some("2"))]);
+    wal.delete_through(None).await.expect("cleanup");
+    assert!(!spare.exists(), "the spare is removed");
+    wal.close().await;
+}
+
 #[tokio::test]
 async fn rolling_an_idle_wal_creates_no_files() {
     let env = Env::new();
