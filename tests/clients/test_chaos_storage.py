@@ -30,6 +30,8 @@ from helpers import Deadline, ck_consumer, ck_create_topic
 
 KAFKA_STORAGE_ERROR = 56
 TMPFS_BYTES = 24 << 20
+# Larger than what a recycled WAL segment has room for at the test's rate.
+BIG = b"\0" * (512 << 10)
 
 
 def mount_tmpfs(path: Path, size: int) -> None:
@@ -47,18 +49,48 @@ def umount(path: Path) -> None:
 
 def fill(path: Path) -> int:
     """Writes zeros to `path` until the filesystem is full; returns bytes."""
+    return _fill_more(path, "wb")
+
+
+def _fill_more(path: Path, mode: str) -> int:
     n = 0
     chunk = b"\0" * (64 << 10)
-    with open(path, "wb", buffering=0) as f:
+    with open(path, mode, buffering=0) as f:
         while True:
             try:
-                n += f.write(chunk)
+                written = f.write(chunk)
             except OSError:
                 break
+            if not written:
+                break
+            n += written
     return n
 
 
-def probe_code(bootstrap: str, topic: str, timeout: float = 10) -> int:
+class KeepFull:
+    """Fills the filesystem and keeps it full: the broker's uploads free a
+    sealed WAL segment's space every cycle, and a single fill could leave
+    the WAL writing into freed space for as long as the two balance."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stop_event = threading.Event()
+        fill(path)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(0.02):
+            _fill_more(self.path, "ab")
+
+    def release(self) -> None:
+        """Stops filling and frees the space."""
+        self.stop_event.set()
+        self.thread.join(timeout=10)
+        self.path.unlink()
+
+
+def probe_code(bootstrap: str, topic: str, timeout: float = 10, value: bytes = b"probe") -> int:
     """Produces one record with no client retries; the error code of its
     delivery (0 on success)."""
     from confluent_kafka import Producer
@@ -67,7 +99,7 @@ def probe_code(bootstrap: str, topic: str, timeout: float = 10) -> int:
                   "message.send.max.retries": 0, "retries": 0,
                   "message.timeout.ms": int(timeout * 1000), "linger.ms": 0})
     out: list[int] = []
-    p.produce(topic, value=b"probe", on_delivery=lambda err, msg: out.append(0 if err is None else err.code()))
+    p.produce(topic, value=value, on_delivery=lambda err, msg: out.append(0 if err is None else err.code()))
     left = p.flush(timeout + 5)
     assert left == 0 and out, "the probe produce got no delivery report"
     return out[0]
@@ -111,6 +143,7 @@ def test_disk_full_refuses_produce_keeps_reads_and_recovers(broker_factory):
     mount_tmpfs(b.data_dir, TMPFS_BYTES)
     dummy = b.data_dir / "dummy-fill"
     peak = 0
+    full: KeepFull | None = None
     try:
         b.start()
         topic = f"disk-{uuid.uuid4().hex[:6]}"
@@ -118,8 +151,12 @@ def test_disk_full_refuses_produce_keeps_reads_and_recovers(broker_factory):
         ledger = AckLedger(b.bootstrap, topic, rate=300).start()
         ledger.wait_acked(300, timeout=60)
 
-        # Episode 1: the disk fills while the producer runs.
-        fill(dummy)
+        # Episode 1: the disk fills while the producer runs. The WAL reuses
+        # its uploaded segments' space (recycled segments), so a steady
+        # trickle can go on fitting a full disk: a record larger than a
+        # segment's worth of it needs new space.
+        full = KeepFull(dummy)
+        probe_code(b.bootstrap, topic, timeout=5, value=BIG)
         wait_log(b, "WAL write failed", 0, timeout=30)
         dl = Deadline(30, "a produce refused with KAFKA_STORAGE_ERROR on the full disk")
         while True:
@@ -138,17 +175,18 @@ def test_disk_full_refuses_produce_keeps_reads_and_recovers(broker_factory):
         peak = max(peak, peak_rss_kb(b.pid))
 
         # Space returns: the broker recovers by itself.
-        dummy.unlink()
+        full.release()
         ledger.wait_acked(300, timeout=60)
         assert probe_code(b.bootstrap, topic) == 0
 
         # Episode 2: SIGTERM while the disk is full exits in bounded time.
         seen = b.log_text().count("WAL write failed")
-        fill(dummy)
+        full = KeepFull(dummy)
+        probe_code(b.bootstrap, topic, timeout=5, value=BIG)
         wait_log(b, "WAL write failed", seen, timeout=30)
         peak = max(peak, peak_rss_kb(b.pid))
         b.stop(timeout=20)
-        dummy.unlink()
+        full.release()
         b.start()
         ledger.wait_acked(300, timeout=90)
         ledger.stop()
@@ -157,6 +195,9 @@ def test_disk_full_refuses_produce_keeps_reads_and_recovers(broker_factory):
         print(f"CHAOS disk-full injected=2 acked={res.acked} lost={len(res.lost)} "
               f"dup={len(res.duplicated)} peak_rss_mb={peak / 1024:.1f}")
     finally:
+        if full is not None:
+            full.stop_event.set()
+            full.thread.join(timeout=10)
         b.terminate_quietly()
         umount(b.data_dir)
 
