@@ -489,36 +489,27 @@ fn zeroed_from(path: &Path, at: u64) -> std::io::Result<bool> {
 /// exist, see the module docs), else a new file.
 fn new_segment(dir: &Path, id: u64) -> Result<File> {
     let path = segment_path(dir, id);
-    match std::fs::rename(dir.join(SPARE), &path) {
-        Ok(()) => {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| io_err(&path, e))?;
-            // The new name must be durable before entries written under it
-            // are acknowledged.
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err(dir, e))?;
-            Ok(f)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_segment(dir, id),
+    let fresh = match std::fs::rename(dir.join(SPARE), &path) {
+        Ok(()) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             tracing::warn!(error = %e, "cannot take the spare WAL segment; creating a new one");
-            create_segment(dir, id)
+            true
         }
-    }
+    };
+    open_segment(dir, &path, fresh)
 }
 
-fn create_segment(dir: &Path, id: u64) -> Result<File> {
-    let path = segment_path(dir, id);
+/// Opens segment `path` for writing, creating it if `fresh`.
+fn open_segment(dir: &Path, path: &Path, fresh: bool) -> Result<File> {
     let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| io_err(&path, e))?;
-    // The new file's directory entry must be durable before entries written
-    // to it are acknowledged.
+        .create(fresh)
+        .append(fresh)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    // The segment's directory entry (a new file, or the spare's new name)
+    // must be durable before entries written to it are acknowledged.
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_err(dir, e))?;
