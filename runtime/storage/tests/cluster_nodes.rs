@@ -60,6 +60,15 @@ async fn records(log: &Log, index: i32) -> usize {
     n
 }
 
+/// Node 1 with topic `t` (id `id`), leading t-0 with 3 records appended.
+async fn node_1_leading_t0(env: &StoreDir, id: Uuid) -> (Arc<Log>, tempfile::TempDir) {
+    let (a, dir) = env.open_node(1).await;
+    topic_on(&a, id).await;
+    a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
+    append_n(&a, 0, "a", 3).await;
+    (a, dir)
+}
+
 fn not_leader(e: &AppendError) -> bool {
     matches!(e, AppendError::Storage(StorageError::NotLeader { .. }))
 }
@@ -225,10 +234,7 @@ async fn a_takeover_of_many_partitions_reads_each_wal_object_once() {
 async fn a_departed_nodes_wal_objects_go_once_their_batches_are_uploaded() {
     let env = StoreDir::new();
     let id = Uuid::new_v4();
-    let (a, _da) = env.open_node(1).await;
-    topic_on(&a, id).await;
-    a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
-    append_n(&a, 0, "a", 3).await;
+    let (a, _da) = node_1_leading_t0(&env, id).await;
     a.kv_put(vec![("k".to_string(), Some("v".to_string()))])
         .await
         .expect("kv");
@@ -281,10 +287,7 @@ async fn a_departed_nodes_wal_objects_go_once_their_batches_are_uploaded() {
 async fn wal_objects_of_an_earlier_run_go_once_their_batches_are_uploaded() {
     let env = StoreDir::new();
     let id = Uuid::new_v4();
-    let (a, _da) = env.open_node(1).await;
-    topic_on(&a, id).await;
-    a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
-    append_n(&a, 0, "a", 3).await;
+    let (a, _da) = node_1_leading_t0(&env, id).await;
     a.abandon().await; // a crash: acknowledged, not uploaded
     drop(a);
     let wal_objects = || async {

@@ -113,17 +113,9 @@ impl Log {
     /// `p` that leader wrote before this node's epoch claim, so those
     /// batches are already in `p`'s manifest and the object is skipped.
     pub(super) async fn recover_from_wal_objects(&self, p: &Partition) -> Result<usize> {
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&paths::nodes_prefix()))
-            .await
-            .map_err(|e| StorageError::store("list", &paths::nodes_prefix(), e))?;
         // base offset -> (leader epoch, last offset, bytes)
         let mut found: BTreeMap<i64, (i32, i64, Bytes)> = BTreeMap::new();
-        for dir in listing.common_prefixes {
-            let Some(layout) = Layout::parse_node_dir(&dir) else {
-                continue;
-            };
+        for (dir, layout) in self.node_dirs().await? {
             let store = layout.private_store(self.store.clone());
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             let dir = format!("{dir}/");
@@ -177,6 +169,22 @@ impl Log {
             recovered += 1;
         }
         Ok(recovered)
+    }
+}
+
+impl Log {
+    /// Every cluster node's directory under `nodes/`, with its layout.
+    pub(super) async fn node_dirs(&self) -> Result<Vec<(object_store::path::Path, Layout)>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&paths::nodes_prefix()))
+            .await
+            .map_err(|e| StorageError::store("list", &paths::nodes_prefix(), e))?;
+        Ok(listing
+            .common_prefixes
+            .into_iter()
+            .filter_map(|dir| Layout::parse_node_dir(&dir).map(|l| (dir, l)))
+            .collect())
     }
 }
 

@@ -39,7 +39,6 @@ use uuid::Uuid;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::manifest::ManifestStore;
-use crate::paths::{self, Layout};
 
 /// What a WAL object holds, for its collector.
 pub(super) struct Contents {
@@ -134,16 +133,8 @@ impl Log {
 
     /// Every other node's objects, whether it runs, restarts or is gone.
     async fn collect_other_nodes(&self, safe: &Safe<'_>) -> Result<usize> {
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&paths::nodes_prefix()))
-            .await
-            .map_err(|e| StorageError::store("list", &paths::nodes_prefix(), e))?;
         let mut deleted = 0;
-        for dir in listing.common_prefixes {
-            let Some(layout) = Layout::parse_node_dir(&dir) else {
-                continue;
-            };
+        for (dir, layout) in self.node_dirs().await? {
             if layout.node_id() == self.layout.node_id() {
                 continue;
             }
