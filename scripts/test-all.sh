@@ -107,6 +107,7 @@ summary() {
     if [ -f "$LOG_DIR/pytest.log" ] && step_ran "pytest tests/clients"; then
         printf '  pytest:  %s\n' "$(grep -E '^=+ .*(passed|failed|error|no tests ran).* =+$' "$LOG_DIR/pytest.log" | tail -n1 || true)"
     fi
+    print_failures
     printf '  total time: %ss\n' "$SECONDS"
     echo "steps: $passed passed, $failed failed"
     # Test totals over nextest + pytest (only the runs that happened).
@@ -123,6 +124,27 @@ summary() {
         n="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || true)"; tf=$((tf + ${n:-0}))
     fi
     echo "tests: $tp passed, $tf failed"
+}
+
+# The names of failed tests and the first lines of why, at the end where
+# a CI excerpt that shows only the tail still has them.
+print_failures() {
+    local failed
+    if [ -f "$LOG_DIR/nextest.log" ] && step_ran "cargo nextest"; then
+        failed="$(grep -E '^ *(FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL|LEAK-FAIL) \[' "$LOG_DIR/nextest.log" | sed 's/^ *//' | sort -u || true)"
+        if [ -n "$failed" ]; then
+            echo "  nextest failures:"
+            sed 's/^/    /' <<<"$failed" | head -n 20
+            grep -E -A4 "panicked at" "$LOG_DIR/nextest.log" | head -n 40 | sed 's/^/    | /' || true
+        fi
+    fi
+    if [ -f "$LOG_DIR/pytest.log" ] && step_ran "pytest tests/clients"; then
+        failed="$(grep -E '^(FAILED|ERROR) ' "$LOG_DIR/pytest.log" | sort -u || true)"
+        if [ -n "$failed" ]; then
+            echo "  pytest failures:"
+            sed 's/^/    /' <<<"$failed" | head -n 20
+        fi
+    fi
 }
 
 step_ran() {
@@ -152,7 +174,8 @@ check_rust_tools() {
 
 run_nextest() {
     # --no-tests=warn: a workspace without Rust tests yet is not a failure.
-    cargo nextest run --workspace --release --no-tests=warn 2>&1 | tee "$LOG_DIR/nextest.log"
+    # --no-fail-fast: one failure must not hide others (or their names).
+    cargo nextest run --workspace --release --no-tests=warn --no-fail-fast 2>&1 | tee "$LOG_DIR/nextest.log"
 }
 
 run_pytest() {

@@ -36,8 +36,8 @@ async fn connect(target: &str) -> Arc<dyn Coordinator> {
 }
 
 /// Child mode: lead the partition, say so, then check the leadership every
-/// 20 ms and print each answer with the wall-clock time (both processes
-/// run on one machine), until killed. Run by the tests below only.
+/// 20 ms and print each answer with the wall-clock time it started at
+/// (both processes run on one machine), until killed. Run by the tests below only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "the child process of the kill tests"]
 async fn child_leader() {
@@ -50,8 +50,12 @@ async fn child_leader() {
     let l = c.acquire(&s, &tp()).await.expect("acquire");
     println!("LEADING {}", l.epoch);
     loop {
+        // The time is taken before the check: a SIGSTOP landing between
+        // the two would otherwise stamp a check that passed before the
+        // takeover with a time after it.
+        let at = unix_ms();
         let ok = s.check(&tp(), l.epoch).is_ok();
-        println!("CHECK {} {}", if ok { "ok" } else { "err" }, unix_ms());
+        println!("CHECK {} {at}", if ok { "ok" } else { "err" });
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
