@@ -281,7 +281,7 @@ impl UploadTimes {
 }
 
 /// The newest modification time an object may have and still be collected.
-fn collectable_before(now_ms: i64, grace: Duration) -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn collectable_before(now_ms: i64, grace: Duration) -> chrono::DateTime<chrono::Utc> {
     let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
     chrono::Duration::from_std(grace)
         .ok()

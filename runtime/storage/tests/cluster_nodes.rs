@@ -6,6 +6,7 @@
 //! objects a partition another node leads still references.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 use vigil_storage::{AppendError, Log, StorageError, TopicConfig};
@@ -277,6 +278,48 @@ async fn a_departed_nodes_wal_objects_go_once_their_batches_are_uploaded() {
         .expect("c acquires t-0");
     assert_eq!(records(&c, 0).await, 5);
     let _: Vec<Arc<Log>> = vec![b, c];
+}
+
+/// Another node's WAL objects are read only once they are older than the
+/// collector's grace period: a running node deletes its own within an
+/// upload interval, and reading them from every other node too doubled
+/// the cluster's WAL reads for nothing.
+#[tokio::test]
+async fn another_nodes_wal_objects_are_left_alone_while_young() {
+    let env = StoreDir::new();
+    let id = Uuid::new_v4();
+    let (a, _da) = node_1_leading_t0(&env, id).await;
+    a.abandon().await; // a crash: acknowledged, not uploaded
+    drop(a);
+    let dir = object_store::path::Path::from("nodes/00001/wal");
+    let left_by_a = env.list(&dir).await;
+    assert!(!left_by_a.is_empty(), "the crash left WAL objects");
+
+    let grace = Duration::from_secs(600);
+    let clock = Arc::new(vigil_storage::ManualClock::new(
+        chrono::Utc::now().timestamp_millis(),
+    ));
+    let (b, _db) = env
+        .open_node_timed(2, env.store(), clock.clone(), grace)
+        .await;
+    topic_on(&b, id).await;
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b takes t-0 over");
+    b.upload_once().await.expect("b uploads t-0");
+    b.collect_garbage().await.expect("gc");
+    assert_eq!(
+        env.list(&dir).await,
+        left_by_a,
+        "a's objects are younger than the grace period: left to a"
+    );
+    clock.advance(grace.as_millis() as i64 + 1_000);
+    b.collect_garbage().await.expect("gc");
+    assert_eq!(
+        env.list(&dir).await,
+        Vec::<object_store::path::Path>::new(),
+        "older than the grace period and uploaded: collected"
+    );
 }
 
 /// The WAL objects a node finds from its earlier run are kept while they

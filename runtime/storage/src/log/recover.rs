@@ -119,10 +119,10 @@ impl Log {
             let store = layout.private_store(self.store.clone());
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             let dir = format!("{dir}/");
-            let listed: Vec<String> = keys.iter().map(|(_, k)| format!("{dir}{k}")).collect();
+            let listed: Vec<String> = keys.iter().map(|l| format!("{dir}{}", l.key)).collect();
             self.wal_reads
                 .prune(&dir, &listed.iter().cloned().collect::<HashSet<_>>());
-            for ((_, key), cache_key) in keys.iter().zip(&listed) {
+            for (crate::wal::object::Listed { key, .. }, cache_key) in keys.iter().zip(&listed) {
                 let batches = match self.wal_reads.get(cache_key) {
                     Some(b) => b,
                     None => match read_batches(store.as_ref(), key).await? {

@@ -24,6 +24,10 @@
 //!   node, the object is at or below that node's stored WAL watermark (a
 //!   node that comes back replays only what is above it).
 //!
+//! Another node's object is looked at only once it is older than the
+//! collector's grace period (`gc_grace`): a running node deletes its own
+//! well before, and reading them here would double the cluster's WAL reads.
+//!
 //! Both facts only ever become true, so a decision taken on a read of them
 //! stays right. Deleting another node's object while that node still runs
 //! is harmless too: its takeover reads and its own collector skip an object
@@ -39,6 +43,7 @@ use uuid::Uuid;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::manifest::ManifestStore;
+use crate::wal::object::Listed;
 
 /// What a WAL object holds, for its collector.
 pub(super) struct Contents {
@@ -114,7 +119,12 @@ impl Log {
         let store = self.private.clone();
         let keys = crate::wal::object::list_objects(store.as_ref()).await?;
         let mut deleted = 0;
-        for ((epoch, _), key) in keys {
+        for Listed {
+            position: (epoch, _),
+            key,
+            ..
+        } in keys
+        {
             if epoch >= self.epoch {
                 continue; // this run's: `delete_through` owns them
             }
@@ -131,8 +141,15 @@ impl Log {
         Ok(deleted)
     }
 
-    /// Every other node's objects, whether it runs, restarts or is gone.
+    /// Every other node's objects, whether it runs, restarts or is gone;
+    /// only those older than the collector's grace period (`gc_grace`).
+    /// A running node deletes its own within an upload interval or two,
+    /// so reading them here would only double every node's reads of every
+    /// other's WAL: what is left that long belongs to a departed node, or
+    /// to one whose uploads are stuck (where reading it costs little).
     async fn collect_other_nodes(&self, safe: &Safe<'_>) -> Result<usize> {
+        let old_enough =
+            crate::retention::collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
         for (dir, layout) in self.node_dirs().await? {
             if layout.node_id() == self.layout.node_id() {
@@ -142,7 +159,15 @@ impl Log {
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             // That node's WAL watermark, read once and only if needed.
             let mut watermark: Option<Option<(u64, u64)>> = None;
-            for (position, key) in keys {
+            for Listed {
+                position,
+                key,
+                written,
+            } in keys
+            {
+                if written > old_enough {
+                    continue;
+                }
                 // The same key as the takeover's reads use.
                 let cache_key = format!("{dir}/{key}");
                 let Some(c) = self.coverage_of(store.as_ref(), &key, &cache_key).await? else {

@@ -210,8 +210,8 @@ pub(crate) async fn read_objects(
 ) -> Result<(Vec<WalEntry>, Vec<Path>)> {
     let keys = list_objects(store).await?;
     let mut entries = Vec::new();
-    for (pos, key) in &keys {
-        if through.is_some_and(|t| *pos <= t) {
+    for Listed { position, key, .. } in &keys {
+        if through.is_some_and(|t| *position <= t) {
             continue;
         }
         let data = store
@@ -223,19 +223,33 @@ pub(crate) async fn read_objects(
             .map_err(|e| StorageError::store("get", key, e))?;
         entries.extend(decode_object(key, &data)?);
     }
-    Ok((entries, keys.into_iter().map(|(_, k)| k).collect()))
+    Ok((entries, keys.into_iter().map(|l| l.key).collect()))
 }
 
-/// The WAL object keys in `store` (a node's private store) with their
-/// (epoch, sequence), oldest first.
-pub(crate) async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<((u64, u64), Path)>> {
+/// One WAL object as listed.
+pub(crate) struct Listed {
+    /// Its (epoch, sequence): the order its writer wrote it in.
+    pub position: (u64, u64),
+    pub key: Path,
+    /// When the store says it was written.
+    pub written: chrono::DateTime<chrono::Utc>,
+}
+
+/// The WAL objects in `store` (a node's private store), oldest first.
+pub(crate) async fn list_objects(store: &dyn ObjectStore) -> Result<Vec<Listed>> {
     let prefix = paths::wal_prefix();
     let metas = crate::store::list_all(store, &prefix).await?;
-    let mut keys: Vec<((u64, u64), Path)> = metas
+    let mut keys: Vec<Listed> = metas
         .into_iter()
-        .filter_map(|m| paths::parse_wal_object(&m.location).map(|pos| (pos, m.location)))
+        .filter_map(|m| {
+            paths::parse_wal_object(&m.location).map(|position| Listed {
+                position,
+                key: m.location,
+                written: m.last_modified,
+            })
+        })
         .collect();
-    keys.sort();
+    keys.sort_by_key(|l| l.position);
     Ok(keys)
 }
 

@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use vigil_protocol::kafka_protocol::records::Compression;
 use vigil_protocol::BatchBuilder;
 use vigil_storage::manifest::ManifestStore;
-use vigil_storage::{paths, Log, LogConfig, TopicConfig};
+use vigil_storage::{paths, Clock, Log, LogConfig, SystemClock, TopicConfig};
 
 /// An object store in a temporary directory.
 pub struct StoreDir {
@@ -57,6 +57,19 @@ impl StoreDir {
         id: u32,
         store: Arc<dyn ObjectStore>,
     ) -> (Arc<Log>, tempfile::TempDir) {
+        self.open_node_timed(id, store, Arc::new(SystemClock), Duration::ZERO)
+            .await
+    }
+
+    /// [`open_node_on`](Self::open_node_on) on `clock`, with `gc_grace` as
+    /// the collector's grace period.
+    pub async fn open_node_timed(
+        &self,
+        id: u32,
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        gc_grace: Duration,
+    ) -> (Arc<Log>, tempfile::TempDir) {
         let data = tempfile::tempdir().expect("tempdir");
         let mut c = LogConfig::new(data.path());
         c.node = Some(id);
@@ -66,8 +79,10 @@ impl StoreDir {
         };
         c.upload_interval = Duration::from_secs(3600);
         c.lease_interval = Duration::from_millis(10);
-        c.gc_grace = Duration::ZERO;
-        let log = Log::open(c, store).await.expect("open node log");
+        c.gc_grace = gc_grace;
+        let log = Log::open_with_clock(c, store, clock)
+            .await
+            .expect("open node log");
         (log, data)
     }
 
