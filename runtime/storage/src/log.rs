@@ -26,6 +26,7 @@ use crate::wal::{Wal, WalEntry, WalOptions};
 
 mod commit;
 pub mod gate;
+mod node_gc;
 mod ownership;
 mod pressure;
 mod producer_ids;

@@ -123,14 +123,28 @@ pub fn part(topic_id: Uuid, partition: i32, version: u64) -> Path {
 
 /// Parses a partition manifest key back into its version.
 pub fn parse_part(key: &Path) -> Option<u64> {
+    parse_part_key(key).map(|(_, _, version)| version)
+}
+
+/// Parses a partition manifest key back into its topic id, partition and
+/// version.
+pub fn parse_part_key(key: &Path) -> Option<(Uuid, i32, u64)> {
     let mut parts = key.parts();
     if parts.next()?.as_ref() != PARTS_DIR {
         return None;
     }
-    Uuid::parse_str(parts.next()?.as_ref()).ok()?;
-    parts.next()?.as_ref().parse::<u32>().ok()?;
+    let topic = Uuid::parse_str(parts.next()?.as_ref()).ok()?;
+    let partition = i32::try_from(parts.next()?.as_ref().parse::<u32>().ok()?).ok()?;
     let version = parts.next()?.as_ref().strip_suffix(".json")?.parse().ok()?;
-    parts.next().is_none().then_some(version)
+    parts
+        .next()
+        .is_none()
+        .then_some((topic, partition, version))
+}
+
+/// Prefix of every partition manifest of every topic.
+pub fn parts_prefix() -> Path {
+    Path::from(PARTS_DIR)
 }
 
 /// Prefix of every partition manifest of a topic (for deletion).
@@ -390,6 +404,10 @@ mod tests {
     fn part_keys_round_trip_sort_and_stay_under_their_prefixes() {
         let id = Uuid::new_v4();
         assert_eq!(parse_part(&part(id, 3, 9)), Some(9));
+        assert_eq!(parse_part_key(&part(id, 3, 9)), Some((id, 3, 9)));
+        assert!(part(id, 3, 9)
+            .as_ref()
+            .starts_with(&format!("{}/", parts_prefix())));
         assert!(part(id, 3, 9).as_ref() < part(id, 3, 10).as_ref());
         assert!(part(id, 3, 9)
             .as_ref()

@@ -22,9 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::log::Log;
 
 /// Kafka's default `retention.ms` (7 days).
@@ -170,10 +169,22 @@ impl Log {
             // objects this node uploaded before they moved. A chain another
             // node writes after this read can only drop such references
             // (its new objects are its own), so reading first is safe.
+            // Every chain in the store, not only this node's topics: other
+            // nodes' objects are collected against these references too
+            // (`log/node_gc.rs`), and a topic this node has not heard of
+            // yet must protect them.
             let mut uploaded = std::collections::HashMap::new();
-            for (id, index) in chains {
+            let known: HashSet<(uuid::Uuid, i32)> = chains.iter().copied().collect();
+            let listed = self.chains_in_store().await?;
+            let all = chains
+                .into_iter()
+                .map(|c| (c, true))
+                .chain(listed.difference(&known).map(|c| (*c, false)));
+            for ((id, index), known) in all {
                 let p = crate::parts::load_partition(self.store.as_ref(), id, index).await?;
-                uploaded.insert((id, index), p.uploaded_next);
+                if known {
+                    uploaded.insert((id, index), p.uploaded_next);
+                }
                 referenced.extend(p.segments.into_iter().map(|s| s.key));
                 referenced.extend(p.producers_in);
             }
@@ -197,25 +208,10 @@ impl Log {
             listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);
         }
         let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);
-        let mut deleted = wal_deleted;
-        for meta in listed {
-            let key = meta.location.to_string();
-            if referenced.contains(&key) || meta.last_modified > grace {
-                continue;
-            }
-            match self.store.delete(&meta.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    self.runs.cache().evict_object(&key);
-                    deleted += 1;
-                }
-                Err(source) => {
-                    return Err(StorageError::ObjectStore {
-                        op: "delete",
-                        key,
-                        source,
-                    })
-                }
-            }
+        let mut deleted =
+            wal_deleted + self.delete_unreferenced(listed, &referenced, grace).await?;
+        if self.layout.node_id().is_some() {
+            deleted += self.collect_other_nodes_objects(&referenced).await?;
         }
         if deleted > 0 {
             self.stats

@@ -322,6 +322,61 @@ async fn another_nodes_wal_objects_are_left_alone_while_young() {
     );
 }
 
+/// A departed node's uploaded objects go once no partition chain references
+/// them and they are older than the grace period (before, nobody ever
+/// deleted them). While a chain references them they stay, even the chain
+/// of a topic the collecting node has not heard of.
+#[tokio::test]
+async fn a_departed_nodes_objects_go_once_no_chain_references_them() {
+    let env = StoreDir::new();
+    let id = Uuid::new_v4();
+    let (a, _da) = node_1_leading_t0(&env, id).await;
+    a.upload_once().await.expect("a uploads t-0");
+    a.abandon().await; // a never returns
+    drop(a);
+    let objects = object_store::path::Path::from("nodes/00001/objects");
+    let uploaded = env.list(&objects).await;
+    assert!(!uploaded.is_empty(), "a uploaded t-0's batches");
+
+    let (c, _dc) = env.open_node(3).await; // has not heard of t
+    c.collect_garbage().await.expect("gc");
+    assert_eq!(
+        env.list(&objects).await,
+        uploaded,
+        "t-0's chain references them"
+    );
+
+    let grace = Duration::from_secs(600);
+    let clock = Arc::new(vigil_storage::ManualClock::new(
+        chrono::Utc::now().timestamp_millis(),
+    ));
+    let (b, _db) = env
+        .open_node_timed(2, env.store(), clock.clone(), grace)
+        .await;
+    topic_on(&b, id).await;
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b takes t-0 over");
+    let p = b.partition("t", 0).expect("partition");
+    b.delete_records(&p, p.high_watermark())
+        .await
+        .expect("delete records");
+    b.enforce_retention().await.expect("retention");
+    assert_eq!(
+        env.list(&objects).await,
+        uploaded,
+        "unreferenced now, but younger than the grace period"
+    );
+    clock.advance(grace.as_millis() as i64 + 1_000);
+    b.collect_garbage().await.expect("gc");
+    assert_eq!(
+        env.list(&objects).await,
+        Vec::<object_store::path::Path>::new(),
+        "unreferenced and old: collected"
+    );
+    let _: Vec<Arc<Log>> = vec![b, c];
+}
+
 /// The WAL objects a node finds from its earlier run are kept while they
 /// hold the only copy of acknowledged batches, and collected once the
 /// partition's leader has uploaded those batches (before, they piled up
