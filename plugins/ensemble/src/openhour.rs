@@ -59,9 +59,9 @@ pub struct OpenHour {
     days: DayShift,
     /// The last raw surprise and the records it has been held for.
     held: Option<(f64, usize)>,
-    /// Daily levels of previous days (derived, not state: rebuilt from
-    /// `days` after a restore).
-    #[serde(skip)]
+    /// Daily levels of previous days, computed once per day (kept in the
+    /// state so a restored model scores exactly as one that ran on).
+    #[serde(default)]
     levels: Vec<(i64, Option<f64>)>,
 }
 
