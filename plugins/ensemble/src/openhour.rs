@@ -170,7 +170,8 @@ impl OpenHour {
     }
 
     /// The likelihood of the raw surprises. Where the statistic lapses
-    /// (a gap in a previous day's records) the last raw surprise is heard
+    /// (mostly a gap in the records: today has too few slots, or the
+    /// previous days too few with records) the last raw surprise is heard
     /// again for up to `hold` records, so a gap does not dilute a missing
     /// peak with zeros; after that, zeros.
     pub fn score(
