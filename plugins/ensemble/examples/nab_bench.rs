@@ -214,6 +214,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "swing_log" => t.swing_log = v != 0.0,
         "shift_fall" => t.shift_fall = v != 0.0,
         "shift_fall_max_step" => t.shift_fall_max_step = v,
+        "open_minutes" => t.open_minutes = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

@@ -196,6 +196,12 @@ pub(crate) struct SlotMean {
 }
 
 impl SlotMean {
+    /// The cell being accumulated and its mean so far.
+    pub(crate) fn open(&self) -> Option<((i64, usize), f64)> {
+        let c = self.current?;
+        (self.count > 0).then(|| (c, self.sum / f64::from(self.count)))
+    }
+
     /// The (epoch day, slot) of `ts_ms` in a day cut into `slots` slots.
     pub(crate) fn cell(ts_ms: i64, slots: usize) -> (i64, usize) {
         let slots = slots.max(1);

@@ -86,6 +86,22 @@ impl DayShift {
         row.1.get(slot).copied().filter(|m| m.is_finite())
     }
 
+    /// The median of the slot means of epoch day `day`, if at least half
+    /// its slots had a record.
+    pub(crate) fn day_level(&self, day: i64) -> Option<f64> {
+        let row = self.rows.iter().rev().find(|r| r.0 == day)?;
+        let mut xs: Vec<f64> = row.1.iter().copied().filter(|m| m.is_finite()).collect();
+        if xs.len() * 2 < self.slots {
+            return None;
+        }
+        crate::median::median_of(&mut xs)
+    }
+
+    /// The mean so far of the slot being accumulated, if it is `cell`.
+    pub(crate) fn open_mean(&self, cell: (i64, usize)) -> Option<f64> {
+        self.current.open().filter(|o| o.0 == cell).map(|o| o.1)
+    }
+
     /// Adds `value` at `ts_ms` to the slot means.
     pub fn observe(&mut self, ts_ms: i64, value: f64) {
         let (day, slot) = SlotMean::cell(ts_ms, self.slots);

@@ -77,10 +77,10 @@
 //! `short_window` (20), `range_tolerance` (0.05), `max_keys` (1000), `scores`
 //! (false; true: emit the score stream as score records instead of alerts,
 //! for `vigil eval --sweep`). Memory per series is about 40 bytes ×
-//! `likelihood_window` (nine likelihood windows) plus 8 KiB of pattern bits,
+//! `likelihood_window` (ten likelihood windows) plus 8 KiB of pattern bits,
 //! 220 values, 240 slot means of the daily profile, 8 days of absolute
-//! errors (at most 2304 values for 5-minute data) and 12 days of hourly
-//! means. The benchmark on the
+//! errors (at most 2304 values for 5-minute data), 12 days of hourly
+//! means and 8 days of 5-minute means (2304 values). The benchmark on the
 //! Numenta Anomaly Benchmark is `examples/nab_bench.rs` (see
 //! `docs/design/0007-detector-ensemble.md`).
 //!
@@ -94,6 +94,7 @@ pub mod context;
 pub mod dayshift;
 pub mod median;
 pub mod model;
+pub mod openhour;
 pub mod output;
 pub mod peak;
 pub mod scale;
@@ -120,6 +121,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "16": the open hour's 5-minute slot means, held surprise and
+    /// likelihood (session 17 round 13);
     /// "15": the likelihood of the level shift's falls (session 16
     /// round 11);
     /// "14": the daily swing of a positive series is of the logarithms,
@@ -148,7 +151,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "15";
+    const STATE_FORMAT: &'static str = "16";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
 use crate::median::SortedWindow;
+use crate::openhour::{open_likelihood, OpenHour};
 pub use crate::output::{Kind, Output};
 use crate::scale::{ScaleChange, ScaleSettings};
 use crate::seasonal::{SeasonalResidual, SeasonalSettings};
@@ -104,6 +105,9 @@ pub struct SeriesModel {
     /// The daily swing (`Tuning::swing_cap`).
     #[serde(default)]
     swing: Option<crate::swing::Swing>,
+    /// The open hour (`Tuning::open_minutes`).
+    #[serde(default)]
+    open_hour: Option<OpenHour>,
     /// The running cooldown was started by the repeated-values
     /// likelihood (`Tuning::flat_bypass`).
     #[serde(default)]
@@ -200,6 +204,7 @@ impl SeriesModel {
             rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             swing: (t.swing_cap > 1.0).then(crate::swing::Swing::default),
             peak: (t.peak_slots > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
+            open_hour: (t.open_minutes > 0.0).then(|| OpenHour::new(t.rhythm_days)),
             cooling_after_flat: false,
             same_run: 0,
             recent_sorted: SortedWindow::default(),
@@ -326,6 +331,7 @@ impl SeriesModel {
             }
             None => 0.0,
         };
+        let at = ((cfg, t), (ts_ms, value), step_minutes, short);
         let rhythm_lik = crate::peak::rhythm_likelihood(
             self.rhythm.as_mut(),
             self.peak.as_mut(),
@@ -333,7 +339,8 @@ impl SeriesModel {
             (ts_ms, value),
             view,
             short,
-        );
+        )
+        .max(open_likelihood(self.open_hour.as_mut(), at, view));
         let seasonal_lik = match self.seasonal.as_mut() {
             Some(sr) => sr.update(
                 &SeasonalSettings::from(t),
@@ -356,7 +363,6 @@ impl SeriesModel {
             }
             None => 0.0,
         };
-        let at = ((cfg, t), (ts_ms, value), step_minutes, short);
         let scale_lik = scale_lik.max(crate::swing::swing_likelihood(self.swing.as_mut(), at));
         let likelihoods = if t.separate {
             [

@@ -222,8 +222,12 @@ mod tests {
         // The second Wednesday (local 1970-01-14) has no rush hours. With
         // the whole peak the morning is flagged by 10:00 (its peak was at
         // 07:30); with only the rhythm break (the recent median, one hour
-        // at a time) not before noon.
-        let on = Tuning::default();
+        // at a time) not before noon. (The open hour, session 17 round
+        // 13, finds it sooner still: off here.)
+        let on = Tuning {
+            open_minutes: 0.0,
+            ..Tuning::default()
+        };
         let off = Tuning {
             peak_slots: 0,
             ..on
@@ -246,8 +250,12 @@ mod tests {
         // previous weekdays (Tuesday and Wednesday UTC, the series' first
         // two whole days). With a short learning its
         // missing rush hour is flagged by 10:00; with the other
-        // likelihoods' learning (300 records) not before noon.
-        let on = Tuning::default();
+        // likelihoods' learning (300 records) not before noon. (The open
+        // hour, session 17 round 13, is off here.)
+        let on = Tuning {
+            open_minutes: 0.0,
+            ..Tuning::default()
+        };
         let slow = Tuning {
             peak_learn: 0,
             ..on

@@ -400,6 +400,18 @@ pub struct Tuning {
     /// positives), while the one-sided daily excursions it is for are
     /// the rush hours of 5-minute series. Design 0007, session 16 round 12.
     pub shift_fall_max_step: f64,
+    /// Minutes of record time the open hour judges (`openhour.rs`; 0:
+    /// off): their mean against the same minutes of the previous days of
+    /// the same kind, where those days agree with each other and made an
+    /// excursion from their own level there that today lacks; joined
+    /// with the rhythm likelihoods (the larger counts). The whole peak
+    /// judges an hour only once it has closed, so a weekday without its
+    /// rush hour was found 1-3 hours after the peak's time, at or after
+    /// its labelled window's end (24 of 43 development windows missed,
+    /// all travel times). Half an hour: the rush hours' ramps fill it
+    /// within the hour before their peak; 25-40 minutes gained alike on
+    /// the development seeds, 20 less (design 0007, session 17 round 13).
+    pub open_minutes: f64,
 }
 
 impl Default for Tuning {
@@ -468,6 +480,7 @@ impl Default for Tuning {
             swing_log: true,
             shift_fall: true,
             shift_fall_max_step: 9.0,
+            open_minutes: 30.0,
         }
     }
 }

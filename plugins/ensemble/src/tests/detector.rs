@@ -146,9 +146,11 @@ fn model_bounds_memory_and_ignores_warmup() {
     // words), the 10-value predictor window and scalars; the scale
     // statistic's day and week of absolute errors (8 × 288 5-minute
     // values) and its likelihood; the day-aware shift's 4 days and the
-    // rhythm break's 8 days × 24 slot means and their likelihoods.
+    // rhythm break's 8 days × 24 slot means and their likelihoods; the
+    // open hour's 8 days × 288 slot means and its likelihood.
     let cap = 4 * 8 * (64 + 20) + 10 * (1024 + 6) + 8 * 10 + 300 + 8 * (8 * 288) + 8 * (64 + 20);
     let cap = cap + 8 * 12 * 24 + 2 * 8 * (64 + 20);
+    let cap = cap + 8 * (8 * 288) + 8 * (64 + 20);
     // The forgetting pattern memory's older generation and its bitset of
     // every pattern ever seen (1024 words each).
     let cap = cap + 2 * 10 * 1024;
