@@ -215,6 +215,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_fall" => t.shift_fall = v != 0.0,
         "shift_fall_max_step" => t.shift_fall_max_step = v,
         "open_minutes" => t.open_minutes = v,
+        "open_leave_out" => t.open_leave_out = v != 0.0,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

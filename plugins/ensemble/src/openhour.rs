@@ -50,6 +50,8 @@ pub struct OpenSettings {
     pub dead: f64,
     /// Silent where the shift's recent part spans more (ms; 0: never).
     pub max_span_ms: i64,
+    /// Leave out the day farthest from the others (at least 3 days).
+    pub leave_out: bool,
 }
 
 /// The previous days' 5-minute slot means, today's so far, and the
@@ -149,6 +151,9 @@ impl OpenHour {
         if refs.len() < p.min_days.max(1) {
             return None;
         }
+        if p.leave_out && refs.len() >= 3 {
+            leave_out_farthest(&mut refs);
+        }
         let lo = refs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
         let hi = refs.iter().map(|r| r.0).fold(f64::NEG_INFINITY, f64::max);
         let near = refs
@@ -195,6 +200,25 @@ impl OpenHour {
     }
 }
 
+/// Removes the day whose mean lies farthest from the median of the days'
+/// means (the upper median for an even count). One earlier anomalous day
+/// should not stop the others, which agree, from judging today.
+fn leave_out_farthest(refs: &mut Vec<(f64, f64)>) {
+    let mut ms: Vec<f64> = refs.iter().map(|r| r.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let Some(&med) = ms.get(ms.len() / 2) else {
+        return;
+    };
+    let far = refs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| (a.1 .0 - med).abs().total_cmp(&(b.1 .0 - med).abs()))
+        .map(|(i, _)| i);
+    if let Some(i) = far {
+        refs.remove(i);
+    }
+}
+
 fn mean(xs: &[f64]) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
 }
@@ -217,6 +241,7 @@ pub(crate) fn open_likelihood(
         cap: t.peak_cap,
         dead: t.peak_dead,
         max_span_ms: (t.rhythm_max_span_minutes * 60_000.0) as i64,
+        leave_out: t.open_leave_out,
     };
     let raw = oh.surprise(ts_ms, value, view, &p);
     let short = if step_minutes > 0.0 {
@@ -306,6 +331,20 @@ mod tests {
         today: f64,
         reference: f64,
     ) -> Option<f64> {
+        raw_at_thursday_0730_after(5, false, prev, today, reference)
+    }
+
+    /// As `raw_at_thursday_0730`, with the previous days from epoch day
+    /// `first` (1: the Friday before; Monday mornings are skipped, they
+    /// may be Sunday in the series' time zone) and leaving the farthest
+    /// day out or not.
+    fn raw_at_thursday_0730_after(
+        first: i64,
+        leave_out: bool,
+        prev: impl Fn(i64, i64) -> f64,
+        today: f64,
+        reference: f64,
+    ) -> Option<f64> {
         let mut oh = OpenHour::new(7);
         let p = OpenSettings {
             span_ms: 30 * 60_000,
@@ -313,8 +352,9 @@ mod tests {
             cap: 4.0,
             dead: 2.0,
             max_span_ms: 3 * HOUR,
+            leave_out,
         };
-        for day in 5..7 {
+        for day in first..7 {
             for k in 0..288 {
                 let ts = day * DAY_MS + k * STEP;
                 oh.surprise(ts, prev(day, k / 12), None, &p);
@@ -373,5 +413,47 @@ mod tests {
         );
         let later = first_alert(&half, &quiet, 13, 5, 12);
         assert!(later.is_some_and(|ms| ms >= 7 * HOUR), "{later:?}");
+    }
+
+    #[test]
+    fn a_day_after_an_anomalous_day_is_judged_by_the_days_that_agree() {
+        // Friday, Tuesday and Wednesday are the previous weekdays judged
+        // (Monday morning may be Sunday in another time zone). Friday and
+        // Tuesday rose by 40 at 07:00-08:00; Wednesday (epoch day 6) had
+        // no rush hour. Thursday has none either.
+        let rush = |d: i64, h: i64| if h == 7 && d != 6 { 50.0 } else { 10.0 };
+        // All three days disagree (their spread of 40 is the unit, the
+        // days are not all above their level): nothing.
+        assert_eq!(
+            raw_at_thursday_0730_after(1, false, rush, 10.0, 10.0),
+            Some(0.0)
+        );
+        // Without Wednesday, Friday and Tuesday agree: the whole
+        // excursion is missing.
+        assert_eq!(
+            raw_at_thursday_0730_after(1, true, rush, 10.0, 10.0),
+            Some(1.0)
+        );
+        // Thursday's own rush is still no news.
+        assert_eq!(
+            raw_at_thursday_0730_after(1, true, rush, 50.0, 10.0),
+            Some(0.0)
+        );
+        // Two days only (Tuesday and Wednesday): none is left out, they
+        // disagree.
+        assert_eq!(
+            raw_at_thursday_0730_after(5, true, rush, 10.0, 10.0),
+            Some(0.0)
+        );
+    }
+
+    #[test]
+    fn leaving_out_removes_the_day_farthest_from_the_median() {
+        let mut refs = vec![(50.0, 40.0), (10.0, 0.0), (48.0, 38.0), (52.0, 42.0)];
+        leave_out_farthest(&mut refs);
+        assert_eq!(refs, vec![(50.0, 40.0), (48.0, 38.0), (52.0, 42.0)]);
+        let mut none: Vec<(f64, f64)> = Vec::new();
+        leave_out_farthest(&mut none);
+        assert!(none.is_empty());
     }
 }
