@@ -121,6 +121,9 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "17": the open hour's likelihood averages 20 minutes of records
+    /// (its short window's length is part of its state; session 17
+    /// round 14);
     /// "16": the open hour's 5-minute slot means, held surprise and
     /// likelihood (session 17 round 13);
     /// "15": the likelihood of the level shift's falls (session 16
@@ -151,7 +154,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "16";
+    const STATE_FORMAT: &'static str = "17";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

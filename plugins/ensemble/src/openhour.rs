@@ -1,6 +1,6 @@
-//! The open hour: the last half hour against the same minutes of
-//! previous days of the same kind, as soon as its records arrive (design
-//! 0007, session 17 round 13).
+//! The open hour: the last 20 minutes (`Tuning::open_minutes`) against
+//! the same minutes of previous days of the same kind, as soon as their
+//! records arrive (design 0007, session 17 rounds 13 and 14).
 //!
 //! The whole peak (`peak.rs`) judges an hour only once it has closed, and
 //! the rhythm break the median of the last 20 records: a weekday without
@@ -353,5 +353,25 @@ mod tests {
         // A level that moved since (a CPU busier from Thursday on, 6 ->
         // 14) is no missing excursion: the days were at their own level.
         assert_eq!(raw_at_thursday_0730(|_, _| 6.0, 14.0, 14.0), Some(0.0));
+    }
+
+    #[test]
+    fn twenty_minutes_flag_a_missing_morning_sooner_than_half_an_hour() {
+        // The rush hour's ramp fills the last 20 minutes before it fills
+        // the last 30: the default (20) flags the quiet Wednesday by
+        // 06:50, half an hour at 07:05 (design 0007, session 17 round 14).
+        let on = Tuning::default();
+        let half = Tuning {
+            open_minutes: 30.0,
+            ..on
+        };
+        let quiet = travel_times(13);
+        let first = first_alert(&on, &quiet, 13, 5, 12);
+        assert!(
+            first.is_some_and(|ms| ms <= 6 * HOUR + 50 * 60_000),
+            "first alert at {first:?} ms"
+        );
+        let later = first_alert(&half, &quiet, 13, 5, 12);
+        assert!(later.is_some_and(|ms| ms >= 7 * HOUR), "{later:?}");
     }
 }
