@@ -43,7 +43,7 @@ async fn running(
     create_topic(&log, "in", 1).await;
     create_topic(&log, "d-out", 1).await;
     create_topic(&log, "e-out", 1).await;
-    let det = env.engine(&log).await;
+    let det = env.engine_with(&log, short_commands()).await;
     let hash = upload(&det, THRESHOLD).await;
     produce(&log, "in", 0, 20, 10, 10).await;
     det.deploy(threshold_spec("d", &hash, "in", "d-out"))
@@ -66,7 +66,7 @@ async fn reopen_matches(
     let before = summary(&det.list().await);
     close(det, log).await;
     let log = env.log().await;
-    let det = env.engine(&log).await;
+    let det = env.engine_with(&log, short_commands()).await;
     assert_eq!(
         summary(&det.list().await),
         before,

@@ -90,21 +90,37 @@ impl Env {
     }
 
     pub async fn engine(&self, log: &Arc<Log>) -> Arc<Detectors> {
-        Detectors::open_with(log.clone(), self.host(), settings())
+        self.engine_with(log, settings()).await
+    }
+
+    /// [`engine`](Self::engine) with `settings`.
+    pub async fn engine_with(&self, log: &Arc<Log>, settings: EngineSettings) -> Arc<Detectors> {
+        Detectors::open_with(log.clone(), self.host(), settings)
             .await
             .expect("open engine")
     }
 }
 
-/// Fast commits and short command waits, so tests run in seconds.
+/// Fast commits, so tests run in seconds. Commands wait as long as a test
+/// may take: on a loaded machine a command can take seconds, and only the
+/// outage tests are about the wait ending ([`short_commands`]).
 pub fn settings() -> EngineSettings {
     EngineSettings {
         checkpoint_interval_ms: 20,
         retry_backoff_ms: 20,
-        command_timeout_ms: 2_000,
+        command_timeout_ms: DEADLINE.as_millis() as u64,
         detector_threads: 2,
         replay_threads: 1,
         ..EngineSettings::default()
+    }
+}
+
+/// [`settings`] with a command wait short enough for a test to see it end
+/// (an outage's "unavailable").
+pub fn short_commands() -> EngineSettings {
+    EngineSettings {
+        command_timeout_ms: 2_000,
+        ..settings()
     }
 }
 
