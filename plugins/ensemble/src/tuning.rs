@@ -420,8 +420,8 @@ pub struct Tuning {
     /// itself an anomaly (another day without its rush hour, a stuck
     /// sensor) made the days disagree, and the day after it went unjudged
     /// (4 of 16 development windows missed in round 13). Design 0007,
-    /// session 17 round 14 (a lead found after that round's untouched
-    /// check).
+    /// session 17 round 14 (found on dev after that round's untouched
+    /// check) and round 15 (confirmed on fresh untouched seeds 278-289).
     pub open_leave_out: bool,
 }
 
