@@ -274,13 +274,7 @@ mod tests {
                 let ts = 4 * DAY_MS + i as i64 * STEP;
                 let day = ts.div_euclid(DAY_MS);
                 let h = ts.rem_euclid(DAY_MS) as f64 / HOUR as f64;
-                // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
-                let rush = if (day + 3).rem_euclid(7) < 5 && day != quiet {
-                    (-((h - 7.5) / 1.0_f64).powi(2)).exp()
-                        + 0.8 * (-((h - 17.0) / 1.3_f64).powi(2)).exp()
-                } else {
-                    0.0
-                };
+                let rush = crate::tests::rush(day, h, quiet);
                 (ts, 120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i))
             })
             .collect()

@@ -189,13 +189,7 @@ mod tests {
                 let local = ts - site.behind * HOUR_MS;
                 let day = local.div_euclid(DAY_MS);
                 let hour = local.rem_euclid(DAY_MS) as f64 / HOUR_MS as f64;
-                // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
-                let rush = if (day + 3).rem_euclid(7) < 5 && day != quiet {
-                    (-((hour - 7.5) / 1.0_f64).powi(2)).exp()
-                        + 0.8 * (-((hour - 17.0) / 1.3_f64).powi(2)).exp()
-                } else {
-                    0.0
-                };
+                let rush = crate::tests::rush(day, hour, quiet);
                 (ts, 3.0 + 15.0 * rush + 1.5 * noise(i))
             })
             .collect()

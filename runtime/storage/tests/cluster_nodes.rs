@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
-use vigil_storage::{AppendError, Log, StorageError, TopicConfig};
+use vigil_storage::{AppendError, Log, ManualClock, StorageError, TopicConfig};
 
 use crate::common;
 
@@ -68,6 +68,26 @@ async fn node_1_leading_t0(env: &StoreDir, id: Uuid) -> (Arc<Log>, tempfile::Tem
     a.acquire_partition("t", 0, 1).await.expect("a leads t-0");
     append_n(&a, 0, "a", 3).await;
     (a, dir)
+}
+
+/// The collector's grace period of [`node_2_taking_t0_over_on_a_clock`].
+const GRACE: Duration = Duration::from_secs(600);
+
+/// Node 2, on a clock the test moves (starting at the store's "now") and
+/// with a [`GRACE`] of ten minutes, leading t-0.
+async fn node_2_taking_t0_over_on_a_clock(
+    env: &StoreDir,
+    id: Uuid,
+) -> (Arc<Log>, tempfile::TempDir, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+    let (b, dir) = env
+        .open_node_timed(2, env.store(), clock.clone(), GRACE)
+        .await;
+    topic_on(&b, id).await;
+    b.acquire_partition("t", 0, 2)
+        .await
+        .expect("b takes t-0 over");
+    (b, dir, clock)
 }
 
 fn not_leader(e: &AppendError) -> bool {
@@ -295,17 +315,7 @@ async fn another_nodes_wal_objects_are_left_alone_while_young() {
     let left_by_a = env.list(&dir).await;
     assert!(!left_by_a.is_empty(), "the crash left WAL objects");
 
-    let grace = Duration::from_secs(600);
-    let clock = Arc::new(vigil_storage::ManualClock::new(
-        chrono::Utc::now().timestamp_millis(),
-    ));
-    let (b, _db) = env
-        .open_node_timed(2, env.store(), clock.clone(), grace)
-        .await;
-    topic_on(&b, id).await;
-    b.acquire_partition("t", 0, 2)
-        .await
-        .expect("b takes t-0 over");
+    let (b, _db, clock) = node_2_taking_t0_over_on_a_clock(&env, id).await;
     b.upload_once().await.expect("b uploads t-0");
     b.collect_garbage().await.expect("gc");
     assert_eq!(
@@ -313,7 +323,7 @@ async fn another_nodes_wal_objects_are_left_alone_while_young() {
         left_by_a,
         "a's objects are younger than the grace period: left to a"
     );
-    clock.advance(grace.as_millis() as i64 + 1_000);
+    clock.advance(GRACE.as_millis() as i64 + 1_000);
     b.collect_garbage().await.expect("gc");
     assert_eq!(
         env.list(&dir).await,
@@ -346,17 +356,7 @@ async fn a_departed_nodes_objects_go_once_no_chain_references_them() {
         "t-0's chain references them"
     );
 
-    let grace = Duration::from_secs(600);
-    let clock = Arc::new(vigil_storage::ManualClock::new(
-        chrono::Utc::now().timestamp_millis(),
-    ));
-    let (b, _db) = env
-        .open_node_timed(2, env.store(), clock.clone(), grace)
-        .await;
-    topic_on(&b, id).await;
-    b.acquire_partition("t", 0, 2)
-        .await
-        .expect("b takes t-0 over");
+    let (b, _db, clock) = node_2_taking_t0_over_on_a_clock(&env, id).await;
     let p = b.partition("t", 0).expect("partition");
     b.delete_records(&p, p.high_watermark())
         .await
@@ -367,7 +367,7 @@ async fn a_departed_nodes_objects_go_once_no_chain_references_them() {
         uploaded,
         "unreferenced now, but younger than the grace period"
     );
-    clock.advance(grace.as_millis() as i64 + 1_000);
+    clock.advance(GRACE.as_millis() as i64 + 1_000);
     b.collect_garbage().await.expect("gc");
     assert_eq!(
         env.list(&objects).await,

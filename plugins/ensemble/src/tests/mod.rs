@@ -25,6 +25,19 @@ fn sine(i: usize) -> f64 {
     10.0 + 5.0 * phase.sin() + 0.3 * noise(i)
 }
 
+/// The rush hours of a weekday (0 to 1): a morning peak at 07:30 and an
+/// evening one of 0.8 at 17:00, at `hour` (local) of epoch day `day`;
+/// nothing at weekends or on the day `quiet` (the anomaly of the rush-hour
+/// tests).
+pub(crate) fn rush(day: i64, hour: f64, quiet: i64) -> f64 {
+    // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
+    if (day + 3).rem_euclid(7) < 5 && day != quiet {
+        (-((hour - 7.5) / 1.0_f64).powi(2)).exp() + 0.8 * (-((hour - 17.0) / 1.3_f64).powi(2)).exp()
+    } else {
+        0.0
+    }
+}
+
 /// Hourly values around 10 with a daily swing of ±0.5 (±1.5 for the
 /// week from record 900) and noise of ±0.5; spikes to 6 and 14 early on,
 /// so the seen range is wide and nothing breaks out of it (the scale

@@ -51,10 +51,7 @@ impl Log {
         let old_enough =
             crate::retention::collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
-        for (_, layout) in self.node_dirs().await? {
-            if layout.node_id() == self.layout.node_id() {
-                continue;
-            }
+        for (_, layout) in self.other_node_dirs().await? {
             let mut listed = Vec::new();
             for prefix in [layout.data_objects_prefix(), layout.segments_prefix()] {
                 listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);

@@ -186,6 +186,14 @@ impl Log {
             .filter_map(|dir| Layout::parse_node_dir(&dir).map(|l| (dir, l)))
             .collect())
     }
+
+    /// [`node_dirs`](Self::node_dirs) without this node's own.
+    pub(super) async fn other_node_dirs(&self) -> Result<Vec<(object_store::path::Path, Layout)>> {
+        let mine = self.layout.node_id();
+        let mut dirs = self.node_dirs().await?;
+        dirs.retain(|(_, layout)| layout.node_id() != mine);
+        Ok(dirs)
+    }
 }
 
 /// The batches of WAL object `key`, and whether it also holds key/value

@@ -151,10 +151,7 @@ impl Log {
         let old_enough =
             crate::retention::collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
-        for (dir, layout) in self.node_dirs().await? {
-            if layout.node_id() == self.layout.node_id() {
-                continue;
-            }
+        for (dir, layout) in self.other_node_dirs().await? {
             let store = layout.private_store(self.store.clone());
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             // That node's WAL watermark, read once and only if needed.
