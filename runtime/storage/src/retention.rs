@@ -164,6 +164,9 @@ impl Log {
             (keys, m.version, chains)
         };
         let mut wal_deleted = 0;
+        // One listing of the other nodes' directories serves both of their
+        // collectors (a cluster node only).
+        let mut other_nodes = None;
         if self.layout.node_id().is_some() {
             // In a cluster, partitions other nodes lead now reference
             // objects this node uploaded before they moved. A chain another
@@ -190,7 +193,9 @@ impl Log {
             }
             // A chain's uploaded end only grows: what these reads show
             // uploaded stays so.
-            wal_deleted = self.collect_found_wal_objects(&uploaded).await?;
+            let others = self.other_node_dirs().await?;
+            wal_deleted = self.collect_found_wal_objects(&uploaded, &others).await?;
+            other_nodes = Some(others);
         }
         if let Err(e) = self.manifests.delete_old(version).await {
             tracing::debug!(error = %e, "could not delete old manifest versions; the next cycle retries");
@@ -210,8 +215,10 @@ impl Log {
         let grace = collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted =
             wal_deleted + self.delete_unreferenced(listed, &referenced, grace).await?;
-        if self.layout.node_id().is_some() {
-            deleted += self.collect_other_nodes_objects(&referenced).await?;
+        if let Some(others) = other_nodes {
+            deleted += self
+                .collect_other_nodes_objects(&referenced, &others)
+                .await?;
         }
         if deleted > 0 {
             self.stats

@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 use super::Log;
 use crate::error::{Result, StorageError};
+use crate::paths::Layout;
+use object_store::path::Path;
 use object_store::ObjectStoreExt;
 
 impl Log {
@@ -41,17 +43,19 @@ impl Log {
             .collect())
     }
 
-    /// Deletes other nodes' data objects and segments that no chain
-    /// references (`referenced`: every chain's, module docs) and that are
-    /// older than the grace period. Returns how many went.
+    /// Deletes the data objects and segments of the other nodes (`others`,
+    /// [`other_node_dirs`](Log::other_node_dirs)) that no chain references
+    /// (`referenced`: every chain's, module docs) and that are older than
+    /// the grace period. Returns how many went.
     pub(crate) async fn collect_other_nodes_objects(
         &self,
         referenced: &HashSet<String>,
+        others: &[(Path, Layout)],
     ) -> Result<usize> {
         let old_enough =
             crate::retention::collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
-        for (_, layout) in self.other_node_dirs().await? {
+        for (_, layout) in others {
             let mut listed = Vec::new();
             for prefix in [layout.data_objects_prefix(), layout.segments_prefix()] {
                 listed.extend(crate::store::list_all(self.store.as_ref(), &prefix).await?);

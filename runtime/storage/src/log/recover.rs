@@ -188,7 +188,7 @@ impl Log {
     }
 
     /// [`node_dirs`](Self::node_dirs) without this node's own.
-    pub(super) async fn other_node_dirs(&self) -> Result<Vec<(object_store::path::Path, Layout)>> {
+    pub(crate) async fn other_node_dirs(&self) -> Result<Vec<(object_store::path::Path, Layout)>> {
         let mine = self.layout.node_id();
         let mut dirs = self.node_dirs().await?;
         dirs.retain(|(_, layout)| layout.node_id() != mine);

@@ -43,6 +43,7 @@ use uuid::Uuid;
 use super::Log;
 use crate::error::{Result, StorageError};
 use crate::manifest::ManifestStore;
+use crate::paths::Layout;
 use crate::wal::object::Listed;
 
 /// What a WAL object holds, for its collector.
@@ -84,10 +85,12 @@ impl Log {
     /// Deletes this node's WAL objects from earlier runs, and other nodes'
     /// WAL objects, whose contents are safe elsewhere (module docs).
     /// `uploaded` is every chain's uploaded end as just read from the
-    /// store. Returns how many went.
+    /// store, `others` the other nodes' directories
+    /// ([`other_node_dirs`](Log::other_node_dirs)). Returns how many went.
     pub(crate) async fn collect_found_wal_objects(
         &self,
         uploaded: &HashMap<(Uuid, i32), i64>,
+        others: &[(Path, Layout)],
     ) -> Result<usize> {
         let (kv_committed, topics) = {
             let m = self.manifest.lock().await;
@@ -104,7 +107,7 @@ impl Log {
         if kv_committed {
             deleted += self.collect_own(&safe).await?;
         }
-        deleted += self.collect_other_nodes(&safe).await?;
+        deleted += self.collect_other_nodes(&safe, others).await?;
         if deleted > 0 {
             tracing::info!(
                 deleted,
@@ -147,11 +150,15 @@ impl Log {
     /// so reading them here would only double every node's reads of every
     /// other's WAL: what is left that long belongs to a departed node, or
     /// to one whose uploads are stuck (where reading it costs little).
-    async fn collect_other_nodes(&self, safe: &Safe<'_>) -> Result<usize> {
+    async fn collect_other_nodes(
+        &self,
+        safe: &Safe<'_>,
+        others: &[(Path, Layout)],
+    ) -> Result<usize> {
         let old_enough =
             crate::retention::collectable_before(self.clock.now_ms(), self.config.gc_grace);
         let mut deleted = 0;
-        for (dir, layout) in self.other_node_dirs().await? {
+        for (dir, layout) in others {
             let store = layout.private_store(self.store.clone());
             let keys = crate::wal::object::list_objects(store.as_ref()).await?;
             // That node's WAL watermark, read once and only if needed.
@@ -177,7 +184,7 @@ impl Log {
                     let through = match watermark {
                         Some(w) => w,
                         None => {
-                            let m = ManifestStore::with_layout(self.store.clone(), layout)
+                            let m = ManifestStore::with_layout(self.store.clone(), *layout)
                                 .load_latest_bare()
                                 .await?;
                             let w = m.and_then(|m| m.wal_objects_through);
