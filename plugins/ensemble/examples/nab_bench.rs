@@ -216,6 +216,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "shift_fall_max_step" => t.shift_fall_max_step = v,
         "open_minutes" => t.open_minutes = v,
         "open_leave_out" => t.open_leave_out = v != 0.0,
+        "open_east_hours" => t.open_east_hours = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

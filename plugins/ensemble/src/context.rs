@@ -180,9 +180,15 @@ pub(crate) const DAY_MS: i64 = 86_400_000;
 /// (Monday 00:00-07:00 UTC is Sunday evening in the Americas) the time may
 /// be either kind of day locally.
 pub(crate) fn day_kinds(ts_ms: i64) -> (bool, bool) {
+    day_kinds_within(ts_ms, DAY_MS / 2)
+}
+
+/// Like [`day_kinds`], for local times from 12 hours before to `east_ms`
+/// after the UTC time (time zones from UTC−12 to UTC + `east_ms`).
+pub(crate) fn day_kinds_within(ts_ms: i64, east_ms: i64) -> (bool, bool) {
     // 1970-01-01 was a Thursday: day + 3 is 0 on Mondays.
     let weekend = |t: i64| (t.div_euclid(DAY_MS) + 3).rem_euclid(7) >= 5;
-    (weekend(ts_ms - DAY_MS / 2), weekend(ts_ms + DAY_MS / 2))
+    (weekend(ts_ms - DAY_MS / 2), weekend(ts_ms + east_ms))
 }
 
 /// The running mean of the values in one (epoch day, slot of the day)

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
-use crate::context::{day_kinds, SlotMean, DAY_MS};
+use crate::context::{day_kinds_within, SlotMean, DAY_MS};
 use crate::dayshift::{DayShift, ShiftView};
 use crate::tuning::Tuning;
 
@@ -52,6 +52,9 @@ pub struct OpenSettings {
     pub max_span_ms: i64,
     /// Leave out the day farthest from the others (at least 3 days).
     pub leave_out: bool,
+    /// Easternmost time zone allowed for when a day's kind is decided
+    /// (ms after UTC; the westernmost is UTC−12).
+    pub east_ms: i64,
 }
 
 /// The previous days' 5-minute slot means, today's so far, and the
@@ -96,7 +99,8 @@ impl OpenHour {
     /// scale and the days' spread, less `dead`, over `cap`. `None` before
     /// `min_days` such days have a slot mean there, where today has fewer
     /// than half its slots, where today may be either kind of day (UTC
-    /// around midnight: the series' time zone is unknown), or where the
+    /// around midnight: the series' time zone is unknown; between UTC−12
+    /// and UTC + `east_ms`), or where the
     /// shift's recent part spans more than `max_span_ms`.
     pub fn surprise(
         &mut self,
@@ -107,7 +111,7 @@ impl OpenHour {
     ) -> Option<f64> {
         self.days.observe(ts_ms, value);
         let v = view.filter(|v| p.max_span_ms <= 0 || v.span_ms <= p.max_span_ms)?;
-        let now = day_kinds(ts_ms - p.span_ms / 2);
+        let now = day_kinds_within(ts_ms - p.span_ms / 2, p.east_ms);
         if now.0 != now.1 {
             return None;
         }
@@ -132,7 +136,7 @@ impl OpenHour {
         // (mean, excursion from that day's level) of each previous day.
         let mut refs: Vec<(f64, f64)> = Vec::new();
         for j in 1..=self.days.days() as i64 {
-            let kind = day_kinds(ts_ms - p.span_ms / 2 - j * DAY_MS);
+            let kind = day_kinds_within(ts_ms - p.span_ms / 2 - j * DAY_MS, p.east_ms);
             if kind.0 != kind.1 || kind.0 != now.0 {
                 continue;
             }
@@ -242,6 +246,7 @@ pub(crate) fn open_likelihood(
         dead: t.peak_dead,
         max_span_ms: (t.rhythm_max_span_minutes * 60_000.0) as i64,
         leave_out: t.open_leave_out,
+        east_ms: (t.open_east_hours * 3_600_000.0) as i64,
     };
     let raw = oh.surprise(ts_ms, value, view, &p);
     let short = if step_minutes > 0.0 {
@@ -347,6 +352,7 @@ mod tests {
             dead: 2.0,
             max_span_ms: 3 * HOUR,
             leave_out,
+            east_ms: 12 * HOUR,
         };
         for day in first..7 {
             for k in 0..288 {

@@ -423,6 +423,16 @@ pub struct Tuning {
     /// session 17 round 14 (found on dev after that round's untouched
     /// check) and round 15 (confirmed on fresh untouched seeds 278-289).
     pub open_leave_out: bool,
+    /// The easternmost time zone (hours after UTC) the open hour allows
+    /// for when it decides whether a time is a weekday or a weekend day;
+    /// the westernmost is UTC−12. Where the two ends differ the open hour
+    /// is silent. 12 (symmetric) kept a UTC−7 series' Friday mornings
+    /// silent (Friday 14:00 UTC may be Saturday at UTC+10 or later), so a
+    /// Friday without rush hours went unjudged; 9 (up to Japan and Korea)
+    /// judges them and leaves a series east of that misjudged only around
+    /// its local Friday midnight, its quiet hours (design 0007, session 18
+    /// round 16).
+    pub open_east_hours: f64,
 }
 
 impl Default for Tuning {
@@ -493,6 +503,7 @@ impl Default for Tuning {
             shift_fall_max_step: 9.0,
             open_minutes: 20.0,
             open_leave_out: true,
+            open_east_hours: 9.0,
         }
     }
 }
