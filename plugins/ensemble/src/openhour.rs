@@ -285,6 +285,24 @@ mod tests {
             .collect()
     }
 
+    /// As `travel_times`, for a sensor at UTC−7 (its rush hours at
+    /// 14:30 and 24:00 UTC, its days from 07:00 UTC), for 12 days from
+    /// Monday 1970-01-05 07:00 UTC; none on its local day `quiet`.
+    fn travel_times_utc_minus_7(quiet: i64) -> Vec<(i64, f64)> {
+        (0..12 * 288)
+            .map(|i| {
+                let local = 4 * DAY_MS + i as i64 * STEP;
+                let day = local.div_euclid(DAY_MS);
+                let h = local.rem_euclid(DAY_MS) as f64 / HOUR as f64;
+                let rush = crate::tests::rush(day, h, quiet);
+                (
+                    local + 7 * HOUR,
+                    120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i),
+                )
+            })
+            .collect()
+    }
+
     /// The first alert on epoch day `day` between `from` and `to` hours.
     fn first_alert(t: &Tuning, series: &[(i64, f64)], day: i64, from: i64, to: i64) -> Option<i64> {
         let cfg = Config::default();
@@ -445,6 +463,33 @@ mod tests {
             raw_at_thursday_0730_after(5, true, rush, 10.0, 10.0),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn a_friday_without_rush_hours_west_of_utc_is_judged() {
+        // The second Friday (local epoch day 15) of a UTC−7 sensor has no
+        // rush hours. Its morning (13:00-15:30 UTC) is Saturday from
+        // UTC+10 on: allowing for zones up to UTC+12 kept the open hour
+        // (and the whole peak) silent there, and nothing was raised
+        // between 12:00 and 20:00 UTC; allowing up to UTC+9 (the
+        // default) the missing morning is flagged at 13:45 UTC, 06:45
+        // local, before the peak's time (design 0007, session 18 round
+        // 16).
+        let on = Tuning::default();
+        let wide = Tuning {
+            open_east_hours: 12.0,
+            ..on
+        };
+        let quiet = travel_times_utc_minus_7(15);
+        let first = first_alert(&on, &quiet, 15, 12, 20);
+        assert!(
+            first.is_some_and(|ms| ms < 14 * HOUR + 30 * 60_000),
+            "first alert at {first:?} ms"
+        );
+        assert_eq!(first_alert(&wide, &quiet, 15, 12, 20), None);
+        // An ordinary Friday is not news.
+        let usual = travel_times_utc_minus_7(-1);
+        assert_eq!(first_alert(&on, &usual, 15, 0, 24), None);
     }
 
     #[test]
