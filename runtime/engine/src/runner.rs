@@ -20,6 +20,7 @@ use super::store::{CommitError, DeploymentStore, Version};
 use super::supervisor::Msg;
 use super::Deployment;
 
+mod call;
 mod gate;
 mod write;
 
@@ -103,6 +104,8 @@ pub(crate) struct Runner {
     pub checkpoint_every: Duration,
     /// How long to wait before retrying a failed read or write.
     pub retry_backoff: Duration,
+    /// Whether gated calls may run on the runner's own task (`call.rs`).
+    pub gated_inline: bool,
 }
 
 /// Why a runner stopped early.
@@ -288,6 +291,7 @@ impl Runner {
         let mut hw_rx = self.input.watch_high_watermark();
         let budget = self.deployment.spec.ack_budget();
         let mut gated: Option<gate::Gated> = None;
+        let mut place = call::Placement::new(self.gated_inline);
         // Set when the gate was dropped for falling behind; cleared once
         // the runner reaches the log end again.
         let mut behind = false;
@@ -368,21 +372,11 @@ impl Runner {
             }
             let wire_end = wire_end.min(end - 1);
             let inst = instance.take();
-            let d = self.deployment.clone();
-            let partition = self.input.index;
             let wire = fetched.records.clone();
             let from = next;
-            let (inst, built, result, busy) = self
-                .pool
-                .run(move || {
-                    // Measured on the detector thread: queueing for the
-                    // thread is not the deployment's CPU.
-                    let t0 = Instant::now();
-                    let (i, b, r) = process(inst, &d, partition, &wire, from, end);
-                    (i, b, r, t0.elapsed())
-                })
-                .await
-                .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))?;
+            let ((inst, built, result), busy) = self
+                .call(&mut place, gated.is_some(), inst, wire, from, end)
+                .await?;
             instance = inst;
             let batch_end = built
                 .as_ref()

@@ -37,6 +37,12 @@ pub struct EngineSettings {
     /// runs flat out otherwise. Unset (the default) means a quarter of the
     /// cores, at least half a core; `0` lets replays run flat out always.
     pub replay_live_share: Option<f64>,
+    /// Run a gated live runner's small module calls on its own task instead
+    /// of the detector threads, while each such call stays under a
+    /// millisecond of CPU (the producers' acknowledgements wait for them;
+    /// design 0019, "Gated calls run where the runner is"). Default `true`;
+    /// `false` keeps every module call on the detector threads.
+    pub gated_inline: bool,
     /// Records re-fed to a swapped-in module version that cannot read its
     /// predecessor's state, when the swap request does not say. Default
     /// `10000`; must not be negative.
@@ -69,6 +75,7 @@ impl Default for EngineSettings {
             detector_idle: false,
             replay_idle: true,
             replay_live_share: None,
+            gated_inline: true,
             rebuild_records: 10_000,
             checkpoint_interval_ms: 1000,
             retry_backoff_ms: 500,
@@ -204,6 +211,9 @@ mod tests {
         let partial: EngineSettings = serde_json::from_str(r#"{"rebuild-records": 5}"#).unwrap();
         assert_eq!(partial.rebuild_records, 5);
         assert_eq!(partial.checkpoint_interval_ms, 1000);
+        assert!(partial.gated_inline, "gated calls run inline unless switched off");
+        let off: EngineSettings = serde_json::from_str(r#"{"gated-inline": false}"#).unwrap();
+        assert!(!off.gated_inline);
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl Supervisor {
                 key,
                 checkpoint_every: ctx.settings.checkpoint_every(),
                 retry_backoff: ctx.settings.retry_backoff(),
+                gated_inline: ctx.settings.gated_inline,
             };
             tasks.push(tokio::spawn(runner.run()));
         }

@@ -18,7 +18,7 @@ use wasmtime::{Store, UpdateDeadline};
 use crate::hostfns::HostState;
 
 /// The calling thread's CPU time, if the platform tells it.
-pub(crate) fn thread_cpu() -> Option<Duration> {
+pub fn thread_cpu() -> Option<Duration> {
     #[cfg(target_os = "linux")]
     {
         let mut ts = libc::timespec {

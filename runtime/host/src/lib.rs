@@ -28,6 +28,7 @@ mod records;
 mod schema;
 
 pub use built::{built_modules_dir, read_built_module};
+pub use cpu::thread_cpu;
 pub use engine::{Host, HostConfig, MemoryLayout};
 pub use error::{GuestError, HostError, ModuleError, MIN_SDK_FOR_ABI};
 pub use instance::Instance;
