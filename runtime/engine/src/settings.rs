@@ -211,7 +211,10 @@ mod tests {
         let partial: EngineSettings = serde_json::from_str(r#"{"rebuild-records": 5}"#).unwrap();
         assert_eq!(partial.rebuild_records, 5);
         assert_eq!(partial.checkpoint_interval_ms, 1000);
-        assert!(partial.gated_inline, "gated calls run inline unless switched off");
+        assert!(
+            partial.gated_inline,
+            "gated calls run inline unless switched off"
+        );
         let off: EngineSettings = serde_json::from_str(r#"{"gated-inline": false}"#).unwrap();
         assert!(!off.gated_inline);
     }
