@@ -324,12 +324,8 @@ impl SeriesModel {
         let short = shift_short_records(cfg, t, step_minutes);
         let day_shift_lik = match self.day_shift.as_mut() {
             Some(ds) => {
-                // The profile shift hears the residuals to the last record.
-                let res = self.open_hour.as_ref().map(OpenHour::residuals);
-                let prof = crate::profile::profile_surprise(res, t, view).unwrap_or(0.0);
-                let raw = ds
-                    .shift_surprise(ts_ms, value, view, t.shift_cap)
-                    .map(|r| r.max(prof));
+                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap);
+                let raw = crate::profile::joined(raw, self.open_hour.as_ref(), t, view);
                 ds.score(raw, || {
                     shift_like_likelihood(cfg, short, t.dayshift_std_floor)
                 })

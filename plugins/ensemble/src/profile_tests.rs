@@ -63,12 +63,14 @@ fn residuals_are_to_the_nearest_day_and_their_unit_needs_half_a_day() {
     // The nearest of 12 and 7 is 12: residual -2.
     r.push(10.0, [12.0, 7.0, f64::NAN].into_iter(), 2, 4);
     assert_eq!(r.recent(1), Some(-2.0));
-    assert_eq!(r.unit(4), Some(1.4826 * 2.0));
-    assert_eq!(r.unit(6), None);
+    // One residual is half of 2, not of 4.
+    assert_eq!(r.unit(2), Some(1.4826 * 2.0));
+    assert_eq!(r.unit(4), None);
     for _ in 0..5 {
         r.push(10.0, [9.0, 13.0].into_iter(), 2, 4);
     }
     // Only the last 4 are kept.
     assert_eq!(r.recent(4), Some(1.0));
     assert_eq!(r.recent(5), None);
+    assert_eq!(r.unit(4), Some(1.4826));
 }
