@@ -217,6 +217,8 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "open_minutes" => t.open_minutes = v,
         "open_leave_out" => t.open_leave_out = v != 0.0,
         "open_east_hours" => t.open_east_hours = v,
+        "profile_records" => t.profile_records = v as usize,
+        "profile_floor" => t.profile_floor = v,
         other => return Err(format!("unknown tuning {other}").into()),
     }
     Ok(())

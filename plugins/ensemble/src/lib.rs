@@ -97,6 +97,7 @@ pub mod model;
 pub mod openhour;
 pub mod output;
 pub mod peak;
+pub mod profile;
 pub mod scale;
 pub mod seasonal;
 pub mod shift;
@@ -121,6 +122,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "18": the residuals against the previous days' 5-minute profile
+    /// (the profile shift; session 18 round 17);
     /// "17": the open hour's likelihood averages 20 minutes of records
     /// (its short window's length is part of its state; session 17
     /// round 14);
@@ -154,7 +157,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "17";
+    const STATE_FORMAT: &'static str = "18";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

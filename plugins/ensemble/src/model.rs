@@ -325,6 +325,7 @@ impl SeriesModel {
         let day_shift_lik = match self.day_shift.as_mut() {
             Some(ds) => {
                 let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap);
+                let raw = crate::profile::joined(raw, self.open_hour.as_ref(), t, view);
                 ds.score(raw, || {
                     shift_like_likelihood(cfg, short, t.dayshift_std_floor)
                 })

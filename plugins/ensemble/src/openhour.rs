@@ -29,6 +29,7 @@ use vigil_sdk::blocks::AnomalyLikelihood;
 use crate::config::Config;
 use crate::context::{day_kinds_within, SlotMean, DAY_MS};
 use crate::dayshift::{DayShift, ShiftView};
+use crate::profile::Residuals;
 use crate::tuning::Tuning;
 
 /// Slots of the previous days' profile: 5 minutes, the finest step most
@@ -55,6 +56,8 @@ pub struct OpenSettings {
     /// Easternmost time zone allowed for when a day's kind is decided
     /// (ms after UTC; the westernmost is UTC−12).
     pub east_ms: i64,
+    /// Residuals against the previous days' profile kept (0: none).
+    pub resid_keep: usize,
 }
 
 /// The previous days' 5-minute slot means, today's so far, and the
@@ -68,6 +71,10 @@ pub struct OpenHour {
     /// state so a restored model scores exactly as one that ran on).
     #[serde(default)]
     levels: Vec<(i64, Option<f64>)>,
+    /// Residuals against the previous days' slot means (the profile
+    /// shift's, `profile.rs`).
+    #[serde(default)]
+    resid: Residuals,
 }
 
 impl OpenHour {
@@ -77,7 +84,13 @@ impl OpenHour {
             days: DayShift::new(SLOTS, days),
             held: None,
             levels: Vec::new(),
+            resid: Residuals::default(),
         }
+    }
+
+    /// The residuals against the previous days' profile so far.
+    pub fn residuals(&self) -> &Residuals {
+        &self.resid
     }
 
     /// The median of the slot means of a previous epoch `day`, cached.
@@ -109,6 +122,9 @@ impl OpenHour {
         view: Option<ShiftView>,
         p: &OpenSettings,
     ) -> Option<f64> {
+        let (day, slot) = SlotMean::cell(ts_ms, SLOTS);
+        let means = (1..=self.days.days() as i64).filter_map(|j| self.days.mean_at(day - j, slot));
+        self.resid.push(value, means, p.min_days, p.resid_keep);
         self.days.observe(ts_ms, value);
         let v = view.filter(|v| p.max_span_ms <= 0 || v.span_ms <= p.max_span_ms)?;
         let now = day_kinds_within(ts_ms - p.span_ms / 2, p.east_ms);
@@ -247,6 +263,7 @@ pub(crate) fn open_likelihood(
         max_span_ms: (t.rhythm_max_span_minutes * 60_000.0) as i64,
         leave_out: t.open_leave_out,
         east_ms: (t.open_east_hours * 3_600_000.0) as i64,
+        resid_keep: t.profile_records,
     };
     let raw = oh.surprise(ts_ms, value, view, &p);
     let short = if step_minutes > 0.0 {
@@ -371,6 +388,7 @@ mod tests {
             max_span_ms: 3 * HOUR,
             leave_out,
             east_ms: 12 * HOUR,
+            resid_keep: 0,
         };
         for day in first..7 {
             for k in 0..288 {

@@ -433,6 +433,16 @@ pub struct Tuning {
     /// its local Friday midnight, its quiet hours (design 0007, session 18
     /// round 16).
     pub open_east_hours: f64,
+    /// Records of residuals against the previous days' 5-minute profile
+    /// the profile shift keeps for its unit (`profile.rs`; 0: off): a day
+    /// of 5-minute records, so every hour of the day is in it.
+    pub profile_records: usize,
+    /// The profile shift's unit is at least this fraction of the shift's
+    /// scale: 0.25 to 0.5 gained the same on the development seeds with
+    /// split A and B unchanged, 0.15 and below lost A (CPU series whose
+    /// days repeat closely), 0.75 and 1 (the scale) gained less (design
+    /// 0007, session 18 round 17).
+    pub profile_floor: f64,
 }
 
 impl Default for Tuning {
@@ -504,6 +514,8 @@ impl Default for Tuning {
             open_minutes: 20.0,
             open_leave_out: true,
             open_east_hours: 9.0,
+            profile_records: 288,
+            profile_floor: 0.5,
         }
     }
 }
