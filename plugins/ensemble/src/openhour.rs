@@ -281,7 +281,6 @@ pub(crate) fn open_likelihood(
 mod tests {
     use super::*;
     use crate::model::SeriesModel;
-    use vigil_sdk::testing::noise;
 
     const HOUR: i64 = 3_600_000;
     const STEP: i64 = 300_000;
@@ -292,13 +291,7 @@ mod tests {
     /// `quiet`.
     fn travel_times(quiet: i64) -> Vec<(i64, f64)> {
         (0..10 * 288)
-            .map(|i| {
-                let ts = 4 * DAY_MS + i as i64 * STEP;
-                let day = ts.div_euclid(DAY_MS);
-                let h = ts.rem_euclid(DAY_MS) as f64 / HOUR as f64;
-                let rush = crate::tests::rush(day, h, quiet);
-                (ts, 120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i))
-            })
+            .map(|i| crate::tests::travel_time(i, quiet))
             .collect()
     }
 
@@ -308,14 +301,8 @@ mod tests {
     fn travel_times_utc_minus_7(quiet: i64) -> Vec<(i64, f64)> {
         (0..12 * 288)
             .map(|i| {
-                let local = 4 * DAY_MS + i as i64 * STEP;
-                let day = local.div_euclid(DAY_MS);
-                let h = local.rem_euclid(DAY_MS) as f64 / HOUR as f64;
-                let rush = crate::tests::rush(day, h, quiet);
-                (
-                    local + 7 * HOUR,
-                    120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i),
-                )
+                let (local, v) = crate::tests::travel_time(i, quiet);
+                (local + 7 * HOUR, v)
             })
             .collect()
     }

@@ -2,10 +2,8 @@ use super::*;
 use crate::config::Config;
 use crate::context::DAY_MS;
 use crate::model::SeriesModel;
-use vigil_sdk::testing::noise;
 
 const HOUR: i64 = 3_600_000;
-const STEP: i64 = 300_000;
 
 /// 5-minute travel times (UTC) from Monday 1970-01-05 for 8 days: 120
 /// with noise, rising to about 400 in a morning rush peaking at 07:30 and
@@ -15,11 +13,7 @@ const STEP: i64 = 300_000;
 fn travel_times(at: i64) -> Vec<(i64, f64)> {
     (0..8 * 288)
         .map(|i| {
-            let ts = 4 * DAY_MS + i as i64 * STEP;
-            let day = ts.div_euclid(DAY_MS);
-            let h = ts.rem_euclid(DAY_MS) as f64 / HOUR as f64;
-            let rush = crate::tests::rush(day, h, -1);
-            let v = 120.0 / (1.0 - 0.7 * rush.min(1.0)) + 8.0 * noise(i);
+            let (ts, v) = crate::tests::travel_time(i, -1);
             (ts, if ts >= at { 1.35 * v } else { v })
         })
         .collect()

@@ -38,6 +38,19 @@ pub(crate) fn rush(day: i64, hour: f64, quiet: i64) -> f64 {
     }
 }
 
+/// Record `i` of a 5-minute travel-time series counted from Monday
+/// 1970-01-05 00:00 local time: 120 with noise, rising to about 400 in the
+/// weekday rush hours of [`rush`] (none on local epoch day `quiet`). Returns
+/// the record's local timestamp and its value.
+pub(crate) fn travel_time(i: usize, quiet: i64) -> (i64, f64) {
+    const HOUR: i64 = 3_600_000;
+    let ts = 4 * crate::context::DAY_MS + i as i64 * STEP_MS;
+    let day = ts.div_euclid(crate::context::DAY_MS);
+    let h = ts.rem_euclid(crate::context::DAY_MS) as f64 / HOUR as f64;
+    let r = rush(day, h, quiet);
+    (ts, 120.0 / (1.0 - 0.7 * r.min(1.0)) + 8.0 * noise(i))
+}
+
 /// Hourly values around 10 with a daily swing of ±0.5 (±1.5 for the
 /// week from record 900) and noise of ±0.5; spikes to 6 and 14 early on,
 /// so the seen range is wide and nothing breaks out of it (the scale
