@@ -77,7 +77,13 @@ impl Runner {
         if place.inline(gated, wire.len()) {
             let cpu0 = vigil_host::thread_cpu();
             let t0 = Instant::now();
-            let processed = process(inst, &d, partition, &wire, from, end);
+            // As on the pool: a panic in the host's batch code fails this
+            // runner through its failure policy instead of ending its task
+            // unseen.
+            let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                process(inst, &d, partition, &wire, from, end)
+            }))
+            .map_err(|_| Stop::Failed("detector call panicked".into()))?;
             let busy = t0.elapsed();
             let cpu = cpu0
                 .zip(vigil_host::thread_cpu())
