@@ -72,36 +72,34 @@ impl Runner {
         from: i64,
         end: i64,
     ) -> Result<(Processed, Duration), Stop> {
+        let wire_len = wire.len();
         let d = self.deployment.clone();
         let partition = self.input.index;
-        if place.inline(gated, wire.len()) {
-            let cpu0 = vigil_host::thread_cpu();
+        // Timed where it runs: queueing for a pool thread is not the
+        // deployment's CPU.
+        let job = move || {
             let t0 = Instant::now();
+            let processed = process(inst, &d, partition, &wire, from, end);
+            (processed, t0.elapsed())
+        };
+        if place.inline(gated, wire_len) {
+            let cpu0 = vigil_host::thread_cpu();
             // As on the pool: a panic in the host's batch code fails this
             // runner through its failure policy instead of ending its task
             // unseen.
-            let processed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                process(inst, &d, partition, &wire, from, end)
-            }))
-            .map_err(|_| Stop::Failed("detector call panicked".into()))?;
-            let busy = t0.elapsed();
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))
+                .map_err(|_| Stop::Failed("detector call panicked".into()))?;
             let cpu = cpu0
                 .zip(vigil_host::thread_cpu())
                 .map(|(a, b)| b.saturating_sub(a));
             place.ran_inline(cpu);
             if place.demoted() {
-                tracing::info!(deployment = %d.spec.name, topic = %self.topic, partition, cpu = ?cpu, "a gated call took long inline; this runner's calls run on the detector pool from now on");
+                tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition, cpu = ?cpu, "a gated call took long inline; this runner's calls run on the detector pool from now on");
             }
-            return Ok((processed, busy));
+            return Ok(done);
         }
         self.pool
-            .run(move || {
-                // Measured on the detector thread: queueing for the
-                // thread is not the deployment's CPU.
-                let t0 = Instant::now();
-                let processed = process(inst, &d, partition, &wire, from, end);
-                (processed, t0.elapsed())
-            })
+            .run(job)
             .await
             .map_err(|e| Stop::Failed(format!("detector task failed: {e}")))
     }
