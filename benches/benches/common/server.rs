@@ -18,6 +18,7 @@ use vigil_storage::store::{ObjectStoreStats, StoreOp};
 /// and `VIGIL_BENCH_DETECTOR_NICE` override how the engine schedules
 /// detector / replay threads, and `VIGIL_BENCH_REPLAY_LIVE_SHARE` (cores;
 /// `0` = never yield) the share a replay keeps to while clients produce,
+/// and `VIGIL_BENCH_WAL_GROUP_HOLD_US` the WAL's group hold (design 0019),
 /// so runs can compare them.
 pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
     std::fs::create_dir_all(objects)
@@ -25,6 +26,10 @@ pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Run
     let mut settings = Settings::embedded(data_dir);
     settings.storage.object_store = Some(format!("file://{}", objects.display()));
     settings.storage.wal = WalKind::Local;
+    settings.storage.wal_group_hold_us = crate::common::env_or(
+        "VIGIL_BENCH_WAL_GROUP_HOLD_US",
+        settings.storage.wal_group_hold_us,
+    )?;
     let d = &mut settings.detectors;
     d.detector_idle = crate::common::env_or("VIGIL_BENCH_DETECTOR_IDLE", d.detector_idle)?;
     d.replay_idle = crate::common::env_or("VIGIL_BENCH_REPLAY_IDLE", d.replay_idle)?;

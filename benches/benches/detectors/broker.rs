@@ -112,8 +112,19 @@ impl Sent {
 
     /// Sorted ack latencies (ns) of the measured records.
     pub(crate) fn ack_latencies(&self) -> Vec<u64> {
+        self.ack_latencies_of(|_| true)
+    }
+
+    /// Sorted ack latencies (ns) of the measured outliers: the records whose
+    /// acknowledgement a gated deployment holds for its alerts.
+    pub(crate) fn outlier_ack_latencies(&self) -> Vec<u64> {
+        self.ack_latencies_of(|i| self.outlier[i])
+    }
+
+    fn ack_latencies_of(&self, keep: impl Fn(usize) -> bool) -> Vec<u64> {
         let mut v: Vec<u64> = self
             .measured()
+            .filter(|&i| keep(i))
             .filter_map(|i| self.acks[i].map(|(_, _, ack)| ack.saturating_sub(self.send_ns[i])))
             .collect();
         v.sort_unstable();

@@ -189,7 +189,7 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         p.linger_ms
     );
     println!(
-        "{:<22} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7} | {:>8} | {:>10} {:>8} {:>9}",
+        "{:<22} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7} | {:>13} | {:>8} | {:>10} {:>8} {:>9}",
         "point",
         "records",
         "rec/s",
@@ -197,6 +197,7 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         "p99",
         "p99.9",
         "max",
+        "outl p50/p99",
         "cpu",
         "processed",
         "alerts",
@@ -204,11 +205,12 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
     );
     for pt in points {
         let l = pt.sent.ack_latencies();
+        let o = pt.sent.outlier_ack_latencies();
         let secs = pt.sent.elapsed.max(1e-9);
         let processed: u64 = pt.deployments.iter().map(|d| d.records).sum();
         let alerts: u64 = pt.deployments.iter().map(|d| d.alerts).sum();
         println!(
-            "{:<22} {:>8} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>8} | {:>10} {:>8} {:>9}",
+            "{:<22} {:>8} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>13} | {:>8} | {:>10} {:>8} {:>9}",
             pt.label,
             l.len(),
             l.len() as f64 / secs,
@@ -216,6 +218,7 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
             percentile(&l, 0.99),
             percentile(&l, 0.999),
             percentile(&l, 1.0),
+            format!("{:.2}/{:.2}", percentile(&o, 0.5), percentile(&o, 0.99)),
             pt.sent
                 .cpu_secs
                 .map_or_else(|| "n/a".into(), |c| format!("{:.0}%", 100.0 * c / secs)),
@@ -277,7 +280,8 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
     }
     println!(
         "(latency = send → delivery report of the measured records, after {LOAD_WARMUP_SECS} s of \
-         warm-up at the same rate; cpu = this process (broker + detectors + client) as % of one \
+         warm-up at the same rate; outl = the same for the outliers alone (the records that raise \
+         alerts, whose acks a gated deployment holds for them); cpu = this process (broker + detectors + client) as % of one \
          core; processed / alerts = records and alerts of all deployments during the point \
          (warm-up included; busy = every record × {} deployments), from GET \
          /v1/deployments/NAME; catch-up = last ack → every deployment's lag 0. Each deployment: \

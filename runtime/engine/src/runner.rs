@@ -323,7 +323,15 @@ impl Runner {
                 if let (None, Some(budget), false) = (&gated, budget, behind) {
                     // Caught up: from here on producers' acknowledgements
                     // wait for this runner's alerts, up to the budget.
-                    gated = Some(gate::Gated::open(&self.input, next, budget));
+                    // Only a runner whose calls run inline is quick enough
+                    // for the WAL writer to wait for its alerts.
+                    gated = Some(gate::Gated::open(
+                        &self.log,
+                        &self.input,
+                        next,
+                        budget,
+                        !place.demoted(),
+                    ));
                     continue;
                 }
                 if last_commit.elapsed() >= self.checkpoint_every && self.committable(next) {
@@ -378,6 +386,9 @@ impl Runner {
                 .call(&mut place, gated.is_some(), inst, wire, from, end)
                 .await?;
             instance = inst;
+            if let (Some(g), true) = (&gated, place.demoted()) {
+                g.gate.release_groups();
+            }
             let batch_end = built
                 .as_ref()
                 .map_or(wire_end, |b| b.last_offset.max(wire_end));
@@ -393,7 +404,8 @@ impl Runner {
                         .filter(|a| a.source_offset > suppress_through)
                         .collect();
                     if let (false, Some(b)) = (alerts.is_empty(), &built) {
-                        self.append_alerts(alerts, b.batch.clone(), batch_end)
+                        let gate = gated.as_ref().map(|g| &g.gate);
+                        self.append_alerts(alerts, b.batch.clone(), batch_end, gate)
                             .await?;
                     }
                 }

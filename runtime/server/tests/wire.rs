@@ -315,7 +315,7 @@ async fn ack_gate_misses_are_exported() {
     let before = http_get(broker.admin_addr, "/metrics").await;
     assert!(before.contains(&format!("{metric} 0")), "{before}");
     // A gate nobody advances: the append's ack waits out the budget.
-    let gate = p.ack_gate(0, std::time::Duration::from_millis(1));
+    let gate = log.ack_gate(&p, 0, std::time::Duration::from_millis(1), false);
     log.append(&p, batch(1)).await.expect("append");
     let after = http_get(broker.admin_addr, "/metrics").await;
     assert!(after.contains(&format!("{metric} 1")), "{after}");

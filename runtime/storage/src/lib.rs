@@ -44,7 +44,7 @@ pub mod upload;
 pub mod wal;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{LogConfig, DEFAULT_UPLOAD_BYTES};
+pub use config::{LogConfig, DEFAULT_UPLOAD_BYTES, DEFAULT_WAL_GROUP_HOLD};
 pub use error::StorageError;
 pub use log::{Log, Topic, TopicConfig};
 pub use partition::{AppendError, AppendOutcome, Partition, PendingAppend};

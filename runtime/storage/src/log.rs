@@ -224,6 +224,7 @@ impl Log {
                 segment_bytes: config.wal_segment_bytes,
                 group_bytes: config.wal_group_bytes,
                 keep_found_objects: config.node.is_some(),
+                group_hold: config.wal_group_hold,
             },
             private.clone(),
             fence.clone(),
@@ -377,6 +378,11 @@ impl Log {
         self.topics.read().get(name).cloned()
     }
 
+    /// The WAL writer's group counts.
+    pub fn wal_stats(&self) -> &crate::wal::WalStats {
+        self.wal.stats()
+    }
+
     /// One partition.
     pub fn partition(&self, topic: &str, index: i32) -> Result<Arc<Partition>> {
         let t = self
@@ -435,7 +441,13 @@ impl Log {
             .begin_append(header, &records, producers, |bytes, last| {
                 let p2 = p.clone();
                 let fenced = self.fenced.clone();
-                self.wal.append(
+                // Gated readers' outputs about this batch may join its group
+                // (wal/hold.rs).
+                let hold = p.gates.any().then(|| {
+                    let p3 = p.clone();
+                    Box::new(move || p3.gates.queued_through(last + 1)) as crate::wal::Hold
+                });
+                self.wal.append_held(
                     WalEntry::Batch {
                         topic_id: p.topic_id,
                         partition: p.index,
@@ -459,6 +471,7 @@ impl Log {
                         drop(permit);
                         let _ = tx.send(res);
                     }),
+                    hold,
                 );
             })
             .map_err(|e| ownership::refusal(&**self.leadership.read(), p, e))?;

@@ -23,7 +23,7 @@ async fn an_ack_waits_for_an_open_gate_and_goes_when_it_passes_the_batch() {
     let (log, _data) = dir.open_fresh().await;
     create_topic(&log, "t", 1).await;
     let p = log.partition("t", 0).expect("partition");
-    let gate = p.ack_gate(0, DEADLINE);
+    let gate = log.ack_gate(&p, 0, DEADLINE, false);
     let pending = log.start_append(&p, batch("a", None)).await.expect("start");
     let ack = tokio::spawn(pending.wait());
     // Durable, yet not acknowledged while the gate stands before it.
@@ -62,7 +62,7 @@ async fn a_gate_that_misses_its_budget_lets_the_ack_go_and_counts_it() {
     let (log, _data) = dir.open_fresh().await;
     create_topic(&log, "t", 1).await;
     let p = log.partition("t", 0).expect("partition");
-    let _gate = p.ack_gate(0, Duration::from_millis(30));
+    let _gate = log.ack_gate(&p, 0, Duration::from_millis(30), false);
     let t0 = Instant::now();
     tokio::time::timeout(DEADLINE, log.append(&p, batch("a", None)))
         .await
@@ -82,7 +82,7 @@ async fn dropping_a_gate_releases_the_acks_waiting_on_it() {
     let (log, _data) = dir.open_fresh().await;
     create_topic(&log, "t", 1).await;
     let p = log.partition("t", 0).expect("partition");
-    let gate = p.ack_gate(0, Duration::from_secs(3600));
+    let gate = log.ack_gate(&p, 0, Duration::from_secs(3600), false);
     let ack = tokio::spawn({
         let (log, p) = (log.clone(), p.clone());
         async move { log.append(&p, batch("a", None)).await }
@@ -121,7 +121,7 @@ async fn a_gated_reader_reads_the_tail_before_it_is_durable_and_plain_reads_do_n
     log.append(&p, batch("durable", None))
         .await
         .expect("append");
-    let gate = p.ack_gate(1, DEADLINE);
+    let gate = log.ack_gate(&p, 1, DEADLINE, false);
     let mut appended = p.watch_appends();
     // The WAL's PUTs hang: the next batch is queued, not durable.
     faults.hang(FaultKind::Write, true);

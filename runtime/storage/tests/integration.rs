@@ -12,6 +12,7 @@ mod common;
 mod drills;
 mod fencing;
 mod gc;
+mod group_holds;
 mod handover;
 mod log;
 mod outage;

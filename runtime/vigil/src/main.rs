@@ -263,6 +263,7 @@ mod tests {
             "group-initial-rebalance-delay-ms",
             "wal",
             "wal-object-window-ms",
+            "wal-group-hold-us",
             "lease-interval-ms",
             "takeover",
             "max-unuploaded-bytes",

@@ -15,9 +15,17 @@ pub(super) struct Gated {
 }
 
 impl Gated {
-    /// Opens a gate at `next` on `input`.
-    pub(super) fn open(input: &Arc<Partition>, next: i64, budget: Duration) -> Self {
-        let gate = input.ack_gate(next, budget);
+    /// Opens a gate at `next` on `input`; with `holds_groups` the WAL
+    /// writer waits (briefly) for this runner's alerts about a batch before
+    /// it writes the batch, so both share one group commit.
+    pub(super) fn open(
+        log: &Log,
+        input: &Arc<Partition>,
+        next: i64,
+        budget: Duration,
+        holds_groups: bool,
+    ) -> Self {
+        let gate = log.ack_gate(input, next, budget, holds_groups);
         // Subscribed after opening: every append from here on wakes us,
         // and the log end read after this covers those before.
         let appends = input.watch_appends();

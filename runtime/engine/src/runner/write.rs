@@ -10,7 +10,11 @@
 
 use super::*;
 
+use vigil_storage::log::gate::AckGate;
 use vigil_storage::{AppendError, StorageError};
+
+/// Most alerts of one batch a gated runner encodes on its own task.
+const INLINE_ALERTS: usize = 64;
 
 /// What a refused append tells the runner to do.
 enum Refusal {
@@ -35,14 +39,26 @@ fn refusal(e: &AppendError) -> Refusal {
 }
 
 impl Runner {
+    /// Appends `bytes` to `p`; `queued` is told once they are queued on the
+    /// WAL (the gate's group hold, `log/gate.rs`), before they are durable.
     pub(super) async fn append(
         &self,
         p: &Arc<Partition>,
         bytes: Bytes,
         what: &str,
+        queued: Option<(&AckGate, i64)>,
     ) -> Result<(), Stop> {
         loop {
-            let e = match self.log.append(p, bytes.clone()).await {
+            let appended = match self.log.start_append(p, bytes.clone()).await {
+                Ok(pending) => {
+                    if let Some((gate, to)) = queued {
+                        gate.queued(to);
+                    }
+                    pending.wait().await
+                }
+                Err(e) => Err(e),
+            };
+            let e = match appended {
                 Ok(_) => return Ok(()),
                 Err(e) => e,
             };
@@ -96,35 +112,45 @@ impl Runner {
     }
 
     /// Encodes on the detector threads (JSON for thousands of alerts is
-    /// real CPU, and at their priority, not the request path's), then appends.
+    /// real CPU, and at their priority, not the request path's), then
+    /// appends. A gated runner's few alerts are encoded on its own task: the
+    /// producer's acknowledgement (and the WAL group holding for them)
+    /// waits for them, and a pool hop would cost more than the encoding.
     pub(super) async fn append_alerts(
         &self,
         alerts: Vec<vigil_abi::Alert>,
         input: RecordBatch,
         input_end: i64,
+        gate: Option<&AckGate>,
     ) -> Result<(), Stop> {
         let count = alerts.len() as u64;
+        let inline = gate.is_some() && alerts.len() <= INLINE_ALERTS;
         let (d, topic, partition) = (
             self.deployment.clone(),
             self.topic.clone(),
             self.input.index,
         );
-        let bytes = self
-            .pool
-            .run(move || {
-                let p = Provenance {
-                    deployment: &d.spec.name,
-                    module: &d.module.hash,
-                    topic: &topic,
-                    partition,
-                    principal: d.spec.principal.as_deref(),
-                };
-                output::alert_batch(&p, &alerts, &input, input_end)
-            })
-            .await
-            .map_err(|e| Stop::Failed(format!("alert encoding task failed: {e}")))?
-            .map_err(|e| Stop::Failed(format!("encoding alerts: {e}")))?;
-        self.append(&self.alerts, bytes, "alerts").await?;
+        let encode = move || {
+            let p = Provenance {
+                deployment: &d.spec.name,
+                module: &d.module.hash,
+                topic: &topic,
+                partition,
+                principal: d.spec.principal.as_deref(),
+            };
+            output::alert_batch(&p, &alerts, &input, input_end)
+        };
+        let encoded = if inline {
+            encode()
+        } else {
+            self.pool
+                .run(encode)
+                .await
+                .map_err(|e| Stop::Failed(format!("alert encoding task failed: {e}")))?
+        };
+        let bytes = encoded.map_err(|e| Stop::Failed(format!("encoding alerts: {e}")))?;
+        let queued = gate.map(|g| (g, input_end + 1));
+        self.append(&self.alerts, bytes, "alerts", queued).await?;
         self.status.lock().alerts += count;
         Ok(())
     }
@@ -142,7 +168,7 @@ impl Runner {
         }
         let bytes = output::dead_letter_batch(&self.provenance(), records, cause)
             .map_err(|e| Stop::Failed(format!("encoding dead letters: {e}")))?;
-        self.append(dlq, bytes, "dead letters").await
+        self.append(dlq, bytes, "dead letters", None).await
     }
 
     pub(super) async fn bad_records(&self, b: &BuiltBatch) -> Result<(), Stop> {

@@ -40,6 +40,9 @@ struct StorageValues {
     compaction_backlog: u64,
     upload_lag: Duration,
     ack_gate_misses: u64,
+    wal_groups: u64,
+    wal_held_groups: u64,
+    wal_hold_timeouts: u64,
 }
 
 /// Everything the collector encodes, read once per scrape.
@@ -79,6 +82,9 @@ impl Snapshot {
                     .flat_map(|t| t.partitions.iter())
                     .map(|p| p.ack_gate_misses())
                     .sum(),
+                wal_groups: n(&log.wal_stats().groups),
+                wal_held_groups: n(&log.wal_stats().held),
+                wal_hold_timeouts: n(&log.wal_stats().hold_timeouts),
             },
             cache: log.block_cache_stats(),
             store: store.stats(),
@@ -145,7 +151,7 @@ fn labelled(
 }
 
 fn encode_storage(e: &mut DescriptorEncoder, s: &StorageValues, c: &CacheStats) -> fmt::Result {
-    let counters: [(&str, &str, u64); 14] = [
+    let counters: [(&str, &str, u64); 17] = [
         (
             "storage_appended_bytes",
             "Record batch bytes appended",
@@ -208,6 +214,23 @@ fn encode_storage(e: &mut DescriptorEncoder, s: &StorageValues, c: &CacheStats) 
             "Produce acknowledgements a detector's ack gate let go without its alerts, \
              because the detector missed its deployment's ack_budget_ms",
             s.ack_gate_misses,
+        ),
+        (
+            "storage_wal_groups",
+            "Local WAL group commits (one write and one fsync each)",
+            s.wal_groups,
+        ),
+        (
+            "storage_wal_held_groups",
+            "WAL groups that waited for gated detectors to queue their alerts, \
+             so batches and alerts share one fsync",
+            s.wal_held_groups,
+        ),
+        (
+            "storage_wal_hold_timeouts",
+            "Held WAL groups written before every gated detector had queued its \
+             alerts (the hold time ran out)",
+            s.wal_hold_timeouts,
         ),
     ];
     for (name, help, value) in counters {

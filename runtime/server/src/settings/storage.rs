@@ -16,6 +16,9 @@ const MIN_UNUPLOADED_BYTES: u64 = 1 << 20;
 /// every partition) becomes too large to rewrite on every upload.
 const MAX_PARTITIONS_LIMIT: usize = 1_000_000;
 
+/// Highest `wal-group-hold-us` accepted (50 ms).
+const MAX_WAL_GROUP_HOLD_US: u64 = 50_000;
+
 /// Storage settings. Every field is also a `vigil serve` flag of the same
 /// name (kebab-case), a `VIGIL_*` variable and a TOML key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +38,12 @@ pub struct StorageSettings {
     /// Batching window (ms) of the object WAL: one PUT per window.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_WAL_OBJECT_WINDOW_MS"))]
     pub wal_object_window_ms: u64,
+    /// Longest time (µs) a local WAL group commit waits for the detectors
+    /// gated on its batches to queue their alerts, so that batch and alerts
+    /// share one fsync (0: write at once; alerts take the next group).
+    /// At most 50 000.
+    #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_WAL_GROUP_HOLD_US"))]
+    pub wal_group_hold_us: u64,
     /// Longest time (ms) durable data waits in the WAL before upload.
     #[cfg_attr(feature = "cli", arg(long, env = "VIGIL_UPLOAD_INTERVAL_MS"))]
     pub upload_interval_ms: u64,
@@ -127,6 +136,7 @@ impl Default for StorageSettings {
             object_store: None,
             wal: WalKind::Local,
             wal_object_window_ms: 5,
+            wal_group_hold_us: vigil_storage::DEFAULT_WAL_GROUP_HOLD.as_micros() as u64,
             upload_interval_ms: 1_000,
             upload_bytes: vigil_storage::DEFAULT_UPLOAD_BYTES,
             lease_interval_ms: 1_000,
@@ -156,6 +166,15 @@ impl StorageSettings {
             return Err(SettingsError::new(
                 "upload-interval-ms",
                 "must be greater than zero",
+            ));
+        }
+        if self.wal_group_hold_us > MAX_WAL_GROUP_HOLD_US {
+            return Err(SettingsError::new(
+                "wal-group-hold-us",
+                format!(
+                    "{} is above {MAX_WAL_GROUP_HOLD_US}: every gated produce would wait that long for a slow detector",
+                    self.wal_group_hold_us
+                ),
             ));
         }
         if self.lease_interval_ms == 0 {
@@ -257,6 +276,7 @@ impl StorageSettings {
                 window: Duration::from_millis(self.wal_object_window_ms),
             },
         };
+        c.wal_group_hold = Duration::from_micros(self.wal_group_hold_us);
         c.lease_interval = Duration::from_millis(self.lease_interval_ms);
         c.takeover = self.takeover;
         c.retention_interval = Duration::from_millis(self.retention_check_interval_ms);

@@ -23,7 +23,7 @@
 //! computed from the lost records survived. Readers keep their own
 //! checkpoints at or below the high watermark.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use crate::error::{Result, StorageError};
 use crate::partition::{AppendError, AppendOutcome, Partition};
 use crate::producer::SeqEntry;
 use crate::read::FetchedBatches;
+use crate::wal::GroupWake;
 
 /// The gates of one partition.
 #[derive(Debug)]
@@ -58,6 +59,20 @@ struct Entry {
     id: u64,
     done: watch::Receiver<i64>,
     budget: Duration,
+    /// Shared with the gate's [`Holding`].
+    holding: Arc<Holding>,
+}
+
+/// How far a gate's reader has queued its outputs, for the WAL writer's
+/// group holds (`wal/hold.rs`).
+#[derive(Debug)]
+struct Holding {
+    /// Exclusive end of what the reader processed with its outputs queued
+    /// on the WAL (not yet durable).
+    queued: AtomicI64,
+    /// Whether the writer waits for this reader at all: a reader whose
+    /// calls turned slow lets its holds go.
+    holds: AtomicBool,
 }
 
 impl Default for Gates {
@@ -92,6 +107,21 @@ impl Gates {
         open.retain(|e| e.id != id);
         self.count.store(open.len(), Ordering::SeqCst);
     }
+
+    /// Whether a gate is open now (read under the partition lock when a
+    /// batch is queued, to decide whether its group holds for it).
+    pub(crate) fn any(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+
+    /// Whether every reader that holds groups has queued its outputs for
+    /// the records below `end`.
+    pub(crate) fn queued_through(&self, end: i64) -> bool {
+        self.open.lock().iter().all(|e| {
+            !e.holding.holds.load(Ordering::SeqCst)
+                || e.holding.queued.load(Ordering::SeqCst) >= end
+        })
+    }
 }
 
 /// A reader's hold on its partition's acknowledgements; dropping it
@@ -101,6 +131,8 @@ pub struct AckGate {
     partition: Arc<Partition>,
     id: u64,
     done: watch::Sender<i64>,
+    holding: Arc<Holding>,
+    wake: Arc<GroupWake>,
 }
 
 impl AckGate {
@@ -114,6 +146,24 @@ impl AckGate {
             }
             moved
         });
+        self.queued(to);
+    }
+
+    /// Everything below `to` is processed and its outputs are queued on the
+    /// WAL (not yet durable): the WAL writer holding a group for those
+    /// records may write it, outputs included.
+    pub fn queued(&self, to: i64) {
+        if self.holding.queued.fetch_max(to, Ordering::SeqCst) < to {
+            self.wake.wake();
+        }
+    }
+
+    /// From now on the WAL writer does not hold groups for this reader
+    /// (its calls turned slow); acknowledgements still wait for the gate.
+    pub fn release_groups(&self) {
+        if self.holding.holds.swap(false, Ordering::SeqCst) {
+            self.wake.wake();
+        }
     }
 
     /// Where the gate stands (exclusive end of what was processed).
@@ -125,31 +175,49 @@ impl AckGate {
 impl Drop for AckGate {
     fn drop(&mut self) {
         self.partition.gates.remove(self.id);
+        self.wake.wake();
     }
 }
 
-impl Partition {
-    /// Opens an ack gate standing at `from` (batches ending at or below it
-    /// pass at once): from now on each acknowledgement of this partition
-    /// also waits, at most `budget` after durability, for the gate to pass
-    /// the batch's end.
-    pub fn ack_gate(self: &Arc<Self>, from: i64, budget: Duration) -> AckGate {
-        let id = self.gates.next_id.fetch_add(1, Ordering::Relaxed);
+impl Log {
+    /// Opens an ack gate on `p` standing at `from` (batches ending at or
+    /// below it pass at once): from now on each acknowledgement of `p` also
+    /// waits, at most `budget` after durability, for the gate to pass the
+    /// batch's end. With `holds_groups`, the WAL writer also waits (up to
+    /// its group hold) for the reader to queue its outputs about a batch
+    /// before writing the batch's group, so both share one fsync.
+    pub fn ack_gate(
+        &self,
+        p: &Arc<Partition>,
+        from: i64,
+        budget: Duration,
+        holds_groups: bool,
+    ) -> AckGate {
+        let id = p.gates.next_id.fetch_add(1, Ordering::Relaxed);
         let (done, rx) = watch::channel(from);
-        let mut open = self.gates.open.lock();
+        let holding = Arc::new(Holding {
+            queued: AtomicI64::new(from),
+            holds: AtomicBool::new(holds_groups),
+        });
+        let mut open = p.gates.open.lock();
         open.push(Entry {
             id,
             done: rx,
             budget,
+            holding: holding.clone(),
         });
-        self.gates.count.store(open.len(), Ordering::SeqCst);
+        p.gates.count.store(open.len(), Ordering::SeqCst);
         AckGate {
-            partition: self.clone(),
+            partition: p.clone(),
             id,
             done,
+            holding,
+            wake: self.wal.group_wake().clone(),
         }
     }
+}
 
+impl Partition {
     /// A receiver that changes whenever a batch is queued while a gate is
     /// open (subscribe after opening the gate, then read
     /// [`log_end_offset`](Partition::log_end_offset)).

@@ -79,6 +79,9 @@ impl Dir {
             health: opts.health,
             backlog: VecDeque::new(),
             fence: opts.fence,
+            wake: opts.wake,
+            stats: opts.stats,
+            group_hold: opts.group_hold,
         };
         std::thread::Builder::new()
             .name("vigil-wal".into())
@@ -166,6 +169,12 @@ pub(super) struct WriterOptions {
     pub group_bytes: usize,
     /// Asked before acknowledging (see [`crate::fence`]).
     pub fence: Arc<Fence>,
+    /// What wakes the writer waiting on a group's holds.
+    pub wake: Arc<super::GroupWake>,
+    /// Where the writer counts its groups.
+    pub stats: Arc<super::WalStats>,
+    /// Longest a group waits for its holds.
+    pub group_hold: std::time::Duration,
 }
 
 struct Writer {
@@ -184,6 +193,9 @@ struct Writer {
     /// Commands taken off the channel while a write was failing (so that
     /// rolls behind them could be answered); handled before the channel.
     backlog: VecDeque<Command>,
+    wake: Arc<super::GroupWake>,
+    stats: Arc<super::WalStats>,
+    group_hold: std::time::Duration,
 }
 
 impl Writer {
@@ -200,6 +212,16 @@ impl Writer {
                 }
                 next = self.next(&mut rx, false);
             }
+            let (wake, stats) = (self.wake.clone(), self.stats.clone());
+            super::hold::wait_for_holds(
+                &mut group,
+                &wake,
+                &stats,
+                self.group_hold,
+                self.group_bytes,
+                &mut rx,
+                |rx| self.next(rx, false),
+            );
             let body = group.encode();
             let Group {
                 entries,
@@ -208,6 +230,9 @@ impl Writer {
                 ..
             } = group;
             if !entries.is_empty() {
+                self.stats
+                    .groups
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let written = self.write_group(&body, &mut rx);
                 let ok = written.is_ok();
                 let outcome = written.and_then(|()| self.fence.confirm_blocking());
@@ -249,7 +274,7 @@ impl Writer {
 
     fn refuse_all(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
         for cmd in self.backlog.drain(..) {
-            if let Command::Append(_, done) = cmd {
+            if let Command::Append(_, done, _) = cmd {
                 done(Err(StorageError::WalClosed));
             }
         }

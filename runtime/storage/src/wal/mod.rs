@@ -28,6 +28,7 @@
 
 mod codec;
 mod health;
+mod hold;
 mod local;
 pub(crate) mod object;
 
@@ -44,6 +45,7 @@ use crate::fence::Fence;
 use crate::kv::{self, KvMap};
 
 pub use health::WalHealth;
+pub use hold::{GroupWake, Hold, WalStats};
 pub use object::OBJECT_WAL_PREFIX;
 
 /// Bytes queued but not yet durable before appenders wait (backpressure).
@@ -97,7 +99,7 @@ pub enum WalMode {
 }
 
 enum Command {
-    Append(WalEntry, Completion),
+    Append(WalEntry, Completion, Option<Hold>),
     Roll(oneshot::Sender<Sealed>),
     Close,
 }
@@ -123,6 +125,9 @@ pub struct Wal {
     /// WAL objects: the log itself in object mode; in local mode only the
     /// leftovers of an earlier object-mode run, deleted once uploaded.
     objects: object::Objects,
+    /// How gated readers wake the writer waiting on a group's holds.
+    wake: Arc<GroupWake>,
+    stats: Arc<WalStats>,
 }
 
 /// Settings for opening the WAL.
@@ -139,6 +144,9 @@ pub struct WalOptions {
     /// partitions they hold may be recovered by other nodes, see
     /// `log/recover.rs`) instead of deleting them after the next upload.
     pub keep_found_objects: bool,
+    /// Longest a local group waits for the holds of its entries (`hold.rs`);
+    /// zero writes at once.
+    pub group_hold: Duration,
 }
 
 /// Entries found at open, in write order.
@@ -170,6 +178,8 @@ impl Wal {
             let (tx, rx) = mpsc::unbounded_channel();
             let closing = Arc::new(AtomicBool::new(false));
             let health = Arc::new(WalHealth::default());
+            let wake = Arc::new(GroupWake::default());
+            let stats = Arc::new(WalStats::default());
             let (worker, local) = match opts.mode {
                 WalMode::Local => {
                     let t = dir.start(
@@ -181,6 +191,9 @@ impl Wal {
                             segment_bytes: opts.segment_bytes,
                             group_bytes: opts.group_bytes,
                             fence,
+                            wake: wake.clone(),
+                            stats: stats.clone(),
+                            group_hold: opts.group_hold,
                         },
                     )?;
                     (Worker::Thread(t), Some(dir))
@@ -201,6 +214,8 @@ impl Wal {
                 worker: parking_lot::Mutex::new(Some(worker)),
                 local,
                 objects,
+                wake,
+                stats,
             })
         };
         Ok((Replay { entries }, start))
@@ -233,11 +248,28 @@ impl Wal {
     /// partition must be queued in offset order (the caller holds the
     /// partition lock), which is why this never waits.
     pub fn append(&self, entry: WalEntry, done: Completion) {
-        if let Err(mpsc::error::SendError(Command::Append(_, done))) =
-            self.tx.send(Command::Append(entry, done))
+        self.append_held(entry, done, None);
+    }
+
+    /// Like [`append`](Wal::append), with a hold: the local writer waits
+    /// (briefly) for it before writing the entry's group, so that outputs
+    /// queued meanwhile share the group (`hold.rs`).
+    pub fn append_held(&self, entry: WalEntry, done: Completion, hold: Option<Hold>) {
+        if let Err(mpsc::error::SendError(Command::Append(_, done, _))) =
+            self.tx.send(Command::Append(entry, done, hold))
         {
             done(Err(StorageError::WalClosed));
         }
+    }
+
+    /// What gated readers wake the writer with.
+    pub fn group_wake(&self) -> &Arc<GroupWake> {
+        &self.wake
+    }
+
+    /// The local writer's group counts (zero for the object WAL).
+    pub fn stats(&self) -> &WalStats {
+        &self.stats
     }
 
     /// Seals what was written so far (after everything queued before it is
@@ -300,6 +332,8 @@ impl Wal {
 #[derive(Default)]
 struct Group {
     entries: Vec<(WalEntry, Completion)>,
+    /// What the writer waits for before writing (`hold.rs`).
+    holds: Vec<Hold>,
     bytes: usize,
     roll: Option<oneshot::Sender<Sealed>>,
     close: bool,
@@ -309,10 +343,11 @@ impl Group {
     /// Adds a command; false once the group is complete.
     fn push(&mut self, cmd: Command, limit: usize) -> bool {
         match cmd {
-            Command::Append(e, done) => {
+            Command::Append(e, done, hold) => {
                 self.bytes += codec::entry_len(&e);
                 self.entries.push((e, done));
-                self.bytes < limit
+                self.holds.extend(hold);
+                self.open(limit)
             }
             Command::Roll(reply) => {
                 self.roll = Some(reply);
@@ -323,6 +358,11 @@ impl Group {
                 false
             }
         }
+    }
+
+    /// Whether more commands may join.
+    fn open(&self, limit: usize) -> bool {
+        self.bytes < limit && self.roll.is_none() && !self.close
     }
 
     /// The entries in WAL format, ready for one write.
@@ -391,7 +431,7 @@ fn stops_writer(outcome: &Result<()>) -> bool {
 fn refuse_queued(rx: &mut mpsc::UnboundedReceiver<Command>) {
     rx.close();
     while let Ok(cmd) = rx.try_recv() {
-        if let Command::Append(_, done) = cmd {
+        if let Command::Append(_, done, _) = cmd {
             done(Err(StorageError::WalClosed));
         }
     }
