@@ -46,8 +46,9 @@ const MIN_GAIN_RECORDS: usize = 6;
 /// How far the previous days must agree on their daily shape for the
 /// half-day gain: the size of their mean harmonic over their mean size.
 /// Days of noise around no rhythm have a mean of about 1/√7 of their size
-/// (7 days), a steady rhythm about 1; below 0.85 an indoor temperature's
-/// weak, wandering daily cycle (realKnownCause) raised false positives.
+/// (7 days), a steady rhythm about 1; at 0.5 and 0.7 split B lost (an
+/// indoor temperature's weak, wandering daily cycle raised false
+/// positives; design 0007, session 19 round 18).
 const MIN_GAIN_AGREEMENT: f64 = 0.85;
 
 /// Per-series state of the daily swing.
