@@ -212,6 +212,8 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "swing_std_floor" => t.swing_std_floor = v,
         "swing_min_step" => t.swing_min_step = v,
         "swing_log" => t.swing_log = v != 0.0,
+        "swing_gain_hours" => t.swing_gain_hours = v,
+        "swing_gain_floor" => t.swing_gain_floor = v,
         "shift_fall" => t.shift_fall = v != 0.0,
         "shift_fall_max_step" => t.shift_fall_max_step = v,
         "open_minutes" => t.open_minutes = v,

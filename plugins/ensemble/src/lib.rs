@@ -122,6 +122,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "19": the daily swing's previous daily harmonics and the half-day
+    /// gain's likelihood (session 19 round 18);
     /// "18": the residuals against the previous days' 5-minute profile
     /// (the profile shift; session 18 round 17);
     /// "17": the open hour's likelihood averages 20 minutes of records
@@ -157,7 +159,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "18";
+    const STATE_FORMAT: &'static str = "19";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

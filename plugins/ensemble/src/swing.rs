@@ -40,6 +40,16 @@ const MAX_DAY_RECORDS: usize = 1440;
 const MIN_DAY_RECORDS: usize = 12;
 /// Fewest previous daily amplitudes for a reference.
 const MIN_PAST_DAYS: usize = 3;
+/// Fewest records in the span of the half-day gain (half of 12 hours of
+/// an hourly series).
+const MIN_GAIN_RECORDS: usize = 6;
+/// How far the previous days must agree on their daily shape for the
+/// half-day gain: the size of their mean harmonic over their mean size.
+/// Days of noise around no rhythm have a mean of about 1/√7 of their size
+/// (7 days), a steady rhythm about 1; at 0.5 and 0.7 split B lost (an
+/// indoor temperature's weak, wandering daily cycle raised false
+/// positives; design 0007, session 19 round 18).
+const MIN_GAIN_AGREEMENT: f64 = 0.85;
 
 /// Per-series state of the daily swing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -61,6 +71,20 @@ pub struct Swing {
     /// themselves from then on (`Tuning::swing_log`).
     #[serde(default)]
     linear: bool,
+    /// Daily harmonics (cos and sin parts) of the previous days, kept
+    /// with `past`, oldest first: their mean is the series' usual daily
+    /// shape, in phase (`Swing::gain`).
+    #[serde(default)]
+    past_harmonics: VecDeque<(f64, f64)>,
+    /// The half-day gain's own likelihood, created with its first raw
+    /// surprise.
+    #[serde(default)]
+    gain_likelihood: Option<AnomalyLikelihood>,
+    /// The half-day gain's raw surprise of the current record: set by
+    /// `surprise`, read by `swing_likelihood` in the same call (not state;
+    /// it keeps `surprise`'s answer the day's amplitude alone).
+    #[serde(skip)]
+    gain_raw: Option<f64>,
 }
 
 impl Swing {
@@ -79,6 +103,67 @@ impl Swing {
         // Σ (x − m)·e^{iθ} over the day, without a second pass.
         let a = (sxc - m * sc).hypot(sxs - m * ss) * 2.0 / n;
         Some(if log { a } else { a / m })
+    }
+
+    /// The last day's harmonic, (cos, sin) parts of the deviations from
+    /// the day's mean (`None` as `amplitude`, or without records).
+    fn harmonic(&self) -> Option<(f64, f64)> {
+        let n = self.day.len() as f64;
+        if self.day.is_empty() {
+            return None;
+        }
+        let [sx, sc, ss, sxc, sxs] = self.sums;
+        let m = sx / n;
+        Some(((sxc - m * sc) * 2.0 / n, (sxs - m * ss) * 2.0 / n))
+    }
+
+    /// How much harder than usual the last `hours` swing: the least-squares
+    /// gain of the usual daily shape (the mean of the previous days'
+    /// harmonics, in phase) fitted with a level to the records of the last
+    /// `hours` (1: as usual, 3: three times as hard). A whole day's
+    /// amplitude grows by a third of a tripling in the first eight hours;
+    /// the gain over half a day has the whole tripling by then, and
+    /// being in phase it ignores noise that does not follow the usual
+    /// shape. `None` without at least `MIN_PAST_DAYS` previous harmonics,
+    /// where their mean is under `MIN_GAIN_AGREEMENT` of their mean size
+    /// (the days do not agree on a shape: no usual rhythm to compare
+    /// with), or with fewer than `MIN_GAIN_RECORDS` records in the span.
+    fn gain(&self, ts_ms: i64, hours: f64) -> Option<f64> {
+        let k = self.past_harmonics.len();
+        if k < MIN_PAST_DAYS || hours <= 0.0 {
+            return None;
+        }
+        let (hc, hs) = self.past_harmonics.iter().fold((0.0, 0.0), |a, h| {
+            (a.0 + h.0 / k as f64, a.1 + h.1 / k as f64)
+        });
+        let size = self
+            .past_harmonics
+            .iter()
+            .map(|h| h.0.hypot(h.1))
+            .sum::<f64>()
+            / k as f64;
+        if hc.hypot(hs) < MIN_GAIN_AGREEMENT * size || size <= 0.0 {
+            return None;
+        }
+        let from = ts_ms - (hours * 3_600_000.0) as i64;
+        // The usual shape at each record: Re(H · e^{-iθ}).
+        let pts: Vec<(f64, f64)> = self
+            .day
+            .iter()
+            .filter(|r| r.0 > from)
+            .map(|&(_, x, c, s)| (x, hc * c + hs * s))
+            .collect();
+        if pts.len() < MIN_GAIN_RECORDS {
+            return None;
+        }
+        let n = pts.len() as f64;
+        let (mx, mh) = pts
+            .iter()
+            .fold((0.0, 0.0), |a, p| (a.0 + p.0 / n, a.1 + p.1 / n));
+        let (sxy, shh) = pts.iter().fold((0.0, 0.0), |a, p| {
+            (a.0 + (p.0 - mx) * (p.1 - mh), a.1 + (p.1 - mh) * (p.1 - mh))
+        });
+        (shh > 0.0).then(|| sxy / shh)
     }
 
     /// Whether `value` enters as its logarithm (`log` asked and the series
@@ -112,6 +197,7 @@ impl Swing {
         days: usize,
         cap: f64,
         log: bool,
+        gain_hours: f64,
     ) -> Option<f64> {
         let log = self.in_log(value, log);
         let value = if log { value.ln() } else { value };
@@ -137,6 +223,7 @@ impl Swing {
             return None;
         }
         let now = self.amplitude(log)?;
+        let gain = self.gain(ts_ms, gain_hours);
         let mut past: Vec<f64> = self.past.iter().copied().collect();
         let reference = if past.len() >= MIN_PAST_DAYS {
             median_of(&mut past)
@@ -149,13 +236,29 @@ impl Swing {
             while self.past.len() > days.max(1) {
                 self.past.pop_front();
             }
+            if let Some(h) = self.harmonic() {
+                self.past_harmonics.push_back(h);
+                while self.past_harmonics.len() > days.max(1) {
+                    self.past_harmonics.pop_front();
+                }
+            }
         }
         let r = reference?;
-        Some(if r > 0.0 && now > r {
+        let day = if r > 0.0 && now > r {
             ((now / r).ln() / cap.ln()).min(1.0)
         } else {
             0.0
-        })
+        };
+        // The gain counts only while the day's amplitude is above its
+        // usual size as well (an in-phase swing that grows does both).
+        self.gain_raw = gain.map(|g| {
+            if g > 1.0 && day > 0.0 {
+                (g.ln() / cap.ln()).min(1.0)
+            } else {
+                0.0
+            }
+        });
+        Some(day)
     }
 }
 
@@ -172,13 +275,29 @@ pub(crate) fn swing_likelihood(
     if step_minutes < t.swing_min_step {
         return 0.0;
     }
-    let raw = sw.surprise(ts_ms, value, t.swing_days, t.swing_cap, t.swing_log);
+    sw.gain_raw = None;
+    let raw = sw.surprise(
+        ts_ms,
+        value,
+        t.swing_days,
+        t.swing_cap,
+        t.swing_log,
+        t.swing_gain_hours,
+    );
+    let gain = match (sw.gain_raw, sw.gain_likelihood.is_some()) {
+        (None, false) => 0.0,
+        (g, _) => sw
+            .gain_likelihood
+            .get_or_insert_with(|| shift_like_likelihood(cfg, short, t.swing_gain_floor))
+            .update(g.unwrap_or(0.0)),
+    };
     if raw.is_none() && sw.likelihood.is_none() {
-        return 0.0;
+        return gain;
     }
     sw.likelihood
         .get_or_insert_with(|| shift_like_likelihood(cfg, short, t.swing_std_floor))
         .update(raw.unwrap_or(0.0))
+        .max(gain)
 }
 
 #[cfg(test)]
@@ -235,7 +354,14 @@ mod tests {
         for i in 0..11 * 24 {
             let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
             let amp = if i < 10 * 24 { 0.1 } else { 0.3 };
-            raw.push(sw.surprise(i * HOUR_MS, 10.0 * (1.0 + amp * theta.cos()), 7, 6.0, false));
+            raw.push(sw.surprise(
+                i * HOUR_MS,
+                10.0 * (1.0 + amp * theta.cos()),
+                7,
+                6.0,
+                false,
+                0.0,
+            ));
         }
         // Nothing in the first day, nor before three daily amplitudes.
         assert!(raw[..3 * 24].iter().all(Option::is_none));
@@ -268,7 +394,7 @@ mod tests {
             let amp = if i < 10 * 24 { 0.1 } else { 0.3 };
             let spike = spikes && i % 24 == (7 * (i / 24) + 3) % 24;
             let v = 10.0 * (1.0 + amp * theta.cos()) * if spike { 5.0 } else { 1.0 };
-            last = sw.surprise(i * HOUR_MS, v, 7, 6.0, log);
+            last = sw.surprise(i * HOUR_MS, v, 7, 6.0, log, 0.0);
         }
         last.unwrap_or(0.0)
     }
@@ -294,12 +420,82 @@ mod tests {
     fn a_value_of_zero_ends_the_logarithm_and_restarts_the_swing() {
         let mut sw = Swing::default();
         for i in 0..5 * 24 {
-            sw.surprise(i * HOUR_MS, 10.0 + (i % 24) as f64 / 10.0, 7, 6.0, true);
+            sw.surprise(
+                i * HOUR_MS,
+                10.0 + (i % 24) as f64 / 10.0,
+                7,
+                6.0,
+                true,
+                0.0,
+            );
         }
         assert!(!sw.past.is_empty() && !sw.linear);
-        assert_eq!(sw.surprise(5 * 24 * HOUR_MS, 0.0, 7, 6.0, true), None);
+        assert_eq!(sw.surprise(5 * 24 * HOUR_MS, 0.0, 7, 6.0, true, 0.0), None);
         assert!(sw.linear && sw.past.is_empty() && sw.day.len() == 1);
         // From then on the values themselves, as without `swing_log`.
         assert!(!sw.in_log(10.0, true));
+    }
+}
+
+#[cfg(test)]
+mod gain_tests {
+    use crate::config::Config;
+    use crate::model::SeriesModel;
+    use crate::tuning::Tuning;
+    use vigil_sdk::testing::noise;
+
+    const HOUR_MS: i64 = 3_600_000;
+    /// The tripled swing's first hour (day 20, 00:00 UTC).
+    const ONSET: usize = 20 * 24;
+
+    /// An hourly rate with a daily swing of 30 % under log-normal noise
+    /// (σ about 0.09), three times as hard for five days from `ONSET`
+    /// when `tripled`.
+    fn rate(tripled: bool) -> Vec<f64> {
+        (0..30 * 24)
+            .map(|i| {
+                let hard = tripled && (ONSET..ONSET + 5 * 24).contains(&i);
+                let amp = if hard { 0.9 } else { 0.3 };
+                let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
+                10.0 * (0.3 * noise(i)).exp() * (1.0 + amp * theta.cos())
+            })
+            .collect()
+    }
+
+    /// The swing likelihood (joined with the scale's) per record.
+    fn swing_likelihoods(t: &Tuning, values: &[f64]) -> Vec<f64> {
+        let cfg = Config::default();
+        let mut m = SeriesModel::with_tuning(&cfg, t);
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * HOUR_MS).likelihoods[6])
+            .collect()
+    }
+
+    #[test]
+    fn a_tripled_swing_rises_sooner_with_the_half_day_gain() {
+        // Half a day into the tripled swing the day's amplitude has a
+        // fraction of it; the half-day gain has all of it, so the swing
+        // likelihood is higher there with the gain than without, while an
+        // ordinary rate stays quiet either way.
+        let with = Tuning::default();
+        let without = Tuning {
+            swing_gain_hours: 0.0,
+            ..Tuning::default()
+        };
+        let on = swing_likelihoods(&with, &rate(true));
+        let old = swing_likelihoods(&without, &rate(true));
+        let at = ONSET + 12;
+        assert!(
+            on[at] > old[at] + 0.05,
+            "{} vs {} at +12 h",
+            on[at],
+            old[at]
+        );
+        let quiet = swing_likelihoods(&with, &rate(false))[300..]
+            .iter()
+            .fold(0.0, |a: f64, &b| a.max(b));
+        assert!(quiet < 0.2, "ordinary rate: swing likelihood {quiet}");
     }
 }

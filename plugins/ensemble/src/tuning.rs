@@ -383,6 +383,21 @@ pub struct Tuning {
     /// 5-6 alike, 4 and 7-8 gained less), the local corpus kept every
     /// alert (design 0007, session 15 round 10).
     pub swing_log: bool,
+    /// Hours of records the daily swing's half-day gain fits the usual
+    /// daily shape to (`swing.rs`; 0: off): how much harder than the
+    /// previous days' mean harmonic, in phase, the last hours swing,
+    /// with a likelihood of its own, joined with the day's amplitude's
+    /// (the larger counts), and only while the day's amplitude is above
+    /// its usual size too. The day's
+    /// amplitude needs most of a day of a harder swing to grow, and an
+    /// ad-exchange period's labelled window ends about a day after its
+    /// onset: 26 of 62 development periods were missed (design 0007,
+    /// session 19 round 18).
+    pub swing_gain_hours: f64,
+    /// Floor of the half-day gain likelihood's standard deviation: above
+    /// the day's amplitude's (0.1), since a gain over half a day is the
+    /// noisier of the two (0.1 lost split B).
+    pub swing_gain_floor: f64,
     /// A second shift likelihood, of falls alone (`FallLikelihood`;
     /// the shift's score is the larger of the two). On the development
     /// seeds the missed traffic shifts were all travel times, whose
@@ -509,6 +524,8 @@ impl Default for Tuning {
             swing_std_floor: 0.1,
             swing_min_step: 9.0,
             swing_log: true,
+            swing_gain_hours: 12.0,
+            swing_gain_floor: 0.15,
             shift_fall: true,
             shift_fall_max_step: 9.0,
             open_minutes: 20.0,
