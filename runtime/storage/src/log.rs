@@ -76,6 +76,10 @@ impl Topic {
     }
 }
 
+/// Run by a WAL completion once an append is durable and readable
+/// ([`Log::start_append_then`]).
+pub type OnDurable = Box<dyn FnOnce() + Send>;
+
 /// Counters of storage activity, read by the broker's /metrics.
 #[derive(Debug, Default)]
 pub struct StorageStats {
@@ -416,6 +420,18 @@ impl Log {
         p: &Arc<Partition>,
         records: Bytes,
     ) -> std::result::Result<PendingAppend, AppendError> {
+        self.start_append_then(p, records, None).await
+    }
+
+    /// [`start_append`](Log::start_append) with `then` run by the WAL
+    /// completion once the batch is durable and readable (not on failure):
+    /// a gated reader advances its gate there (`log/gate.rs`).
+    pub async fn start_append_then(
+        &self,
+        p: &Arc<Partition>,
+        records: Bytes,
+        then: Option<OnDurable>,
+    ) -> std::result::Result<PendingAppend, AppendError> {
         if self.fenced.load(Ordering::SeqCst) {
             return Err(self.fence.fenced_error().into());
         }
@@ -458,7 +474,12 @@ impl Log {
                         // the partition at the epoch that wrote it.
                         let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
                         match &res {
-                            Ok(()) => p2.advance_high_watermark(last + 1),
+                            Ok(()) => {
+                                p2.advance_high_watermark(last + 1);
+                                if let Some(then) = then {
+                                    then();
+                                }
+                            }
                             Err(StorageError::Fenced { .. }) => {
                                 fenced.store(true, Ordering::SeqCst)
                             }

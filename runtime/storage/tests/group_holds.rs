@@ -144,3 +144,42 @@ async fn the_hold_time_bounds_a_reader_that_never_reports() {
     // Counted before the group was written.
     assert_eq!(groups(&log).2, 1, "one hold ran out");
 }
+
+#[tokio::test]
+async fn the_alerts_wal_completion_advances_the_gate_and_releases_the_ack() {
+    // No hold: the alert takes its own group, and the reader never calls
+    // `advance` itself; the ack goes because the alert's completion
+    // advanced the gate.
+    let dir = StoreDir::new();
+    let (log, _data) = open(&dir, Duration::ZERO).await;
+    create_topic(&log, "in", 1).await;
+    create_topic(&log, "alerts", 1).await;
+    let input = log.partition("in", 0).expect("partition");
+    let alerts = log.partition("alerts", 0).expect("partition");
+    let gate = log.ack_gate(&input, 0, DEADLINE, true);
+    let pending = log
+        .start_append(&input, batch("record", None))
+        .await
+        .expect("start");
+    let ack = tokio::spawn(pending.wait());
+    let alert = log
+        .start_append_then(
+            &alerts,
+            batch("alert", None),
+            Some(gate.advance_on_durable(1)),
+        )
+        .await
+        .expect("start alert");
+    gate.queued(1);
+    tokio::time::timeout(DEADLINE / 2, ack)
+        .await
+        .expect("ack before the gate's budget: the completion advanced it")
+        .expect("join")
+        .expect("append");
+    assert_eq!(gate.position(), 1);
+    assert_eq!(input.ack_gate_misses(), 0);
+    tokio::time::timeout(DEADLINE, alert.wait())
+        .await
+        .expect("alert durable")
+        .expect("alert append");
+}

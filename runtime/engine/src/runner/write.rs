@@ -49,7 +49,11 @@ impl Runner {
         queued: Option<(&AckGate, i64)>,
     ) -> Result<(), Stop> {
         loop {
-            let appended = match self.log.start_append(p, bytes.clone()).await {
+            // The gate advances from the alerts' WAL completion: the
+            // producer's ack then goes as they become durable, without
+            // waiting for this task to be scheduled again.
+            let then = queued.map(|(gate, to)| gate.advance_on_durable(to));
+            let appended = match self.log.start_append_then(p, bytes.clone(), then).await {
                 Ok(pending) => {
                     if let Some((gate, to)) = queued {
                         gate.queued(to);

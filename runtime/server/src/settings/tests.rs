@@ -334,6 +334,21 @@ fn bloat_limits_are_validated_and_reach_the_components() {
 }
 
 #[test]
+fn the_wal_group_hold_is_off_by_default_bounded_and_reaches_the_log() {
+    let s = Settings::default();
+    assert_eq!(s.storage.wal_group_hold_us, 0);
+    let s = from_toml("[storage]\nwal-group-hold-us = 1500\n").expect("sectioned");
+    assert_eq!(
+        s.storage.log_config("b".into()).wal_group_hold,
+        Duration::from_micros(1500)
+    );
+    match from_toml("[storage]\nwal-group-hold-us = 50001\n") {
+        Err(e) => assert_eq!(e.setting, "wal-group-hold-us"),
+        Ok(_) => panic!("a hold above 50 ms was accepted"),
+    }
+}
+
+#[test]
 fn admin_limits_load_sectioned_or_flat_and_bad_ones_are_named() {
     let s = from_toml("[admin]\nadmin-max-connections = 8\nadmin-header-read-timeout-ms = 2000\n")
         .expect("sectioned");

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
 use super::ownership::AckCheck;
-use super::Log;
+use super::{Log, OnDurable};
 use crate::error::{Result, StorageError};
 use crate::partition::{AppendError, AppendOutcome, Partition};
 use crate::producer::SeqEntry;
@@ -130,23 +130,37 @@ impl Gates {
 pub struct AckGate {
     partition: Arc<Partition>,
     id: u64,
-    done: watch::Sender<i64>,
+    done: Arc<watch::Sender<i64>>,
     holding: Arc<Holding>,
     wake: Arc<GroupWake>,
+}
+
+/// Moves a gate's "done" forward (never back).
+fn advance_done(done: &watch::Sender<i64>, to: i64) {
+    done.send_if_modified(|d| {
+        let moved = to > *d;
+        if moved {
+            *d = to;
+        }
+        moved
+    });
 }
 
 impl AckGate {
     /// Everything below `to` is processed and its outputs are durable:
     /// acknowledgements of batches ending there may go.
     pub fn advance(&self, to: i64) {
-        self.done.send_if_modified(|d| {
-            let moved = to > *d;
-            if moved {
-                *d = to;
-            }
-            moved
-        });
+        advance_done(&self.done, to);
         self.queued(to);
+    }
+
+    /// A hook for [`Log::start_append_then`]: advances the gate to `to` from
+    /// the WAL completion of the reader's outputs, so the acknowledgements
+    /// waiting for them go as the outputs become durable instead of after
+    /// the reader's task is next scheduled.
+    pub fn advance_on_durable(&self, to: i64) -> OnDurable {
+        let done = self.done.clone();
+        Box::new(move || advance_done(&done, to))
     }
 
     /// Everything below `to` is processed and its outputs are queued on the
@@ -210,7 +224,7 @@ impl Log {
         AckGate {
             partition: p.clone(),
             id,
-            done,
+            done: Arc::new(done),
             holding,
             wake: self.wal.group_wake().clone(),
         }
