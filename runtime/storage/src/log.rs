@@ -459,7 +459,8 @@ impl Log {
                 let fenced = self.fenced.clone();
                 // Gated readers' outputs about this batch may join its group
                 // (wal/hold.rs).
-                let hold = p.gates.any().then(|| {
+                let holds = self.wal.group_wake().enabled() && p.gates.any();
+                let hold = holds.then(|| {
                     let p3 = p.clone();
                     Box::new(move || p3.gates.queued_through(last + 1)) as crate::wal::Hold
                 });

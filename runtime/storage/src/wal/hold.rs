@@ -26,13 +26,32 @@ pub type Hold = Box<dyn Fn() -> bool + Send>;
 /// How gated readers wake a writer waiting on its group's holds.
 #[derive(Debug, Default)]
 pub struct GroupWake {
+    /// Whether the writer holds groups at all (a local WAL with a hold
+    /// time): without, batches carry no holds and readers skip the wake.
+    enabled: bool,
     generation: Mutex<u64>,
     changed: Condvar,
 }
 
 impl GroupWake {
+    /// A wake for a writer that holds groups (`enabled`) or never does.
+    pub(super) fn new(enabled: bool) -> Self {
+        GroupWake {
+            enabled,
+            ..GroupWake::default()
+        }
+    }
+
+    /// Whether batches should carry holds.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// A reader queued outputs, moved on, or let its holds go.
     pub fn wake(&self) {
+        if !self.enabled {
+            return;
+        }
         *self.generation.lock() += 1;
         self.changed.notify_all();
     }

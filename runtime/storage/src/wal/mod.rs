@@ -178,7 +178,11 @@ impl Wal {
             let (tx, rx) = mpsc::unbounded_channel();
             let closing = Arc::new(AtomicBool::new(false));
             let health = Arc::new(WalHealth::default());
-            let wake = Arc::new(GroupWake::default());
+            // The object WAL's batching window already collects most
+            // outputs with their input; only the local writer holds.
+            let wake = Arc::new(GroupWake::new(
+                opts.mode == WalMode::Local && !opts.group_hold.is_zero(),
+            ));
             let stats = Arc::new(WalStats::default());
             let (worker, local) = match opts.mode {
                 WalMode::Local => {
