@@ -184,6 +184,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "scale_recent_minutes" => t.scale_recent_minutes = v,
         "scale_ref_factor" => t.scale_ref_factor = v,
         "dayshift_days" => t.dayshift_days = v as usize,
+        "dayshift_kind_days" => t.dayshift_kind_days = v as usize,
         "dayshift_slots" => t.dayshift_slots = v as usize,
         "dayshift_std_floor" => t.dayshift_std_floor = v,
         "rhythm_days" => t.rhythm_days = v as usize,

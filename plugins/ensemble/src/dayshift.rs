@@ -52,6 +52,11 @@ pub struct DayShift {
     /// Created with the first statistic: a history of zeros before it
     /// would make the first ordinary values look new.
     likelihood: Option<AnomalyLikelihood>,
+    /// The likelihood of `kind_surprise`, of its own: that surprise is
+    /// never larger than the calendar days' one, and a history of smaller
+    /// ones would make ordinary days' surprises look rarer.
+    #[serde(default)]
+    kind_likelihood: Option<AnomalyLikelihood>,
 }
 
 impl DayShift {
@@ -63,6 +68,7 @@ impl DayShift {
             rows: VecDeque::new(),
             current: SlotMean::default(),
             likelihood: None,
+            kind_likelihood: None,
         }
     }
 
@@ -196,10 +202,49 @@ impl DayShift {
         value: f64,
         view: Option<ShiftView>,
         cap: f64,
+        near_days: usize,
     ) -> Option<f64> {
         self.observe(ts_ms, value);
         let v = view?;
-        let near = self.nearest(ts_ms, v.span_ms, v.recent)?;
+        let near = if near_days == 0 || near_days >= self.days {
+            self.nearest(ts_ms, v.span_ms, v.recent)?
+        } else {
+            // The rows older than `near_days` are kept only for
+            // `kind_surprise`; this one stays on the calendar days (the
+            // eviction rule of `observe`, counted from the newest row).
+            let newest = self.rows.back().map_or(i64::MIN, |r| r.0);
+            self.nearest_where(ts_ms, v.span_ms, v.recent, |start| {
+                start.div_euclid(DAY_MS) >= newest - near_days as i64
+            })
+            .0?
+        };
+        Some((near.min((v.recent - v.reference).abs()) / v.scale / cap).min(1.0))
+    }
+
+    /// The day-aware shift's raw surprise with also the kept days older
+    /// than `near_days` of today's kind (weekday or weekend, as the rhythm
+    /// break's) as references: after a weekday without its rhythm (a
+    /// holiday), the weekdays before it. Call after `shift_surprise` (it
+    /// adds no value). `None` as there.
+    pub fn kind_surprise(
+        &self,
+        ts_ms: i64,
+        view: Option<ShiftView>,
+        cap: f64,
+        near_days: usize,
+    ) -> Option<f64> {
+        let v = view?;
+        let newest = self.rows.back().map_or(i64::MIN, |r| r.0);
+        let now = day_kinds(ts_ms);
+        let near = self
+            .nearest_where(ts_ms, v.span_ms, v.recent, |start| {
+                if start.div_euclid(DAY_MS) >= newest - near_days as i64 {
+                    return true;
+                }
+                let (k, k2) = day_kinds(start);
+                k == k2 && (k == now.0 || k == now.1)
+            })
+            .0?;
         Some((near.min((v.recent - v.reference).abs()) / v.scale / cap).min(1.0))
     }
 
@@ -236,6 +281,20 @@ impl DayShift {
             return 0.0;
         }
         self.likelihood
+            .get_or_insert_with(make)
+            .update(raw.unwrap_or(0.0))
+    }
+
+    /// Like [`DayShift::score`], for `kind_surprise`.
+    pub fn score_kind(
+        &mut self,
+        raw: Option<f64>,
+        make: impl FnOnce() -> AnomalyLikelihood,
+    ) -> f64 {
+        if raw.is_none() && self.kind_likelihood.is_none() {
+            return 0.0;
+        }
+        self.kind_likelihood
             .get_or_insert_with(make)
             .update(raw.unwrap_or(0.0))
     }
@@ -361,6 +420,26 @@ mod tests {
         assert!(
             lik < 0.5 && alerts == 0,
             "likelihood {lik}, alerts {alerts}"
+        );
+    }
+
+    #[test]
+    fn the_weekday_after_a_holiday_is_no_day_shift() {
+        // Monday (day 7) has no rush hours; on Tuesday (day 8) the last 3
+        // calendar days (Monday, Sunday, Saturday) hold none, so its
+        // ordinary rush hours are a shift against them alone. The older
+        // weekdays kept (Friday, Thursday) show them as usual.
+        let (from, to) = (8 * 288, 9 * 288);
+        let on = Tuning::default();
+        let (lik, _) = run_on(&on, speeds_quiet(usize::MAX, 7), 7, from, to);
+        let off = Tuning {
+            dayshift_kind_days: 0,
+            ..on
+        };
+        let (lik_off, _) = run_on(&off, speeds_quiet(usize::MAX, 7), 7, from, to);
+        assert!(
+            lik < 0.5 && lik_off >= 0.5,
+            "likelihood {lik}, without the kind days {lik_off}"
         );
     }
 

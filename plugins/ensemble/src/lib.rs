@@ -122,6 +122,8 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "20": the day-aware shift keeps 5 days and the likelihood of its
+    /// older days of today's kind (session 19 round 21);
     /// "19": the daily swing's previous daily harmonics and the half-day
     /// gain's likelihood (session 19 round 18);
     /// "18": the residuals against the previous days' 5-minute profile
@@ -159,7 +161,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "19";
+    const STATE_FORMAT: &'static str = "20";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -199,8 +199,9 @@ impl SeriesModel {
                     t.scale_std_floor,
                 ))
             }),
-            day_shift: (t.dayshift_days > 0)
-                .then(|| DayShift::new(t.dayshift_slots, t.dayshift_days)),
+            day_shift: (t.dayshift_days > 0).then(|| {
+                DayShift::new(t.dayshift_slots, t.dayshift_days.max(t.dayshift_kind_days))
+            }),
             rhythm: (t.rhythm_days > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
             swing: (t.swing_cap > 1.0).then(crate::swing::Swing::default),
             peak: (t.peak_slots > 0).then(|| DayShift::new(t.dayshift_slots, t.rhythm_days)),
@@ -324,11 +325,19 @@ impl SeriesModel {
         let short = shift_short_records(cfg, t, step_minutes);
         let day_shift_lik = match self.day_shift.as_mut() {
             Some(ds) => {
-                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap);
+                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap, t.dayshift_days);
                 let raw = crate::profile::joined(raw, self.open_hour.as_ref(), t, view);
-                ds.score(raw, || {
-                    shift_like_likelihood(cfg, short, t.dayshift_std_floor)
-                })
+                let make = || shift_like_likelihood(cfg, short, t.dayshift_std_floor);
+                let lik = ds.score(raw, make);
+                if t.dayshift_kind_days > t.dayshift_days {
+                    // A day shift must also be one against the older days
+                    // of today's kind, scored on their own history.
+                    let kind = ds.kind_surprise(ts_ms, view, t.shift_cap, t.dayshift_days);
+                    let kind = crate::profile::joined(kind, self.open_hour.as_ref(), t, view);
+                    lik.min(ds.score_kind(kind, make))
+                } else {
+                    lik
+                }
             }
             None => 0.0,
         };

@@ -180,6 +180,14 @@ pub struct Tuning {
     /// days in which every weekday has a previous weekday (Monday has
     /// Friday); 5 and 7 lost split B (machine temperature).
     pub dayshift_days: usize,
+    /// Days kept for the day-aware shift (0 or at most `dayshift_days`:
+    /// none beyond them). Those older than `dayshift_days` count only where
+    /// of today's kind (weekday or weekend), in a surprise and likelihood
+    /// of their own; the day shift's likelihood is the smaller of the two,
+    /// so after a weekday without its rhythm (a holiday) the next
+    /// weekday's ordinary rush hours are no shift. 5: the fewest with two
+    /// weekdays before a three-day weekend (round 21).
+    pub dayshift_kind_days: usize,
     /// Slots a day is cut into for the day-aware shift.
     pub dayshift_slots: usize,
     /// Floor of the day-aware shift likelihood's standard deviation: the
@@ -495,6 +503,7 @@ impl Default for Tuning {
             scale_ref_factor: 7.0,
             scale_std_floor: 0.1,
             dayshift_days: 3,
+            dayshift_kind_days: 5,
             dayshift_slots: 24,
             dayshift_std_floor: 0.1,
             rhythm_days: 7,
