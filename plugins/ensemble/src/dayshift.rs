@@ -300,6 +300,35 @@ impl DayShift {
     }
 }
 
+/// The day shift's likelihood of one record (`SeriesModel::update_tuned`).
+impl DayShift {
+    /// The shift against the last `Tuning::dayshift_days` calendar days,
+    /// joined with the profile shift; with `Tuning::dayshift_kind_days`
+    /// beyond them, also against the older days of today's kind (scored on
+    /// their own history), and the smaller of the two: older days can only
+    /// lower a day shift (design 0007, session 19 round 21).
+    pub(crate) fn likelihood(
+        &mut self,
+        cfg: &crate::config::Config,
+        t: &crate::tuning::Tuning,
+        short: usize,
+        (ts_ms, value): (i64, f64),
+        view: Option<ShiftView>,
+        open: Option<&crate::openhour::OpenHour>,
+    ) -> f64 {
+        let raw = self.shift_surprise(ts_ms, value, view, t.shift_cap, t.dayshift_days);
+        let raw = crate::profile::joined(raw, open, t, view);
+        let make = || crate::shift::shift_like_likelihood(cfg, short, t.dayshift_std_floor);
+        let lik = self.score(raw, make);
+        if t.dayshift_kind_days <= t.dayshift_days {
+            return lik;
+        }
+        let kind = self.kind_surprise(ts_ms, view, t.shift_cap, t.dayshift_days);
+        let kind = crate::profile::joined(kind, open, t, view);
+        lik.min(self.score_kind(kind, make))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -323,24 +323,9 @@ impl SeriesModel {
         // The day-aware likelihoods average over the shift likelihood's
         // short window.
         let short = shift_short_records(cfg, t, step_minutes);
-        let day_shift_lik = match self.day_shift.as_mut() {
-            Some(ds) => {
-                let raw = ds.shift_surprise(ts_ms, value, view, t.shift_cap, t.dayshift_days);
-                let raw = crate::profile::joined(raw, self.open_hour.as_ref(), t, view);
-                let make = || shift_like_likelihood(cfg, short, t.dayshift_std_floor);
-                let lik = ds.score(raw, make);
-                if t.dayshift_kind_days > t.dayshift_days {
-                    // A day shift must also be one against the older days
-                    // of today's kind, scored on their own history.
-                    let kind = ds.kind_surprise(ts_ms, view, t.shift_cap, t.dayshift_days);
-                    let kind = crate::profile::joined(kind, self.open_hour.as_ref(), t, view);
-                    lik.min(ds.score_kind(kind, make))
-                } else {
-                    lik
-                }
-            }
-            None => 0.0,
-        };
+        let day_shift_lik = self.day_shift.as_mut().map_or(0.0, |ds| {
+            ds.likelihood(cfg, t, short, (ts_ms, value), view, self.open_hour.as_ref())
+        });
         let at = ((cfg, t), (ts_ms, value), step_minutes, short);
         let rhythm_lik = crate::peak::rhythm_likelihood(
             self.rhythm.as_mut(),
