@@ -211,14 +211,19 @@ impl DayShift {
         } else {
             // The rows older than `near_days` are kept only for
             // `kind_surprise`; this one stays on the calendar days (the
-            // eviction rule of `observe`, counted from the newest row).
-            let newest = self.rows.back().map_or(i64::MIN, |r| r.0);
-            self.nearest_where(ts_ms, v.span_ms, v.recent, |start| {
-                start.div_euclid(DAY_MS) >= newest - near_days as i64
-            })
-            .0?
+            // eviction rule of `observe`).
+            let recent = self.within(near_days);
+            self.nearest_where(ts_ms, v.span_ms, v.recent, recent).0?
         };
-        Some((near.min((v.recent - v.reference).abs()) / v.scale / cap).min(1.0))
+        Some(capped(near, v, cap))
+    }
+
+    /// Whether a day starting at `start` is among the last `near_days`
+    /// calendar days of the rows (the eviction rule of `observe`, counted
+    /// from the newest row).
+    fn within(&self, near_days: usize) -> impl Fn(i64) -> bool {
+        let newest = self.rows.back().map_or(i64::MIN, |r| r.0);
+        move |start| start.div_euclid(DAY_MS) >= newest - near_days as i64
     }
 
     /// The day-aware shift's raw surprise with also the kept days older
@@ -234,18 +239,18 @@ impl DayShift {
         near_days: usize,
     ) -> Option<f64> {
         let v = view?;
-        let newest = self.rows.back().map_or(i64::MIN, |r| r.0);
+        let recent = self.within(near_days);
         let now = day_kinds(ts_ms);
         let near = self
             .nearest_where(ts_ms, v.span_ms, v.recent, |start| {
-                if start.div_euclid(DAY_MS) >= newest - near_days as i64 {
+                if recent(start) {
                     return true;
                 }
                 let (k, k2) = day_kinds(start);
                 k == k2 && (k == now.0 || k == now.1)
             })
             .0?;
-        Some((near.min((v.recent - v.reference).abs()) / v.scale / cap).min(1.0))
+        Some(capped(near, v, cap))
     }
 
     /// Adds `value` at `ts_ms`; the rhythm break's raw surprise: the
@@ -277,12 +282,7 @@ impl DayShift {
     /// first one exists: it hears nothing before, and zeros while the
     /// statistic lapses).
     pub fn score(&mut self, raw: Option<f64>, make: impl FnOnce() -> AnomalyLikelihood) -> f64 {
-        if raw.is_none() && self.likelihood.is_none() {
-            return 0.0;
-        }
-        self.likelihood
-            .get_or_insert_with(make)
-            .update(raw.unwrap_or(0.0))
+        crate::shift::scored_lazily(&mut self.likelihood, raw, make)
     }
 
     /// Like [`DayShift::score`], for `kind_surprise`.
@@ -291,18 +291,11 @@ impl DayShift {
         raw: Option<f64>,
         make: impl FnOnce() -> AnomalyLikelihood,
     ) -> f64 {
-        if raw.is_none() && self.kind_likelihood.is_none() {
-            return 0.0;
-        }
-        self.kind_likelihood
-            .get_or_insert_with(make)
-            .update(raw.unwrap_or(0.0))
+        crate::shift::scored_lazily(&mut self.kind_likelihood, raw, make)
     }
-}
 
-/// The day shift's likelihood of one record (`SeriesModel::update_tuned`).
-impl DayShift {
-    /// The shift against the last `Tuning::dayshift_days` calendar days,
+    /// The day shift's likelihood of one record (`SeriesModel::update_tuned`):
+    /// the shift against the last `Tuning::dayshift_days` calendar days,
     /// joined with the profile shift; with `Tuning::dayshift_kind_days`
     /// beyond them, also against the older days of today's kind (scored on
     /// their own history), and the smaller of the two: older days can only
@@ -327,6 +320,13 @@ impl DayShift {
         let kind = crate::profile::joined(kind, open, t, view);
         lik.min(self.score_kind(kind, make))
     }
+}
+
+/// A surprise from the distance `near` to the nearest earlier day (at most
+/// the recent level's distance from the reference), in the view's scale,
+/// over `cap`, at most 1.
+fn capped(near: f64, v: ShiftView, cap: f64) -> f64 {
+    (near.min((v.recent - v.reference).abs()) / v.scale / cap).min(1.0)
 }
 
 #[cfg(test)]

@@ -154,6 +154,22 @@ pub(crate) fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -
     }
 }
 
+/// Scores `raw` with a likelihood created on the first surprise: before
+/// it, no surprise scores 0 (a history of zeros would make the first
+/// ordinary values look new); after it, a record without one counts as 0.
+pub(crate) fn scored_lazily(
+    likelihood: &mut Option<AnomalyLikelihood>,
+    raw: Option<f64>,
+    make: impl FnOnce() -> AnomalyLikelihood,
+) -> f64 {
+    if raw.is_none() && likelihood.is_none() {
+        return 0.0;
+    }
+    likelihood
+        .get_or_insert_with(make)
+        .update(raw.unwrap_or(0.0))
+}
+
 /// A likelihood with short window `short` and standard deviation floor
 /// `floor`, learning like every other.
 pub(crate) fn shift_like_likelihood(cfg: &Config, short: usize, floor: f64) -> AnomalyLikelihood {

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::context::DAY_MS;
 use crate::median::median_of;
 use crate::model::shift_like_likelihood;
+use crate::shift::scored_lazily;
 use crate::tuning::Tuning;
 
 /// Most records of the last day kept (a series much denser than its mean
@@ -284,20 +285,13 @@ pub(crate) fn swing_likelihood(
         t.swing_log,
         t.swing_gain_hours,
     );
-    let gain = match (sw.gain_raw, sw.gain_likelihood.is_some()) {
-        (None, false) => 0.0,
-        (g, _) => sw
-            .gain_likelihood
-            .get_or_insert_with(|| shift_like_likelihood(cfg, short, t.swing_gain_floor))
-            .update(g.unwrap_or(0.0)),
-    };
-    if raw.is_none() && sw.likelihood.is_none() {
-        return gain;
-    }
-    sw.likelihood
-        .get_or_insert_with(|| shift_like_likelihood(cfg, short, t.swing_std_floor))
-        .update(raw.unwrap_or(0.0))
-        .max(gain)
+    let gain = scored_lazily(&mut sw.gain_likelihood, sw.gain_raw, || {
+        shift_like_likelihood(cfg, short, t.swing_gain_floor)
+    });
+    scored_lazily(&mut sw.likelihood, raw, || {
+        shift_like_likelihood(cfg, short, t.swing_std_floor)
+    })
+    .max(gain)
 }
 
 #[cfg(test)]
