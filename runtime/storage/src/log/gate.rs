@@ -90,13 +90,13 @@ impl Default for Gates {
 impl Gates {
     /// Called after a batch is queued on the WAL.
     pub(crate) fn note_appended(&self) {
-        if self.count.load(Ordering::SeqCst) > 0 {
+        if self.any() {
             self.appended.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
     fn snapshot(&self) -> Vec<Entry> {
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if !self.any() {
             return Vec::new();
         }
         self.open.lock().clone()
