@@ -212,16 +212,20 @@ impl Writer {
                 }
                 next = self.next(&mut rx, false);
             }
-            let (wake, stats) = (self.wake.clone(), self.stats.clone());
-            super::hold::wait_for_holds(
-                &mut group,
-                &wake,
-                &stats,
-                self.group_hold,
-                self.group_bytes,
-                &mut rx,
-                |rx| self.next(rx, false),
-            );
+            if !group.holds.is_empty() {
+                // Cloned only for held groups: the closure below borrows
+                // the writer.
+                let (wake, stats) = (self.wake.clone(), self.stats.clone());
+                super::hold::wait_for_holds(
+                    &mut group,
+                    &wake,
+                    &stats,
+                    self.group_hold,
+                    self.group_bytes,
+                    &mut rx,
+                    |rx| self.next(rx, false),
+                );
+            }
             let body = group.encode();
             let Group {
                 entries,
