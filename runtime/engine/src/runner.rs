@@ -22,6 +22,7 @@ use super::Deployment;
 
 mod call;
 mod gate;
+mod linger;
 mod write;
 
 /// What a runner reports to the supervisor, tagged with the run it belongs
@@ -106,6 +107,9 @@ pub(crate) struct Runner {
     pub retry_backoff: Duration,
     /// Whether gated calls may run on the runner's own task (`call.rs`).
     pub gated_inline: bool,
+    /// How long an ungated live runner lets a busy tail accumulate
+    /// (`linger.rs`).
+    pub tail_linger: Duration,
 }
 
 /// Why a runner stopped early.
@@ -292,6 +296,11 @@ impl Runner {
         let budget = self.deployment.spec.ack_budget();
         let mut gated: Option<gate::Gated> = None;
         let mut place = call::Placement::new(self.gated_inline);
+        // Bounded runs (replays) read history and never linger.
+        let mut linger = linger::TailLinger::new(match self.checkpoint.end {
+            None => self.tail_linger,
+            Some(_) => Duration::ZERO,
+        });
         // Set when the gate was dropped for falling behind; cleared once
         // the runner reaches the log end again.
         let mut behind = false;
@@ -338,11 +347,27 @@ impl Runner {
                     self.commit(&mut instance, next).await?;
                     last_commit = Instant::now();
                 }
+                let ungated = gated.is_none();
                 tokio::select! {
-                    r = hw_rx.changed() => if r.is_err() { break },
+                    r = hw_rx.changed() => {
+                        if r.is_err() {
+                            break;
+                        }
+                        if ungated {
+                            linger.woke();
+                        }
+                    }
                     _ = gate::appended(&mut gated) => {}
                     _ = Self::stopped(&mut self.stop) => break,
                     _ = tokio::time::sleep(self.checkpoint_every) => {}
+                }
+                continue;
+            }
+            let wait = linger.before_read(Instant::now());
+            if !wait.is_zero() {
+                // A stop while lingering still commits the progress made.
+                if self.pause(wait).await.is_err() {
+                    break;
                 }
                 continue;
             }

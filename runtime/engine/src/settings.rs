@@ -43,6 +43,14 @@ pub struct EngineSettings {
     /// design 0019, "Gated calls run where the runner is"). Default `true`;
     /// `false` keeps every module call on the detector threads.
     pub gated_inline: bool,
+    /// How long a live runner without an ack gate lets records accumulate
+    /// at its partition's tail while the partition is busy (its previous
+    /// read less than this ago), in milliseconds: at most one module call
+    /// per this interval and partition instead of one per group commit
+    /// (design 0019, "A busy tail waits for company"). Alerts of such a
+    /// deployment come up to this much later. Default `0` (read at every
+    /// commit); at most `1000`.
+    pub tail_linger_ms: u64,
     /// Records re-fed to a swapped-in module version that cannot read its
     /// predecessor's state, when the swap request does not say. Default
     /// `10000`; must not be negative.
@@ -76,6 +84,7 @@ impl Default for EngineSettings {
             replay_idle: true,
             replay_live_share: None,
             gated_inline: true,
+            tail_linger_ms: 0,
             rebuild_records: 10_000,
             checkpoint_interval_ms: 1000,
             retry_backoff_ms: 500,
@@ -133,6 +142,9 @@ impl EngineSettings {
         if self.retry_backoff_ms == 0 {
             return bad("retry_backoff_ms", "must be at least 1");
         }
+        if self.tail_linger_ms > 1000 {
+            return bad("tail_linger_ms", "must be at most 1000");
+        }
         if self.command_timeout_ms == 0 {
             return bad("command_timeout_ms", "must be at least 1");
         }
@@ -185,6 +197,10 @@ impl EngineSettings {
         Duration::from_millis(self.checkpoint_interval_ms)
     }
 
+    pub(crate) fn tail_linger(&self) -> Duration {
+        Duration::from_millis(self.tail_linger_ms)
+    }
+
     pub(crate) fn retry_backoff(&self) -> Duration {
         Duration::from_millis(self.retry_backoff_ms)
     }
@@ -217,6 +233,9 @@ mod tests {
         );
         let off: EngineSettings = serde_json::from_str(r#"{"gated-inline": false}"#).unwrap();
         assert!(!off.gated_inline);
+        assert_eq!(partial.tail_linger_ms, 0, "runners read every commit unless told");
+        let on: EngineSettings = serde_json::from_str(r#"{"tail-linger-ms": 5}"#).unwrap();
+        assert_eq!(on.tail_linger(), std::time::Duration::from_millis(5));
     }
 
     #[test]
@@ -238,5 +257,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(s.validate().unwrap_err().setting, "replay_live_share");
+        let s = EngineSettings {
+            tail_linger_ms: 1001,
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().setting, "tail_linger_ms");
     }
 }

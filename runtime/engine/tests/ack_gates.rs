@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::Compression;
 use vigil_engine::output::{header, headers, scan_records};
 use vigil_engine::status::DeploymentStatus;
-use vigil_engine::Detectors;
+use vigil_engine::{Detectors, EngineSettings};
 use vigil_protocol::batch::{set_base_offset, BatchBuilder};
 use vigil_storage::leadership::{LeaderCheckError, Leadership};
 use vigil_storage::Log;
@@ -149,6 +149,68 @@ async fn ack_budget_zero_leaves_acks_alone() {
     let log = env.log().await;
     let (det, s) = ungated(&env, &log).await;
     assert!(!s.partitions[0].ack_gate, "{s:?}");
+    close(det, log).await;
+}
+
+/// An ungated runner on a busy tail waits out `tail-linger-ms` after its
+/// previous read before the next (design 0019, "A busy tail waits for
+/// company"); it still alerts every outlier once, and stopping it while it
+/// lingers commits what it processed.
+#[tokio::test]
+async fn an_ungated_runner_lingers_on_a_busy_tail() {
+    const LINGER: Duration = Duration::from_millis(400);
+    let env = Env::new();
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env
+        .engine_with(
+            &log,
+            EngineSettings {
+                tail_linger_ms: LINGER.as_millis() as u64,
+                ..settings()
+            },
+        )
+        .await;
+    let hash = upload(&det, THRESHOLD).await;
+    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
+    spec.ack_budget_ms = Some(0);
+    det.deploy(spec).await.expect("deploy");
+    let input = log.partition("in", 0).expect("input");
+    let alerts = log.partition("alerts", 0).expect("alerts");
+    wait_for("the runner to start", || async {
+        let s = det.status(NAME).await.ok()?;
+        (!s.partitions.is_empty()).then_some(())
+    })
+    .await;
+
+    // The first record of a quiet tail is read at once; the second arrives
+    // while the first read is recent, so its read waits for the linger.
+    let first = std::time::Instant::now();
+    log.append(&input, record(1e6)).await.expect("append");
+    wait_for("the first alert", || async {
+        (alerts.high_watermark() >= 1).then_some(())
+    })
+    .await;
+    log.append(&input, record(1e6)).await.expect("append");
+    wait_for("the second alert", || async {
+        (alerts.high_watermark() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        first.elapsed() >= LINGER,
+        "the second read came {:?} after the first record, within the linger",
+        first.elapsed()
+    );
+    assert_eq!(alerted(&log).await, once(&[0, 1]));
+
+    // A third lingers; stopping now commits the two processed records.
+    log.append(&input, record(10.0)).await.expect("append");
+    det.pause(NAME).await.expect("pause");
+    let s = det.status(NAME).await.expect("status");
+    assert!(
+        s.partitions[0].committed_offset >= 2,
+        "progress kept at the stop: {s:?}"
+    );
     close(det, log).await;
 }
 
