@@ -159,6 +159,7 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "tod_buckets" => t.tod_buckets = v as usize,
         "breakout_bypass" => t.breakout_bypass = v != 0.0,
         "shift_log_fall" => t.shift_log_fall = v != 0.0,
+        "shift_coarse_cap" => t.shift_coarse_cap = v,
         "flat_signal" => t.flat_signal = v != 0.0,
         "flat_std_floor" => t.flat_std_floor = v,
         "threshold_growth" => t.threshold_growth = v,

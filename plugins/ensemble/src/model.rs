@@ -304,7 +304,8 @@ impl SeriesModel {
                 scale,
                 span_ms,
             });
-            let lik = self.shift_likelihood.update((z / t.shift_cap).min(1.0));
+            let raw = crate::shift::shift_raw(t, z, step_minutes);
+            let lik = self.shift_likelihood.update(raw);
             let fall = match self.fall_likelihood.as_mut() {
                 Some(fl) => fl.update(view.map(|v| (v.recent, v.reference, v.scale)), t.shift_cap),
                 None => 0.0,

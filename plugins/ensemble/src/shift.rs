@@ -137,6 +137,26 @@ impl ShiftWindow {
     }
 }
 
+/// The shift statistic's raw surprise: its robust z over `shift_cap`, at
+/// most 1, or at most `shift_coarse_cap / shift_cap` on a series with a
+/// record step of at least `swing_min_step` minutes (design 0007,
+/// session 20 round 23). An hourly series' 200-record reference spans
+/// eight days of level drift, so its raw surprises are large as a rule
+/// (development ad exchange: mean 0.17-0.27, standard deviation
+/// 0.12-0.19 before the first anomaly); a shift held at the cap for a
+/// day then averages at most (1 − 0.27) / 0.19 ≈ 3.8 deviations above
+/// them, a likelihood of about 0.42, and no persistent shift can alert.
+/// Above the cap, a shift must still exceed 4 robust deviations, which
+/// drift alone rarely does.
+pub(crate) fn shift_raw(t: &Tuning, z: f64, step_minutes: f64) -> f64 {
+    let top = if t.shift_coarse_cap > t.shift_cap && step_minutes >= t.swing_min_step {
+        t.shift_coarse_cap / t.shift_cap
+    } else {
+        1.0
+    };
+    (z / t.shift_cap).min(top)
+}
+
 /// The shift likelihood's short window for a record step of
 /// `step_minutes` (`Tuning::shift_short_minutes`).
 pub(crate) fn shift_short_records(cfg: &Config, t: &Tuning, step_minutes: f64) -> usize {
@@ -253,5 +273,58 @@ mod tests {
             };
             assert_eq!(got, Some(want), "step {step}");
         }
+    }
+}
+
+#[cfg(test)]
+mod coarse_tests {
+    use super::*;
+    use vigil_sdk::testing::noise;
+
+    /// The shift likelihood of an hourly series (short window of five
+    /// records, as `shift_short_minutes` gives it) fed the robust z of a
+    /// drifting reference for 1 200 records (raw surprises 0.24 ± 0.20,
+    /// as on the development ad exchange's 0.17-0.27 ± 0.12-0.19), then a
+    /// fall held at `z` for a day; its largest score in that day. With the
+    /// cap at 4 it reaches 0.45 (the development fall that was missed:
+    /// 0.43).
+    fn held_fall(t: &Tuning, z: f64, step_minutes: f64) -> f64 {
+        let cfg = Config::default();
+        let short = shift_short_records(&cfg, t, step_minutes);
+        let mut lik = shift_like_likelihood(&cfg, short, t.shift_std_floor);
+        // The drift persists for days (a first-order autoregression).
+        let mut d = 0.0;
+        for i in 0..1200 {
+            d = 0.95 * d + 0.3 * noise(i);
+            lik.update(shift_raw(
+                t,
+                t.shift_cap * (0.25 + d).max(0.0),
+                step_minutes,
+            ));
+        }
+        (0..24)
+            .map(|_| lik.update(shift_raw(t, z, step_minutes)))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn a_fall_far_beyond_the_cap_stands_out_of_an_hourly_drift() {
+        let t = Tuning::default();
+        let capped = Tuning {
+            shift_coarse_cap: 0.0,
+            ..t
+        };
+        // Seven robust deviations: at the cap of 4 the day's raw surprise
+        // is 1, too close to the drift's to alert; above it, it is 1.75.
+        let hourly = held_fall(&t, 7.0, 60.0);
+        assert!(hourly >= 0.5, "hourly fall scores {hourly}");
+        let at_cap = held_fall(&capped, 7.0, 60.0);
+        assert!(at_cap < 0.5, "capped hourly fall scores {at_cap}");
+        // A fall just at the cap scores as before, and 5-minute series
+        // keep the cap.
+        assert_eq!(held_fall(&t, 4.0, 60.0), held_fall(&capped, 4.0, 60.0));
+        assert_eq!(shift_raw(&t, 7.0, 5.0), 1.0);
+        assert_eq!(shift_raw(&t, 7.0, 60.0), 1.75);
+        assert_eq!(shift_raw(&t, 40.0, 60.0), 2.0, "at most 8 deviations");
     }
 }

@@ -94,6 +94,15 @@ pub struct Tuning {
     /// Scale-free, so the cap means the same on every series; 3-6 scored
     /// alike (design 0007).
     pub shift_cap: f64,
+    /// The shift's z counts up to this many robust deviations on a
+    /// coarse series (record step of at least `swing_min_step`; at most
+    /// `shift_cap` where this is not above it). An hourly series'
+    /// reference spans days of level drift, and its raw surprises at the
+    /// cap left a persistent ad-exchange fall at a likelihood of 0.43
+    /// (`shift::shift_raw`). 8, twice the cap: above the cap the raw
+    /// surprise grows only while the shift does; on every series at 6 or
+    /// 8 split B and the traffic lost (design 0007, session 20 round 23).
+    pub shift_coarse_cap: f64,
     /// Recent values of the shift statistic (the likelihood's short window).
     pub shift_recent: usize,
     /// Reference values of the shift statistic.
@@ -484,6 +493,7 @@ impl Default for Tuning {
             breakout_rearm: 60,
             rearm_tolerance: 3.0,
             shift_cap: 4.0,
+            shift_coarse_cap: 8.0,
             shift_recent: 20,
             shift_ref: 200,
             shift_std_floor: 0.06,
