@@ -233,7 +233,10 @@ mod tests {
         );
         let off: EngineSettings = serde_json::from_str(r#"{"gated-inline": false}"#).unwrap();
         assert!(!off.gated_inline);
-        assert_eq!(partial.tail_linger_ms, 0, "runners read every commit unless told");
+        assert_eq!(
+            partial.tail_linger_ms, 0,
+            "runners read every commit unless told"
+        );
         let on: EngineSettings = serde_json::from_str(r#"{"tail-linger-ms": 5}"#).unwrap();
         assert_eq!(on.tail_linger(), std::time::Duration::from_millis(5));
     }
