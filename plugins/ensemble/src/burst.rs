@@ -54,6 +54,11 @@ impl BurstMemory {
         Some((value - med).abs() / floor)
     }
 
+    /// True when nothing was recorded (or it was dropped).
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty() && self.total == 0
+    }
+
     /// Adds `value`'s excursion (once the window is full) and the value.
     pub fn record(&mut self, value: f64) {
         if !value.is_finite() {

@@ -424,6 +424,9 @@ impl SeriesModel {
         }
         if young || self.n == 0 {
             self.burst.record(value);
+        } else if !self.burst.is_empty() {
+            // A grown-up range never consults it again: drop it from the state.
+            self.burst = BurstMemory::default();
         }
         self.min = lo;
         self.max = hi;
