@@ -202,6 +202,8 @@ fn set_tuning(t: &mut Tuning, name: &str, v: f64) -> Res<()> {
         "early_minutes" => t.early_minutes = v,
         "early_records" => t.early_records = v as usize,
         "early_area" => t.early_area = v,
+        "young_burst_minutes" => t.young_burst_minutes = v,
+        "young_burst_ratio" => t.young_burst_ratio = v,
         "rearm_minutes" => t.rearm_minutes = v,
         "rearm_min_records" => t.rearm_min_records = v as usize,
         "peak_slots" => t.peak_slots = v as usize,

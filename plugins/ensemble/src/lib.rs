@@ -89,6 +89,7 @@
 //! ```
 
 pub mod breakout;
+pub mod burst;
 pub mod config;
 pub mod context;
 pub mod dayshift;
@@ -122,6 +123,7 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "21": the burst memory of young ranges (session 20 round 25);
     /// "20": the day-aware shift keeps 5 days and the likelihood of its
     /// older days of today's kind (session 19 round 21);
     /// "19": the daily swing's previous daily harmonics and the half-day
@@ -161,7 +163,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "20";
+    const STATE_FORMAT: &'static str = "21";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::breakout::{early_breakouts, range_breakout, rearm_gap, BeyondRun};
+use crate::burst::BurstMemory;
 use crate::config::Config;
 use crate::context::{level, ContextMemory, TimeOfDayMemory};
 use crate::dayshift::{DayShift, ShiftView};
@@ -129,6 +130,9 @@ pub struct SeriesModel {
     /// rebuilt from `recent` when its length disagrees).
     #[serde(skip)]
     recent_sorted: SortedWindow,
+    /// Excursions seen while the range is young (`Tuning::young_burst_minutes`).
+    #[serde(default)]
+    burst: BurstMemory,
 }
 
 impl SeriesModel {
@@ -209,6 +213,7 @@ impl SeriesModel {
             cooling_after_flat: false,
             same_run: 0,
             recent_sorted: SortedWindow::default(),
+            burst: BurstMemory::default(),
         }
     }
 
@@ -393,6 +398,9 @@ impl SeriesModel {
         // How far beyond the seen range, in units of that range.
         let mut excess = 0.0;
         // Before warm-up ends, only far breakouts (design 0007, session 13).
+        // Only a young range consults (and so keeps filling) the burst memory.
+        let young = t.young_burst_minutes > 0.0
+            && (ts_ms.saturating_sub(self.first_ts) as f64) < t.young_burst_minutes * 60_000.0;
         let early = !warm && early_breakouts(t, self.n, ts_ms.saturating_sub(self.first_ts));
         if warm || early {
             score = if warm { lik } else { 0.0 };
@@ -401,13 +409,24 @@ impl SeriesModel {
             }
             if cfg.range_tolerance > 0.0 && self.max > self.min {
                 let range = (self.min, self.max);
-                let area = if warm { t.breakout_area } else { t.early_area };
+                let ordinary = young && self.burst.ordinary(value, t.young_burst_ratio);
+                let area = if warm && !ordinary {
+                    t.breakout_area
+                } else {
+                    t.early_area
+                };
                 let tol = cfg.range_tolerance;
                 if range_breakout(&mut self.beyond_run, value, range, tol, area, &mut excess) {
                     score = 1.0;
                     kind = Kind::RangeBreakout;
                 }
             }
+        }
+        if young || self.n == 0 {
+            self.burst.record(value);
+        } else if !self.burst.is_empty() {
+            // A grown-up range never consults it again: drop it from the state.
+            self.burst = BurstMemory::default();
         }
         self.min = lo;
         self.max = hi;

@@ -297,6 +297,16 @@ pub struct Tuning {
     /// warm-up). 0.25-1.0 scored alike on the development seeds, 2.0 lost
     /// windows, 0.125 a little.
     pub early_area: f64,
+    /// After warm-up, a range seen for less than this many minutes of
+    /// record time is still young: a breakout of it whose excursion is
+    /// ordinary for the series (`young_burst_ratio`) needs `early_area`
+    /// (0: off). 7 days: a few of a bursty series' bursts are seen by then
+    /// (design 0007, session 20, round 25).
+    pub young_burst_minutes: f64,
+    /// A breakout's excursion from its recent median below this multiple of
+    /// the series' 99th-percentile excursion is ordinary (`burst`). The
+    /// nearest real AWS window measured was at 1.54; 1.25 leaves a margin.
+    pub young_burst_ratio: f64,
     /// The gap before a range breakout re-arms (`breakout_rearm` records)
     /// spans at most this many minutes of record time (0: off), and at
     /// least `rearm_min_records` records. 60 records are five hours of a
@@ -530,6 +540,8 @@ impl Default for Tuning {
             early_minutes: 4320.0,
             early_records: 150,
             early_area: 0.5,
+            young_burst_minutes: 10080.0,
+            young_burst_ratio: 1.25,
             rearm_minutes: 600.0,
             rearm_min_records: 5,
             shift_log_fall: true,

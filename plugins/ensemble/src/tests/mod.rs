@@ -15,6 +15,7 @@ use vigil_sdk::{Alert, Batch, Severity};
 mod cooldown;
 mod detector;
 mod signals;
+mod young;
 
 const STEP_MS: i64 = 300_000; // 5-minute metric
 const DAY: usize = 288; // records per day at that step

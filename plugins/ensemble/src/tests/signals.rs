@@ -288,9 +288,12 @@ fn a_breakout_must_add_up_a_single_small_one_is_chance() {
         at(&with)
     );
 
-    // Without the rule the single small step is a breakout.
+    // Without the rule the single small step is a breakout (the young
+    // range's burst rule, which also holds an ordinary excursion of a range
+    // under 7 days back, off too: day 6 is young).
     let plain = Tuning {
         breakout_area: 0.0,
+        young_burst_minutes: 0.0,
         ..Tuning::default()
     };
     let without = alerts_of(&plain, &values);
