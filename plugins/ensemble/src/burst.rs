@@ -43,10 +43,14 @@ impl BurstMemory {
         if self.last.len() < WINDOW || !value.is_finite() {
             return None;
         }
-        let mut w: Vec<f64> = self.last.iter().copied().collect();
+        // On the stack: this runs for every record of a young series.
+        let mut w = [0.0; WINDOW];
+        for (slot, x) in w.iter_mut().zip(&self.last) {
+            *slot = *x;
+        }
         w.sort_by(f64::total_cmp);
         let med = w[WINDOW / 2];
-        let mut d: Vec<f64> = w.iter().map(|x| (x - med).abs()).collect();
+        let mut d = w.map(|x| (x - med).abs());
         d.sort_by(f64::total_cmp);
         let floor = (1.4826 * d[WINDOW / 2])
             .max(FLOOR_SHARE * med.abs())
