@@ -82,7 +82,8 @@ impl BurstMemory {
             self.counts[b] = self.counts[b].saturating_add(1);
             self.total = self.total.saturating_add(1);
         }
-        if self.last.len() == WINDOW {
+        // `while`: a restored state may carry a longer window.
+        while self.last.len() >= WINDOW {
             self.last.pop_front();
         }
         self.last.push_back(value);
