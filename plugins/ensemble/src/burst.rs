@@ -143,6 +143,22 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_window_longer_than_its_size_is_trimmed() {
+        let mut m = BurstMemory {
+            last: (0..100).map(f64::from).collect(),
+            counts: vec![1; 3],
+            total: 3,
+        };
+        m.record(5.0);
+        assert_eq!(m.last.len(), WINDOW);
+        assert_eq!(
+            m.counts.len(),
+            BINS,
+            "a histogram of the wrong size restarts"
+        );
+    }
+
+    #[test]
     fn the_histogram_quantile_is_close_to_the_exact_one() {
         let mut m = BurstMemory::default();
         let mut exact = Vec::new();
