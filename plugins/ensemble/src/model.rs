@@ -399,11 +399,12 @@ impl SeriesModel {
         let mut kind = Kind::Normal;
         // How far beyond the seen range, in units of that range.
         let mut excess = 0.0;
-        // Before warm-up ends, only far breakouts (design 0007, session 13).
+        let age_ms = ts_ms.saturating_sub(self.first_ts);
         // Only a young range consults (and so keeps filling) the burst memory.
-        let young = t.young_burst_minutes > 0.0
-            && (ts_ms.saturating_sub(self.first_ts) as f64) < t.young_burst_minutes * 60_000.0;
-        let early = !warm && early_breakouts(t, self.n, ts_ms.saturating_sub(self.first_ts));
+        let young =
+            t.young_burst_minutes > 0.0 && (age_ms as f64) < t.young_burst_minutes * 60_000.0;
+        // Before warm-up ends, only far breakouts (design 0007, session 13).
+        let early = !warm && early_breakouts(t, self.n, age_ms);
         if warm || early {
             score = if warm { lik } else { 0.0 };
             if score > 0.0 {
