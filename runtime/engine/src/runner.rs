@@ -296,11 +296,10 @@ impl Runner {
         let budget = self.deployment.spec.ack_budget();
         let mut gated: Option<gate::Gated> = None;
         let mut place = call::Placement::new(self.gated_inline);
-        // Bounded runs (replays) read history and never linger.
-        let mut linger = linger::TailLinger::new(match self.checkpoint.end {
-            None => self.tail_linger,
-            Some(_) => Duration::ZERO,
-        });
+        // Bounded runs (replays) read history and never linger; with no
+        // linger set a read costs nothing extra.
+        let mut linger = (self.checkpoint.end.is_none() && !self.tail_linger.is_zero())
+            .then(|| linger::TailLinger::new(self.tail_linger));
         // Set when the gate was dropped for falling behind; cleared once
         // the runner reaches the log end again.
         let mut behind = false;
@@ -353,8 +352,8 @@ impl Runner {
                         if r.is_err() {
                             break;
                         }
-                        if ungated {
-                            linger.woke();
+                        if let (true, Some(l)) = (ungated, linger.as_mut()) {
+                            l.woke();
                         }
                     }
                     _ = gate::appended(&mut gated) => {}
@@ -363,7 +362,9 @@ impl Runner {
                 }
                 continue;
             }
-            let wait = linger.before_read(Instant::now());
+            let wait = linger
+                .as_mut()
+                .map_or(Duration::ZERO, |l| l.before_read(Instant::now()));
             if !wait.is_zero() {
                 // A stop while lingering still commits the progress made.
                 if self.pause(wait).await.is_err() {
