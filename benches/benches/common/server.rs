@@ -20,7 +20,9 @@ use vigil_storage::store::{ObjectStoreStats, StoreOp};
 /// `0` = never yield) the share a replay keeps to while clients produce,
 /// `VIGIL_BENCH_WAL_GROUP_HOLD_US` the WAL's group hold and
 /// `VIGIL_BENCH_TAIL_LINGER_MS` how long an ungated runner lets a busy tail
-/// accumulate (design 0019), so runs can compare them.
+/// accumulate and `VIGIL_BENCH_GATED_ON_APPEND` (`true`/`false`) whether
+/// gated detectors run on the appending task (design 0019), so runs can
+/// compare them.
 pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Running> {
     std::fs::create_dir_all(objects)
         .with_context(|| format!("cannot create {}", objects.display()))?;
@@ -36,6 +38,7 @@ pub fn start_broker(rt: &Runtime, data_dir: &Path, objects: &Path) -> Result<Run
     d.replay_idle = crate::common::env_or("VIGIL_BENCH_REPLAY_IDLE", d.replay_idle)?;
     d.detector_nice = crate::common::env_or("VIGIL_BENCH_DETECTOR_NICE", d.detector_nice)?;
     d.tail_linger_ms = crate::common::env_or("VIGIL_BENCH_TAIL_LINGER_MS", d.tail_linger_ms)?;
+    d.gated_on_append = crate::common::env_or("VIGIL_BENCH_GATED_ON_APPEND", d.gated_on_append)?;
     let live_share = crate::common::env_or("VIGIL_BENCH_REPLAY_LIVE_SHARE", f64::NAN)?;
     if !live_share.is_nan() {
         d.replay_live_share = Some(live_share);

@@ -81,6 +81,11 @@ pub struct PartitionStatus {
     /// and caught up.
     #[serde(default)]
     pub ack_gate: bool,
+    /// Batches the detector processed on the producers' own tasks as they
+    /// were appended, since the runner started here (a gated runner lends
+    /// its detector to the partition while it is caught up; design 0019).
+    #[serde(default)]
+    pub on_append_batches: u64,
     /// Milliseconds the runner here rested to stay within its deployment's
     /// budget (`cpu_share`, byte rate) or, for a replay, to leave the CPU
     /// to live writes (`replay-live-share`), since it started here.

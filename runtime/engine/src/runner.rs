@@ -22,7 +22,9 @@ use super::Deployment;
 
 mod call;
 mod gate;
+mod lend;
 mod linger;
+mod settle;
 mod write;
 
 /// What a runner reports to the supervisor, tagged with the run it belongs
@@ -107,6 +109,9 @@ pub(crate) struct Runner {
     pub retry_backoff: Duration,
     /// Whether gated calls may run on the runner's own task (`call.rs`).
     pub gated_inline: bool,
+    /// Whether a gated runner lends its detector to the appending task
+    /// (`lend.rs`).
+    pub gated_on_append: bool,
     /// How long an ungated live runner lets a busy tail accumulate
     /// (`linger.rs`).
     pub tail_linger: Duration,
@@ -286,7 +291,6 @@ impl Runner {
             }
             self.status.lock().versions = super::deployment::version_statuses(&self.checkpoint);
         }
-        let suppress_through = self.suppress_through;
         if let Some(t) = prov_suppress.through {
             tracing::info!(deployment = %self.deployment.spec.name, topic = %self.topic, partition = self.input.index, from = self.checkpoint.offset, through = t, "re-processing input already alerted on; its alerts are suppressed");
         }
@@ -345,6 +349,17 @@ impl Runner {
                 if last_commit.elapsed() >= self.checkpoint_every && self.committable(next) {
                     self.commit(&mut instance, next).await?;
                     last_commit = Instant::now();
+                }
+                if let (Some(g), true) = (&gated, self.may_lend(&place)) {
+                    // Until the next checkpoint; with one overdue (records
+                    // not yet durable, or nothing new), a whole interval.
+                    let now = Instant::now();
+                    let due = Some(last_commit + self.checkpoint_every)
+                        .filter(|d| *d > now)
+                        .unwrap_or(now + self.checkpoint_every);
+                    self.lend(&mut instance, &mut next, g, &mut place, due)
+                        .await?;
+                    continue;
                 }
                 let ungated = gated.is_none();
                 tokio::select! {
@@ -415,40 +430,10 @@ impl Runner {
             if let (Some(g), true) = (&gated, place.demoted()) {
                 g.gate.release_groups();
             }
-            let batch_end = built
-                .as_ref()
-                .map_or(wire_end, |b| b.last_offset.max(wire_end));
-            if let Some(b) = &built {
-                if !b.bad_records.is_empty() {
-                    self.bad_records(b).await?;
-                }
-            }
-            match result {
-                Ok(alerts) => {
-                    let alerts: Vec<_> = alerts
-                        .into_iter()
-                        .filter(|a| a.source_offset > suppress_through)
-                        .collect();
-                    if let (false, Some(b)) = (alerts.is_empty(), &built) {
-                        let gate = gated.as_ref().map(|g| &g.gate);
-                        self.append_alerts(alerts, b.batch.clone(), batch_end, gate)
-                            .await?;
-                    }
-                }
-                Err(e) => {
-                    let poisoned = e.poisons_instance();
-                    self.batch_failed(e, built.as_ref(), from, batch_end)
-                        .await?;
-                    if poisoned {
-                        // The trapped instance's memory may be inconsistent:
-                        // start over from the last committed state.
-                        let state = self.checkpoint.state.clone();
-                        let declinable = self.checkpoint.swap_rebuild.is_some();
-                        instance = Some(self.instantiate(state.as_deref(), declinable).await?.0);
-                    }
-                }
-            }
-            next = batch_end + 1;
+            let gate = gated.as_ref().map(|g| &*g.gate);
+            next = self
+                .settle(&mut instance, built.as_ref(), result, from, wire_end, gate)
+                .await?;
             if let Some(g) = &gated {
                 g.gate.advance(next);
                 if next < readable {
@@ -458,22 +443,7 @@ impl Runner {
                     behind = true;
                 }
             }
-            {
-                let now = Instant::now();
-                let mut s = self.status.lock();
-                s.offset = next;
-                s.lag = (s.high_watermark - next).max(0);
-                s.rate.tick(now);
-                if let Some(b) = &built {
-                    s.records += b.records as u64;
-                    if b.records > 0 {
-                        s.newest_timestamp = Some(
-                            s.newest_timestamp
-                                .map_or(b.max_timestamp, |t| t.max(b.max_timestamp)),
-                        );
-                    }
-                }
-            }
+            settle::note_progress(&self.status, next, built.as_ref());
             drop(_slot);
             if let Some(t) = &self.throttle {
                 self.rest_for_budget(t.rest(busy)).await?;

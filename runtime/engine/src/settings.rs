@@ -43,6 +43,12 @@ pub struct EngineSettings {
     /// design 0019, "Gated calls run where the runner is"). Default `true`;
     /// `false` keeps every module call on the detector threads.
     pub gated_inline: bool,
+    /// Let a gated runner whose calls run inline hand its detector to its
+    /// input partition, which calls it with each batch on the producer's
+    /// own task as the batch is queued: no wake-up, no tail read (design
+    /// 0019, "Detectors on the appending task"). Default `true`; `false`
+    /// keeps every call on the runner's task. Needs `gated_inline`.
+    pub gated_on_append: bool,
     /// How long a live runner without an ack gate lets records accumulate
     /// at its partition's tail while the partition is busy (its previous
     /// read less than this ago), in milliseconds: at most one module call
@@ -84,6 +90,7 @@ impl Default for EngineSettings {
             replay_idle: true,
             replay_live_share: None,
             gated_inline: true,
+            gated_on_append: true,
             tail_linger_ms: 0,
             rebuild_records: 10_000,
             checkpoint_interval_ms: 1000,
@@ -233,6 +240,12 @@ mod tests {
         );
         let off: EngineSettings = serde_json::from_str(r#"{"gated-inline": false}"#).unwrap();
         assert!(!off.gated_inline);
+        assert!(
+            partial.gated_on_append,
+            "gated detectors run on the appending task unless switched off"
+        );
+        let off: EngineSettings = serde_json::from_str(r#"{"gated-on-append": false}"#).unwrap();
+        assert!(!off.gated_on_append);
         assert_eq!(
             partial.tail_linger_ms, 0,
             "runners read every commit unless told"

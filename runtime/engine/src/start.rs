@@ -215,6 +215,7 @@ impl Supervisor {
                 checkpoint_every: ctx.settings.checkpoint_every(),
                 retry_backoff: ctx.settings.retry_backoff(),
                 gated_inline: ctx.settings.gated_inline,
+                gated_on_append: ctx.settings.gated_on_append,
                 tail_linger: ctx.settings.tail_linger(),
             };
             tasks.push(tokio::spawn(runner.run()));

@@ -18,6 +18,7 @@ use vigil_engine::{Detectors, EngineSettings};
 use vigil_protocol::batch::{set_base_offset, BatchBuilder};
 use vigil_storage::leadership::{LeaderCheckError, Leadership};
 use vigil_storage::Log;
+use vigil_storage::Partition;
 
 use common::*;
 
@@ -25,15 +26,17 @@ const NAME: &str = "gated";
 
 /// One batch of one `{"amount": amount}` record.
 fn record(amount: f64) -> Bytes {
-    let v = serde_json::json!({ "amount": amount }).to_string();
-    let b = BatchBuilder::new(Compression::None)
-        .record(
-            chrono::Utc::now().timestamp_millis(),
-            None,
-            Some(Bytes::from(v)),
-        )
-        .build()
-        .expect("batch");
+    batch_of(&[serde_json::json!({ "amount": amount })])
+}
+
+/// One batch with one record per value.
+fn batch_of(values: &[serde_json::Value]) -> Bytes {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut b = BatchBuilder::new(Compression::None);
+    for v in values {
+        b = b.record(now, None, Some(Bytes::from(v.to_string())));
+    }
+    let b = b.build().expect("batch");
     let mut w = BytesMut::from(&b[..]);
     set_base_offset(&mut w, 0);
     w.freeze()
@@ -371,5 +374,117 @@ async fn an_alert_written_while_leadership_was_unconfirmed_is_not_written_again(
     assert_eq!(alerted(&log).await, once(&[0, 5, 10]));
     let _ = stop_tx.send(true);
     let _ = renewal.await;
+    close(det, log).await;
+}
+
+/// Batches the runner's detector processed on the appending task so far.
+async fn on_append(det: &Detectors) -> u64 {
+    let s = det.status(NAME).await.expect("status");
+    s.partitions.first().map_or(0, |p| p.on_append_batches)
+}
+
+/// Appends 30 records, every third an outlier, each acknowledged with its
+/// alert readable; returns the outliers' offsets.
+async fn acked_with_alerts(log: &Log, input: &Arc<Partition>, from: i64) -> Vec<i64> {
+    let alerts = log.partition("alerts", 0).expect("alerts");
+    let before = alerts.high_watermark();
+    let mut outliers = Vec::new();
+    for i in from..from + 30 {
+        let outlier = i % 3 == 0;
+        log.append(input, record(if outlier { 1e6 } else { 10.0 }))
+            .await
+            .expect("append");
+        if outlier {
+            outliers.push(i);
+        }
+        assert_eq!(
+            alerts.high_watermark() - before,
+            outliers.len() as i64,
+            "after the ack of offset {i}"
+        );
+    }
+    outliers
+}
+
+/// A caught-up gated runner lends its detector to the partition: the
+/// producer's task calls it (design 0019, "Detectors on the appending
+/// task"), with the same guarantees; `gated-on-append = false` keeps every
+/// call on the runner.
+#[tokio::test]
+async fn a_caught_up_gated_detector_runs_on_the_appending_task() {
+    for lend in [true, false] {
+        let env = Env::new();
+        let log = env.log().await;
+        create_topic(&log, "in", 1).await;
+        let settings = EngineSettings {
+            gated_on_append: lend,
+            ..settings()
+        };
+        let det = env.engine_with(&log, settings).await;
+        deploy(&det, 10_000, 0).await;
+        let input = log.partition("in", 0).expect("input");
+        let outliers = acked_with_alerts(&log, &input, 0).await;
+        assert_eq!(alerted(&log).await, once(&outliers));
+        assert_eq!(input.ack_gate_misses(), 0);
+        wait_committed(&det, NAME, 30).await;
+        let n = on_append(&det).await;
+        if lend {
+            // Recalled for each checkpoint (every 20 ms here), the runner
+            // reads what was appended meanwhile itself.
+            assert!(n >= 15, "{n} of 30 batches on the appending task");
+        } else {
+            assert_eq!(n, 0, "switched off");
+        }
+        close(det, log).await;
+    }
+}
+
+/// What the loan cannot finish goes back to the runner, which settles it
+/// its own way: a record that fails the schema (skip policy), a batch too
+/// large to call inline; the loan resumes after each, and every outlier is
+/// alerted once.
+#[tokio::test]
+async fn a_batch_the_appending_task_cannot_finish_goes_back_to_the_runner() {
+    let env = Env::new();
+    let log = env.log().await;
+    create_topic(&log, "in", 1).await;
+    let det = env.engine(&log).await;
+    let hash = upload(&det, THRESHOLD).await;
+    let mut spec = threshold_spec(NAME, &hash, "in", "alerts");
+    spec.ack_budget_ms = Some(10_000);
+    spec.on_failure = vigil_api::FailurePolicy::Skip;
+    det.deploy(spec).await.expect("deploy");
+    wait_gated(&det, 0).await;
+    let input = log.partition("in", 0).expect("input");
+    let mut outliers = acked_with_alerts(&log, &input, 0).await;
+    let lent = on_append(&det).await;
+    assert!(lent > 0, "never lent");
+
+    // Offset 30 does not match the schema; 31 is an outlier in the same batch.
+    let bad = batch_of(&[
+        serde_json::json!({ "amount": "not a number" }),
+        serde_json::json!({ "amount": 1e6 }),
+    ]);
+    log.append(&input, bad).await.expect("append");
+    outliers.push(31);
+    // Offsets 32..3032 in one batch of about 90 KiB, an outlier at 2032.
+    let big: Vec<_> = (0..3000)
+        .map(|i| serde_json::json!({ "amount": if i == 2000 { 1e6 } else { 10.0 } }))
+        .collect();
+    log.append(&input, batch_of(&big)).await.expect("append");
+    outliers.push(2032);
+    outliers.extend(acked_with_alerts(&log, &input, 3032).await);
+    wait_committed(&det, NAME, 3062).await;
+    assert_eq!(alerted(&log).await, once(&outliers));
+    let s = det.status(NAME).await.expect("status");
+    let p = s.partitions.first().expect("partition");
+    assert_eq!(p.bad_records, 1);
+    assert!(
+        p.on_append_batches >= lent + 15,
+        "the loan did not resume: {} then {}",
+        lent,
+        p.on_append_batches
+    );
+    assert_eq!(input.ack_gate_misses(), 0);
     close(det, log).await;
 }

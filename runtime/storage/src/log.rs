@@ -23,6 +23,7 @@ use crate::partition::{
 use crate::read::{self, FetchedBatches, RunReader, TimestampLookup};
 use crate::wal::{Wal, WalEntry};
 
+mod append;
 mod commit;
 pub mod gate;
 mod node_gc;
@@ -31,6 +32,7 @@ mod ownership;
 mod pressure;
 mod producer_ids;
 mod recover;
+pub mod tap;
 mod topics;
 mod wal_gc;
 
@@ -245,114 +247,6 @@ impl Log {
                 topic: topic.to_string(),
                 partition: index,
             })
-    }
-
-    /// Appends one record batch to a partition and waits until it is durable
-    /// (fsync'd in the WAL). A retried idempotent batch is answered with its
-    /// original offset.
-    pub async fn append(
-        &self,
-        p: &Arc<Partition>,
-        records: Bytes,
-    ) -> std::result::Result<AppendOutcome, AppendError> {
-        self.start_append(p, records).await?.wait().await
-    }
-
-    /// The ordered half of an append: validates the batch, assigns its offsets
-    /// and queues it on the WAL. Call it in request order; await the returned
-    /// [`PendingAppend`] concurrently.
-    pub async fn start_append(
-        &self,
-        p: &Arc<Partition>,
-        records: Bytes,
-    ) -> std::result::Result<PendingAppend, AppendError> {
-        self.start_append_then(p, records, None).await
-    }
-
-    /// [`start_append`](Log::start_append) with `then` run by the WAL
-    /// completion once the batch is durable and readable (not on failure):
-    /// a gated reader advances its gate there (`log/gate.rs`).
-    pub async fn start_append_then(
-        &self,
-        p: &Arc<Partition>,
-        records: Bytes,
-        then: Option<OnDurable>,
-    ) -> std::result::Result<PendingAppend, AppendError> {
-        if self.fenced.load(Ordering::SeqCst) {
-            return Err(self.fence.fenced_error().into());
-        }
-        if !p.is_serving() {
-            return Err(p.not_leader("it was handed over").into());
-        }
-        // Disk full / upload backlog: refuse at once (log/pressure.rs).
-        self.admit_append(records.len())?;
-        let header = p.validate(&records)?;
-        let permit = self.wal.reserve(records.len()).await?;
-        let (tx, rx) = oneshot::channel();
-        let producers = ProducerCheck {
-            issued_below: self.issued_below(header.producer_id),
-            now_ms: self.clock.now_ms(),
-        };
-        let leadership = self.leadership.read().clone();
-        let check = ownership::AckCheck {
-            leadership: leadership.clone(),
-            fence: self.fence.clone(),
-            epoch: p.leader_epoch(),
-        };
-        let begun = p
-            .begin_append(header, &records, producers, |bytes, last| {
-                let p2 = p.clone();
-                let fenced = self.fenced.clone();
-                // Gated readers' outputs about this batch may join its group
-                // (wal/hold.rs).
-                let holds = self.wal.group_wake().enabled() && p.gates.any();
-                let hold = holds.then(|| {
-                    let p3 = p.clone();
-                    Box::new(move || p3.gates.queued_through(last + 1)) as crate::wal::Hold
-                });
-                self.wal.append_held(
-                    WalEntry::Batch {
-                        topic_id: p.topic_id,
-                        partition: p.index,
-                        batch: bytes,
-                    },
-                    Box::new(move |res| {
-                        // Durable; acknowledged only if this broker still leads
-                        // the partition at the epoch that wrote it.
-                        let res = res.and_then(|()| ownership::confirm(&*leadership, &p2));
-                        match &res {
-                            Ok(()) => {
-                                p2.advance_high_watermark(last + 1);
-                                if let Some(then) = then {
-                                    then();
-                                }
-                            }
-                            Err(StorageError::Fenced { .. }) => {
-                                fenced.store(true, Ordering::SeqCst)
-                            }
-                            Err(StorageError::OwnershipUnconfirmed { .. }) => {
-                                p2.note_written_unconfirmed(last + 1)
-                            }
-                            Err(_) => {}
-                        }
-                        p2.note_settled(last + 1);
-                        drop(permit);
-                        let _ = tx.send(res);
-                    }),
-                    hold,
-                );
-            })
-            .map_err(|e| ownership::refusal(&**self.leadership.read(), p, e))?;
-        self.stats
-            .appended_bytes
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        Ok(match begun {
-            Begun::Queued { base_offset, end } => {
-                p.gates.note_appended();
-                PendingAppend::queued(p.clone(), base_offset, end, rx, check)
-            }
-            Begun::Duplicate(e) => PendingAppend::duplicate(e, p.watch_high_watermark()),
-        })
     }
 
     /// Reads whole batches from `offset`, at most about `max_bytes` (at least

@@ -95,6 +95,8 @@ pub struct Partition {
     current_epoch: std::sync::atomic::AtomicI32,
     /// Readers acknowledgements wait for (see `log/gate.rs`).
     pub(crate) gates: crate::log::gate::Gates,
+    /// Readers called with each queued batch (see `log/tap.rs`).
+    pub(crate) taps: crate::log::tap::Taps,
 }
 
 /// Why an append was refused. Nothing was written.
@@ -242,6 +244,7 @@ impl Partition {
                     .map_or(crate::epochs::UNDEFINED, |e| e.epoch),
             ),
             gates: Default::default(),
+            taps: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod ack_gates;
 mod admin;
+mod append_taps;
 mod cancellation;
 mod cluster_nodes;
 mod common;

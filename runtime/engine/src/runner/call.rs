@@ -53,6 +53,12 @@ impl Placement {
         }
     }
 
+    /// Sends the runner to the pool for good (a call on the appending
+    /// task took long, `lend.rs`).
+    pub(super) fn demote(&mut self) {
+        self.demoted = true;
+    }
+
     /// Whether the runner was sent to the pool for good.
     pub(super) fn demoted(&self) -> bool {
         self.demoted

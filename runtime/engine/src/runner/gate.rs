@@ -10,7 +10,9 @@ use vigil_storage::FetchedBatches;
 
 /// A runner's gate and the wake-ups that come with it.
 pub(super) struct Gated {
-    pub(super) gate: AckGate,
+    /// Shared with the runner's loan while it lends its detector
+    /// (`lend.rs`).
+    pub(super) gate: Arc<AckGate>,
     appends: watch::Receiver<u64>,
 }
 
@@ -25,7 +27,7 @@ impl Gated {
         budget: Duration,
         holds_groups: bool,
     ) -> Self {
-        let gate = log.ack_gate(input, next, budget, holds_groups);
+        let gate = Arc::new(log.ack_gate(input, next, budget, holds_groups));
         // Subscribed after opening: every append from here on wakes us,
         // and the log end read after this covers those before.
         let appends = input.watch_appends();

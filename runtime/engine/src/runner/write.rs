@@ -14,7 +14,7 @@ use vigil_storage::log::gate::AckGate;
 use vigil_storage::{AppendError, StorageError};
 
 /// Most alerts of one batch a gated runner encodes on its own task.
-const INLINE_ALERTS: usize = 64;
+pub(super) const INLINE_ALERTS: usize = 64;
 
 /// What a refused append tells the runner to do.
 enum Refusal {
@@ -75,6 +75,31 @@ impl Runner {
                 Refusal::Unconfirmed => return self.await_confirmation(p, what).await,
                 Refusal::Lost => return Err(self.lost(p, what)),
             }
+        }
+    }
+
+    /// Waits for an append of `what` to `p` queued on the runner's behalf
+    /// (by its loan, `lend.rs`) to settle. A refusal after the WAL took it
+    /// is never retried, as in [`append`](Runner::append): an unconfirmed
+    /// write is waited for, and any other leaves its fate unknown, so the
+    /// runner stops without committing and the restart's recovery scan
+    /// finds whatever of it reached the topic.
+    pub(super) async fn settle_queued(
+        &self,
+        p: &Arc<Partition>,
+        pending: vigil_storage::PendingAppend,
+        what: &str,
+    ) -> Result<(), Stop> {
+        let Err(e) = pending.wait().await else {
+            return Ok(());
+        };
+        self.note_error(&format!("appending {what}: {e}"));
+        if self.log.is_fenced() {
+            return Err(Stop::Requested);
+        }
+        match refusal(&e) {
+            Refusal::Unconfirmed => self.await_confirmation(p, what).await,
+            Refusal::Retry | Refusal::Lost => Err(self.lost(p, what)),
         }
     }
 

@@ -335,7 +335,7 @@ fn per_partition<M: EncodeMetric>(
 /// Per deployment and input partition, from the runners' status.
 fn encode_detectors(e: &mut DescriptorEncoder, deployments: &[DeploymentStatus]) -> fmt::Result {
     type Count = fn(&PartitionStatus) -> u64;
-    let counters: [(&str, &str, Count); 4] = [
+    let counters: [(&str, &str, Count); 5] = [
         ("detector_records", "Input records processed", |p| p.records),
         ("detector_alerts", "Alerts written", |p| p.alerts),
         (
@@ -347,6 +347,11 @@ fn encode_detectors(e: &mut DescriptorEncoder, deployments: &[DeploymentStatus])
             "detector_bad_records",
             "Records not matching the value schema",
             |p| p.bad_records,
+        ),
+        (
+            "detector_on_append_batches",
+            "Batches processed on the producers' tasks as they were appended",
+            |p| p.on_append_batches,
         ),
     ];
     for (name, help, get) in counters {

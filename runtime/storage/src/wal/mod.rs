@@ -236,6 +236,13 @@ impl Wal {
             .map_err(|_| StorageError::WalClosed)
     }
 
+    /// [`reserve`](Wal::reserve) without waiting: `None` while the WAL's
+    /// in-flight bytes are at their bound.
+    pub fn try_reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let n = bytes.clamp(1, MAX_INFLIGHT_BYTES) as u32;
+        self.inflight.clone().try_acquire_many_owned(n).ok()
+    }
+
     /// Fails with a retriable [`StorageError::WalIo`] while the local writer
     /// cannot write (disk full, I/O errors): an append queued now would only
     /// wait behind the failing group. Clears by itself once a retry succeeds.
