@@ -154,8 +154,10 @@ def traffic(rng):
     kinds = [rng.choice(["incident", "incident", "stuck", "no_rush", "shift"]) for _ in idx]
     # A missing rush hour is labelled where it should have started: move
     # its onset to the next weekday morning, an hour before the peak.
-    for k, (i, kind) in enumerate(zip(idx, kinds)):
-        if kind == "no_rush":
+    # (Not `kind`: that name is the sensor's; reusing it made every file a
+    # travel time before round 29.)
+    for k, (i, anomaly) in enumerate(zip(idx, kinds)):
+        if anomaly == "no_rush":
             j = i
             while j < n - 1:
                 local = stamps[j] + timedelta(hours=utc_off)
