@@ -39,6 +39,8 @@ pub(crate) struct DeploymentTotals {
     pub(crate) state: String,
     pub(crate) records: u64,
     pub(crate) alerts: u64,
+    /// Batches processed on the producers' tasks (design 0019).
+    pub(crate) on_append: u64,
     pub(crate) lag: i64,
     pub(crate) last_error: Option<String>,
 }
@@ -51,6 +53,7 @@ pub(crate) fn totals(status: &DeploymentStatus) -> DeploymentTotals {
     for part in &status.partitions {
         t.records += part.records;
         t.alerts += part.alerts;
+        t.on_append += part.on_append_batches;
         t.lag += part.lag;
         if let Some(e) = &part.last_error {
             t.last_error.get_or_insert_with(|| e.clone());

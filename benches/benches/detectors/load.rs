@@ -189,7 +189,7 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         p.linger_ms
     );
     println!(
-        "{:<22} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7} | {:>13} | {:>8} | {:>10} {:>8} {:>9}",
+        "{:<22} {:>8} {:>9} | {:>7} {:>7} {:>7} {:>7} | {:>13} | {:>8} | {:>10} {:>8} {:>9} {:>10}",
         "point",
         "records",
         "rec/s",
@@ -201,7 +201,8 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         "cpu",
         "processed",
         "alerts",
-        "catch-up"
+        "catch-up",
+        "on append"
     );
     for pt in points {
         let l = pt.sent.ack_latencies();
@@ -209,8 +210,9 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         let secs = pt.sent.elapsed.max(1e-9);
         let processed: u64 = pt.deployments.iter().map(|d| d.records).sum();
         let alerts: u64 = pt.deployments.iter().map(|d| d.alerts).sum();
+        let on_append: u64 = pt.deployments.iter().map(|d| d.on_append).sum();
         println!(
-            "{:<22} {:>8} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>13} | {:>8} | {:>10} {:>8} {:>9}",
+            "{:<22} {:>8} {:>9.0} | {:>7.2} {:>7.2} {:>7.2} {:>7.2} | {:>13} | {:>8} | {:>10} {:>8} {:>9} {:>10}",
             pt.label,
             l.len(),
             l.len() as f64 / secs,
@@ -236,6 +238,11 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
                 (_, true) => "-".to_string(),
                 (Some(d), false) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
                 (None, false) => "> 30 s".to_string(),
+            },
+            if pt.deployments.is_empty() {
+                "-".to_string()
+            } else {
+                on_append.to_string()
             }
         );
     }
@@ -282,9 +289,11 @@ pub(crate) fn print_load(p: &Params, points: &[LoadPoint]) {
         "(latency = send → delivery report of the measured records, after {LOAD_WARMUP_SECS} s of \
          warm-up at the same rate; outl = the same for the outliers alone (the records that raise \
          alerts, whose acks a gated deployment holds for them); cpu = this process (broker + detectors + client) as % of one \
-         core; processed / alerts = records and alerts of all deployments during the point \
+         core; processed / alerts = records and alerts of all deployments since they were deployed \
          (warm-up included; busy = every record × {} deployments), from GET \
-         /v1/deployments/NAME; catch-up = last ack → every deployment's lag 0. Each deployment: \
+         /v1/deployments/NAME; catch-up = last ack → every deployment's lag 0; on append = batches \
+         the deployments processed on the producers' tasks as they were appended (design 0019; \
+         cumulative, like processed). Each deployment: \
          zscore on every partition of the produced topic, its own alert topic. Order: no \
          deployments; deploy (default ack budget); {} rounds of idle (same load on the other \
          topic) then busy; redeploy with ack_budget_ms 0; the same rounds; undeploy; none again)\n",

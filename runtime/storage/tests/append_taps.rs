@@ -17,17 +17,17 @@ use common::{batch, create_topic, StoreDir};
 #[derive(Default)]
 struct Recorder {
     seen: Mutex<Vec<(i64, i64, i64)>>,
-    output: Option<Arc<Partition>>,
+    output: Option<(Arc<Log>, Arc<Partition>)>,
 }
 
 impl AppendTap for Recorder {
-    fn appended(&self, log: &Log, base: i64, end: i64, records: &Bytes) {
+    fn appended(&self, base: i64, end: i64, records: &Bytes) {
         let (header, _) = RecordBatches::new(records.clone())
             .next()
             .expect("one batch")
             .expect("a valid batch");
         self.seen.lock().push((base, end, header.base_offset));
-        if let Some(out) = &self.output {
+        if let Some((log, out)) = &self.output {
             log.try_start_append_then(out, batch("copy", None), None)
                 .expect("output append")
                 .expect("room on the WAL");
@@ -53,7 +53,7 @@ async fn a_tap_sees_each_queued_batch_as_written_and_its_own_appends_call_no_tap
     let on_out = Arc::new(Recorder::default());
     let _out_tap = out.add_tap(on_out.clone());
     let on_in = Arc::new(Recorder {
-        output: Some(out.clone()),
+        output: Some((log.clone(), out.clone())),
         ..Default::default()
     });
     let in_tap = input.add_tap(on_in.clone());

@@ -7,8 +7,8 @@
 //! detectors took from the request path (detectors bench section 3). A
 //! caught-up gated runner whose calls run inline therefore hands its
 //! instance to the partition as an append tap (`storage/src/log/tap.rs`):
-//! the producer's own task calls it with the batch it has just queued, so
-//! the call overlaps the batch's fsync with no wake-up and no read.
+//! the producer's own request calls it with the batch it has just queued,
+//! so the call overlaps the batch's fsync with no wake-up and no read.
 //!
 //! The loan covers the common case only. A batch it cannot finish by
 //! itself (records that fail the schema, a failed call, many alerts, an
@@ -41,6 +41,7 @@ const MAX_AHEAD: usize = 16;
 
 /// A runner's detector on loan to its input partition.
 struct Loan {
+    log: Arc<Log>,
     deployment: Arc<Deployment>,
     topic: String,
     partition: i32,
@@ -89,7 +90,7 @@ struct Handback {
 }
 
 impl AppendTap for Loan {
-    fn appended(&self, log: &Log, base: i64, end: i64, records: &Bytes) {
+    fn appended(&self, base: i64, end: i64, records: &Bytes) {
         let mut lent = self.state.lock();
         if lent.end.is_some() || lent.instance.is_none() || base < lent.next {
             return;
@@ -102,13 +103,13 @@ impl AppendTap for Loan {
             }
             return;
         }
-        self.run(&mut lent, log, base, end, records);
+        self.run(&mut lent, base, end, records);
         while lent.end.is_none() {
             let next = lent.next;
             let Some((end, records)) = lent.ahead.remove(&next) else {
                 break;
             };
-            self.run(&mut lent, log, next, end, &records);
+            self.run(&mut lent, next, end, &records);
         }
     }
 }
@@ -123,7 +124,7 @@ impl Loan {
 
     /// Calls the detector on one batch (offsets `base..end`) and, in the
     /// common case, queues its alerts and moves the gate.
-    fn run(&self, lent: &mut Lent, log: &Log, base: i64, end: i64, records: &Bytes) {
+    fn run(&self, lent: &mut Lent, base: i64, end: i64, records: &Bytes) {
         if records.len() > INLINE_BYTES {
             return self.end(lent, LoanEnd::Declined);
         }
@@ -169,7 +170,7 @@ impl Loan {
         if alerts.is_empty() {
             gate.advance(batch_end + 1);
         } else {
-            match self.queue_alerts(log, &gate, &alerts, &b, batch_end) {
+            match self.queue_alerts(&gate, &alerts, &b, batch_end) {
                 Some(pending) => {
                     lent.last_alerts = Some(pending);
                     self.status.lock().alerts += alerts.len() as u64;
@@ -198,7 +199,6 @@ impl Loan {
     /// deciding about a refusal, which the runner then does.
     fn queue_alerts(
         &self,
-        log: &Log,
         gate: &AckGate,
         alerts: &[vigil_abi::Alert],
         b: &BuiltBatch,
@@ -217,7 +217,8 @@ impl Loan {
         let bytes = output::alert_batch(&p, alerts, &b.batch, batch_end).ok()?;
         let then = gate.advance_on_durable(batch_end + 1);
         // A refusal here wrote nothing: the runner appends them its own way.
-        let pending = log
+        let pending = self
+            .log
             .try_start_append_then(&self.alerts, bytes, Some(then))
             .ok()??;
         gate.queued(batch_end + 1);
@@ -258,6 +259,7 @@ impl Runner {
         due: Instant,
     ) -> Result<(), Stop> {
         let loan = Arc::new(Loan {
+            log: self.log.clone(),
             deployment: self.deployment.clone(),
             topic: self.topic.clone(),
             partition: self.input.index,

@@ -8,9 +8,9 @@ use vigil_protocol::batch::BatchHeader;
 /// What [`Log::queue`] queued, for the taps.
 struct Queued {
     pending: PendingAppend,
-    /// Offsets `base..end` and the batch as written (offsets assigned), if
-    /// the partition had taps when it was queued.
-    tapped: Option<(i64, i64, Bytes)>,
+    /// The batch as written (offsets assigned), if the partition had taps
+    /// when it was queued.
+    tapped: Option<Bytes>,
 }
 
 impl Log {
@@ -39,7 +39,9 @@ impl Log {
     /// [`start_append`](Log::start_append) with `then` run by the WAL
     /// completion once the batch is durable and readable (not on failure):
     /// a gated reader advances its gate there (`log/gate.rs`). The
-    /// partition's append taps see the batch before this returns.
+    /// partition's append taps see the batch when the returned append is
+    /// first awaited, so their work stays off the caller's ordered half
+    /// (a connection's request reader).
     pub async fn start_append_then(
         &self,
         p: &Arc<Partition>,
@@ -49,10 +51,10 @@ impl Log {
         let header = self.admit(p, &records)?;
         let permit = self.wal.reserve(records.len()).await?;
         let queued = self.queue(p, header, records, then, permit)?;
-        if let Some((base, end, bytes)) = &queued.tapped {
-            p.taps.call(self, *base, *end, bytes);
-        }
-        Ok(queued.pending)
+        Ok(match queued.tapped {
+            Some(bytes) => queued.pending.tapped(bytes),
+            None => queued.pending,
+        })
     }
 
     /// [`start_append_then`](Log::start_append_then) for an append tap's
@@ -86,7 +88,7 @@ impl Log {
         }
         // Disk full / upload backlog: refuse at once (log/pressure.rs).
         self.admit_append(records.len())?;
-        Ok(p.validate(records)?)
+        p.validate(records)
     }
 
     /// Assigns the batch's offsets and queues it on the WAL.
@@ -165,7 +167,7 @@ impl Log {
                 p.gates.note_appended();
                 Queued {
                     pending: PendingAppend::queued(p.clone(), base_offset, end, rx, check),
-                    tapped: tapped.map(|b| (base_offset, end, b)),
+                    tapped,
                 }
             }
             Begun::Duplicate(e) => Queued {

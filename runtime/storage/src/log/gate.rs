@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
@@ -334,6 +334,9 @@ enum Kind {
         rx: oneshot::Receiver<Result<()>>,
         partition: Arc<Partition>,
         check: AckCheck,
+        /// The batch as written, for the partition's append taps
+        /// (`log/tap.rs`), called when the append is first awaited.
+        tapped: Option<Bytes>,
     },
     /// A retry of an earlier batch (maybe not yet durable).
     Duplicate {
@@ -357,8 +360,17 @@ impl PendingAppend {
                 rx,
                 partition,
                 check,
+                tapped: None,
             },
         }
+    }
+
+    /// The same append, with `bytes` for the partition's taps.
+    pub(crate) fn tapped(mut self, bytes: Bytes) -> Self {
+        if let Kind::Queued { tapped, .. } = &mut self.kind {
+            *tapped = Some(bytes);
+        }
+        self
     }
 
     pub(crate) fn duplicate(entry: SeqEntry, hw: watch::Receiver<i64>) -> Self {
@@ -377,7 +389,11 @@ impl PendingAppend {
                 rx,
                 partition,
                 check,
+                tapped,
             } => {
+                if let Some(bytes) = tapped {
+                    partition.taps.call(base_offset, end, &bytes);
+                }
                 match rx.await.map_err(|_| StorageError::WalClosed)? {
                     Ok(()) => {}
                     Err(e @ StorageError::OwnershipUnconfirmed { .. }) => {

@@ -4,12 +4,16 @@
 //!
 //! A gated detector otherwise pays a whole cycle per produced batch: a task
 //! wake-up, a tail read under the partition lock, the call, status updates.
-//! A tap is called by [`Log::start_append_then`] right after the batch is
-//! queued on the WAL, so its work overlaps the batch's fsync on the
-//! producer's own task. Taps are called outside the partition lock: calls
-//! for one partition may come from several tasks at once and out of offset
-//! order, and a tap puts them in order itself. A tap's own appends
-//! ([`Log::try_start_append_then`]) call no taps, so no tap runs inside
+//! A tap is called when the append [`Log::start_append_then`](super::Log::start_append_then) queued is
+//! first awaited ([`PendingAppend::wait`](crate::PendingAppend::wait)): on
+//! the producer's own request, after the batch is on the WAL, so the work
+//! overlaps the batch's fsync; and not on the connection's ordered half,
+//! which goes on reading requests meanwhile. Taps are called outside the
+//! partition lock: calls for one partition may come from several tasks at
+//! once and out of offset order, and a tap puts them in order itself. An
+//! append that is never awaited (a client gone) never reaches the taps,
+//! which then see a gap. A tap's own appends
+//! ([`Log::try_start_append_then`](super::Log::try_start_append_then)) call no taps, so no tap runs inside
 //! another's call and no lock is held across partitions.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,15 +22,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use super::Log;
 use crate::partition::Partition;
 
 /// A reader called with each batch queued on its partition.
 pub trait AppendTap: Send + Sync {
     /// `records`, offsets `base..end` as written to the WAL, was just queued
     /// and is not yet durable (the same guarantees as a gated reader's
-    /// [`Log::read_unacked`]). Must not block: the producer's request waits.
-    fn appended(&self, log: &Log, base: i64, end: i64, records: &Bytes);
+    /// [`Log::read_unacked`](super::Log::read_unacked)). Must not block: the producer's request waits.
+    fn appended(&self, base: i64, end: i64, records: &Bytes);
 }
 
 /// The taps of one partition.
@@ -54,13 +57,13 @@ impl Taps {
     }
 
     /// Calls every tap with a batch just queued.
-    pub(crate) fn call(&self, log: &Log, base: i64, end: i64, records: &Bytes) {
+    pub(crate) fn call(&self, base: i64, end: i64, records: &Bytes) {
         // Cloned out so a tap that removes itself (or another) does not
         // deadlock on the list.
         let taps: Vec<Arc<dyn AppendTap>> =
             self.list.read().iter().map(|(_, t)| t.clone()).collect();
         for t in taps {
-            t.appended(log, base, end, records);
+            t.appended(base, end, records);
         }
     }
 
