@@ -488,3 +488,56 @@ async fn a_batch_the_appending_task_cannot_finish_goes_back_to_the_runner() {
     assert_eq!(input.ack_gate_misses(), 0);
     close(det, log).await;
 }
+
+/// An alerting batch's ack waits for its alerts even when the loan has
+/// since processed a later batch without any: the gate must not pass the
+/// alerting batch before its alerts are durable. Here they never become
+/// durable while ownership of the alert topic is unconfirmed, so the ack
+/// may only go when the budget runs out, counted as a miss.
+#[tokio::test]
+async fn a_later_quiet_batch_does_not_release_an_ack_before_its_alerts() {
+    let env = Env::new();
+    let log = env.log().await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let renewal = log.spawn_lease_renewal(stop_rx);
+    create_topic(&log, "in", 1).await;
+    // Checkpoints (which recall the loan) far apart: the loan stays lent.
+    let settings = EngineSettings {
+        checkpoint_interval_ms: 2_000,
+        ..settings()
+    };
+    let det = env.engine_with(&log, settings).await;
+    deploy(&det, 300, 0).await;
+    let input = log.partition("in", 0).expect("input");
+    log.append(&input, record(10.0)).await.expect("append");
+    assert_eq!(on_append(&det).await, 1, "not lent");
+
+    let leadership = Arc::new(AlertsUnconfirmed::default());
+    log.set_leadership(leadership.clone());
+    leadership.on.store(true, SeqCst);
+    let outlier = log.start_append(&input, record(1e6)).await.expect("queued");
+    let quiet = log
+        .start_append(&input, record(10.0))
+        .await
+        .expect("queued");
+    let outlier = tokio::spawn(outlier.wait());
+    let quiet = tokio::spawn(quiet.wait());
+    for ack in [outlier, quiet] {
+        tokio::time::timeout(DEADLINE, ack)
+            .await
+            .expect("ack within the deadline")
+            .expect("join")
+            .expect("append");
+    }
+    let alerts = log.partition("alerts", 0).expect("alerts");
+    assert!(
+        alerts.high_watermark() >= 1 || input.ack_gate_misses() >= 1,
+        "the outlier was acknowledged without its alert and without a miss"
+    );
+    leadership.on.store(false, SeqCst);
+    wait_committed(&det, NAME, 3).await;
+    assert_eq!(alerted(&log).await, once(&[1]));
+    let _ = stop_tx.send(true);
+    let _ = renewal.await;
+    close(det, log).await;
+}

@@ -21,6 +21,7 @@
 //! checkpoint or to stop, and lends it again once caught up.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
 
 use tokio::sync::Notify;
 use vigil_storage::log::gate::AckGate;
@@ -51,6 +52,44 @@ struct Loan {
     state: parking_lot::Mutex<Lent>,
     /// Told when the loan ends by itself.
     ended: Notify,
+    /// Where the gate may go, shared with the alert appends' WAL
+    /// completions (see [`Progress`]).
+    progress: Arc<Progress>,
+}
+
+/// The gate is one watermark, so a batch without alerts may only move it
+/// once every earlier batch's alerts are durable: the loan does not wait
+/// for them (the runner did), so a quiet batch processed while an alerting
+/// one's alerts are on their way leaves the gate to that append's
+/// completion, which moves it through everything processed by then. The
+/// loan writes `alerts_queued` before `processed`, and a completion reads
+/// them the other way round; with `alerts_durable` written by the
+/// completion before it reads `processed`, one of the two always sees the
+/// other and moves the gate (SeqCst throughout).
+#[derive(Default)]
+struct Progress {
+    /// Exclusive end of the input processed.
+    processed: AtomicI64,
+    /// Exclusive input end of the newest batch whose alerts were queued.
+    alerts_queued: AtomicI64,
+    /// The same for the newest whose alerts are durable (appends of one
+    /// partition complete in order).
+    alerts_durable: AtomicI64,
+}
+
+impl Progress {
+    /// The gate's target once the alerts of the batch ending before `end`
+    /// are durable.
+    fn alerts_durable(&self, end: i64) -> i64 {
+        self.alerts_durable.fetch_max(end, SeqCst);
+        let processed = self.processed.load(SeqCst);
+        if self.alerts_queued.load(SeqCst) > end {
+            // Newer alerts are on their way: their completion moves on.
+            end
+        } else {
+            processed.max(end)
+        }
+    }
 }
 
 struct Lent {
@@ -168,7 +207,14 @@ impl Loan {
             .filter(|a| a.source_offset > self.suppress_through)
             .collect();
         if alerts.is_empty() {
-            gate.advance(batch_end + 1);
+            let pr = &self.progress;
+            pr.processed.store(batch_end + 1, SeqCst);
+            if pr.alerts_durable.load(SeqCst) >= pr.alerts_queued.load(SeqCst) {
+                gate.advance(batch_end + 1);
+            } else {
+                // Only the queued-through mark, for the WAL's group holds.
+                gate.queued(batch_end + 1);
+            }
         } else {
             match self.queue_alerts(&gate, &alerts, &b, batch_end) {
                 Some(pending) => {
@@ -215,13 +261,20 @@ impl Loan {
             principal: self.deployment.spec.principal.as_deref(),
         };
         let bytes = output::alert_batch(&p, alerts, &b.batch, batch_end).ok()?;
-        let then = gate.advance_on_durable(batch_end + 1);
+        let end = batch_end + 1;
+        let progress = self.progress.clone();
+        let then = gate.advance_on_durable_to(move || progress.alerts_durable(end));
+        let before = self.progress.alerts_queued.swap(end, SeqCst);
         // A refusal here wrote nothing: the runner appends them its own way.
-        let pending = self
+        let Ok(Some(pending)) = self
             .log
             .try_start_append_then(&self.alerts, bytes, Some(then))
-            .ok()??;
-        gate.queued(batch_end + 1);
+        else {
+            self.progress.alerts_queued.store(before, SeqCst);
+            return None;
+        };
+        self.progress.processed.store(end, SeqCst);
+        gate.queued(end);
         Some(pending)
     }
 
@@ -275,6 +328,11 @@ impl Runner {
                 last_alerts: None,
             }),
             ended: Notify::new(),
+            progress: Arc::new(Progress {
+                processed: AtomicI64::new(*next),
+                alerts_queued: AtomicI64::new(*next),
+                alerts_durable: AtomicI64::new(*next),
+            }),
         });
         let tap = self.input.add_tap(loan.clone());
         // Read after the tap is visible: every batch queued later reaches

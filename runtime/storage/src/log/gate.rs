@@ -163,6 +163,15 @@ impl AckGate {
         Box::new(move || advance_done(&done, to))
     }
 
+    /// [`advance_on_durable`](AckGate::advance_on_durable) to the offset
+    /// `to` computes when the outputs are durable: a reader that went on
+    /// processing batches without outputs meanwhile (`engine`'s loan) lets
+    /// the gate pass those too, and no further.
+    pub fn advance_on_durable_to(&self, to: impl FnOnce() -> i64 + Send + 'static) -> OnDurable {
+        let done = self.done.clone();
+        Box::new(move || advance_done(&done, to()))
+    }
+
     /// Everything below `to` is processed and its outputs are queued on the
     /// WAL (not yet durable): the WAL writer holding a group for those
     /// records may write it, outputs included.
