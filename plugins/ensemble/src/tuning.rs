@@ -425,6 +425,19 @@ pub struct Tuning {
     /// the day's amplitude's (0.1), since a gain over half a day is the
     /// noisier of the two (0.1 lost split B).
     pub swing_gain_floor: f64,
+    /// Cap of the same-hour accumulator's raw surprise (`hourcusum.rs`;
+    /// 0: off): the CUSUM of the shaped same-hour residual, over this,
+    /// at most 1, with a likelihood of its own joined with the daily
+    /// swing's (coarse series only). Design 0007, session 21 round 28.
+    pub hour_cusum_cap: f64,
+    /// Slack of the same-hour accumulator, in the shaped residual's own
+    /// deviations.
+    pub hour_cusum_slack: f64,
+    /// Floor of the same-hour accumulator likelihood's standard deviation.
+    pub hour_cusum_floor: f64,
+    /// A record under this fraction (1/x) of its hour's usual value is a
+    /// dropout: the accumulator restarts and the record is left out.
+    pub hour_cusum_drop: f64,
     /// A second shift likelihood, of falls alone (`FallLikelihood`;
     /// the shift's score is the larger of the two). On the development
     /// seeds the missed traffic shifts were all travel times, whose
@@ -557,6 +570,10 @@ impl Default for Tuning {
             swing_log: true,
             swing_gain_hours: 12.0,
             swing_gain_floor: 0.15,
+            hour_cusum_cap: 20.0,
+            hour_cusum_slack: 1.5,
+            hour_cusum_floor: 0.02,
+            hour_cusum_drop: 10.0,
             shift_fall: true,
             shift_fall_max_step: 9.0,
             open_minutes: 20.0,
