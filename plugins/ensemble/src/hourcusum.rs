@@ -163,10 +163,7 @@ impl HourCusum {
             return Some(0.0);
         }
         let mean_shape = known.iter().sum::<f64>() / known.len() as f64;
-        let size = (known
-            .iter()
-            .map(|m| (m - mean_shape).powi(2))
-            .sum::<f64>()
+        let size = (known.iter().map(|m| (m - mean_shape).powi(2)).sum::<f64>()
             / known.len() as f64)
             .sqrt();
         while self
@@ -262,7 +259,14 @@ mod tests {
     fn run(tripled: bool, dropout: bool, to: usize) -> Vec<Option<f64>> {
         let mut h = HourCusum::default();
         (0..to)
-            .map(|i| h.update(i as i64 * HOUR_MS, rate(i, tripled, dropout), (1.5, 10.0), true))
+            .map(|i| {
+                h.update(
+                    i as i64 * HOUR_MS,
+                    rate(i, tripled, dropout),
+                    (1.5, 10.0),
+                    true,
+                )
+            })
             .collect()
     }
 
@@ -304,10 +308,77 @@ mod tests {
     fn a_value_of_zero_ends_it_for_good() {
         let mut h = HourCusum::default();
         for i in 0..10 * 24 {
-            h.update(i * HOUR_MS, rate(i as usize, false, false), (1.5, 10.0), true);
+            h.update(
+                i * HOUR_MS,
+                rate(i as usize, false, false),
+                (1.5, 10.0),
+                true,
+            );
         }
         assert_eq!(h.update(10 * 24 * HOUR_MS, 0.0, (1.5, 10.0), true), None);
         assert!(h.off && h.bins.is_empty() && h.hist.is_empty());
-        assert_eq!(h.update(10 * 24 * HOUR_MS + HOUR_MS, 5.0, (1.5, 10.0), true), None);
+        assert_eq!(
+            h.update(10 * 24 * HOUR_MS + HOUR_MS, 5.0, (1.5, 10.0), true),
+            None
+        );
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use crate::config::Config;
+    use crate::model::SeriesModel;
+    use crate::tuning::Tuning;
+    use vigil_sdk::testing::noise;
+
+    const HOUR_MS: i64 = 3_600_000;
+    /// The harder swing's first hour (day 20, 00:00 UTC).
+    const ONSET: usize = 20 * 24;
+
+    /// An hourly rate with a daily swing of 20 % under log-normal noise
+    /// (σ about 0.09), three times as hard from `ONSET` when `harder`.
+    fn rate(harder: bool) -> Vec<f64> {
+        (0..30 * 24)
+            .map(|i| {
+                let amp = if harder && i >= ONSET { 0.6 } else { 0.2 };
+                let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
+                10.0 * (0.3 * noise(i)).exp() * (1.0 + amp * theta.cos())
+            })
+            .collect()
+    }
+
+    /// The swing likelihood (joined with the scale's) per record.
+    fn swing_likelihoods(t: &Tuning, values: &[f64]) -> Vec<f64> {
+        let cfg = Config::default();
+        let mut m = SeriesModel::with_tuning(&cfg, t);
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * HOUR_MS).likelihoods[6])
+            .collect()
+    }
+
+    #[test]
+    fn a_harder_swing_is_seen_within_half_a_day_by_the_same_hour_accumulator() {
+        // Without the accumulator the swing likelihood crosses 0.5 about
+        // 16 hours in (the day's harmonic must fill); with it, a few
+        // hours in, while an ordinary rate stays below the threshold.
+        let with = Tuning::default();
+        let without = Tuning {
+            hour_cusum_cap: 0.0,
+            ..Tuning::default()
+        };
+        let max = |v: &[f64]| v.iter().fold(0.0, |a: f64, &b| a.max(b));
+        let day = ONSET..ONSET + 12;
+        let on = swing_likelihoods(&with, &rate(true));
+        let old = swing_likelihoods(&without, &rate(true));
+        assert!(
+            max(&on[day.clone()]) >= 0.5,
+            "with the accumulator {}",
+            max(&on[day.clone()])
+        );
+        assert!(max(&old[day.clone()]) < 0.5, "without {}", max(&old[day]));
+        let quiet = max(&swing_likelihoods(&with, &rate(false))[300..]);
+        assert!(quiet < 0.5, "ordinary rate: swing likelihood {quiet}");
     }
 }

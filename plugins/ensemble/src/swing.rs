@@ -312,7 +312,12 @@ pub(crate) fn swing_likelihood(
         let shaped = sw.usual_shape().is_some();
         let h = sw.hour.get_or_insert_with(HourCusum::default);
         let hraw = h
-            .update(ts_ms, value, (t.hour_cusum_slack, t.hour_cusum_drop), shaped)
+            .update(
+                ts_ms,
+                value,
+                (t.hour_cusum_slack, t.hour_cusum_drop),
+                shaped,
+            )
             .map(|a| (a / t.hour_cusum_cap).min(1.0));
         scored_lazily(h.likelihood_mut(), hraw, || {
             shift_like_likelihood(cfg, short, t.hour_cusum_floor)
@@ -508,11 +513,16 @@ mod gain_tests {
         // Half a day into the tripled swing the day's amplitude has a
         // fraction of it; the half-day gain has all of it, so the swing
         // likelihood is higher there with the gain than without, while an
-        // ordinary rate stays quiet either way.
-        let with = Tuning::default();
+        // ordinary rate stays quiet either way. The same-hour accumulator
+        // (which sees this swing sooner still) is off in both: this is the
+        // gain's test.
+        let with = Tuning {
+            hour_cusum_cap: 0.0,
+            ..Tuning::default()
+        };
         let without = Tuning {
             swing_gain_hours: 0.0,
-            ..Tuning::default()
+            ..with
         };
         let on = swing_likelihoods(&with, &rate(true));
         let old = swing_likelihoods(&without, &rate(true));
