@@ -431,9 +431,11 @@ pub struct Tuning {
     /// swing's (coarse series only). Design 0007, session 21 round 28.
     pub hour_cusum_cap: f64,
     /// Slack of the same-hour accumulator, in the shaped residual's own
-    /// deviations.
+    /// deviations (1 gained more on the development seeds but lost split
+    /// B: an indoor temperature's warm days).
     pub hour_cusum_slack: f64,
-    /// Floor of the same-hour accumulator likelihood's standard deviation.
+    /// Floor of the same-hour accumulator likelihood's standard deviation
+    /// (in raw units, the CUSUM over the cap).
     pub hour_cusum_floor: f64,
     /// A record under this fraction (1/x) of its hour's usual value is a
     /// dropout: the accumulator restarts and the record is left out.
