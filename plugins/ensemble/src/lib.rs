@@ -93,6 +93,7 @@ pub mod burst;
 pub mod config;
 pub mod context;
 pub mod dayshift;
+pub mod hourcusum;
 pub mod median;
 pub mod model;
 pub mod openhour;
@@ -123,6 +124,9 @@ pub struct Ensemble {
 impl Detector for Ensemble {
     type Config = Config;
 
+    /// "22": the same-hour accumulator of coarse series (its hour bins,
+    /// last day's residuals, shaped residuals, CUSUM and likelihood;
+    /// session 21 round 28);
     /// "21": the burst memory of young ranges (session 20 round 25);
     /// "20": the day-aware shift keeps 5 days and the likelihood of its
     /// older days of today's kind (session 19 round 21);
@@ -163,7 +167,7 @@ impl Detector for Ensemble {
     /// level-shift history and likelihood joined the per-series state; "3": the repeated-values likelihood and the
     /// alert time ("2": the time-of-day context). An older state is not
     /// restored (the series re-warm instead).
-    const STATE_FORMAT: &'static str = "21";
+    const STATE_FORMAT: &'static str = "22";
 
     fn new(config: Config) -> Result<Self> {
         if let Err(e) = config.validate() {

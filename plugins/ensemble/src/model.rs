@@ -507,6 +507,9 @@ impl SeriesModel {
             self.cooling_after_breakout = kind == Kind::RangeBreakout;
             self.cooling_after_flat = flat_leads;
             self.calm_since_alert = false;
+            if let Some(sw) = self.swing.as_mut() {
+                sw.alert_raised();
+            }
         }
         Output {
             score,

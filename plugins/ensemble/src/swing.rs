@@ -28,6 +28,7 @@ use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::config::Config;
 use crate::context::DAY_MS;
+use crate::hourcusum::HourCusum;
 use crate::median::median_of;
 use crate::model::shift_like_likelihood;
 use crate::shift::scored_lazily;
@@ -86,9 +87,19 @@ pub struct Swing {
     /// it keeps `surprise`'s answer the day's amplitude alone).
     #[serde(skip)]
     gain_raw: Option<f64>,
+    /// The same hour's residual, accumulated (`Tuning::hour_cusum_cap`).
+    #[serde(default)]
+    hour: Option<HourCusum>,
 }
 
 impl Swing {
+    /// An alert was raised: the same-hour accumulator starts again.
+    pub(crate) fn alert_raised(&mut self) {
+        if let Some(h) = self.hour.as_mut() {
+            h.alert_raised();
+        }
+    }
+
     /// The amplitude of the daily harmonic of the last day's records over
     /// their mean (of their logarithms as it is, when `log`: already
     /// relative); `None` with fewer than `MIN_DAY_RECORDS` records or,
@@ -118,6 +129,27 @@ impl Swing {
         Some(((sxc - m * sc) * 2.0 / n, (sxs - m * ss) * 2.0 / n))
     }
 
+    /// The previous days' mean harmonic, where there are at least
+    /// `MIN_PAST_DAYS` of them and they agree on a shape: its size is at
+    /// least `MIN_GAIN_AGREEMENT` of their mean size (days of noise around
+    /// no rhythm do not agree, and have no usual shape to compare with).
+    fn usual_shape(&self) -> Option<(f64, f64)> {
+        let k = self.past_harmonics.len();
+        if k < MIN_PAST_DAYS {
+            return None;
+        }
+        let (hc, hs) = self.past_harmonics.iter().fold((0.0, 0.0), |a, h| {
+            (a.0 + h.0 / k as f64, a.1 + h.1 / k as f64)
+        });
+        let size = self
+            .past_harmonics
+            .iter()
+            .map(|h| h.0.hypot(h.1))
+            .sum::<f64>()
+            / k as f64;
+        (size > 0.0 && hc.hypot(hs) >= MIN_GAIN_AGREEMENT * size).then_some((hc, hs))
+    }
+
     /// How much harder than usual the last `hours` swing: the least-squares
     /// gain of the usual daily shape (the mean of the previous days'
     /// harmonics, in phase) fitted with a level to the records of the last
@@ -130,22 +162,10 @@ impl Swing {
     /// (the days do not agree on a shape: no usual rhythm to compare
     /// with), or with fewer than `MIN_GAIN_RECORDS` records in the span.
     fn gain(&self, ts_ms: i64, hours: f64) -> Option<f64> {
-        let k = self.past_harmonics.len();
-        if k < MIN_PAST_DAYS || hours <= 0.0 {
+        if hours <= 0.0 {
             return None;
         }
-        let (hc, hs) = self.past_harmonics.iter().fold((0.0, 0.0), |a, h| {
-            (a.0 + h.0 / k as f64, a.1 + h.1 / k as f64)
-        });
-        let size = self
-            .past_harmonics
-            .iter()
-            .map(|h| h.0.hypot(h.1))
-            .sum::<f64>()
-            / k as f64;
-        if hc.hypot(hs) < MIN_GAIN_AGREEMENT * size || size <= 0.0 {
-            return None;
-        }
+        let (hc, hs) = self.usual_shape()?;
         let from = ts_ms - (hours * 3_600_000.0) as i64;
         // The usual shape at each record: Re(H · e^{-iθ}).
         let pts: Vec<(f64, f64)> = self
@@ -181,6 +201,7 @@ impl Swing {
         *self = Swing {
             linear: true,
             likelihood: self.likelihood.take(),
+            hour: self.hour.take(),
             ..Swing::default()
         };
         false
@@ -285,6 +306,25 @@ pub(crate) fn swing_likelihood(
         t.swing_log,
         t.swing_gain_hours,
     );
+    let hour = if t.hour_cusum_cap > 0.0 {
+        // Only where the previous days agree on a daily shape, as the
+        // half-day gain: without one, a wandering rhythm's changes are news.
+        let shaped = sw.usual_shape().is_some();
+        let h = sw.hour.get_or_insert_with(HourCusum::default);
+        let hraw = h
+            .update(
+                ts_ms,
+                value,
+                (t.hour_cusum_slack, t.hour_cusum_drop),
+                shaped,
+            )
+            .map(|a| (a / t.hour_cusum_cap).min(1.0));
+        scored_lazily(h.likelihood_mut(), hraw, || {
+            shift_like_likelihood(cfg, short, t.hour_cusum_floor)
+        })
+    } else {
+        0.0
+    };
     let gain = scored_lazily(&mut sw.gain_likelihood, sw.gain_raw, || {
         shift_like_likelihood(cfg, short, t.swing_gain_floor)
     });
@@ -292,6 +332,7 @@ pub(crate) fn swing_likelihood(
         shift_like_likelihood(cfg, short, t.swing_std_floor)
     })
     .max(gain)
+    .max(hour)
 }
 
 #[cfg(test)]
@@ -472,11 +513,16 @@ mod gain_tests {
         // Half a day into the tripled swing the day's amplitude has a
         // fraction of it; the half-day gain has all of it, so the swing
         // likelihood is higher there with the gain than without, while an
-        // ordinary rate stays quiet either way.
-        let with = Tuning::default();
+        // ordinary rate stays quiet either way. The same-hour accumulator
+        // (which sees this swing sooner still) is off in both: this is the
+        // gain's test.
+        let with = Tuning {
+            hour_cusum_cap: 0.0,
+            ..Tuning::default()
+        };
         let without = Tuning {
             swing_gain_hours: 0.0,
-            ..Tuning::default()
+            ..with
         };
         let on = swing_likelihoods(&with, &rate(true));
         let old = swing_likelihoods(&without, &rate(true));

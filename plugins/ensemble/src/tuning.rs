@@ -1,15 +1,7 @@
 //! Internal constants of the ensemble model (`Tuning`), with the reasons
 //! for their defaults (design 0007).
 
-use crate::scale::ScaleSettings;
-
-/// Records after which deviation scores start to be lowered
-/// (`Tuning::threshold_growth`): NAB's usual file length.
-const THRESHOLD_BASE_RECORDS: f64 = 4000.0;
-/// Most that deviation scores are lowered by (`Tuning::threshold_growth`;
-/// reached after about 12 600 records at the default 0.4): a long-lived
-/// deployment keeps alerting on deviations.
-const MAX_THRESHOLD_SHIFT: f64 = 0.2;
+mod derived;
 
 /// Internal constants of the model, gathered so the benchmark example can
 /// ablate them; deployments always use [`Tuning::default`].
@@ -425,6 +417,21 @@ pub struct Tuning {
     /// the day's amplitude's (0.1), since a gain over half a day is the
     /// noisier of the two (0.1 lost split B).
     pub swing_gain_floor: f64,
+    /// Cap of the same-hour accumulator's raw surprise (`hourcusum.rs`;
+    /// 0: off): the CUSUM of the shaped same-hour residual, over this,
+    /// at most 1, with a likelihood of its own joined with the daily
+    /// swing's (coarse series only). Design 0007, session 21 round 28.
+    pub hour_cusum_cap: f64,
+    /// Slack of the same-hour accumulator, in the shaped residual's own
+    /// deviations (1 gained more on the development seeds but lost split
+    /// B: an indoor temperature's warm days).
+    pub hour_cusum_slack: f64,
+    /// Floor of the same-hour accumulator likelihood's standard deviation
+    /// (in raw units, the CUSUM over the cap).
+    pub hour_cusum_floor: f64,
+    /// A record under this fraction (1/x) of its hour's usual value is a
+    /// dropout: the accumulator restarts and the record is left out.
+    pub hour_cusum_drop: f64,
     /// A second shift likelihood, of falls alone (`FallLikelihood`;
     /// the shift's score is the larger of the two). On the development
     /// seeds the missed traffic shifts were all travel times, whose
@@ -557,6 +564,10 @@ impl Default for Tuning {
             swing_log: true,
             swing_gain_hours: 12.0,
             swing_gain_floor: 0.15,
+            hour_cusum_cap: 20.0,
+            hour_cusum_slack: 1.5,
+            hour_cusum_floor: 0.02,
+            hour_cusum_drop: 10.0,
             shift_fall: true,
             shift_fall_max_step: 9.0,
             open_minutes: 20.0,
@@ -564,30 +575,6 @@ impl Default for Tuning {
             open_east_hours: 9.0,
             profile_records: 288,
             profile_floor: 0.5,
-        }
-    }
-}
-
-impl Tuning {
-    /// How much a deviation score is lowered after `records` records
-    /// (`threshold_growth` per decade beyond `THRESHOLD_BASE_RECORDS`, at
-    /// most `MAX_THRESHOLD_SHIFT`; 0 with the growth off).
-    pub(crate) fn length_shift(&self, records: u64) -> f64 {
-        if self.threshold_growth <= 0.0 {
-            return 0.0;
-        }
-        let decades = (records as f64 / THRESHOLD_BASE_RECORDS).max(1.0).log10();
-        (self.threshold_growth * decades).min(MAX_THRESHOLD_SHIFT)
-    }
-}
-
-impl From<&Tuning> for ScaleSettings {
-    fn from(t: &Tuning) -> Self {
-        ScaleSettings {
-            cap: t.scale_cap,
-            recent_minutes: t.scale_recent_minutes,
-            ref_factor: t.scale_ref_factor,
-            min_recent: t.shift_recent,
         }
     }
 }
