@@ -357,8 +357,14 @@ impl Runner {
                     let due = Some(last_commit + self.checkpoint_every)
                         .filter(|d| *d > now)
                         .unwrap_or(now + self.checkpoint_every);
-                    self.lend(&mut instance, &mut next, g, &mut place, due)
-                        .await?;
+                    // A stop breaks out as the wait below does, also when
+                    // the supervisor is gone without saying so.
+                    if self
+                        .lend(&mut instance, &mut next, g, &mut place, due)
+                        .await?
+                    {
+                        break;
+                    }
                     continue;
                 }
                 let ungated = gated.is_none();

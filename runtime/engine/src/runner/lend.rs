@@ -302,7 +302,8 @@ impl Runner {
 
     /// Lends the detector to the input partition until `due` (the next
     /// checkpoint), a stop, or the loan's end; returns with the instance
-    /// back and `next` past what the loan processed and settled.
+    /// back and `next` past what the loan processed and settled, and
+    /// whether the runner was asked to stop (or its supervisor is gone).
     pub(super) async fn lend(
         &self,
         instance: &mut Option<Instance>,
@@ -310,7 +311,7 @@ impl Runner {
         gated: &Gated,
         place: &mut Placement,
         due: Instant,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let loan = Arc::new(Loan {
             log: self.log.clone(),
             deployment: self.deployment.clone(),
@@ -337,12 +338,12 @@ impl Runner {
         let tap = self.input.add_tap(loan.clone());
         // Read after the tap is visible: every batch queued later reaches
         // the loan. One queued earlier is the runner's to read.
-        let mut timed_out = false;
+        let (mut timed_out, mut stopping) = (false, false);
         if self.input.log_end_offset() == *next {
             let mut stop = self.stop.clone();
             tokio::select! {
                 _ = loan.ended.notified() => {}
-                _ = Self::stopped(&mut stop) => {}
+                _ = Self::stopped(&mut stop) => stopping = true,
                 _ = tokio::time::sleep_until(due.into()) => timed_out = true,
             }
         }
@@ -384,6 +385,6 @@ impl Runner {
             let target = *next;
             let _ = tokio::time::timeout(self.retry_backoff, hw.wait_for(|h| *h >= target)).await;
         }
-        Ok(())
+        Ok(stopping)
     }
 }
