@@ -326,36 +326,17 @@ mod tests {
 
 #[cfg(test)]
 mod model_tests {
-    use crate::config::Config;
-    use crate::model::SeriesModel;
+    use crate::tests::{hourly_swing, swing_likelihoods};
     use crate::tuning::Tuning;
-    use vigil_sdk::testing::noise;
 
-    const HOUR_MS: i64 = 3_600_000;
     /// The harder swing's first hour (day 20, 00:00 UTC).
     const ONSET: usize = 20 * 24;
 
-    /// An hourly rate with a daily swing of 20 % under log-normal noise
-    /// (σ about 0.09), three times as hard from `ONSET` when `harder`.
+    /// A daily swing of 20 %, three times as hard from `ONSET` when
+    /// `harder`.
     fn rate(harder: bool) -> Vec<f64> {
-        (0..30 * 24)
-            .map(|i| {
-                let amp = if harder && i >= ONSET { 0.6 } else { 0.2 };
-                let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
-                10.0 * (0.3 * noise(i)).exp() * (1.0 + amp * theta.cos())
-            })
-            .collect()
-    }
-
-    /// The swing likelihood (joined with the scale's) per record.
-    fn swing_likelihoods(t: &Tuning, values: &[f64]) -> Vec<f64> {
-        let cfg = Config::default();
-        let mut m = SeriesModel::with_tuning(&cfg, t);
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * HOUR_MS).likelihoods[6])
-            .collect()
+        let hard = if harder { 0.6 } else { 0.2 };
+        hourly_swing(0.2, hard, ONSET..30 * 24)
     }
 
     #[test]

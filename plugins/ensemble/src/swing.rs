@@ -474,38 +474,17 @@ mod tests {
 
 #[cfg(test)]
 mod gain_tests {
-    use crate::config::Config;
-    use crate::model::SeriesModel;
+    use crate::tests::{hourly_swing, swing_likelihoods};
     use crate::tuning::Tuning;
-    use vigil_sdk::testing::noise;
 
-    const HOUR_MS: i64 = 3_600_000;
     /// The tripled swing's first hour (day 20, 00:00 UTC).
     const ONSET: usize = 20 * 24;
 
-    /// An hourly rate with a daily swing of 30 % under log-normal noise
-    /// (σ about 0.09), three times as hard for five days from `ONSET`
-    /// when `tripled`.
+    /// A daily swing of 30 %, three times as hard for five days from
+    /// `ONSET` when `tripled`.
     fn rate(tripled: bool) -> Vec<f64> {
-        (0..30 * 24)
-            .map(|i| {
-                let hard = tripled && (ONSET..ONSET + 5 * 24).contains(&i);
-                let amp = if hard { 0.9 } else { 0.3 };
-                let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
-                10.0 * (0.3 * noise(i)).exp() * (1.0 + amp * theta.cos())
-            })
-            .collect()
-    }
-
-    /// The swing likelihood (joined with the scale's) per record.
-    fn swing_likelihoods(t: &Tuning, values: &[f64]) -> Vec<f64> {
-        let cfg = Config::default();
-        let mut m = SeriesModel::with_tuning(&cfg, t);
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * HOUR_MS).likelihoods[6])
-            .collect()
+        let hard = if tripled { 0.9 } else { 0.3 };
+        hourly_swing(0.3, hard, ONSET..ONSET + 5 * 24)
     }
 
     #[test]

@@ -52,6 +52,32 @@ pub(crate) fn travel_time(i: usize, quiet: i64) -> (i64, f64) {
     (ts, 120.0 / (1.0 - 0.7 * r.min(1.0)) + 8.0 * noise(i))
 }
 
+/// Thirty days of an hourly rate of 10 with a daily swing of `amp` (a
+/// fraction) under log-normal noise (σ about 0.09), `hard_amp` over the
+/// records in `hard` (the swing tests' series).
+pub(crate) fn hourly_swing(amp: f64, hard_amp: f64, hard: std::ops::Range<usize>) -> Vec<f64> {
+    (0..30 * 24)
+        .map(|i| {
+            let a = if hard.contains(&i) { hard_amp } else { amp };
+            let theta = std::f64::consts::TAU * (i % 24) as f64 / 24.0;
+            10.0 * (0.3 * noise(i)).exp() * (1.0 + a * theta.cos())
+        })
+        .collect()
+}
+
+/// The swing likelihood (joined with the scale's) of each record of an
+/// hourly series.
+pub(crate) fn swing_likelihoods(t: &Tuning, values: &[f64]) -> Vec<f64> {
+    const HOUR_MS: i64 = 3_600_000;
+    let cfg = Config::default();
+    let mut m = SeriesModel::with_tuning(&cfg, t);
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| m.update_tuned(&cfg, t, v, i as i64 * HOUR_MS).likelihoods[6])
+        .collect()
+}
+
 /// Hourly values around 10 with a daily swing of ±0.5 (±1.5 for the
 /// week from record 900) and noise of ±0.5; spikes to 6 and 14 early on,
 /// so the seen range is wide and nothing breaks out of it (the scale
