@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use vigil_sdk::blocks::AnomalyLikelihood;
 
 use crate::context::DAY_MS;
+use crate::median::median_of;
 
 const HOUR_MS: i64 = 3_600_000;
 /// Hour-of-day bins.
@@ -95,21 +96,13 @@ impl HourCusum {
                 if v.len() < MIN_DAYS {
                     return None;
                 }
-                v.sort_by(f64::total_cmp);
-                let n = v.len();
-                Some(if n % 2 == 1 {
-                    v[n / 2]
-                } else {
-                    (v[n / 2 - 1] + v[n / 2]) / 2.0
-                })
+                median_of(&mut v)
             })
             .collect()
     }
 
+    /// Adds `x` to `hour`'s bin of `day` (`update` has sized the bins).
     fn add_to_bin(&mut self, hour: usize, day: i64, x: f64) {
-        if self.bins.len() != HOURS {
-            self.bins = vec![VecDeque::new(); HOURS];
-        }
         let b = &mut self.bins[hour];
         match b.back_mut() {
             Some(e) if e.0 == day => {
