@@ -159,8 +159,7 @@ impl AckGate {
     /// waiting for them go as the outputs become durable instead of after
     /// the reader's task is next scheduled.
     pub fn advance_on_durable(&self, to: i64) -> OnDurable {
-        let done = self.done.clone();
-        Box::new(move || advance_done(&done, to))
+        self.advance_on_durable_to(move || to)
     }
 
     /// [`advance_on_durable`](AckGate::advance_on_durable) to the offset
